@@ -1,0 +1,208 @@
+//! Event bits, the `epoll_event` record and the `epoll_ctl` operations, with Linux's values.
+//!
+//! The bit values are those of `<sys/epoll.h>` (and of `poll(2)` for the low bits), so a mask
+//! computed here can be handed to or compared with the kernel unchanged.
+
+use bitflags::bitflags;
+
+bitflags! {
+    /// A set of epoll/poll event bits (`EPOLLIN`, `EPOLLET`, ...), Linux values.
+    ///
+    /// Unknown bits are kept (`from_bits_retain`): `epoll_ctl` accepts and stores them, as
+    /// Linux does.
+    ///
+    /// ```
+    /// use eventpoll::Events;
+    /// let interest = Events::IN | Events::ET;
+    /// assert_eq!(interest.bits(), 0x8000_0001);
+    /// assert!(Events::from_bits_retain(0x2011).contains(Events::RDHUP));
+    /// ```
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct Events: u32 {
+        /// Readable (`EPOLLIN`).
+        const IN = 0x001;
+        /// Urgent / priority data (`EPOLLPRI`).
+        const PRI = 0x002;
+        /// Writable (`EPOLLOUT`).
+        const OUT = 0x004;
+        /// Error condition (`EPOLLERR`); always reported, whatever the interest.
+        const ERR = 0x008;
+        /// Hang-up (`EPOLLHUP`); always reported, whatever the interest.
+        const HUP = 0x010;
+        /// Invalid descriptor (`POLLNVAL`); only `poll(2)` reports it.
+        const NVAL = 0x020;
+        /// Normal data readable (`EPOLLRDNORM`).
+        const RDNORM = 0x040;
+        /// Priority band data readable (`EPOLLRDBAND`).
+        const RDBAND = 0x080;
+        /// Normal data writable (`EPOLLWRNORM`).
+        const WRNORM = 0x100;
+        /// Priority band data writable (`EPOLLWRBAND`).
+        const WRBAND = 0x200;
+        /// `EPOLLMSG` (unused by Linux itself).
+        const MSG = 0x400;
+        /// Peer closed its writing half / own read side shut down (`EPOLLRDHUP`).
+        const RDHUP = 0x2000;
+        /// Exclusive wakeup (`EPOLLEXCLUSIVE`, ADD only).
+        const EXCLUSIVE = 1 << 28;
+        /// Keep the system awake (`EPOLLWAKEUP`); needs `CAP_BLOCK_SUSPEND`.
+        const WAKEUP = 1 << 29;
+        /// Report once, then disable until `EPOLL_CTL_MOD` (`EPOLLONESHOT`).
+        const ONESHOT = 1 << 30;
+        /// Edge-triggered: report once per wakeup (`EPOLLET`).
+        const ET = 1 << 31;
+    }
+}
+
+impl Events {
+    /// The bits that are flags of an interest rather than conditions (`EP_PRIVATE_BITS`):
+    /// an item whose interest has nothing else is disabled.
+    pub const PRIVATE: Events = Events::WAKEUP
+        .union(Events::ONESHOT)
+        .union(Events::ET)
+        .union(Events::EXCLUSIVE);
+
+    /// The only bits allowed together with `EXCLUSIVE` (`EPOLLEXCLUSIVE_OK_BITS`).
+    pub const EXCLUSIVE_OK: Events = Events::IN
+        .union(Events::OUT)
+        .union(Events::ERR)
+        .union(Events::HUP)
+        .union(Events::WAKEUP)
+        .union(Events::ET)
+        .union(Events::EXCLUSIVE);
+
+    /// Lower-case names in ascending bit order, as the conformance transcripts print them
+    /// (`in|rdnorm`); `0` for the empty set; unknown bits as hex.
+    ///
+    /// ```
+    /// use eventpoll::Events;
+    /// assert_eq!((Events::RDNORM | Events::IN).names(), "in|rdnorm");
+    /// assert_eq!(Events::empty().names(), "0");
+    /// ```
+    pub fn names(self) -> String {
+        const NAMES: [(u32, &str); 16] = [
+            (0x001, "in"),
+            (0x002, "pri"),
+            (0x004, "out"),
+            (0x008, "err"),
+            (0x010, "hup"),
+            (0x020, "nval"),
+            (0x040, "rdnorm"),
+            (0x080, "rdband"),
+            (0x100, "wrnorm"),
+            (0x200, "wrband"),
+            (0x400, "msg"),
+            (0x2000, "rdhup"),
+            (1 << 28, "exclusive"),
+            (1 << 29, "wakeup"),
+            (1 << 30, "oneshot"),
+            (1 << 31, "et"),
+        ];
+        let bits = self.bits();
+        if bits == 0 {
+            return "0".to_string();
+        }
+        let mut out = String::new();
+        let mut known = 0;
+        for (bit, name) in NAMES {
+            known |= bit;
+            if bits & bit != 0 {
+                if !out.is_empty() {
+                    out.push('|');
+                }
+                out.push_str(name);
+            }
+        }
+        let unknown = bits & !known;
+        if unknown != 0 {
+            if !out.is_empty() {
+                out.push('|');
+            }
+            out.push_str(&format!("{unknown:#x}"));
+        }
+        out
+    }
+}
+
+/// One event as `epoll_wait` returns it and `epoll_ctl` takes it: Linux's `struct
+/// epoll_event`, with the same layout (packed on x86-64), so a buffer of these can be handed
+/// to C unchanged.
+///
+/// ```
+/// use eventpoll::{EpollEvent, Events};
+/// let ev = EpollEvent::new(Events::IN, 7);
+/// assert_eq!((ev.events(), ev.data()), (Events::IN, 7));
+/// ```
+#[repr(C)]
+#[cfg_attr(target_arch = "x86_64", repr(packed))]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct EpollEvent {
+    /// The event bits (`u32`, Linux's `__poll_t`).
+    pub events: u32,
+    /// The user's data, returned unchanged.
+    pub data: u64,
+}
+
+impl EpollEvent {
+    /// An event record with these bits and data.
+    pub const fn new(events: Events, data: u64) -> Self {
+        EpollEvent {
+            events: events.bits(),
+            data,
+        }
+    }
+    /// The event bits.
+    pub fn events(&self) -> Events {
+        Events::from_bits_retain(self.events)
+    }
+    /// The user's data.
+    pub fn data(&self) -> u64 {
+        self.data
+    }
+}
+
+impl std::fmt::Debug for EpollEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (events, data) = (self.events, self.data);
+        f.debug_struct("EpollEvent")
+            .field("events", &Events::from_bits_retain(events))
+            .field("data", &data)
+            .finish()
+    }
+}
+
+/// `EPOLL_CTL_ADD`.
+pub const EPOLL_CTL_ADD: i32 = 1;
+/// `EPOLL_CTL_DEL`.
+pub const EPOLL_CTL_DEL: i32 = 2;
+/// `EPOLL_CTL_MOD`.
+pub const EPOLL_CTL_MOD: i32 = 3;
+/// `EPOLL_CLOEXEC` (= `O_CLOEXEC`), the only flag `epoll_create1` accepts.
+pub const EPOLL_CLOEXEC: i32 = 0o2000000;
+/// `O_NONBLOCK`, for the `*_NONBLOCK` flags of pipe2, eventfd, socketpair and timerfd.
+pub const O_NONBLOCK: i32 = 0o4000;
+/// `O_CLOEXEC`.
+pub const O_CLOEXEC: i32 = 0o2000000;
+
+/// The largest `maxevents` Linux accepts: `INT_MAX / sizeof(struct epoll_event)`.
+pub const EP_MAX_EVENTS: i32 = i32::MAX / std::mem::size_of::<EpollEvent>() as i32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_linux() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(std::mem::size_of::<EpollEvent>(), 12);
+        assert_eq!(Events::ET.bits(), 0x8000_0000);
+        assert_eq!(Events::PRIVATE.bits(), 0xf000_0000);
+        assert_eq!(EP_MAX_EVENTS, i32::MAX / 12);
+    }
+
+    #[test]
+    fn names_are_ascending_and_total() {
+        assert_eq!(Events::from_bits_retain(0x2019).names(), "in|err|hup|rdhup");
+        assert_eq!(Events::from_bits_retain(0x800).names(), "0x800");
+    }
+}

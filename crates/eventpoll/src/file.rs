@@ -1,0 +1,236 @@
+//! The pollable contract and open file descriptions.
+//!
+//! - [`Pollable`] is the contract an object must meet to be watched: report its poll mask,
+//!   and own a [`WaitQueue`] that it wakes whenever that mask may have changed.
+//! - [`FileOps`] is the wider interface of an open file's object (read, write, release);
+//!   every [`Pollable`] is a [`FileOps`] automatically.
+//! - [`File`] is an *open file description*: what `dup` shares and what an epoll interest
+//!   item is keyed by, together with the descriptor number. When the last [`File`] handle of
+//!   a description goes away (the last descriptor is closed), the description is *released*:
+//!   first every epoll item watching it is removed, then the object's
+//!   [`FileOps::release`] runs (so a pipe's peer sees `HUP`) — the order of Linux's
+//!   `__fput`.
+//!
+//! # A user-defined object
+//!
+//! A doorbell that is readable once rung; ringing wakes its queue with the bits that became
+//! true, which is all an epoll instance needs to watch it.
+//!
+//! ```
+//! use eventpoll::{Epoll, Events, File, Interest, Pollable, WaitQueue, EventBuffer};
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::time::Duration;
+//!
+//! #[derive(Default)]
+//! struct Doorbell { rung: AtomicBool, queue: WaitQueue }
+//! impl Pollable for Doorbell {
+//!     fn poll(&self) -> Events {
+//!         if self.rung.load(Ordering::Acquire) { Events::IN } else { Events::empty() }
+//!     }
+//!     fn wait_queue(&self) -> &WaitQueue { &self.queue }
+//! }
+//! impl Doorbell {
+//!     fn ring(&self) {
+//!         self.rung.store(true, Ordering::Release);
+//!         self.queue.wake(Events::IN); // after the state change, never before
+//!     }
+//! }
+//!
+//! let bell = std::sync::Arc::new(Doorbell::default());
+//! let file = File::new(bell.clone());
+//! let epoll = Epoll::new();
+//! epoll.add(&file, Interest::READABLE, 42).unwrap();
+//! let mut events = EventBuffer::with_capacity(8);
+//! assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+//! bell.ring();
+//! assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
+//! assert_eq!(events.iter().next().map(|e| e.data()), Some(42));
+//! ```
+
+use crate::epoll::EpollShared;
+use crate::errno::{Errno, Result};
+use crate::event::Events;
+use crate::sync::{lock, Arc, AtomicU32, Mutex, Ordering};
+use crate::wait_queue::WaitQueue;
+use std::any::Any;
+
+/// The pollable contract: an object that reports a poll mask and owns a wait queue that it
+/// wakes (with the bits that changed, or empty for "unspecified") whenever the mask may have
+/// changed. Wake *after* changing the state the mask is computed from.
+///
+/// See the [module documentation](self) for a worked example.
+pub trait Pollable: Send + Sync + 'static {
+    /// The current readiness (`EPOLLIN`, `EPOLLOUT`, `EPOLLHUP`, ...). Must not block and
+    /// must not wake the object's own queue.
+    fn poll(&self) -> Events;
+    /// The queue this object wakes.
+    fn wait_queue(&self) -> &WaitQueue;
+}
+
+/// The operations of an open file's object. Implement [`Pollable`] instead when the object
+/// only needs to be watched; implement this directly to add reads, writes, a release hook,
+/// or to be non-pollable (like a regular file).
+///
+/// ```
+/// use eventpoll::{Errno, Events, FileOps, WaitQueue};
+/// /// A file that is not pollable: `epoll_ctl(ADD)` on it fails with `EPERM`.
+/// struct Plain;
+/// impl FileOps for Plain {
+///     fn poll(&self) -> Events { Events::IN | Events::OUT | Events::RDNORM | Events::WRNORM }
+///     fn wait_queue(&self) -> Option<&WaitQueue> { None }
+/// }
+/// ```
+pub trait FileOps: Any + Send + Sync {
+    /// The current readiness.
+    fn poll(&self) -> Events;
+    /// The queue the object wakes, or `None` when the object does not support poll (epoll
+    /// refuses it with `EPERM`; `poll(2)` reports its [`FileOps::poll`] mask without
+    /// waiting).
+    fn wait_queue(&self) -> Option<&WaitQueue>;
+    /// `read(2)`. `nonblock` is the description's `O_NONBLOCK`.
+    fn read(&self, _buf: &mut [u8], _nonblock: bool) -> Result<usize> {
+        Err(Errno::EINVAL)
+    }
+    /// `write(2)`.
+    fn write(&self, _buf: &[u8], _nonblock: bool) -> Result<usize> {
+        Err(Errno::EINVAL)
+    }
+    /// Called once, when the last descriptor of the description is closed, after every
+    /// epoll item watching it has been removed.
+    fn release(&self) {}
+}
+
+impl<T: Pollable> FileOps for T {
+    fn poll(&self) -> Events {
+        Pollable::poll(self)
+    }
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        Some(Pollable::wait_queue(self))
+    }
+}
+
+/// The epoll items that watch one open file description (Linux's `file->f_ep`). Its address
+/// is the description's identity in interest keys.
+#[derive(Default)]
+pub(crate) struct FileLinks {
+    pub(crate) watchers: Mutex<Vec<(Arc<EpollShared>, u32)>>,
+}
+
+impl FileLinks {
+    pub(crate) fn key(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+}
+
+pub(crate) struct OpenFile {
+    pub(crate) ops: Arc<dyn FileOps>,
+    pub(crate) links: Arc<FileLinks>,
+    pub(crate) flags: AtomicU32,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        // Linux's __fput: eventpoll_release() first, then the object's release.
+        let watchers = std::mem::take(&mut *lock(&self.links.watchers));
+        for (ep, slot) in watchers {
+            ep.release_file_item(slot, &self.links);
+        }
+        self.ops.release();
+    }
+}
+
+/// An open file description: a shared handle to an object plus its status flags
+/// (`O_NONBLOCK`). Cloning a `File` is taking another reference (as `dup` does); dropping
+/// the last one releases the description.
+///
+/// ```
+/// use eventpoll::{File, objects::eventfd::EventFd};
+/// let f = File::new(EventFd::new(0, false));
+/// let g = f.clone(); // same description
+/// assert!(f.same_description(&g));
+/// ```
+#[derive(Clone)]
+pub struct File {
+    pub(crate) inner: Arc<OpenFile>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("description", &Arc::as_ptr(&self.inner))
+            .finish()
+    }
+}
+
+impl File {
+    /// A new open file description for `object` (blocking mode).
+    pub fn new<T: FileOps>(object: Arc<T>) -> File {
+        File::from_ops(object, 0)
+    }
+
+    /// A new description with status `flags` (`O_NONBLOCK`).
+    pub fn with_flags<T: FileOps>(object: Arc<T>, flags: i32) -> File {
+        File::from_ops(object, flags)
+    }
+
+    pub(crate) fn from_ops(ops: Arc<dyn FileOps>, flags: i32) -> File {
+        File {
+            inner: Arc::new(OpenFile {
+                ops,
+                links: Arc::new(FileLinks::default()),
+                flags: AtomicU32::new(flags as u32),
+            }),
+        }
+    }
+
+    /// The object behind the description.
+    pub fn ops(&self) -> &Arc<dyn FileOps> {
+        &self.inner.ops
+    }
+
+    /// The object, if it is a `T`.
+    pub fn downcast<T: FileOps>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.inner.ops;
+        any.downcast_ref::<T>()
+    }
+
+    /// Whether both handles refer to the same open file description.
+    pub fn same_description(&self, other: &File) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The status flags (`O_NONBLOCK`, ...).
+    pub fn flags(&self) -> i32 {
+        self.inner.flags.load(Ordering::Relaxed) as i32
+    }
+
+    /// Set the status flags (`fcntl(F_SETFL)`).
+    pub fn set_flags(&self, flags: i32) {
+        self.inner.flags.store(flags as u32, Ordering::Relaxed)
+    }
+
+    /// Whether `O_NONBLOCK` is set.
+    pub fn is_nonblocking(&self) -> bool {
+        self.flags() & crate::event::O_NONBLOCK != 0
+    }
+
+    /// The current poll mask of the object.
+    pub fn poll(&self) -> Events {
+        self.inner.ops.poll()
+    }
+
+    /// `read(2)` on the description.
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
+        self.inner.ops.read(buf, self.is_nonblocking())
+    }
+
+    /// `write(2)` on the description.
+    pub fn write(&self, buf: &[u8]) -> Result<usize> {
+        self.inner.ops.write(buf, self.is_nonblocking())
+    }
+
+    /// The epoll instance behind this description, if it is one.
+    pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
+        self.downcast::<EpollShared>()
+    }
+}

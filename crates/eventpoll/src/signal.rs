@@ -1,0 +1,96 @@
+//! Interrupting blocked calls: the engine's analogue of a signal.
+//!
+//! Every thread has an [`Interrupt`]. Raising it makes the thread's blocked call (an
+//! `epoll_wait`, a blocking pipe read, ...) return `EINTR`; raised while the thread is not
+//! blocked, it stays pending and the next call that would block returns `EINTR` at once
+//! instead of sleeping — as a pending, unblocked signal does on Linux. A call that finds
+//! events to return does not check it (Linux checks for signals only before sleeping).
+
+use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
+use crate::wait_queue::{Parker, WakeReason};
+use std::time::Instant;
+
+/// A handle that interrupts one thread's blocked calls with `EINTR`.
+///
+/// ```
+/// use eventpoll::{Errno, Interrupt, WaitQueue};
+/// let me = Interrupt::current();
+/// me.raise(); // pending: the next blocking call returns EINTR instead of sleeping
+/// let q = WaitQueue::new();
+/// assert_eq!(q.block_until(true, None, || None::<()>), Err(Errno::EINTR));
+/// assert!(!me.is_pending());
+/// ```
+#[derive(Clone)]
+pub struct Interrupt {
+    state: Arc<SignalState>,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupt")
+            .field("pending", &self.is_pending())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct SignalState {
+    pending: AtomicBool,
+    sleeper: Mutex<Option<Arc<Parker>>>,
+}
+
+thread_local! {
+    static CURRENT: Interrupt = Interrupt { state: Arc::new(SignalState::default()) };
+}
+
+/// The calling thread's interrupt state.
+pub(crate) fn current() -> Interrupt {
+    Interrupt::current()
+}
+
+impl Interrupt {
+    /// The calling thread's interrupt handle; clone it and give it to whoever may cancel
+    /// this thread's waits.
+    pub fn current() -> Interrupt {
+        CURRENT.with(|c| c.clone())
+    }
+
+    /// Interrupt the thread: its blocked call (or the next one that would block) returns
+    /// `EINTR`.
+    pub fn raise(&self) {
+        self.state.pending.store(true, Ordering::SeqCst);
+        if let Some(p) = lock(&self.state.sleeper).as_ref() {
+            p.interrupt();
+        }
+    }
+
+    /// Whether an interrupt is pending.
+    pub fn is_pending(&self) -> bool {
+        self.state.pending.load(Ordering::SeqCst)
+    }
+
+    /// Discard a pending interrupt.
+    pub fn clear(&self) {
+        self.state.pending.store(false, Ordering::SeqCst);
+    }
+
+    /// Deliver (consume) the pending interrupt, as an `EINTR` return does.
+    pub(crate) fn consume(&self) {
+        self.clear();
+    }
+
+    /// Sleep on `parker` until woken, `deadline`, or an interrupt.
+    pub(crate) fn sleep_interruptibly(
+        &self,
+        parker: &Arc<Parker>,
+        deadline: Option<Instant>,
+    ) -> WakeReason {
+        *lock(&self.state.sleeper) = Some(parker.clone());
+        if self.is_pending() {
+            parker.interrupt();
+        }
+        let reason = parker.sleep(deadline);
+        *lock(&self.state.sleeper) = None;
+        reason
+    }
+}

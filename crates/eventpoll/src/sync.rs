@@ -1,0 +1,42 @@
+//! The synchronisation primitives the engine uses, in one place, so that loom models
+//! (`RUSTFLAGS="--cfg loom"`) run the real engine code on loom's instrumented versions.
+//!
+//! Only this module names `std::sync` or `loom::sync`; everything else imports from here.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+
+/// Lock a mutex, ignoring poisoning: the engine's invariants are re-established before any
+/// code that could panic runs, and a panic in a user callback must not wedge every later
+/// caller.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(not(loom))]
+    {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    #[cfg(loom)]
+    {
+        m.lock().unwrap()
+    }
+}
+
+/// Thread parking, routed through loom in models.
+pub(crate) mod thread {
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{current, park, Thread};
+
+    /// loom has no timed park; a model treats a timeout as an explicit event instead.
+    #[cfg(loom)]
+    pub(crate) fn park_timeout(_d: std::time::Duration) {
+        park()
+    }
+}

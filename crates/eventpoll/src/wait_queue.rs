@@ -1,0 +1,350 @@
+//! Wait queues: the one wakeup mechanism of the engine.
+//!
+//! A [`WaitQueue`] is what Linux calls a `wait_queue_head`: an ordered list of entries that a
+//! pollable object wakes when its state may have changed, passing a *key* (the poll bits that
+//! changed; empty means "unspecified"). Three kinds of entry hang on the same queue:
+//!
+//! - an epoll *item* hook: the epoll callback, which moves the item to its instance's ready
+//!   list;
+//! - a *blocked thread* (a blocking pipe read, a thread in `epoll_wait`), woken and removed;
+//! - a user [`WakeCallback`].
+//!
+//! Ordering and exclusivity follow the kernel: non-exclusive entries are added at the head,
+//! exclusive ones at the tail; [`WaitQueue::wake`] calls every non-exclusive entry and stops
+//! after the first exclusive entry that *accepts* the wakeup (returns `true`);
+//! [`WaitQueue::wake_all`] calls everything.
+//!
+//! Callbacks run with the queue's lock held (as in the kernel), which is what makes removal
+//! safe: once [`WaitQueue::remove`] returns, the entry's callback is not running and will not
+//! run again. A callback must therefore never wait on this same queue or take a lock that is
+//! held while waking it (see the lock order in `epoll`).
+
+use crate::event::Events;
+use crate::sync::{lock, thread, Arc, AtomicU32, Mutex, Ordering};
+use std::time::Instant;
+
+/// A callback hung on a [`WaitQueue`].
+///
+/// ```
+/// use eventpoll::{Events, WaitQueue, WakeCallback};
+/// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+///
+/// struct Counter(AtomicU32);
+/// impl WakeCallback for Counter {
+///     fn wake(&self, _key: Events) -> bool {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         true
+///     }
+/// }
+/// let q = WaitQueue::new();
+/// let c = Arc::new(Counter(AtomicU32::new(0)));
+/// q.add(c.clone(), false);
+/// q.wake(Events::IN);
+/// assert!(q.remove(&(c.clone() as Arc<dyn WakeCallback>)));
+/// q.wake(Events::IN);
+/// assert_eq!(c.0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait WakeCallback: Send + Sync {
+    /// Called with the queue's lock held. Returns whether this entry *accepted* the wakeup;
+    /// for an exclusive entry, acceptance ends a [`WaitQueue::wake`].
+    fn wake(&self, key: Events) -> bool;
+}
+
+/// What an entry does when woken.
+pub(crate) enum Waiter {
+    /// An epoll item: run the epoll callback for `slot` of `ep`.
+    Item {
+        ep: Arc<crate::epoll::EpollShared>,
+        slot: u32,
+    },
+    /// A blocked thread; removed from the queue when woken.
+    Thread(Arc<Parker>),
+    /// A user callback.
+    Callback(Arc<dyn WakeCallback>),
+}
+
+struct Entry {
+    waiter: Waiter,
+    exclusive: bool,
+}
+
+/// A wait queue (Linux's `wait_queue_head_t`). See the module documentation.
+///
+/// ```
+/// use eventpoll::{Events, WaitQueue};
+/// let q = WaitQueue::new();
+/// assert!(q.is_empty());
+/// q.wake(Events::IN); // waking an empty queue is a no-op
+/// ```
+#[derive(Default)]
+pub struct WaitQueue {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl std::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitQueue")
+            .field("entries", &lock(&self.entries).len())
+            .finish()
+    }
+}
+
+/// Why a blocked thread stopped sleeping.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WakeReason {
+    Woken,
+    TimedOut,
+    Interrupted,
+}
+
+const PARKED: u32 = 0;
+const WOKEN: u32 = 1;
+const INTERRUPTED: u32 = 2;
+
+/// A blocked thread's token: the waker flips `state` and unparks the thread.
+pub(crate) struct Parker {
+    state: AtomicU32,
+    thread: thread::Thread,
+}
+
+impl Parker {
+    pub(crate) fn for_current_thread() -> Arc<Parker> {
+        Arc::new(Parker {
+            state: AtomicU32::new(PARKED),
+            thread: thread::current(),
+        })
+    }
+
+    /// Wake the thread; false if it was already woken or interrupted.
+    pub(crate) fn wake(&self) -> bool {
+        self.transition(WOKEN)
+    }
+
+    /// Interrupt the thread (the analogue of a signal).
+    pub(crate) fn interrupt(&self) -> bool {
+        self.transition(INTERRUPTED)
+    }
+
+    fn transition(&self, to: u32) -> bool {
+        let ok = self
+            .state
+            .compare_exchange(PARKED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if ok {
+            self.thread.unpark();
+        }
+        ok
+    }
+
+    /// Sleep until woken, interrupted, or `deadline` passes.
+    pub(crate) fn sleep(&self, deadline: Option<Instant>) -> WakeReason {
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                WOKEN => return WakeReason::Woken,
+                INTERRUPTED => return WakeReason::Interrupted,
+                _ => {}
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        // Claim the timeout; lose to a concurrent waker if it came first.
+                        if self
+                            .state
+                            .compare_exchange(PARKED, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                        {
+                            return WakeReason::TimedOut;
+                        }
+                        continue;
+                    }
+                    thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing is hung on the queue (Linux's `waitqueue_active` negated).
+    pub fn is_empty(&self) -> bool {
+        lock(&self.entries).is_empty()
+    }
+
+    /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
+    /// [`WaitQueue::wake`] when they accept it, others go to the head.
+    pub fn add(&self, callback: Arc<dyn WakeCallback>, exclusive: bool) {
+        self.insert(Waiter::Callback(callback), exclusive);
+    }
+
+    /// Remove a callback added with [`WaitQueue::add`] (compared by pointer). Once this
+    /// returns, the callback is not running and will not be called again from this queue.
+    pub fn remove(&self, callback: &Arc<dyn WakeCallback>) -> bool {
+        self.remove_where(|w| matches!(w, Waiter::Callback(c) if Arc::ptr_eq(c, callback)))
+    }
+
+    /// Wake the queue: call every non-exclusive entry, and exclusive entries in order until
+    /// one accepts (Linux's `wake_up_poll`). `key` is the set of bits that changed, or empty
+    /// for "unspecified".
+    pub fn wake(&self, key: Events) {
+        self.wake_nr(key, 1)
+    }
+
+    /// Wake every entry, exclusive or not (Linux's `wake_up_all`).
+    pub fn wake_all(&self, key: Events) {
+        self.wake_nr(key, 0)
+    }
+
+    fn wake_nr(&self, key: Events, mut nr_exclusive: usize) {
+        let mut entries = lock(&self.entries);
+        let mut i = 0;
+        while i < entries.len() {
+            let exclusive = entries[i].exclusive;
+            let (accepted, remove) = match &entries[i].waiter {
+                Waiter::Item { ep, slot } => (ep.item_callback(*slot, key), false),
+                Waiter::Thread(parker) => (parker.wake(), true),
+                Waiter::Callback(cb) => (cb.wake(key), false),
+            };
+            if remove {
+                entries.remove(i);
+            } else {
+                i += 1;
+            }
+            if exclusive && accepted {
+                nr_exclusive = nr_exclusive.wrapping_sub(1);
+                if nr_exclusive == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn insert(&self, waiter: Waiter, exclusive: bool) {
+        let mut entries = lock(&self.entries);
+        let entry = Entry { waiter, exclusive };
+        if exclusive {
+            entries.push(entry);
+        } else {
+            entries.insert(0, entry);
+        }
+    }
+
+    pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
+        let mut entries = lock(&self.entries);
+        match entries.iter().position(|e| pred(&e.waiter)) {
+            Some(i) => {
+                entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn remove_thread(&self, parker: &Arc<Parker>) -> bool {
+        self.remove_where(|w| matches!(w, Waiter::Thread(p) if Arc::ptr_eq(p, parker)))
+    }
+
+    /// Block the calling thread on this queue until `attempt` yields a value (Linux's
+    /// `wait_event_interruptible_exclusive` shape, used by blocking reads and writes of the
+    /// objects).
+    ///
+    /// `attempt` is tried first, then again after the thread is queued, so a wakeup between
+    /// the two is never lost. Returns `Err(EAGAIN)` when `deadline` passes and `Err(EINTR)`
+    /// when the thread's [`crate::Interrupt`] is raised.
+    ///
+    /// ```
+    /// use eventpoll::{Errno, WaitQueue};
+    /// use std::time::{Duration, Instant};
+    /// let q = WaitQueue::new();
+    /// let r: Result<(), Errno> = q.block_until(true, Some(Instant::now() + Duration::from_millis(5)), || None);
+    /// assert_eq!(r, Err(Errno::EAGAIN));
+    /// ```
+    pub fn block_until<T>(
+        &self,
+        exclusive: bool,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> crate::Result<T> {
+        loop {
+            if let Some(v) = attempt() {
+                return Ok(v);
+            }
+            let parker = Parker::for_current_thread();
+            self.insert(Waiter::Thread(parker.clone()), exclusive);
+            if let Some(v) = attempt() {
+                self.remove_thread(&parker);
+                return Ok(v);
+            }
+            let signal = crate::signal::current();
+            let reason = signal.sleep_interruptibly(&parker, deadline);
+            self.remove_thread(&parker);
+            match reason {
+                WakeReason::Woken => {}
+                WakeReason::TimedOut => return attempt().ok_or(crate::Errno::EAGAIN),
+                WakeReason::Interrupted => {
+                    signal.consume();
+                    return Err(crate::Errno::EINTR);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Probe {
+        calls: AtomicUsize,
+        accept: bool,
+    }
+    impl WakeCallback for Probe {
+        fn wake(&self, _key: Events) -> bool {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.accept
+        }
+    }
+    fn probe(accept: bool) -> Arc<Probe> {
+        Arc::new(Probe {
+            calls: AtomicUsize::new(0),
+            accept,
+        })
+    }
+
+    #[test]
+    fn exclusive_wake_stops_after_first_accepting_exclusive() {
+        let q = WaitQueue::new();
+        let (a, b, c, d) = (probe(true), probe(false), probe(true), probe(true));
+        q.add(b.clone(), true); // exclusive, refuses
+        q.add(c.clone(), true); // exclusive, accepts: stops here
+        q.add(d.clone(), true); // never reached by wake()
+        q.add(a.clone(), false); // non-exclusive, at the head
+        q.wake(Events::IN);
+        let n = |p: &Arc<Probe>| p.calls.load(Ordering::Relaxed);
+        assert_eq!((n(&a), n(&b), n(&c), n(&d)), (1, 1, 1, 0));
+        q.wake_all(Events::empty());
+        assert_eq!((n(&a), n(&b), n(&c), n(&d)), (2, 2, 2, 1));
+    }
+
+    #[test]
+    fn block_until_wakes_on_wake() {
+        let q = Arc::new(WaitQueue::new());
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (q2, f2) = (q.clone(), flag.clone());
+        let t = std::thread::spawn(move || {
+            q2.block_until(true, None, || f2.load(Ordering::Acquire).then_some(7))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        flag.store(true, Ordering::Release);
+        q.wake(Events::IN);
+        assert_eq!(t.join().unwrap(), Ok(7));
+        assert!(q.is_empty());
+    }
+}
