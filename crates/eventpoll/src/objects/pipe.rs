@@ -1,0 +1,1 @@
+//! pipe (stub: implemented by the objects work).

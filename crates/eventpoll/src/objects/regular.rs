@@ -1,0 +1,1 @@
+//! A regular file: not pollable (stub: implemented by the objects work).

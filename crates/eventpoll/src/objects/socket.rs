@@ -1,0 +1,1 @@
+//! unix socket pairs (stub: implemented by the objects work).

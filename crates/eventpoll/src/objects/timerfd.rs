@@ -1,0 +1,1 @@
+//! timerfd (stub: implemented by the objects work).

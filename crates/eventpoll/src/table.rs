@@ -1,0 +1,505 @@
+//! The descriptor table: numbers → open file descriptions, with Linux's numbering
+//! (lowest free number), `dup`, `dup2`, `close` and `fork`, and the Linux-shaped system call
+//! layer (`epoll_create1`, `epoll_ctl`, `epoll_wait`, `epoll_pwait2`, `read`, `write`,
+//! `poll`, ...) that takes and returns raw numbers and errno values exactly as the kernel's
+//! calls do. Object-creating calls (`pipe2`, `eventfd`, `socketpair`, `timerfd_create`, ...)
+//! are defined next to their objects in [`crate::objects`].
+//!
+//! A description is released when its last descriptor is closed — in whichever table, since
+//! `fork` copies share descriptions — and not before: closing one of two descriptors of a
+//! file leaves its epoll items in place ("ghost events").
+//!
+//! ```
+//! use eventpoll::{FdTable, EpollEvent, Events, event::EPOLL_CTL_ADD};
+//! let t = FdTable::new();
+//! let ep = t.epoll_create1(0).unwrap();
+//! let efd = t.eventfd(1, 0).unwrap();
+//! t.epoll_ctl(ep, EPOLL_CTL_ADD, efd, Some(&EpollEvent::new(Events::IN, 5))).unwrap();
+//! let mut buf = [EpollEvent::default(); 4];
+//! assert_eq!(t.epoll_wait(ep, &mut buf, 4, 0), Ok(1));
+//! assert_eq!(buf[0].data(), 5);
+//! ```
+
+use crate::epoll::{self, EpollShared, User};
+use crate::errno::{Errno, Result};
+use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
+use crate::file::File;
+use crate::sync::{lock, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Linux's `struct timespec` (seconds and nanoseconds, both signed), as `epoll_pwait2` and
+/// timerfd take it. Validity is checked where Linux checks it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timespec {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds; valid in `0..1_000_000_000`.
+    pub tv_nsec: i64,
+}
+
+impl Timespec {
+    /// Whether Linux's `timespec64_valid` accepts it.
+    pub fn is_valid(&self) -> bool {
+        self.tv_sec >= 0 && (0..1_000_000_000).contains(&self.tv_nsec)
+    }
+    /// As a duration (valid timespecs only).
+    pub fn to_duration(&self) -> Duration {
+        Duration::new(self.tv_sec.max(0) as u64, self.tv_nsec.clamp(0, 999_999_999) as u32)
+    }
+}
+
+/// Linux's `struct itimerspec`, for timerfd.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ITimerSpec {
+    /// Period of an interval timer (zero: one-shot).
+    pub interval: Timespec,
+    /// First expiration (zero: disarm).
+    pub value: Timespec,
+}
+
+/// One entry of a `poll(2)` call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollFd {
+    /// The descriptor (negative: ignored).
+    pub fd: i32,
+    /// Requested bits.
+    pub events: i16,
+    /// Returned bits (`POLLNVAL` for a closed descriptor).
+    pub revents: i16,
+}
+
+/// Limits and settings of a table ("the process").
+#[derive(Clone, Debug)]
+pub struct TableConfig {
+    /// `RLIMIT_NOFILE`: descriptor numbers are below this (`EMFILE` beyond).
+    pub max_fds: usize,
+    /// Whether the process holds `CAP_BLOCK_SUSPEND` (otherwise `EPOLLWAKEUP` is dropped).
+    pub cap_block_suspend: bool,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            max_fds: 1 << 20,
+            cap_block_suspend: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    file: File,
+    cloexec: bool,
+}
+
+struct Slots {
+    slots: Vec<Option<Slot>>,
+    /// No free number is below this.
+    lowest_free: usize,
+}
+
+/// A descriptor table with its Linux-shaped system calls. See the module documentation.
+pub struct FdTable {
+    slots: Mutex<Slots>,
+    config: TableConfig,
+    user: Arc<User>,
+    pub(crate) clock: Arc<dyn crate::objects::clock::Clock>,
+}
+
+impl std::fmt::Debug for FdTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdTable")
+            .field("open", &lock(&self.slots).slots.iter().flatten().count())
+            .finish()
+    }
+}
+
+impl Default for FdTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FdTable {
+    /// An empty table with default limits, its own watch budget and the host's monotonic
+    /// clock for timerfds.
+    pub fn new() -> FdTable {
+        FdTable::with_config(TableConfig::default(), User::new(epoll::DEFAULT_MAX_USER_WATCHES))
+    }
+
+    /// A table with explicit limits and a (possibly shared) watch budget.
+    pub fn with_config(config: TableConfig, user: Arc<User>) -> FdTable {
+        FdTable::with_clock(config, user, Arc::new(crate::objects::clock::MonotonicClock))
+    }
+
+    /// A table whose timerfds run on `clock`.
+    pub fn with_clock(
+        config: TableConfig,
+        user: Arc<User>,
+        clock: Arc<dyn crate::objects::clock::Clock>,
+    ) -> FdTable {
+        FdTable {
+            slots: Mutex::new(Slots {
+                slots: Vec::new(),
+                lowest_free: 0,
+            }),
+            config,
+            user,
+            clock,
+        }
+    }
+
+    /// The watch budget this table's epoll instances charge.
+    pub fn user(&self) -> &Arc<User> {
+        &self.user
+    }
+
+    /// The table's settings.
+    pub fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
+    /// `fork(2)`: a copy of the table whose descriptors refer to the same descriptions.
+    pub fn fork(&self) -> FdTable {
+        let s = lock(&self.slots);
+        FdTable {
+            slots: Mutex::new(Slots {
+                slots: s.slots.clone(),
+                lowest_free: s.lowest_free,
+            }),
+            config: self.config.clone(),
+            user: self.user.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The description behind `fd` (Linux's `fdget`).
+    pub fn get(&self, fd: i32) -> Result<File> {
+        let s = lock(&self.slots);
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| s.slots.get(i))
+            .and_then(|slot| slot.as_ref())
+            .map(|slot| slot.file.clone())
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Install `file` at the lowest free number.
+    pub fn install(&self, file: File, cloexec: bool) -> Result<i32> {
+        let mut s = lock(&self.slots);
+        let fd = Self::lowest_free(&s, 0, self.config.max_fds)?;
+        Self::put(&mut s, fd, Slot { file, cloexec });
+        Ok(fd as i32)
+    }
+
+    /// Install two files at the two lowest free numbers (pipe2, socketpair), or neither.
+    pub fn install_pair(&self, a: File, b: File, cloexec: bool) -> Result<(i32, i32)> {
+        let mut s = lock(&self.slots);
+        let fa = Self::lowest_free(&s, 0, self.config.max_fds)?;
+        Self::put(&mut s, fa, Slot { file: a, cloexec });
+        match Self::lowest_free(&s, fa + 1, self.config.max_fds) {
+            Ok(fb) => {
+                Self::put(&mut s, fb, Slot { file: b, cloexec });
+                Ok((fa as i32, fb as i32))
+            }
+            Err(e) => {
+                let undo = Self::take(&mut s, fa);
+                drop(s);
+                drop(undo);
+                Err(e)
+            }
+        }
+    }
+
+    fn lowest_free(s: &Slots, from: usize, max: usize) -> Result<usize> {
+        let start = from.max(s.lowest_free);
+        let found = s.slots[start.min(s.slots.len())..]
+            .iter()
+            .position(Option::is_none)
+            .map(|i| i + start)
+            .unwrap_or(s.slots.len().max(start));
+        if found >= max {
+            Err(Errno::EMFILE)
+        } else {
+            Ok(found)
+        }
+    }
+
+    fn put(s: &mut Slots, fd: usize, slot: Slot) {
+        if s.slots.len() <= fd {
+            s.slots.resize(fd + 1, None);
+        }
+        s.slots[fd] = Some(slot);
+        if s.lowest_free == fd {
+            s.lowest_free = s.slots[fd..]
+                .iter()
+                .position(Option::is_none)
+                .map_or(s.slots.len(), |i| i + fd);
+        }
+    }
+
+    fn take(s: &mut Slots, fd: usize) -> Option<Slot> {
+        let old = s.slots.get_mut(fd).and_then(Option::take);
+        if old.is_some() && fd < s.lowest_free {
+            s.lowest_free = fd;
+        }
+        old
+    }
+
+    /// `close(2)`. The description is released (outside the table's lock) when this was its
+    /// last descriptor.
+    pub fn close(&self, fd: i32) -> Result<()> {
+        let old = {
+            let mut s = lock(&self.slots);
+            usize::try_from(fd)
+                .ok()
+                .and_then(|i| Self::take(&mut s, i))
+        };
+        // Dropping `old` here, with no lock held, may release the description.
+        old.map(drop).ok_or(Errno::EBADF)
+    }
+
+    /// `dup(2)`: the lowest free number, same description.
+    pub fn dup(&self, fd: i32) -> Result<i32> {
+        let file = self.get(fd)?;
+        self.install(file, false)
+    }
+
+    /// `fcntl(fd, F_DUPFD, min)`: the lowest free number at or above `min`.
+    pub fn dup_min(&self, fd: i32, min: i32) -> Result<i32> {
+        if min < 0 || min as usize >= self.config.max_fds {
+            return Err(Errno::EINVAL);
+        }
+        let file = self.get(fd)?;
+        let mut s = lock(&self.slots);
+        let n = Self::lowest_free(&s, min as usize, self.config.max_fds)?;
+        Self::put(
+            &mut s,
+            n,
+            Slot {
+                file,
+                cloexec: false,
+            },
+        );
+        Ok(n as i32)
+    }
+
+    /// `dup2(2)`: make `newfd` refer to `oldfd`'s description, closing what `newfd` had.
+    pub fn dup2(&self, oldfd: i32, newfd: i32) -> Result<i32> {
+        let file = self.get(oldfd)?;
+        if newfd < 0 || newfd as usize >= self.config.max_fds {
+            return Err(Errno::EBADF);
+        }
+        if oldfd == newfd {
+            return Ok(newfd);
+        }
+        let old = {
+            let mut s = lock(&self.slots);
+            let old = Self::take(&mut s, newfd as usize);
+            Self::put(
+                &mut s,
+                newfd as usize,
+                Slot {
+                    file,
+                    cloexec: false,
+                },
+            );
+            old
+        };
+        drop(old); // may release, outside the lock
+        Ok(newfd)
+    }
+
+    /// Whether `fd` has close-on-exec set.
+    pub fn cloexec(&self, fd: i32) -> Result<bool> {
+        let s = lock(&self.slots);
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| s.slots.get(i))
+            .and_then(|x| x.as_ref())
+            .map(|x| x.cloexec)
+            .ok_or(Errno::EBADF)
+    }
+
+    /// The numbers currently open, ascending.
+    pub fn open_fds(&self) -> Vec<i32> {
+        let s = lock(&self.slots);
+        s.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.is_some())
+            .map(|(i, _)| i as i32)
+            .collect()
+    }
+
+    /// `read(2)`.
+    pub fn read(&self, fd: i32, buf: &mut [u8]) -> Result<usize> {
+        self.get(fd)?.read(buf)
+    }
+
+    /// `write(2)`.
+    pub fn write(&self, fd: i32, buf: &[u8]) -> Result<usize> {
+        self.get(fd)?.write(buf)
+    }
+
+    /// `poll(2)` over engine descriptors: fills `revents` (the object's mask filtered by
+    /// `events`, plus `ERR`/`HUP` always and `NVAL` for a closed number) and returns how many
+    /// entries have non-zero `revents`, waiting up to `timeout_ms` (negative: no limit) for
+    /// one.
+    pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
+        let deadline = ms_deadline(timeout_ms);
+        let files: Vec<Option<File>> = fds
+            .iter()
+            .map(|p| (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten())
+            .collect();
+        let scan = |fds: &mut [PollFd]| {
+            let mut n = 0;
+            for (p, f) in fds.iter_mut().zip(&files) {
+                p.revents = if p.fd < 0 {
+                    0
+                } else {
+                    match f {
+                        None => Events::NVAL.bits() as i16,
+                        Some(f) => {
+                            let want = Events::from_bits_retain(p.events as u16 as u32)
+                                | Events::ERR
+                                | Events::HUP;
+                            (f.poll() & want).bits() as i16
+                        }
+                    }
+                };
+                if p.revents != 0 {
+                    n += 1;
+                }
+            }
+            n
+        };
+        let n = scan(fds);
+        if n > 0 || timeout_ms == 0 {
+            return Ok(n);
+        }
+        // Sleep on every queue at once: hang a thread-waking callback on each.
+        let waker = Arc::new(crate::epoll::ThreadWake::for_current_thread());
+        let cb: Arc<dyn crate::WakeCallback> = waker.clone();
+        let queues: Vec<&File> = files.iter().flatten().collect();
+        for f in &queues {
+            if let Some(q) = f.ops().wait_queue() {
+                q.add(cb.clone(), false);
+            }
+        }
+        let result = loop {
+            let n = scan(fds);
+            if n > 0 {
+                break Ok(n);
+            }
+            match waker.sleep(deadline) {
+                crate::wait_queue::WakeReason::Woken => continue,
+                crate::wait_queue::WakeReason::TimedOut => break Ok(scan(fds)),
+                crate::wait_queue::WakeReason::Interrupted => {
+                    crate::signal::current().consume();
+                    break Err(Errno::EINTR);
+                }
+            }
+        };
+        for f in &queues {
+            if let Some(q) = f.ops().wait_queue() {
+                q.remove(&cb);
+            }
+        }
+        result
+    }
+
+    // ----- epoll -----
+
+    /// `epoll_create(size)`: `EINVAL` unless `size > 0`.
+    pub fn epoll_create(&self, size: i32) -> Result<i32> {
+        if size <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.epoll_create1(0)
+    }
+
+    /// `epoll_create1(flags)`: only `EPOLL_CLOEXEC` is allowed.
+    pub fn epoll_create1(&self, flags: i32) -> Result<i32> {
+        if flags & !EPOLL_CLOEXEC != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let file = EpollShared::new_file(self.user.clone());
+        self.install(file, flags & EPOLL_CLOEXEC != 0)
+    }
+
+    /// `epoll_ctl(epfd, op, fd, event)`, with Linux's checks in Linux's order; `event: None`
+    /// is a NULL pointer.
+    pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
+        epoll::ctl(self, epfd, op, fd, event.copied())
+    }
+
+    /// `epoll_wait(epfd, events, maxevents, timeout)`: `timeout` in milliseconds, negative
+    /// for no limit. `events` is the buffer; an event that does not fit in it is `EFAULT`
+    /// (as a too-short user buffer is on Linux).
+    pub fn epoll_wait(
+        &self,
+        epfd: i32,
+        events: &mut [EpollEvent],
+        maxevents: i32,
+        timeout_ms: i32,
+    ) -> Result<usize> {
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        self.epoll_wait_timeout(epfd, events, maxevents, timeout)
+    }
+
+    /// `epoll_pwait(epfd, events, maxevents, timeout, sigmask, sigsetsize)`: a signal mask
+    /// of the wrong size is `EINVAL` (the engine has no signal mask to apply; blocked waits
+    /// are interrupted through [`crate::Interrupt`]).
+    pub fn epoll_pwait(
+        &self,
+        epfd: i32,
+        events: &mut [EpollEvent],
+        maxevents: i32,
+        timeout_ms: i32,
+        sigmask: Option<&[u8]>,
+        sigsetsize: usize,
+    ) -> Result<usize> {
+        if sigmask.is_some() && sigsetsize != 8 {
+            return Err(Errno::EINVAL);
+        }
+        self.epoll_wait(epfd, events, maxevents, timeout_ms)
+    }
+
+    /// `epoll_pwait2(epfd, events, maxevents, timeout)`: `None` is a NULL timespec (no
+    /// limit); an invalid timespec is `EINVAL`, checked before anything else.
+    pub fn epoll_pwait2(
+        &self,
+        epfd: i32,
+        events: &mut [EpollEvent],
+        maxevents: i32,
+        timeout: Option<&Timespec>,
+    ) -> Result<usize> {
+        if let Some(ts) = timeout {
+            if !ts.is_valid() {
+                return Err(Errno::EINVAL);
+            }
+        }
+        self.epoll_wait_timeout(epfd, events, maxevents, timeout.map(Timespec::to_duration))
+    }
+
+    fn epoll_wait_timeout(
+        &self,
+        epfd: i32,
+        events: &mut [EpollEvent],
+        maxevents: i32,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let file = self.get(epfd)?;
+        if maxevents <= 0 || maxevents > crate::event::EP_MAX_EVENTS {
+            return Err(Errno::EINVAL);
+        }
+        let ep = file.as_epoll().ok_or(Errno::EINVAL)?;
+        ep.wait(events, maxevents as usize, timeout)
+    }
+}
+
+/// The deadline of a millisecond timeout (negative: none).
+pub(crate) fn ms_deadline(timeout_ms: i32) -> Option<Instant> {
+    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+}
