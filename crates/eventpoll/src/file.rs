@@ -174,10 +174,14 @@ impl File {
     }
 
     pub(crate) fn from_ops(ops: Arc<dyn FileOps>, flags: i32) -> File {
+        File::from_parts(ops, Arc::new(FileLinks::default()), flags)
+    }
+
+    pub(crate) fn from_parts(ops: Arc<dyn FileOps>, links: Arc<FileLinks>, flags: i32) -> File {
         File {
             inner: Arc::new(OpenFile {
                 ops,
-                links: Arc::new(FileLinks::default()),
+                links,
                 flags: AtomicU32::new(flags as u32),
             }),
         }
@@ -232,5 +236,10 @@ impl File {
     /// The epoll instance behind this description, if it is one.
     pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
         self.downcast::<EpollShared>()
+    }
+
+    /// The epoll instance behind this description, shared, if it is one.
+    pub(crate) fn epoll_arc(&self) -> Option<Arc<EpollShared>> {
+        crate::epoll::epoll_of(&self.inner.ops)
     }
 }

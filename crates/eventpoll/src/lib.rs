@@ -15,7 +15,7 @@ pub(crate) mod sync;
 pub mod table;
 pub mod wait_queue;
 
-pub use epoll::{Epoll, EventBuffer, Interest, Limits, User};
+pub use epoll::{Epoll, EventBuffer, Interest, User};
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, Events};
 pub use file::{File, FileOps, Pollable};

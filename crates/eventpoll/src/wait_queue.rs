@@ -116,8 +116,15 @@ impl Parker {
     }
 
     /// Wake the thread; false if it was already woken or interrupted.
-    pub(crate) fn wake(&self) -> bool {
+    pub(crate) fn notify(&self) -> bool {
         self.transition(WOKEN)
+    }
+
+    /// Re-arm after a wakeup, before re-checking the condition the thread sleeps on.
+    pub(crate) fn reset(&self) {
+        let _ = self
+            .state
+            .compare_exchange(WOKEN, PARKED, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Interrupt the thread (the analogue of a signal).
@@ -166,6 +173,13 @@ impl Parker {
     }
 }
 
+/// A parked thread can hang on several queues at once through this (as `poll(2)` does).
+impl WakeCallback for Parker {
+    fn wake(&self, _key: Events) -> bool {
+        self.notify()
+    }
+}
+
 impl WaitQueue {
     /// An empty queue.
     pub fn new() -> Self {
@@ -175,6 +189,11 @@ impl WaitQueue {
     /// Whether nothing is hung on the queue (Linux's `waitqueue_active` negated).
     pub fn is_empty(&self) -> bool {
         lock(&self.entries).is_empty()
+    }
+
+    /// Number of entries hung on the queue.
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
     }
 
     /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
@@ -208,7 +227,7 @@ impl WaitQueue {
             let exclusive = entries[i].exclusive;
             let (accepted, remove) = match &entries[i].waiter {
                 Waiter::Item { ep, slot } => (ep.item_callback(*slot, key), false),
-                Waiter::Thread(parker) => (parker.wake(), true),
+                Waiter::Thread(parker) => (parker.notify(), true),
                 Waiter::Callback(cb) => (cb.wake(key), false),
             };
             if remove {
