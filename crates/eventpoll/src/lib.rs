@@ -15,6 +15,9 @@ pub(crate) mod sync;
 pub mod table;
 pub mod wait_queue;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use epoll::{Epoll, EventBuffer, Interest, User};
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, Events};
