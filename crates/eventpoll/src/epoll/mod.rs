@@ -804,6 +804,38 @@ impl EpollShared {
     }
 }
 
+/// Introspection for the loom models (`crate::loom_models`): how many threads are blocked
+/// in `wait`, and the ready list walked and checked for integrity (prev/next links agree, no
+/// item twice, tail is the last item).
+#[cfg(all(test, loom))]
+impl EpollShared {
+    pub(crate) fn blocked_waiters(&self) -> usize {
+        self.wq.len()
+    }
+
+    pub(crate) fn ready_list(&self) -> Vec<u32> {
+        let r = lock(&self.ready);
+        let mut out = Vec::new();
+        let (mut prev, mut cur) = (NIL, r.head);
+        while cur != NIL {
+            assert!(!out.contains(&cur), "ready list: slot {cur} linked twice");
+            assert_eq!(
+                r.slots[cur as usize].prev, prev,
+                "ready list: bad prev link"
+            );
+            out.push(cur);
+            prev = cur;
+            cur = r.slots[cur as usize].next;
+        }
+        assert_eq!(r.tail, prev, "ready list: bad tail");
+        assert!(
+            !r.scanning && r.ovf_head == NIL,
+            "ready list: scan left open"
+        );
+        out
+    }
+}
+
 /// The epoll instance behind an object, if it is one.
 pub(crate) fn epoll_of(ops: &Arc<dyn FileOps>) -> Option<Arc<EpollShared>> {
     let any: Arc<dyn std::any::Any + Send + Sync> = ops.clone();
