@@ -759,11 +759,15 @@ impl EpollShared {
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
-    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`).
+    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
+    /// instance may have been released meanwhile (`release_all` empties `watches`), so the
+    /// slot may no longer exist.
     pub(crate) fn release_file_item(&self, slot: u32, links: &Arc<FileLinks>) {
         let mut il = lock(&self.mtx);
-        let owned = il.watches[slot as usize]
-            .as_ref()
+        let owned = il
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
             .is_some_and(|w| Arc::ptr_eq(&w.links, links));
         if owned {
             self.remove(&mut il, slot);
