@@ -29,10 +29,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Thread parking, routed through loom in models.
 pub(crate) mod thread {
-    #[cfg(not(loom))]
-    pub(crate) use std::thread::{current, park, park_timeout, Thread};
     #[cfg(loom)]
     pub(crate) use loom::thread::{current, park, Thread};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
 
     /// loom has no timed park; a model treats a timeout as an explicit event instead.
     #[cfg(loom)]

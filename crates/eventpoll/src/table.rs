@@ -44,7 +44,10 @@ impl Timespec {
     }
     /// As a duration (valid timespecs only).
     pub fn to_duration(&self) -> Duration {
-        Duration::new(self.tv_sec.max(0) as u64, self.tv_nsec.clamp(0, 999_999_999) as u32)
+        Duration::new(
+            self.tv_sec.max(0) as u64,
+            self.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
     }
 }
 
@@ -124,12 +127,19 @@ impl FdTable {
     /// An empty table with default limits, its own watch budget and the host's monotonic
     /// clock for timerfds.
     pub fn new() -> FdTable {
-        FdTable::with_config(TableConfig::default(), User::new(epoll::DEFAULT_MAX_USER_WATCHES))
+        FdTable::with_config(
+            TableConfig::default(),
+            User::new(epoll::DEFAULT_MAX_USER_WATCHES),
+        )
     }
 
     /// A table with explicit limits and a (possibly shared) watch budget.
     pub fn with_config(config: TableConfig, user: Arc<User>) -> FdTable {
-        FdTable::with_clock(config, user, Arc::new(crate::objects::clock::MonotonicClock))
+        FdTable::with_clock(
+            config,
+            user,
+            Arc::new(crate::objects::clock::MonotonicClock),
+        )
     }
 
     /// A table whose timerfds run on `clock`.
@@ -251,9 +261,7 @@ impl FdTable {
     pub fn close(&self, fd: i32) -> Result<()> {
         let old = {
             let mut s = lock(&self.slots);
-            usize::try_from(fd)
-                .ok()
-                .and_then(|i| Self::take(&mut s, i))
+            usize::try_from(fd).ok().and_then(|i| Self::take(&mut s, i))
         };
         // Dropping `old` here, with no lock held, may release the description.
         old.map(drop).ok_or(Errno::EBADF)
