@@ -279,7 +279,7 @@ impl WaitQueue {
 
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
         let mut entries = lock(&self.entries);
-        let found = match entries.iter().position(|e| pred(e)) {
+        let found = match entries.iter().position(&mut pred) {
             Some(i) => {
                 entries.remove(i);
                 true
