@@ -25,6 +25,7 @@ use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
 use crate::file::File;
 use crate::sync::{lock, Arc, Mutex};
+use crate::wait_queue::{Parker, WaitQueue, WakeReason};
 use std::time::{Duration, Instant};
 
 /// Linux's `struct timespec` (seconds and nanoseconds, both signed), as `epoll_pwait2` and
@@ -386,33 +387,35 @@ impl FdTable {
         if n > 0 || timeout_ms == 0 {
             return Ok(n);
         }
-        // Sleep on every queue at once: hang a thread-waking callback on each.
-        let waker = Arc::new(crate::epoll::ThreadWake::for_current_thread());
-        let cb: Arc<dyn crate::WakeCallback> = waker.clone();
-        let queues: Vec<&File> = files.iter().flatten().collect();
-        for f in &queues {
-            if let Some(q) = f.ops().wait_queue() {
-                q.add(cb.clone(), false);
-            }
+        // Sleep on every queue at once: hang the thread's parker on each.
+        let parker = Parker::for_current_thread();
+        let cb: Arc<dyn crate::WakeCallback> = parker.clone();
+        let queues: Vec<&WaitQueue> = files
+            .iter()
+            .flatten()
+            .filter_map(|f| f.ops().wait_queue())
+            .collect();
+        for q in &queues {
+            q.add(cb.clone(), false);
         }
+        let signal = crate::signal::current();
         let result = loop {
+            parker.reset();
             let n = scan(fds);
             if n > 0 {
                 break Ok(n);
             }
-            match waker.sleep(deadline) {
-                crate::wait_queue::WakeReason::Woken => continue,
-                crate::wait_queue::WakeReason::TimedOut => break Ok(scan(fds)),
-                crate::wait_queue::WakeReason::Interrupted => {
-                    crate::signal::current().consume();
+            match signal.sleep_interruptibly(&parker, deadline) {
+                WakeReason::Woken => continue,
+                WakeReason::TimedOut => break Ok(scan(fds)),
+                WakeReason::Interrupted => {
+                    signal.consume();
                     break Err(Errno::EINTR);
                 }
             }
         };
-        for f in &queues {
-            if let Some(q) = f.ops().wait_queue() {
-                q.remove(&cb);
-            }
+        for q in &queues {
+            q.remove(&cb);
         }
         result
     }
