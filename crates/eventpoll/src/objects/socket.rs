@@ -66,7 +66,9 @@
 //! - `shutdown` wakes the socket's own queue, all entries, key 0, and for stream/seqpacket
 //!   the peer's too;
 //! - closing (releasing) a socket: for stream/seqpacket the peer gets both directions shut
-//!   down (`HUP|RDHUP|IN|RDNORM`) and `ECONNRESET` if the closing socket had unread data, and
+//!   down (`HUP|RDHUP|IN|RDNORM`) and `ECONNRESET` if the closing socket had unread data
+//!   (6.18 skips a zero-length message at the head of the queue: one unread empty message
+//!   does not count, two do — measured), and
 //!   is woken with key 0; then the closing socket's receive queue is freed, waking the peer
 //!   (its sender) per skb as above.
 //!
@@ -644,7 +646,12 @@ impl UnixSocket {
         let mut wakes = Wakes::default();
         {
             let mut ends = self.pair.lock();
-            let had_data = !ends[me].recv.is_empty();
+            // Linux 6.18 skips a zero-length skb at the head of the queue (meant for a
+            // consumed OOB skb) before deciding: one unread empty message does not give the
+            // peer ECONNRESET, two do (measured).
+            let q = &ends[me].recv;
+            let head_empty = q.front().is_some_and(|s| s.data.len() == s.consumed);
+            let had_data = q.len() > usize::from(head_empty);
             ends[me].shutdown = SHUTDOWN_MASK;
             ends[me].released = true;
             let connected = std::mem::replace(&mut ends[me].connected, false);
@@ -1053,6 +1060,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn unread_empty_messages_do_not_reset() {
+        // Kernel: seqpacket a sends b"" (b polls IN), b closes: a gets no ERR (0x2355);
+        // with b"x" (alone, before or after an empty one) or two empty ones it does (0x235d).
+        let e: &[u8] = b"";
+        let x: &[u8] = b"x";
+        for (msgs, err) in [
+            (vec![e], false),
+            (vec![x], true),
+            (vec![e, x], true),
+            (vec![x, e], true),
+            (vec![e, e], true),
+        ] {
+            let (a, b) = socketpair(SocketType::SeqPacket, NB);
+            for m in &msgs {
+                a.write(m).unwrap();
+            }
+            drop(b);
+            assert_eq!(a.poll().contains(Events::ERR), err, "{msgs:?}");
+        }
+        // A partly read stream skb still has unread bytes.
+        let (a, b) = socketpair(SocketType::Stream, NB);
+        a.write(b"xy").unwrap();
+        read_vec(&b, 1).unwrap();
+        drop(b);
+        assert!(a.poll().contains(Events::ERR));
     }
 
     #[test]
