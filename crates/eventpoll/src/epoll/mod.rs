@@ -753,11 +753,15 @@ impl EpollShared {
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
-    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`).
+    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
+    /// instance may have been released meanwhile (`release_all` empties `watches`), so the
+    /// slot may no longer exist.
     pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
         let mut il = lock(&self.mtx);
-        let owned = il.watches[slot as usize]
-            .as_ref()
+        let owned = il
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
             .is_some_and(|w| w.key == key);
         if owned {
             self.remove(&mut il, slot);
@@ -796,6 +800,38 @@ impl EpollShared {
             .into_iter()
             .map(|(ep, _)| ep)
             .collect()
+    }
+}
+
+/// Introspection for the loom models (`crate::loom_models`): how many threads are blocked
+/// in `wait`, and the ready list walked and checked for integrity (prev/next links agree, no
+/// item twice, tail is the last item).
+#[cfg(all(test, loom))]
+impl EpollShared {
+    pub(crate) fn blocked_waiters(&self) -> usize {
+        self.wq.len()
+    }
+
+    pub(crate) fn ready_list(&self) -> Vec<u32> {
+        let r = lock(&self.ready);
+        let mut out = Vec::new();
+        let (mut prev, mut cur) = (NIL, r.head);
+        while cur != NIL {
+            assert!(!out.contains(&cur), "ready list: slot {cur} linked twice");
+            assert_eq!(
+                r.slots[cur as usize].prev, prev,
+                "ready list: bad prev link"
+            );
+            out.push(cur);
+            prev = cur;
+            cur = r.slots[cur as usize].next;
+        }
+        assert_eq!(r.tail, prev, "ready list: bad tail");
+        assert!(
+            !r.scanning && r.ovf_head == NIL,
+            "ready list: scan left open"
+        );
+        out
     }
 }
 
