@@ -57,7 +57,7 @@ def layered(levels):
 
 
 def path_limits():
-    rule = "# rule: §3 ctl ADD — wakeup-path limits 1000/500/100/50/10; exceeded gives EINVAL"
+    rule = "# rule: §3 ctl ADD, §9 limits — wakeup-path limits 1000/500/100/50/10; exceeded gives EINVAL"
     how = "# generated: each level's instances all watch every instance of the level below; the pipe is at the bottom"
     cases = [
         ("path-limit-length-2.ep", "wakeup paths of length 2 are limited to 500", [26, 20],
@@ -77,7 +77,7 @@ def path_limits():
 
     n = 1002
     lines = ["# name: wakeup paths of length 1 are not limited (1001 direct watchers pass the full path check)",
-             "# rule: §3 ctl ADD — wakeup-path limits 1000/500/100/50/10; the spec page lists 1000 for length 1,",
+             "# rule: §3 ctl ADD, §9 limits — wakeup-path limits 1000/500/100/50/10; the spec page lists 1000 for length 1,",
              "# but the kernel (path_count_inc: \"allow an arbitrary number of depth 1 paths\") never counts them.",
              "# a pipe watched directly by a1..a1002 (plain ADDs into unwatched instances are not path-checked);",
              "# nesting a1 into `top` runs the full path check over the pipe with 1001 paths of length 1: accepted.",
