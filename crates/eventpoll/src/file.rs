@@ -50,7 +50,7 @@
 use crate::epoll::EpollShared;
 use crate::errno::{Errno, Result};
 use crate::event::Events;
-use crate::sync::{lock, Arc, AtomicU32, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU32, Ordering};
 use crate::wait_queue::WaitQueue;
 use std::any::Any;
 
@@ -109,31 +109,27 @@ impl<T: Pollable> FileOps for T {
     }
 }
 
-/// The epoll items that watch one open file description (Linux's `file->f_ep`). Its address
-/// is the description's identity in interest keys.
-#[derive(Default)]
-pub(crate) struct FileLinks {
-    pub(crate) watchers: Mutex<Vec<(Arc<EpollShared>, u32)>>,
-}
-
-impl FileLinks {
-    pub(crate) fn key(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
-    }
-}
-
 pub(crate) struct OpenFile {
     pub(crate) ops: Arc<dyn FileOps>,
-    pub(crate) links: Arc<FileLinks>,
     pub(crate) flags: AtomicU32,
+}
+
+impl OpenFile {
+    /// The description's identity in interest keys: its address, stable while it lives
+    /// (items are removed before it is freed).
+    pub(crate) fn key(&self) -> usize {
+        self as *const OpenFile as usize
+    }
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
-        // Linux's __fput: eventpoll_release() first, then the object's release.
-        let watchers = std::mem::take(&mut *lock(&self.links.watchers));
-        for (ep, slot) in watchers {
-            ep.release_file_item(slot, &self.links);
+        // Linux's __fput: eventpoll_release() first, then the object's release. The items
+        // watching this description are hooked on its object's queue.
+        if let Some(queue) = self.ops.wait_queue() {
+            for (ep, slot) in queue.items() {
+                ep.release_file_item(slot, self.key());
+            }
         }
         self.ops.release();
     }
@@ -177,7 +173,6 @@ impl File {
         File {
             inner: Arc::new(OpenFile {
                 ops,
-                links: Arc::new(FileLinks::default()),
                 flags: AtomicU32::new(flags as u32),
             }),
         }
@@ -232,5 +227,10 @@ impl File {
     /// The epoll instance behind this description, if it is one.
     pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
         self.downcast::<EpollShared>()
+    }
+
+    /// The epoll instance behind this description, shared, if it is one.
+    pub(crate) fn epoll_arc(&self) -> Option<Arc<EpollShared>> {
+        crate::epoll::epoll_of(&self.inner.ops)
     }
 }

@@ -4,12 +4,12 @@
 //! Only this module names `std::sync` or `loom::sync`; everything else imports from here.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 
@@ -29,10 +29,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Thread parking, routed through loom in models.
 pub(crate) mod thread {
-    #[cfg(not(loom))]
-    pub(crate) use std::thread::{current, park, park_timeout, Thread};
     #[cfg(loom)]
     pub(crate) use loom::thread::{current, park, Thread};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, park, park_timeout, Thread};
 
     /// loom has no timed park; a model treats a timeout as an explicit event instead.
     #[cfg(loom)]
@@ -40,3 +40,7 @@ pub(crate) mod thread {
         park()
     }
 }
+
+/// A mutex usable in a `static` (loom's is not const-constructible); used only for the
+/// global nesting-check lock, which loom models do not exercise.
+pub(crate) type GlobalMutex<T> = std::sync::Mutex<T>;

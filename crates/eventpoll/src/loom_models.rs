@@ -1,0 +1,1 @@
+//! loom models of the wait/wake protocol (filled in by the concurrency work).
