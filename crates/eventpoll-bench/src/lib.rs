@@ -22,10 +22,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub mod alloc;
 pub mod engine;
 pub mod experiment;
 pub mod kernel;
 pub mod machine;
+pub mod micro;
 pub mod pipetest;
 pub mod report;
 pub mod sys;
@@ -42,6 +44,9 @@ use experiment::{Config, Method, Progress};
                   and method, a table, an SVG plot (cost per wait vs N) and optionally JSON."
 )]
 pub struct BenchArgs {
+    /// `micro`: single operations, eventpoll vs the kernel.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// A short run for CI (N = 10, 1,000, 10,000; about 10 s).
     #[arg(long)]
     pub quick: bool,
@@ -70,6 +75,26 @@ pub struct BenchArgs {
     /// Do not write the plot.
     #[arg(long)]
     pub no_svg: bool,
+}
+
+/// Subcommands of `eventpoll bench`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Single operations, eventpoll vs the kernel's epoll in the same run, as ratios:
+    /// epoll_ctl ADD+DEL and MOD, waits with 1 and 100 ready (LT, ET), wait cost with 10
+    /// ready among 100 to 1,000,000 watched, cross-thread wake round trip, bytes per watch.
+    Micro(MicroArgs),
+}
+
+/// `eventpoll bench micro` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MicroArgs {
+    /// Shorter trials (the same figures).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every figure and the machine's description to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// The pipetest configuration these arguments ask for.
@@ -113,18 +138,24 @@ pub fn config(args: &BenchArgs) -> Result<Config, String> {
 struct Bar(indicatif::ProgressBar);
 
 impl Bar {
-    fn new() -> Bar {
+    fn with_template(template: &str) -> Bar {
         let pb = if std::io::stderr().is_terminal() {
             indicatif::ProgressBar::new(0)
         } else {
             indicatif::ProgressBar::hidden()
         };
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             pb.set_style(style.progress_chars("=> "));
         }
         Bar(pb)
+    }
+    fn new() -> Bar {
+        Bar::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+    }
+    fn spinner() -> Bar {
+        let bar = Bar::with_template("{elapsed:>4} {spinner} {msg}");
+        bar.0.enable_steady_tick(Duration::from_millis(200));
+        bar
     }
 }
 
@@ -139,8 +170,50 @@ impl Progress for Bar {
     }
 }
 
-/// Run `eventpoll bench` (the pipetest) and print the report.
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> bool {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    match std::fs::write(path, text + "\n") {
+        Ok(()) => {
+            println!("json: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("eventpoll bench: writing {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// Run `eventpoll bench micro` and print the report.
+pub fn run_micro(args: &MicroArgs, quick: bool) -> ExitCode {
+    if let Err(e) = sys::raise_fd_limit() {
+        eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
+    }
+    let config = if args.quick || quick {
+        micro::MicroConfig::quick()
+    } else {
+        micro::MicroConfig::full()
+    };
+    let bar = Bar::spinner();
+    let report = micro::run(&config, &mut |label| bar.0.set_message(label.to_string()));
+    bar.0.finish_and_clear();
+    print!("{}", micro::text(&report));
+    let ok = args
+        .json
+        .as_ref()
+        .is_none_or(|p| write_json(p, &micro::json(&report)));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Run `eventpoll bench` (the pipetest, or `micro`) and print the report.
 pub fn run(args: BenchArgs) -> ExitCode {
+    if let Some(BenchCommand::Micro(m)) = &args.command {
+        return run_micro(m, args.quick);
+    }
     let config = match config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -164,14 +237,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report::json(&report)).unwrap_or_default();
-        match std::fs::write(path, text + "\n") {
-            Ok(()) => println!("json: {}", path.display()),
-            Err(e) => {
-                eprintln!("eventpoll bench: writing {}: {e}", path.display());
-                ok = false;
-            }
-        }
+        ok &= write_json(path, &report::json(&report));
     }
     let failed = report.cells.iter().any(|c| c.outcome.status() == "failed");
     if failed {
@@ -227,5 +293,13 @@ mod tests {
         let a = parse_args(["bench", "--sizes", "0"]).unwrap();
         assert!(config(&a).is_err());
         assert!(parse_args(["bench", "--tokens", "0"]).is_err());
+        let a = parse_args(["bench", "micro", "--quick", "--json", "m.json"]).unwrap();
+        match a.command {
+            Some(BenchCommand::Micro(m)) => {
+                assert!(m.quick);
+                assert_eq!(m.json, Some(PathBuf::from("m.json")));
+            }
+            None => panic!("micro not parsed"),
+        }
     }
 }

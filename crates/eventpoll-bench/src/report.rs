@@ -21,7 +21,8 @@ pub const TARGET_TOKENS_RATIO: f64 = 10.0;
 pub struct Footnotes(pub Vec<String>);
 
 impl Footnotes {
-    fn mark(&mut self, word: &str, text: &str) -> String {
+    /// Add `text` (once) and return `word` followed by its number, e.g. "skipped [2]".
+    pub fn mark(&mut self, word: &str, text: &str) -> String {
         let i = match self.0.iter().position(|t| t == text) {
             Some(i) => i,
             None => {

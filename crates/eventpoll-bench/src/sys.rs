@@ -181,6 +181,45 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     cvt(rc).map(|n| n as usize)
 }
 
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes one integer flag and returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    Ok(owned(fd))
+}
+
+/// `epoll_ctl(epfd, op, fd, {events, data})` (`event` ignored for `EPOLL_CTL_DEL`).
+pub fn epoll_ctl(
+    epfd: RawFd,
+    op: libc::c_int,
+    fd: RawFd,
+    events: u32,
+    data: u64,
+) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call; the kernel only reads
+    // it. Bad descriptor numbers are the kernel's to reject (EBADF).
+    cvt(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(drop)
+}
+
+/// `epoll_wait(epfd, buf, buf.len(), timeout)`: the number of events written to `buf`;
+/// `EINTR` is retried.
+pub fn epoll_wait(
+    epfd: RawFd,
+    buf: &mut [libc::epoll_event],
+    timeout_ms: i32,
+) -> io::Result<usize> {
+    let max = buf.len().min(i32::MAX as usize) as libc::c_int;
+    loop {
+        // SAFETY: `buf` is a valid, writable array of at least `max` epoll_event entries.
+        let rc = unsafe { libc::epoll_wait(epfd, buf.as_mut_ptr(), max, timeout_ms) };
+        match cvt(rc) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|n| n as usize),
+        }
+    }
+}
+
 /// A kernel epoll instance.
 #[derive(Debug)]
 pub struct KernelEpoll {
@@ -190,31 +229,19 @@ pub struct KernelEpoll {
 impl KernelEpoll {
     /// `epoll_create1(EPOLL_CLOEXEC)`.
     pub fn new() -> io::Result<KernelEpoll> {
-        // SAFETY: epoll_create1 takes one integer flag and returns a new descriptor or -1.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(KernelEpoll { fd: owned(fd) })
+        Ok(KernelEpoll {
+            fd: epoll_create()?,
+        })
     }
 
     /// `epoll_ctl(op, fd, {events, data})` (`event` ignored for `EPOLL_CTL_DEL`).
     pub fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: data };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call; the kernel only
-        // reads it.
-        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+        epoll_ctl(self.fd.as_raw_fd(), op, fd, events, data)
     }
 
     /// `epoll_wait(buf, buf.len(), timeout)`: the number of events written to `buf`.
     pub fn wait(&self, buf: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
-        let max = buf.len().min(i32::MAX as usize) as libc::c_int;
-        loop {
-            // SAFETY: `buf` is a valid, writable array of at least `max` epoll_event entries.
-            let rc =
-                unsafe { libc::epoll_wait(self.fd.as_raw_fd(), buf.as_mut_ptr(), max, timeout_ms) };
-            match cvt(rc) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r.map(|n| n as usize),
-            }
-        }
+        epoll_wait(self.fd.as_raw_fd(), buf, timeout_ms)
     }
 
     /// The instance's own descriptor.
