@@ -95,6 +95,9 @@ pub struct MicroArgs {
     /// Write every figure and the machine's description to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Run only these figure groups, comma-separated: ctl, wait, flat, wake, bytes.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(micro::GROUPS))]
+    pub only: Option<Vec<String>>,
 }
 
 /// The pipetest configuration these arguments ask for.
@@ -189,11 +192,14 @@ pub fn run_micro(args: &MicroArgs, quick: bool) -> ExitCode {
     if let Err(e) = sys::raise_fd_limit() {
         eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
     }
-    let config = if args.quick || quick {
+    let mut config = if args.quick || quick {
         micro::MicroConfig::quick()
     } else {
         micro::MicroConfig::full()
     };
+    if let Some(only) = &args.only {
+        config.groups = only.clone();
+    }
     let bar = Bar::spinner();
     let report = micro::run(&config, &mut |label| bar.0.set_message(label.to_string()));
     bar.0.finish_and_clear();

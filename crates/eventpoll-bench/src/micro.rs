@@ -556,7 +556,13 @@ pub struct MicroConfig {
     pub flat_sizes: Vec<usize>,
     /// Watch counts for the bytes-per-watch figure.
     pub bytes_sizes: Vec<usize>,
+    /// Figure groups to run (see [`GROUPS`]).
+    pub groups: Vec<String>,
 }
+
+/// The figure groups, for `--only`: ctl (ADD+DEL, MOD), wait (1 and 100 ready), flat (10
+/// ready among many watched), wake (cross-thread round trip), bytes (bytes per watch).
+pub const GROUPS: [&str; 5] = ["ctl", "wait", "flat", "wake", "bytes"];
 
 impl MicroConfig {
     /// The default run.
@@ -565,6 +571,7 @@ impl MicroConfig {
             timing: Timing::full(),
             flat_sizes: vec![100, 10_000, 1_000_000],
             bytes_sizes: vec![100_000, 1_000_000],
+            groups: GROUPS.iter().map(|g| g.to_string()).collect(),
         }
     }
     /// `--quick`: shorter trials, the same sizes.
@@ -594,6 +601,14 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
     let begin = Instant::now();
     let machine = crate::machine::Machine::describe();
     let t = config.timing;
+    let has = |g: &str| config.groups.iter().any(|x| x == g);
+    let mut config = config.clone();
+    if !has("flat") {
+        config.flat_sizes.clear();
+    }
+    if !has("bytes") {
+        config.bytes_sizes.clear();
+    }
     let kernel = KernelApi::default();
     let big = config
         .flat_sizes
@@ -605,25 +620,31 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
     let engine = EngineApi::new(big + 64);
     let mut figures = Vec::new();
 
-    progress("ctl ADD+DEL");
-    let mut f = fig(
-        "ctl_add_del",
-        "epoll_ctl ADD + DEL (one eventfd)",
-        ctl_add_del(&engine, t),
-        ctl_add_del(&kernel, t),
-    );
-    ratio_target(&mut f, 10.0);
-    figures.push(f);
+    if has("ctl") {
+        progress("ctl ADD+DEL");
+        let mut f = fig(
+            "ctl_add_del",
+            "epoll_ctl ADD + DEL (one eventfd)",
+            ctl_add_del(&engine, t),
+            ctl_add_del(&kernel, t),
+        );
+        ratio_target(&mut f, 10.0);
+        figures.push(f);
+        progress("ctl MOD");
+        figures.push(fig(
+            "ctl_mod",
+            "epoll_ctl MOD",
+            ctl_mod(&engine, t),
+            ctl_mod(&kernel, t),
+        ));
+    }
 
-    progress("ctl MOD");
-    figures.push(fig(
-        "ctl_mod",
-        "epoll_ctl MOD",
-        ctl_mod(&engine, t),
-        ctl_mod(&kernel, t),
-    ));
-
-    for (ready, edge) in [(1, false), (1, true), (100, false), (100, true)] {
+    let waits: &[(usize, bool)] = if has("wait") {
+        &[(1, false), (1, true), (100, false), (100, true)]
+    } else {
+        &[]
+    };
+    for &(ready, edge) in waits {
         let mode = if edge { "ET" } else { "LT" };
         progress(&format!("wait, {ready} ready {mode}"));
         let mut f = fig(
@@ -696,20 +717,24 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
             k,
         ));
     }
-    figures.push(flatness(&engine_flat, &kernel_flat));
+    if has("flat") {
+        figures.push(flatness(&engine_flat, &kernel_flat));
+    }
 
-    progress("wake round trip");
-    let mut f = fig(
-        "wake_round_trip",
-        "cross-thread wake round trip (eventfd ping-pong)",
-        wake_round_trip(&engine, t),
-        wake_round_trip(&kernel, t),
-    );
-    ratio_target(&mut f, 1.0);
-    f.target = f
-        .target
-        .map(|(_, met)| ("no slower than the kernel".into(), met));
-    figures.push(f);
+    if has("wake") {
+        progress("wake round trip");
+        let mut f = fig(
+            "wake_round_trip",
+            "cross-thread wake round trip (eventfd ping-pong)",
+            wake_round_trip(&engine, t),
+            wake_round_trip(&kernel, t),
+        );
+        ratio_target(&mut f, 1.0);
+        f.target = f
+            .target
+            .map(|(_, met)| ("no slower than the kernel".into(), met));
+        figures.push(f);
+    }
 
     let (kb, ksrc) = kernel_bytes_per_watch();
     for &n in &config.bytes_sizes {
@@ -938,6 +963,7 @@ mod tests {
             timing: T,
             flat_sizes: vec![100, 1_000],
             bytes_sizes: vec![1_000],
+            groups: GROUPS.iter().map(|g| g.to_string()).collect(),
         };
         let r = run(&config, &mut |_| {});
         let ctl = r.figures.iter().find(|f| f.key == "ctl_add_del").unwrap();
@@ -950,5 +976,12 @@ mod tests {
         assert_eq!(v["benchmark"], "micro");
         assert_eq!(v["figures"].as_array().unwrap().len(), r.figures.len());
         assert!(v["machine"]["cpu_model"].is_string());
+        let only_ctl = MicroConfig {
+            groups: vec!["ctl".into()],
+            ..config
+        };
+        let r = run(&only_ctl, &mut |_| {});
+        let keys: Vec<&str> = r.figures.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["ctl_add_del", "ctl_mod"]);
     }
 }
