@@ -1,16 +1,247 @@
-//! Conformance runner (placeholder: the conformance work fills this in).
-#![allow(missing_docs)]
+//! # eventpoll-conform — the conformance runner
+//!
+//! Runs `.ep` scenarios (small scripts of epoll and file operations) against several
+//! *backends* — the Linux kernel (the oracle), the eventpoll engine, later the C ABI — and
+//! compares their transcripts line by line. A scenario passes when every backend prints the
+//! kernel's transcript. The `eventpoll conform` command is [`run`] with [`ConformArgs`].
+//!
+//! - [`script`]: the `.ep` language (parser, command text, event names);
+//! - [`backend`]: the [`backend::Backend`] trait and the `kernel` and `engine` backends;
+//! - [`exec`]: running a script on a backend, panics caught;
+//! - [`compare`]: running on every backend and diffing against the kernel;
+//! - [`random`]: random scenarios, differential runs and shrinking.
+//!
+//! ```
+//! use eventpoll_conform::{script, exec, backend};
+//! let s = script::parse("x.ep", "epoll e\neventfd c 1\nctl e add c in 5\nwait e 8 0\n").unwrap();
+//! let t = exec::run_script(&s, backend::by_name("kernel").unwrap());
+//! assert_eq!(t.lines[3], "wait e 8 0 => 1 [5 in]");
+//! ```
+//!
+//! # The scenario format
+//!
+//! This is a copy of the public format page (`spec/scenario-format.md`), with the additions
+//! this runner makes marked *(addition)*; all additions are backward compatible.
+//!
+//! ## Syntax
+//!
+//! - One command per line. `#` starts a comment. Blank lines are ignored.
+//! - A line `# name: TEXT` before the first command names the scenario (default: the file
+//!   name).
+//! - NAMEs are `[a-z][a-z0-9_]*` and refer to descriptors created by the script. A closed
+//!   NAME still refers to its old number (so `ctl` on it gives `EBADF`, unless a later command
+//!   reused the number). `fd:N` is a raw descriptor number (`fd:-1`, `fd:4000`). A NAME must be
+//!   bound (by `epoll`, `pipe`, `eventfd`, `socketpair`, `timerfd`, `file` or `dup`) on an
+//!   earlier line; binding it again rebinds it. A NAME whose creating call failed refers to
+//!   `-1`.
+//! - Descriptor numbers are allocated lowest-free inside a range private to the scenario, the
+//!   same way in every backend (kernel: scenario number `n` is descriptor 1000 + `n`, `fd:N`
+//!   likewise for `N >= 0`, negative `N` unchanged; engine: `n`). Numbers never appear in
+//!   transcripts; names do.
+//! - EVENTS are `|`-joined lower-case names without the `EPOLL` prefix: `in pri out err hup
+//!   rdnorm rdband wrnorm wrband msg rdhup exclusive wakeup oneshot et`, or numbers (`0`,
+//!   `0x2011`), or both mixed (`in|0x100`).
+//! - Numbers are decimal or `0x` hexadecimal, with `-` where the argument is signed.
+//!   `write`/`read` counts are at most 16 MiB.
+//!
+//! ## Commands
+//!
+//! | command | meaning | result |
+//! |---|---|---|
+//! | `epoll E [size=N] [flags=N]` | `epoll_create(N)` when `size` is given, else `epoll_create1(flags)` (default 0); not both | `ok` |
+//! | `pipe R W` | `pipe2(O_NONBLOCK)` | `ok` |
+//! | `setpipesz R N` *(addition)* | `fcntl(R, F_SETPIPE_SZ, N)` | the new capacity |
+//! | `eventfd N INIT [semaphore]` | `eventfd(INIT, EFD_NONBLOCK[\|EFD_SEMAPHORE])` | `ok` |
+//! | `socketpair A B stream\|dgram\|seqpacket` | `socketpair(AF_UNIX, TYPE\|SOCK_NONBLOCK, 0)` | `ok` |
+//! | `timerfd T` | `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)` | `ok` |
+//! | `settime T expired\|disarm` | arm with an absolute expiry already in the past (1 ns after the clock's epoch; the kernel backend then waits, at most 1 s, until the timer has fired), or disarm | `ok` |
+//! | `file F` | a regular file (kernel: a memfd) | `ok` |
+//! | `ctl E add\|mod\|del\|op=N TARGET [EVENTS DATA \| null]` | `epoll_ctl`; `null` passes a NULL event; `add`/`mod` need one of the two, `del` and `op=N` without either pass NULL | `ok` |
+//! | `wait E MAX TIMEOUT [buf=null]` | `epoll_wait(E, buf, MAX, TIMEOUT ms)`; `buf=null` *(addition)* passes a NULL events pointer | `N [DATA BITS, ...]` |
+//! | `pwait E MAX TIMEOUT [sigsetsize=N] [buf=null]` *(addition)* | `epoll_pwait` with an empty signal mask of size N (default 8) | as `wait` |
+//! | `pwait2 E MAX SEC NSEC\|null [buf=null]` | `epoll_pwait2` with that timespec (`null`: NULL, no limit) | as `wait` |
+//! | `poll X` | `poll()` on X asking for every bit, timeout 0 | revents bits, `0`, `nval` |
+//! | `write W N` | write N bytes | the count |
+//! | `read R N` | read up to N bytes | the count |
+//! | `efd-write N VALUE` | 8-byte write of VALUE (u64) | `ok` |
+//! | `efd-read N` | 8-byte read | the value |
+//! | `shutdown S rd\|wr\|rdwr` | `shutdown(2)` | `ok` |
+//! | `close X` | `close(2)` | `ok` |
+//! | `dup X NEW` | `dup(2)`, lowest free number; NEW names it | `ok` |
+//! | `dup2 X Y` | `dup2(2)` onto Y's number (Y may be `fd:N`) | `ok` |
+//!
+//! A failure prints the errno name instead (`EBADF`). The wait buffer has `min(MAX, 1024)`
+//! entries (at least one, so `MAX <= 0` reaches the `EINVAL` check), and never fewer than the
+//! number of interest items that could be reported. Every backend runs with `SIGPIPE`
+//! ignored.
+//!
+//! ## Transcript
+//!
+//! One line per command: the command as written (comments stripped, one space between
+//! words), ` => `, the result. `wait e 8 0 => 2 [7 in|rdnorm, 9 out|wrnorm]`; bits in
+//! ascending order; `0 []` for no events. A backend that panics prints
+//! `COMMAND => panic: MESSAGE` and stops.
+
+pub mod backend;
+pub mod compare;
+pub mod exec;
+pub mod random;
+pub mod script;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `eventpoll conform` arguments.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 pub struct ConformArgs {
-    /// Scenario files or directories.
-    pub paths: Vec<std::path::PathBuf>,
+    /// Scenario files or directories (searched recursively for `.ep` files, in sorted order).
+    pub paths: Vec<PathBuf>,
+    /// Print this backend's transcript of each scenario instead of comparing backends
+    /// (`kernel`, `engine`).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Generate N random scenarios, run them on every backend and compare; a mismatch is
+    /// shrunk to a minimal script and printed.
+    #[arg(long, value_name = "N")]
+    pub random: Option<u64>,
+    /// Seed for `--random` (the same seed generates the same scenarios).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
 }
 
-/// Run `eventpoll conform`.
-pub fn run(_args: ConformArgs) -> ExitCode {
-    eprintln!("eventpoll conform: not implemented yet");
-    ExitCode::from(2)
+/// Every `.ep` file under `paths` (files given directly are taken whatever their name),
+/// directories searched recursively, each directory's files in sorted order.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "ep") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or directory", p.display()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Read and parse every scenario under `paths`; all errors as messages.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<script::Script>, Vec<String>> {
+    let files = collect_files(paths).map_err(|e| vec![e.to_string()])?;
+    let mut scripts = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let shown = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(src) => match script::parse(&shown, &src) {
+                Ok(s) => scripts.push(s),
+                Err(e) => errors.push(e.to_string()),
+            },
+            Err(e) => errors.push(format!("{shown}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(scripts)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Run `eventpoll conform`: exit status 0 when everything passed, 1 when a scenario failed,
+/// 2 on usage or parse errors.
+pub fn run(args: ConformArgs) -> ExitCode {
+    if let Some(n) = args.random {
+        if args.backend.is_some() || !args.paths.is_empty() {
+            eprintln!("eventpoll conform: --random takes no FILEs and no --backend");
+            return ExitCode::from(2);
+        }
+        let report = random::run_random(n, args.seed, args.save.as_deref(), true);
+        return match report {
+            Ok(r) if r.failed == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("eventpoll conform: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if args.paths.is_empty() {
+        eprintln!("eventpoll conform: give scenario files or directories (or --random N)");
+        return ExitCode::from(2);
+    }
+    let scripts = match load(&args.paths) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Some(name) = &args.backend {
+        let Some(kind) = backend::by_name(name) else {
+            let names: Vec<&str> = backend::ALL.iter().map(|b| b.name).collect();
+            eprintln!(
+                "eventpoll conform: unknown backend `{name}` (known: {})",
+                names.join(", ")
+            );
+            return ExitCode::from(2);
+        };
+        let mut panicked = false;
+        for (i, s) in scripts.iter().enumerate() {
+            if scripts.len() > 1 {
+                let sep = if i > 0 { "\n" } else { "" };
+                let _ = writeln!(out, "{sep}# {}", s.path);
+            }
+            let t = exec::run_script(s, kind);
+            panicked |= t.panic.is_some();
+            let _ = out.write_all(t.text().as_bytes());
+        }
+        return if panicked {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for s in &scripts {
+        let outcome = compare::compare(s, backend::ALL);
+        if outcome.passed() {
+            passed += 1;
+            let _ = writeln!(out, "pass {}", s.name);
+        } else {
+            failed += 1;
+            let _ = writeln!(out, "FAIL {}", s.name);
+            let _ = out.write_all(outcome.diffs().as_bytes());
+        }
+    }
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

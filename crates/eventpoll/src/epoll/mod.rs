@@ -29,8 +29,7 @@
 //! 5. `EpollShared::wq`'s lock (threads blocked in `wait`), taken under `ready` by the
 //!    callback (to wake one) and by a waiter (to queue itself after finding the list empty).
 //!
-//! `FileLinks::watchers` locks are leaves: taken alone or under `mtx`, never while
-//! acquiring another lock. The callback wakes the instance's own `poll_wait` queue after
+//! The callback wakes the instance's own `poll_wait` queue after
 //! dropping `ready` (still under the target's queue lock), which runs outer instances'
 //! callbacks: queue locks therefore nest inner → outer, and `ready` locks are never held
 //! across them.
@@ -38,11 +37,12 @@
 //! # Item lifecycle
 //!
 //! An item is a *slot* index, valid in two parallel tables: `InterestList::watches` (under
-//! `mtx`: the target's object, its links, the descriptor number) and `Ready::slots` (under
+//! `mtx`: the target's object, its key, the descriptor number) and `Ready::slots` (under
 //! `ready`: interest mask, data, ready-list links).
 //!
-//! 1. ADD (under `mtx`): charge the watch budget; fill both slot halves; link the item into
-//!    the target's `FileLinks`; index it; hook the wait-queue entry; poll the target once and
+//! 1. ADD (under `mtx`): charge the watch budget; fill both slot halves; index it; hook the
+//!    wait-queue entry (which is also how the target's release and the nesting checks find
+//!    the item: a file's items are the item entries on its queue); poll the target once and
 //!    link the item if it is ready. From the moment the entry is hooked, callbacks may run.
 //! 2. Callbacks (under the target's queue lock, then `ready`) only touch `Ready::slots`.
 //! 3. A harvest (under `mtx`) moves the ready list to a private transfer list (items stay
@@ -52,12 +52,12 @@
 //! 4. Removal (DEL, release of the target's last descriptor, release of the instance; all
 //!    under `mtx`, so never during a harvest): unhook the wait-queue entry first — once that
 //!    returns no callback for the slot is running or can start — then unlink the item from
-//!    the ready list and the target's links, free the slot, refund the budget. A slot is
+//!    the ready list, free the slot, refund the budget. A slot is
 //!    reused only after all of this.
 
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
-use crate::file::{File, FileLinks, FileOps};
+use crate::file::{File, FileOps};
 use crate::sync::{lock, Arc, AtomicUsize, Mutex, Ordering};
 use crate::table::FdTable;
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
@@ -135,7 +135,8 @@ impl User {
 /// The `mtx` half of an item.
 struct Watch {
     ops: Arc<dyn FileOps>,
-    links: Arc<FileLinks>,
+    /// The target description's key (`OpenFile::key`).
+    key: usize,
     fd: i32,
 }
 
@@ -246,24 +247,26 @@ struct InterestList {
     index: HashTable<u32>,
     /// The harvest's transfer list, kept to reuse its allocation.
     scratch: Vec<TxEntry>,
+    /// The harvest's poll masks, one per transfer entry (same reuse).
+    masks: Vec<Events>,
 }
 
-fn key_hash(links: usize, fd: i32) -> u64 {
-    let mut h = (links as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+fn key_hash(key: usize, fd: i32) -> u64 {
+    let mut h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^= (fd as u32 as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     h ^ (h >> 31)
 }
 
 impl InterestList {
-    fn find(&self, links: usize, fd: i32) -> Option<u32> {
+    fn find(&self, key: usize, fd: i32) -> Option<u32> {
         self.index
-            .find(key_hash(links, fd), |&s| self.matches(s, links, fd))
+            .find(key_hash(key, fd), |&s| self.matches(s, key, fd))
             .copied()
     }
-    fn matches(&self, slot: u32, links: usize, fd: i32) -> bool {
+    fn matches(&self, slot: u32, key: usize, fd: i32) -> bool {
         self.watches[slot as usize]
             .as_ref()
-            .is_some_and(|w| w.links.key() == links && w.fd == fd)
+            .is_some_and(|w| w.key == key && w.fd == fd)
     }
     fn watch(&self, slot: u32) -> &Watch {
         self.watches[slot as usize]
@@ -281,8 +284,6 @@ pub struct EpollShared {
     /// Whoever polls this instance: outer instances' items, `poll(2)` callers.
     poll_wait: WaitQueue,
     user: Arc<User>,
-    /// The links of this instance's own file: which items watch it (for nesting checks).
-    links: Arc<FileLinks>,
 }
 
 impl std::fmt::Debug for EpollShared {
@@ -296,13 +297,13 @@ impl std::fmt::Debug for EpollShared {
 impl EpollShared {
     /// A new instance and its open file description.
     pub(crate) fn new_file(user: Arc<User>) -> File {
-        let links = Arc::new(FileLinks::default());
         let ep = Arc::new(EpollShared {
             mtx: Mutex::new(InterestList {
                 watches: Vec::new(),
                 free: Vec::new(),
                 index: HashTable::new(),
                 scratch: Vec::new(),
+                masks: Vec::new(),
             }),
             ready: Mutex::new(Ready {
                 slots: Vec::new(),
@@ -314,9 +315,8 @@ impl EpollShared {
             wq: WaitQueue::new(),
             poll_wait: WaitQueue::new(),
             user,
-            links: links.clone(),
         });
-        File::from_parts(ep, links, 0)
+        File::from_ops(ep, 0)
     }
 
     /// Number of items in the interest list.
@@ -332,7 +332,7 @@ impl EpollShared {
 
     /// Whether some item of some instance watches this one.
     fn is_watched(&self) -> bool {
-        !lock(&self.links.watchers).is_empty()
+        self.poll_wait.has_items()
     }
 
     // ----- the callback -----
@@ -459,15 +459,24 @@ impl EpollShared {
         let mut il = lock(&self.mtx);
         let mut tx = std::mem::take(&mut il.scratch);
         self.start_scan(&mut tx);
+        let mut masks = std::mem::take(&mut il.masks);
+        masks.clear();
+        masks.resize(tx.len(), Events::empty());
+        let mut polled = 0;
         let mut reported = 0;
         let mut processed = 0;
         let mut fault = false;
-        for e in tx.iter_mut() {
-            if reported >= maxevents {
-                break;
+        while processed < tx.len() && reported < maxevents {
+            let i = processed;
+            if i == polled {
+                // Poll ahead: at most as many items as could still be reported.
+                let end = (i + (maxevents - reported)).min(tx.len());
+                poll_window(&il, &tx[i..end], &mut masks[i..end]);
+                polled = end;
             }
+            let e = &mut tx[i];
             let interest = Events::from_bits_retain(e.events);
-            let revents = il.watch(e.slot).ops.poll() & interest;
+            let revents = masks[i] & interest;
             if !revents.is_empty() {
                 let Some(dst) = out.get_mut(reported) else {
                     fault = reported == 0;
@@ -482,6 +491,7 @@ impl EpollShared {
             e.revents = revents.bits();
             processed += 1;
         }
+        il.masks = masks;
         self.done_scan(&tx, processed);
         il.scratch = tx;
         if fault {
@@ -548,7 +558,10 @@ impl EpollShared {
                 let r = lock(&self.ready);
                 eavail = !r.is_empty() || r.scanning;
                 if !eavail {
-                    self.wq.insert(Waiter::Thread(parker.clone()), true);
+                    self.wq.insert(Waiter::Thread {
+                        parker: parker.clone(),
+                        exclusive: true,
+                    });
                 }
             }
             if !eavail && signal.sleep_interruptibly(&parker, deadline) == WakeReason::TimedOut {
@@ -595,7 +608,7 @@ impl EpollShared {
                 return Err(Errno::EINVAL);
             }
         }
-        let links = target.inner.links.clone();
+        let key = target.inner.key();
         if op == EPOLL_CTL_ADD && (self.is_watched() || target_ep.is_some()) {
             // Full check: loops, depth and wakeup paths, serialised globally.
             let _nest = nest::NEST_CHECK.lock().unwrap_or_else(|e| e.into_inner());
@@ -603,16 +616,16 @@ impl EpollShared {
             if let Some(tep) = &target_ep {
                 nest::loop_check(self, tep, &mut check_files)?;
             } else {
-                check_files.push(links.clone());
+                check_files.push(target.ops().clone());
             }
             let mut il = lock(&self.mtx);
-            if il.find(links.key(), fd).is_some() {
+            if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
             }
             return self.insert(&mut il, target, fd, event, Some(&check_files));
         }
         let mut il = lock(&self.mtx);
-        let slot = il.find(links.key(), fd);
+        let slot = il.find(key, fd);
         match (op, slot) {
             (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
             (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, fd, event, None),
@@ -633,13 +646,12 @@ impl EpollShared {
         target: &File,
         fd: i32,
         mut event: EpollEvent,
-        full_check: Option<&[Arc<FileLinks>]>,
+        full_check: Option<&[Arc<dyn FileOps>]>,
     ) -> Result<()> {
         event.events |= (Events::ERR | Events::HUP).bits();
         self.user.charge()?;
         let ops = target.ops().clone();
-        let links = target.inner.links.clone();
-        let key = links.key();
+        let key = target.inner.key();
         let slot = match il.free.pop() {
             Some(s) => s,
             None => {
@@ -649,7 +661,7 @@ impl EpollShared {
         };
         il.watches[slot as usize] = Some(Watch {
             ops: ops.clone(),
-            links: links.clone(),
+            key,
             fd,
         });
         {
@@ -663,11 +675,17 @@ impl EpollShared {
                 ..ReadySlot::FREE
             };
         }
-        lock(&links.watchers).push((self.clone(), slot));
         let watches = &il.watches;
         il.index.insert_unique(key_hash(key, fd), slot, |&s| {
             let w = watches[s as usize].as_ref().expect("indexed slot in use");
-            key_hash(w.links.key(), w.fd)
+            key_hash(w.key, w.fd)
+        });
+        let interest = Events::from_bits_retain(event.events);
+        let queue = ops.wait_queue().expect("pollable target");
+        queue.insert(Waiter::Item {
+            ep: self.clone(),
+            slot,
+            exclusive: interest.contains(Events::EXCLUSIVE),
         });
         if let Some(files) = full_check {
             if !nest::reverse_path_check(files) {
@@ -675,15 +693,6 @@ impl EpollShared {
                 return Err(Errno::EINVAL);
             }
         }
-        let interest = Events::from_bits_retain(event.events);
-        let queue = ops.wait_queue().expect("pollable target");
-        queue.insert(
-            Waiter::Item {
-                ep: self.clone(),
-                slot,
-            },
-            interest.contains(Events::EXCLUSIVE),
-        );
         let revents = ops.poll() & interest;
         if !revents.is_empty() {
             self.link_and_wake(slot);
@@ -737,13 +746,11 @@ impl EpollShared {
         if let Some(q) = w.ops.wait_queue() {
             let me: *const EpollShared = self;
             q.remove_where(
-                |x| matches!(x, Waiter::Item { ep, slot: s } if std::ptr::eq(&**ep, me) && *s == slot),
+                |x| matches!(x, Waiter::Item { ep, slot: s, .. } if std::ptr::eq(&**ep, me) && *s == slot),
             );
         }
-        // 2. Unlink from the target's links (already emptied when the target is released).
-        lock(&w.links.watchers).retain(|(ep, s)| !(std::ptr::eq(&**ep, self) && *s == slot));
-        // 3. Index, ready list, slot.
-        let hash = key_hash(w.links.key(), w.fd);
+        // 2. Index, ready list, slot.
+        let hash = key_hash(w.key, w.fd);
         if let Ok(entry) = il.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
@@ -762,13 +769,13 @@ impl EpollShared {
     /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
     /// instance may have been released meanwhile (`release_all` empties `watches`), so the
     /// slot may no longer exist.
-    pub(crate) fn release_file_item(&self, slot: u32, links: &Arc<FileLinks>) {
+    pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
         let mut il = lock(&self.mtx);
         let owned = il
             .watches
             .get(slot as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|w| Arc::ptr_eq(&w.links, links));
+            .is_some_and(|w| w.key == key);
         if owned {
             self.remove(&mut il, slot);
         }
@@ -784,16 +791,16 @@ impl EpollShared {
         il.free.clear();
     }
 
-    /// The items' targets that are epoll instances, and the links of the others (for the
-    /// nesting checks).
-    fn children(&self) -> (Vec<Arc<EpollShared>>, Vec<Arc<FileLinks>>) {
+    /// The items' targets that are epoll instances, and the other targets (for the nesting
+    /// checks).
+    fn children(&self) -> (Vec<Arc<EpollShared>>, Vec<Arc<dyn FileOps>>) {
         let il = lock(&self.mtx);
         let mut eps = Vec::new();
         let mut files = Vec::new();
         for w in il.watches.iter().flatten() {
             match epoll_of(&w.ops) {
                 Some(ep) => eps.push(ep),
-                None => files.push(w.links.clone()),
+                None => files.push(w.ops.clone()),
             }
         }
         (eps, files)
@@ -801,9 +808,10 @@ impl EpollShared {
 
     /// The instances whose items watch this one.
     fn parents(&self) -> Vec<Arc<EpollShared>> {
-        lock(&self.links.watchers)
-            .iter()
-            .map(|(ep, _)| ep.clone())
+        self.poll_wait
+            .items()
+            .into_iter()
+            .map(|(ep, _)| ep)
             .collect()
     }
 }
@@ -837,6 +845,37 @@ impl EpollShared {
             "ready list: scan left open"
         );
         out
+    }
+}
+
+/// Poll the items of `window` into `masks` (same indices): items of a batch class (see
+/// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
+/// others one by one.
+fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
+    let mut class = 0;
+    let mut batch: Vec<&dyn FileOps> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    for (k, e) in window.iter().enumerate() {
+        let ops = &*il.watch(e.slot).ops;
+        let c = ops.batch_class();
+        if c == 0 || (class != 0 && c != class) {
+            masks[k] = ops.poll();
+        } else {
+            class = c;
+            batch.push(ops);
+            at.push(k);
+        }
+    }
+    match batch.len() {
+        0 => {}
+        1 => masks[at[0]] = batch[0].poll(),
+        n => {
+            let mut out = vec![Events::empty(); n];
+            batch[0].poll_batch(&batch, &mut out);
+            for (k, m) in at.into_iter().zip(out) {
+                masks[k] = m;
+            }
+        }
     }
 }
 

@@ -15,8 +15,8 @@
 
 use super::{EpollShared, EP_MAX_NESTS};
 use crate::errno::{Errno, Result};
-use crate::file::FileLinks;
-use crate::sync::{lock, Arc};
+use crate::file::FileOps;
+use crate::sync::Arc;
 use std::collections::HashMap;
 
 /// Serialises every nesting check (Linux's `epnested_mutex`).
@@ -34,7 +34,7 @@ fn id(ep: &EpollShared) -> usize {
 pub(super) fn loop_check(
     ep: &Arc<EpollShared>,
     to: &Arc<EpollShared>,
-    files: &mut Vec<Arc<FileLinks>>,
+    files: &mut Vec<Arc<dyn FileOps>>,
 ) -> Result<()> {
     let mut memo = HashMap::new();
     let down = depth_below(to, 0, id(ep), &mut memo, files);
@@ -53,14 +53,17 @@ fn depth_below(
     depth: usize,
     inserting_into: usize,
     memo: &mut HashMap<usize, usize>,
-    files: &mut Vec<Arc<FileLinks>>,
+    files: &mut Vec<Arc<dyn FileOps>>,
 ) -> usize {
     if let Some(&d) = memo.get(&id(ep)) {
         return d;
     }
     let (children, plain) = ep.children();
     for f in plain {
-        if !files.iter().any(|g| Arc::ptr_eq(g, &f)) {
+        if !files
+            .iter()
+            .any(|g| std::ptr::addr_eq(Arc::as_ptr(g), Arc::as_ptr(&f)))
+        {
             files.push(f);
         }
     }
@@ -94,10 +97,12 @@ fn depth_above(ep: &EpollShared, memo: &mut HashMap<usize, usize>) -> usize {
 }
 
 /// Whether every file in `files` stays within the wakeup-path limits.
-pub(super) fn reverse_path_check(files: &[Arc<FileLinks>]) -> bool {
+pub(super) fn reverse_path_check(files: &[Arc<dyn FileOps>]) -> bool {
     files.iter().all(|f| {
-        let watchers: Vec<Arc<EpollShared>> =
-            lock(&f.watchers).iter().map(|(ep, _)| ep.clone()).collect();
+        let watchers: Vec<Arc<EpollShared>> = f
+            .wait_queue()
+            .map(|q| q.items().into_iter().map(|(ep, _)| ep).collect())
+            .unwrap_or_default();
         let mut counts = [0usize; EP_MAX_NESTS + 1];
         paths_ok(&watchers, 0, &mut counts)
     })

@@ -1,0 +1,206 @@
+//! Backends: the things a scenario runs against. Each implements [`Backend`], a small set of
+//! Linux-shaped calls on *scenario descriptor numbers* (0, 1, 2, ... allocated lowest-free,
+//! the same way in every backend); each backend maps them to its own descriptors. The runner
+//! (see [`crate::run`]) turns commands into these calls and their results into transcript
+//! lines, so a new backend (the C ABI over real descriptors, say) only implements this trait
+//! and registers itself in [`ALL`]: no scenario changes.
+//!
+//! Errors are raw Linux errno values ([`Errno`]), whatever the backend's own error type, so
+//! transcripts name them the same way.
+
+pub mod engine;
+pub mod kernel;
+
+use crate::script::{SockType, TimerSetting, WaitKind};
+use std::fmt;
+
+/// A raw Linux errno value (`EBADF` = 9, ...), printed by name in transcripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// The symbolic name (`"EBADF"`), or `errno N` for a number without one here.
+    ///
+    /// ```
+    /// use eventpoll_conform::backend::Errno;
+    /// assert_eq!(Errno(libc::ELOOP).name(), "ELOOP");
+    /// ```
+    pub fn name(self) -> String {
+        const NAMES: &[(i32, &str)] = &[
+            (libc::EPERM, "EPERM"),
+            (libc::ENOENT, "ENOENT"),
+            (libc::ESRCH, "ESRCH"),
+            (libc::EINTR, "EINTR"),
+            (libc::EIO, "EIO"),
+            (libc::ENXIO, "ENXIO"),
+            (libc::E2BIG, "E2BIG"),
+            (libc::EBADF, "EBADF"),
+            (libc::EAGAIN, "EAGAIN"),
+            (libc::ENOMEM, "ENOMEM"),
+            (libc::EACCES, "EACCES"),
+            (libc::EFAULT, "EFAULT"),
+            (libc::EBUSY, "EBUSY"),
+            (libc::EEXIST, "EEXIST"),
+            (libc::ENODEV, "ENODEV"),
+            (libc::ENOTDIR, "ENOTDIR"),
+            (libc::EISDIR, "EISDIR"),
+            (libc::EINVAL, "EINVAL"),
+            (libc::ENFILE, "ENFILE"),
+            (libc::EMFILE, "EMFILE"),
+            (libc::ENOTTY, "ENOTTY"),
+            (libc::EFBIG, "EFBIG"),
+            (libc::ENOSPC, "ENOSPC"),
+            (libc::ESPIPE, "ESPIPE"),
+            (libc::EPIPE, "EPIPE"),
+            (libc::ERANGE, "ERANGE"),
+            (libc::ENOSYS, "ENOSYS"),
+            (libc::ELOOP, "ELOOP"),
+            (libc::ENOTSOCK, "ENOTSOCK"),
+            (libc::EDESTADDRREQ, "EDESTADDRREQ"),
+            (libc::EMSGSIZE, "EMSGSIZE"),
+            (libc::EPROTOTYPE, "EPROTOTYPE"),
+            (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+            (libc::ECONNRESET, "ECONNRESET"),
+            (libc::ENOBUFS, "ENOBUFS"),
+            (libc::EISCONN, "EISCONN"),
+            (libc::ENOTCONN, "ENOTCONN"),
+            (libc::ESHUTDOWN, "ESHUTDOWN"),
+            (libc::ETIMEDOUT, "ETIMEDOUT"),
+            (libc::ECONNREFUSED, "ECONNREFUSED"),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == self.0)
+            .map_or_else(|| format!("errno {}", self.0), |(_, s)| (*s).to_string())
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// The result of a backend call.
+pub type SysResult<T> = Result<T, Errno>;
+
+/// One event as `epoll_wait` returns it: `(events, data)`.
+pub type Event = (u32, u64);
+
+/// The operations every backend offers, on scenario descriptor numbers. Negative numbers are
+/// passed through unchanged (they are invalid everywhere); non-negative numbers that are not
+/// open behave as closed descriptors.
+///
+/// Creating calls allocate the lowest free scenario number(s), like Linux: pairs take the
+/// lowest, then the next lowest.
+pub trait Backend {
+    /// The backend's name (`kernel`, `engine`, ...).
+    fn name(&self) -> &'static str;
+    /// `epoll_create(size)`.
+    fn epoll_create(&mut self, size: i32) -> SysResult<i32>;
+    /// `epoll_create1(flags)`.
+    fn epoll_create1(&mut self, flags: i32) -> SysResult<i32>;
+    /// `pipe2(O_NONBLOCK)`: (read end, write end).
+    fn pipe(&mut self) -> SysResult<(i32, i32)>;
+    /// `fcntl(fd, F_SETPIPE_SZ, size)`: the new capacity.
+    fn set_pipe_size(&mut self, fd: i32, size: i32) -> SysResult<i32>;
+    /// `eventfd(init, EFD_NONBLOCK [| EFD_SEMAPHORE])`.
+    fn eventfd(&mut self, init: u32, semaphore: bool) -> SysResult<i32>;
+    /// `socketpair(AF_UNIX, ty | SOCK_NONBLOCK, 0)`.
+    fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)>;
+    /// `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)`.
+    fn timerfd(&mut self) -> SysResult<i32>;
+    /// `timerfd_settime`: fire at once (absolute expiry in the past), or disarm. When this
+    /// returns `Ok` for [`TimerSetting::Expired`], the expiry has happened (its wakeup has
+    /// been delivered).
+    fn settime(&mut self, fd: i32, setting: TimerSetting) -> SysResult<()>;
+    /// A regular file (not pollable).
+    fn regular_file(&mut self) -> SysResult<i32>;
+    /// `epoll_ctl(epfd, op, fd, event)`; `None` is a NULL pointer.
+    fn epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: Option<Event>) -> SysResult<()>;
+    /// `epoll_wait`, `epoll_pwait` or `epoll_pwait2` with `maxevents` passed unchanged. The
+    /// buffer has [`wait_buffer_len`] entries, or is NULL when `null_buffer` is set.
+    fn epoll_wait(
+        &mut self,
+        epfd: i32,
+        maxevents: i32,
+        kind: WaitKind,
+        null_buffer: bool,
+    ) -> SysResult<Vec<Event>>;
+    /// `poll()` on one descriptor with these requested bits and timeout 0: its `revents`.
+    fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16>;
+    /// `write(2)`.
+    fn write(&mut self, fd: i32, data: &[u8]) -> SysResult<usize>;
+    /// `read(2)`.
+    fn read(&mut self, fd: i32, buf: &mut [u8]) -> SysResult<usize>;
+    /// `shutdown(2)`.
+    fn shutdown(&mut self, fd: i32, how: i32) -> SysResult<()>;
+    /// `close(2)`.
+    fn close(&mut self, fd: i32) -> SysResult<()>;
+    /// `dup(2)` (lowest free scenario number).
+    fn dup(&mut self, fd: i32) -> SysResult<i32>;
+    /// `dup2(2)`.
+    fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32>;
+    /// Called instead of dropping the backend when a scenario panicked inside it. The
+    /// default leaks the backend: its state may be inconsistent, and dropping it could
+    /// panic again while unwinding. Backends that hold process-wide resources release them.
+    fn abandon(self: Box<Self>) {
+        std::mem::forget(self);
+    }
+}
+
+/// The events buffer a wait call gets: `min(maxevents, 1024)` entries and at least one (so
+/// that `maxevents <= 0` still reaches the callee's `EINVAL` check), but never fewer than
+/// `items + 1` when `maxevents` asks for more, where `items` bounds how many interest items
+/// could be reported (the successful `EPOLL_CTL_ADD`s so far): the callee can therefore never
+/// write past the buffer.
+pub fn wait_buffer_len(maxevents: i32, items: usize) -> usize {
+    let max = usize::try_from(maxevents).unwrap_or(0);
+    max.clamp(1, 1024).max(max.min(items + 1))
+}
+
+/// A registered backend: its name and how to make a fresh one (one per scenario run).
+pub struct BackendKind {
+    /// The name used on the command line and in diffs.
+    pub name: &'static str,
+    /// A fresh backend with an empty descriptor range.
+    pub create: fn() -> Box<dyn Backend>,
+}
+
+/// Every backend, the oracle (`kernel`) first.
+pub const ALL: &[BackendKind] = &[
+    BackendKind {
+        name: "kernel",
+        create: kernel::create,
+    },
+    BackendKind {
+        name: "engine",
+        create: engine::create,
+    },
+];
+
+/// The backend named `name`.
+pub fn by_name(name: &str) -> Option<&'static BackendKind> {
+    ALL.iter().find(|b| b.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_len() {
+        assert_eq!(wait_buffer_len(8, 0), 8);
+        assert_eq!(wait_buffer_len(0, 0), 1);
+        assert_eq!(wait_buffer_len(-5, 100), 1);
+        assert_eq!(wait_buffer_len(i32::MAX, 0), 1024);
+        assert_eq!(wait_buffer_len(i32::MAX, 5000), 5001);
+        assert_eq!(wait_buffer_len(2000, 5000), 2000);
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(Errno(9).name(), "EBADF");
+        assert_eq!(Errno(4095).name(), "errno 4095");
+    }
+}

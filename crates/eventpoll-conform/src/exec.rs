@@ -1,0 +1,275 @@
+//! Running a parsed script on one backend: each command becomes backend calls, each result a
+//! transcript line (`TEXT => RESULT`), and a panic inside the backend becomes a final
+//! `TEXT => panic: MESSAGE` line instead of ending the run.
+
+use crate::backend::{Backend, BackendKind, SysResult};
+use crate::script::{bit_names, Command, Create, FdRef, Script};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+/// What `poll X` asks for: every bit a file can report besides `ERR`/`HUP`/`NVAL` (which
+/// poll always reports).
+pub const POLL_ALL: i16 = libc::POLLIN
+    | libc::POLLPRI
+    | libc::POLLOUT
+    | libc::POLLRDNORM
+    | libc::POLLRDBAND
+    | libc::POLLWRNORM
+    | libc::POLLWRBAND
+    | 0x400 // POLLMSG
+    | libc::POLLRDHUP;
+
+/// The transcript of one scenario on one backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcript {
+    /// One line per command (the last one is the panic line if the backend panicked).
+    pub lines: Vec<String>,
+    /// The panic message, if the backend panicked (the scenario then stopped there).
+    pub panic: Option<String>,
+}
+
+impl Transcript {
+    /// The lines joined, each ending in a newline.
+    pub fn text(&self) -> String {
+        self.lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+    static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Install (once) a panic hook that, on threads running a scenario, records the message and
+/// location instead of printing them; other panics go to the previous hook.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CAPTURING.with(Cell::get) {
+                let payload = info.payload();
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(non-string panic payload)".to_string());
+                let text = match info.location() {
+                    Some(l) => format!("{msg} (at {}:{})", l.file(), l.line()),
+                    None => msg,
+                };
+                CAPTURED.with(|c| *c.borrow_mut() = Some(text));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Run `script` on a fresh backend of `kind`, catching panics.
+pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
+    install_panic_hook();
+    let mut backend = (kind.create)();
+    let mut lines = Vec::new();
+    CAPTURING.with(|c| c.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut runner = Runner {
+            backend: &mut *backend,
+            names: HashMap::new(),
+        };
+        for line in &script.lines {
+            let result = runner.command(&line.command);
+            lines.push(format!("{} => {}", line.text, result));
+        }
+    }));
+    CAPTURING.with(|c| c.set(false));
+    match outcome {
+        Ok(()) => {
+            drop(backend);
+            Transcript { lines, panic: None }
+        }
+        Err(payload) => {
+            backend.abandon();
+            let msg = CAPTURED
+                .with(|c| c.borrow_mut().take())
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            let text = script
+                .lines
+                .get(lines.len())
+                .map_or("", |l| l.text.as_str());
+            lines.push(format!("{text} => panic: {msg}"));
+            Transcript {
+                lines,
+                panic: Some(msg),
+            }
+        }
+    }
+}
+
+struct Runner<'a> {
+    backend: &'a mut dyn Backend,
+    /// NAME → scenario number (-1 when the creating call failed).
+    names: HashMap<String, i32>,
+}
+
+fn show<T>(r: SysResult<T>, ok: impl FnOnce(T) -> String) -> String {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => e.name(),
+    }
+}
+
+fn done(_: ()) -> String {
+    "ok".to_string()
+}
+
+impl Runner<'_> {
+    fn fd(&self, r: &FdRef) -> i32 {
+        match r {
+            FdRef::Raw(n) => *n,
+            FdRef::Name(n) => self.names.get(n).copied().unwrap_or(-1),
+        }
+    }
+
+    fn bind(&mut self, names: &[&String], r: SysResult<Vec<i32>>) -> String {
+        match r {
+            Ok(fds) => {
+                for (n, fd) in names.iter().zip(fds) {
+                    self.names.insert((*n).clone(), fd);
+                }
+                "ok".to_string()
+            }
+            Err(e) => {
+                for n in names {
+                    self.names.insert((*n).clone(), -1);
+                }
+                e.name()
+            }
+        }
+    }
+
+    fn command(&mut self, c: &Command) -> String {
+        let b = &mut *self.backend;
+        match c {
+            Command::Epoll { name, create } => {
+                let r = match create {
+                    Create::Size(n) => b.epoll_create(*n),
+                    Create::Flags(f) => b.epoll_create1(*f),
+                };
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::Pipe { read, write } => {
+                let r = b.pipe();
+                self.bind(&[read, write], r.map(|(r, w)| vec![r, w]))
+            }
+            Command::SetPipeSize { fd, size } => {
+                let fd = self.fd(fd);
+                show(self.backend.set_pipe_size(fd, *size), |n| n.to_string())
+            }
+            Command::Eventfd {
+                name,
+                init,
+                semaphore,
+            } => {
+                let r = b.eventfd(*init, *semaphore);
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::Socketpair { a, b: second, ty } => {
+                let r = b.socketpair(*ty);
+                self.bind(&[a, second], r.map(|(x, y)| vec![x, y]))
+            }
+            Command::Timerfd { name } => {
+                let r = b.timerfd();
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::File { name } => {
+                let r = b.regular_file();
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::Settime { fd, setting } => {
+                let fd = self.fd(fd);
+                show(self.backend.settime(fd, *setting), done)
+            }
+            Command::Ctl {
+                epfd,
+                op,
+                target,
+                event,
+            } => {
+                let (ep, t) = (self.fd(epfd), self.fd(target));
+                show(self.backend.epoll_ctl(ep, *op, t, *event), done)
+            }
+            Command::Wait(w) => {
+                let ep = self.fd(&w.epfd);
+                show(
+                    self.backend
+                        .epoll_wait(ep, w.maxevents, w.kind, w.null_buffer),
+                    |events| {
+                        let list: Vec<String> = events
+                            .iter()
+                            .map(|(bits, data)| format!("{data} {}", bit_names(*bits)))
+                            .collect();
+                        format!("{} [{}]", events.len(), list.join(", "))
+                    },
+                )
+            }
+            Command::Poll { fd } => {
+                let fd = self.fd(fd);
+                show(self.backend.poll(fd, POLL_ALL), |rev| {
+                    bit_names(u32::from(rev as u16))
+                })
+            }
+            Command::Write { fd, len } => {
+                let fd = self.fd(fd);
+                let data = vec![b'x'; *len];
+                show(self.backend.write(fd, &data), |n| n.to_string())
+            }
+            Command::Read { fd, len } => {
+                let fd = self.fd(fd);
+                let mut buf = vec![0u8; *len];
+                show(self.backend.read(fd, &mut buf), |n| n.to_string())
+            }
+            Command::EfdWrite { fd, value } => {
+                let fd = self.fd(fd);
+                show(self.backend.write(fd, &value.to_ne_bytes()), |n| {
+                    if n == 8 {
+                        "ok".to_string()
+                    } else {
+                        n.to_string()
+                    }
+                })
+            }
+            Command::EfdRead { fd } => {
+                let fd = self.fd(fd);
+                let mut buf = [0u8; 8];
+                show(self.backend.read(fd, &mut buf), |n| {
+                    if n == 8 {
+                        u64::from_ne_bytes(buf).to_string()
+                    } else {
+                        format!("short read {n}")
+                    }
+                })
+            }
+            Command::Shutdown { fd, how } => {
+                let fd = self.fd(fd);
+                show(self.backend.shutdown(fd, *how), done)
+            }
+            Command::Close { fd } => {
+                let fd = self.fd(fd);
+                show(self.backend.close(fd), done)
+            }
+            Command::Dup { fd, name } => {
+                let fd = self.fd(fd);
+                let r = self.backend.dup(fd);
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::Dup2 { fd, target } => {
+                let (fd, target) = (self.fd(fd), self.fd(target));
+                show(self.backend.dup2(fd, target), |_| "ok".to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,873 @@
+//! The `.ep` scenario language: parsing a script into [`Command`]s, and the exact text each
+//! command prints at the start of its transcript line (the command as written, whitespace
+//! normalised).
+//!
+//! Parsing is strict and total: every problem (unknown command, bad name, bad number, missing
+//! or extra argument, a name used before any command created it) is a [`ParseError`] that
+//! names the file and the line; nothing here panics on any input.
+//!
+//! ```
+//! use eventpoll_conform::script::{parse, Command};
+//! let s = parse("demo.ep", "# name: demo\nepoll e\npipe r w   # comment\nctl e add r in|et 7\n").unwrap();
+//! assert_eq!(s.name, "demo");
+//! assert_eq!(s.lines[1].text, "pipe r w");
+//! assert!(matches!(s.lines[2].command, Command::Ctl { .. }));
+//! assert!(parse("bad.ep", "frobnicate x").unwrap_err().to_string().starts_with("bad.ep:1:"));
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+
+/// Largest byte count a `write`/`read` command may ask for (16 MiB): larger counts are
+/// rejected at parse time instead of allocating without bound.
+pub const MAX_IO_BYTES: usize = 1 << 24;
+
+/// A reference to a descriptor: a name bound by an earlier command, or a raw number `fd:N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FdRef {
+    /// A NAME (`[a-z][a-z0-9_]*`).
+    Name(String),
+    /// A raw scenario descriptor number (`fd:N`).
+    Raw(i32),
+}
+
+/// How `epoll E` creates its instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// `epoll_create(size)`.
+    Size(i32),
+    /// `epoll_create1(flags)`.
+    Flags(i32),
+}
+
+/// Unix socket types for `socketpair`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockType {
+    /// `SOCK_STREAM`.
+    Stream,
+    /// `SOCK_DGRAM`.
+    Dgram,
+    /// `SOCK_SEQPACKET`.
+    SeqPacket,
+}
+
+/// What `settime` does to a timerfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerSetting {
+    /// Arm with an absolute expiry already in the past: the timer fires at once.
+    Expired,
+    /// Disarm.
+    Disarm,
+}
+
+/// The timeout argument of the three wait calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// `epoll_wait(..., timeout_ms)`.
+    Wait {
+        /// Milliseconds; negative for no limit.
+        timeout_ms: i32,
+    },
+    /// `epoll_pwait(..., timeout_ms, &empty_sigset, sigsetsize)` (format addition).
+    Pwait {
+        /// Milliseconds; negative for no limit.
+        timeout_ms: i32,
+        /// The signal-set size passed (Linux accepts only 8).
+        sigsetsize: usize,
+    },
+    /// `epoll_pwait2(..., timeout)`; `None` is a NULL timespec.
+    Pwait2 {
+        /// `(tv_sec, tv_nsec)`, passed unchecked.
+        timeout: Option<(i64, i64)>,
+    },
+}
+
+/// One wait call: `wait`, `pwait` or `pwait2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitCall {
+    /// The epoll descriptor.
+    pub epfd: FdRef,
+    /// `maxevents`, passed unchanged (may be zero or negative).
+    pub maxevents: i32,
+    /// Which call, with its timeout.
+    pub kind: WaitKind,
+    /// `buf=null`: pass a NULL events pointer (format addition).
+    pub null_buffer: bool,
+}
+
+/// One command of a scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `epoll E [size=N] [flags=N]`.
+    Epoll {
+        /// Name bound to the new instance.
+        name: String,
+        /// `epoll_create(size)` or `epoll_create1(flags)`.
+        create: Create,
+    },
+    /// `pipe R W`: `pipe2(O_NONBLOCK)`.
+    Pipe {
+        /// Read end.
+        read: String,
+        /// Write end.
+        write: String,
+    },
+    /// `setpipesz R N`: `fcntl(R, F_SETPIPE_SZ, N)`; prints the new capacity (addition).
+    SetPipeSize {
+        /// Either end of a pipe.
+        fd: FdRef,
+        /// Requested capacity in bytes.
+        size: i32,
+    },
+    /// `eventfd N INIT [semaphore]`.
+    Eventfd {
+        /// Name bound to the eventfd.
+        name: String,
+        /// Initial counter.
+        init: u32,
+        /// `EFD_SEMAPHORE`.
+        semaphore: bool,
+    },
+    /// `socketpair A B stream|dgram|seqpacket`.
+    Socketpair {
+        /// First socket.
+        a: String,
+        /// Second socket.
+        b: String,
+        /// Socket type.
+        ty: SockType,
+    },
+    /// `timerfd T`.
+    Timerfd {
+        /// Name bound to the timer.
+        name: String,
+    },
+    /// `settime T expired|disarm`.
+    Settime {
+        /// The timerfd.
+        fd: FdRef,
+        /// What to do.
+        setting: TimerSetting,
+    },
+    /// `file F`: a regular file.
+    File {
+        /// Name bound to the file.
+        name: String,
+    },
+    /// `ctl E add|mod|del|op=N TARGET [EVENTS DATA | null]`.
+    Ctl {
+        /// The epoll descriptor.
+        epfd: FdRef,
+        /// The raw op (1 add, 2 del, 3 mod, or any number).
+        op: i32,
+        /// The target descriptor.
+        target: FdRef,
+        /// `(events, data)`, or `None` for a NULL pointer.
+        event: Option<(u32, u64)>,
+    },
+    /// `wait`, `pwait` or `pwait2`.
+    Wait(WaitCall),
+    /// `poll X`.
+    Poll {
+        /// The descriptor.
+        fd: FdRef,
+    },
+    /// `write W N`.
+    Write {
+        /// The descriptor.
+        fd: FdRef,
+        /// Byte count.
+        len: usize,
+    },
+    /// `read R N`.
+    Read {
+        /// The descriptor.
+        fd: FdRef,
+        /// Buffer size.
+        len: usize,
+    },
+    /// `efd-write N VALUE`.
+    EfdWrite {
+        /// The eventfd.
+        fd: FdRef,
+        /// The 8-byte value.
+        value: u64,
+    },
+    /// `efd-read N`.
+    EfdRead {
+        /// The eventfd.
+        fd: FdRef,
+    },
+    /// `shutdown S rd|wr|rdwr`.
+    Shutdown {
+        /// The socket.
+        fd: FdRef,
+        /// `SHUT_RD` (0), `SHUT_WR` (1) or `SHUT_RDWR` (2).
+        how: i32,
+    },
+    /// `close X`.
+    Close {
+        /// The descriptor.
+        fd: FdRef,
+    },
+    /// `dup X NEW`.
+    Dup {
+        /// The descriptor duplicated.
+        fd: FdRef,
+        /// Name bound to the new descriptor.
+        name: String,
+    },
+    /// `dup2 X Y`: onto Y's number.
+    Dup2 {
+        /// The descriptor duplicated.
+        fd: FdRef,
+        /// The descriptor whose number is the target.
+        target: FdRef,
+    },
+}
+
+/// One command line of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// 1-based line number in the file.
+    pub lineno: usize,
+    /// The command as written, comments stripped and spacing normalised (one space between
+    /// words): the left part of its transcript line.
+    pub text: String,
+    /// The parsed command.
+    pub command: Command,
+}
+
+/// A parsed scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// The `# name:` header, or the file name.
+    pub name: String,
+    /// Where it came from (for messages).
+    pub path: String,
+    /// The commands, in order.
+    pub lines: Vec<Line>,
+}
+
+/// What went wrong on a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The first word is not a command.
+    UnknownCommand(String),
+    /// A word where a NAME was expected is not `[a-z][a-z0-9_]*`, or names nothing yet.
+    BadName(String),
+    /// A number that does not parse or is out of range for its argument.
+    BadNumber(String),
+    /// A keyword that is not one of the allowed ones (`add`, `stream`, `expired`, an event
+    /// name, ...).
+    BadWord(String),
+    /// Fewer arguments than the command needs.
+    MissingArgument(&'static str),
+    /// More arguments than the command takes.
+    ExtraArgument(String),
+}
+
+/// A parse error: file, line and what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// The file.
+    pub path: String,
+    /// 1-based line number.
+    pub lineno: usize,
+    /// The problem.
+    pub kind: ParseErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.path, self.lineno)?;
+        match &self.kind {
+            ParseErrorKind::UnknownCommand(w) => write!(f, "unknown command `{w}`"),
+            ParseErrorKind::BadName(w) => write!(f, "bad name `{w}`"),
+            ParseErrorKind::BadNumber(w) => write!(f, "bad number `{w}`"),
+            ParseErrorKind::BadWord(w) => write!(f, "bad word `{w}`"),
+            ParseErrorKind::MissingArgument(what) => write!(f, "missing argument: {what}"),
+            ParseErrorKind::ExtraArgument(w) => write!(f, "extra argument `{w}`"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The event names of the format, with their bits (`EPOLL` prefix dropped, lower case).
+pub const EVENT_NAMES: [(&str, u32); 15] = [
+    ("in", 0x001),
+    ("pri", 0x002),
+    ("out", 0x004),
+    ("err", 0x008),
+    ("hup", 0x010),
+    ("rdnorm", 0x040),
+    ("rdband", 0x080),
+    ("wrnorm", 0x100),
+    ("wrband", 0x200),
+    ("msg", 0x400),
+    ("rdhup", 0x2000),
+    ("exclusive", 1 << 28),
+    ("wakeup", 1 << 29),
+    ("oneshot", 1 << 30),
+    ("et", 1 << 31),
+];
+
+/// Parse a whole script. `path` is only used for the default name and for messages.
+pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
+    let mut name = None;
+    let mut lines = Vec::new();
+    let mut defined = HashSet::new();
+    for (i, raw) in source.lines().enumerate() {
+        let lineno = i + 1;
+        let (code, comment) = match raw.find('#') {
+            Some(at) => (&raw[..at], Some(&raw[at + 1..])),
+            None => (raw, None),
+        };
+        let words: Vec<&str> = code.split_whitespace().collect();
+        if words.is_empty() {
+            // `# name: TEXT` counts only before the first command.
+            if let (Some(c), None, true) = (comment, &name, lines.is_empty()) {
+                if let Some(text) = c.trim_start().strip_prefix("name:") {
+                    name = Some(text.trim().to_string());
+                }
+            }
+            continue;
+        }
+        let err = |kind| ParseError {
+            path: path.to_string(),
+            lineno,
+            kind,
+        };
+        let command = LineParser {
+            words: &words,
+            pos: 1,
+            defined: &defined,
+        }
+        .command()
+        .map_err(err)?;
+        for n in bound_names(&command) {
+            defined.insert(n.to_string());
+        }
+        lines.push(Line {
+            lineno,
+            text: words.join(" "),
+            command,
+        });
+    }
+    let name = name.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        std::path::Path::new(path)
+            .file_name()
+            .map_or_else(|| path.to_string(), |f| f.to_string_lossy().into_owned())
+    });
+    Ok(Script {
+        name,
+        path: path.to_string(),
+        lines,
+    })
+}
+
+/// The names a command binds (creates).
+pub fn bound_names(c: &Command) -> Vec<&str> {
+    match c {
+        Command::Epoll { name, .. }
+        | Command::Eventfd { name, .. }
+        | Command::Timerfd { name }
+        | Command::File { name }
+        | Command::Dup { name, .. } => vec![name],
+        Command::Pipe { read, write } => vec![read, write],
+        Command::Socketpair { a, b, .. } => vec![a, b],
+        _ => vec![],
+    }
+}
+
+/// Whether `w` is a NAME: `[a-z][a-z0-9_]*`.
+pub fn is_name(w: &str) -> bool {
+    let mut chars = w.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// Parse an integer: optional `-`, then decimal or `0x` hexadecimal.
+fn parse_int(w: &str) -> Option<i128> {
+    let (neg, digits) = match w.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, w),
+    };
+    let value = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        i128::from_str_radix(hex, 16).ok()?
+    } else {
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<i128>().ok()?
+    };
+    Some(if neg { -value } else { value })
+}
+
+fn number<T: TryFrom<i128>>(w: &str) -> Result<T, ParseErrorKind> {
+    parse_int(w)
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| ParseErrorKind::BadNumber(w.to_string()))
+}
+
+/// Parse EVENTS: `|`-joined names and/or numbers.
+pub fn parse_events(w: &str) -> Result<u32, ParseErrorKind> {
+    let mut bits = 0u32;
+    for part in w.split('|') {
+        if let Some((_, bit)) = EVENT_NAMES.iter().find(|(n, _)| *n == part) {
+            bits |= bit;
+        } else if part.starts_with(|c: char| c.is_ascii_digit()) {
+            bits |= number::<u32>(part)?;
+        } else {
+            return Err(ParseErrorKind::BadWord(part.to_string()));
+        }
+    }
+    Ok(bits)
+}
+
+struct LineParser<'a> {
+    words: &'a [&'a str],
+    pos: usize,
+    defined: &'a HashSet<String>,
+}
+
+impl<'a> LineParser<'a> {
+    fn next(&mut self, what: &'static str) -> Result<&'a str, ParseErrorKind> {
+        let w = self
+            .words
+            .get(self.pos)
+            .ok_or(ParseErrorKind::MissingArgument(what))?;
+        self.pos += 1;
+        Ok(w)
+    }
+
+    fn peek(&self) -> Option<&'a str> {
+        self.words.get(self.pos).copied()
+    }
+
+    fn end(&self) -> Result<(), ParseErrorKind> {
+        match self.peek() {
+            Some(w) => Err(ParseErrorKind::ExtraArgument(w.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// A NAME that a command binds.
+    fn new_name(&mut self, what: &'static str) -> Result<String, ParseErrorKind> {
+        let w = self.next(what)?;
+        if is_name(w) {
+            Ok(w.to_string())
+        } else {
+            Err(ParseErrorKind::BadName(w.to_string()))
+        }
+    }
+
+    /// A NAME bound earlier, or `fd:N`.
+    fn fd(&mut self, what: &'static str) -> Result<FdRef, ParseErrorKind> {
+        let w = self.next(what)?;
+        if let Some(n) = w.strip_prefix("fd:") {
+            return Ok(FdRef::Raw(number(n)?));
+        }
+        if is_name(w) && self.defined.contains(w) {
+            Ok(FdRef::Name(w.to_string()))
+        } else {
+            Err(ParseErrorKind::BadName(w.to_string()))
+        }
+    }
+
+    fn num<T: TryFrom<i128>>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
+        number(self.next(what)?)
+    }
+
+    fn io_len(&mut self) -> Result<usize, ParseErrorKind> {
+        let w = self.next("byte count")?;
+        let n: usize = number(w)?;
+        if n > MAX_IO_BYTES {
+            return Err(ParseErrorKind::BadNumber(w.to_string()));
+        }
+        Ok(n)
+    }
+
+    /// Optional trailing `key=value` words; `allowed` lists the keys.
+    fn options(&mut self, allowed: &[&str]) -> Result<Vec<(String, String)>, ParseErrorKind> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        while let Some(w) = self.peek() {
+            match w.split_once('=') {
+                Some((k, v)) if allowed.contains(&k) && !out.iter().any(|(seen, _)| seen == k) => {
+                    out.push((k.to_string(), v.to_string()));
+                    self.pos += 1;
+                }
+                _ => return Err(ParseErrorKind::ExtraArgument(w.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn wait_options(&mut self, sigsetsize: bool) -> Result<(bool, usize), ParseErrorKind> {
+        let allowed: &[&str] = if sigsetsize {
+            &["buf", "sigsetsize"]
+        } else {
+            &["buf"]
+        };
+        let mut null_buffer = false;
+        let mut size = 8;
+        for (k, v) in self.options(allowed)? {
+            match k.as_str() {
+                "buf" if v == "null" => null_buffer = true,
+                "buf" => return Err(ParseErrorKind::BadWord(format!("buf={v}"))),
+                _ => size = number(&v)?,
+            }
+        }
+        Ok((null_buffer, size))
+    }
+
+    fn command(mut self) -> Result<Command, ParseErrorKind> {
+        let cmd = self.words[0];
+        let c = match cmd {
+            "epoll" => {
+                let name = self.new_name("epoll name")?;
+                let opts = self.options(&["size", "flags"])?;
+                let create = match opts.as_slice() {
+                    [] => Create::Flags(0),
+                    [(k, v)] if k == "size" => Create::Size(number(v)?),
+                    [(_, v)] => Create::Flags(number(v)?),
+                    [_, (k, v)] => return Err(ParseErrorKind::ExtraArgument(format!("{k}={v}"))),
+                    _ => return Err(ParseErrorKind::ExtraArgument(String::new())),
+                };
+                Command::Epoll { name, create }
+            }
+            "pipe" => Command::Pipe {
+                read: self.new_name("read end name")?,
+                write: self.new_name("write end name")?,
+            },
+            "setpipesz" => Command::SetPipeSize {
+                fd: self.fd("pipe")?,
+                size: self.num("size")?,
+            },
+            "eventfd" => {
+                let name = self.new_name("eventfd name")?;
+                let init = self.num("initial value")?;
+                let semaphore = match self.peek() {
+                    Some("semaphore") => {
+                        self.pos += 1;
+                        true
+                    }
+                    _ => false,
+                };
+                Command::Eventfd {
+                    name,
+                    init,
+                    semaphore,
+                }
+            }
+            "socketpair" => {
+                let a = self.new_name("first socket name")?;
+                let b = self.new_name("second socket name")?;
+                let ty = match self.next("stream|dgram|seqpacket")? {
+                    "stream" => SockType::Stream,
+                    "dgram" => SockType::Dgram,
+                    "seqpacket" => SockType::SeqPacket,
+                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                };
+                Command::Socketpair { a, b, ty }
+            }
+            "timerfd" => Command::Timerfd {
+                name: self.new_name("timerfd name")?,
+            },
+            "settime" => {
+                let fd = self.fd("timerfd")?;
+                let setting = match self.next("expired|disarm")? {
+                    "expired" => TimerSetting::Expired,
+                    "disarm" => TimerSetting::Disarm,
+                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                };
+                Command::Settime { fd, setting }
+            }
+            "file" => Command::File {
+                name: self.new_name("file name")?,
+            },
+            "ctl" => {
+                let epfd = self.fd("epoll descriptor")?;
+                let opw = self.next("add|mod|del|op=N")?;
+                let op = match opw {
+                    "add" => 1,
+                    "del" => 2,
+                    "mod" => 3,
+                    w => match w.strip_prefix("op=") {
+                        Some(n) => number(n)?,
+                        None => return Err(ParseErrorKind::BadWord(w.to_string())),
+                    },
+                };
+                let target = self.fd("target descriptor")?;
+                let event = match self.peek() {
+                    Some("null") => {
+                        self.pos += 1;
+                        None
+                    }
+                    None if opw == "add" || opw == "mod" => {
+                        return Err(ParseErrorKind::MissingArgument("EVENTS DATA or null"))
+                    }
+                    None => None,
+                    Some(_) => {
+                        let events = parse_events(self.next("events")?)?;
+                        let data = self.num("data")?;
+                        Some((events, data))
+                    }
+                };
+                Command::Ctl {
+                    epfd,
+                    op,
+                    target,
+                    event,
+                }
+            }
+            "wait" | "pwait" => {
+                let epfd = self.fd("epoll descriptor")?;
+                let maxevents = self.num("maxevents")?;
+                let timeout_ms = self.num("timeout")?;
+                let (null_buffer, sigsetsize) = self.wait_options(cmd == "pwait")?;
+                let kind = if cmd == "wait" {
+                    WaitKind::Wait { timeout_ms }
+                } else {
+                    WaitKind::Pwait {
+                        timeout_ms,
+                        sigsetsize,
+                    }
+                };
+                Command::Wait(WaitCall {
+                    epfd,
+                    maxevents,
+                    kind,
+                    null_buffer,
+                })
+            }
+            "pwait2" => {
+                let epfd = self.fd("epoll descriptor")?;
+                let maxevents = self.num("maxevents")?;
+                let timeout = match self.next("SEC NSEC or null")? {
+                    "null" => None,
+                    w => {
+                        let sec = number(w)?;
+                        Some((sec, self.num("nanoseconds")?))
+                    }
+                };
+                let (null_buffer, _) = self.wait_options(false)?;
+                Command::Wait(WaitCall {
+                    epfd,
+                    maxevents,
+                    kind: WaitKind::Pwait2 { timeout },
+                    null_buffer,
+                })
+            }
+            "poll" => Command::Poll {
+                fd: self.fd("descriptor")?,
+            },
+            "write" => Command::Write {
+                fd: self.fd("descriptor")?,
+                len: self.io_len()?,
+            },
+            "read" => Command::Read {
+                fd: self.fd("descriptor")?,
+                len: self.io_len()?,
+            },
+            "efd-write" => Command::EfdWrite {
+                fd: self.fd("eventfd")?,
+                value: self.num("value")?,
+            },
+            "efd-read" => Command::EfdRead {
+                fd: self.fd("eventfd")?,
+            },
+            "shutdown" => {
+                let fd = self.fd("socket")?;
+                let how = match self.next("rd|wr|rdwr")? {
+                    "rd" => 0,
+                    "wr" => 1,
+                    "rdwr" => 2,
+                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                };
+                Command::Shutdown { fd, how }
+            }
+            "close" => Command::Close {
+                fd: self.fd("descriptor")?,
+            },
+            "dup" => Command::Dup {
+                fd: self.fd("descriptor")?,
+                name: self.new_name("new name")?,
+            },
+            "dup2" => Command::Dup2 {
+                fd: self.fd("descriptor")?,
+                target: self.fd("target descriptor")?,
+            },
+            w => return Err(ParseErrorKind::UnknownCommand(w.to_string())),
+        };
+        self.end()?;
+        Ok(c)
+    }
+}
+
+/// The transcript names of a set of bits, ascending, `|`-joined; `0` for none; bits without
+/// a name (and `nval`, 0x20, which only `poll` reports) as in [`bit_names`].
+///
+/// ```
+/// assert_eq!(eventpoll_conform::script::bit_names(0x2011), "in|hup|rdhup");
+/// assert_eq!(eventpoll_conform::script::bit_names(0), "0");
+/// assert_eq!(eventpoll_conform::script::bit_names(0x20 | 0x800), "nval|0x800");
+/// ```
+pub fn bit_names(bits: u32) -> String {
+    if bits == 0 {
+        return "0".to_string();
+    }
+    let mut parts = Vec::new();
+    for i in 0..32 {
+        let bit = 1u32 << i;
+        if bits & bit == 0 {
+            continue;
+        }
+        match EVENT_NAMES.iter().find(|(_, b)| *b == bit) {
+            Some((name, _)) => parts.push((*name).to_string()),
+            None if bit == 0x20 => parts.push("nval".to_string()),
+            None => parts.push(format!("{bit:#x}")),
+        }
+    }
+    parts.join("|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_int("0x2011"), Some(0x2011));
+        assert_eq!(parse_int("-1"), Some(-1));
+        assert_eq!(parse_int("12a"), None);
+        assert_eq!(parse_int("0x"), None);
+        assert_eq!(parse_int(""), None);
+        assert_eq!(parse_int("-"), None);
+        assert_eq!(number::<u64>("18446744073709551615"), Ok(u64::MAX));
+        assert!(number::<u64>("18446744073709551616").is_err());
+        assert!(number::<i32>("99999999999999999999999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn events() {
+        assert_eq!(parse_events("in|et"), Ok(0x8000_0001));
+        assert_eq!(parse_events("0x2011"), Ok(0x2011));
+        assert_eq!(parse_events("in|0x100"), Ok(0x101));
+        assert_eq!(parse_events("0"), Ok(0));
+        assert!(matches!(
+            parse_events("in|bogus"),
+            Err(ParseErrorKind::BadWord(_))
+        ));
+        assert!(matches!(
+            parse_events("in||out"),
+            Err(ParseErrorKind::BadWord(_))
+        ));
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_name("r2"));
+        assert!(is_name("a_b"));
+        assert!(!is_name("2r"));
+        assert!(!is_name("R"));
+        assert!(!is_name(""));
+        assert!(!is_name("a-b"));
+    }
+
+    #[test]
+    fn text_is_normalised() {
+        let s = parse(
+            "x.ep",
+            "  epoll   e\t # c\npipe r w\nctl e add r in|rdhup   0x10\n",
+        )
+        .unwrap();
+        assert_eq!(s.lines[0].text, "epoll e");
+        assert_eq!(s.lines[2].text, "ctl e add r in|rdhup 0x10");
+        assert_eq!(s.name, "x.ep");
+        assert_eq!(s.lines[2].lineno, 3);
+    }
+
+    #[test]
+    fn all_commands_parse() {
+        let src = "epoll e\nepoll f size=1\nepoll g flags=0x80000\npipe r w\nsetpipesz r 4096\n\
+            eventfd c 0 semaphore\nsocketpair a b seqpacket\ntimerfd t\nsettime t expired\n\
+            settime t disarm\nfile x\nctl e add r in|et 1\nctl e mod r null\nctl e del r\n\
+            ctl e op=7 r 1 2\nwait e 8 0\nwait e 8 0 buf=null\npwait e 1 0 sigsetsize=7\n\
+            pwait2 e 8 null\npwait2 e 8 0 -1 buf=null\npoll fd:-1\nwrite w 10\nread r 10\n\
+            efd-write c 0xffffffffffffffff\nefd-read c\nshutdown a rdwr\nclose fd:4000\n\
+            dup r r2\ndup2 r w\n";
+        let s = parse("all.ep", src).unwrap();
+        assert_eq!(s.lines.len(), src.lines().count());
+        assert_eq!(
+            s.lines[14].command,
+            Command::Ctl {
+                epfd: FdRef::Name("e".into()),
+                op: 7,
+                target: FdRef::Name("r".into()),
+                event: Some((1, 2))
+            }
+        );
+        assert_eq!(
+            s.lines[19].command,
+            Command::Wait(WaitCall {
+                epfd: FdRef::Name("e".into()),
+                maxevents: 8,
+                kind: WaitKind::Pwait2 {
+                    timeout: Some((0, -1))
+                },
+                null_buffer: true
+            })
+        );
+    }
+
+    #[test]
+    fn error_kinds() {
+        let kind = |src: &str| parse("t.ep", src).unwrap_err().kind;
+        assert!(matches!(kind("bogus"), ParseErrorKind::UnknownCommand(_)));
+        assert!(matches!(kind("pipe R w"), ParseErrorKind::BadName(_)));
+        assert!(matches!(kind("close nothere"), ParseErrorKind::BadName(_)));
+        assert!(matches!(kind("eventfd c x"), ParseErrorKind::BadNumber(_)));
+        assert!(matches!(kind("eventfd c -1"), ParseErrorKind::BadNumber(_)));
+        assert!(matches!(kind("pipe r"), ParseErrorKind::MissingArgument(_)));
+        assert!(matches!(
+            kind("epoll e\nctl e add e"),
+            ParseErrorKind::MissingArgument(_)
+        ));
+        assert!(matches!(
+            kind("pipe r w x"),
+            ParseErrorKind::ExtraArgument(_)
+        ));
+        assert!(matches!(
+            kind("epoll e size=1 flags=0"),
+            ParseErrorKind::ExtraArgument(_)
+        ));
+        assert!(matches!(
+            kind("epoll e\nwait e 1 0 buf=x"),
+            ParseErrorKind::BadWord(_)
+        ));
+        assert!(matches!(
+            kind("pipe r w\nwrite w 99999999999"),
+            ParseErrorKind::BadNumber(_)
+        ));
+    }
+
+    #[test]
+    fn name_header_only_before_commands() {
+        let s = parse(
+            "d/y.ep",
+            "# a comment\n# name: hello world \nepoll e\n# name: late\n",
+        )
+        .unwrap();
+        assert_eq!(s.name, "hello world");
+        let s = parse("d/y.ep", "epoll e\n# name: late\n").unwrap();
+        assert_eq!(s.name, "y.ep");
+    }
+}
