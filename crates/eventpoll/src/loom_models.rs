@@ -699,3 +699,61 @@ fn loom_models_interrupt_and_zero_timeout_vs_wake() {
         drop(f);
     });
 }
+
+// ----- 8. the real objects -----
+
+/// The objects' own blocking paths (`WaitQueue::block_until`: try, queue, try again, sleep)
+/// and `poll(2)`'s sleep on several queues, against the write that unblocks them: a blocking
+/// eventfd read, a blocking pipe read then end-of-file when the writer is closed, an ET item
+/// on a pipe with a thread blocked in `wait`, and `FdTable::poll` on an eventfd.
+#[test]
+fn loom_models_objects() {
+    use crate::objects::{eventfd::EventFd, pipe::pipe};
+    check("eventfd_blocking_read_vs_write", || {
+        let e = EventFd::new(0, false);
+        let e2 = e.clone();
+        let reader = thread::spawn(move || e2.take(false));
+        e.add(1, false).unwrap();
+        assert_eq!(reader.join().unwrap(), Ok(1));
+    });
+    check("pipe_blocking_read_vs_write_then_close", || {
+        let (r, w) = pipe(0);
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 4];
+            let first = r.read(&mut buf);
+            let second = r.read(&mut buf);
+            (first, second)
+        });
+        assert_eq!(w.write(b"x"), Ok(1));
+        drop(w);
+        assert_eq!(reader.join().unwrap(), (Ok(1), Ok(0)));
+    });
+    check("pipe_et_item_vs_write", || {
+        let (r, w) = pipe(0);
+        let ep = Epoll::new();
+        ep.add(&r, et(), 5).unwrap();
+        let ep2 = ep.clone();
+        let waiter = thread::spawn(move || wait(&ep2, None));
+        assert_eq!(w.write(b"x"), Ok(1));
+        assert_eq!(waiter.join().unwrap(), Ok(vec![5]));
+        drop(r);
+    });
+    check("fdtable_poll_vs_write", || {
+        let t = Arc::new(crate::FdTable::new());
+        let efd = t.eventfd(0, 0).unwrap();
+        let t2 = t.clone();
+        let poller = thread::spawn(move || {
+            let mut fds = [crate::PollFd {
+                fd: efd,
+                events: Events::IN.bits() as i16,
+                revents: 0,
+            }];
+            let n = t2.poll(&mut fds, -1);
+            (n, fds[0].revents)
+        });
+        assert_eq!(t.write(efd, &1u64.to_ne_bytes()), Ok(8));
+        let (n, revents) = poller.join().unwrap();
+        assert_eq!(n, Ok(1));
+        assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
+    });
+}
