@@ -511,6 +511,43 @@ fn loom_models_nested_wakes_parent() {
     }
 }
 
+/// ADD racing the wakeup that makes the new item ready, with a thread already blocked on
+/// the instance: ADD hooks the entry, then polls; the callback links under `ready`; either
+/// way the item is linked and the waiter woken. The same for ADD of an inner instance into
+/// an outer one (the outer item is hooked on the inner instance's `poll_wait` queue, whose
+/// emptiness the inner callback reads without that queue's lock).
+#[test]
+fn loom_models_add_vs_wake() {
+    for nested in [false, true] {
+        let name = if nested {
+            "add_of_inner_instance_vs_wake"
+        } else {
+            "add_vs_wake"
+        };
+        check(name, move || {
+            let ep = Epoll::new();
+            let inner = Epoll::new();
+            let (o, f) = obj();
+            if nested {
+                inner.add(&f, lt(), 1).unwrap();
+            }
+            let ep2 = ep.clone();
+            let waiter = thread::spawn(move || wait(&ep2, None));
+            let o2 = o.clone();
+            let waker = thread::spawn(move || o2.set(Events::IN, Events::IN));
+            if nested {
+                ep.add(inner.file(), et(), 2).unwrap();
+            } else {
+                ep.add(&f, et(), 2).unwrap();
+            }
+            waker.join().unwrap();
+            assert_eq!(waiter.join().unwrap(), Ok(vec![2]));
+            shared(&ep).ready_list();
+            drop(f);
+        });
+    }
+}
+
 // ----- 6. EPOLLEXCLUSIVE -----
 
 /// Two instances watch one file with `EPOLLEXCLUSIVE`, each with a thread blocked in `wait`.
