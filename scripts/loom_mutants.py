@@ -132,10 +132,10 @@ MUTANTS = [
         [
             (
                 WQ,
-                """            let (accepted, remove) = match &entries[i].waiter {
-                Waiter::Item { ep, slot } => (ep.item_callback(*slot, key), false),""",
-                """            let item = match &entries[i].waiter {
-                Waiter::Item { ep, slot } => Some((ep.clone(), *slot)),
+                """            let (accepted, remove) = match &entries[i] {
+                Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),""",
+                """            let item = match &entries[i] {
+                Waiter::Item { ep, slot, .. } => Some((ep.clone(), *slot)),
                 _ => None,
             };
             if let Some((ep, slot)) = item {
@@ -151,7 +151,7 @@ MUTANTS = [
                 }
                 continue;
             }
-            let (accepted, remove) = match &entries[i].waiter {
+            let (accepted, remove) = match &entries[i] {
                 Waiter::Item { .. } => unreachable!(),""",
             ),
         ],

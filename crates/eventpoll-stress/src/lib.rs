@@ -261,11 +261,19 @@ enum Kind {
     Pipe,
 }
 
-/// One incarnation of a channel's object, with its token accounting.
-struct Incarnation {
-    writer: File,
+/// Token accounting of one incarnation of a channel's object.
+#[derive(Default)]
+struct Tokens {
     written: AtomicU64,
     read: AtomicU64,
+}
+
+/// One incarnation of a channel's object: its writing end and its tokens. Dropped (and the
+/// object with it) once the channel moved on and no producer holds it; only the tokens are
+/// kept for the final accounting.
+struct Incarnation {
+    writer: File,
+    tokens: Arc<Tokens>,
 }
 
 struct ChannelState {
@@ -287,8 +295,8 @@ struct World {
     table: FdTable,
     eps: [i32; INSTANCES],
     channels: Vec<Channel>,
-    /// Incarnations whose read end was closed.
-    dead: Mutex<Vec<Arc<Incarnation>>>,
+    /// Tokens of the incarnations whose read end was closed.
+    dead: Mutex<Vec<Arc<Tokens>>>,
     epoch: AtomicU64,
     /// Workers hold it for reading during each operation; checkpoints take it for writing.
     pause: RwLock<()>,
@@ -362,8 +370,7 @@ impl World {
         };
         let inc = Arc::new(Incarnation {
             writer,
-            written: AtomicU64::new(0),
-            read: AtomicU64::new(0),
+            tokens: Arc::default(),
         });
         Ok((fd, inc))
     }
@@ -453,7 +460,7 @@ impl World {
                         Kind::EventFd => u64::from_ne_bytes(buf[..8].try_into().expect("8 bytes")),
                         Kind::Pipe => n as u64,
                     };
-                    st.inc.read.fetch_add(tokens, SeqCst);
+                    st.inc.tokens.read.fetch_add(tokens, SeqCst);
                     self.counts.tokens_read.fetch_add(tokens, SeqCst);
                     self.count(&self.counts.reads);
                     any = true;
@@ -600,7 +607,7 @@ impl World {
         };
         match r {
             Ok(n) => {
-                inc.written.fetch_add(n, SeqCst);
+                inc.tokens.written.fetch_add(n, SeqCst);
                 self.counts.tokens_written.fetch_add(n, SeqCst);
                 self.count(&self.counts.writes);
             }
@@ -687,7 +694,7 @@ impl World {
                     Ok((fd, inc)) => {
                         let old = std::mem::replace(&mut st.inc, inc);
                         st.fd = fd;
-                        lock(&self.dead).push(old);
+                        lock(&self.dead).push(old.tokens.clone());
                     }
                     Err(e) => self.violation(format!("new pipe: {}", e.name())),
                 }
@@ -774,13 +781,14 @@ impl World {
         for (c, ch) in self.channels.iter().enumerate() {
             let st = lock(&ch.state);
             self.drain(&st);
-            let (w, r) = (st.inc.written.load(SeqCst), st.inc.read.load(SeqCst));
+            let t = &st.inc.tokens;
+            let (w, r) = (t.written.load(SeqCst), t.read.load(SeqCst));
             if w != r {
                 self.violation(format!("channel {c}: {w} tokens written, {r} read"));
             }
         }
-        for inc in lock(&self.dead).iter() {
-            let (w, r) = (inc.written.load(SeqCst), inc.read.load(SeqCst));
+        for t in lock(&self.dead).iter() {
+            let (w, r) = (t.written.load(SeqCst), t.read.load(SeqCst));
             if r > w {
                 self.violation(format!("closed pipe: {w} tokens written, {r} read"));
             }
