@@ -195,6 +195,21 @@ impl FdTable {
             .ok_or(Errno::EBADF)
     }
 
+    /// The descriptions behind two numbers, looked up under one acquisition of the table's
+    /// lock; each side is `EBADF` on its own.
+    pub(crate) fn get_pair(&self, a: i32, b: i32) -> (Result<File>, Result<File>) {
+        let s = lock(&self.slots);
+        let get = |fd: i32| {
+            usize::try_from(fd)
+                .ok()
+                .and_then(|i| s.slots.get(i))
+                .and_then(|slot| slot.as_ref())
+                .map(|slot| slot.file.clone())
+                .ok_or(Errno::EBADF)
+        };
+        (get(a), get(b))
+    }
+
     /// Install `file` at the lowest free number.
     pub fn install(&self, file: File, cloexec: bool) -> Result<i32> {
         let mut s = lock(&self.slots);
