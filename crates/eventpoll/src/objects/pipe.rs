@@ -92,6 +92,9 @@ struct Ring {
     max_usage: usize,
     readers: usize,
     writers: usize,
+    /// A freed page kept for the next new slot (Linux's `tmp_page`): a pipe that is written
+    /// and drained in turn allocates nothing.
+    spare: Option<Vec<u8>>,
 }
 
 impl Ring {
@@ -166,6 +169,7 @@ pub fn pipe(flags: i32) -> (File, File) {
             max_usage: PIPE_DEF_BUFFERS,
             readers: 1,
             writers: 1,
+            spare: None,
         }),
         poll_usage: AtomicBool::new(false),
         packet: flags & O_DIRECT != 0,
@@ -203,7 +207,10 @@ impl Pipe {
                 n += chars;
                 if buf.packet || buf.remaining() == 0 {
                     wake_writer |= ring.is_full();
-                    ring.bufs.pop_front();
+                    if let Some(mut page) = ring.bufs.pop_front().map(|b| b.data) {
+                        page.clear();
+                        ring.spare.get_or_insert(page);
+                    }
                     if self.packet {
                         break;
                     }
@@ -287,7 +294,10 @@ impl Pipe {
                 }
                 if !ring.is_full() {
                     let chars = (src.len() - n).min(PAGE_SIZE);
-                    let mut data = Vec::with_capacity(PAGE_SIZE);
+                    let mut data = ring
+                        .spare
+                        .take()
+                        .unwrap_or_else(|| Vec::with_capacity(PAGE_SIZE));
                     data.extend_from_slice(&src[n..n + chars]);
                     ring.bufs.push_back(Buffer {
                         data,
