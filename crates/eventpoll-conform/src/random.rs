@@ -268,12 +268,20 @@ impl Gen {
 
     /// A name, preferring the given kinds (`pref` percent of the time when one exists).
     fn target(&mut self, kinds: &[Kind], pref: u64) -> String {
-        let preferred: Vec<String> = self
-            .names
-            .iter()
-            .filter(|(_, k)| kinds.contains(k))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let wanted = |g: &Gen| -> Vec<String> {
+            g.names
+                .iter()
+                .filter(|(_, k)| kinds.contains(k))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let mut preferred = wanted(self);
+        if preferred.is_empty() && !kinds.is_empty() && self.rng.chance(pref) {
+            // None of the wanted kinds yet: make one first.
+            let k = *self.rng.pick(kinds);
+            self.create(Some(k));
+            preferred = wanted(self);
+        }
         if !preferred.is_empty() && self.rng.chance(pref) {
             return self.rng.pick(&preferred).clone();
         }
@@ -353,13 +361,13 @@ impl Gen {
             6,  // 2 ctl mod
             4,  // 3 ctl del
             1,  // 4 ctl odd
-            14, // 5 wait
+            18, // 5 wait
             3,  // 6 pwait2
             2,  // 7 pwait
             4,  // 8 poll
-            10, // 9 write
+            14, // 9 write
             8,  // 10 read
-            5,  // 11 efd-write
+            7,  // 11 efd-write
             3,  // 12 efd-read
             3,  // 13 shutdown
             5,  // 14 close
@@ -374,8 +382,16 @@ impl Gen {
                 return;
             }
             1 => {
-                let t = self.target(&POLLABLE, 92);
-                self.add(&t)
+                if !self.items.is_empty() && self.rng.chance(15) {
+                    // ADD again (after a DEL, a close, or for EEXIST).
+                    let (e, t) = self.rng.pick(&self.items).clone();
+                    let ev = self.events(true);
+                    let d = self.data();
+                    format!("ctl {e} add {t} {ev} {d}")
+                } else {
+                    let t = self.target(&POLLABLE, 92);
+                    self.add(&t)
+                }
             }
             2 => {
                 let (e, t) = self.item();
@@ -407,9 +423,12 @@ impl Gen {
             6 => {
                 let e = self.epoll();
                 let max = self.maxevents();
-                let ts = *self
-                    .rng
-                    .pick(&["0 0", "0 0", "0 0", "-1 0", "0 -1", "0 1000000000"]);
+                // Mostly valid (zero) timespecs; sometimes invalid ones.
+                let ts = if self.rng.chance(80) {
+                    "0 0"
+                } else {
+                    *self.rng.pick(&["-1 0", "0 -1", "0 1000000000"])
+                };
                 format!("pwait2 {e} {max} {ts}")
             }
             7 => {
@@ -492,7 +511,10 @@ impl Gen {
     }
 
     fn maxevents(&mut self) -> i32 {
-        *self.rng.pick(&[1, 1, 2, 2, 3, 8, 8, 8, 8, 0, -1])
+        if self.rng.chance(6) {
+            return *self.rng.pick(&[0, -1]);
+        }
+        *self.rng.pick(&[1, 1, 2, 2, 3, 8, 8, 8, 8, 64])
     }
 
     fn write(&mut self) {
