@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "eventpoll", version, about = "Linux's epoll, implemented in Rust: benchmark and conformance")]
+#[command(
+    name = "eventpoll",
+    version,
+    about = "Linux's epoll, implemented in Rust: benchmark and conformance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -33,6 +33,8 @@ pub enum Errno {
     ENOMEM = 12,
     /// Bad address (a missing event record or an events buffer too small).
     EFAULT = 14,
+    /// Device or resource busy (`F_SETPIPE_SZ` below the data already in the pipe).
+    EBUSY = 16,
     /// Already in the interest list.
     EEXIST = 17,
     /// Invalid argument.
@@ -62,7 +64,7 @@ pub enum Errno {
 }
 
 impl Errno {
-    const ALL: [Errno; 20] = [
+    const ALL: [Errno; 21] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::EINTR,
@@ -70,6 +72,7 @@ impl Errno {
         Errno::EAGAIN,
         Errno::ENOMEM,
         Errno::EFAULT,
+        Errno::EBUSY,
         Errno::EEXIST,
         Errno::EINVAL,
         Errno::EMFILE,
@@ -105,6 +108,7 @@ impl Errno {
             Errno::EAGAIN => "EAGAIN",
             Errno::ENOMEM => "ENOMEM",
             Errno::EFAULT => "EFAULT",
+            Errno::EBUSY => "EBUSY",
             Errno::EEXIST => "EEXIST",
             Errno::EINVAL => "EINVAL",
             Errno::EMFILE => "EMFILE",

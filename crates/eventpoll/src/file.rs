@@ -50,7 +50,7 @@
 use crate::epoll::EpollShared;
 use crate::errno::{Errno, Result};
 use crate::event::Events;
-use crate::sync::{lock, Arc, AtomicU32, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU32, Ordering};
 use crate::wait_queue::WaitQueue;
 use std::any::Any;
 
@@ -98,6 +98,22 @@ pub trait FileOps: Any + Send + Sync {
     /// Called once, when the last descriptor of the description is closed, after every
     /// epoll item watching it has been removed.
     fn release(&self) {}
+    /// Batched polling (optional). Objects whose masks are cheaper to read together — host
+    /// descriptors: one `poll(2)` for many — return a non-zero *batch class*, the same for
+    /// every object that their [`FileOps::poll_batch`] can handle; a harvest then polls a
+    /// run of such items with one call instead of one [`FileOps::poll`] each. The default,
+    /// 0, means no batching.
+    fn batch_class(&self) -> usize {
+        0
+    }
+    /// Poll `batch` — objects whose [`FileOps::batch_class`] equals this object's — at
+    /// once, writing each one's mask to the same index of `out` (`out.len() ==
+    /// batch.len()`). The default polls them one by one.
+    fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
+        for (file, mask) in batch.iter().zip(out.iter_mut()) {
+            *mask = file.poll();
+        }
+    }
 }
 
 impl<T: Pollable> FileOps for T {
@@ -109,31 +125,27 @@ impl<T: Pollable> FileOps for T {
     }
 }
 
-/// The epoll items that watch one open file description (Linux's `file->f_ep`). Its address
-/// is the description's identity in interest keys.
-#[derive(Default)]
-pub(crate) struct FileLinks {
-    pub(crate) watchers: Mutex<Vec<(Arc<EpollShared>, u32)>>,
-}
-
-impl FileLinks {
-    pub(crate) fn key(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
-    }
-}
-
 pub(crate) struct OpenFile {
     pub(crate) ops: Arc<dyn FileOps>,
-    pub(crate) links: Arc<FileLinks>,
     pub(crate) flags: AtomicU32,
+}
+
+impl OpenFile {
+    /// The description's identity in interest keys: its address, stable while it lives
+    /// (items are removed before it is freed).
+    pub(crate) fn key(&self) -> usize {
+        self as *const OpenFile as usize
+    }
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
-        // Linux's __fput: eventpoll_release() first, then the object's release.
-        let watchers = std::mem::take(&mut *lock(&self.links.watchers));
-        for (ep, slot) in watchers {
-            ep.release_file_item(slot, &self.links);
+        // Linux's __fput: eventpoll_release() first, then the object's release. The items
+        // watching this description are hooked on its object's queue.
+        if let Some(queue) = self.ops.wait_queue() {
+            for (ep, slot) in queue.items() {
+                ep.release_file_item(slot, self.key());
+            }
         }
         self.ops.release();
     }
@@ -177,7 +189,6 @@ impl File {
         File {
             inner: Arc::new(OpenFile {
                 ops,
-                links: Arc::new(FileLinks::default()),
                 flags: AtomicU32::new(flags as u32),
             }),
         }
@@ -232,5 +243,10 @@ impl File {
     /// The epoll instance behind this description, if it is one.
     pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
         self.downcast::<EpollShared>()
+    }
+
+    /// The epoll instance behind this description, shared, if it is one.
+    pub(crate) fn epoll_arc(&self) -> Option<Arc<EpollShared>> {
+        crate::epoll::epoll_of(&self.inner.ops)
     }
 }

@@ -1,6 +1,68 @@
 //! # eventpoll — Linux's epoll as an embeddable engine
 //!
-//! (crate documentation is completed with the epoll module; see README.)
+//! eventpoll reproduces the Linux kernel's epoll — the same checks, errno values, ordering
+//! and wakeup behaviour, verified against the kernel by the conformance runner — over any
+//! object that meets a small *pollable* contract, with no dependency on the host's epoll.
+//! It is for user-space kernels, simulators, user-space network stacks and in-process event
+//! loops, and ships Linux-faithful in-process objects (pipe, eventfd, unix socket pairs,
+//! timerfd) and a descriptor table so it is useful, and testable, on its own.
+//!
+//! ## The model in one page
+//!
+//! - **Files and descriptors.** An *open file description* ([`File`]) is an object with a
+//!   poll mask and a [`WaitQueue`]. A *descriptor* is a number in a [`FdTable`] that refers
+//!   to one; `dup`, `dup2` and `fork` make more descriptors for the same description.
+//! - **The interest list.** An epoll instance keeps one *item* per (description,
+//!   descriptor number) it watches, with an interest mask (`IN`, `OUT`, ... plus the flags
+//!   `ET`, `ONESHOT`, `EXCLUSIVE`, `WAKEUP`) and 64 bits of user data. `ERR` and `HUP` are
+//!   always in the interest.
+//! - **Wait queues and the callback.** Adding an item hooks it on the target's wait queue.
+//!   When the object's state changes it wakes its queue with a *key* (the bits that
+//!   changed); the epoll callback then puts the item on the instance's **ready list** —
+//!   once: wakeups between two harvests merge — and wakes one blocked waiter and whoever
+//!   polls the instance (outer instances).
+//! - **The harvest.** `epoll_wait` takes items off the ready list in order, polls each
+//!   again and reports `poll & interest` (an item no longer ready is dropped silently). Then
+//!   a **level-triggered** item goes back at the tail (it keeps being reported while ready:
+//!   epoll as "a faster poll()"), an **edge-triggered** item stays off until the next
+//!   wakeup of its file — Linux's "edge" is *any* wakeup, not a 0→1 transition — and a
+//!   **one-shot** item is disabled until `EPOLL_CTL_MOD`. Items not reached because
+//!   `maxevents` was full go back to the *head*, so a small `maxevents` round-robins.
+//! - **Threads.** Any number of threads may wait on one instance; a wakeup wakes one of
+//!   them. The harvester of a level-triggered item puts it back and wakes the next waiter,
+//!   so every waiter eventually sees it; an edge-triggered event wakes one. Wakeups that
+//!   arrive during a harvest are kept aside and applied after it: none is lost.
+//! - **Ghost events.** An item belongs to the description, not the number: closing one of
+//!   two descriptors of a file removes nothing — the item keeps reporting with its old data,
+//!   and `ctl` on the closed number is `EBADF`. Only closing the *last* descriptor (releasing
+//!   the description) removes the item.
+//! - **Nesting.** An instance is itself pollable (readable when an item is really ready)
+//!   and can be watched by another; cycles and chains deeper than five instances are
+//!   `ELOOP`.
+//!
+//! ## Two layers
+//!
+//! The Linux-shaped layer, [`FdTable`], takes and returns raw numbers and errno values
+//! exactly as the system calls do (it is what the conformance runner drives). The Rust
+//! layer, [`Epoll`] with [`Interest`] and [`EventBuffer`], works on [`File`] handles:
+//!
+//! ```
+//! use eventpoll::{Epoll, EventBuffer, Interest, objects::pipe::pipe};
+//! use std::time::Duration;
+//!
+//! let (reader, writer) = pipe(0);
+//! let epoll = Epoll::new();
+//! epoll.add(&reader, Interest::READABLE, 1).unwrap();
+//!
+//! writer.write(b"ping").unwrap();
+//! let mut events = EventBuffer::with_capacity(16);
+//! epoll.wait(&mut events, Some(Duration::from_millis(100))).unwrap();
+//! let ev = events.iter().next().unwrap();
+//! assert_eq!(ev.data(), 1);
+//! assert!(ev.events().contains(eventpoll::Events::IN));
+//! ```
+//!
+//! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,7 +77,10 @@ pub(crate) mod sync;
 pub mod table;
 pub mod wait_queue;
 
-pub use epoll::{Epoll, EventBuffer, Interest, Limits, User};
+#[cfg(all(test, loom))]
+mod loom_models;
+
+pub use epoll::{Epoll, EventBuffer, Interest, User};
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, Events};
 pub use file::{File, FileOps, Pollable};

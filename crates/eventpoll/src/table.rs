@@ -25,6 +25,7 @@ use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
 use crate::file::File;
 use crate::sync::{lock, Arc, Mutex};
+use crate::wait_queue::{Parker, WaitQueue, WakeReason};
 use std::time::{Duration, Instant};
 
 /// Linux's `struct timespec` (seconds and nanoseconds, both signed), as `epoll_pwait2` and
@@ -44,7 +45,10 @@ impl Timespec {
     }
     /// As a duration (valid timespecs only).
     pub fn to_duration(&self) -> Duration {
-        Duration::new(self.tv_sec.max(0) as u64, self.tv_nsec.clamp(0, 999_999_999) as u32)
+        Duration::new(
+            self.tv_sec.max(0) as u64,
+            self.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
     }
 }
 
@@ -124,12 +128,19 @@ impl FdTable {
     /// An empty table with default limits, its own watch budget and the host's monotonic
     /// clock for timerfds.
     pub fn new() -> FdTable {
-        FdTable::with_config(TableConfig::default(), User::new(epoll::DEFAULT_MAX_USER_WATCHES))
+        FdTable::with_config(
+            TableConfig::default(),
+            User::new(epoll::DEFAULT_MAX_USER_WATCHES),
+        )
     }
 
     /// A table with explicit limits and a (possibly shared) watch budget.
     pub fn with_config(config: TableConfig, user: Arc<User>) -> FdTable {
-        FdTable::with_clock(config, user, Arc::new(crate::objects::clock::MonotonicClock))
+        FdTable::with_clock(
+            config,
+            user,
+            Arc::new(crate::objects::clock::MonotonicClock),
+        )
     }
 
     /// A table whose timerfds run on `clock`.
@@ -251,9 +262,7 @@ impl FdTable {
     pub fn close(&self, fd: i32) -> Result<()> {
         let old = {
             let mut s = lock(&self.slots);
-            usize::try_from(fd)
-                .ok()
-                .and_then(|i| Self::take(&mut s, i))
+            usize::try_from(fd).ok().and_then(|i| Self::take(&mut s, i))
         };
         // Dropping `old` here, with no lock held, may release the description.
         old.map(drop).ok_or(Errno::EBADF)
@@ -378,33 +387,35 @@ impl FdTable {
         if n > 0 || timeout_ms == 0 {
             return Ok(n);
         }
-        // Sleep on every queue at once: hang a thread-waking callback on each.
-        let waker = Arc::new(crate::epoll::ThreadWake::for_current_thread());
-        let cb: Arc<dyn crate::WakeCallback> = waker.clone();
-        let queues: Vec<&File> = files.iter().flatten().collect();
-        for f in &queues {
-            if let Some(q) = f.ops().wait_queue() {
-                q.add(cb.clone(), false);
-            }
+        // Sleep on every queue at once: hang the thread's parker on each.
+        let parker = Parker::for_current_thread();
+        let cb: Arc<dyn crate::WakeCallback> = parker.clone();
+        let queues: Vec<&WaitQueue> = files
+            .iter()
+            .flatten()
+            .filter_map(|f| f.ops().wait_queue())
+            .collect();
+        for q in &queues {
+            q.add(cb.clone(), false);
         }
+        let signal = crate::signal::current();
         let result = loop {
+            parker.reset();
             let n = scan(fds);
             if n > 0 {
                 break Ok(n);
             }
-            match waker.sleep(deadline) {
-                crate::wait_queue::WakeReason::Woken => continue,
-                crate::wait_queue::WakeReason::TimedOut => break Ok(scan(fds)),
-                crate::wait_queue::WakeReason::Interrupted => {
-                    crate::signal::current().consume();
+            match signal.sleep_interruptibly(&parker, deadline) {
+                WakeReason::Woken => continue,
+                WakeReason::TimedOut => break Ok(scan(fds)),
+                WakeReason::Interrupted => {
+                    signal.consume();
                     break Err(Errno::EINTR);
                 }
             }
         };
-        for f in &queues {
-            if let Some(q) = f.ops().wait_queue() {
-                q.remove(&cb);
-            }
+        for q in &queues {
+            q.remove(&cb);
         }
         result
     }

@@ -20,7 +20,7 @@
 //! held while waking it (see the lock order in `epoll`).
 
 use crate::event::Events;
-use crate::sync::{lock, thread, Arc, AtomicU32, Mutex, Ordering};
+use crate::sync::{lock, thread, Arc, AtomicU32, AtomicUsize, Mutex, Ordering};
 use std::time::Instant;
 
 /// A callback hung on a [`WaitQueue`].
@@ -50,22 +50,35 @@ pub trait WakeCallback: Send + Sync {
     fn wake(&self, key: Events) -> bool;
 }
 
-/// What an entry does when woken.
+/// One entry of a queue: what it does when woken, and whether it is exclusive. Kept to 16
+/// bytes (one per watch), so every variant holds a thin pointer.
 pub(crate) enum Waiter {
     /// An epoll item: run the epoll callback for `slot` of `ep`.
     Item {
         ep: Arc<crate::epoll::EpollShared>,
         slot: u32,
+        exclusive: bool,
     },
     /// A blocked thread; removed from the queue when woken.
-    Thread(Arc<Parker>),
+    Thread {
+        parker: Arc<Parker>,
+        exclusive: bool,
+    },
     /// A user callback.
-    Callback(Arc<dyn WakeCallback>),
+    Callback {
+        cb: Box<Arc<dyn WakeCallback>>,
+        exclusive: bool,
+    },
 }
 
-struct Entry {
-    waiter: Waiter,
-    exclusive: bool,
+impl Waiter {
+    fn is_exclusive(&self) -> bool {
+        match self {
+            Waiter::Item { exclusive, .. }
+            | Waiter::Thread { exclusive, .. }
+            | Waiter::Callback { exclusive, .. } => *exclusive,
+        }
+    }
 }
 
 /// A wait queue (Linux's `wait_queue_head_t`). See the module documentation.
@@ -78,7 +91,10 @@ struct Entry {
 /// ```
 #[derive(Default)]
 pub struct WaitQueue {
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Vec<Waiter>>,
+    /// `entries.len()`, readable without the lock (Linux's lockless `waitqueue_active`);
+    /// written only under the lock.
+    len: AtomicUsize,
 }
 
 impl std::fmt::Debug for WaitQueue {
@@ -116,8 +132,15 @@ impl Parker {
     }
 
     /// Wake the thread; false if it was already woken or interrupted.
-    pub(crate) fn wake(&self) -> bool {
+    pub(crate) fn notify(&self) -> bool {
         self.transition(WOKEN)
+    }
+
+    /// Re-arm after a wakeup, before re-checking the condition the thread sleeps on.
+    pub(crate) fn reset(&self) {
+        let _ = self
+            .state
+            .compare_exchange(WOKEN, PARKED, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Interrupt the thread (the analogue of a signal).
@@ -166,6 +189,13 @@ impl Parker {
     }
 }
 
+/// A parked thread can hang on several queues at once through this (as `poll(2)` does).
+impl WakeCallback for Parker {
+    fn wake(&self, _key: Events) -> bool {
+        self.notify()
+    }
+}
+
 impl WaitQueue {
     /// An empty queue.
     pub fn new() -> Self {
@@ -174,19 +204,27 @@ impl WaitQueue {
 
     /// Whether nothing is hung on the queue (Linux's `waitqueue_active` negated).
     pub fn is_empty(&self) -> bool {
-        lock(&self.entries).is_empty()
+        self.len() == 0
+    }
+
+    /// Number of entries hung on the queue.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::SeqCst)
     }
 
     /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
     /// [`WaitQueue::wake`] when they accept it, others go to the head.
     pub fn add(&self, callback: Arc<dyn WakeCallback>, exclusive: bool) {
-        self.insert(Waiter::Callback(callback), exclusive);
+        self.insert(Waiter::Callback {
+            cb: Box::new(callback),
+            exclusive,
+        });
     }
 
     /// Remove a callback added with [`WaitQueue::add`] (compared by pointer). Once this
     /// returns, the callback is not running and will not be called again from this queue.
     pub fn remove(&self, callback: &Arc<dyn WakeCallback>) -> bool {
-        self.remove_where(|w| matches!(w, Waiter::Callback(c) if Arc::ptr_eq(c, callback)))
+        self.remove_where(|w| matches!(w, Waiter::Callback { cb, .. } if Arc::ptr_eq(cb, callback)))
     }
 
     /// Wake the queue: call every non-exclusive entry, and exclusive entries in order until
@@ -205,11 +243,11 @@ impl WaitQueue {
         let mut entries = lock(&self.entries);
         let mut i = 0;
         while i < entries.len() {
-            let exclusive = entries[i].exclusive;
-            let (accepted, remove) = match &entries[i].waiter {
-                Waiter::Item { ep, slot } => (ep.item_callback(*slot, key), false),
-                Waiter::Thread(parker) => (parker.wake(), true),
-                Waiter::Callback(cb) => (cb.wake(key), false),
+            let exclusive = entries[i].is_exclusive();
+            let (accepted, remove) = match &entries[i] {
+                Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),
+                Waiter::Thread { parker, .. } => (parker.notify(), true),
+                Waiter::Callback { cb, .. } => (cb.wake(key), false),
             };
             if remove {
                 entries.remove(i);
@@ -223,31 +261,61 @@ impl WaitQueue {
                 }
             }
         }
+        self.len.store(entries.len(), Ordering::SeqCst);
     }
 
-    pub(crate) fn insert(&self, waiter: Waiter, exclusive: bool) {
+    /// Hook an entry: exclusive ones at the tail, others at the head. The first entry of a
+    /// queue is allocated alone (most watched objects have exactly one watcher).
+    pub(crate) fn insert(&self, waiter: Waiter) {
         let mut entries = lock(&self.entries);
-        let entry = Entry { waiter, exclusive };
-        if exclusive {
-            entries.push(entry);
+        entries.reserve_exact(1);
+        if waiter.is_exclusive() {
+            entries.push(waiter);
         } else {
-            entries.insert(0, entry);
+            entries.insert(0, waiter);
         }
+        self.len.store(entries.len(), Ordering::SeqCst);
     }
 
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
         let mut entries = lock(&self.entries);
-        match entries.iter().position(|e| pred(&e.waiter)) {
+        let found = match entries.iter().position(&mut pred) {
             Some(i) => {
                 entries.remove(i);
                 true
             }
             None => false,
+        };
+        if entries.is_empty() {
+            *entries = Vec::new();
         }
+        self.len.store(entries.len(), Ordering::SeqCst);
+        found
+    }
+
+    /// The epoll items hooked on this queue, as (instance, slot) pairs.
+    pub(crate) fn items(&self) -> Vec<(Arc<crate::epoll::EpollShared>, u32)> {
+        lock(&self.entries)
+            .iter()
+            .filter_map(|e| match e {
+                Waiter::Item { ep, slot, .. } => Some((ep.clone(), *slot)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether an epoll item is hooked on this queue (Linux's non-empty `file->f_ep`).
+    pub(crate) fn has_items(&self) -> bool {
+        !self.is_empty()
+            && lock(&self.entries)
+                .iter()
+                .any(|e| matches!(e, Waiter::Item { .. }))
     }
 
     pub(crate) fn remove_thread(&self, parker: &Arc<Parker>) -> bool {
-        self.remove_where(|w| matches!(w, Waiter::Thread(p) if Arc::ptr_eq(p, parker)))
+        self.remove_where(
+            |w| matches!(w, Waiter::Thread { parker: p, .. } if Arc::ptr_eq(p, parker)),
+        )
     }
 
     /// Block the calling thread on this queue until `attempt` yields a value (Linux's
@@ -276,7 +344,10 @@ impl WaitQueue {
                 return Ok(v);
             }
             let parker = Parker::for_current_thread();
-            self.insert(Waiter::Thread(parker.clone()), exclusive);
+            self.insert(Waiter::Thread {
+                parker: parker.clone(),
+                exclusive,
+            });
             if let Some(v) = attempt() {
                 self.remove_thread(&parker);
                 return Ok(v);
@@ -331,6 +402,11 @@ mod tests {
         assert_eq!((n(&a), n(&b), n(&c), n(&d)), (1, 1, 1, 0));
         q.wake_all(Events::empty());
         assert_eq!((n(&a), n(&b), n(&c), n(&d)), (2, 2, 2, 1));
+    }
+
+    #[test]
+    fn an_entry_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Waiter>(), 16);
     }
 
     #[test]

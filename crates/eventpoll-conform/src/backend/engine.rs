@@ -5,8 +5,6 @@
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
 use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec};
-#[allow(unused_imports)]
-use pending::PendingObjects as _;
 
 /// The engine backend. See the module documentation.
 pub struct Engine {
@@ -61,7 +59,7 @@ impl Backend for Engine {
     }
 
     fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)> {
-        use pending::SocketType;
+        use eventpoll::objects::socket::SocketType;
         let ty = match ty {
             SockType::Stream => SocketType::Stream,
             SockType::Dgram => SocketType::Dgram,
@@ -183,47 +181,3 @@ impl Backend for Engine {
     }
 }
 
-/// Stand-ins for the object-creating calls of the `objects` work, which is not merged yet:
-/// each returns `ENOSYS`. They have the announced signatures; once `FdTable` has the real
-/// (inherent) methods, those take precedence and this module is deleted.
-mod pending {
-    use eventpoll::{Errno, FdTable, ITimerSpec, Result};
-
-    /// Placeholder for `eventpoll::objects::socket::SocketType`.
-    #[derive(Clone, Copy, Debug)]
-    pub enum SocketType {
-        Stream,
-        Dgram,
-        SeqPacket,
-    }
-
-    #[allow(dead_code)]
-    pub trait PendingObjects {
-        fn pipe2(&self, _flags: i32) -> Result<(i32, i32)> {
-            Err(Errno::ENOSYS)
-        }
-        fn set_pipe_size(&self, _fd: i32, _size: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn eventfd(&self, _init: u32, _flags: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn socketpair(&self, _ty: SocketType, _flags: i32) -> Result<(i32, i32)> {
-            Err(Errno::ENOSYS)
-        }
-        fn shutdown(&self, _fd: i32, _how: i32) -> Result<()> {
-            Err(Errno::ENOSYS)
-        }
-        fn timerfd_create(&self, _clockid: i32, _flags: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn timerfd_settime(&self, _fd: i32, _flags: i32, _new: &ITimerSpec) -> Result<ITimerSpec> {
-            Err(Errno::ENOSYS)
-        }
-        fn open_regular(&self) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-    }
-
-    impl PendingObjects for FdTable {}
-}

@@ -1,51 +1,935 @@
-//! Epoll instances (STUB: signatures only; the implementation lands next).
-#![allow(missing_docs, dead_code)]
+//! Epoll instances: the interest list, the ready list, the callback that links them, the
+//! harvest, blocking waits, nesting checks and the watch budget.
+//!
+//! # The model
+//!
+//! An instance keeps an *interest list* of items keyed by (open file description, descriptor
+//! number). Adding an item hooks an entry on the target's [`WaitQueue`]; when the target
+//! wakes its queue, [`EpollShared::item_callback`] puts the item on the *ready list* (once:
+//! events between two harvests merge) and wakes one thread blocked in `wait`, and whoever
+//! polls the instance itself (outer instances, `poll(2)` callers). A *harvest*
+//! ([`EpollShared::send_events`]) takes the ready list, re-polls each item's file, reports
+//! `poll & interest`, and then re-appends level-triggered items at the tail, leaves
+//! edge-triggered ones off, disables one-shot ones, and puts items it did not reach back at
+//! the head. The ready list holds *maybe-ready* items; only the harvest decides.
+//!
+//! # Lock order (outermost first)
+//!
+//! 1. `NEST_CHECK`, a global mutex, held across an ADD that needs the loop and wakeup-path
+//!    checks (the target is an epoll instance, or the instance is itself watched) — Linux's
+//!    `epnested_mutex`.
+//! 2. `EpollShared::mtx` ("ep->mtx"): the interest list. Held by ctl, by a harvest, by a poll
+//!    of the instance and by the release of a watched file. Nested instances are locked
+//!    outer before inner (a harvest of the outer polls the inner); cycles are impossible
+//!    because ADD refuses them.
+//! 3. A target's `WaitQueue` lock: held while the queue runs its entries, so the epoll
+//!    callback runs under it.
+//! 4. `EpollShared::ready` ("ep->lock"): the ready list and each item's event mask and
+//!    data. Held only for short, non-blocking steps; never while polling a file.
+//! 5. `EpollShared::wq`'s lock (threads blocked in `wait`), taken under `ready` by the
+//!    callback (to wake one) and by a waiter (to queue itself after finding the list empty).
+//!
+//! The callback wakes the instance's own `poll_wait` queue after
+//! dropping `ready` (still under the target's queue lock), which runs outer instances'
+//! callbacks: queue locks therefore nest inner → outer, and `ready` locks are never held
+//! across them.
+//!
+//! # Item lifecycle
+//!
+//! An item is a *slot* index, valid in two parallel tables: `InterestList::watches` (under
+//! `mtx`: the target's object, its key, the descriptor number) and `Ready::slots` (under
+//! `ready`: interest mask, data, ready-list links).
+//!
+//! 1. ADD (under `mtx`): charge the watch budget; fill both slot halves; index it; hook the
+//!    wait-queue entry (which is also how the target's release and the nesting checks find
+//!    the item: a file's items are the item entries on its queue); poll the target once and
+//!    link the item if it is ready. From the moment the entry is hooked, callbacks may run.
+//! 2. Callbacks (under the target's queue lock, then `ready`) only touch `Ready::slots`.
+//! 3. A harvest (under `mtx`) moves the ready list to a private transfer list (items stay
+//!    "linked"), polls without `ready` held, then, under `ready`, puts items back. While it
+//!    runs, callbacks chain items on the *overflow list* instead of the ready list; those are
+//!    linked when it ends. No wakeup is lost, none is doubled.
+//! 4. Removal (DEL, release of the target's last descriptor, release of the instance; all
+//!    under `mtx`, so never during a harvest): unhook the wait-queue entry first — once that
+//!    returns no callback for the slot is running or can start — then unlink the item from
+//!    the ready list, free the slot, refund the budget. A slot is
+//!    reused only after all of this.
 
-use crate::errno::Result;
-use crate::event::{EpollEvent, Events};
-use crate::file::{File, FileLinks, FileOps};
-use crate::sync::{Arc, AtomicUsize};
-use crate::wait_queue::{Parker, WaitQueue, WakeReason};
+use crate::errno::{Errno, Result};
+use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
+use crate::file::{File, FileOps};
+use crate::sync::{lock, Arc, AtomicUsize, Mutex, Ordering};
 use crate::table::FdTable;
+use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
+use hashbrown::HashTable;
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 22;
+mod nest;
+mod rust_api;
 
-pub struct User { watches: AtomicUsize, max: AtomicUsize }
+pub use rust_api::{Epoll, EventBuffer, Interest};
+
+/// Linux's `EP_MAX_NESTS`: the deepest chain of nested instances.
+pub const EP_MAX_NESTS: usize = 4;
+
+/// The default `max_user_watches` of a new [`User`] (Linux: 4% of low memory divided by the
+/// cost of a watch; here a fixed, generous figure).
+pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 24;
+
+/// A watch budget shared by every instance of one user (Linux's per-user `epoll_watches`
+/// against `/proc/sys/fs/epoll/max_user_watches`): an ADD beyond it fails with `ENOSPC`.
+///
+/// ```
+/// use eventpoll::{User, FdTable, table::TableConfig, EpollEvent, Events, Errno};
+/// let user = User::new(1);
+/// let t = FdTable::with_config(TableConfig::default(), user.clone());
+/// let ep = t.epoll_create1(0).unwrap();
+/// let (a, b) = (t.eventfd(0, 0).unwrap(), t.eventfd(0, 0).unwrap());
+/// let ev = EpollEvent::new(Events::IN, 0);
+/// t.epoll_ctl(ep, 1, a, Some(&ev)).unwrap();
+/// assert_eq!(t.epoll_ctl(ep, 1, b, Some(&ev)), Err(Errno::ENOSPC));
+/// assert_eq!(user.watches(), 1);
+/// ```
+#[derive(Debug)]
+pub struct User {
+    watches: AtomicUsize,
+    max: AtomicUsize,
+}
+
 impl User {
-    pub fn new(max: usize) -> Arc<User> { Arc::new(User { watches: AtomicUsize::new(0), max: AtomicUsize::new(max) }) }
+    /// A budget of `max_watches`.
+    pub fn new(max_watches: usize) -> Arc<User> {
+        Arc::new(User {
+            watches: AtomicUsize::new(0),
+            max: AtomicUsize::new(max_watches),
+        })
+    }
+    /// Watches currently charged.
+    pub fn watches(&self) -> usize {
+        self.watches.load(Ordering::Relaxed)
+    }
+    /// The budget.
+    pub fn max_watches(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+    /// Change the budget (as writing `max_user_watches` does); existing watches stay.
+    pub fn set_max_watches(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed)
+    }
+    fn charge(&self) -> Result<()> {
+        let max = self.max_watches();
+        self.watches
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < max).then_some(w + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| Errno::ENOSPC)
+    }
+    fn refund(&self) {
+        self.watches.fetch_sub(1, Ordering::AcqRel);
+    }
 }
-#[derive(Debug, Clone, Copy)]
-pub struct Limits;
-#[derive(Debug, Clone, Copy)]
-pub struct Interest(pub Events);
-impl Interest { pub const READABLE: Interest = Interest(Events::IN); }
-pub struct EventBuffer { buf: Vec<EpollEvent>, len: usize }
-impl EventBuffer {
-    pub fn with_capacity(n: usize) -> Self { EventBuffer { buf: vec![EpollEvent::default(); n], len: 0 } }
-    pub fn iter(&self) -> impl Iterator<Item = &EpollEvent> { self.buf[..self.len].iter() }
+
+// ----- the two halves of an item -----
+
+/// The `mtx` half of an item.
+struct Watch {
+    ops: Arc<dyn FileOps>,
+    /// The target description's key (`OpenFile::key`).
+    key: usize,
+    fd: i32,
 }
-pub struct Epoll { file: File }
-impl Epoll {
-    pub fn new() -> Epoll { todo!() }
-    pub fn add(&self, _f: &File, _i: Interest, _d: u64) -> Result<()> { todo!() }
-    pub fn wait(&self, _e: &mut EventBuffer, _t: Option<Duration>) -> Result<usize> { todo!() }
+
+/// List-link sentinels of `ReadySlot::next`.
+const NIL: u32 = u32::MAX;
+const UNLINKED: u32 = u32::MAX - 1;
+/// On the transfer list of a harvest in progress (counts as linked).
+const ON_TX: u32 = u32::MAX - 2;
+/// `ReadySlot::ovf_next` when the item is not on the overflow list.
+const OVF_NONE: u32 = u32::MAX - 1;
+
+/// The `ready` half of an item.
+#[derive(Clone, Copy)]
+struct ReadySlot {
+    events: u32,
+    next: u32,
+    prev: u32,
+    ovf_next: u32,
+    data: u64,
 }
-pub struct EpollShared { poll_wait: WaitQueue }
+
+impl ReadySlot {
+    const FREE: ReadySlot = ReadySlot {
+        events: 0,
+        next: UNLINKED,
+        prev: NIL,
+        ovf_next: OVF_NONE,
+        data: 0,
+    };
+}
+
+/// Ready list and callback-side state (under `ready`).
+struct Ready {
+    slots: Vec<ReadySlot>,
+    head: u32,
+    tail: u32,
+    /// A harvest is in progress: callbacks chain on the overflow list.
+    scanning: bool,
+    /// Overflow list (LIFO through `ovf_next`), valid while `scanning`.
+    ovf_head: u32,
+}
+
+impl Ready {
+    fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+    fn is_linked(&self, slot: u32) -> bool {
+        self.slots[slot as usize].next != UNLINKED
+    }
+    fn push_back(&mut self, slot: u32) {
+        let tail = self.tail;
+        let s = &mut self.slots[slot as usize];
+        s.prev = tail;
+        s.next = NIL;
+        if tail == NIL {
+            self.head = slot;
+        } else {
+            self.slots[tail as usize].next = slot;
+        }
+        self.tail = slot;
+    }
+    fn push_front(&mut self, slot: u32) {
+        let head = self.head;
+        let s = &mut self.slots[slot as usize];
+        s.next = head;
+        s.prev = NIL;
+        if head == NIL {
+            self.tail = slot;
+        } else {
+            self.slots[head as usize].prev = slot;
+        }
+        self.head = slot;
+    }
+    /// Unlink a slot that is on the ready list proper (not the transfer list).
+    fn unlink(&mut self, slot: u32) {
+        let ReadySlot { next, prev, .. } = self.slots[slot as usize];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[slot as usize];
+        s.next = UNLINKED;
+        s.prev = NIL;
+    }
+}
+
+/// One entry of a harvest's transfer list: the item and a snapshot of its interest and data
+/// (stable: they change only under `mtx`, which the harvest holds).
+#[derive(Clone, Copy)]
+struct TxEntry {
+    slot: u32,
+    events: u32,
+    data: u64,
+    /// Set by the harvest: reported (with these bits) or dropped (0).
+    revents: u32,
+}
+
+/// The interest list (under `mtx`).
+struct InterestList {
+    watches: Vec<Option<Watch>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    /// The harvest's transfer list, kept to reuse its allocation.
+    scratch: Vec<TxEntry>,
+    /// The harvest's poll masks, one per transfer entry (same reuse).
+    masks: Vec<Events>,
+}
+
+fn key_hash(key: usize, fd: i32) -> u64 {
+    let mut h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= (fd as u32 as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    h ^ (h >> 31)
+}
+
+impl InterestList {
+    fn find(&self, key: usize, fd: i32) -> Option<u32> {
+        self.index
+            .find(key_hash(key, fd), |&s| self.matches(s, key, fd))
+            .copied()
+    }
+    fn matches(&self, slot: u32, key: usize, fd: i32) -> bool {
+        self.watches[slot as usize]
+            .as_ref()
+            .is_some_and(|w| w.key == key && w.fd == fd)
+    }
+    fn watch(&self, slot: u32) -> &Watch {
+        self.watches[slot as usize]
+            .as_ref()
+            .expect("interest slot in use")
+    }
+}
+
+/// An epoll instance: the object behind an epoll file description.
+pub struct EpollShared {
+    mtx: Mutex<InterestList>,
+    ready: Mutex<Ready>,
+    /// Threads blocked in `wait` (exclusive entries: a wakeup wakes one).
+    wq: WaitQueue,
+    /// Whoever polls this instance: outer instances' items, `poll(2)` callers.
+    poll_wait: WaitQueue,
+    user: Arc<User>,
+}
+
+impl std::fmt::Debug for EpollShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpollShared")
+            .field("watches", &self.len())
+            .finish()
+    }
+}
+
 impl EpollShared {
-    pub(crate) fn new_file(_u: Arc<User>) -> File { todo!() }
-    pub(crate) fn wait(&self, _e: &mut [EpollEvent], _m: usize, _t: Option<Duration>) -> Result<usize> { todo!() }
-    pub(crate) fn item_callback(&self, _slot: u32, _key: Events) -> bool { todo!() }
-    pub(crate) fn release_file_item(self: &Arc<Self>, _slot: u32, _links: &Arc<FileLinks>) { todo!() }
+    /// A new instance and its open file description.
+    pub(crate) fn new_file(user: Arc<User>) -> File {
+        let ep = Arc::new(EpollShared {
+            mtx: Mutex::new(InterestList {
+                watches: Vec::new(),
+                free: Vec::new(),
+                index: HashTable::new(),
+                scratch: Vec::new(),
+                masks: Vec::new(),
+            }),
+            ready: Mutex::new(Ready {
+                slots: Vec::new(),
+                head: NIL,
+                tail: NIL,
+                scanning: false,
+                ovf_head: NIL,
+            }),
+            wq: WaitQueue::new(),
+            poll_wait: WaitQueue::new(),
+            user,
+        });
+        File::from_ops(ep, 0)
+    }
+
+    /// Number of items in the interest list.
+    pub fn len(&self) -> usize {
+        let il = lock(&self.mtx);
+        il.watches.len() - il.free.len()
+    }
+
+    /// Whether the interest list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether some item of some instance watches this one.
+    fn is_watched(&self) -> bool {
+        self.poll_wait.has_items()
+    }
+
+    // ----- the callback -----
+
+    /// The epoll callback (Linux's `ep_poll_callback`), run by a target's wait queue with
+    /// its lock held. Returns whether the wakeup is *accepted* (for exclusive entries).
+    pub(crate) fn item_callback(&self, slot: u32, key: Events) -> bool {
+        let mut ewake = false;
+        let mut pwake = false;
+        let events;
+        {
+            let mut r = lock(&self.ready);
+            let s = r.slots[slot as usize];
+            events = Events::from_bits_retain(s.events);
+            let disabled = (events - Events::PRIVATE).is_empty();
+            let uninterested = !key.is_empty() && (key & events).is_empty();
+            if !disabled && !uninterested {
+                if r.scanning {
+                    if s.ovf_next == OVF_NONE {
+                        let head = r.ovf_head;
+                        r.slots[slot as usize].ovf_next = head;
+                        r.ovf_head = slot;
+                    }
+                } else if !r.is_linked(slot) {
+                    r.push_back(slot);
+                }
+                if !self.wq.is_empty() {
+                    if events.contains(Events::EXCLUSIVE) {
+                        let inout = key & (Events::IN | Events::OUT);
+                        ewake = if inout == Events::IN {
+                            events.contains(Events::IN)
+                        } else if inout == Events::OUT {
+                            events.contains(Events::OUT)
+                        } else {
+                            inout.is_empty()
+                        };
+                    }
+                    self.wq.wake(Events::empty());
+                }
+                pwake = !self.poll_wait.is_empty();
+            }
+        }
+        if pwake {
+            self.poll_wait.wake(Events::IN);
+        }
+        if !events.contains(Events::EXCLUSIVE) {
+            ewake = true;
+        }
+        ewake
+    }
+
+    // ----- harvest -----
+
+    fn events_available(&self) -> bool {
+        let r = lock(&self.ready);
+        !r.is_empty() || r.scanning
+    }
+
+    /// Move the ready list to the transfer list (`ep_start_scan`).
+    fn start_scan(&self, tx: &mut Vec<TxEntry>) {
+        tx.clear();
+        let mut r = lock(&self.ready);
+        let mut cur = r.head;
+        while cur != NIL {
+            let s = &mut r.slots[cur as usize];
+            tx.push(TxEntry {
+                slot: cur,
+                events: s.events,
+                data: s.data,
+                revents: 0,
+            });
+            let next = s.next;
+            s.next = ON_TX;
+            s.prev = NIL;
+            cur = next;
+        }
+        r.head = NIL;
+        r.tail = NIL;
+        r.scanning = true;
+        r.ovf_head = NIL;
+    }
+
+    /// End a scan (`ep_done_scan`): the first `processed` transfer entries were taken off
+    /// (re-appended at the tail when level-triggered and reported, disabled when one-shot);
+    /// the overflow list is linked; unprocessed entries go back to the head, in order.
+    fn done_scan(&self, tx: &[TxEntry], processed: usize) {
+        let mut r = lock(&self.ready);
+        for e in &tx[..processed] {
+            let slot = e.slot;
+            r.slots[slot as usize].next = UNLINKED;
+            if e.revents != 0 {
+                let interest = Events::from_bits_retain(e.events);
+                if interest.contains(Events::ONESHOT) {
+                    r.slots[slot as usize].events &= Events::PRIVATE.bits();
+                } else if !interest.contains(Events::ET) {
+                    r.push_back(slot);
+                }
+            }
+        }
+        let mut cur = r.ovf_head;
+        while cur != NIL {
+            let next = r.slots[cur as usize].ovf_next;
+            r.slots[cur as usize].ovf_next = OVF_NONE;
+            if !r.is_linked(cur) {
+                r.push_front(cur);
+            }
+            cur = next;
+        }
+        r.ovf_head = NIL;
+        r.scanning = false;
+        for e in tx[processed..].iter().rev() {
+            r.slots[e.slot as usize].next = UNLINKED;
+            r.push_front(e.slot);
+        }
+        if !r.is_empty() {
+            self.wq.wake(Events::empty());
+        }
+    }
+
+    /// Harvest (Linux's `ep_send_events`): report up to `maxevents` ready items into `out`.
+    /// An item that is ready but does not fit in `out` is `EFAULT` when nothing was
+    /// reported yet (a too-short user buffer).
+    pub(crate) fn send_events(&self, out: &mut [EpollEvent], maxevents: usize) -> Result<usize> {
+        let mut il = lock(&self.mtx);
+        let mut tx = std::mem::take(&mut il.scratch);
+        self.start_scan(&mut tx);
+        let mut masks = std::mem::take(&mut il.masks);
+        masks.clear();
+        masks.resize(tx.len(), Events::empty());
+        let mut polled = 0;
+        let mut reported = 0;
+        let mut processed = 0;
+        let mut fault = false;
+        while processed < tx.len() && reported < maxevents {
+            let i = processed;
+            if i == polled {
+                // Poll ahead: at most as many items as could still be reported.
+                let end = (i + (maxevents - reported)).min(tx.len());
+                poll_window(&il, &tx[i..end], &mut masks[i..end]);
+                polled = end;
+            }
+            let e = &mut tx[i];
+            let interest = Events::from_bits_retain(e.events);
+            let revents = masks[i] & interest;
+            if !revents.is_empty() {
+                let Some(dst) = out.get_mut(reported) else {
+                    fault = reported == 0;
+                    break;
+                };
+                *dst = EpollEvent {
+                    events: revents.bits(),
+                    data: e.data,
+                };
+                reported += 1;
+            }
+            e.revents = revents.bits();
+            processed += 1;
+        }
+        il.masks = masks;
+        self.done_scan(&tx, processed);
+        il.scratch = tx;
+        if fault {
+            Err(Errno::EFAULT)
+        } else {
+            Ok(reported)
+        }
+    }
+
+    /// The instance's own poll mask (Linux's `__ep_eventpoll_poll`): `IN|RDNORM` if an item
+    /// on the ready list is really ready; items found not ready before it are dropped.
+    fn poll_mask(&self) -> Events {
+        let mut il = lock(&self.mtx);
+        let mut tx = std::mem::take(&mut il.scratch);
+        self.start_scan(&mut tx);
+        let mut processed = tx.len();
+        let mut mask = Events::empty();
+        for (i, e) in tx.iter().enumerate() {
+            let interest = Events::from_bits_retain(e.events);
+            if !(il.watch(e.slot).ops.poll() & interest).is_empty() {
+                mask = Events::IN | Events::RDNORM;
+                processed = i;
+                break;
+            }
+        }
+        // Entries before `processed` have revents 0: dropped.
+        self.done_scan(&tx, processed);
+        il.scratch = tx;
+        mask
+    }
+
+    // ----- waiting -----
+
+    /// Block until events, the timeout or an interrupt (Linux's `ep_poll`). `timeout`:
+    /// `None` waits without limit, zero does not block.
+    pub(crate) fn wait(
+        &self,
+        out: &mut [EpollEvent],
+        maxevents: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        let mut timed_out = timeout.is_some_and(|t| t.is_zero());
+        let deadline = timeout
+            .filter(|t| !t.is_zero())
+            .and_then(|t| Instant::now().checked_add(t));
+        let mut eavail = self.events_available();
+        loop {
+            if eavail {
+                let n = self.send_events(out, maxevents)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+            }
+            if timed_out {
+                return Ok(0);
+            }
+            let signal = crate::signal::current();
+            if signal.is_pending() {
+                signal.consume();
+                return Err(Errno::EINTR);
+            }
+            let parker = Parker::for_current_thread();
+            {
+                let r = lock(&self.ready);
+                eavail = !r.is_empty() || r.scanning;
+                if !eavail {
+                    self.wq.insert(Waiter::Thread {
+                        parker: parker.clone(),
+                        exclusive: true,
+                    });
+                }
+            }
+            if !eavail && signal.sleep_interruptibly(&parker, deadline) == WakeReason::TimedOut {
+                timed_out = true;
+            }
+            // Still queued means nobody woke us: after a timeout there is nothing to take.
+            let still_queued = self.wq.remove_thread(&parker);
+            eavail = !(timed_out && still_queued);
+        }
+    }
+
+    // ----- ctl -----
+
+    /// Steps 4–9 of `epoll_ctl` for resolved descriptions (Linux's `do_epoll_ctl` after the
+    /// copy-in and `fdget`s). `ep_file` must be this instance's own file.
+    pub(crate) fn ctl_files(
+        self: &Arc<Self>,
+        ep_file: &File,
+        op: i32,
+        target: &File,
+        fd: i32,
+        mut event: EpollEvent,
+        cap_block_suspend: bool,
+    ) -> Result<()> {
+        let has_event = op != EPOLL_CTL_DEL;
+        if target.ops().wait_queue().is_none() {
+            return Err(Errno::EPERM);
+        }
+        if has_event && !cap_block_suspend {
+            event.events &= !Events::WAKEUP.bits();
+        }
+        if ep_file.same_description(target) {
+            return Err(Errno::EINVAL);
+        }
+        let target_ep = target.epoll_arc();
+        let interest = Events::from_bits_retain(event.events);
+        if has_event && interest.contains(Events::EXCLUSIVE) {
+            if op == EPOLL_CTL_MOD {
+                return Err(Errno::EINVAL);
+            }
+            if op == EPOLL_CTL_ADD
+                && (target_ep.is_some() || !(interest - Events::EXCLUSIVE_OK).is_empty())
+            {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let key = target.inner.key();
+        if op == EPOLL_CTL_ADD && (self.is_watched() || target_ep.is_some()) {
+            // Full check: loops, depth and wakeup paths, serialised globally.
+            let _nest = nest::NEST_CHECK.lock().unwrap_or_else(|e| e.into_inner());
+            let mut check_files = Vec::new();
+            if let Some(tep) = &target_ep {
+                nest::loop_check(self, tep, &mut check_files)?;
+            } else {
+                check_files.push(target.ops().clone());
+            }
+            let mut il = lock(&self.mtx);
+            if il.find(key, fd).is_some() {
+                return Err(Errno::EEXIST);
+            }
+            return self.insert(&mut il, target, fd, event, Some(&check_files));
+        }
+        let mut il = lock(&self.mtx);
+        let slot = il.find(key, fd);
+        match (op, slot) {
+            (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
+            (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, fd, event, None),
+            (EPOLL_CTL_DEL, Some(slot)) => {
+                self.remove(&mut il, slot);
+                Ok(())
+            }
+            (EPOLL_CTL_MOD, Some(slot)) => self.modify(&il, slot, event),
+            (EPOLL_CTL_DEL | EPOLL_CTL_MOD, None) => Err(Errno::ENOENT),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// ADD (Linux's `ep_insert`).
+    fn insert(
+        self: &Arc<Self>,
+        il: &mut InterestList,
+        target: &File,
+        fd: i32,
+        mut event: EpollEvent,
+        full_check: Option<&[Arc<dyn FileOps>]>,
+    ) -> Result<()> {
+        event.events |= (Events::ERR | Events::HUP).bits();
+        self.user.charge()?;
+        let ops = target.ops().clone();
+        let key = target.inner.key();
+        let slot = match il.free.pop() {
+            Some(s) => s,
+            None => {
+                il.watches.push(None);
+                (il.watches.len() - 1) as u32
+            }
+        };
+        il.watches[slot as usize] = Some(Watch {
+            ops: ops.clone(),
+            key,
+            fd,
+        });
+        {
+            let mut r = lock(&self.ready);
+            if r.slots.len() <= slot as usize {
+                r.slots.resize(slot as usize + 1, ReadySlot::FREE);
+            }
+            r.slots[slot as usize] = ReadySlot {
+                events: event.events,
+                data: event.data,
+                ..ReadySlot::FREE
+            };
+        }
+        let watches = &il.watches;
+        il.index.insert_unique(key_hash(key, fd), slot, |&s| {
+            let w = watches[s as usize].as_ref().expect("indexed slot in use");
+            key_hash(w.key, w.fd)
+        });
+        let interest = Events::from_bits_retain(event.events);
+        let queue = ops.wait_queue().expect("pollable target");
+        queue.insert(Waiter::Item {
+            ep: self.clone(),
+            slot,
+            exclusive: interest.contains(Events::EXCLUSIVE),
+        });
+        if let Some(files) = full_check {
+            if !nest::reverse_path_check(files) {
+                self.remove(il, slot);
+                return Err(Errno::EINVAL);
+            }
+        }
+        let revents = ops.poll() & interest;
+        if !revents.is_empty() {
+            self.link_and_wake(slot);
+        }
+        Ok(())
+    }
+
+    /// Put a freshly polled, ready item on the ready list unless it is there, waking one
+    /// waiter and the instance's pollers (end of `ep_insert` / `ep_modify`).
+    fn link_and_wake(&self, slot: u32) {
+        let pwake;
+        {
+            let mut r = lock(&self.ready);
+            if r.is_linked(slot) {
+                return;
+            }
+            r.push_back(slot);
+            self.wq.wake(Events::empty());
+            pwake = !self.poll_wait.is_empty();
+        }
+        if pwake {
+            self.poll_wait.wake(Events::IN);
+        }
+    }
+
+    /// MOD (Linux's `ep_modify`).
+    fn modify(&self, il: &InterestList, slot: u32, mut event: EpollEvent) -> Result<()> {
+        {
+            let mut r = lock(&self.ready);
+            let s = &mut r.slots[slot as usize];
+            if Events::from_bits_retain(s.events).contains(Events::EXCLUSIVE) {
+                return Err(Errno::EINVAL);
+            }
+            event.events |= (Events::ERR | Events::HUP).bits();
+            s.events = event.events;
+            s.data = event.data;
+        }
+        let revents = il.watch(slot).ops.poll() & Events::from_bits_retain(event.events);
+        if !revents.is_empty() {
+            self.link_and_wake(slot);
+        }
+        Ok(())
+    }
+
+    /// Remove an item (Linux's `ep_remove`). Caller holds `mtx`.
+    fn remove(&self, il: &mut InterestList, slot: u32) {
+        let Some(w) = il.watches[slot as usize].take() else {
+            return;
+        };
+        // 1. Unhook: afterwards no callback for this slot runs or can start.
+        if let Some(q) = w.ops.wait_queue() {
+            let me: *const EpollShared = self;
+            q.remove_where(
+                |x| matches!(x, Waiter::Item { ep, slot: s, .. } if std::ptr::eq(&**ep, me) && *s == slot),
+            );
+        }
+        // 2. Index, ready list, slot.
+        let hash = key_hash(w.key, w.fd);
+        if let Ok(entry) = il.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        {
+            let mut r = lock(&self.ready);
+            if r.is_linked(slot) {
+                r.unlink(slot);
+            }
+            r.slots[slot as usize] = ReadySlot::FREE;
+        }
+        il.free.push(slot);
+        self.user.refund();
+    }
+
+    /// The target file of `slot` is being released (its last descriptor closed): remove the
+    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
+    /// instance may have been released meanwhile (`release_all` empties `watches`), so the
+    /// slot may no longer exist.
+    pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
+        let mut il = lock(&self.mtx);
+        let owned = il
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|w| w.key == key);
+        if owned {
+            self.remove(&mut il, slot);
+        }
+    }
+
+    /// This instance's file is being released: remove every item (Linux's `ep_free`).
+    fn release_all(&self) {
+        let mut il = lock(&self.mtx);
+        for slot in 0..il.watches.len() as u32 {
+            self.remove(&mut il, slot);
+        }
+        il.watches.clear();
+        il.free.clear();
+    }
+
+    /// The items' targets that are epoll instances, and the other targets (for the nesting
+    /// checks).
+    fn children(&self) -> (Vec<Arc<EpollShared>>, Vec<Arc<dyn FileOps>>) {
+        let il = lock(&self.mtx);
+        let mut eps = Vec::new();
+        let mut files = Vec::new();
+        for w in il.watches.iter().flatten() {
+            match epoll_of(&w.ops) {
+                Some(ep) => eps.push(ep),
+                None => files.push(w.ops.clone()),
+            }
+        }
+        (eps, files)
+    }
+
+    /// The instances whose items watch this one.
+    fn parents(&self) -> Vec<Arc<EpollShared>> {
+        self.poll_wait
+            .items()
+            .into_iter()
+            .map(|(ep, _)| ep)
+            .collect()
+    }
 }
+
+/// Introspection for the loom models (`crate::loom_models`): how many threads are blocked
+/// in `wait`, and the ready list walked and checked for integrity (prev/next links agree, no
+/// item twice, tail is the last item).
+#[cfg(all(test, loom))]
+impl EpollShared {
+    pub(crate) fn blocked_waiters(&self) -> usize {
+        self.wq.len()
+    }
+
+    pub(crate) fn ready_list(&self) -> Vec<u32> {
+        let r = lock(&self.ready);
+        let mut out = Vec::new();
+        let (mut prev, mut cur) = (NIL, r.head);
+        while cur != NIL {
+            assert!(!out.contains(&cur), "ready list: slot {cur} linked twice");
+            assert_eq!(
+                r.slots[cur as usize].prev, prev,
+                "ready list: bad prev link"
+            );
+            out.push(cur);
+            prev = cur;
+            cur = r.slots[cur as usize].next;
+        }
+        assert_eq!(r.tail, prev, "ready list: bad tail");
+        assert!(
+            !r.scanning && r.ovf_head == NIL,
+            "ready list: scan left open"
+        );
+        out
+    }
+}
+
+/// Poll the items of `window` into `masks` (same indices): items of a batch class (see
+/// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
+/// others one by one.
+fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
+    let mut class = 0;
+    let mut batch: Vec<&dyn FileOps> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    for (k, e) in window.iter().enumerate() {
+        let ops = &*il.watch(e.slot).ops;
+        let c = ops.batch_class();
+        if c == 0 || (class != 0 && c != class) {
+            masks[k] = ops.poll();
+        } else {
+            class = c;
+            batch.push(ops);
+            at.push(k);
+        }
+    }
+    match batch.len() {
+        0 => {}
+        1 => masks[at[0]] = batch[0].poll(),
+        n => {
+            let mut out = vec![Events::empty(); n];
+            batch[0].poll_batch(&batch, &mut out);
+            for (k, m) in at.into_iter().zip(out) {
+                masks[k] = m;
+            }
+        }
+    }
+}
+
+/// The epoll instance behind an object, if it is one.
+pub(crate) fn epoll_of(ops: &Arc<dyn FileOps>) -> Option<Arc<EpollShared>> {
+    let any: Arc<dyn std::any::Any + Send + Sync> = ops.clone();
+    any.downcast::<EpollShared>().ok()
+}
+
+/// An epoll instance is itself pollable: readable when an item is really ready.
 impl FileOps for EpollShared {
-    fn poll(&self) -> Events { todo!() }
-    fn wait_queue(&self) -> Option<&WaitQueue> { Some(&self.poll_wait) }
+    fn poll(&self) -> Events {
+        self.poll_mask()
+    }
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        Some(&self.poll_wait)
+    }
+    fn release(&self) {
+        self.release_all();
+    }
 }
-pub(crate) fn ctl(_t: &FdTable, _epfd: i32, _op: i32, _fd: i32, _ev: Option<EpollEvent>) -> Result<()> { todo!() }
-pub(crate) struct ThreadWake { parker: Arc<Parker> }
-impl ThreadWake {
-    pub(crate) fn for_current_thread() -> Self { ThreadWake { parker: Parker::for_current_thread() } }
-    pub(crate) fn sleep(&self, _d: Option<Instant>) -> WakeReason { todo!() }
+
+/// `epoll_ctl` on a descriptor table: the copy-in and the two `fdget`s, then
+/// [`EpollShared::ctl_files`].
+pub(crate) fn ctl(
+    table: &FdTable,
+    epfd: i32,
+    op: i32,
+    fd: i32,
+    event: Option<EpollEvent>,
+) -> Result<()> {
+    let event = if op != EPOLL_CTL_DEL {
+        event.ok_or(Errno::EFAULT)?
+    } else {
+        EpollEvent::default()
+    };
+    let ep_file = table.get(epfd)?;
+    let target = table.get(fd)?;
+    if target.ops().wait_queue().is_none() {
+        return Err(Errno::EPERM);
+    }
+    let Some(ep) = ep_file.epoll_arc() else {
+        // Steps 5–6: not an epoll instance (the WAKEUP clearing has no visible effect).
+        return Err(Errno::EINVAL);
+    };
+    ep.ctl_files(
+        &ep_file,
+        op,
+        &target,
+        fd,
+        event,
+        table.config().cap_block_suspend,
+    )
 }
-impl crate::WakeCallback for ThreadWake { fn wake(&self, _k: Events) -> bool { self.parker.wake() } }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! The Rust-idiomatic layer: [`Epoll`], [`Interest`] and [`EventBuffer`], in the spirit of
+//! mio and polling, over the same instances as the Linux-shaped calls — but any number of
+//! threads may wait on one [`Epoll`] at once.
+//!
+//! Items added through this layer are keyed by their [`File`] alone (there is no descriptor
+//! number; the key uses -1).
+
+use super::{EpollShared, User, DEFAULT_MAX_USER_WATCHES};
+use crate::errno::Result;
+use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
+use crate::file::File;
+use crate::sync::Arc;
+use std::ops::BitOr;
+use std::time::Duration;
+
+/// The descriptor number used in interest keys by this layer.
+const NO_FD: i32 = -1;
+
+/// What to watch for, and how to report it.
+///
+/// ```
+/// use eventpoll::{Events, Interest};
+/// let i = (Interest::READABLE | Interest::WRITABLE).edge();
+/// assert_eq!(i.events(), Events::IN | Events::OUT | Events::ET);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest(Events);
+
+impl Interest {
+    /// `EPOLLIN`.
+    pub const READABLE: Interest = Interest(Events::IN);
+    /// `EPOLLOUT`.
+    pub const WRITABLE: Interest = Interest(Events::OUT);
+    /// `EPOLLPRI`.
+    pub const PRIORITY: Interest = Interest(Events::PRI);
+    /// `EPOLLRDHUP`.
+    pub const READ_CLOSED: Interest = Interest(Events::RDHUP);
+
+    /// Any raw set of bits.
+    pub const fn from_events(events: Events) -> Interest {
+        Interest(events)
+    }
+    /// The bits.
+    pub const fn events(self) -> Events {
+        self.0
+    }
+    /// Edge-triggered (`EPOLLET`): reported once per wakeup of the file.
+    pub const fn edge(self) -> Interest {
+        Interest(self.0.union(Events::ET))
+    }
+    /// One-shot (`EPOLLONESHOT`): disabled after one report until [`Epoll::modify`].
+    pub const fn oneshot(self) -> Interest {
+        Interest(self.0.union(Events::ONESHOT))
+    }
+    /// Exclusive (`EPOLLEXCLUSIVE`): among instances watching one file exclusively, a wakeup
+    /// goes to one that has a waiter.
+    pub const fn exclusive(self) -> Interest {
+        Interest(self.0.union(Events::EXCLUSIVE))
+    }
+}
+
+impl BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, rhs: Interest) -> Interest {
+        Interest(self.0 | rhs.0)
+    }
+}
+
+/// A reusable buffer of returned events.
+///
+/// ```
+/// use eventpoll::EventBuffer;
+/// let events = EventBuffer::with_capacity(64);
+/// assert_eq!((events.capacity(), events.len()), (64, 0));
+/// ```
+#[derive(Clone, Debug)]
+pub struct EventBuffer {
+    buf: Vec<EpollEvent>,
+    len: usize,
+}
+
+impl EventBuffer {
+    /// Room for `capacity` events per wait (at least one).
+    pub fn with_capacity(capacity: usize) -> EventBuffer {
+        EventBuffer {
+            buf: vec![EpollEvent::default(); capacity.max(1)],
+            len: 0,
+        }
+    }
+    /// How many events one wait can return.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+    /// Events returned by the last wait.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the last wait returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The events returned by the last wait, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, EpollEvent> {
+        self.buf[..self.len].iter()
+    }
+    /// The events as a slice.
+    pub fn as_slice(&self) -> &[EpollEvent] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<'a> IntoIterator for &'a EventBuffer {
+    type Item = &'a EpollEvent;
+    type IntoIter = std::slice::Iter<'a, EpollEvent>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// An epoll instance. Cloning shares the instance (like `dup`); the instance is released,
+/// and its items removed, when the last clone and every descriptor of it are gone.
+///
+/// ```
+/// use eventpoll::{Epoll, EventBuffer, Interest, objects::pipe::pipe};
+/// use std::time::Duration;
+/// let (r, w) = pipe(0);
+/// let epoll = Epoll::new();
+/// epoll.add(&r, Interest::READABLE.edge(), 1).unwrap();
+/// w.write(b"hello").unwrap();
+/// let mut events = EventBuffer::with_capacity(16);
+/// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
+/// // Edge-triggered: nothing more until the next write.
+/// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+/// ```
+#[derive(Clone)]
+pub struct Epoll {
+    file: File,
+    pub(super) ep: Arc<EpollShared>,
+}
+
+impl std::fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Epoll")
+            .field("watches", &self.len())
+            .finish()
+    }
+}
+
+impl Default for Epoll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Epoll {
+    /// A new instance with its own watch budget.
+    pub fn new() -> Epoll {
+        Epoll::with_user(User::new(DEFAULT_MAX_USER_WATCHES))
+    }
+
+    /// A new instance charging `user`'s watch budget.
+    pub fn with_user(user: Arc<User>) -> Epoll {
+        let file = EpollShared::new_file(user);
+        let ep = file
+            .epoll_arc()
+            .expect("a new epoll file is an epoll instance");
+        Epoll { file, ep }
+    }
+
+    /// The instance as an open file description: add it to another instance, `poll` it,
+    /// or install it in a descriptor table.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Number of items watched.
+    pub fn len(&self) -> usize {
+        self.ep.len()
+    }
+
+    /// Whether nothing is watched.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ctl_interest(&self, op: i32, file: &File, interest: Interest, data: u64) -> Result<()> {
+        self.ep.ctl_files(
+            &self.file,
+            op,
+            file,
+            NO_FD,
+            EpollEvent::new(interest.0, data),
+            false,
+        )
+    }
+
+    /// Watch `file` (`EPOLL_CTL_ADD`); `data` comes back with its events. Errors as Linux:
+    /// `EEXIST`, `EPERM` (not pollable), `ELOOP`, `EINVAL`, `ENOSPC`.
+    pub fn add(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
+        self.ctl_interest(EPOLL_CTL_ADD, file, interest, data)
+    }
+
+    /// Change an item's interest and data (`EPOLL_CTL_MOD`); re-arms a one-shot item.
+    pub fn modify(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
+        self.ctl_interest(EPOLL_CTL_MOD, file, interest, data)
+    }
+
+    /// Stop watching `file` (`EPOLL_CTL_DEL`); a pending event is dropped.
+    pub fn delete(&self, file: &File) -> Result<()> {
+        self.ctl_interest(EPOLL_CTL_DEL, file, Interest(Events::empty()), 0)
+    }
+
+    /// The instance behind `file`, if `file` is an epoll instance's description (as
+    /// [`Epoll::file`] returns it, or as an embedder keeps it in its own descriptor table).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// assert!(Epoll::from_file(epoll.file()).is_some());
+    /// assert!(Epoll::from_file(&pipe(0).0).is_none());
+    /// ```
+    pub fn from_file(file: &File) -> Option<Epoll> {
+        let ep = file.epoll_arc()?;
+        Some(Epoll {
+            file: file.clone(),
+            ep,
+        })
+    }
+
+    /// `epoll_ctl` for an embedder that keeps its own descriptor numbers (a C ABI, a
+    /// user-space kernel): `op` is raw (`EPOLL_CTL_ADD`, ... or anything else for `EINVAL`),
+    /// and the item is keyed by (`file`, `fd`) as on Linux, so two descriptors of one
+    /// description make two items. The caller has already done Linux's first steps (the
+    /// copy-in of `event`, `EFAULT`, and resolving both descriptors, `EBADF`); this does the
+    /// rest in Linux's order (`EPERM`, `EINVAL`, `ELOOP`, `EEXIST`, `ENOENT`, `ENOSPC`).
+    /// `event` is ignored for `EPOLL_CTL_DEL`.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EpollEvent, Errno, Events, event::EPOLL_CTL_ADD, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, _w) = pipe(0);
+    /// let ev = EpollEvent::new(Events::IN, 1);
+    /// epoll.ctl(EPOLL_CTL_ADD, &r, 3, ev).unwrap();
+    /// epoll.ctl(EPOLL_CTL_ADD, &r, 4, ev).unwrap(); // another descriptor: another item
+    /// assert_eq!(epoll.ctl(EPOLL_CTL_ADD, &r, 3, ev), Err(Errno::EEXIST));
+    /// assert_eq!(epoll.len(), 2);
+    /// ```
+    pub fn ctl(&self, op: i32, file: &File, fd: i32, event: EpollEvent) -> Result<()> {
+        self.ep.ctl_files(&self.file, op, file, fd, event, false)
+    }
+
+    /// Harvest into a caller's buffer: like [`Epoll::wait`], reporting at most `maxevents`
+    /// events into `out`. An event that is ready but does not fit in `out` (a C caller's
+    /// NULL or short buffer) gives `EFAULT` when nothing was reported yet, and stays on the
+    /// ready list, as on Linux.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EpollEvent, Errno, Interest, objects::pipe::pipe};
+    /// use std::time::Duration;
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 9).unwrap();
+    /// w.write(b"x").unwrap();
+    /// assert_eq!(epoll.wait_into(&mut [], 1, Some(Duration::ZERO)), Err(Errno::EFAULT));
+    /// let mut out = [EpollEvent::default(); 4];
+    /// assert_eq!(epoll.wait_into(&mut out, 4, Some(Duration::ZERO)), Ok(1));
+    /// assert_eq!(out[0].data(), 9);
+    /// ```
+    pub fn wait_into(
+        &self,
+        out: &mut [EpollEvent],
+        maxevents: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.ep.wait(out, maxevents, timeout)
+    }
+
+    /// Wait for events: `None` waits without limit, `Some(Duration::ZERO)` does not block.
+    /// Returns how many events `events` now holds. `EINTR` when the calling thread's
+    /// [`crate::Interrupt`] is raised.
+    pub fn wait(&self, events: &mut EventBuffer, timeout: Option<Duration>) -> Result<usize> {
+        events.len = 0;
+        let cap = events.buf.len();
+        let n = self.ep.wait(&mut events.buf, cap, timeout)?;
+        events.len = n;
+        Ok(n)
+    }
+}
