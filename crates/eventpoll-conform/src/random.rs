@@ -5,10 +5,11 @@
 //! steers toward the states where implementations differ: full pipes, shutdowns, nested
 //! instances, `dup`/`close`/number reuse, ONESHOT/ET/EXCLUSIVE mixes, small `maxevents`, MOD
 //! of ready items, DEL then re-ADD, closed and raw descriptor numbers. It avoids what is
-//! nondeterministic on the kernel: every timeout is 0, timers are only `expired` or
-//! `disarm`, and socket writes stay small and few (a unix socket's capacity is an accounting
-//! detail, see the objects work), so that the kernel's transcript is a function of the
-//! script.
+//! nondeterministic on the kernel: every timeout is 0 and timers are only `expired` or
+//! `disarm`, so that the kernel's transcript is a function of the script. Socket writes stay
+//! small and few, except in one scenario in five that may fill sockets (large writes, no
+//! limit): unix socket capacity is the kernel's send-buffer accounting, which the engine's
+//! objects model for this machine's defaults (`net.core.wmem_default`).
 //!
 //! Shrinking is delta debugging over lines: remove chunks of lines, then single lines, while
 //! the script still parses and the backends still disagree.
@@ -104,6 +105,8 @@ struct Gen {
     next_data: u64,
     /// Writes per socket name (kept few: see the module documentation).
     socket_writes: Vec<(String, u32)>,
+    /// Whether this scenario may fill sockets (any size, any number of writes).
+    heavy_sockets: bool,
     /// `(epoll, target)` pairs added so far (whether or not the add succeeded): MOD and DEL
     /// mostly pick one of these.
     items: Vec<(String, String)>,
@@ -121,7 +124,9 @@ pub fn generate(seed: u64, index: u64) -> String {
         next_data: 1,
         socket_writes: Vec::new(),
         items: Vec::new(),
+        heavy_sockets: false,
     };
+    g.heavy_sockets = g.rng.chance(20);
     g.lines.push(format!("# name: random seed {seed} #{index}"));
     // The universe: one to three instances and two to four objects, then operations.
     for _ in 0..1 + g.rng.below(3) {
@@ -143,7 +148,7 @@ pub fn generate(seed: u64, index: u64) -> String {
             g.lines.push(line);
         }
     }
-    let ops = 8 + g.rng.below(33);
+    let ops = 8 + g.rng.below(53);
     for _ in 0..ops {
         g.op();
     }
@@ -451,7 +456,11 @@ impl Gen {
                     &[Kind::PipeRead, Kind::Stream, Kind::Dgram, Kind::SeqPacket],
                     80,
                 );
-                let n = *self.rng.pick(&[1, 10, 100, 1000, 4096, 4097, 65536]);
+                let n = if self.rng.chance(10) {
+                    self.rng.below(70_000)
+                } else {
+                    *self.rng.pick(&[1, 10, 100, 1000, 4096, 4097, 65536])
+                };
                 format!("read {t} {n}")
             }
             11 => {
@@ -529,8 +538,14 @@ impl Gen {
             85,
         );
         let kind = self.kind_of(&t);
-        let n = if kind.is_some_and(Kind::is_socket) {
-            // Few, small socket writes (capacity is not part of the comparison).
+        let n = if kind.is_some_and(Kind::is_socket) && self.heavy_sockets {
+            // Socket capacity is part of this scenario (the objects model the kernel's
+            // send-buffer accounting): any size, as often as drawn.
+            *self
+                .rng
+                .pick(&[0, 1, 100, 1000, 4096, 4096, 65536, 300_000])
+        } else if kind.is_some_and(Kind::is_socket) {
+            // Few, small socket writes: capacity stays out of the comparison.
             let count = match self.socket_writes.iter_mut().find(|(n, _)| *n == t) {
                 Some((_, c)) => {
                     *c += 1;
@@ -546,9 +561,13 @@ impl Gen {
             }
             *self.rng.pick(&[1, 5, 10, 64])
         } else {
-            *self
-                .rng
-                .pick(&[1, 1, 10, 100, 1000, 4096, 4097, 65536, 65536])
+            match self.rng.below(12) {
+                0 => self.rng.below(70_000),
+                1 => 0,
+                _ => *self
+                    .rng
+                    .pick(&[1, 1, 10, 100, 1000, 4000, 4096, 4097, 65536, 65536]),
+            }
         };
         self.lines.push(format!("write {t} {n}"));
     }

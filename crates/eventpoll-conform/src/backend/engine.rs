@@ -1,10 +1,13 @@
 //! The engine backend: the same operations on one [`eventpoll::FdTable`] per scenario. The
 //! table numbers descriptors from 0, lowest free first, so scenario number `n` is engine
-//! descriptor `n` and no mapping is needed.
+//! descriptor `n` and no mapping is needed. Its size (`RLIMIT_NOFILE`) is the kernel range's
+//! ([`super::kernel::scenario_fd_limit`]), so raw numbers past the end fail alike.
 
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
-use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec};
+use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
+use eventpoll::table::TableConfig;
+use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
 
 /// The engine backend. See the module documentation.
 pub struct Engine {
@@ -15,8 +18,13 @@ pub struct Engine {
 
 /// A fresh engine backend with an empty table.
 pub fn create() -> Box<dyn Backend> {
+    // The kernel range's size, so that raw numbers beyond it fail the same way.
+    let config = TableConfig {
+        max_fds: super::kernel::scenario_fd_limit(),
+        ..TableConfig::default()
+    };
     Box::new(Engine {
-        table: FdTable::new(),
+        table: FdTable::with_config(config, User::new(DEFAULT_MAX_USER_WATCHES)),
         items: 0,
     })
 }
@@ -180,4 +188,3 @@ impl Backend for Engine {
         self.table.dup2(fd, target).map_err(err)
     }
 }
-

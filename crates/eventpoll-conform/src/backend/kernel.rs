@@ -73,27 +73,51 @@ fn kfd(n: i32) -> i32 {
     }
 }
 
+/// Process setup, once: ignore `SIGPIPE`, raise the soft descriptor limit to the hard one.
+fn setup() {
+    static SETUP: Once = Once::new();
+    SETUP.call_once(|| {
+        // SAFETY: plain system calls with valid arguments; ignoring SIGPIPE and raising
+        // the soft descriptor limit to the hard one affect only this process.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
+}
+
+/// How many scenario numbers the kernel range has: the soft `RLIMIT_NOFILE` (after
+/// [`Kernel::new`] raised it) minus [`BASE`]. Numbers at or above it are `EBADF`/`EMFILE`
+/// on the kernel, so other backends use it as their table size.
+pub fn scenario_fd_limit() -> usize {
+    setup();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    usize::try_from(cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(BASE as usize)
+        .max(1)
+}
+
 impl Kernel {
     /// Take the range (waiting for any other kernel scenario of this process to finish).
     pub fn new() -> Kernel {
-        static SETUP: Once = Once::new();
-        SETUP.call_once(|| {
-            // SAFETY: plain system calls with valid arguments; ignoring SIGPIPE and raising
-            // the soft descriptor limit to the hard one affect only this process.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                let mut lim = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0
-                    && lim.rlim_cur < lim.rlim_max
-                {
-                    lim.rlim_cur = lim.rlim_max;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                }
-            }
-        });
+        setup();
         // A scenario that panicked while holding the lock released no descriptors of its own
         // (drop still ran), so a poisoned lock is safe to take.
         let guard = RANGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
