@@ -93,7 +93,10 @@ impl Waiter {
 pub struct WaitQueue {
     entries: Mutex<Vec<Waiter>>,
     /// `entries.len()`, readable without the lock (Linux's lockless `waitqueue_active`);
-    /// written only under the lock.
+    /// written only under the lock. Release/acquire is enough: the epoll callback reads it
+    /// under its instance's `ready` lock, and every insertion it must not miss (a waiter
+    /// queueing itself in `wait`, an outer instance hooking itself before polling) is
+    /// ordered before that lock by the same lock.
     len: AtomicUsize,
 }
 
@@ -288,7 +291,7 @@ impl WaitQueue {
 
     /// Number of entries hung on the queue.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::SeqCst)
+        self.len.load(Ordering::Acquire)
     }
 
     /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
@@ -344,7 +347,7 @@ impl WaitQueue {
                 }
             }
         }
-        self.len.store(entries.len(), Ordering::SeqCst);
+        self.len.store(entries.len(), Ordering::Release);
     }
 
     /// Hook an entry: exclusive ones at the tail, others at the head. The first entry of a
@@ -357,7 +360,7 @@ impl WaitQueue {
         } else {
             entries.insert(0, waiter);
         }
-        self.len.store(entries.len(), Ordering::SeqCst);
+        self.len.store(entries.len(), Ordering::Release);
     }
 
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
@@ -370,7 +373,7 @@ impl WaitQueue {
             None => false,
         };
         // The allocation is kept: an object re-watched after a DEL reuses it.
-        self.len.store(entries.len(), Ordering::SeqCst);
+        self.len.store(entries.len(), Ordering::Release);
         found
     }
 
