@@ -98,6 +98,22 @@ pub trait FileOps: Any + Send + Sync {
     /// Called once, when the last descriptor of the description is closed, after every
     /// epoll item watching it has been removed.
     fn release(&self) {}
+    /// Batched polling (optional). Objects whose masks are cheaper to read together — host
+    /// descriptors: one `poll(2)` for many — return a non-zero *batch class*, the same for
+    /// every object that their [`FileOps::poll_batch`] can handle; a harvest then polls a
+    /// run of such items with one call instead of one [`FileOps::poll`] each. The default,
+    /// 0, means no batching.
+    fn batch_class(&self) -> usize {
+        0
+    }
+    /// Poll `batch` — objects whose [`FileOps::batch_class`] equals this object's — at
+    /// once, writing each one's mask to the same index of `out` (`out.len() ==
+    /// batch.len()`). The default polls them one by one.
+    fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
+        for (file, mask) in batch.iter().zip(out.iter_mut()) {
+            *mask = file.poll();
+        }
+    }
 }
 
 impl<T: Pollable> FileOps for T {

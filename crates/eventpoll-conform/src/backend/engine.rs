@@ -61,7 +61,7 @@ impl Backend for Engine {
     }
 
     fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)> {
-        use pending::SocketType;
+        use eventpoll::objects::socket::SocketType;
         let ty = match ty {
             SockType::Stream => SocketType::Stream,
             SockType::Dgram => SocketType::Dgram,
@@ -189,13 +189,7 @@ impl Backend for Engine {
 mod pending {
     use eventpoll::{Errno, FdTable, ITimerSpec, Result};
 
-    /// Placeholder for `eventpoll::objects::socket::SocketType`.
-    #[derive(Clone, Copy, Debug)]
-    pub enum SocketType {
-        Stream,
-        Dgram,
-        SeqPacket,
-    }
+    pub use eventpoll::objects::socket::SocketType;
 
     #[allow(dead_code)]
     pub trait PendingObjects {

@@ -247,6 +247,8 @@ struct InterestList {
     index: HashTable<u32>,
     /// The harvest's transfer list, kept to reuse its allocation.
     scratch: Vec<TxEntry>,
+    /// The harvest's poll masks, one per transfer entry (same reuse).
+    masks: Vec<Events>,
 }
 
 fn key_hash(key: usize, fd: i32) -> u64 {
@@ -301,6 +303,7 @@ impl EpollShared {
                 free: Vec::new(),
                 index: HashTable::new(),
                 scratch: Vec::new(),
+                masks: Vec::new(),
             }),
             ready: Mutex::new(Ready {
                 slots: Vec::new(),
@@ -456,15 +459,24 @@ impl EpollShared {
         let mut il = lock(&self.mtx);
         let mut tx = std::mem::take(&mut il.scratch);
         self.start_scan(&mut tx);
+        let mut masks = std::mem::take(&mut il.masks);
+        masks.clear();
+        masks.resize(tx.len(), Events::empty());
+        let mut polled = 0;
         let mut reported = 0;
         let mut processed = 0;
         let mut fault = false;
-        for e in tx.iter_mut() {
-            if reported >= maxevents {
-                break;
+        while processed < tx.len() && reported < maxevents {
+            let i = processed;
+            if i == polled {
+                // Poll ahead: at most as many items as could still be reported.
+                let end = (i + (maxevents - reported)).min(tx.len());
+                poll_window(&il, &tx[i..end], &mut masks[i..end]);
+                polled = end;
             }
+            let e = &mut tx[i];
             let interest = Events::from_bits_retain(e.events);
-            let revents = il.watch(e.slot).ops.poll() & interest;
+            let revents = masks[i] & interest;
             if !revents.is_empty() {
                 let Some(dst) = out.get_mut(reported) else {
                     fault = reported == 0;
@@ -479,6 +491,7 @@ impl EpollShared {
             e.revents = revents.bits();
             processed += 1;
         }
+        il.masks = masks;
         self.done_scan(&tx, processed);
         il.scratch = tx;
         if fault {
@@ -753,11 +766,15 @@ impl EpollShared {
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
-    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`).
+    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
+    /// instance may have been released meanwhile (`release_all` empties `watches`), so the
+    /// slot may no longer exist.
     pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
         let mut il = lock(&self.mtx);
-        let owned = il.watches[slot as usize]
-            .as_ref()
+        let owned = il
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
             .is_some_and(|w| w.key == key);
         if owned {
             self.remove(&mut il, slot);
@@ -796,6 +813,69 @@ impl EpollShared {
             .into_iter()
             .map(|(ep, _)| ep)
             .collect()
+    }
+}
+
+/// Introspection for the loom models (`crate::loom_models`): how many threads are blocked
+/// in `wait`, and the ready list walked and checked for integrity (prev/next links agree, no
+/// item twice, tail is the last item).
+#[cfg(all(test, loom))]
+impl EpollShared {
+    pub(crate) fn blocked_waiters(&self) -> usize {
+        self.wq.len()
+    }
+
+    pub(crate) fn ready_list(&self) -> Vec<u32> {
+        let r = lock(&self.ready);
+        let mut out = Vec::new();
+        let (mut prev, mut cur) = (NIL, r.head);
+        while cur != NIL {
+            assert!(!out.contains(&cur), "ready list: slot {cur} linked twice");
+            assert_eq!(
+                r.slots[cur as usize].prev, prev,
+                "ready list: bad prev link"
+            );
+            out.push(cur);
+            prev = cur;
+            cur = r.slots[cur as usize].next;
+        }
+        assert_eq!(r.tail, prev, "ready list: bad tail");
+        assert!(
+            !r.scanning && r.ovf_head == NIL,
+            "ready list: scan left open"
+        );
+        out
+    }
+}
+
+/// Poll the items of `window` into `masks` (same indices): items of a batch class (see
+/// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
+/// others one by one.
+fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
+    let mut class = 0;
+    let mut batch: Vec<&dyn FileOps> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    for (k, e) in window.iter().enumerate() {
+        let ops = &*il.watch(e.slot).ops;
+        let c = ops.batch_class();
+        if c == 0 || (class != 0 && c != class) {
+            masks[k] = ops.poll();
+        } else {
+            class = c;
+            batch.push(ops);
+            at.push(k);
+        }
+    }
+    match batch.len() {
+        0 => {}
+        1 => masks[at[0]] = batch[0].poll(),
+        n => {
+            let mut out = vec![Events::empty(); n];
+            batch[0].poll_batch(&batch, &mut out);
+            for (k, m) in at.into_iter().zip(out) {
+                masks[k] = m;
+            }
+        }
     }
 }
 

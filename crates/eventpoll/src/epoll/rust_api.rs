@@ -183,7 +183,7 @@ impl Epoll {
         self.len() == 0
     }
 
-    fn ctl(&self, op: i32, file: &File, interest: Interest, data: u64) -> Result<()> {
+    fn ctl_interest(&self, op: i32, file: &File, interest: Interest, data: u64) -> Result<()> {
         self.ep.ctl_files(
             &self.file,
             op,
@@ -197,17 +197,82 @@ impl Epoll {
     /// Watch `file` (`EPOLL_CTL_ADD`); `data` comes back with its events. Errors as Linux:
     /// `EEXIST`, `EPERM` (not pollable), `ELOOP`, `EINVAL`, `ENOSPC`.
     pub fn add(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
-        self.ctl(EPOLL_CTL_ADD, file, interest, data)
+        self.ctl_interest(EPOLL_CTL_ADD, file, interest, data)
     }
 
     /// Change an item's interest and data (`EPOLL_CTL_MOD`); re-arms a one-shot item.
     pub fn modify(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
-        self.ctl(EPOLL_CTL_MOD, file, interest, data)
+        self.ctl_interest(EPOLL_CTL_MOD, file, interest, data)
     }
 
     /// Stop watching `file` (`EPOLL_CTL_DEL`); a pending event is dropped.
     pub fn delete(&self, file: &File) -> Result<()> {
-        self.ctl(EPOLL_CTL_DEL, file, Interest(Events::empty()), 0)
+        self.ctl_interest(EPOLL_CTL_DEL, file, Interest(Events::empty()), 0)
+    }
+
+    /// The instance behind `file`, if `file` is an epoll instance's description (as
+    /// [`Epoll::file`] returns it, or as an embedder keeps it in its own descriptor table).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// assert!(Epoll::from_file(epoll.file()).is_some());
+    /// assert!(Epoll::from_file(&pipe(0).0).is_none());
+    /// ```
+    pub fn from_file(file: &File) -> Option<Epoll> {
+        let ep = file.epoll_arc()?;
+        Some(Epoll {
+            file: file.clone(),
+            ep,
+        })
+    }
+
+    /// `epoll_ctl` for an embedder that keeps its own descriptor numbers (a C ABI, a
+    /// user-space kernel): `op` is raw (`EPOLL_CTL_ADD`, ... or anything else for `EINVAL`),
+    /// and the item is keyed by (`file`, `fd`) as on Linux, so two descriptors of one
+    /// description make two items. The caller has already done Linux's first steps (the
+    /// copy-in of `event`, `EFAULT`, and resolving both descriptors, `EBADF`); this does the
+    /// rest in Linux's order (`EPERM`, `EINVAL`, `ELOOP`, `EEXIST`, `ENOENT`, `ENOSPC`).
+    /// `event` is ignored for `EPOLL_CTL_DEL`.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EpollEvent, Errno, Events, event::EPOLL_CTL_ADD, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, _w) = pipe(0);
+    /// let ev = EpollEvent::new(Events::IN, 1);
+    /// epoll.ctl(EPOLL_CTL_ADD, &r, 3, ev).unwrap();
+    /// epoll.ctl(EPOLL_CTL_ADD, &r, 4, ev).unwrap(); // another descriptor: another item
+    /// assert_eq!(epoll.ctl(EPOLL_CTL_ADD, &r, 3, ev), Err(Errno::EEXIST));
+    /// assert_eq!(epoll.len(), 2);
+    /// ```
+    pub fn ctl(&self, op: i32, file: &File, fd: i32, event: EpollEvent) -> Result<()> {
+        self.ep.ctl_files(&self.file, op, file, fd, event, false)
+    }
+
+    /// Harvest into a caller's buffer: like [`Epoll::wait`], reporting at most `maxevents`
+    /// events into `out`. An event that is ready but does not fit in `out` (a C caller's
+    /// NULL or short buffer) gives `EFAULT` when nothing was reported yet, and stays on the
+    /// ready list, as on Linux.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EpollEvent, Errno, Interest, objects::pipe::pipe};
+    /// use std::time::Duration;
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 9).unwrap();
+    /// w.write(b"x").unwrap();
+    /// assert_eq!(epoll.wait_into(&mut [], 1, Some(Duration::ZERO)), Err(Errno::EFAULT));
+    /// let mut out = [EpollEvent::default(); 4];
+    /// assert_eq!(epoll.wait_into(&mut out, 4, Some(Duration::ZERO)), Ok(1));
+    /// assert_eq!(out[0].data(), 9);
+    /// ```
+    pub fn wait_into(
+        &self,
+        out: &mut [EpollEvent],
+        maxevents: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.ep.wait(out, maxevents, timeout)
     }
 
     /// Wait for events: `None` waits without limit, `Some(Duration::ZERO)` does not block.

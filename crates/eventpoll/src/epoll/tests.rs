@@ -585,3 +585,75 @@ fn wakeups_during_a_harvest_go_ahead_of_re_appended_items() {
     assert_eq!(datas(&harvest(&ep, 8)), vec![3, 1, 2]);
     assert_eq!(datas(&harvest(&ep, 8)), vec![3, 1, 2]);
 }
+
+/// A test object of a batch class: counts single polls and batched calls.
+#[derive(Default)]
+struct Batched {
+    mask: StdAtomicU32,
+    queue: WaitQueue,
+    singles: StdAtomicU32,
+    batches: Arc<StdAtomicU32>,
+}
+
+impl FileOps for Batched {
+    fn poll(&self) -> Events {
+        self.singles.fetch_add(1, Ordering::SeqCst);
+        Events::from_bits_retain(self.mask.load(Ordering::SeqCst))
+    }
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        Some(&self.queue)
+    }
+    fn batch_class(&self) -> usize {
+        0xba7c
+    }
+    fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        for (f, o) in batch.iter().zip(out.iter_mut()) {
+            let any: &dyn std::any::Any = *f;
+            let b = any.downcast_ref::<Batched>().expect("same class");
+            *o = Events::from_bits_retain(b.mask.load(Ordering::SeqCst));
+        }
+    }
+}
+
+#[test]
+fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
+    let ep = Epoll::new();
+    let batches = Arc::new(StdAtomicU32::new(0));
+    let objs: Vec<Arc<Batched>> = (0..5)
+        .map(|_| {
+            Arc::new(Batched {
+                mask: StdAtomicU32::new(Events::IN.bits()),
+                batches: batches.clone(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let files: Vec<File> = objs.iter().map(|o| File::new(o.clone())).collect();
+    let (l, lf) = level();
+    l.set(Events::IN, Events::empty());
+    for (i, f) in files.iter().enumerate() {
+        ep.add(f, Interest::READABLE, i as u64).unwrap();
+    }
+    ep.add(&lf, Interest::READABLE, 99).unwrap();
+    let singles_after_add: Vec<u32> = objs
+        .iter()
+        .map(|o| o.singles.load(Ordering::SeqCst))
+        .collect();
+    // All six ready (LT): one batched call for the five, the plain object polled alone.
+    assert_eq!(datas(&harvest(&ep, 8)), vec![0, 1, 2, 3, 4, 99]);
+    assert_eq!(batches.load(Ordering::SeqCst), 1);
+    for (o, before) in objs.iter().zip(singles_after_add) {
+        assert_eq!(
+            o.singles.load(Ordering::SeqCst),
+            before,
+            "no single poll in a batch"
+        );
+    }
+    // A window never polls more items than could still be reported: maxevents 2 polls
+    // two at a time and round-robins as before.
+    objs[0].mask.store(0, Ordering::SeqCst);
+    assert_eq!(datas(&harvest(&ep, 2)), vec![1, 2]);
+    assert_eq!(datas(&harvest(&ep, 2)), vec![3, 4]);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![99, 1, 2, 3, 4]);
+}

@@ -1,0 +1,161 @@
+//! Drivers: how host activity becomes wait-queue wakeups.
+//!
+//! A driver is the *interrupt source* of the host objects: it watches every registered
+//! descriptor with the host's own notification facility, and when the host reports
+//! activity it wakes that object's [`eventpoll::WaitQueue`] with the host's bits. The engine
+//! does the rest. Two drivers:
+//!
+//! - [`kernel`] (Linux): a private kernel epoll with every descriptor registered
+//!   edge-triggered. An edge-triggered kernel item reports once per *wakeup* of its file —
+//!   the same notion of edge as the engine's — so each report is passed on as one wakeup.
+//! - [`poll`] (portable): `poll(2)` over every registered descriptor, a wakeup for each bit
+//!   that became set since the last observation. `poll(2)` sees levels, not wakeups, so an
+//!   edge is a rising bit (see the module for what that changes for edge-triggered items).
+//!
+//! Drivers deliver activity when [pumped](Driver::pump) (non-blocking; every wait pumps
+//! first) and [block](Driver::block) a waiter until there may be activity, together with
+//! extra descriptors (the waiter's doorbell), with a signal mask applied atomically.
+
+pub mod kernel;
+pub mod poll;
+
+use crate::host_fd::HostFd;
+use crate::sys::SysResult;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+/// Which driver a [`crate::Host`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverKind {
+    /// A private edge-triggered kernel epoll (Linux).
+    KernelEpoll,
+    /// `poll(2)` over every registered descriptor (portable fallback).
+    Poll,
+}
+
+impl DriverKind {
+    /// The driver's name (`epoll`, `poll`), as `EVENTPOLL_DRIVER` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::KernelEpoll => "epoll",
+            DriverKind::Poll => "poll",
+        }
+    }
+    /// The driver named `name`.
+    pub fn from_name(name: &str) -> Option<DriverKind> {
+        match name {
+            "epoll" | "kernel" => Some(DriverKind::KernelEpoll),
+            "poll" => Some(DriverKind::Poll),
+            _ => None,
+        }
+    }
+}
+
+/// The operations every driver implements.
+pub trait Driver: Send + Sync {
+    /// Which driver this is.
+    fn kind(&self) -> DriverKind;
+    /// Start watching `host`; `Err(EPERM)` when the host file does not support poll.
+    fn register(&self, host: &Arc<HostFd>) -> SysResult<()>;
+    /// Stop watching `host` (its description is being released).
+    fn deregister(&self, host: &HostFd);
+    /// Deliver pending activity as wakeups without blocking; returns how many objects were
+    /// woken.
+    fn pump(&self) -> usize;
+    /// Block until the host may have activity for a registered descriptor, one of `extra`
+    /// is readable, `timeout` passes (`None`: no limit) or a signal handler runs
+    /// (`Err(EINTR)`); `sigmask` is applied while blocked. The caller pumps afterwards.
+    fn block(
+        &self,
+        extra: &[i32],
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> SysResult<()>;
+    /// In the child after `fork`: stop sharing host state with the parent (the kernel
+    /// driver makes a new kernel epoll and registers every live descriptor again).
+    fn after_fork_child(&self);
+    /// A descriptor the driver owns (the kernel driver's epoll), if any, so that an
+    /// embedder can keep it out of the program's way.
+    fn own_fd(&self) -> Option<i32>;
+    /// Whether descriptor `fd` still refers to the file `host` was registered for (an
+    /// embedder's check that a number was not closed and reused behind its back). `None`
+    /// when the driver cannot tell.
+    fn still_registered(&self, _host: &HostFd, _fd: i32) -> Option<bool> {
+        None
+    }
+}
+
+/// The registered objects by token: a slab of weak references with generations, so a
+/// stale token (an event for a descriptor deregistered meanwhile) finds nothing.
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Slab>,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<(u32, Option<Weak<HostFd>>)>,
+    free: Vec<u32>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Slab> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add `host`; returns its token.
+    pub(crate) fn insert(&self, host: &Arc<HostFd>) -> u64 {
+        let mut s = self.lock();
+        let index = match s.free.pop() {
+            Some(i) => i,
+            None => {
+                s.entries.push((0, None));
+                (s.entries.len() - 1) as u32
+            }
+        };
+        let e = &mut s.entries[index as usize];
+        e.1 = Some(Arc::downgrade(host));
+        (u64::from(e.0) << 32) | u64::from(index)
+    }
+
+    /// Remove the entry of `token` (if it is still that entry).
+    pub(crate) fn remove(&self, token: u64) {
+        let mut s = self.lock();
+        let (gen, index) = ((token >> 32) as u32, token as u32);
+        if let Some(e) = s.entries.get_mut(index as usize) {
+            if e.0 == gen && e.1.is_some() {
+                e.1 = None;
+                e.0 = e.0.wrapping_add(1);
+                s.free.push(index);
+            }
+        }
+    }
+
+    /// The live objects of `tokens`, in order, with their positions.
+    pub(crate) fn resolve(
+        &self,
+        tokens: impl Iterator<Item = (usize, u64)>,
+        out: &mut Vec<(usize, Arc<HostFd>)>,
+    ) {
+        let s = self.lock();
+        for (pos, token) in tokens {
+            let (gen, index) = ((token >> 32) as u32, token as u32);
+            if let Some((g, Some(w))) = s.entries.get(index as usize) {
+                if *g == gen {
+                    if let Some(h) = w.upgrade() {
+                        out.push((pos, h));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every live object.
+    pub(crate) fn all(&self) -> Vec<Arc<HostFd>> {
+        self.lock()
+            .entries
+            .iter()
+            .filter_map(|(_, w)| w.as_ref().and_then(Weak::upgrade))
+            .collect()
+    }
+}

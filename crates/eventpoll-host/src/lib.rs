@@ -1,0 +1,163 @@
+//! # eventpoll-host — host descriptors as eventpoll engine objects
+//!
+//! The eventpoll engine implements epoll over anything that meets its pollable contract.
+//! This crate makes the host's own descriptors — pipes, sockets, eventfds, timerfds,
+//! terminals, even the kernel's own epoll instances — into such objects ([`HostFd`]), so
+//! one engine instance can watch host descriptors and in-process objects together, with
+//! every epoll semantic (level- and edge-triggered, one-shot, exclusive, ordering, merging,
+//! nesting, errors) decided by the engine.
+//!
+//! Readiness comes from the host's notification facility used as an *interrupt source*
+//! (the design gVisor uses for host descriptors): a [driver](driver) watches every
+//! registered descriptor and wakes its object's wait queue when the host reports activity.
+//! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]); the
+//! portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
+//! takes with one `poll(2)` for all of them (the engine's batched-poll hook).
+//!
+//! Waiting: [`HostEpoll::wait`] pumps the driver, harvests, and blocks in the host
+//! (`ppoll(2)` on the driver's descriptor and the instance's doorbell, with the caller's
+//! signal mask), so a blocked thread is woken by the host itself — no helper thread, no
+//! polling loop — and a signal interrupts it with `EINTR` as on Linux.
+//!
+//! ```
+//! use eventpoll_host::{DriverKind, Host, HostEpoll};
+//! use eventpoll::{EpollEvent, Events, Interest};
+//! use std::time::Duration;
+//!
+//! for kind in [DriverKind::KernelEpoll, DriverKind::Poll] {
+//!     let host = Host::new(kind).unwrap();
+//!     let hep = HostEpoll::new(host.clone()).unwrap();
+//!     let mut fds = [0; 2];
+//!     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+//!     let reader = host.open(fds[0]).unwrap();
+//!     hep.epoll().add(&reader, Interest::READABLE.edge(), 1).unwrap();
+//!     assert_eq!(unsafe { libc::write(fds[1], b"hi".as_ptr().cast(), 2) }, 2);
+//!     let mut out = [EpollEvent::default(); 4];
+//!     assert_eq!(hep.wait(&mut out, 4, Some(Duration::from_secs(5)), None), Ok(1));
+//!     assert_eq!(out[0].events(), Events::IN); // poll mask & interest
+//!     // Edge-triggered: nothing more until the next write.
+//!     assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(0));
+//!     drop(reader);
+//!     unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+//! }
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod driver;
+mod host_fd;
+mod reactor;
+pub mod sys;
+
+pub use driver::{Driver, DriverKind};
+pub use host_fd::HostFd;
+pub use reactor::{Bell, HostEpoll};
+
+use eventpoll::{Errno, File};
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A driver and the host descriptors registered with it. Cloning shares the driver.
+#[derive(Clone)]
+pub struct Host {
+    driver: Arc<dyn Driver>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("driver", &self.driver.kind())
+            .finish()
+    }
+}
+
+impl Host {
+    /// A host with a new driver of `kind`.
+    pub fn new(kind: DriverKind) -> Result<Host, Errno> {
+        Host::with_hidden_base(kind, 0)
+    }
+
+    /// A host whose own descriptors (the kernel driver's epoll) are moved to numbers at or
+    /// above `hidden_base`, out of the way of a program that expects lowest-free numbering.
+    pub fn with_hidden_base(kind: DriverKind, hidden_base: i32) -> Result<Host, Errno> {
+        let driver: Arc<dyn Driver> = match kind {
+            DriverKind::KernelEpoll => Arc::new(
+                driver::kernel::KernelDriver::new(hidden_base)
+                    .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOMEM))?,
+            ),
+            DriverKind::Poll => Arc::new(driver::poll::PollDriver::new()),
+        };
+        Ok(Host { driver })
+    }
+
+    /// The best driver for this host (the kernel epoll on Linux).
+    pub fn default_kind() -> DriverKind {
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            DriverKind::KernelEpoll
+        } else {
+            DriverKind::Poll
+        }
+    }
+
+    /// The driver.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    /// A new open file description for host descriptor `fd`, which stays the caller's: it
+    /// must stay open while the description is alive (or be replaced with
+    /// [`HostFd::set_fd`]), and the description must be dropped before `fd` is closed. A
+    /// file that does not support poll gives a description that epoll refuses with
+    /// `EPERM`, as Linux does; a closed descriptor is `EBADF`.
+    pub fn open(&self, fd: i32) -> Result<File, Errno> {
+        self.open_impl(fd, false)
+    }
+
+    /// Like [`Host::open`], but the description owns the descriptor and closes it when it
+    /// is released.
+    pub fn open_owned(&self, fd: OwnedFd) -> Result<File, Errno> {
+        self.open_impl(fd.into_raw_fd(), true)
+    }
+
+    fn open_impl(&self, fd: i32, owned: bool) -> Result<File, Errno> {
+        if !sys::is_open(fd) {
+            return Err(Errno::EBADF);
+        }
+        let host = Arc::new(HostFd::new(fd, owned, true, self.driver.clone()));
+        match self.driver.register(&host) {
+            Ok(()) => Ok(File::new(host)),
+            Err(libc::EPERM) => Ok(File::new(Arc::new(HostFd::new(
+                fd,
+                owned,
+                false,
+                self.driver.clone(),
+            )))),
+            Err(e) => {
+                if owned {
+                    let _ = sys::close(fd);
+                }
+                Err(Errno::from_raw(e).unwrap_or(Errno::EINVAL))
+            }
+        }
+    }
+
+    /// The host object behind `file`, if it is one.
+    pub fn host_fd(file: &File) -> Option<&HostFd> {
+        file.downcast::<HostFd>()
+    }
+
+    /// Deliver pending host activity as wakeups, without blocking.
+    pub fn pump(&self) -> usize {
+        self.driver.pump()
+    }
+
+    /// Block until there may be host activity, one of `extra` is readable or `timeout`
+    /// passes; then pump. `Err(EINTR)` when a signal handler ran.
+    pub fn block(&self, extra: &[i32], timeout: Option<Duration>) -> Result<(), Errno> {
+        let r = self.driver.block(extra, timeout, None);
+        self.pump();
+        r.map_err(|e| Errno::from_raw(e).unwrap_or(Errno::EINVAL))
+    }
+}

@@ -1,0 +1,270 @@
+//! Waiting on an engine instance that watches host descriptors: [`HostEpoll`] and its
+//! doorbell, [`Bell`].
+//!
+//! A wait pumps the driver (host activity becomes wakeups, items reach the ready list),
+//! harvests without blocking, and only if nothing was found blocks *in the host* — in the
+//! driver's `ppoll(2)` on the host's notification descriptor and the instance's doorbell —
+//! with the caller's signal mask applied atomically, so a signal interrupts it with `EINTR`
+//! exactly as it interrupts `epoll_pwait`. The doorbell is an eventfd rung by a callback on
+//! the instance's own poll queue (something reached its ready list: an in-process object, a
+//! nested instance, another thread's `EPOLL_CTL_MOD`, another thread's pump), but only
+//! while a waiter sleeps, so a busy loop pays no doorbell system calls.
+
+use crate::sys;
+use crate::Host;
+use eventpoll::{Epoll, EpollEvent, Errno, Events, WakeCallback};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An eventfd that says "this instance may have events": rung (counter 1) from the
+/// instance's poll queue while a waiter sleeps (or always, when `always` is set), cleared
+/// by [`Bell::settle`]. See the module documentation.
+pub struct Bell {
+    fd: i32,
+    rung: AtomicBool,
+    sleepers: AtomicUsize,
+    /// Callbacks seen (to catch one that races with `settle`).
+    seq: AtomicU64,
+    always: AtomicBool,
+    owned: bool,
+}
+
+impl std::fmt::Debug for Bell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bell")
+            .field("fd", &self.fd)
+            .field("rung", &self.rung.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Bell {
+    /// A bell on a new non-blocking, close-on-exec eventfd (closed when the bell is
+    /// dropped).
+    pub fn new() -> Result<Bell, Errno> {
+        let fd = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(errno)?;
+        Ok(Bell::on_fd(fd, true))
+    }
+
+    /// A bell on an existing non-blocking eventfd whose counter is 0; `owned`: close it on
+    /// drop.
+    pub fn on_fd(fd: i32, owned: bool) -> Bell {
+        Bell {
+            fd,
+            rung: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            seq: AtomicU64::new(0),
+            always: AtomicBool::new(false),
+            owned,
+        }
+    }
+
+    /// The eventfd.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Ring on every callback, not only while a waiter sleeps (when something outside
+    /// the waits must see the instance become ready).
+    pub fn set_always(&self, always: bool) {
+        self.always.store(always, Ordering::SeqCst)
+    }
+
+    /// Whether the bell is rung.
+    pub fn is_rung(&self) -> bool {
+        self.rung.load(Ordering::SeqCst)
+    }
+
+    /// Ring (counter to 1, once).
+    pub fn ring(&self) {
+        if !self.rung.swap(true, Ordering::SeqCst) {
+            let _ = sys::write(self.fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Silence (counter to 0).
+    pub fn clear(&self) {
+        if self.rung.swap(false, Ordering::SeqCst) {
+            let mut b = [0u8; 8];
+            let _ = sys::read(self.fd, &mut b);
+        }
+    }
+
+    /// Make the bell say exactly whether `ready()` holds, without losing a ring from a
+    /// callback that runs meanwhile (such a callback makes it re-check, and after a few
+    /// rounds of interference the bell is left rung: a spurious ring costs one wasted
+    /// harvest, a lost one a hang).
+    pub fn settle(&self, ready: impl Fn() -> bool) {
+        for _ in 0..3 {
+            let seen = self.seq.load(Ordering::SeqCst);
+            if ready() {
+                self.ring();
+                return;
+            }
+            self.clear();
+            if self.seq.load(Ordering::SeqCst) == seen {
+                return;
+            }
+        }
+        self.ring();
+    }
+}
+
+impl Drop for Bell {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = sys::close(self.fd);
+        }
+    }
+}
+
+impl WakeCallback for Bell {
+    fn wake(&self, _key: Events) -> bool {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 || self.always.load(Ordering::SeqCst) {
+            self.ring();
+        }
+        true
+    }
+}
+
+fn errno(raw: i32) -> Errno {
+    Errno::from_raw(raw).unwrap_or(Errno::EINVAL)
+}
+
+/// An engine instance with a host driver and a doorbell: waits that pump the driver and
+/// block in the host. Items may be host descriptors ([`Host::open`]) and any other engine
+/// object (in-process pipes, nested instances).
+///
+/// ```
+/// use eventpoll_host::{Host, HostEpoll, DriverKind};
+/// use eventpoll::{EpollEvent, Interest};
+/// use std::time::Duration;
+///
+/// let host = Host::new(DriverKind::KernelEpoll).unwrap();
+/// let hep = HostEpoll::new(host.clone()).unwrap();
+/// let mut fds = [0; 2];
+/// assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+/// let reader = host.open(fds[0]).unwrap();
+/// hep.epoll().add(&reader, Interest::READABLE, 7).unwrap();
+/// let mut out = [EpollEvent::default(); 8];
+/// assert_eq!(hep.wait(&mut out, 8, Some(Duration::ZERO), None), Ok(0));
+/// assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
+/// assert_eq!(hep.wait(&mut out, 8, Some(Duration::from_secs(5)), None), Ok(1));
+/// assert_eq!(out[0].data(), 7);
+/// drop(reader);
+/// unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+/// ```
+#[derive(Clone)]
+pub struct HostEpoll {
+    epoll: Epoll,
+    host: Host,
+    bell: Arc<Bell>,
+}
+
+impl std::fmt::Debug for HostEpoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostEpoll")
+            .field("epoll", &self.epoll)
+            .field("bell", &self.bell)
+            .finish()
+    }
+}
+
+impl HostEpoll {
+    /// A new engine instance with its own doorbell.
+    pub fn new(host: Host) -> Result<HostEpoll, Errno> {
+        Ok(HostEpoll::with_bell(
+            Epoll::new(),
+            host,
+            Arc::new(Bell::new()?),
+        ))
+    }
+
+    /// Wrap an existing instance with a given bell (hooked on the instance's poll queue).
+    pub fn with_bell(epoll: Epoll, host: Host, bell: Arc<Bell>) -> HostEpoll {
+        if let Some(q) = epoll.file().ops().wait_queue() {
+            q.add(bell.clone(), false);
+        }
+        HostEpoll { epoll, host, bell }
+    }
+
+    /// The engine instance (to add, modify and delete items).
+    pub fn epoll(&self) -> &Epoll {
+        &self.epoll
+    }
+
+    /// The driver.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The doorbell.
+    pub fn bell(&self) -> &Arc<Bell> {
+        &self.bell
+    }
+
+    /// Harvest once without blocking (after pumping the driver). When other threads sleep
+    /// on this instance and it is still ready afterwards (level-triggered items went back
+    /// on the ready list), ring for them: on Linux the harvester of a level-triggered item
+    /// wakes the next waiter.
+    pub fn poll_once(&self, out: &mut [EpollEvent], maxevents: usize) -> Result<usize, Errno> {
+        self.host.pump();
+        let n = self.epoll.wait_into(out, maxevents, Some(Duration::ZERO))?;
+        if n > 0 && self.bell.sleepers.load(Ordering::SeqCst) > 0 {
+            self.bell.settle(|| !self.epoll.file().poll().is_empty());
+        }
+        Ok(n)
+    }
+
+    /// `epoll_pwait2`'s loop: up to `maxevents` events into `out` (an event that does not
+    /// fit is `EFAULT` if nothing was reported, and stays ready); `timeout` `None` waits
+    /// without limit; `sigmask` (a kernel signal set) is applied while blocked; a signal
+    /// handler that runs while blocked gives `EINTR`.
+    pub fn wait(
+        &self,
+        out: &mut [EpollEvent],
+        maxevents: usize,
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> Result<usize, Errno> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let n = self.poll_once(out, maxevents)?;
+        if n > 0 || timeout == Some(Duration::ZERO) {
+            return Ok(n);
+        }
+        loop {
+            let remaining = match (timeout, deadline) {
+                (None, _) | (Some(_), None) => None,
+                (Some(_), Some(d)) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(0);
+                    }
+                    Some(d - now)
+                }
+            };
+            // Announce the sleeper before the last check: a callback after this point rings.
+            self.bell.sleepers.fetch_add(1, Ordering::SeqCst);
+            let n = self.poll_once(out, maxevents);
+            if n != Ok(0) {
+                self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return n;
+            }
+            let r = self
+                .host
+                .driver()
+                .block(&[self.bell.fd], remaining, sigmask);
+            self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
+            self.bell.clear();
+            if let Err(e) = r {
+                return Err(errno(e));
+            }
+            let n = self.poll_once(out, maxevents)?;
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+}

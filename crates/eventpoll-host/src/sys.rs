@@ -1,0 +1,247 @@
+//! Raw system calls, by number (`libc::syscall`), never through the libc symbols.
+//!
+//! This crate runs inside `libeventpoll.so`, which interposes `close`, `dup`, `fcntl`, the
+//! epoll calls and (optionally) `poll`: calling those symbols from here would re-enter the
+//! interposer. Everything that touches the kernel goes through this module, which also
+//! turns `-1`/`errno` into [`Errno`]-like raw values (`Err(i32)`).
+
+#![allow(unsafe_code)]
+
+use libc::{c_int, c_long};
+
+/// A raw errno value.
+pub type RawErrno = i32;
+
+/// The result of a raw call: the non-negative return value, or the errno.
+pub type SysResult<T> = Result<T, RawErrno>;
+
+fn errno() -> RawErrno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn cvt(r: c_long) -> SysResult<c_long> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Every bit `poll(2)` can be asked for (`ERR`, `HUP` and `NVAL` are always reported).
+pub const POLL_ALL: i16 = libc::POLLIN
+    | libc::POLLPRI
+    | libc::POLLOUT
+    | libc::POLLRDNORM
+    | libc::POLLRDBAND
+    | libc::POLLWRNORM
+    | libc::POLLWRBAND
+    | 0x400 // POLLMSG
+    | libc::POLLRDHUP;
+
+/// `close(2)`.
+pub fn close(fd: c_int) -> SysResult<()> {
+    // SAFETY: no pointers; closing a number is memory-safe.
+    cvt(unsafe { libc::syscall(libc::SYS_close, fd) }).map(drop)
+}
+
+/// `fcntl(2)` with an integer argument.
+pub fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> SysResult<c_int> {
+    // SAFETY: only integer-argument commands are passed here.
+    cvt(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) }).map(|r| r as c_int)
+}
+
+/// Whether `fd` is an open descriptor (`fcntl(F_GETFD)`).
+pub fn is_open(fd: c_int) -> bool {
+    fd >= 0 && fcntl(fd, libc::F_GETFD, 0).is_ok()
+}
+
+/// `dup3(2)`.
+pub fn dup3(old: c_int, new: c_int, flags: c_int) -> SysResult<c_int> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) }).map(|r| r as c_int)
+}
+
+/// `eventfd2(2)`.
+pub fn eventfd(init: u32, flags: c_int) -> SysResult<c_int> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::syscall(libc::SYS_eventfd2, init, flags) }).map(|r| r as c_int)
+}
+
+/// `read(2)` into `buf`.
+pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `buf` is valid and writable for its length.
+    cvt(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) })
+        .map(|r| r as usize)
+}
+
+/// `write(2)` from `buf`.
+pub fn write(fd: c_int, buf: &[u8]) -> SysResult<usize> {
+    // SAFETY: `buf` is valid for its length.
+    cvt(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|r| r as usize)
+}
+
+/// `epoll_create1(2)`.
+pub fn epoll_create1(flags: c_int) -> SysResult<c_int> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::syscall(libc::SYS_epoll_create1, flags) }).map(|r| r as c_int)
+}
+
+/// `epoll_ctl(2)`; `event` may be `None` for `EPOLL_CTL_DEL`.
+pub fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: Option<(u32, u64)>) -> SysResult<()> {
+    let mut ev = event.map(|(events, data)| libc::epoll_event { events, u64: data });
+    let ptr = ev
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
+    // SAFETY: `ptr` is NULL (DEL) or points to an epoll_event living across the call.
+    cvt(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, ptr) }).map(drop)
+}
+
+/// `epoll_pwait(2)` with no signal mask: harvest the kernel instance `epfd` into `buf`.
+pub fn epoll_wait(
+    epfd: c_int,
+    buf: &mut [libc::epoll_event],
+    timeout_ms: c_int,
+) -> SysResult<usize> {
+    let max = buf.len().min(c_int::MAX as usize) as c_int;
+    // SAFETY: `buf` holds `max` writable entries; a NULL mask with size 8 is allowed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait,
+            epfd,
+            buf.as_mut_ptr(),
+            max,
+            timeout_ms,
+            std::ptr::null::<libc::sigset_t>(),
+            8usize,
+        )
+    })
+    .map(|r| r as usize)
+}
+
+/// `ppoll(2)`: `timeout` `None` waits without limit; `sigmask` (a kernel signal set, 8
+/// bytes) is applied atomically while blocked, as `epoll_pwait` does.
+pub fn ppoll(
+    fds: &mut [libc::pollfd],
+    timeout: Option<libc::timespec>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> SysResult<usize> {
+    let ts = timeout;
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let mask = sigmask.unwrap_or(std::ptr::null());
+    // SAFETY: `fds` is a valid array of its length; `tsp` is NULL or points to `ts`; `mask`
+    // is NULL or the caller's signal set (validated by the caller, or the kernel answers
+    // EFAULT).
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            fds.len() as libc::c_ulong,
+            tsp,
+            mask,
+            8usize,
+        )
+    })
+    .map(|r| r as usize)
+}
+
+/// `poll(2)` with timeout 0 on one descriptor, asking for every bit: its current mask
+/// (`POLLNVAL` when closed).
+pub fn poll_mask(fd: c_int) -> u32 {
+    let mut p = [libc::pollfd {
+        fd,
+        events: POLL_ALL,
+        revents: 0,
+    }];
+    match ppoll(
+        &mut p,
+        Some(libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+        None,
+    ) {
+        Ok(_) => p[0].revents as u16 as u32,
+        Err(_) => 0,
+    }
+}
+
+/// `getpid(2)` (glibc caches nothing since 2.25, but we do not rely on it).
+pub fn getpid() -> c_int {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) as c_int }
+}
+
+/// `kcmp(2)` with `KCMP_FILE`: whether two descriptors of this process refer to the same
+/// open file description (`None` when kcmp is unavailable).
+pub fn same_file(a: c_int, b: c_int) -> Option<bool> {
+    let pid = getpid();
+    // SAFETY: no pointers for KCMP_FILE.
+    let r = unsafe {
+        libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
+    };
+    (r >= 0).then_some(r == 0)
+}
+
+/// `kcmp(2)` with `KCMP_EPOLL_TFD`: whether descriptor `fd` refers to the file that the
+/// kernel epoll `epfd` watches under target number `tfd` (`None` when unavailable).
+pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
+    #[repr(C)]
+    struct KcmpEpollSlot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = KcmpEpollSlot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff: 0,
+    };
+    let pid = getpid();
+    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            7, /* KCMP_EPOLL_TFD */
+            fd,
+            &slot as *const KcmpEpollSlot,
+        )
+    };
+    (r >= 0).then_some(r == 0)
+}
+
+/// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original
+/// is closed); on failure `fd` is kept where it is.
+pub fn move_high(fd: c_int, min: c_int) -> c_int {
+    match fcntl(fd, libc::F_DUPFD_CLOEXEC, min as c_long) {
+        Ok(high) => {
+            let _ = close(fd);
+            high
+        }
+        Err(_) => fd,
+    }
+}
+
+/// A `Duration` as a kernel timespec (saturating).
+pub fn timespec(d: std::time::Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// The file type bits (`st_mode & S_IFMT`) of `fd` (`fstat`, which is not interposed).
+pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(errno());
+    }
+    Ok(st.st_mode & libc::S_IFMT)
+}

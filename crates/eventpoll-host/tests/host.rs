@@ -1,0 +1,351 @@
+//! Host descriptors through the engine, for both drivers: level/edge/one-shot delivery,
+//! prompt wakeups of blocked waiters (host activity, in-process activity), signals,
+//! non-pollable files, nesting, batching at scale.
+
+use eventpoll::{Epoll, EpollEvent, Errno, Events, Interest};
+use eventpoll_host::{DriverKind, Host, HostEpoll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KINDS: [DriverKind; 2] = [DriverKind::KernelEpoll, DriverKind::Poll];
+
+struct Pipe {
+    r: i32,
+    w: i32,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        let mut fds = [0; 2];
+        // SAFETY: valid array of two ints.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+            0
+        );
+        Pipe {
+            r: fds[0],
+            w: fds[1],
+        }
+    }
+    fn write(&self, n: usize) -> isize {
+        let buf = vec![b'x'; n];
+        // SAFETY: buf is valid for n bytes.
+        unsafe { libc::write(self.w, buf.as_ptr().cast(), n) }
+    }
+    fn read(&self, n: usize) -> isize {
+        let mut buf = vec![0u8; n];
+        // SAFETY: buf is valid and writable for n bytes.
+        unsafe { libc::read(self.r, buf.as_mut_ptr().cast(), n) }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+fn harvest(
+    hep: &HostEpoll,
+    max: usize,
+    timeout: Option<Duration>,
+) -> Result<Vec<(u64, Events)>, Errno> {
+    let mut out = vec![EpollEvent::default(); max];
+    let n = hep.wait(&mut out, max, timeout, None)?;
+    Ok(out[..n].iter().map(|e| (e.data(), e.events())).collect())
+}
+
+fn now(hep: &HostEpoll) -> Vec<(u64, Events)> {
+    harvest(hep, 64, Some(Duration::ZERO)).unwrap()
+}
+
+fn setup(kind: DriverKind) -> (Host, HostEpoll) {
+    let host = Host::new(kind).unwrap();
+    let hep = HostEpoll::new(host.clone()).unwrap();
+    (host, hep)
+}
+
+#[test]
+fn level_triggered_reports_until_drained() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE, 1).unwrap();
+        assert!(now(&hep).is_empty(), "{kind:?}");
+        assert_eq!(p.write(3), 3);
+        assert_eq!(now(&hep), vec![(1, Events::IN)], "{kind:?}");
+        assert_eq!(
+            now(&hep),
+            vec![(1, Events::IN)],
+            "{kind:?}: LT reports again"
+        );
+        assert_eq!(p.read(10), 3);
+        assert!(now(&hep).is_empty(), "{kind:?}: drained");
+        drop(r);
+    }
+}
+
+#[test]
+fn edge_triggered_follows_the_driver() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE.edge(), 1).unwrap();
+        p.write(1);
+        assert_eq!(now(&hep), vec![(1, Events::IN)]);
+        assert!(now(&hep).is_empty(), "{kind:?}: once per edge");
+        p.write(1);
+        let again = now(&hep);
+        match kind {
+            // Linux: every write wakes the reader, so a second write reports again.
+            DriverKind::KernelEpoll => assert_eq!(again, vec![(1, Events::IN)]),
+            // poll(2) sees levels: the pipe was already readable, no rising bit.
+            DriverKind::Poll => assert!(again.is_empty()),
+        }
+        // Drain, then write: a new edge for both drivers.
+        p.read(100);
+        assert!(now(&hep).is_empty());
+        p.write(1);
+        assert_eq!(now(&hep), vec![(1, Events::IN)], "{kind:?}");
+        drop(r);
+    }
+}
+
+#[test]
+fn oneshot_is_rearmed_by_mod() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        hep.epoll()
+            .add(&r, Interest::READABLE.oneshot(), 5)
+            .unwrap();
+        p.write(1);
+        assert_eq!(now(&hep), vec![(5, Events::IN)]);
+        assert!(now(&hep).is_empty(), "{kind:?}: disabled");
+        hep.epoll()
+            .modify(&r, Interest::READABLE.oneshot(), 6)
+            .unwrap();
+        assert_eq!(now(&hep), vec![(6, Events::IN)], "{kind:?}: re-armed");
+        drop(r);
+    }
+}
+
+#[test]
+fn a_blocked_waiter_is_woken_promptly_by_host_activity() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Arc::new(Pipe::new());
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE, 9).unwrap();
+        let p2 = p.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let t = Instant::now();
+            p2.write(1);
+            t
+        });
+        let got = harvest(&hep, 8, Some(Duration::from_secs(10))).unwrap();
+        let woke = Instant::now();
+        let wrote = writer.join().unwrap();
+        assert_eq!(got, vec![(9, Events::IN)], "{kind:?}");
+        let latency = woke.duration_since(wrote);
+        assert!(
+            latency < Duration::from_millis(500),
+            "{kind:?}: woken after {latency:?}"
+        );
+        drop(r);
+    }
+}
+
+#[test]
+fn a_blocked_waiter_is_woken_by_in_process_objects_too() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE, 1).unwrap();
+        let (er, ew) = eventpoll::objects::pipe::pipe(0);
+        hep.epoll().add(&er, Interest::READABLE, 2).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            ew.write(b"z").unwrap();
+            ew
+        });
+        let got = harvest(&hep, 8, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(got, vec![(2, Events::IN)], "{kind:?}");
+        drop(t.join().unwrap());
+        drop(r);
+    }
+}
+
+#[test]
+fn timeouts_expire() {
+    for kind in KINDS {
+        let (_host, hep) = setup(kind);
+        let t = Instant::now();
+        assert_eq!(
+            harvest(&hep, 4, Some(Duration::from_millis(30))),
+            Ok(vec![])
+        );
+        assert!(t.elapsed() >= Duration::from_millis(30), "{kind:?}");
+    }
+}
+
+extern "C" fn on_usr1(_: libc::c_int) {}
+
+#[test]
+fn a_signal_handler_interrupts_a_blocked_wait() {
+    // SAFETY: installing a handler that does nothing, without SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as usize;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    for kind in KINDS {
+        let (_host, hep) = setup(kind);
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let done = Arc::new(AtomicBool::new(false));
+        let d2 = done.clone();
+        let killer = std::thread::spawn(move || {
+            while !d2.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+                // SAFETY: the target thread is alive until `done` is set.
+                unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+            }
+        });
+        let r = harvest(&hep, 4, Some(Duration::from_secs(10)));
+        done.store(true, Ordering::SeqCst);
+        killer.join().unwrap();
+        assert_eq!(r, Err(Errno::EINTR), "{kind:?}");
+    }
+}
+
+#[test]
+fn regular_files_are_not_pollable() {
+    for kind in KINDS {
+        let host = Host::new(kind).unwrap();
+        let path = std::env::temp_dir().join(format!("eventpoll-host-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        let file = host.open(std::os::fd::AsRawFd::as_raw_fd(&f)).unwrap();
+        let ep = Epoll::new();
+        assert_eq!(
+            ep.add(&file, Interest::READABLE, 0),
+            Err(Errno::EPERM),
+            "{kind:?}"
+        );
+        drop(file);
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(host.open(-1).err(), Some(Errno::EBADF));
+    }
+}
+
+#[test]
+fn sockets_report_hangups() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let mut sv = [0; 2];
+        // SAFETY: valid array of two ints.
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                    0,
+                    sv.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        let a = host.open(sv[0]).unwrap();
+        hep.epoll()
+            .add(&a, Interest::READABLE | Interest::READ_CLOSED, 3)
+            .unwrap();
+        assert!(now(&hep).is_empty());
+        // SAFETY: our descriptor.
+        unsafe { libc::close(sv[1]) };
+        assert_eq!(
+            harvest(&hep, 4, Some(Duration::from_secs(5))).unwrap(),
+            vec![(3, Events::IN | Events::HUP | Events::RDHUP)],
+            "{kind:?}"
+        );
+        drop(a);
+        // SAFETY: our descriptor.
+        unsafe { libc::close(sv[0]) };
+    }
+}
+
+#[test]
+fn host_items_nest_inside_an_outer_instance() {
+    for kind in KINDS {
+        let (host, inner) = setup(kind);
+        let outer = HostEpoll::new(host.clone()).unwrap();
+        outer
+            .epoll()
+            .add(inner.epoll().file(), Interest::READABLE, 100)
+            .unwrap();
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        inner.epoll().add(&r, Interest::READABLE, 1).unwrap();
+        assert!(now(&outer).is_empty());
+        p.write(1);
+        assert_eq!(
+            harvest(&outer, 4, Some(Duration::from_secs(5))).unwrap(),
+            vec![(100, Events::IN)],
+            "{kind:?}"
+        );
+        assert_eq!(now(&inner), vec![(1, Events::IN)]);
+        drop(r);
+    }
+}
+
+#[test]
+fn many_descriptors_few_ready() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let pipes: Vec<Pipe> = (0..300).map(|_| Pipe::new()).collect();
+        let files: Vec<_> = pipes.iter().map(|p| host.open(p.r).unwrap()).collect();
+        for (i, f) in files.iter().enumerate() {
+            hep.epoll().add(f, Interest::READABLE, i as u64).unwrap();
+        }
+        for i in [7, 150, 299] {
+            pipes[i].write(1);
+        }
+        let mut got: Vec<u64> = now(&hep).iter().map(|e| e.0).collect();
+        got.sort();
+        assert_eq!(got, vec![7, 150, 299], "{kind:?}");
+        // Round-robin with maxevents 1 through the three level-triggered items.
+        let seq: Vec<u64> = (0..3)
+            .map(|_| harvest(&hep, 1, Some(Duration::ZERO)).unwrap()[0].0)
+            .collect();
+        let mut sorted = seq.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![7, 150, 299], "{kind:?}: fair");
+        drop(files);
+    }
+}
+
+#[test]
+fn releasing_the_description_deregisters_it() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Pipe::new();
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE, 1).unwrap();
+        assert_eq!(hep.epoll().len(), 1);
+        drop(r); // last handle: the item goes, the driver forgets the descriptor
+        assert_eq!(hep.epoll().len(), 0);
+        p.write(1);
+        assert!(now(&hep).is_empty(), "{kind:?}");
+        assert_eq!(host.pump(), 0, "{kind:?}: nothing registered");
+    }
+}
