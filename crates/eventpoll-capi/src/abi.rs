@@ -191,7 +191,7 @@ unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Resu
         .epoll()
         .ctl(op, &target, fd, ev)
         .map_err(|e| e.raw())?;
-    inst.settle();
+    inst.sync();
     Ok(0)
 }
 
@@ -256,7 +256,7 @@ unsafe fn wait(
         .wait_guarded(out, maxevents as usize, timeout, sigmask, || p.gate.enter());
     {
         let _g = p.gate.enter();
-        inst.settle();
+        inst.sync();
     }
     r.map(|n| n as c_int).map_err(|e| e.raw())
 }
@@ -366,6 +366,56 @@ pub unsafe extern "C" fn epoll_pwait(
                         timeout,
                         sigmask,
                         8usize,
+                    )
+                },
+            )
+        }
+    });
+    trace_wait(
+        "epoll_pwait",
+        epfd,
+        maxevents,
+        timeout.to_string(),
+        r,
+        events,
+    );
+    r
+}
+
+/// `epoll_pwait` in the system call's own form, with the signal-set size (glibc's
+/// `epoll_pwait` always passes 8; this entry point is for callers of the raw call and for
+/// tests of the size check: a non-NULL mask with a size other than 8 is `EINVAL`, before
+/// every other check).
+///
+/// # Safety
+/// As [`epoll_pwait`]; `sigmask` is NULL or `sigsetsize` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+    sigsetsize: size_t,
+) -> c_int {
+    let r = ffi(|| {
+        // SAFETY: as above.
+        unsafe {
+            wait(
+                epfd,
+                events,
+                maxevents,
+                ms(timeout),
+                Mask::Some(sigmask, sigsetsize),
+                || {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait,
+                        epfd,
+                        events,
+                        maxevents,
+                        timeout,
+                        sigmask,
+                        sigsetsize,
                     )
                 },
             )

@@ -28,4 +28,5 @@
 
 pub mod abi;
 pub mod log;
+pub mod observe;
 pub mod process;

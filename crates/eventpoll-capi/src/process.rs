@@ -42,10 +42,28 @@ pub struct Instance {
     pub hep: HostEpoll,
 }
 
+/// Live instances (interposed `poll`/`select` do nothing extra while there are none).
+pub static INSTANCES: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        INSTANCES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Instance {
-    /// Make the bell (and so `E`'s readability) say exactly whether the instance has a
-    /// really ready item.
-    pub fn settle(&self) {
+    /// After a call that may have changed the ready list: the bell says whether the ready
+    /// list holds an item (without polling, which would drop items found not ready and so
+    /// change what later waits report).
+    pub fn sync(&self) {
+        let ep = self.hep.epoll();
+        self.hep.bell().settle(|| ep.has_ready());
+    }
+
+    /// For a poll of `E` itself (interposed `poll`/`select`): poll the instance as Linux's
+    /// poll of an epoll file does (items found not ready before the first ready one leave
+    /// the ready list), and make the bell say exactly whether it is readable.
+    pub fn settle_exact(&self) {
         let ep = self.hep.epoll();
         self.hep.bell().settle(|| !ep.file().poll().is_empty());
     }
@@ -216,7 +234,9 @@ impl Process {
             gate: Gate::default(),
             log: std::env::var_os("EVENTPOLL_LOG").is_some_and(|v| !v.is_empty() && v != "0"),
         };
-        if let Some(fd) = p.host.driver().own_fd() {
+        let mut own = Vec::new();
+        p.host.driver().own_fds(&mut own);
+        for fd in own {
             p.set(fd, Some(Slot::Hidden));
         }
         // SAFETY: registering plain extern "C" handlers; they only touch the process state.
@@ -268,10 +288,14 @@ impl Process {
         Some(old)
     }
 
-    /// `newfd` now refers to the same description as `oldfd` (after a successful dup).
+    /// `newfd` now refers to the same description as `oldfd` (after a successful dup). A
+    /// host number the table did not know gets its description now, so that a later
+    /// `EPOLL_CTL_ADD` of either number finds the one shared description (closing one of
+    /// them then leaves a ghost item, as on Linux).
     pub fn duplicated(&self, oldfd: i32, newfd: i32) {
         let slot = match self.slot(oldfd) {
-            Some(Slot::Hidden) | None => None,
+            Some(Slot::Hidden) => None,
+            None => self.target(oldfd).ok().and_then(|_| self.slot(oldfd)),
             other => other,
         };
         if let Some(Slot::Host(desc)) = &slot {
@@ -302,6 +326,7 @@ impl Process {
         }
         let epoll = Epoll::with_user(self.user.clone());
         let hep = HostEpoll::with_bell(epoll, self.host.clone(), Arc::new(Bell::on_fd(d, true)));
+        INSTANCES.fetch_add(1, Ordering::SeqCst);
         let inst = Arc::new(Instance { hep });
         drop(self.set(d, Some(Slot::Hidden)));
         drop(self.set(e, Some(Slot::Epoll(inst))));
@@ -342,6 +367,20 @@ impl Process {
         Ok(file)
     }
 
+    /// The distinct instances among `fds` (one table lock for all).
+    pub fn instances_among(&self, fds: impl Iterator<Item = i32>) -> Vec<Arc<Instance>> {
+        let t = self.table();
+        let mut out: Vec<Arc<Instance>> = Vec::new();
+        for fd in fds {
+            if let Some(Some(Slot::Epoll(i))) = usize::try_from(fd).ok().and_then(|n| t.get(n)) {
+                if !out.iter().any(|o| Arc::ptr_eq(o, i)) {
+                    out.push(i.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The instance behind `fd`, if it is one.
     pub fn instance(&self, fd: i32) -> Option<Arc<Instance>> {
         match self.slot(fd)? {
@@ -353,7 +392,9 @@ impl Process {
     /// In the child after `fork`: own copies of the kernel objects shared with the parent.
     fn after_fork_child(&self) {
         self.host.driver().after_fork_child();
-        if let Some(fd) = self.host.driver().own_fd() {
+        let mut own = Vec::new();
+        self.host.driver().own_fds(&mut own);
+        for fd in own {
             drop(self.set(fd, Some(Slot::Hidden)));
         }
         // Each instance gets its own bell and its own kernel epoll under every number.
@@ -385,7 +426,7 @@ impl Process {
         }
         for (_, slot) in &slots {
             if let Slot::Epoll(inst) = slot {
-                inst.settle();
+                inst.sync();
             }
         }
     }

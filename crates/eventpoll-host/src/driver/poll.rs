@@ -18,7 +18,6 @@ use crate::host_fd::HostFd;
 use crate::sys::{self, SysResult};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The `poll(2)` driver. See the module documentation.
 #[derive(Default)]
@@ -93,44 +92,26 @@ impl Driver for PollDriver {
         woken
     }
 
-    fn block(
-        &self,
-        extra: &[i32],
-        timeout: Option<Duration>,
-        sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()> {
+    fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
         let quiet = (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as u16 as u32;
-        let mut fds: Vec<libc::pollfd> = self
-            .registry
-            .all()
-            .iter()
-            .map(|h| {
-                let last = h.last.load(Ordering::Relaxed);
-                let want = sys::POLL_ALL & !(last as u16 as i16);
-                // A descriptor with ERR/HUP/NVAL would make poll return at once, forever.
-                let fd = if last & quiet != 0 || want == 0 {
-                    -1
-                } else {
-                    h.fd()
-                };
-                libc::pollfd {
-                    fd,
-                    events: want,
-                    revents: 0,
-                }
-            })
-            .chain(extra.iter().map(|&fd| libc::pollfd {
+        out.extend(self.registry.all().iter().map(|h| {
+            let last = h.last.load(Ordering::Relaxed);
+            let want = sys::POLL_ALL & !(last as u16 as i16);
+            // A descriptor with ERR/HUP/NVAL would make poll return at once, forever.
+            let fd = if last & quiet != 0 || want == 0 {
+                -1
+            } else {
+                h.fd()
+            };
+            libc::pollfd {
                 fd,
-                events: libc::POLLIN,
+                events: want,
                 revents: 0,
-            }))
-            .collect();
-        sys::ppoll(&mut fds, timeout.map(sys::timespec), sigmask).map(drop)
+            }
+        }));
     }
 
     fn after_fork_child(&self) {}
 
-    fn own_fd(&self) -> Option<i32> {
-        None
-    }
+    fn own_fds(&self, _out: &mut Vec<i32>) {}
 }
