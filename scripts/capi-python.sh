@@ -14,10 +14,10 @@ timeout 600 python3 -m test -v "${TESTS[@]}" > "$TMP/native.txt" 2>&1 || true
 results "$TMP/native.txt" > "$TMP/native.res"
 status=0
 for driver in epoll poll; do
-    EVENTPOLL_DRIVER=$driver EVENTPOLL_LOG=1 LD_PRELOAD="$LIB" timeout 600 \
+    EVENTPOLL_DRIVER=$driver EVENTPOLL_LOG="$TMP/$driver.log" LD_PRELOAD="$LIB" timeout 600 \
         python3 -m test -v "${TESTS[@]}" > "$TMP/$driver.txt" 2>&1 || true
     results "$TMP/$driver.txt" > "$TMP/$driver.res"
-    calls=$(grep -c '^eventpoll\[' "$TMP/$driver.txt" || true)
+    calls=$(cat "$TMP"/$driver.log* 2>/dev/null | grep -c '^eventpoll\[' || true)
     summary=$(grep -E '^Total tests:' "$TMP/$driver.txt" || echo "no summary")
     native=$(grep -E '^Total tests:' "$TMP/native.txt" || echo "no summary")
     echo "native:               $native ($(grep -E '^Result:' "$TMP/native.txt"))"

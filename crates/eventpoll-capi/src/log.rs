@@ -1,6 +1,7 @@
 //! `EVENTPOLL_LOG`: when set (to anything but `0`), every epoll call and every `close` of a
-//! number the library knows is traced to standard error, one line each:
-//! `eventpoll[PID]: epoll_ctl(4, ADD, 5, {in|et, 0x7}) = 0` or `... = -1 EBADF`.
+//! number the library knows is traced, one line each:
+//! `eventpoll[PID]: epoll_ctl(4, ADD, 5, {in|et, 0x7}) = 0` or `... = -1 EBADF` — to
+//! standard error, or appended to a file when the value is an absolute path.
 
 #![allow(unsafe_code)] // errno, getrlimit, pthread_atfork: FFI only, each block commented.
 
@@ -15,7 +16,7 @@ pub fn trace(call: impl FnOnce() -> String, ret: Ret) {
     let Some(p) = process::existing() else {
         return;
     };
-    if !p.log {
+    if p.log_fd < 0 {
         return;
     }
     let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -27,7 +28,7 @@ pub fn trace(call: impl FnOnce() -> String, ret: Ret) {
         ret.0.to_string()
     };
     let line = format!("eventpoll[{}]: {} = {}\n", sys::getpid(), call(), result);
-    let _ = sys::write(2, line.as_bytes());
+    let _ = sys::write(p.log_fd, line.as_bytes());
     // SAFETY: restore the caller's errno (the write may have changed it).
     unsafe { *libc::__errno_location() = err };
 }

@@ -156,8 +156,8 @@ pub struct Process {
     user: Arc<User>,
     /// Held by engine steps; taken exclusively around `fork`.
     pub gate: Gate,
-    /// `EVENTPOLL_LOG` is set.
-    pub log: bool,
+    /// Where `EVENTPOLL_LOG` traces go (-1: not tracing).
+    pub log_fd: i32,
 }
 
 static PROCESS: OnceLock<Option<Process>> = OnceLock::new();
@@ -197,6 +197,37 @@ fn max_user_watches() -> usize {
         .unwrap_or(eventpoll::epoll::DEFAULT_MAX_USER_WATCHES)
 }
 
+/// `EVENTPOLL_LOG`: unset, empty or `0` → no tracing; an absolute path → that file
+/// (appended, at a hidden number); anything else → standard error.
+fn log_fd(hidden_base: i32) -> i32 {
+    let Some(v) = std::env::var_os("EVENTPOLL_LOG") else {
+        return -1;
+    };
+    if v.is_empty() || v == "0" {
+        return -1;
+    }
+    let bytes = v.as_encoded_bytes();
+    if bytes.first() != Some(&b'/') {
+        return 2;
+    }
+    let Ok(path) = std::ffi::CString::new(bytes) else {
+        return 2;
+    };
+    // SAFETY: a valid NUL-terminated path; open is not interposed.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        2
+    } else {
+        sys::move_high(fd, hidden_base)
+    }
+}
+
 extern "C" fn fork_prepare() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.gate.lock_exclusive();
@@ -232,12 +263,15 @@ impl Process {
             table: Mutex::new(Vec::new()),
             user: User::new(max_user_watches()),
             gate: Gate::default(),
-            log: std::env::var_os("EVENTPOLL_LOG").is_some_and(|v| !v.is_empty() && v != "0"),
+            log_fd: log_fd(base),
         };
         let mut own = Vec::new();
         p.host.driver().own_fds(&mut own);
         for fd in own {
             p.set(fd, Some(Slot::Hidden));
+        }
+        if p.log_fd > 2 {
+            p.set(p.log_fd, Some(Slot::Hidden));
         }
         // SAFETY: registering plain extern "C" handlers; they only touch the process state.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };

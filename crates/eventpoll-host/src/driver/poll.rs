@@ -1,13 +1,16 @@
 //! The portable driver: `poll(2)` over every registered descriptor.
 //!
 //! `poll(2)` reports levels, not wakeups. A [`pump`](Driver::pump) polls every registered
-//! descriptor and wakes each one whose mask gained bits since the last observation (by a
-//! pump or by a harvest's re-poll), with the gained bits as the key. Level-triggered items
-//! behave exactly as with any driver (the engine re-polls them). Edge-triggered items see
-//! an edge per *rising* bit instead of per wakeup, so — unlike Linux — a second write to a
-//! pipe that is still readable reports nothing new, and readiness that drops and returns
-//! between two observations (a reader drains the pipe, a writer refills it, both between
-//! two waits) is not seen as a new edge. Cost: O(registered descriptors) per pump.
+//! descriptor and wakes each one whose mask gained bits since the last pump, with the
+//! gained bits as the key; a descriptor that a harvest polled (an item was on the ready
+//! list) counts as having no bits, because the program may have drained and refilled it
+//! without the driver seeing the drop. Level-triggered items behave exactly as with any
+//! driver (the engine re-polls them). Edge-triggered items see an edge per *rising* bit,
+//! plus one per wait while an item that was reported stays ready: unlike Linux, a second
+//! write to a pipe that is still readable and was not reported meanwhile reports nothing
+//! new, and a reported item that the program leaves ready is reported again at the next
+//! wait (an edge is never lost; some are repeated). Cost: O(registered descriptors) per
+//! pump.
 //!
 //! A blocked waiter sleeps in `ppoll(2)` on every registered descriptor, asking only for
 //! the bits it does not have (so that a descriptor that stays readable does not wake it
