@@ -165,7 +165,7 @@ impl Rng {
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) * n as u64 >> 32) as usize
+        (((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) * n as u64) >> 32) as usize
     }
 }
 
