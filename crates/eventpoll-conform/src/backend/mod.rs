@@ -8,6 +8,7 @@
 //! Errors are raw Linux errno values ([`Errno`]), whatever the backend's own error type, so
 //! transcripts name them the same way.
 
+pub mod capi;
 pub mod engine;
 pub mod kernel;
 
@@ -177,7 +178,17 @@ pub const ALL: &[BackendKind] = &[
         name: "engine",
         create: engine::create,
     },
+    BackendKind {
+        name: "capi",
+        create: capi::create,
+    },
 ];
+
+/// Whether a backend can run here (the `capi` backend needs `libeventpoll.so`; comparisons
+/// leave out backends that cannot).
+pub fn available(kind: &BackendKind) -> bool {
+    kind.name != "capi" || capi::available()
+}
 
 /// The backend named `name`.
 pub fn by_name(name: &str) -> Option<&'static BackendKind> {

@@ -386,7 +386,9 @@ impl EpollShared {
 
     // ----- harvest -----
 
-    fn events_available(&self) -> bool {
+    /// Whether the ready list holds an item (maybe ready: a harvest or a poll of the
+    /// instance re-polls it) or a harvest is in progress. Reads only; changes nothing.
+    pub(crate) fn events_available(&self) -> bool {
         let r = lock(&self.ready);
         !r.is_empty() || r.scanning
     }
