@@ -437,6 +437,26 @@ impl FdTable {
 
     // ----- epoll -----
 
+    /// The items of the epoll instance `epfd`, as `/proc/self/fdinfo/EPFD` lists them
+    /// (`EBADF`, or `EINVAL` when `epfd` is not an instance), sorted by descriptor number.
+    ///
+    /// ```
+    /// use eventpoll::{FdTable, EpollEvent, Events, table::TableConfig};
+    /// let t = FdTable::new(); // no CAP_BLOCK_SUSPEND: EPOLLWAKEUP is dropped
+    /// let ep = t.epoll_create1(0).unwrap();
+    /// let efd = t.eventfd(0, 0).unwrap();
+    /// t.epoll_ctl(ep, 1, efd, Some(&EpollEvent::new(Events::IN | Events::WAKEUP, 9))).unwrap();
+    /// let info = t.epoll_items(ep).unwrap();
+    /// assert_eq!(info[0].events, Events::IN | Events::ERR | Events::HUP);
+    /// ```
+    pub fn epoll_items(&self, epfd: i32) -> Result<Vec<crate::epoll::ItemInfo>> {
+        let file = self.get(epfd)?;
+        let ep = file.as_epoll().ok_or(Errno::EINVAL)?;
+        let mut items = ep.items_info();
+        items.sort_by_key(|i| i.fd);
+        Ok(items)
+    }
+
     /// `epoll_create(size)`: `EINVAL` unless `size > 0`.
     pub fn epoll_create(&self, size: i32) -> Result<i32> {
         if size <= 0 {

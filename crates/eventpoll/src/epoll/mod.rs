@@ -275,6 +275,18 @@ impl InterestList {
     }
 }
 
+/// One item of an interest list, as [`EpollShared::items_info`] reports it (the `tfd:`
+/// lines of Linux's fdinfo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemInfo {
+    /// The descriptor number the item was added with.
+    pub fd: i32,
+    /// The stored interest mask.
+    pub events: Events,
+    /// The user data.
+    pub data: u64,
+}
+
 /// An epoll instance: the object behind an epoll file description.
 pub struct EpollShared {
     mtx: Mutex<InterestList>,
@@ -328,6 +340,25 @@ impl EpollShared {
     /// Whether the interest list is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The interest list as Linux's `/proc/PID/fdinfo/EPFD` shows it: one entry per item,
+    /// in no particular order, with the stored interest mask (including the flags, and
+    /// `ERR|HUP`, and `WAKEUP` only when the caller had the capability) and data.
+    pub fn items_info(&self) -> Vec<ItemInfo> {
+        let il = lock(&self.mtx);
+        let r = lock(&self.ready);
+        il.watches
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, w)| {
+                w.as_ref().map(|w| ItemInfo {
+                    fd: w.fd,
+                    events: Events::from_bits_retain(r.slots[slot].events),
+                    data: r.slots[slot].data,
+                })
+            })
+            .collect()
     }
 
     /// Whether some item of some instance watches this one.
