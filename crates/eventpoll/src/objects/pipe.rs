@@ -92,9 +92,6 @@ struct Ring {
     max_usage: usize,
     readers: usize,
     writers: usize,
-    /// A freed page kept for the next new slot (Linux's `tmp_page`): a pipe that is written
-    /// and drained in turn allocates nothing.
-    spare: Option<Vec<u8>>,
 }
 
 impl Ring {
@@ -169,7 +166,6 @@ pub fn pipe(flags: i32) -> (File, File) {
             max_usage: PIPE_DEF_BUFFERS,
             readers: 1,
             writers: 1,
-            spare: None,
         }),
         poll_usage: AtomicBool::new(false),
         packet: flags & O_DIRECT != 0,
@@ -207,10 +203,7 @@ impl Pipe {
                 n += chars;
                 if buf.packet || buf.remaining() == 0 {
                     wake_writer |= ring.is_full();
-                    if let Some(mut page) = ring.bufs.pop_front().map(|b| b.data) {
-                        page.clear();
-                        ring.spare.get_or_insert(page);
-                    }
+                    ring.bufs.pop_front();
                     if self.packet {
                         break;
                     }
@@ -294,11 +287,11 @@ impl Pipe {
                 }
                 if !ring.is_full() {
                     let chars = (src.len() - n).min(PAGE_SIZE);
-                    let mut data = ring
-                        .spare
-                        .take()
-                        .unwrap_or_else(|| Vec::with_capacity(PAGE_SIZE));
-                    data.extend_from_slice(&src[n..n + chars]);
+                    // A slot counts as a page, but holds only what was written: a small
+                    // buffer comes from the allocator's hot free lists (often the one a
+                    // read just freed), where a page per pipe would be a cold cache line
+                    // and a cold TLB entry per token with many pipes.
+                    let data = src[n..n + chars].to_vec();
                     ring.bufs.push_back(Buffer {
                         data,
                         offset: 0,
