@@ -363,6 +363,9 @@ fn run_cell(method: Method, n: usize, config: &Config, slice: Duration) -> (Outc
     }
 }
 
+/// Measured stretches per cell (the median is reported).
+pub const CHUNKS: usize = 5;
+
 /// Set up (already done by `made`), warm up, measure until the slice's end less the time
 /// tear-down is expected to take, then check that no token was lost.
 pub(crate) fn measure<R: Rig>(
@@ -385,12 +388,24 @@ pub(crate) fn measure<R: Rig>(
             .max(Duration::from_millis(20));
         let warm = (measured / 10).min(Duration::from_millis(100));
         run_rounds(&mut rig, &mut tokens, Instant::now() + warm, u64::MAX)?;
-        let stats = run_rounds(
-            &mut rig,
-            &mut tokens,
-            Instant::now() + measured - warm,
-            u64::MAX,
-        )?;
+        // Consecutive stretches; the median one is reported (robust against bursts of other
+        // work on the machine), the others give the spread.
+        let chunk = (measured - warm) / CHUNKS as u32;
+        let mut chunks = Vec::with_capacity(CHUNKS);
+        for _ in 0..CHUNKS {
+            chunks.push(run_rounds(
+                &mut rig,
+                &mut tokens,
+                Instant::now() + chunk,
+                u64::MAX,
+            )?);
+        }
+        chunks.sort_by(|a, b| a.tokens_per_sec().total_cmp(&b.tokens_per_sec()));
+        let mut stats = chunks[CHUNKS / 2];
+        stats.spread = (
+            chunks[0].tokens_per_sec(),
+            chunks[CHUNKS - 1].tokens_per_sec(),
+        );
         let left = drain(&mut rig)?;
         if tokens.read != tokens.written || left != k as u64 {
             return Err(format!(

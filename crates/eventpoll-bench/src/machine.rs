@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 /// The machine a benchmark ran on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Machine {
     /// `uname -r` (from /proc/sys/kernel/osrelease).
     pub kernel: String,
@@ -16,6 +16,8 @@ pub struct Machine {
     pub cores: usize,
     /// `RLIMIT_NOFILE` (soft, hard) after the benchmark raised the soft limit.
     pub fd_limit: (u64, u64),
+    /// The 1-minute load average when the run started (other work skews the figures).
+    pub load_1min: f64,
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -42,14 +44,18 @@ impl Machine {
             cpu_model,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fd_limit: crate::sys::fd_limit().unwrap_or((0, 0)),
+            load_1min: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                .unwrap_or(f64::NAN),
         }
     }
 
     /// One line for the report header.
     pub fn summary(&self) -> String {
         format!(
-            "Linux {}, {} ({} cores), descriptor limit {}",
-            self.kernel, self.cpu_model, self.cores, self.fd_limit.0
+            "Linux {}, {} ({} cores), descriptor limit {}, load average {:.2} at start",
+            self.kernel, self.cpu_model, self.cores, self.fd_limit.0, self.load_1min
         )
     }
 
@@ -62,6 +68,7 @@ impl Machine {
             "cores": self.cores,
             "fd_limit_soft": self.fd_limit.0,
             "fd_limit_hard": self.fd_limit.1,
+            "load_1min": self.load_1min,
         })
     }
 }
@@ -81,5 +88,6 @@ mod tests {
         );
         assert!(m.fd_limit.0 > 0 && m.fd_limit.0 <= m.fd_limit.1);
         assert_eq!(m.to_json()["cores"], m.cores);
+        assert!(m.load_1min >= 0.0, "{}", m.load_1min);
     }
 }

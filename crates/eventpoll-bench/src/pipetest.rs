@@ -83,6 +83,8 @@ pub struct Stats {
     pub wait_time: Duration,
     /// Wall time of the whole stretch.
     pub elapsed: Duration,
+    /// When several stretches were measured: the lowest and highest tokens/s among them.
+    pub spread: (f64, f64),
 }
 
 impl Stats {

@@ -239,9 +239,11 @@ pub fn text(report: &Report) -> String {
         }
     }
     s += &format!(
-        "\ncost per wait: time to learn which pipes are ready (for select and poll: copying the set in, the call, scanning the answer).\n\
+        "\nEach cell: the median of {} consecutive stretches (by tokens/s; the spread is in the JSON).\n\
+         cost per wait: time to learn which pipes are ready (for select and poll: copying the set in, the call, scanning the answer).\n\
          Kernel methods use 2 descriptors per pipe: with a limit of {} they run up to N={}; select up to N={} (FD_SETSIZE {}).\n\
          {} cells in {:.1} s.\n",
+        crate::experiment::CHUNKS,
         fmt_count(report.machine.fd_limit.0 as f64),
         fmt_count(report.kernel_max_n as f64),
         fmt_count(report.select_max_n as f64),
@@ -278,6 +280,9 @@ pub fn json(report: &Report) -> Value {
                     v["wait_ns"] = json!(s.wait_ns());
                     v["round_ns"] = json!(s.round_ns());
                     v["ready_per_wait"] = json!(s.ready_per_wait());
+                    v["stretches"] = json!(crate::experiment::CHUNKS);
+                    v["tokens_per_sec_min"] = json!(s.spread.0);
+                    v["tokens_per_sec_max"] = json!(s.spread.1);
                 }
                 Outcome::Skipped(why)
                 | Outcome::Unavailable(why)
@@ -445,6 +450,12 @@ mod tests {
         assert_eq!(poll10["status"], "ok");
         assert!(poll10["tokens_per_sec"].as_f64().unwrap() > 0.0);
         assert!(poll10["wait_ns"].as_f64().unwrap() > 0.0);
+        let (lo, mid, hi) = (
+            poll10["tokens_per_sec_min"].as_f64().unwrap(),
+            poll10["tokens_per_sec"].as_f64().unwrap(),
+            poll10["tokens_per_sec_max"].as_f64().unwrap(),
+        );
+        assert!(lo <= mid && mid <= hi, "{lo} {mid} {hi}");
         let host = cells
             .iter()
             .find(|c| c["method"] == "eventpoll-host-pipes")

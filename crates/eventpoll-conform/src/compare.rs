@@ -61,7 +61,10 @@ pub fn unified_diff(old_name: &str, old: &str, new_name: &str, new: &str) -> Str
 
 /// Run `script` on every backend in `kinds` (the first is the oracle).
 pub fn compare(script: &Script, kinds: &[BackendKind]) -> Outcome {
-    let mut runs = kinds.iter().map(|k| (k.name, run_script(script, k)));
+    let mut runs = kinds
+        .iter()
+        .filter(|k| crate::backend::available(k))
+        .map(|k| (k.name, run_script(script, k)));
     let oracle = runs.next().unwrap_or((
         "none",
         Transcript {

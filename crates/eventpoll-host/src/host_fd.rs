@@ -76,8 +76,14 @@ impl HostFd {
         self.queue.wake(Events::from_bits_retain(bits));
     }
 
+    /// A harvest (or ctl) polled the descriptor. For the poll driver, which sees levels
+    /// only, forget the level: the program may consume or produce behind our back after a
+    /// report, so the next pump treats whatever is set then as new (an edge-triggered item
+    /// that is still ready at the next wait is reported again rather than never).
     fn observe(&self, revents: u32) -> Events {
-        self.last.store(revents, Ordering::Relaxed);
+        if self.driver.kind() == crate::DriverKind::Poll {
+            self.last.store(0, Ordering::Relaxed);
+        }
         Events::from_bits_retain(revents)
     }
 }

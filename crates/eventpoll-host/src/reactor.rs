@@ -91,6 +91,13 @@ impl Bell {
         }
     }
 
+    /// Forget the ring state and the sleepers (the eventfd was replaced by a fresh one, in
+    /// a child after `fork`).
+    pub fn forget_ring(&self) {
+        self.rung.store(false, Ordering::SeqCst);
+        self.sleepers.store(0, Ordering::SeqCst);
+    }
+
     /// Make the bell say exactly whether `ready()` holds, without losing a ring from a
     /// callback that runs meanwhile (such a callback makes it re-check, and after a few
     /// rounds of interference the bell is left rung: a spurious ring costs one wasted
@@ -229,8 +236,24 @@ impl HostEpoll {
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
     ) -> Result<usize, Errno> {
+        self.wait_guarded(out, maxevents, timeout, sigmask, || ())
+    }
+
+    /// [`HostEpoll::wait`], calling `enter` before each non-blocking step and dropping what
+    /// it returns before blocking (an embedder's guard against `fork` in mid-step).
+    pub fn wait_guarded<G>(
+        &self,
+        out: &mut [EpollEvent],
+        maxevents: usize,
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: impl Fn() -> G,
+    ) -> Result<usize, Errno> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let n = self.poll_once(out, maxevents)?;
+        let n = {
+            let _g = enter();
+            self.poll_once(out, maxevents)?
+        };
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
         }
@@ -247,7 +270,10 @@ impl HostEpoll {
             };
             // Announce the sleeper before the last check: a callback after this point rings.
             self.bell.sleepers.fetch_add(1, Ordering::SeqCst);
-            let n = self.poll_once(out, maxevents);
+            let n = {
+                let _g = enter();
+                self.poll_once(out, maxevents)
+            };
             if n != Ok(0) {
                 self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return n;
@@ -257,6 +283,7 @@ impl HostEpoll {
                 .driver()
                 .block(&[self.bell.fd], remaining, sigmask);
             self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
+            let _g = enter();
             self.bell.clear();
             if let Err(e) = r {
                 return Err(errno(e));

@@ -1,5 +1,5 @@
-//! The Linux driver: a private kernel epoll, every host descriptor registered
-//! edge-triggered for every bit, used purely as an interrupt source.
+//! The Linux driver: private kernel epolls (one per direction), every host descriptor
+//! registered edge-triggered, used purely as an interrupt source.
 //!
 //! An edge-triggered kernel item is put on the kernel's ready list by every wakeup of its
 //! file whose key intersects the item's bits (here: all of them) and reported once per
@@ -19,56 +19,73 @@ use crate::host_fd::HostFd;
 use crate::sys::{self, SysResult};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Bits every descriptor is registered for (plus `EPOLLET`; `ERR` and `HUP` are implied).
-const WATCH: u32 = (libc::EPOLLIN
-    | libc::EPOLLPRI
-    | libc::EPOLLOUT
-    | libc::EPOLLRDNORM
-    | libc::EPOLLRDBAND
-    | libc::EPOLLWRNORM
-    | libc::EPOLLWRBAND
-    | libc::EPOLLMSG
-    | libc::EPOLLRDHUP
-    | libc::EPOLLET) as u32;
+/// The two classes of bits a descriptor is registered for, one private kernel epoll each
+/// (plus `EPOLLET`; `ERR` and `HUP` are implied in both). Wakeups carry a key (the bits
+/// that changed: an eventfd write wakes with `IN`, a read with `OUT`) and the kernel
+/// filters items by it, but reports only the mask; with one epoll per direction, each
+/// report says which *direction* woke, and the engine's own key filtering stays right —
+/// an item that waits for `OUT` is not woken by data arriving.
+const CLASSES: [u32; 2] = [
+    (libc::EPOLLIN
+        | libc::EPOLLPRI
+        | libc::EPOLLRDNORM
+        | libc::EPOLLRDBAND
+        | libc::EPOLLMSG
+        | libc::EPOLLRDHUP
+        | libc::EPOLLET) as u32,
+    (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND | libc::EPOLLET) as u32,
+];
 
 /// Events taken from the kernel per `epoll_wait` of a pump.
 const BATCH: usize = 256;
 
 /// The kernel-epoll driver. See the module documentation.
 pub struct KernelDriver {
-    epfd: AtomicI32,
+    epfds: [AtomicI32; 2],
     registry: Registry,
-    /// Descriptors below this are the program's; the private epoll is moved at or above it.
+    /// Descriptors below this are the program's; the private epolls are moved at or above.
     hidden_base: i32,
 }
 
+fn new_epoll(hidden_base: i32) -> SysResult<i32> {
+    let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC)?;
+    Ok(if hidden_base > 0 {
+        sys::move_high(fd, hidden_base)
+    } else {
+        fd
+    })
+}
+
 impl KernelDriver {
-    /// A driver with its own kernel epoll (close-on-exec), moved to a number at or above
-    /// `hidden_base` when one is given (0: wherever the kernel puts it).
+    /// A driver with its own kernel epolls (close-on-exec), moved to numbers at or above
+    /// `hidden_base` when one is given (0: wherever the kernel puts them).
     pub fn new(hidden_base: i32) -> SysResult<KernelDriver> {
-        let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC)?;
-        let fd = if hidden_base > 0 {
-            sys::move_high(fd, hidden_base)
-        } else {
-            fd
+        let a = new_epoll(hidden_base)?;
+        let b = match new_epoll(hidden_base) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = sys::close(a);
+                return Err(e);
+            }
         };
         Ok(KernelDriver {
-            epfd: AtomicI32::new(fd),
+            epfds: [AtomicI32::new(a), AtomicI32::new(b)],
             registry: Registry::default(),
             hidden_base,
         })
     }
 
-    fn epfd(&self) -> i32 {
-        self.epfd.load(Ordering::Acquire)
+    fn epfd(&self, class: usize) -> i32 {
+        self.epfds[class].load(Ordering::Acquire)
     }
 }
 
 impl Drop for KernelDriver {
     fn drop(&mut self) {
-        let _ = sys::close(self.epfd());
+        for c in 0..2 {
+            let _ = sys::close(self.epfd(c));
+        }
     }
 }
 
@@ -82,9 +99,16 @@ impl Driver for KernelDriver {
         host.token.store(token, Ordering::Release);
         let fd = host.fd();
         host.reg_fd.store(fd, Ordering::Release);
-        if let Err(e) = sys::epoll_ctl(self.epfd(), libc::EPOLL_CTL_ADD, fd, Some((WATCH, token))) {
-            self.registry.remove(token);
-            return Err(e);
+        for (c, bits) in CLASSES.iter().enumerate() {
+            if let Err(e) =
+                sys::epoll_ctl(self.epfd(c), libc::EPOLL_CTL_ADD, fd, Some((*bits, token)))
+            {
+                if c == 1 {
+                    let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, fd, None);
+                }
+                self.registry.remove(token);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -93,10 +117,12 @@ impl Driver for KernelDriver {
         let token = host.token.load(Ordering::Acquire);
         self.registry.remove(token);
         // Only if the registration number still refers to this file: otherwise the kernel
-        // removes the item itself when the file is released.
+        // removes the items itself when the file is released.
         let reg = host.reg_fd.load(Ordering::Acquire);
         if reg == host.fd() {
-            let _ = sys::epoll_ctl(self.epfd(), libc::EPOLL_CTL_DEL, reg, None);
+            for c in 0..2 {
+                let _ = sys::epoll_ctl(self.epfd(c), libc::EPOLL_CTL_DEL, reg, None);
+            }
         }
     }
 
@@ -104,68 +130,58 @@ impl Driver for KernelDriver {
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         let mut woken = 0;
         let mut hosts = Vec::new();
-        loop {
-            let n = match sys::epoll_wait(self.epfd(), &mut buf, 0) {
-                Ok(n) => n,
-                Err(_) => return woken,
-            };
-            hosts.clear();
-            self.registry
-                .resolve(buf[..n].iter().map(|e| e.u64).enumerate(), &mut hosts);
-            for (pos, h) in &hosts {
-                h.notify(buf[*pos].events);
-            }
-            woken += hosts.len();
-            if n < BATCH {
-                return woken;
+        for c in 0..2 {
+            while let Ok(n) = sys::epoll_wait(self.epfd(c), &mut buf, 0) {
+                hosts.clear();
+                self.registry
+                    .resolve(buf[..n].iter().map(|e| e.u64).enumerate(), &mut hosts);
+                for (pos, h) in &hosts {
+                    h.notify(buf[*pos].events);
+                }
+                woken += hosts.len();
+                if n < BATCH {
+                    break;
+                }
             }
         }
+        woken
     }
 
-    fn block(
-        &self,
-        extra: &[i32],
-        timeout: Option<Duration>,
-        sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()> {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(self.epfd())
-            .chain(extra.iter().copied())
-            .map(|fd| libc::pollfd {
-                fd,
+    fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
+        for c in 0..2 {
+            out.push(libc::pollfd {
+                fd: self.epfd(c),
                 events: libc::POLLIN,
                 revents: 0,
-            })
-            .collect();
-        sys::ppoll(&mut fds, timeout.map(sys::timespec), sigmask).map(drop)
+            });
+        }
     }
 
     fn after_fork_child(&self) {
-        // The kernel epoll is shared with the parent: make our own and register again.
-        let Ok(fd) = sys::epoll_create1(libc::EPOLL_CLOEXEC) else {
-            return;
-        };
-        let fd = if self.hidden_base > 0 {
-            sys::move_high(fd, self.hidden_base)
-        } else {
-            fd
-        };
-        let old = self.epfd.swap(fd, Ordering::AcqRel);
-        let _ = sys::close(old);
-        for h in self.registry.all() {
-            let cur = h.fd();
-            h.reg_fd.store(cur, Ordering::Release);
-            let token = h.token.load(Ordering::Acquire);
-            let _ = sys::epoll_ctl(fd, libc::EPOLL_CTL_ADD, cur, Some((WATCH, token)));
+        // The kernel epolls are shared with the parent: make our own and register again.
+        let live = self.registry.all();
+        for (c, bits) in CLASSES.iter().enumerate() {
+            let Ok(fd) = new_epoll(self.hidden_base) else {
+                continue;
+            };
+            let old = self.epfds[c].swap(fd, Ordering::AcqRel);
+            let _ = sys::close(old);
+            for h in &live {
+                let cur = h.fd();
+                h.reg_fd.store(cur, Ordering::Release);
+                let token = h.token.load(Ordering::Acquire);
+                let _ = sys::epoll_ctl(fd, libc::EPOLL_CTL_ADD, cur, Some((*bits, token)));
+            }
         }
     }
 
-    fn own_fd(&self) -> Option<i32> {
-        Some(self.epfd())
+    fn own_fds(&self, out: &mut Vec<i32>) {
+        out.extend((0..2).map(|c| self.epfd(c)));
     }
 
     /// `kcmp(KCMP_EPOLL_TFD)`: does `fd` refer to the file the private epoll watches under
     /// the registration number?
     fn still_registered(&self, host: &HostFd, fd: i32) -> Option<bool> {
-        sys::epoll_watches(fd, self.epfd(), host.reg_fd.load(Ordering::Acquire))
+        sys::epoll_watches(fd, self.epfd(0), host.reg_fd.load(Ordering::Acquire))
     }
 }

@@ -62,6 +62,9 @@ pub trait Driver: Send + Sync {
     /// Deliver pending activity as wakeups without blocking; returns how many objects were
     /// woken.
     fn pump(&self) -> usize;
+    /// The descriptors (with the bits to ask for) that become ready when the host may have
+    /// activity for a registered descriptor: what a waiter adds to its own `poll(2)` set.
+    fn notify_fds(&self, out: &mut Vec<libc::pollfd>);
     /// Block until the host may have activity for a registered descriptor, one of `extra`
     /// is readable, `timeout` passes (`None`: no limit) or a signal handler runs
     /// (`Err(EINTR)`); `sigmask` is applied while blocked. The caller pumps afterwards.
@@ -70,13 +73,22 @@ pub trait Driver: Send + Sync {
         extra: &[i32],
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()>;
+    ) -> SysResult<()> {
+        let mut fds = Vec::with_capacity(1 + extra.len());
+        self.notify_fds(&mut fds);
+        fds.extend(extra.iter().map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask).map(drop)
+    }
     /// In the child after `fork`: stop sharing host state with the parent (the kernel
     /// driver makes a new kernel epoll and registers every live descriptor again).
     fn after_fork_child(&self);
-    /// A descriptor the driver owns (the kernel driver's epoll), if any, so that an
-    /// embedder can keep it out of the program's way.
-    fn own_fd(&self) -> Option<i32>;
+    /// The descriptors the driver owns (the kernel driver's epolls), so that an embedder
+    /// can keep them out of the program's way.
+    fn own_fds(&self, out: &mut Vec<i32>);
     /// Whether descriptor `fd` still refers to the file `host` was registered for (an
     /// embedder's check that a number was not closed and reused behind its back). `None`
     /// when the driver cannot tell.

@@ -1,13 +1,16 @@
 //! The portable driver: `poll(2)` over every registered descriptor.
 //!
 //! `poll(2)` reports levels, not wakeups. A [`pump`](Driver::pump) polls every registered
-//! descriptor and wakes each one whose mask gained bits since the last observation (by a
-//! pump or by a harvest's re-poll), with the gained bits as the key. Level-triggered items
-//! behave exactly as with any driver (the engine re-polls them). Edge-triggered items see
-//! an edge per *rising* bit instead of per wakeup, so — unlike Linux — a second write to a
-//! pipe that is still readable reports nothing new, and readiness that drops and returns
-//! between two observations (a reader drains the pipe, a writer refills it, both between
-//! two waits) is not seen as a new edge. Cost: O(registered descriptors) per pump.
+//! descriptor and wakes each one whose mask gained bits since the last pump, with the
+//! gained bits as the key; a descriptor that a harvest polled (an item was on the ready
+//! list) counts as having no bits, because the program may have drained and refilled it
+//! without the driver seeing the drop. Level-triggered items behave exactly as with any
+//! driver (the engine re-polls them). Edge-triggered items see an edge per *rising* bit,
+//! plus one per wait while an item that was reported stays ready: unlike Linux, a second
+//! write to a pipe that is still readable and was not reported meanwhile reports nothing
+//! new, and a reported item that the program leaves ready is reported again at the next
+//! wait (an edge is never lost; some are repeated). Cost: O(registered descriptors) per
+//! pump.
 //!
 //! A blocked waiter sleeps in `ppoll(2)` on every registered descriptor, asking only for
 //! the bits it does not have (so that a descriptor that stays readable does not wake it
@@ -18,7 +21,6 @@ use crate::host_fd::HostFd;
 use crate::sys::{self, SysResult};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The `poll(2)` driver. See the module documentation.
 #[derive(Default)]
@@ -93,44 +95,26 @@ impl Driver for PollDriver {
         woken
     }
 
-    fn block(
-        &self,
-        extra: &[i32],
-        timeout: Option<Duration>,
-        sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()> {
+    fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
         let quiet = (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) as u16 as u32;
-        let mut fds: Vec<libc::pollfd> = self
-            .registry
-            .all()
-            .iter()
-            .map(|h| {
-                let last = h.last.load(Ordering::Relaxed);
-                let want = sys::POLL_ALL & !(last as u16 as i16);
-                // A descriptor with ERR/HUP/NVAL would make poll return at once, forever.
-                let fd = if last & quiet != 0 || want == 0 {
-                    -1
-                } else {
-                    h.fd()
-                };
-                libc::pollfd {
-                    fd,
-                    events: want,
-                    revents: 0,
-                }
-            })
-            .chain(extra.iter().map(|&fd| libc::pollfd {
+        out.extend(self.registry.all().iter().map(|h| {
+            let last = h.last.load(Ordering::Relaxed);
+            let want = sys::POLL_ALL & !(last as u16 as i16);
+            // A descriptor with ERR/HUP/NVAL would make poll return at once, forever.
+            let fd = if last & quiet != 0 || want == 0 {
+                -1
+            } else {
+                h.fd()
+            };
+            libc::pollfd {
                 fd,
-                events: libc::POLLIN,
+                events: want,
                 revents: 0,
-            }))
-            .collect();
-        sys::ppoll(&mut fds, timeout.map(sys::timespec), sigmask).map(drop)
+            }
+        }));
     }
 
     fn after_fork_child(&self) {}
 
-    fn own_fd(&self) -> Option<i32> {
-        None
-    }
+    fn own_fds(&self, _out: &mut Vec<i32>) {}
 }

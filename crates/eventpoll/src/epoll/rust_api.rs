@@ -249,6 +249,24 @@ impl Epoll {
         self.ep.ctl_files(&self.file, op, file, fd, event, false)
     }
 
+    /// Whether the ready list holds an item — one that *may* be ready: a harvest, or a poll
+    /// of the instance, re-polls it (Linux's `ep_events_available`). Unlike polling the
+    /// instance's [`Epoll::file`], this changes nothing (a poll drops items found not
+    /// ready, which can change the order of later reports).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 1).unwrap();
+    /// assert!(!epoll.has_ready());
+    /// w.write(b"x").unwrap();
+    /// assert!(epoll.has_ready());
+    /// ```
+    pub fn has_ready(&self) -> bool {
+        self.ep.events_available()
+    }
+
     /// Harvest into a caller's buffer: like [`Epoll::wait`], reporting at most `maxevents`
     /// events into `out`. An event that is ready but does not fit in `out` (a C caller's
     /// NULL or short buffer) gives `EFAULT` when nothing was reported yet, and stays on the

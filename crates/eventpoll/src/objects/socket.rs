@@ -253,16 +253,32 @@ impl End {
     }
 }
 
-/// The wakeups an operation owes, performed after the pair's lock is released.
+/// The wakeups an operation owes, performed after the pair's lock is released: `(end, key,
+/// all)`. The first few are stored inline, so a send or a read allocates nothing for them.
 #[derive(Default)]
-struct Wakes(Vec<(usize, Events, bool)>);
+struct Wakes {
+    inline: [(usize, Events, bool); 3],
+    len: usize,
+    spill: Vec<(usize, Events, bool)>,
+}
 
 impl Wakes {
+    fn push(&mut self, w: (usize, Events, bool)) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = w;
+            self.len += 1;
+        } else {
+            self.spill.push(w);
+        }
+    }
     fn wake(&mut self, end: usize, key: Events) {
-        self.0.push((end, key, false));
+        self.push((end, key, false));
     }
     fn wake_all(&mut self, end: usize) {
-        self.0.push((end, Events::empty(), true));
+        self.push((end, Events::empty(), true));
+    }
+    fn iter(&self) -> impl Iterator<Item = &(usize, Events, bool)> {
+        self.inline[..self.len].iter().chain(&self.spill)
     }
 }
 
@@ -279,7 +295,7 @@ impl Pair {
     }
 
     fn run(&self, wakes: Wakes) {
-        for (end, key, all) in wakes.0 {
+        for &(end, key, all) in wakes.iter() {
             if all {
                 self.wq[end].wake_all(key);
             } else {

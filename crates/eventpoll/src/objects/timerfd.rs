@@ -675,6 +675,29 @@ mod tests {
     }
 
     #[test]
+    fn epoll_wait_is_woken_by_the_timer_thread() {
+        use crate::event::EPOLL_CTL_ADD;
+        use crate::EpollEvent;
+        let t = FdTable::new();
+        let ep = t.epoll_create1(0).unwrap();
+        let fd = t.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK).unwrap();
+        let ev = EpollEvent::new(Events::IN | Events::ET, 7);
+        t.epoll_ctl(ep, EPOLL_CTL_ADD, fd, Some(&ev)).unwrap();
+        let mut buf = [EpollEvent::default(); 4];
+        assert_eq!(t.epoll_wait(ep, &mut buf, 4, 0), Ok(0));
+        let start = MonotonicClock.now();
+        t.timerfd_settime(fd, 0, &spec(ts(0, 20_000_000), ts(0, 20_000_000)))
+            .unwrap();
+        assert_eq!(t.epoll_wait(ep, &mut buf, 4, 10_000), Ok(1));
+        assert!(MonotonicClock.now() - start >= 20 * MS);
+        assert_eq!((buf[0].events(), buf[0].data()), (Events::IN, 7));
+        // Unread, the interval timer is not restarted: no second edge (kernel: same).
+        assert_eq!(t.epoll_wait(ep, &mut buf, 4, 60), Ok(0));
+        assert!(t.read(fd, &mut [0; 8]).is_ok());
+        assert_eq!(t.epoll_wait(ep, &mut buf, 4, 10_000), Ok(1));
+    }
+
+    #[test]
     fn blocked_read_is_interrupted() {
         let (_clock, tfd, _f) = manual();
         let blocking = File::new(tfd);

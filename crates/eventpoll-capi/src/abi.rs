@@ -1,0 +1,614 @@
+//! The exported C functions: the six epoll calls with Linux's signatures and errno, and the
+//! descriptor calls the library interposes to keep its table true (`close`, `dup`, `dup2`,
+//! `dup3`, `fcntl`/`fcntl64` for `F_DUPFD`/`F_DUPFD_CLOEXEC`; `fork` through
+//! `pthread_atfork`).
+//!
+//! Every function catches panics (a panic becomes `-1` with `errno` `EIO`) and makes its own
+//! system calls by number, never through the libc symbols it interposes. Calls on numbers
+//! the library does not own — an epoll instance created by a raw system call, any other
+//! file — go to the kernel unchanged.
+//!
+//! Linux's check order (measured on 6.18): `epoll_ctl` — `EFAULT` for an unreadable event
+//! (ADD/MOD, or any op other than DEL), `EBADF` epfd, `EBADF` fd, `EPERM`, `EINVAL`, then
+//! the op's own errors; the waits — `epoll_pwait2`'s timespec (`EFAULT`/`EINVAL`), the
+//! signal set (size `EINVAL`, only when the pointer is non-NULL; then `EFAULT`), `EBADF`,
+//! `maxevents` `EINVAL`, not an instance `EINVAL`; the events buffer faults only when an
+//! event is to be written. Pointers below 4096 count as unreadable (`EFAULT`); other
+//! invalid pointers are not detected, except signal sets, which the kernel checks.
+
+#![allow(unsafe_code)]
+
+use crate::log::{trace, Ret};
+use crate::process::{self, Slot};
+use eventpoll::event::EP_MAX_EVENTS;
+use eventpoll::EpollEvent;
+use eventpoll_host::sys;
+use libc::{c_int, c_long, c_ulong, c_void, size_t};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Run `body`, map `Err(errno)` to `-1` + errno and a panic to `-1` + `EIO`.
+fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_errno(e);
+            -1
+        }
+        Err(_) => {
+            set_errno(libc::EIO);
+            -1
+        }
+    }
+}
+
+/// A raw syscall's `-1`/errno as a result.
+fn raw(r: c_long) -> Result<c_int, c_int> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(r as c_int)
+    }
+}
+
+/// Whether a user pointer is certainly unreadable (NULL or in the first page).
+fn bad_ptr<T>(p: *const T) -> bool {
+    (p as usize) < 4096
+}
+
+/// Whether the kernel can read a signal set at `p` (`rt_sigprocmask` with an invalid `how`
+/// copies the set first: `EFAULT` if it cannot, else `EINVAL` and no change).
+fn sigset_readable(p: *const libc::sigset_t) -> bool {
+    // SAFETY: the kernel validates `p`; an invalid `how` changes nothing.
+    let r = unsafe { libc::syscall(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize) };
+    !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT))
+}
+
+// ----- epoll_create -----
+
+/// `epoll_create(2)`: `size <= 0` is `EINVAL`.
+#[no_mangle]
+pub extern "C" fn epoll_create(size: c_int) -> c_int {
+    let r = ffi(|| {
+        if size <= 0 {
+            return Err(libc::EINVAL);
+        }
+        create(0)
+    });
+    trace(|| format!("epoll_create({size})"), Ret(r));
+    r
+}
+
+/// `epoll_create1(2)`: flags other than `EPOLL_CLOEXEC` are `EINVAL`.
+#[no_mangle]
+pub extern "C" fn epoll_create1(flags: c_int) -> c_int {
+    let r = ffi(|| {
+        if flags & !libc::EPOLL_CLOEXEC != 0 {
+            return Err(libc::EINVAL);
+        }
+        create(flags)
+    });
+    trace(|| format!("epoll_create1({flags:#x})"), Ret(r));
+    r
+}
+
+fn create(flags: c_int) -> Result<c_int, c_int> {
+    match process::get() {
+        Some(p) => {
+            let _g = p.gate.enter();
+            p.create_instance(flags)
+        }
+        None => sys::epoll_create1(flags),
+    }
+}
+
+// ----- epoll_ctl -----
+
+/// `epoll_ctl(2)`.
+///
+/// # Safety
+/// `event` is NULL or points to a readable `struct epoll_event` (pointers below 4096 are
+/// treated as unreadable: `EFAULT`).
+#[no_mangle]
+pub unsafe extern "C" fn epoll_ctl(
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    event: *mut EpollEvent,
+) -> c_int {
+    let r = ffi(|| {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { ctl(epfd, op, fd, event) }
+    });
+    trace(
+        || {
+            let ev = if bad_ptr(event) {
+                "NULL".to_string()
+            } else {
+                // SAFETY: the caller's contract: readable (possibly unaligned).
+                let e = unsafe { std::ptr::read_unaligned(event) };
+                let (bits, data) = (e.events, e.data);
+                format!(
+                    "{{{}, {data:#x}}}",
+                    eventpoll::Events::from_bits_retain(bits).names()
+                )
+            };
+            format!("epoll_ctl({epfd}, {}, {fd}, {ev})", op_name(op))
+        },
+        Ret(r),
+    );
+    r
+}
+
+fn op_name(op: c_int) -> String {
+    match op {
+        libc::EPOLL_CTL_ADD => "ADD".into(),
+        libc::EPOLL_CTL_DEL => "DEL".into(),
+        libc::EPOLL_CTL_MOD => "MOD".into(),
+        other => other.to_string(),
+    }
+}
+
+unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Result<c_int, c_int> {
+    let raw_ctl = || {
+        // SAFETY: the kernel validates everything.
+        raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, event) })
+    };
+    let Some(p) = process::get() else {
+        return raw_ctl();
+    };
+    let _g = p.gate.enter();
+    let has_event = op != libc::EPOLL_CTL_DEL;
+    let inst = match p.slot(epfd) {
+        Some(Slot::Epoll(inst)) => inst,
+        Some(Slot::Hidden) => {
+            return Err(if has_event && bad_ptr(event) {
+                libc::EFAULT
+            } else {
+                libc::EBADF
+            })
+        }
+        _ => return raw_ctl(),
+    };
+    if has_event && bad_ptr(event) {
+        return Err(libc::EFAULT);
+    }
+    let ev = if has_event {
+        // SAFETY: the caller's contract (checked non-NULL); the record may be unaligned.
+        unsafe { std::ptr::read_unaligned(event) }
+    } else {
+        EpollEvent::default()
+    };
+    let target = p.target(fd)?;
+    inst.hep
+        .epoll()
+        .ctl(op, &target, fd, ev)
+        .map_err(|e| e.raw())?;
+    inst.sync();
+    Ok(0)
+}
+
+// ----- the waits -----
+
+/// The signal-set argument of a wait.
+#[derive(Clone, Copy)]
+enum Mask {
+    /// `epoll_wait`: none.
+    None,
+    /// `epoll_pwait`/`epoll_pwait2`: pointer (maybe NULL) and size.
+    Some(*const libc::sigset_t, size_t),
+}
+
+/// What to do when the descriptor is not an instance of ours: the raw call.
+unsafe fn wait(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: Option<Duration>,
+    mask: Mask,
+    raw_wait: impl FnOnce() -> c_long,
+) -> Result<c_int, c_int> {
+    let Some(p) = process::get() else {
+        return raw(raw_wait());
+    };
+    let inst = match p.slot(epfd) {
+        Some(Slot::Epoll(inst)) => inst,
+        Some(Slot::Hidden) => {
+            if let Mask::Some(m, size) = mask {
+                if !m.is_null() && size != 8 {
+                    return Err(libc::EINVAL);
+                }
+            }
+            return Err(libc::EBADF);
+        }
+        _ => return raw(raw_wait()),
+    };
+    let sigmask = match mask {
+        Mask::None => None,
+        Mask::Some(m, _) if m.is_null() => None,
+        Mask::Some(_, size) if size != 8 => return Err(libc::EINVAL),
+        Mask::Some(m, _) => {
+            if !sigset_readable(m) {
+                return Err(libc::EFAULT);
+            }
+            Some(m)
+        }
+    };
+    if maxevents <= 0 || maxevents > EP_MAX_EVENTS {
+        return Err(libc::EINVAL);
+    }
+    let out: &mut [EpollEvent] = if bad_ptr(events) {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract: `events` holds `maxevents` writable records
+        // (EpollEvent has the C layout, packed on x86-64).
+        unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) }
+    };
+    let r = inst
+        .hep
+        .wait_guarded(out, maxevents as usize, timeout, sigmask, || p.gate.enter());
+    {
+        let _g = p.gate.enter();
+        inst.sync();
+    }
+    r.map(|n| n as c_int).map_err(|e| e.raw())
+}
+
+fn ms(timeout: c_int) -> Option<Duration> {
+    (timeout >= 0).then(|| Duration::from_millis(timeout as u64))
+}
+
+fn trace_wait(
+    name: &str,
+    epfd: c_int,
+    maxevents: c_int,
+    t: String,
+    r: c_int,
+    events: *const EpollEvent,
+) {
+    trace(
+        || {
+            let mut s = format!("{name}({epfd}, {maxevents}, {t})");
+            if r > 0 && !bad_ptr(events) {
+                s.push_str(" [");
+                for i in 0..r as usize {
+                    // SAFETY: the call just wrote `r` records there.
+                    let e = unsafe { std::ptr::read_unaligned(events.add(i)) };
+                    let (bits, data) = (e.events, e.data);
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    s.push_str(&format!(
+                        "{data:#x} {}",
+                        eventpoll::Events::from_bits_retain(bits).names()
+                    ));
+                }
+                s.push(']');
+            }
+            s
+        },
+        Ret(r),
+    );
+}
+
+/// `epoll_wait(2)`.
+///
+/// # Safety
+/// `events` is NULL or holds `maxevents` writable `struct epoll_event` records.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: c_int,
+) -> c_int {
+    let r = ffi(|| {
+        // SAFETY: the caller's contract; the raw call is the kernel's own.
+        unsafe {
+            wait(epfd, events, maxevents, ms(timeout), Mask::None, || {
+                libc::syscall(
+                    libc::SYS_epoll_pwait,
+                    epfd,
+                    events,
+                    maxevents,
+                    timeout,
+                    0usize,
+                    8usize,
+                )
+            })
+        }
+    });
+    trace_wait(
+        "epoll_wait",
+        epfd,
+        maxevents,
+        timeout.to_string(),
+        r,
+        events,
+    );
+    r
+}
+
+/// `epoll_pwait(2)`: `sigmask` (if not NULL) is the signal mask while blocked.
+///
+/// # Safety
+/// As [`epoll_wait`]; `sigmask` is NULL or a readable signal set.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    let r = ffi(|| {
+        // SAFETY: as above. glibc passes the kernel's signal-set size (8).
+        unsafe {
+            wait(
+                epfd,
+                events,
+                maxevents,
+                ms(timeout),
+                Mask::Some(sigmask, 8),
+                || {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait,
+                        epfd,
+                        events,
+                        maxevents,
+                        timeout,
+                        sigmask,
+                        8usize,
+                    )
+                },
+            )
+        }
+    });
+    trace_wait(
+        "epoll_pwait",
+        epfd,
+        maxevents,
+        timeout.to_string(),
+        r,
+        events,
+    );
+    r
+}
+
+/// `epoll_pwait` in the system call's own form, with the signal-set size (glibc's
+/// `epoll_pwait` always passes 8; this entry point is for callers of the raw call and for
+/// tests of the size check: a non-NULL mask with a size other than 8 is `EINVAL`, before
+/// every other check).
+///
+/// # Safety
+/// As [`epoll_pwait`]; `sigmask` is NULL or `sigsetsize` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+    sigsetsize: size_t,
+) -> c_int {
+    let r = ffi(|| {
+        // SAFETY: as above.
+        unsafe {
+            wait(
+                epfd,
+                events,
+                maxevents,
+                ms(timeout),
+                Mask::Some(sigmask, sigsetsize),
+                || {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait,
+                        epfd,
+                        events,
+                        maxevents,
+                        timeout,
+                        sigmask,
+                        sigsetsize,
+                    )
+                },
+            )
+        }
+    });
+    trace_wait(
+        "epoll_pwait",
+        epfd,
+        maxevents,
+        timeout.to_string(),
+        r,
+        events,
+    );
+    r
+}
+
+/// `epoll_pwait2(2)`: `timeout` NULL waits without limit; an invalid timespec is `EINVAL`
+/// (checked first, even for a bad `epfd`).
+///
+/// # Safety
+/// As [`epoll_pwait`]; `timeout` is NULL or a readable `struct timespec`.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    let mut shown = "NULL".to_string();
+    let r = ffi(|| {
+        let t = if timeout.is_null() {
+            None
+        } else {
+            if bad_ptr(timeout) {
+                return Err(libc::EFAULT);
+            }
+            // SAFETY: the caller's contract (checked non-NULL).
+            let ts = unsafe { std::ptr::read_unaligned(timeout) };
+            shown = format!("{{{}, {}}}", ts.tv_sec, ts.tv_nsec);
+            if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+                return Err(libc::EINVAL);
+            }
+            Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+        };
+        // SAFETY: as above.
+        unsafe {
+            wait(epfd, events, maxevents, t, Mask::Some(sigmask, 8), || {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    epfd,
+                    events,
+                    maxevents,
+                    timeout,
+                    sigmask,
+                    8usize,
+                )
+            })
+        }
+    });
+    trace_wait("epoll_pwait2", epfd, maxevents, shown, r, events);
+    r
+}
+
+// ----- descriptors -----
+
+/// `close(2)`: a number of an instance or of a watched host file is forgotten first (the
+/// last number of a description releases it: its items go, as on Linux).
+#[no_mangle]
+pub extern "C" fn close(fd: c_int) -> c_int {
+    let mut known = false;
+    let r = ffi(|| {
+        let raw_close = || raw(unsafe_raw_close(fd));
+        let Some(p) = process::existing() else {
+            return raw_close();
+        };
+        let _g = p.gate.enter();
+        match p.slot(fd) {
+            None => return raw_close(),
+            Some(Slot::Hidden) => return Err(libc::EBADF),
+            Some(_) => known = true,
+        }
+        drop(p.forget(fd));
+        raw_close()
+    });
+    if known {
+        trace(|| format!("close({fd})"), Ret(r));
+    }
+    r
+}
+
+fn unsafe_raw_close(fd: c_int) -> c_long {
+    // SAFETY: closing a number is memory-safe.
+    unsafe { libc::syscall(libc::SYS_close, fd) }
+}
+
+/// After a successful raw dup of `old` to `new`: the table follows.
+fn dup_done(old: c_int, new: c_int) {
+    if let Some(p) = process::existing() {
+        if old != new {
+            drop(p.forget(new));
+            p.duplicated(old, new);
+        }
+    }
+}
+
+/// Whether `fd` is one of the library's own descriptors (EBADF for the program).
+fn hidden(fd: c_int) -> bool {
+    process::existing().is_some_and(|p| matches!(p.slot(fd), Some(Slot::Hidden)))
+}
+
+/// `dup(2)`.
+#[no_mangle]
+pub extern "C" fn dup(old: c_int) -> c_int {
+    ffi(|| {
+        let p = process::existing();
+        let _g = p.map(|p| p.gate.enter());
+        if hidden(old) {
+            return Err(libc::EBADF);
+        }
+        // SAFETY: no pointers. (x86-64 has SYS_dup; elsewhere F_DUPFD 0 is the same.)
+        let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
+        dup_done(old, new);
+        Ok(new)
+    })
+}
+
+/// `dup2(2)`.
+#[no_mangle]
+pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    ffi(|| {
+        let p = process::existing();
+        let _g = p.map(|p| p.gate.enter());
+        if hidden(old) || hidden(new) {
+            return Err(libc::EBADF);
+        }
+        if old == new {
+            // dup2 of a number onto itself only checks it.
+            return if sys::is_open(old) {
+                Ok(new)
+            } else {
+                Err(libc::EBADF)
+            };
+        }
+        // SAFETY: no pointers.
+        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, 0) })?;
+        dup_done(old, r);
+        Ok(r)
+    })
+}
+
+/// `dup3(2)`.
+#[no_mangle]
+pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    ffi(|| {
+        let p = process::existing();
+        let _g = p.map(|p| p.gate.enter());
+        if hidden(old) || hidden(new) {
+            return Err(libc::EBADF);
+        }
+        // SAFETY: no pointers.
+        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) })?;
+        dup_done(old, r);
+        Ok(r)
+    })
+}
+
+/// `fcntl(2)`: `F_DUPFD` and `F_DUPFD_CLOEXEC` keep the table true; every other command
+/// goes to the kernel unchanged. (Declared with one integer-sized third argument: on the
+/// Linux ABIs the variadic argument arrives in the same register.)
+#[no_mangle]
+pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    ffi(|| fcntl_impl(fd, cmd, arg))
+}
+
+/// `fcntl64`: the same (glibc's name under `_FILE_OFFSET_BITS=64` on some targets).
+#[no_mangle]
+pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    ffi(|| fcntl_impl(fd, cmd, arg))
+}
+
+fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
+    if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
+        // SAFETY: the kernel validates the argument for the command.
+        return raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
+    }
+    let p = process::existing();
+    let _g = p.map(|p| p.gate.enter());
+    if hidden(fd) {
+        return Err(libc::EBADF);
+    }
+    // SAFETY: integer argument.
+    let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })?;
+    dup_done(fd, new);
+    Ok(new)
+}

@@ -1,0 +1,467 @@
+//! The process's view: which descriptor numbers are eventpoll instances or host files that
+//! the engine knows, how an instance is backed by real descriptors, and what `fork` does.
+//!
+//! # Descriptors
+//!
+//! The kernel allocates every number; this table only annotates numbers:
+//!
+//! - an **instance** number refers to a real kernel epoll `E` (created by
+//!   [`epoll_create1`](crate::abi)) that watches one private eventfd `D`, the instance's
+//!   *bell*, level-triggered. `D` holds 1 exactly when the engine instance has a really
+//!   ready item (kept in sync after every call that can change it), so `E` is readable by
+//!   `poll`, `select` and the kernel's epoll exactly when the instance is, is never
+//!   writable, is closed by `close` and inherited by `fork`. `D` also wakes threads of
+//!   this process that sleep in a wait on the instance. `D` lives at a hidden high number.
+//! - a **host** number refers to a host file the engine watches: an open file description
+//!   of the engine ([`HostDesc`]) whose object is an [`eventpoll_host::HostFd`]. All numbers
+//!   known to refer to one description (through `dup`, `dup2`, `dup3`, `fcntl(F_DUPFD)`)
+//!   share it, so — as on Linux — closing one of them removes nothing (the item keeps
+//!   reporting: a ghost) and closing the last releases the description and removes its
+//!   items, before the kernel's close.
+//!
+//! Numbers the table does not know are left alone: every interposed call on them goes
+//! straight to the kernel.
+//!
+//! # Locks
+//!
+//! `Process::table` is held only to look up or change slots, never across an engine call;
+//! descriptions and instances are dropped (which may release them) after it is unlocked.
+//! The [`Gate`] is held (shared) by every step that touches engine state and (exclusive) by
+//! `fork`'s prepare handler, so the child never inherits a lock held by another thread.
+
+#![allow(unsafe_code)] // errno, getrlimit, pthread_atfork: FFI only, each block commented.
+
+use eventpoll::{Epoll, File, User};
+use eventpoll_host::{sys, Bell, DriverKind, Host, HostEpoll, HostFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// An eventpoll instance behind one or more numbers.
+pub struct Instance {
+    /// The engine instance, its driver and its bell.
+    pub hep: HostEpoll,
+}
+
+/// Live instances (interposed `poll`/`select` do nothing extra while there are none).
+pub static INSTANCES: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        INSTANCES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Instance {
+    /// After a call that may have changed the ready list: the bell says whether the ready
+    /// list holds an item (without polling, which would drop items found not ready and so
+    /// change what later waits report).
+    pub fn sync(&self) {
+        let ep = self.hep.epoll();
+        self.hep.bell().settle(|| ep.has_ready());
+    }
+
+    /// For a poll of `E` itself (interposed `poll`/`select`): poll the instance as Linux's
+    /// poll of an epoll file does (items found not ready before the first ready one leave
+    /// the ready list), and make the bell say exactly whether it is readable.
+    pub fn settle_exact(&self) {
+        let ep = self.hep.epoll();
+        self.hep.bell().settle(|| !ep.file().poll().is_empty());
+    }
+}
+
+/// A host open file description and the numbers known to refer to it.
+pub struct HostDesc {
+    /// The engine description (its object is a [`HostFd`]).
+    pub file: File,
+    numbers: Mutex<Vec<i32>>,
+}
+
+impl HostDesc {
+    fn host_fd(&self) -> Option<&HostFd> {
+        Host::host_fd(&self.file)
+    }
+}
+
+/// What a number is.
+#[derive(Clone)]
+pub enum Slot {
+    /// An eventpoll instance.
+    Epoll(Arc<Instance>),
+    /// A host file the engine knows.
+    Host(Arc<HostDesc>),
+    /// One of the library's own descriptors (a bell, the driver's epoll): invisible to the
+    /// program (`close` says `EBADF`, `epoll_ctl` too).
+    Hidden,
+}
+
+/// A readers/writer gate without owner tracking, so that `fork`'s handlers can take it in
+/// one callback and release it in another (and in the child).
+#[derive(Default)]
+pub struct Gate {
+    readers: AtomicUsize,
+    writer: AtomicBool,
+}
+
+impl Gate {
+    /// Enter as a reader (waits while a fork is being prepared).
+    pub fn enter(&self) -> GateGuard<'_> {
+        loop {
+            while self.writer.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            self.readers.fetch_add(1, Ordering::SeqCst);
+            if !self.writer.load(Ordering::SeqCst) {
+                return GateGuard(self);
+            }
+            self.readers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    fn lock_exclusive(&self) {
+        while self
+            .writer
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        while self.readers.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+    fn unlock_exclusive(&self) {
+        self.writer.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A reader's hold on the [`Gate`].
+pub struct GateGuard<'a>(&'a Gate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The process state. See the module documentation.
+pub struct Process {
+    /// The process this state belongs to (a `vfork` child shares our memory but must not
+    /// touch it: interposed calls from another pid go straight to the kernel).
+    pid: AtomicI32,
+    /// The host driver.
+    pub host: Host,
+    /// Numbers at or above this are used for the library's own descriptors.
+    pub hidden_base: i32,
+    table: Mutex<Vec<Option<Slot>>>,
+    /// The watch budget shared by every instance (`max_user_watches`).
+    user: Arc<User>,
+    /// Held by engine steps; taken exclusively around `fork`.
+    pub gate: Gate,
+    /// Where `EVENTPOLL_LOG` traces go (-1: not tracing).
+    pub log_fd: i32,
+}
+
+static PROCESS: OnceLock<Option<Process>> = OnceLock::new();
+
+/// The process state, created on first use; `None` when the library cannot work here (no
+/// host driver) or when called from a `vfork` child.
+pub fn get() -> Option<&'static Process> {
+    let p = PROCESS.get_or_init(Process::init).as_ref()?;
+    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+}
+
+/// The process state if it exists already (interposed `close`/`dup` do not create it: a
+/// program that never used epoll pays nothing).
+pub fn existing() -> Option<&'static Process> {
+    let p = PROCESS.get()?.as_ref()?;
+    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+}
+
+fn hidden_base() -> i32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit; getrlimit is not interposed.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 20) as i64
+    } else {
+        1024
+    };
+    (cur - 1024).max(cur * 3 / 4).max(3) as i32
+}
+
+fn max_user_watches() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/epoll/max_user_watches")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(eventpoll::epoll::DEFAULT_MAX_USER_WATCHES)
+}
+
+/// `EVENTPOLL_LOG`: unset, empty or `0` → no tracing; an absolute path → that file
+/// (appended, at a hidden number); anything else → standard error.
+fn log_fd(hidden_base: i32) -> i32 {
+    let Some(v) = std::env::var_os("EVENTPOLL_LOG") else {
+        return -1;
+    };
+    if v.is_empty() || v == "0" {
+        return -1;
+    }
+    let bytes = v.as_encoded_bytes();
+    if bytes.first() != Some(&b'/') {
+        return 2;
+    }
+    let Ok(path) = std::ffi::CString::new(bytes) else {
+        return 2;
+    };
+    // SAFETY: a valid NUL-terminated path; open is not interposed.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        2
+    } else {
+        sys::move_high(fd, hidden_base)
+    }
+}
+
+extern "C" fn fork_prepare() {
+    if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
+        p.gate.lock_exclusive();
+    }
+}
+
+extern "C" fn fork_parent() {
+    if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
+        p.gate.unlock_exclusive();
+    }
+}
+
+extern "C" fn fork_child() {
+    if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
+        p.pid.store(sys::getpid(), Ordering::Relaxed);
+        p.after_fork_child();
+        p.gate.unlock_exclusive();
+    }
+}
+
+impl Process {
+    fn init() -> Option<Process> {
+        let kind = std::env::var("EVENTPOLL_DRIVER")
+            .ok()
+            .and_then(|s| DriverKind::from_name(&s))
+            .unwrap_or_else(Host::default_kind);
+        let base = hidden_base();
+        let host = Host::with_hidden_base(kind, base).ok()?;
+        let p = Process {
+            pid: AtomicI32::new(sys::getpid()),
+            host,
+            hidden_base: base,
+            table: Mutex::new(Vec::new()),
+            user: User::new(max_user_watches()),
+            gate: Gate::default(),
+            log_fd: log_fd(base),
+        };
+        let mut own = Vec::new();
+        p.host.driver().own_fds(&mut own);
+        for fd in own {
+            p.set(fd, Some(Slot::Hidden));
+        }
+        if p.log_fd > 2 {
+            p.set(p.log_fd, Some(Slot::Hidden));
+        }
+        // SAFETY: registering plain extern "C" handlers; they only touch the process state.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+        Some(p)
+    }
+
+    fn table(&self) -> MutexGuard<'_, Vec<Option<Slot>>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `fd` is, if the table knows.
+    pub fn slot(&self, fd: i32) -> Option<Slot> {
+        let t = self.table();
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| t.get(i))
+            .and_then(Clone::clone)
+    }
+
+    /// Set `fd`'s slot; returns the previous one (to be dropped by the caller, unlocked).
+    pub fn set(&self, fd: i32, slot: Option<Slot>) -> Option<Slot> {
+        let Ok(i) = usize::try_from(fd) else {
+            return None;
+        };
+        let mut t = self.table();
+        if t.len() <= i {
+            slot.as_ref()?;
+            t.resize(i + 1, None);
+        }
+        std::mem::replace(&mut t[i], slot)
+    }
+
+    /// Forget `fd` before the kernel closes it (or replaces it, for `dup2`): the number no
+    /// longer refers to its description. The returned slot must be dropped before the
+    /// kernel's close, unlocked: dropping the last number of a host description releases it
+    /// (its items are removed, its driver registration dropped).
+    pub fn forget(&self, fd: i32) -> Option<Slot> {
+        let old = self.set(fd, None)?;
+        if let Slot::Host(desc) = &old {
+            let mut nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());
+            nums.retain(|&n| n != fd);
+            if let (Some(h), Some(&other)) = (desc.host_fd(), nums.first()) {
+                if h.fd() == fd {
+                    h.set_fd(other);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    /// `newfd` now refers to the same description as `oldfd` (after a successful dup). A
+    /// host number the table did not know gets its description now, so that a later
+    /// `EPOLL_CTL_ADD` of either number finds the one shared description (closing one of
+    /// them then leaves a ghost item, as on Linux).
+    pub fn duplicated(&self, oldfd: i32, newfd: i32) {
+        let slot = match self.slot(oldfd) {
+            Some(Slot::Hidden) => None,
+            None => self.target(oldfd).ok().and_then(|_| self.slot(oldfd)),
+            other => other,
+        };
+        if let Some(Slot::Host(desc)) = &slot {
+            desc.numbers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(newfd);
+        }
+        drop(self.set(newfd, slot));
+    }
+
+    /// A new instance: a kernel epoll (the number the program gets) watching a hidden
+    /// eventfd bell.
+    pub fn create_instance(&self, flags: i32) -> Result<i32, i32> {
+        let e = sys::epoll_create1(flags)?;
+        let d = match sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) {
+            Ok(d) => sys::move_high(d, self.hidden_base),
+            Err(err) => {
+                let _ = sys::close(e);
+                return Err(err);
+            }
+        };
+        if let Err(err) = sys::epoll_ctl(e, libc::EPOLL_CTL_ADD, d, Some((libc::EPOLLIN as u32, 0)))
+        {
+            let _ = sys::close(d);
+            let _ = sys::close(e);
+            return Err(err);
+        }
+        let epoll = Epoll::with_user(self.user.clone());
+        let hep = HostEpoll::with_bell(epoll, self.host.clone(), Arc::new(Bell::on_fd(d, true)));
+        INSTANCES.fetch_add(1, Ordering::SeqCst);
+        let inst = Arc::new(Instance { hep });
+        drop(self.set(d, Some(Slot::Hidden)));
+        drop(self.set(e, Some(Slot::Epoll(inst))));
+        Ok(e)
+    }
+
+    /// The engine description for `fd` as an `epoll_ctl` target: known instance or host
+    /// description, or a new host description for a host number seen for the first time
+    /// (or whose number was closed and reused behind our back). `Err(EBADF)` when `fd` is
+    /// not open.
+    pub fn target(&self, fd: i32) -> Result<File, i32> {
+        match self.slot(fd) {
+            Some(Slot::Epoll(inst)) => return Ok(inst.hep.epoll().file().clone()),
+            Some(Slot::Hidden) => return Err(libc::EBADF),
+            Some(Slot::Host(desc)) => {
+                let stale = desc
+                    .host_fd()
+                    .filter(|h| h.is_pollable())
+                    .and_then(|h| self.host.driver().still_registered(h, fd))
+                    == Some(false);
+                if !stale {
+                    return Ok(desc.file.clone());
+                }
+                // Closed (by a path we do not see) and reused: the old description is gone.
+                drop(self.forget(fd));
+            }
+            None => {}
+        }
+        if !sys::is_open(fd) {
+            return Err(libc::EBADF);
+        }
+        let file = self.host.open(fd).map_err(|e| e.raw())?;
+        let desc = Arc::new(HostDesc {
+            file: file.clone(),
+            numbers: Mutex::new(vec![fd]),
+        });
+        drop(self.set(fd, Some(Slot::Host(desc))));
+        Ok(file)
+    }
+
+    /// The distinct instances among `fds` (one table lock for all).
+    pub fn instances_among(&self, fds: impl Iterator<Item = i32>) -> Vec<Arc<Instance>> {
+        let t = self.table();
+        let mut out: Vec<Arc<Instance>> = Vec::new();
+        for fd in fds {
+            if let Some(Some(Slot::Epoll(i))) = usize::try_from(fd).ok().and_then(|n| t.get(n)) {
+                if !out.iter().any(|o| Arc::ptr_eq(o, i)) {
+                    out.push(i.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The instance behind `fd`, if it is one.
+    pub fn instance(&self, fd: i32) -> Option<Arc<Instance>> {
+        match self.slot(fd)? {
+            Slot::Epoll(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// In the child after `fork`: own copies of the kernel objects shared with the parent.
+    fn after_fork_child(&self) {
+        self.host.driver().after_fork_child();
+        let mut own = Vec::new();
+        self.host.driver().own_fds(&mut own);
+        for fd in own {
+            drop(self.set(fd, Some(Slot::Hidden)));
+        }
+        // Each instance gets its own bell and its own kernel epoll under every number.
+        let slots: Vec<(usize, Slot)> = self
+            .table()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.clone().map(|s| (i, s)))
+            .collect();
+        let mut done: Vec<*const Instance> = Vec::new();
+        for (num, slot) in &slots {
+            let Slot::Epoll(inst) = slot else { continue };
+            let d = inst.hep.bell().fd();
+            if !done.contains(&Arc::as_ptr(inst)) {
+                done.push(Arc::as_ptr(inst));
+                if let Ok(nd) = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) {
+                    let _ = sys::dup3(nd, d, libc::O_CLOEXEC);
+                    let _ = sys::close(nd);
+                }
+                inst.hep.bell().forget_ring();
+            }
+            let cloexec = sys::fcntl(*num as i32, libc::F_GETFD, 0).unwrap_or(0) & libc::FD_CLOEXEC;
+            if let Ok(ne) = sys::epoll_create1(0) {
+                let _ = sys::epoll_ctl(ne, libc::EPOLL_CTL_ADD, d, Some((libc::EPOLLIN as u32, 0)));
+                let flags = if cloexec != 0 { libc::O_CLOEXEC } else { 0 };
+                let _ = sys::dup3(ne, *num as i32, flags);
+                let _ = sys::close(ne);
+            }
+        }
+        for (_, slot) in &slots {
+            if let Slot::Epoll(inst) = slot {
+                inst.sync();
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+/*
+ * Error paths and edge cases of the epoll C ABI, with the errno Linux gives.
+ *
+ * Built four ways by tests/capi.rs: against glibc (the kernel itself: this is what proves
+ * the expectations are Linux's), linked with libeventpoll.so (-DEVENTPOLL), linked with
+ * libeventpoll.a (-DEVENTPOLL), and the glibc build run under LD_PRELOAD. Every build must
+ * pass every check. Prints one line per failure and a closing "N passed, M failed".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef EVENTPOLL
+#include "eventpoll.h"
+#endif
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            passed++;                                                                      \
+        } else {                                                                           \
+            failed++;                                                                      \
+            printf("FAIL line %d: ", __LINE__);                                            \
+            printf(__VA_ARGS__);                                                           \
+            printf("\n");                                                                  \
+        }                                                                                  \
+    } while (0)
+
+/* The call returned -1 with errno E. */
+#define ERR(call, E)                                                                       \
+    do {                                                                                   \
+        errno = 0;                                                                         \
+        long r_ = (long)(call);                                                            \
+        int e_ = errno;                                                                    \
+        CHECK(r_ == -1 && e_ == (E), "%s: got %ld errno %d (%s), want %s", #call, r_, e_,   \
+              strerror(e_), #E);                                                           \
+    } while (0)
+
+#define OK(call)                                                                           \
+    do {                                                                                   \
+        errno = 0;                                                                         \
+        long r_ = (long)(call);                                                            \
+        CHECK(r_ >= 0, "%s: got %ld errno %d (%s)", #call, r_, errno, strerror(errno));     \
+    } while (0)
+
+#define EQ(call, want)                                                                     \
+    do {                                                                                   \
+        long r_ = (long)(call);                                                            \
+        CHECK(r_ == (long)(want), "%s: got %ld want %ld (errno %d)", #call, r_,            \
+              (long)(want), errno);                                                        \
+    } while (0)
+
+static long pwait_sized(int ep, struct epoll_event *ev, int max, int t, const void *mask,
+                        size_t size) {
+#ifdef EVENTPOLL
+    return eventpoll_epoll_pwait_sized(ep, ev, max, t, (const sigset_t *)mask, size);
+#else
+    return syscall(SYS_epoll_pwait, ep, ev, max, t, mask, size);
+#endif
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+struct killer {
+    pthread_t target;
+    int delay_ms;
+};
+
+static void *kill_later(void *arg) {
+    struct killer *k = arg;
+    usleep(k->delay_ms * 1000);
+    pthread_kill(k->target, SIGUSR1);
+    return NULL;
+}
+
+static long ms_since(struct timespec *t0) {
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+int main(void) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
+    struct epoll_event out[8];
+    int p[2], q[2];
+    signal(SIGPIPE, SIG_IGN);
+
+    /* epoll_create / epoll_create1 */
+    ERR(epoll_create(0), EINVAL);
+    ERR(epoll_create(-5), EINVAL);
+    ERR(epoll_create1(1), EINVAL);
+    ERR(epoll_create1(O_NONBLOCK), EINVAL);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    CHECK(ep >= 0, "epoll_create1(EPOLL_CLOEXEC)");
+    CHECK(fcntl(ep, F_GETFD) == FD_CLOEXEC, "EPOLL_CLOEXEC sets FD_CLOEXEC");
+    int ep2 = epoll_create(1);
+    CHECK(ep2 >= 0 && fcntl(ep2, F_GETFD) == 0, "epoll_create(1) without cloexec");
+
+    OK(pipe2(p, O_NONBLOCK));
+    OK(pipe2(q, O_NONBLOCK));
+    int reg = memfd_create("eventpoll-errors", 0);
+    CHECK(reg >= 0, "memfd");
+
+    /* epoll_ctl: EFAULT first, then EBADF epfd, EBADF fd, EPERM, EINVAL */
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], NULL), EFAULT);
+    ERR(epoll_ctl(-1, EPOLL_CTL_ADD, p[0], NULL), EFAULT);
+    ERR(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], NULL), EFAULT);
+    ERR(epoll_ctl(ep, 99, p[0], NULL), EFAULT);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], (struct epoll_event *)8), EFAULT);
+    ERR(epoll_ctl(-1, EPOLL_CTL_ADD, p[0], &ev), EBADF);
+    ERR(epoll_ctl(4000, EPOLL_CTL_ADD, p[0], &ev), EBADF);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, -1, &ev), EBADF);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, 4000, &ev), EBADF);
+    ERR(epoll_ctl(ep, EPOLL_CTL_DEL, 4000, NULL), EBADF);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, reg, &ev), EPERM);
+    ERR(epoll_ctl(p[0], EPOLL_CTL_ADD, reg, &ev), EPERM);
+    ERR(epoll_ctl(p[0], EPOLL_CTL_ADD, q[0], &ev), EINVAL);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev), EINVAL);
+    ERR(epoll_ctl(ep, 99, p[0], &ev), EINVAL);
+    ERR(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev), ENOENT);
+    ERR(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL), ENOENT);
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), EEXIST);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+
+    /* EPOLLEXCLUSIVE rules */
+    struct epoll_event ex = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = 1};
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, ep2, &ex), EINVAL);
+    struct epoll_event exbad = {.events = EPOLLIN | EPOLLEXCLUSIVE | EPOLLONESHOT};
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &exbad), EINVAL);
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ex));
+    ERR(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev), EINVAL);
+    ERR(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ex), EINVAL);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+
+    /* nesting: cycles are ELOOP */
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, ep2, &ev));
+    ERR(epoll_ctl(ep2, EPOLL_CTL_ADD, ep, &ev), ELOOP);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, ep2, NULL));
+
+    /* waits: EBADF before maxevents; maxevents; not an instance */
+    ERR(epoll_wait(-1, out, 8, 0), EBADF);
+    ERR(epoll_wait(4000, out, 0, 0), EBADF);
+    ERR(epoll_wait(ep, out, 0, 0), EINVAL);
+    ERR(epoll_wait(ep, out, -1, 0), EINVAL);
+    ERR(epoll_wait(ep, out, INT32_MAX / (int)sizeof(struct epoll_event) + 1, 0), EINVAL);
+    ERR(epoll_wait(p[0], out, 8, 0), EINVAL);
+    ERR(epoll_wait(reg, out, 8, 0), EINVAL);
+    EQ(epoll_wait(ep, out, 8, 0), 0);
+
+    /* NULL events: fine while nothing is ready; EFAULT with an event, which stays ready */
+    EQ(epoll_wait(ep, NULL, 1, 0), 0);
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+    EQ(write(p[1], "x", 1), 1);
+    ERR(epoll_wait(ep, NULL, 1, 0), EFAULT);
+    ERR(epoll_wait(ep, (struct epoll_event *)16, 1, 0), EFAULT);
+    EQ(epoll_wait(ep, out, 8, 0), 1);
+    CHECK(out[0].data.u64 == 7 && out[0].events == EPOLLIN, "event after EFAULT");
+
+    /* epoll_pwait: the signal-set size is checked first, only with a mask */
+    uint64_t mask[16] = {0};
+    ERR(pwait_sized(4000, out, 8, 0, mask, 7), EINVAL);
+    ERR(pwait_sized(-1, out, 0, 0, mask, 4), EINVAL);
+    ERR(pwait_sized(4000, out, 8, 0, NULL, 7), EBADF);
+    EQ(pwait_sized(ep, out, 8, 0, NULL, 7), 1);
+    EQ(pwait_sized(ep, out, 8, 0, mask, 8), 1);
+    ERR(pwait_sized(ep, out, 8, 0, (void *)8, 8), EFAULT);
+
+    /* epoll_pwait2: the timespec first, even before EBADF and maxevents */
+    struct timespec bad1 = {.tv_sec = 0, .tv_nsec = -1};
+    struct timespec bad2 = {.tv_sec = 0, .tv_nsec = 1000000000};
+    struct timespec bad3 = {.tv_sec = -1, .tv_nsec = 0};
+    struct timespec zero = {0, 0};
+    ERR(syscall(SYS_epoll_pwait2, -1, out, 8, &bad1, NULL, 8), EINVAL);
+#ifdef EVENTPOLL
+#define PW2(a, b, c, d) epoll_pwait2(a, b, c, d, NULL)
+#else
+#define PW2(a, b, c, d) syscall(SYS_epoll_pwait2, a, b, c, d, NULL, 8)
+#endif
+    ERR(PW2(-1, out, 8, &bad1), EINVAL);
+    ERR(PW2(4000, out, 0, &bad2), EINVAL);
+    ERR(PW2(ep, out, 8, &bad3), EINVAL);
+    ERR(PW2(4000, out, 8, &zero), EBADF);
+    ERR(PW2(ep, out, 0, &zero), EINVAL);
+    EQ(PW2(ep, out, 8, &zero), 1);
+    EQ(PW2(ep, out, 8, NULL), 1); /* NULL: no limit, but something is ready */
+
+    /* timeouts are honoured */
+    char buf[16];
+    EQ(read(p[0], buf, sizeof buf), 1);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EQ(epoll_wait(ep, out, 8, 50), 0);
+    CHECK(ms_since(&t0) >= 50, "epoll_wait(50 ms) slept %ld ms", ms_since(&t0));
+    struct timespec t30 = {0, 30000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EQ(PW2(ep, out, 8, &t30), 0);
+    CHECK(ms_since(&t0) >= 30, "epoll_pwait2(30 ms) slept %ld ms", ms_since(&t0));
+
+    /* a signal interrupts a blocked wait with EINTR, even with SA_RESTART */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    struct killer k = {.target = pthread_self(), .delay_ms = 50};
+    pthread_t th;
+    pthread_create(&th, NULL, kill_later, &k);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ERR(epoll_wait(ep, out, 8, 5000), EINTR);
+    CHECK(ms_since(&t0) < 4000, "EINTR came after %ld ms", ms_since(&t0));
+    pthread_join(th, NULL);
+
+    /* epoll_pwait applies its mask while blocked: SIGUSR1 blocked -> no EINTR */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    k.delay_ms = 30;
+    pthread_create(&th, NULL, kill_later, &k);
+    EQ(epoll_pwait(ep, out, 8, 150, &block), 0);
+    pthread_join(th, NULL);
+    /* ... and the signal, pending, is delivered after the call; a mask that lets it
+     * through gives EINTR at once. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    pthread_kill(pthread_self(), SIGUSR1);
+    ERR(epoll_pwait(ep, out, 8, 5000, &none), EINTR);
+    sigprocmask(SIG_UNBLOCK, &block, NULL);
+
+    /* the instance's descriptor: readable exactly when an item is ready, never writable */
+    struct pollfd pf = {.fd = ep, .events = POLLIN | POLLOUT};
+    EQ(poll(&pf, 1, 0), 0);
+    EQ(write(p[1], "y", 1), 1);
+    EQ(poll(&pf, 1, 0), 1);
+    CHECK(pf.revents == POLLIN, "poll(epfd) revents %#x", pf.revents);
+    EQ(read(p[0], buf, sizeof buf), 1);
+    EQ(poll(&pf, 1, 0), 0);
+    /* a blocking poll on it is woken by the pipe */
+    k.delay_ms = 0;
+    EQ(write(p[1], "z", 1), 1);
+    EQ(poll(&pf, 1, 1000), 1);
+    EQ(read(p[0], buf, sizeof buf), 1);
+    /* select too */
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(ep, &rs);
+    struct timeval tv = {0, 0};
+    EQ(select(ep + 1, &rs, NULL, NULL, &tv), 0);
+    EQ(write(p[1], "w", 1), 1);
+    FD_ZERO(&rs);
+    FD_SET(ep, &rs);
+    tv.tv_sec = 1;
+    EQ(select(ep + 1, &rs, NULL, NULL, &tv), 1);
+    CHECK(FD_ISSET(ep, &rs), "select: epfd readable");
+    /* nested in another instance */
+    struct epoll_event nev = {.events = EPOLLIN, .data.u64 = 99};
+    OK(epoll_ctl(ep2, EPOLL_CTL_ADD, ep, &nev));
+    EQ(epoll_wait(ep2, out, 8, 1000), 1);
+    CHECK(out[0].data.u64 == 99 && out[0].events == EPOLLIN, "nested report");
+    EQ(read(p[0], buf, sizeof buf), 1);
+    EQ(epoll_wait(ep2, out, 8, 0), 0);
+
+    /* ghost events: closing one of two descriptors keeps the item */
+    int d = dup(p[0]);
+    CHECK(d >= 0, "dup");
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, d, &ev));
+    close(d);
+    EQ(write(p[1], "g", 1), 1);
+    EQ(epoll_wait(ep, out, 8, 0), 1);
+    ERR(epoll_ctl(ep, EPOLL_CTL_DEL, d, NULL), EBADF);
+    EQ(read(p[0], buf, sizeof buf), 1);
+    /* the last descriptor closed: the item goes */
+    int e1 = eventfd(1, EFD_NONBLOCK);
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, e1, &ev));
+    close(e1);
+    EQ(epoll_wait(ep, out, 8, 0), 0); /* and p[0]'s ghost is not ready */
+
+    /* dup of the instance: same instance; close both, then EBADF */
+    int epd = dup(ep2);
+    CHECK(epd >= 0, "dup(epfd)");
+    EQ(write(p[1], "h", 1), 1);
+    EQ(epoll_wait(epd, out, 8, 1000), 1);
+    close(ep2);
+    EQ(epoll_wait(epd, out, 8, 0), 1);
+    close(epd);
+    ERR(epoll_wait(epd, out, 8, 0), EBADF);
+    ERR(epoll_wait(ep2, out, 8, 0), EBADF);
+
+    /* fork: the child has the instance and its items */
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct epoll_event o[4];
+        int n = epoll_wait(ep, o, 4, 1000);
+        _exit(n == 1 && o[0].data.u64 == 7 ? 0 : 10 + n);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child wait: status %#x", status);
+
+    close(ep);
+    ERR(epoll_wait(ep, out, 8, 0), EBADF);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,186 @@
+//! Integration tests of libeventpoll as C programs see it: `tests/c/errors.c` (every error
+//! path and edge case, with the errno Linux gives) compiled with `cc` and run four ways —
+//! against glibc alone (the kernel: proof that the expectations are Linux's), linked with
+//! `libeventpoll.so`, linked with `libeventpoll.a`, and the glibc build under `LD_PRELOAD` —
+//! plus a Python smoke run under `LD_PRELOAD` when `python3` is present.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory with `libeventpoll.so` and `.a`: this test runs from `<target>/<profile>/deps`.
+/// `cargo test` does not build a cdylib/staticlib-only crate for its own integration tests,
+/// so the first test to need the library builds it (same target directory and profile);
+/// `cargo test --workspace` then works on a fresh clone.
+fn lib_dir() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    BUILD.call_once(|| {
+        let target_dir = dir.parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "eventpoll-capi", "--target-dir"])
+            .arg(target_dir);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for libeventpoll");
+        assert!(status.success(), "cargo build -p eventpoll-capi failed");
+    });
+    assert!(
+        dir.join("libeventpoll.so").is_file(),
+        "libeventpoll.so not built in {}",
+        dir.display()
+    );
+    dir
+}
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn out_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("eventpoll-capi-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cc(out: &Path, extra: &[&str]) {
+    let src = crate_dir().join("tests/c/errors.c");
+    let mut cmd = Command::new("cc");
+    cmd.args([
+        "-O0",
+        "-Wall",
+        "-Wno-stringop-overflow",
+        "-Wno-nonnull",
+        "-o",
+    ])
+    .arg(out)
+    .arg(&src)
+    .args(extra);
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Run and check the closing line says every check passed.
+fn run(cmd: &mut Command, what: &str) {
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        o.status.success() && last.ends_with(" passed, 0 failed"),
+        "{what}: status {:?}\n{stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let passed: u32 = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 100, "{what}: only {passed} checks ran");
+}
+
+#[test]
+fn c_error_paths_match_the_kernel_in_every_build() {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    let inc = crate_dir().join("include");
+    let out = out_dir();
+    let native = out.join("errors_native");
+    let shared = out.join("errors_so");
+    let fixed = out.join("errors_a");
+    cc(&native, &["-lpthread"]);
+    let (l, i) = (lib.display().to_string(), inc.display().to_string());
+    cc(
+        &shared,
+        &[
+            "-DEVENTPOLL",
+            &format!("-I{i}"),
+            &format!("-L{l}"),
+            "-leventpoll",
+            &format!("-Wl,-rpath,{l}"),
+            "-lpthread",
+        ],
+    );
+    cc(
+        &fixed,
+        &[
+            "-DEVENTPOLL",
+            &format!("-I{i}"),
+            &lib.join("libeventpoll.a").display().to_string(),
+            "-lpthread",
+            "-ldl",
+            "-lm",
+        ],
+    );
+    run(&mut Command::new(&native), "kernel (glibc)");
+    run(&mut Command::new(&shared), "linked with libeventpoll.so");
+    run(&mut Command::new(&fixed), "linked with libeventpoll.a");
+    run(
+        Command::new(&native).env("LD_PRELOAD", lib.join("libeventpoll.so")),
+        "LD_PRELOAD",
+    );
+    run(
+        Command::new(&native)
+            .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+            .env("EVENTPOLL_DRIVER", "poll"),
+        "LD_PRELOAD, poll driver",
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+const PY_SMOKE: &str = r#"
+import os, select, socket
+ep = select.epoll()
+r, w = os.pipe()
+ep.register(r, select.EPOLLIN)
+assert ep.poll(0) == []
+os.write(w, b"x")
+assert ep.poll(1) == [(r, select.EPOLLIN)]
+assert ep.poll(0) == [(r, select.EPOLLIN)], "level-triggered"
+os.read(r, 1)
+a, b = socket.socketpair()
+ep.register(a.fileno(), select.EPOLLIN | select.EPOLLET)
+b.send(b"hi")
+assert ep.poll(1) == [(a.fileno(), select.EPOLLIN)]
+assert ep.poll(0) == [], "edge-triggered"
+assert select.select([ep.fileno()], [], [], 0)[0] == []
+b.send(b"!")
+assert select.select([ep.fileno()], [], [], 1)[0] == [ep.fileno()], "epfd readable"
+ep.close()
+print("python ok")
+"#;
+
+#[test]
+fn python_select_epoll_runs_on_eventpoll() {
+    if !have("python3") {
+        eprintln!("python3 not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    let o = Command::new("python3")
+        .args(["-c", PY_SMOKE])
+        .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+        .env("EVENTPOLL_LOG", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && stdout.contains("python ok"),
+        "{stdout}\n{stderr}"
+    );
+    // The trace shows that the calls went through eventpoll.
+    assert!(stderr.contains("epoll_create1(0x80000) = "), "{stderr}");
+    assert!(stderr.contains("epoll_ctl("), "{stderr}");
+}
