@@ -181,6 +181,17 @@ MUTANTS = [
         ],
     ),
     (
+        'deferred_unparks_forgotten',
+        'lost wakeup: unparks deferred under a waker guard are never issued',
+        [
+            (
+                WQ,
+                """                if p.0 == 0 && !p.1.is_empty() {""",
+                """                if p.0 == 0 && p.1.is_empty() {""",
+            ),
+        ],
+    ),
+    (
         'interrupt_not_rechecked_after_publishing_sleeper',
         'lost interrupt: raised between the pending check and the sleep',
         [

@@ -6,6 +6,25 @@
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test -p eventpoll --lib --release loom_models`
 //! (or `scripts/loom.sh`). The preemption bound is `LOOM_MAX_PREEMPTIONS` (default 3 here).
 //!
+//! # The models
+//!
+//! | model | property |
+//! |---|---|
+//! | `wait_vs_wake_{lt,et}`, `add_vs_wake`, `add_of_inner_instance_vs_wake` | a blocked waiter gets the event (no lost wakeup) |
+//! | `lt_event_reaches_both{,_blocked}_waiters` | an LT event reaches every waiter |
+//! | `et_event_wakes_one_of_two_waiters` | an ET event is reported once, to one waiter |
+//! | `wakeup_during_harvest_{et,lt}`, `wakeup_of_unprocessed_item_during_harvest` | the overflow list loses nothing, doubles nothing, keeps the list intact |
+//! | `del_vs_wake{,_with_blocked_waiter}`, `slot_reuse_vs_wake` | nothing polled or reported after DEL returns; no late callback on a reused slot |
+//! | `release_vs_wake_and_harvest`, `file_release_vs_instance_release` | the same for a file's release; concurrent releases of a file and its instance |
+//! | `mod_rearm_oneshot_vs_wake`, `mod_et_vs_wake` | MOD racing the event loses nothing; one report per one-shot arm |
+//! | `nested_*` (4 LT/ET mixes) | an inner event wakes a thread blocked on the outer instance |
+//! | `exclusive_*` (3 models) | EPOLLEXCLUSIVE wakes exactly one blocked instance, at least one, and skips instances without waiters |
+//! | `timeout_vs_wake_{lt,et}`, `interrupt_vs_wake_et`, `zero_timeout_vs_wake_et`, `lt_zero_timeout_waits_never_miss_a_ready_item` | timeouts and interrupts never swallow an event or a wake-one |
+//! | `eventfd_*`, `pipe_*`, `fdtable_poll_vs_write` | the objects' blocking paths and `poll(2)` against the write that unblocks them |
+//!
+//! `scripts/loom_mutants.py` re-introduces classic races into a scratch copy of the engine
+//! and checks that some model fails for each.
+//!
 //! # How the properties are checked
 //!
 //! - *No lost wakeup*: a thread blocked in `wait(None)` that is owed an event and never gets
