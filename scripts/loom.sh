@@ -5,7 +5,7 @@
 #   scripts/loom.sh --mutants       also check that the models catch 11 re-introduced races
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_LOOM:-/work/target-loom}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_LOOM:-$PWD/target/loom}"
 export RUSTFLAGS="--cfg loom"
 mutants=0
 if [[ "${1:-}" == "--mutants" ]]; then mutants=1; shift; fi

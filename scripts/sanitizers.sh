@@ -7,13 +7,13 @@
 #
 # Test sets: the engine's threaded unit tests (epoll::tests, wait_queue::tests) and the
 # eventpoll-stress crate's tests (library, the kernel-vs-engine threaded comparisons and the
-# 10 s stress run). Target dirs: /work/target-san/<sanitizer> (override: SAN_TARGET_ROOT).
+# 10 s stress run). Target dirs: target/san/<sanitizer> (override: SAN_TARGET_ROOT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TOOLCHAIN=nightly
 TARGET=x86_64-unknown-linux-gnu
-ROOT="${SAN_TARGET_ROOT:-/work/target-san}"
+ROOT="${SAN_TARGET_ROOT:-$PWD/target/san}"
 SANITIZERS=("${@:-thread}")
 if [[ $# -eq 0 ]]; then SANITIZERS=(thread address); fi
 
