@@ -187,6 +187,12 @@ unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Resu
         EpollEvent::default()
     };
     let target = p.target(fd)?;
+    if has_event {
+        if let Some(h) = eventpoll_host::Host::host_fd(&target) {
+            h.watch(eventpoll::Events::from_bits_retain(ev.events))
+                .map_err(|e| e.raw())?;
+        }
+    }
     inst.hep
         .epoll()
         .ctl(op, &target, fd, ev)

@@ -392,7 +392,11 @@ impl Process {
         if !sys::is_open(fd) {
             return Err(libc::EBADF);
         }
-        let file = self.host.open(fd).map_err(|e| e.raw())?;
+        // Output readiness is watched once an item asks for it (abi::ctl calls watch).
+        let file = self
+            .host
+            .open_for(fd, eventpoll::Events::empty())
+            .map_err(|e| e.raw())?;
         let desc = Arc::new(HostDesc {
             file: file.clone(),
             numbers: Mutex::new(vec![fd]),

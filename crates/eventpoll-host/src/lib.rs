@@ -114,20 +114,30 @@ impl Host {
     /// file that does not support poll gives a description that epoll refuses with
     /// `EPERM`, as Linux does; a closed descriptor is `EBADF`.
     pub fn open(&self, fd: i32) -> Result<File, Errno> {
-        self.open_impl(fd, false)
+        self.open_impl(fd, false, true)
     }
 
     /// Like [`Host::open`], but the description owns the descriptor and closes it when it
     /// is released.
     pub fn open_owned(&self, fd: OwnedFd) -> Result<File, Errno> {
-        self.open_impl(fd.into_raw_fd(), true)
+        self.open_impl(fd.into_raw_fd(), true, true)
     }
 
-    fn open_impl(&self, fd: i32, owned: bool) -> Result<File, Errno> {
+    /// Like [`Host::open`], but output readiness is watched only if `interest` asks for it
+    /// or a later [`HostFd::watch`] does: a descriptor only ever read from then costs the
+    /// host no output wakeups (with the kernel driver, one kernel epoll item instead of
+    /// two). Items whose interest includes output bits must be preceded by a
+    /// [`HostFd::watch`] of that interest.
+    pub fn open_for(&self, fd: i32, interest: eventpoll::Events) -> Result<File, Errno> {
+        self.open_impl(fd, false, interest.intersects(HostFd::OUT_BITS))
+    }
+
+    fn open_impl(&self, fd: i32, owned: bool, out: bool) -> Result<File, Errno> {
         if !sys::is_open(fd) {
             return Err(Errno::EBADF);
         }
         let host = Arc::new(HostFd::new(fd, owned, true, self.driver.clone()));
+        host.out.store(out, std::sync::atomic::Ordering::Release);
         match self.driver.register(&host) {
             Ok(()) => Ok(File::new(host)),
             Err(libc::EPERM) => Ok(File::new(Arc::new(HostFd::new(

@@ -57,6 +57,10 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Start watching `host`; `Err(EPERM)` when the host file does not support poll.
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()>;
+    /// Start reporting output wakeups for `host` too (see [`HostFd::watch`]).
+    fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
+        Ok(())
+    }
     /// Stop watching `host` (its description is being released).
     fn deregister(&self, host: &HostFd);
     /// Deliver pending activity as wakeups without blocking; returns how many objects were
