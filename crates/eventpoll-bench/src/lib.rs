@@ -1,17 +1,311 @@
-//! `eventpoll bench` (placeholder: the benchmark work fills this in).
-#![allow(missing_docs)]
+//! `eventpoll bench`: where select, poll, the kernel's epoll and eventpoll stand on this
+//! machine.
+//!
+//! The main experiment is the pipetest of the 2002 epoll announcement ([`pipetest`],
+//! [`experiment`]): many pipes, few active, tokens passed through them; it reports tokens per
+//! second and cost per wait for each pipe count N, as a table, an SVG plot and JSON
+//! ([`report`]). `eventpoll bench micro` measures single operations of the engine against the
+//! kernel in the same run and prints ratios.
+//!
+//! The kernel side talks to the host through [`sys`] (the only module with `unsafe`, one FFI
+//! call per block); the engine side goes through `eventpoll::FdTable`, the Linux-shaped layer.
+//!
+//! ```no_run
+//! use eventpoll_bench::experiment::{run, Config, Silent};
+//! let report = run(&Config::quick(), &mut Silent);
+//! println!("{}", eventpoll_bench::report::text(&report));
+//! ```
+
+use clap::Parser as _;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+pub mod alloc;
+pub mod engine;
+pub mod experiment;
+pub mod kernel;
+pub mod machine;
+pub mod micro;
+pub mod pipetest;
+pub mod report;
+pub mod sys;
+
+use experiment::{Config, Method, Progress};
 
 /// `eventpoll bench` arguments.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    about = "The pipetest scalability benchmark: select, poll, the kernel's epoll and eventpoll",
+    long_about = "The pipetest of the 2002 epoll announcement: N pipes watched (10 to 100,000), \
+                  K tokens in flight; each round waits, reads the ready pipes' tokens and writes \
+                  each to another pipe. Reports tokens per second and cost per wait for each N \
+                  and method, a table, an SVG plot (cost per wait vs N) and optionally JSON."
+)]
 pub struct BenchArgs {
-    /// A short run for CI.
+    /// `micro`: single operations, eventpoll vs the kernel.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// A short run for CI (N = 10, 1,000, 10,000; about 10 s).
     #[arg(long)]
     pub quick: bool,
+    /// Tokens in flight (K).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub tokens: u32,
+    /// Pipe counts to run, comma-separated (default 10,100,1000,10000,100000).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Methods to run, comma-separated (select, poll, epoll-lt, epoll-et, eventpoll-lt,
+    /// eventpoll-et, eventpoll-host-pipes; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Time for all cells together, in seconds (default 50; 7 with --quick).
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// Seed of the pseudo-random token paths.
+    #[arg(long, default_value_t = 0x5EED_2002)]
+    pub seed: u64,
+    /// Write every number and the machine's description to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where to write the plot of cost per wait vs N.
+    #[arg(long, value_name = "FILE", default_value = "bench-pipetest.svg")]
+    pub svg: PathBuf,
+    /// Do not write the plot.
+    #[arg(long)]
+    pub no_svg: bool,
 }
 
-/// Run `eventpoll bench`.
-pub fn run(_args: BenchArgs) -> ExitCode {
-    eprintln!("eventpoll bench: not implemented yet");
-    ExitCode::from(2)
+/// Subcommands of `eventpoll bench`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Single operations, eventpoll vs the kernel's epoll in the same run, as ratios:
+    /// epoll_ctl ADD+DEL and MOD, waits with 1 and 100 ready (LT, ET), wait cost with 10
+    /// ready among 100 to 1,000,000 watched, cross-thread wake round trip, bytes per watch.
+    Micro(MicroArgs),
+}
+
+/// `eventpoll bench micro` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MicroArgs {
+    /// Shorter trials (the same figures).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every figure and the machine's description to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Run only these figure groups, comma-separated: ctl, wait, flat, wake, bytes.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(micro::GROUPS))]
+    pub only: Option<Vec<String>>,
+}
+
+/// The pipetest configuration these arguments ask for.
+pub fn config(args: &BenchArgs) -> Result<Config, String> {
+    let mut c = if args.quick {
+        Config::quick()
+    } else {
+        Config::full()
+    };
+    c.tokens = args.tokens as usize;
+    c.seed = args.seed;
+    if let Some(sizes) = &args.sizes {
+        if sizes.is_empty() || sizes.contains(&0) {
+            return Err("--sizes: pipe counts must be positive".into());
+        }
+        let mut s = sizes.clone();
+        s.sort_unstable();
+        s.dedup();
+        c.sizes = s;
+    }
+    if let Some(names) = &args.methods {
+        let mut ms = Vec::new();
+        for name in names {
+            match Method::ALL.iter().find(|m| m.key() == name.as_str()) {
+                Some(&m) => ms.push(m),
+                None => return Err(format!("--methods: unknown method {name:?}")),
+            }
+        }
+        c.methods = ms;
+    }
+    if let Some(b) = args.budget {
+        if !(b.is_finite() && b > 0.0 && b < 86_400.0) {
+            return Err("--budget: seconds must be positive".into());
+        }
+        c.budget = Duration::from_secs_f64(b);
+    }
+    Ok(c)
+}
+
+/// A progress bar on stderr (drawn only when stderr is a terminal).
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn with_template(template: &str) -> Bar {
+        let pb = if std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        Bar(pb)
+    }
+    fn new() -> Bar {
+        Bar::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+    }
+    fn spinner() -> Bar {
+        let bar = Bar::with_template("{elapsed:>4} {spinner} {msg}");
+        bar.0.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, label: &str, done: usize, total: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(done as u64);
+        self.0.set_message(label.to_string());
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> bool {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    match std::fs::write(path, text + "\n") {
+        Ok(()) => {
+            println!("json: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("eventpoll bench: writing {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// Run `eventpoll bench micro` and print the report.
+pub fn run_micro(args: &MicroArgs, quick: bool) -> ExitCode {
+    if let Err(e) = sys::raise_fd_limit() {
+        eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
+    }
+    let mut config = if args.quick || quick {
+        micro::MicroConfig::quick()
+    } else {
+        micro::MicroConfig::full()
+    };
+    if let Some(only) = &args.only {
+        config.groups = only.clone();
+    }
+    let bar = Bar::spinner();
+    let report = micro::run(&config, &mut |label| bar.0.set_message(label.to_string()));
+    bar.0.finish_and_clear();
+    print!("{}", micro::text(&report));
+    let ok = args
+        .json
+        .as_ref()
+        .is_none_or(|p| write_json(p, &micro::json(&report)));
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Run `eventpoll bench` (the pipetest, or `micro`) and print the report.
+pub fn run(args: BenchArgs) -> ExitCode {
+    if let Some(BenchCommand::Micro(m)) = &args.command {
+        return run_micro(m, args.quick);
+    }
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eventpoll bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = sys::raise_fd_limit() {
+        eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
+    }
+    let report = experiment::run(&config, &mut Bar::new());
+    print!("{}", report::text(&report));
+    let mut ok = true;
+    if !args.no_svg {
+        match report::svg(&report, &args.svg) {
+            Ok(()) => println!("plot: {}", args.svg.display()),
+            Err(e) => {
+                eprintln!("eventpoll bench: writing the plot: {e}");
+                ok = false;
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        ok &= write_json(path, &report::json(&report));
+    }
+    let failed = report.cells.iter().any(|c| c.outcome.status() == "failed");
+    if failed {
+        eprintln!("eventpoll bench: some cells failed (see the table)");
+    }
+    if ok && !failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Parse `eventpoll bench` arguments from a list (for tests and embedding).
+pub fn parse_args<I, T>(args: I) -> Result<BenchArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    Wrapper::try_parse_from(args).map(|w| w.args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_make_configs() {
+        let a = parse_args(["bench", "--quick"]).unwrap();
+        let c = config(&a).unwrap();
+        assert_eq!(c.sizes, vec![10, 1_000, 10_000]);
+        assert_eq!(c.tokens, 16);
+        let a = parse_args([
+            "bench",
+            "--sizes",
+            "100,10",
+            "--methods",
+            "poll,epoll-et",
+            "--budget",
+            "2",
+        ])
+        .unwrap();
+        let c = config(&a).unwrap();
+        assert_eq!(c.sizes, vec![10, 100]);
+        assert_eq!(c.methods, vec![Method::Poll, Method::EpollEt]);
+        assert_eq!(c.budget, Duration::from_secs(2));
+        let a = parse_args(["bench", "--methods", "kqueue"]).unwrap();
+        assert!(config(&a).is_err());
+        let a = parse_args(["bench", "--sizes", "0"]).unwrap();
+        assert!(config(&a).is_err());
+        assert!(parse_args(["bench", "--tokens", "0"]).is_err());
+        let a = parse_args(["bench", "micro", "--quick", "--json", "m.json"]).unwrap();
+        match a.command {
+            Some(BenchCommand::Micro(m)) => {
+                assert!(m.quick);
+                assert_eq!(m.json, Some(PathBuf::from("m.json")));
+            }
+            None => panic!("micro not parsed"),
+        }
+    }
 }

@@ -8,9 +8,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The directory with `libeventpoll.so` and `.a`: this test runs from `<target>/<profile>/deps`.
+/// `cargo test` does not build a cdylib/staticlib-only crate for its own integration tests,
+/// so the first test to need the library builds it (same target directory and profile);
+/// `cargo test --workspace` then works on a fresh clone.
 fn lib_dir() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    BUILD.call_once(|| {
+        let target_dir = dir.parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "eventpoll-capi", "--target-dir"])
+            .arg(target_dir);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for libeventpoll");
+        assert!(status.success(), "cargo build -p eventpoll-capi failed");
+    });
     assert!(
         dir.join("libeventpoll.so").is_file(),
         "libeventpoll.so not built in {}",

@@ -273,3 +273,51 @@ impl Runner<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::{pair, Fake, Quirk};
+    use crate::script::parse;
+
+    #[test]
+    fn a_panicking_backend_becomes_a_panic_line() {
+        let kinds = pair(|| Fake::boxed(Quirk::PanicOnEpoll));
+        let s = parse("p.ep", "pipe r w\nepoll e\nwait e 1 0\n").unwrap();
+        let t = run_script(&s, &kinds[1]);
+        assert_eq!(t.lines.len(), 2);
+        assert_eq!(t.lines[0], "pipe r w => ok");
+        assert!(
+            t.lines[1].starts_with("epoll e => panic: fake backend: epoll_create1 is broken (at "),
+            "{}",
+            t.lines[1]
+        );
+        assert!(t.panic.is_some());
+        // The same thread can run scenarios afterwards, panics and all.
+        let again = run_script(&s, &kinds[0]);
+        assert_eq!(again.lines[2], "wait e 1 0 => 1 [7 in]");
+        assert_eq!(again.panic, None);
+    }
+
+    #[test]
+    fn results_are_formatted_per_command() {
+        let kinds = pair(|| Fake::boxed(Quirk::WriteThreeAfterPipe));
+        let s = parse(
+            "f.ep",
+            "write fd:3 3\npipe r w\nwrite w 3\nefd-write r 1\npoll r\nsetpipesz r 8192\n",
+        )
+        .unwrap();
+        let t = run_script(&s, &kinds[1]);
+        assert_eq!(
+            t.lines,
+            [
+                "write fd:3 3 => 3",
+                "pipe r w => ok",
+                "write w 3 => EPIPE",
+                "efd-write r 1 => ok",
+                "poll r => out",
+                "setpipesz r 8192 => 8192",
+            ]
+        );
+    }
+}

@@ -39,7 +39,15 @@ struct SignalState {
     sleeper: Mutex<Option<Arc<Parker>>>,
 }
 
+#[cfg(not(loom))]
 thread_local! {
+    static CURRENT: Interrupt = Interrupt { state: Arc::new(SignalState::default()) };
+}
+// loom runs a model's threads as coroutines on one OS thread, and reruns the model many
+// times: a std thread-local would be shared by all of them and outlive the execution that
+// created its loom mutex. loom's thread-local is per model thread and per execution.
+#[cfg(loom)]
+loom::thread_local! {
     static CURRENT: Interrupt = Interrupt { state: Arc::new(SignalState::default()) };
 }
 

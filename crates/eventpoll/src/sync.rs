@@ -4,14 +4,21 @@
 //! Only this module names `std::sync` or `loom::sync`; everything else imports from here.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+/// Under loom, `Arc` stays `std`'s: loom's `Arc` cannot hold the engine's trait objects
+/// (`Arc<dyn FileOps>`, `Arc<dyn WakeCallback>`: no unsized coercion) nor be a method
+/// receiver (`self: &Arc<Self>`). Reference counting is not part of the protocol under test
+/// (a freed object cannot be reached through an `Arc` in safe code); the mutexes, atomics and
+/// thread parking that the wait/wake protocol is made of are loom's.
+#[cfg(loom)]
+pub(crate) use std::sync::Arc;
 
 /// Lock a mutex, ignoring poisoning: the engine's invariants are re-established before any
 /// code that could panic runs, and a panic in a user callback must not wedge every later

@@ -195,6 +195,21 @@ impl FdTable {
             .ok_or(Errno::EBADF)
     }
 
+    /// The descriptions behind two numbers, looked up under one acquisition of the table's
+    /// lock; each side is `EBADF` on its own.
+    pub(crate) fn get_pair(&self, a: i32, b: i32) -> (Result<File>, Result<File>) {
+        let s = lock(&self.slots);
+        let get = |fd: i32| {
+            usize::try_from(fd)
+                .ok()
+                .and_then(|i| s.slots.get(i))
+                .and_then(|slot| slot.as_ref())
+                .map(|slot| slot.file.clone())
+                .ok_or(Errno::EBADF)
+        };
+        (get(a), get(b))
+    }
+
     /// Install `file` at the lowest free number.
     pub fn install(&self, file: File, cloexec: bool) -> Result<i32> {
         let mut s = lock(&self.slots);
@@ -421,6 +436,26 @@ impl FdTable {
     }
 
     // ----- epoll -----
+
+    /// The items of the epoll instance `epfd`, as `/proc/self/fdinfo/EPFD` lists them
+    /// (`EBADF`, or `EINVAL` when `epfd` is not an instance), sorted by descriptor number.
+    ///
+    /// ```
+    /// use eventpoll::{FdTable, EpollEvent, Events, table::TableConfig};
+    /// let t = FdTable::new(); // no CAP_BLOCK_SUSPEND: EPOLLWAKEUP is dropped
+    /// let ep = t.epoll_create1(0).unwrap();
+    /// let efd = t.eventfd(0, 0).unwrap();
+    /// t.epoll_ctl(ep, 1, efd, Some(&EpollEvent::new(Events::IN | Events::WAKEUP, 9))).unwrap();
+    /// let info = t.epoll_items(ep).unwrap();
+    /// assert_eq!(info[0].events, Events::IN | Events::ERR | Events::HUP);
+    /// ```
+    pub fn epoll_items(&self, epfd: i32) -> Result<Vec<crate::epoll::ItemInfo>> {
+        let file = self.get(epfd)?;
+        let ep = file.as_epoll().ok_or(Errno::EINVAL)?;
+        let mut items = ep.items_info();
+        items.sort_by_key(|i| i.fd);
+        Ok(items)
+    }
 
     /// `epoll_create(size)`: `EINVAL` unless `size > 0`.
     pub fn epoll_create(&self, size: i32) -> Result<i32> {

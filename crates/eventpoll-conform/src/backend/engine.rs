@@ -1,12 +1,13 @@
 //! The engine backend: the same operations on one [`eventpoll::FdTable`] per scenario. The
 //! table numbers descriptors from 0, lowest free first, so scenario number `n` is engine
-//! descriptor `n` and no mapping is needed.
+//! descriptor `n` and no mapping is needed. Its size (`RLIMIT_NOFILE`) is the kernel range's
+//! ([`super::kernel::scenario_fd_limit`]), so raw numbers past the end fail alike.
 
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
-use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec};
-#[allow(unused_imports)]
-use pending::PendingObjects as _;
+use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
+use eventpoll::table::TableConfig;
+use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
 
 /// The engine backend. See the module documentation.
 pub struct Engine {
@@ -17,8 +18,13 @@ pub struct Engine {
 
 /// A fresh engine backend with an empty table.
 pub fn create() -> Box<dyn Backend> {
+    // The kernel range's size, so that raw numbers beyond it fail the same way.
+    let config = TableConfig {
+        max_fds: super::kernel::scenario_fd_limit(),
+        ..TableConfig::default()
+    };
     Box::new(Engine {
-        table: FdTable::new(),
+        table: FdTable::with_config(config, User::new(DEFAULT_MAX_USER_WATCHES)),
         items: 0,
     })
 }
@@ -61,7 +67,7 @@ impl Backend for Engine {
     }
 
     fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)> {
-        use pending::SocketType;
+        use eventpoll::objects::socket::SocketType;
         let ty = match ty {
             SockType::Stream => SocketType::Stream,
             SockType::Dgram => SocketType::Dgram,
@@ -181,49 +187,4 @@ impl Backend for Engine {
     fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32> {
         self.table.dup2(fd, target).map_err(err)
     }
-}
-
-/// Stand-ins for the object-creating calls of the `objects` work, which is not merged yet:
-/// each returns `ENOSYS`. They have the announced signatures; once `FdTable` has the real
-/// (inherent) methods, those take precedence and this module is deleted.
-mod pending {
-    use eventpoll::{Errno, FdTable, ITimerSpec, Result};
-
-    /// Placeholder for `eventpoll::objects::socket::SocketType`.
-    #[derive(Clone, Copy, Debug)]
-    pub enum SocketType {
-        Stream,
-        Dgram,
-        SeqPacket,
-    }
-
-    #[allow(dead_code)]
-    pub trait PendingObjects {
-        fn pipe2(&self, _flags: i32) -> Result<(i32, i32)> {
-            Err(Errno::ENOSYS)
-        }
-        fn set_pipe_size(&self, _fd: i32, _size: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn eventfd(&self, _init: u32, _flags: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn socketpair(&self, _ty: SocketType, _flags: i32) -> Result<(i32, i32)> {
-            Err(Errno::ENOSYS)
-        }
-        fn shutdown(&self, _fd: i32, _how: i32) -> Result<()> {
-            Err(Errno::ENOSYS)
-        }
-        fn timerfd_create(&self, _clockid: i32, _flags: i32) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-        fn timerfd_settime(&self, _fd: i32, _flags: i32, _new: &ITimerSpec) -> Result<ITimerSpec> {
-            Err(Errno::ENOSYS)
-        }
-        fn open_regular(&self) -> Result<i32> {
-            Err(Errno::ENOSYS)
-        }
-    }
-
-    impl PendingObjects for FdTable {}
 }

@@ -14,9 +14,12 @@
 //! `RLIMIT_NOFILE` is raised to the hard limit so that the range fits.
 //!
 //! `settime T expired` arms the timer with `TFD_TIMER_ABSTIME` and an expiry of 1 ns after
-//! the monotonic clock's epoch. The kernel fires it from the timer interrupt, not inside
-//! `timerfd_settime`, so the backend then waits in `poll()` (at most one second) until the
-//! timer is readable: the expiry and its wakeups have happened before the next command runs.
+//! the monotonic clock's epoch. Expiry is the hrtimer's business, which could in principle
+//! happen after `timerfd_settime` returns, so the backend then waits in `poll()` (at most one
+//! second) until the timer is readable: the expiry and its wakeups have happened before the
+//! next command runs. On this machine (Linux 6.18) the wait is never needed — 200,000 tries of
+//! `timerfd_settime` followed at once by `epoll_wait(.., 0)` (and by `poll(.., 0)`) never
+//! missed the expiry — so it is a safety net that costs one `poll` call.
 
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
@@ -73,27 +76,51 @@ fn kfd(n: i32) -> i32 {
     }
 }
 
+/// Process setup, once: ignore `SIGPIPE`, raise the soft descriptor limit to the hard one.
+fn setup() {
+    static SETUP: Once = Once::new();
+    SETUP.call_once(|| {
+        // SAFETY: plain system calls with valid arguments; ignoring SIGPIPE and raising
+        // the soft descriptor limit to the hard one affect only this process.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    });
+}
+
+/// How many scenario numbers the kernel range has: the soft `RLIMIT_NOFILE` (after
+/// [`Kernel::new`] raised it) minus [`BASE`]. Numbers at or above it are `EBADF`/`EMFILE`
+/// on the kernel, so other backends use it as their table size.
+pub fn scenario_fd_limit() -> usize {
+    setup();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit to fill.
+    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    usize::try_from(cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(BASE as usize)
+        .max(1)
+}
+
 impl Kernel {
     /// Take the range (waiting for any other kernel scenario of this process to finish).
     pub fn new() -> Kernel {
-        static SETUP: Once = Once::new();
-        SETUP.call_once(|| {
-            // SAFETY: plain system calls with valid arguments; ignoring SIGPIPE and raising
-            // the soft descriptor limit to the hard one affect only this process.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-                let mut lim = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0
-                    && lim.rlim_cur < lim.rlim_max
-                {
-                    lim.rlim_cur = lim.rlim_max;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                }
-            }
-        });
+        setup();
         // A scenario that panicked while holding the lock released no descriptors of its own
         // (drop still ran), so a poisoned lock is safe to take.
         let guard = RANGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());

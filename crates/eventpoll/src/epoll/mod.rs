@@ -275,6 +275,18 @@ impl InterestList {
     }
 }
 
+/// One item of an interest list, as [`EpollShared::items_info`] reports it (the `tfd:`
+/// lines of Linux's fdinfo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemInfo {
+    /// The descriptor number the item was added with.
+    pub fd: i32,
+    /// The stored interest mask.
+    pub events: Events,
+    /// The user data.
+    pub data: u64,
+}
+
 /// An epoll instance: the object behind an epoll file description.
 pub struct EpollShared {
     mtx: Mutex<InterestList>,
@@ -328,6 +340,25 @@ impl EpollShared {
     /// Whether the interest list is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The interest list as Linux's `/proc/PID/fdinfo/EPFD` shows it: one entry per item,
+    /// in no particular order, with the stored interest mask (including the flags, and
+    /// `ERR|HUP`, and `WAKEUP` only when the caller had the capability) and data.
+    pub fn items_info(&self) -> Vec<ItemInfo> {
+        let il = lock(&self.mtx);
+        let r = lock(&self.ready);
+        il.watches
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, w)| {
+                w.as_ref().map(|w| ItemInfo {
+                    fd: w.fd,
+                    events: Events::from_bits_retain(r.slots[slot].events),
+                    data: r.slots[slot].data,
+                })
+            })
+            .collect()
     }
 
     /// Whether some item of some instance watches this one.
@@ -421,6 +452,7 @@ impl EpollShared {
     /// (re-appended at the tail when level-triggered and reported, disabled when one-shot);
     /// the overflow list is linked; unprocessed entries go back to the head, in order.
     fn done_scan(&self, tx: &[TxEntry], processed: usize) {
+        let _unparks = crate::wait_queue::deferred::Unparks::begin();
         let mut r = lock(&self.ready);
         for e in &tx[..processed] {
             let slot = e.slot;
@@ -580,7 +612,7 @@ impl EpollShared {
     /// Steps 4–9 of `epoll_ctl` for resolved descriptions (Linux's `do_epoll_ctl` after the
     /// copy-in and `fdget`s). `ep_file` must be this instance's own file.
     pub(crate) fn ctl_files(
-        self: &Arc<Self>,
+        &self,
         ep_file: &File,
         op: i32,
         target: &File,
@@ -598,25 +630,28 @@ impl EpollShared {
         if ep_file.same_description(target) {
             return Err(Errno::EINVAL);
         }
-        let target_ep = target.epoll_arc();
+        let target_is_epoll = target.as_epoll().is_some();
         let interest = Events::from_bits_retain(event.events);
         if has_event && interest.contains(Events::EXCLUSIVE) {
             if op == EPOLL_CTL_MOD {
                 return Err(Errno::EINVAL);
             }
             if op == EPOLL_CTL_ADD
-                && (target_ep.is_some() || !(interest - Events::EXCLUSIVE_OK).is_empty())
+                && (target_is_epoll || !(interest - Events::EXCLUSIVE_OK).is_empty())
             {
                 return Err(Errno::EINVAL);
             }
         }
         let key = target.inner.key();
-        if op == EPOLL_CTL_ADD && (self.is_watched() || target_ep.is_some()) {
+        if op == EPOLL_CTL_ADD && (self.is_watched() || target_is_epoll) {
+            let me = ep_file
+                .epoll_arc()
+                .expect("ep_file is this instance's file");
             // Full check: loops, depth and wakeup paths, serialised globally.
             let _nest = nest::NEST_CHECK.lock().unwrap_or_else(|e| e.into_inner());
             let mut check_files = Vec::new();
-            if let Some(tep) = &target_ep {
-                nest::loop_check(self, tep, &mut check_files)?;
+            if let Some(tep) = target.epoll_arc() {
+                nest::loop_check(&me, &tep, &mut check_files)?;
             } else {
                 check_files.push(target.ops().clone());
             }
@@ -624,13 +659,18 @@ impl EpollShared {
             if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
             }
-            return self.insert(&mut il, target, fd, event, Some(&check_files));
+            return me.insert(&mut il, target, fd, event, Some(&check_files));
         }
         let mut il = lock(&self.mtx);
         let slot = il.find(key, fd);
         match (op, slot) {
             (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
-            (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, fd, event, None),
+            (EPOLL_CTL_ADD, None) => {
+                let me = ep_file
+                    .epoll_arc()
+                    .expect("ep_file is this instance's file");
+                me.insert(&mut il, target, fd, event, None)
+            }
             (EPOLL_CTL_DEL, Some(slot)) => {
                 self.remove(&mut il, slot);
                 Ok(())
@@ -705,6 +745,7 @@ impl EpollShared {
     /// Put a freshly polled, ready item on the ready list unless it is there, waking one
     /// waiter and the instance's pollers (end of `ep_insert` / `ep_modify`).
     fn link_and_wake(&self, slot: u32) {
+        let _unparks = crate::wait_queue::deferred::Unparks::begin();
         let pwake;
         {
             let mut r = lock(&self.ready);
@@ -768,11 +809,15 @@ impl EpollShared {
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
-    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`).
+    /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
+    /// instance may have been released meanwhile (`release_all` empties `watches`), so the
+    /// slot may no longer exist.
     pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
         let mut il = lock(&self.mtx);
-        let owned = il.watches[slot as usize]
-            .as_ref()
+        let owned = il
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
             .is_some_and(|w| w.key == key);
         if owned {
             self.remove(&mut il, slot);
@@ -811,6 +856,38 @@ impl EpollShared {
             .into_iter()
             .map(|(ep, _)| ep)
             .collect()
+    }
+}
+
+/// Introspection for the loom models (`crate::loom_models`): how many threads are blocked
+/// in `wait`, and the ready list walked and checked for integrity (prev/next links agree, no
+/// item twice, tail is the last item).
+#[cfg(all(test, loom))]
+impl EpollShared {
+    pub(crate) fn blocked_waiters(&self) -> usize {
+        self.wq.len()
+    }
+
+    pub(crate) fn ready_list(&self) -> Vec<u32> {
+        let r = lock(&self.ready);
+        let mut out = Vec::new();
+        let (mut prev, mut cur) = (NIL, r.head);
+        while cur != NIL {
+            assert!(!out.contains(&cur), "ready list: slot {cur} linked twice");
+            assert_eq!(
+                r.slots[cur as usize].prev, prev,
+                "ready list: bad prev link"
+            );
+            out.push(cur);
+            prev = cur;
+            cur = r.slots[cur as usize].next;
+        }
+        assert_eq!(r.tail, prev, "ready list: bad tail");
+        assert!(
+            !r.scanning && r.ovf_head == NIL,
+            "ready list: scan left open"
+        );
+        out
     }
 }
 
@@ -878,12 +955,12 @@ pub(crate) fn ctl(
     } else {
         EpollEvent::default()
     };
-    let ep_file = table.get(epfd)?;
-    let target = table.get(fd)?;
+    let (ep_file, target) = table.get_pair(epfd, fd);
+    let (ep_file, target) = (ep_file?, target?);
     if target.ops().wait_queue().is_none() {
         return Err(Errno::EPERM);
     }
-    let Some(ep) = ep_file.epoll_arc() else {
+    let Some(ep) = ep_file.as_epoll() else {
         // Steps 5–6: not an epoll instance (the WAKEUP clearing has no visible effect).
         return Err(Errno::EINVAL);
     };

@@ -547,6 +547,45 @@ fn wakeup_during_harvest_is_not_lost() {
     }
 }
 
+/// A pollable that, when polled, makes another object ready and wakes it: a wakeup that
+/// arrives while a harvest is in progress.
+struct Trigger {
+    other: Arc<Level>,
+    queue: WaitQueue,
+}
+impl Pollable for Trigger {
+    fn poll(&self) -> Events {
+        self.other.set(Events::IN, Events::IN);
+        Events::IN
+    }
+    fn wait_queue(&self) -> &WaitQueue {
+        &self.queue
+    }
+}
+
+#[test]
+fn wakeups_during_a_harvest_go_ahead_of_re_appended_items() {
+    let ep = Epoll::new();
+    let (la, fa) = level();
+    la.set(Events::IN, Events::empty());
+    let (lc, fc) = level();
+    let trigger = Arc::new(Trigger {
+        other: lc.clone(),
+        queue: WaitQueue::new(),
+    });
+    let fb = File::new(trigger);
+    ep.add(&fa, Interest::READABLE, 1).unwrap();
+    ep.add(&fb, Interest::READABLE, 2).unwrap();
+    ep.add(&fc, Interest::READABLE.edge(), 3).unwrap();
+    // Polling B wakes C mid-harvest: C is chained on the overflow list even though it is
+    // on this harvest's transfer list and is then reported (edge-triggered, so taken off).
+    // When the harvest ends the overflow list goes ahead of the re-appended A and B
+    // (Linux's ep_done_scan), so C comes first next time, and again after that.
+    assert_eq!(datas(&harvest(&ep, 8)), vec![1, 2, 3]);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![3, 1, 2]);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![3, 1, 2]);
+}
+
 /// A test object of a batch class: counts single polls and batched calls.
 #[derive(Default)]
 struct Batched {
@@ -617,4 +656,78 @@ fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
     assert_eq!(datas(&harvest(&ep, 2)), vec![1, 2]);
     assert_eq!(datas(&harvest(&ep, 2)), vec![3, 4]);
     assert_eq!(datas(&harvest(&ep, 8)), vec![99, 1, 2, 3, 4]);
+}
+
+#[test]
+fn wakeup_flag_needs_the_capability() {
+    use crate::table::TableConfig;
+    let ev_wakeup = ev(Events::IN | Events::WAKEUP, 1);
+    for (cap, kept) in [(false, false), (true, true)] {
+        let t = FdTable::with_config(
+            TableConfig {
+                cap_block_suspend: cap,
+                ..TableConfig::default()
+            },
+            User::new(100),
+        );
+        let ep = t.epoll_create1(0).unwrap();
+        let (_l, f) = level();
+        let fd = t.install(f, false).unwrap();
+        t.epoll_ctl(ep, ADD, fd, Some(&ev_wakeup)).unwrap();
+        let info = t.epoll_items(ep).unwrap();
+        assert_eq!(info.len(), 1);
+        assert_eq!(info[0].events.contains(Events::WAKEUP), kept);
+        assert_eq!(
+            info[0].events & !Events::WAKEUP,
+            Events::IN | Events::ERR | Events::HUP
+        );
+        // MOD drops it the same way.
+        t.epoll_ctl(ep, MOD, fd, Some(&ev_wakeup)).unwrap();
+        assert_eq!(
+            t.epoll_items(ep).unwrap()[0]
+                .events
+                .contains(Events::WAKEUP),
+            kept
+        );
+    }
+}
+
+#[test]
+fn fork_shares_descriptions_until_both_close() {
+    let t = FdTable::new();
+    let ep = t.epoll_create1(0).unwrap();
+    let (l, f) = level();
+    let fd = t.install(f, false).unwrap();
+    t.epoll_ctl(ep, ADD, fd, Some(&ev(Events::IN, 4))).unwrap();
+    let child = t.fork();
+    t.close(fd).unwrap();
+    // The child's descriptor keeps the description, and so the item, alive.
+    l.set(Events::IN, Events::IN);
+    let mut buf = [EpollEvent::default(); 2];
+    assert_eq!(child.epoll_wait(ep, &mut buf, 2, 0), Ok(1));
+    assert_eq!(t.epoll_wait(ep, &mut buf, 2, 0), Ok(1)); // same shared instance
+    child.close(fd).unwrap();
+    assert_eq!(t.epoll_wait(ep, &mut buf, 2, 0), Ok(0));
+    assert_eq!(t.epoll_items(ep).unwrap(), vec![]);
+}
+
+#[test]
+fn descriptor_limit_is_emfile() {
+    use crate::table::TableConfig;
+    let t = FdTable::with_config(
+        TableConfig {
+            max_fds: 3,
+            ..TableConfig::default()
+        },
+        User::new(100),
+    );
+    let a = t.epoll_create1(0).unwrap();
+    let (b, c) = (t.epoll_create1(0).unwrap(), t.epoll_create1(0).unwrap());
+    assert_eq!((a, b, c), (0, 1, 2));
+    assert_eq!(t.epoll_create1(0), Err(Errno::EMFILE));
+    assert_eq!(t.dup(a), Err(Errno::EMFILE));
+    assert_eq!(t.pipe2(0), Err(Errno::EMFILE));
+    t.close(b).unwrap();
+    assert_eq!(t.dup(a), Ok(1)); // lowest free number
+    assert_eq!(t.dup2(a, 3), Err(Errno::EBADF)); // beyond the limit
 }

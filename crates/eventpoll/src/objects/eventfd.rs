@@ -31,7 +31,7 @@
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
 use crate::file::{File, FileOps};
-use crate::sync::{lock, Arc, Mutex};
+use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::table::FdTable;
 use crate::wait_queue::WaitQueue;
 
@@ -45,7 +45,9 @@ pub const EFD_CLOEXEC: i32 = O_CLOEXEC;
 /// An eventfd counter. See the [module documentation](self).
 #[derive(Debug, Default)]
 pub struct EventFd {
-    count: Mutex<u64>,
+    /// The counter. Every update is one atomic read-modify-write, so `poll` reads it
+    /// without a lock (as Linux's `eventfd_poll` does).
+    count: AtomicU64,
     semaphore: bool,
     queue: WaitQueue,
 }
@@ -60,7 +62,7 @@ impl EventFd {
     /// ```
     pub fn new(init: u64, semaphore: bool) -> Arc<EventFd> {
         Arc::new(EventFd {
-            count: Mutex::new(init),
+            count: AtomicU64::new(init),
             semaphore,
             queue: WaitQueue::new(),
         })
@@ -68,7 +70,7 @@ impl EventFd {
 
     /// The counter's current value.
     pub fn count(&self) -> u64 {
-        *lock(&self.count)
+        self.count.load(Ordering::Acquire)
     }
 
     /// Whether reads take 1 at a time.
@@ -86,10 +88,13 @@ impl EventFd {
         if value == u64::MAX {
             return Err(Errno::EINVAL);
         }
-        let fits = |c: u64| u64::MAX - c > value;
         let try_add = || {
-            let mut c = lock(&self.count);
-            fits(*c).then(|| *c += value)
+            self.count
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    (u64::MAX - c > value).then(|| c + value)
+                })
+                .ok()
+                .map(|_| ())
         };
         if try_add().is_none() {
             if nonblock {
@@ -104,15 +109,15 @@ impl EventFd {
     /// Take the counter (or 1 in semaphore mode) (`eventfd_read` without the byte handling).
     pub fn take(&self, nonblock: bool) -> Result<u64> {
         let try_take = || {
-            let mut c = lock(&self.count);
-            if *c == 0 {
-                None
-            } else if self.semaphore {
-                *c -= 1;
-                Some(1)
-            } else {
-                Some(std::mem::take(&mut *c))
-            }
+            let semaphore = self.semaphore;
+            self.count
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| match c {
+                    0 => None,
+                    c if semaphore => Some(c - 1),
+                    _ => Some(0),
+                })
+                .ok()
+                .map(|c| if semaphore { 1 } else { c })
         };
         let value = match try_take() {
             Some(v) => v,
@@ -126,7 +131,7 @@ impl EventFd {
 
 impl FileOps for EventFd {
     fn poll(&self) -> Events {
-        let c = *lock(&self.count);
+        let c = self.count.load(Ordering::Acquire);
         let mut mask = Events::empty();
         if c > 0 {
             mask |= Events::IN;

@@ -1,0 +1,555 @@
+//! The pipetest experiment as a whole: which (method, N) cells to run, the descriptor-limit
+//! and `FD_SETSIZE` rules that cap or skip kernel cells, the adaptive time budget, and the
+//! loop that runs every cell (with a progress bar) and collects a [`Report`].
+//!
+//! The budget is shared out as the run goes: each cell gets the time left divided by the
+//! cells left, its set-up and tear-down included, so slow set-ups are paid for by shorter
+//! measurements rather than by overrunning the total.
+
+use crate::kernel::{EpollRig, PollRig, SelectRig};
+use crate::machine::Machine;
+use crate::pipetest::{drain, run_rounds, start, Rig, Stats};
+use crate::sys::FD_SETSIZE;
+use std::time::{Duration, Instant};
+
+/// A readiness mechanism under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `select(2)` over real pipes.
+    Select,
+    /// `poll(2)` over real pipes.
+    Poll,
+    /// The kernel's epoll, level-triggered, over real pipes.
+    EpollLt,
+    /// The kernel's epoll, edge-triggered, over real pipes.
+    EpollEt,
+    /// The eventpoll engine, level-triggered, over its in-process pipes.
+    EngineLt,
+    /// The eventpoll engine, edge-triggered, over its in-process pipes.
+    EngineEt,
+    /// The eventpoll engine over real (host) pipes.
+    EngineHost,
+}
+
+impl Method {
+    /// Every method, in report order.
+    pub const ALL: [Method; 7] = [
+        Method::Select,
+        Method::Poll,
+        Method::EpollLt,
+        Method::EpollEt,
+        Method::EngineLt,
+        Method::EngineEt,
+        Method::EngineHost,
+    ];
+
+    /// A stable machine-readable name (used in the JSON output).
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Select => "select",
+            Method::Poll => "poll",
+            Method::EpollLt => "epoll-lt",
+            Method::EpollEt => "epoll-et",
+            Method::EngineLt => "eventpoll-lt",
+            Method::EngineEt => "eventpoll-et",
+            Method::EngineHost => "eventpoll-host-pipes",
+        }
+    }
+
+    /// The name shown in the table and the plot.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Select => "select",
+            Method::Poll => "poll",
+            Method::EpollLt => "kernel epoll LT",
+            Method::EpollEt => "kernel epoll ET",
+            Method::EngineLt => "eventpoll LT (in-process pipes)",
+            Method::EngineEt => "eventpoll ET (in-process pipes)",
+            Method::EngineHost => "eventpoll (host pipes)",
+        }
+    }
+
+    /// Whether the method uses host descriptors (and so is bound by the descriptor limit).
+    pub fn uses_host_fds(self) -> bool {
+        matches!(
+            self,
+            Method::Select | Method::Poll | Method::EpollLt | Method::EpollEt
+        )
+    }
+}
+
+/// The settings of one pipetest run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pipe counts (N) to run, ascending.
+    pub sizes: Vec<usize>,
+    /// Tokens in flight (K).
+    pub tokens: usize,
+    /// Seed of the pseudo-random token paths.
+    pub seed: u64,
+    /// Time for all cells together (set-up, measurement and tear-down).
+    pub budget: Duration,
+    /// Methods to run (others are left out of the report).
+    pub methods: Vec<Method>,
+}
+
+impl Config {
+    /// The default run: N = 10 … 100,000, K = 16, about 50 s of cells.
+    pub fn full() -> Config {
+        Config {
+            sizes: vec![10, 100, 1_000, 10_000, 100_000],
+            tokens: 16,
+            seed: 0x5EED_2002,
+            budget: Duration::from_secs(50),
+            methods: Method::ALL.to_vec(),
+        }
+    }
+
+    /// The `--quick` run: N = 10, 1,000, 10,000, about 7 s of cells.
+    pub fn quick() -> Config {
+        Config {
+            sizes: vec![10, 1_000, 10_000],
+            budget: Duration::from_secs(7),
+            ..Config::full()
+        }
+    }
+}
+
+/// What became of one (method, N) cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It ran; the measured stretch.
+    Ran(Stats),
+    /// It cannot run on this machine (a limit), with the reason.
+    Skipped(String),
+    /// The backend is not available in this build, with the reason (kept for the JSON
+    /// format: the engine cells were reported so before the engine landed).
+    Unavailable(String),
+    /// The backend is a later issue.
+    NotImplemented(String),
+    /// It started but failed, with the error.
+    Failed(String),
+}
+
+impl Outcome {
+    /// A machine-readable status word.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Ran(_) => "ok",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Unavailable(_) => "unavailable",
+            Outcome::NotImplemented(_) => "not-implemented",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// The measured stats, if it ran.
+    pub fn stats(&self) -> Option<&Stats> {
+        match self {
+            Outcome::Ran(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One (method, N) cell of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// The mechanism.
+    pub method: Method,
+    /// The N asked for.
+    pub requested: usize,
+    /// The N it ran at (smaller than `requested` when the descriptor limit capped it).
+    pub n: usize,
+    /// The result.
+    pub outcome: Outcome,
+    /// A remark (such as why N was capped).
+    pub note: Option<String>,
+    /// Time to create the pipes and register them.
+    pub setup: Duration,
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// How it ran.
+    pub config: Config,
+    /// Every cell, in run order (N ascending, then method).
+    pub cells: Vec<Cell>,
+    /// Wall time of all cells.
+    pub elapsed: Duration,
+    /// The largest N the kernel methods could run at (descriptor limit).
+    pub kernel_max_n: usize,
+    /// The largest N select could run at (`FD_SETSIZE`).
+    pub select_max_n: usize,
+}
+
+impl Report {
+    /// The cell for (method, requested N).
+    pub fn cell(&self, method: Method, requested: usize) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.method == method && c.requested == requested)
+    }
+}
+
+/// The largest pipe counts the host allows: (all kernel methods, select), from the soft
+/// descriptor limit and the descriptors open now, rounded down to a multiple of 10.
+pub fn kernel_limits(soft_limit: u64, open_now: usize) -> (usize, usize) {
+    let spare = 8; // the epoll instance and a few more, with room to spare
+    let free = (soft_limit as usize).saturating_sub(open_now + spare);
+    let kernel = free / 2 / 10 * 10;
+    // select: the read ends must be numbered below FD_SETSIZE; write ends go above it.
+    let select = FD_SETSIZE.saturating_sub(open_now + spare) / 10 * 10;
+    (kernel, select.min(kernel))
+}
+
+/// How a cell is to be run (decided before any runs).
+#[derive(Debug, Clone)]
+enum Plan {
+    Run { n: usize, note: Option<String> },
+    Fixed(Outcome),
+}
+
+fn plan(
+    method: Method,
+    requested: usize,
+    kernel_max: usize,
+    select_max: usize,
+    fd_soft: u64,
+) -> Plan {
+    match method {
+        Method::EngineHost => Plan::Fixed(Outcome::NotImplemented(
+            "eventpoll over real (host) pipes is a later issue".into(),
+        )),
+        Method::EngineLt | Method::EngineEt => Plan::Run {
+            n: requested,
+            note: None,
+        },
+        Method::Select if requested > select_max => Plan::Fixed(Outcome::Skipped(format!(
+            "select watches only descriptor numbers below FD_SETSIZE ({FD_SETSIZE})"
+        ))),
+        _ if requested <= kernel_max => Plan::Run {
+            n: requested,
+            note: None,
+        },
+        // Capped: run at the largest N the limit allows when that is close to the request.
+        _ if kernel_max * 10 >= requested * 9 => Plan::Run {
+            n: kernel_max,
+            note: Some(format!(
+                "N={} (not {}): the descriptor limit {} allows 2 descriptors x {} pipes",
+                fmt_count(kernel_max as f64),
+                fmt_count(requested as f64),
+                fmt_count(fd_soft as f64),
+                fmt_count(kernel_max as f64)
+            )),
+        },
+        _ => Plan::Fixed(Outcome::Skipped(format!(
+            "needs {} descriptors (2 per pipe); the descriptor limit is {}",
+            fmt_count(2.0 * requested as f64),
+            fmt_count(fd_soft as f64)
+        ))),
+    }
+}
+
+/// Progress callbacks: `start(label, done, total)` before each cell that runs.
+pub trait Progress {
+    /// A cell is about to run.
+    fn start(&mut self, label: &str, done: usize, total: usize);
+    /// All cells are done.
+    fn finish(&mut self);
+}
+
+/// No progress display.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _label: &str, _done: usize, _total: usize) {}
+    fn finish(&mut self) {}
+}
+
+/// Run the experiment. The soft descriptor limit should already be raised.
+pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
+    let machine = Machine::describe();
+    let (kernel_max, select_max) = kernel_limits(machine.fd_limit.0, crate::sys::open_fd_count());
+    let mut planned = Vec::new();
+    for &requested in &config.sizes {
+        for &method in &Method::ALL {
+            if config.methods.contains(&method) {
+                let p = plan(
+                    method,
+                    requested,
+                    kernel_max,
+                    select_max,
+                    machine.fd_limit.0,
+                );
+                planned.push((method, requested, p));
+            }
+        }
+    }
+    let total = planned
+        .iter()
+        .filter(|(_, _, p)| matches!(p, Plan::Run { .. }))
+        .count();
+    let begin = Instant::now();
+    let deadline = begin + config.budget;
+    let mut done = 0;
+    let mut cells = Vec::new();
+    for (method, requested, p) in planned {
+        let cell = match p {
+            Plan::Fixed(outcome) => Cell {
+                method,
+                requested,
+                n: requested,
+                outcome,
+                note: None,
+                setup: Duration::ZERO,
+            },
+            Plan::Run { n, note } => {
+                progress.start(
+                    &format!("{} N={}", method.label(), fmt_count(n as f64)),
+                    done,
+                    total,
+                );
+                let left = deadline.saturating_duration_since(Instant::now());
+                let slice = (left / (total - done) as u32).max(Duration::from_millis(30));
+                done += 1;
+                let (outcome, setup) = run_cell(method, n, config, slice);
+                Cell {
+                    method,
+                    requested,
+                    n,
+                    outcome,
+                    note,
+                    setup,
+                }
+            }
+        };
+        cells.push(cell);
+    }
+    progress.finish();
+    Report {
+        machine,
+        config: config.clone(),
+        cells,
+        elapsed: begin.elapsed(),
+        kernel_max_n: kernel_max,
+        select_max_n: select_max,
+    }
+}
+
+/// Run one cell within `slice` (set-up and tear-down included).
+fn run_cell(method: Method, n: usize, config: &Config, slice: Duration) -> (Outcome, Duration) {
+    let t0 = Instant::now();
+    let (k, seed) = (config.tokens, config.seed);
+    match method {
+        Method::Select => measure(SelectRig::new(n), t0, slice, k, seed),
+        Method::Poll => measure(PollRig::new(n), t0, slice, k, seed),
+        Method::EpollLt => measure(EpollRig::new(n, false), t0, slice, k, seed),
+        Method::EpollEt => measure(EpollRig::new(n, true), t0, slice, k, seed),
+        Method::EngineLt => {
+            crate::engine::guarded(|| measure(crate::engine::rig(n, false), t0, slice, k, seed))
+        }
+        Method::EngineEt => {
+            crate::engine::guarded(|| measure(crate::engine::rig(n, true), t0, slice, k, seed))
+        }
+        Method::EngineHost => (
+            Outcome::NotImplemented("eventpoll over real (host) pipes is a later issue".into()),
+            Duration::ZERO,
+        ),
+    }
+}
+
+/// Measured stretches per cell (the median is reported).
+pub const CHUNKS: usize = 5;
+
+/// Set up (already done by `made`), warm up, measure until the slice's end less the time
+/// tear-down is expected to take, then check that no token was lost.
+pub(crate) fn measure<R: Rig>(
+    made: Result<R, String>,
+    t0: Instant,
+    slice: Duration,
+    k: usize,
+    seed: u64,
+) -> (Outcome, Duration) {
+    let mut rig = match made {
+        Ok(r) => r,
+        Err(e) => return (Outcome::Failed(format!("set-up: {e}")), t0.elapsed()),
+    };
+    let setup = t0.elapsed();
+    let result = (|| {
+        let mut tokens = start(&mut rig, k, seed)?;
+        // Tear-down (closing N pipes) costs about what set-up did; keep it inside the slice.
+        let measured = slice
+            .saturating_sub(setup * 2)
+            .max(Duration::from_millis(20));
+        let warm = (measured / 10).min(Duration::from_millis(100));
+        run_rounds(&mut rig, &mut tokens, Instant::now() + warm, u64::MAX)?;
+        // Consecutive stretches; the median one is reported (robust against bursts of other
+        // work on the machine), the others give the spread.
+        let chunk = (measured - warm) / CHUNKS as u32;
+        let mut chunks = Vec::with_capacity(CHUNKS);
+        for _ in 0..CHUNKS {
+            chunks.push(run_rounds(
+                &mut rig,
+                &mut tokens,
+                Instant::now() + chunk,
+                u64::MAX,
+            )?);
+        }
+        chunks.sort_by(|a, b| a.tokens_per_sec().total_cmp(&b.tokens_per_sec()));
+        let mut stats = chunks[CHUNKS / 2];
+        stats.spread = (
+            chunks[0].tokens_per_sec(),
+            chunks[CHUNKS - 1].tokens_per_sec(),
+        );
+        let left = drain(&mut rig)?;
+        if tokens.read != tokens.written || left != k as u64 {
+            return Err(format!(
+                "tokens not conserved: read {}, written on {}, left in pipes {} (K={k})",
+                tokens.read, tokens.written, left
+            ));
+        }
+        Ok(stats)
+    })();
+    drop(rig);
+    match result {
+        Ok(stats) => (Outcome::Ran(stats), setup),
+        Err(e) => (Outcome::Failed(e), setup),
+    }
+}
+
+/// `1234567.0` as "1,234,567" (rounded).
+pub fn fmt_count(x: f64) -> String {
+    let v = x.round().max(0.0) as u128;
+    let s = v.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A duration in nanoseconds with three significant digits: "850 ns", "12.3 µs", "4.56 ms".
+pub fn fmt_ns(ns: f64) -> String {
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    if v < 10.0 && unit != "ns" {
+        format!("{v:.2} {unit}")
+    } else if v < 100.0 && unit != "ns" {
+        format!("{v:.1} {unit}")
+    } else {
+        format!("{v:.0} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_descriptor_limit() {
+        assert_eq!(kernel_limits(20_000, 4), (9_990, 1_010));
+        assert_eq!(kernel_limits(1_000_000, 4), (499_990, 1_010));
+        assert_eq!(kernel_limits(10, 4), (0, 0));
+    }
+
+    #[test]
+    fn plans_cap_or_skip_kernel_cells() {
+        let (k, s) = kernel_limits(20_000, 4);
+        match plan(Method::EpollLt, 10_000, k, s, 20_000) {
+            Plan::Run { n, note } => {
+                assert_eq!(n, 9_990);
+                assert!(note.unwrap().contains("9,990"));
+            }
+            p => panic!("{p:?}"),
+        }
+        assert!(matches!(
+            plan(Method::Poll, 100_000, k, s, 20_000),
+            Plan::Fixed(Outcome::Skipped(_))
+        ));
+        assert!(matches!(
+            plan(Method::Select, 10_000, k, s, 20_000),
+            Plan::Fixed(Outcome::Skipped(_))
+        ));
+        assert!(matches!(
+            plan(Method::Select, 1_000, k, s, 20_000),
+            Plan::Run { n: 1_000, .. }
+        ));
+        assert!(matches!(
+            plan(Method::EngineHost, 10, k, s, 20_000),
+            Plan::Fixed(Outcome::NotImplemented(_))
+        ));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_count(1_234_567.4), "1,234,567");
+        assert_eq!(fmt_count(999.0), "999");
+        assert_eq!(fmt_count(1000.0), "1,000");
+        assert_eq!(fmt_ns(850.0), "850 ns");
+        assert_eq!(fmt_ns(12_345.0), "12.3 µs");
+        assert_eq!(fmt_ns(1_234.0), "1.23 µs");
+        assert_eq!(fmt_ns(123_400.0), "123 µs");
+        assert_eq!(fmt_ns(4_560_000.0), "4.56 ms");
+    }
+
+    #[test]
+    fn a_tiny_run_reports_every_cell() {
+        let config = Config {
+            sizes: vec![10],
+            tokens: 4,
+            seed: 1,
+            budget: Duration::from_millis(300),
+            methods: Method::ALL.to_vec(),
+        };
+        let r = run(&config, &mut Silent);
+        assert_eq!(r.cells.len(), Method::ALL.len());
+        for m in [
+            Method::Select,
+            Method::Poll,
+            Method::EpollLt,
+            Method::EpollEt,
+            Method::EngineLt,
+            Method::EngineEt,
+        ] {
+            let c = r.cell(m, 10).unwrap();
+            let s = c
+                .outcome
+                .stats()
+                .unwrap_or_else(|| panic!("{m:?}: {:?}", c.outcome));
+            assert!(s.waits > 0 && s.tokens > 0, "{m:?}");
+            assert!(s.tokens_per_sec() > 0.0);
+        }
+        assert_eq!(
+            r.cell(Method::EngineHost, 10).unwrap().outcome.status(),
+            "not-implemented"
+        );
+    }
+
+    #[test]
+    fn kernel_cells_beyond_the_limit_are_skipped_not_run() {
+        let config = Config {
+            sizes: vec![100_000_000],
+            methods: vec![Method::Poll, Method::Select],
+            ..Config::quick()
+        };
+        let r = run(&config, &mut Silent);
+        assert_eq!(r.cells.len(), 2);
+        assert!(r.cells.iter().all(|c| c.outcome.status() == "skipped"));
+        assert!(r.elapsed < Duration::from_secs(1));
+    }
+}
