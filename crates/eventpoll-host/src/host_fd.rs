@@ -28,6 +28,10 @@ pub struct HostFd {
     /// Whether output readiness (`OUT`, `WRNORM`, `WRBAND`) is watched too (see
     /// [`HostFd::watch`]).
     pub(crate) out: AtomicBool,
+    /// The input bits the driver asks the host for (see [`HostFd::set_interest`]).
+    pub(crate) input: AtomicU32,
+    /// `ERR`/`HUP` as the kernel driver last saw them (they wake only when new).
+    pub(crate) errhup: AtomicU32,
     /// The mask the driver reported in the pump of the harvest in progress, with that
     /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).
     pub(crate) fresh: AtomicU64,
@@ -54,6 +58,8 @@ impl HostFd {
             token: AtomicU64::new(u64::MAX),
             last: AtomicU32::new(0),
             out: AtomicBool::new(true),
+            input: AtomicU32::new(Self::IN_BITS.bits()),
+            errhup: AtomicU32::new(0),
             fresh: AtomicU64::new(0),
             queue: WaitQueue::new(),
             pollable,
@@ -67,10 +73,14 @@ impl HostFd {
         self.fd.load(Ordering::Acquire)
     }
 
-    /// Poll through another descriptor number of the same open file description (the
-    /// embedder closed the one this object used and keeps another).
+    /// Poll through another descriptor number of the same open file description: call it
+    /// *before* closing the number this object used (the driver moves its registration to
+    /// the new number while the old one still names the file).
     pub fn set_fd(&self, fd: i32) {
-        self.fd.store(fd, Ordering::Release)
+        let old = self.fd.swap(fd, Ordering::AcqRel);
+        if self.pollable && old != fd {
+            self.driver.rebind(self, old, fd);
+        }
     }
 
     /// The bits of output readiness.
@@ -88,6 +98,33 @@ impl HostFd {
         {
             if let Err(e) = self.driver.watch_out(self) {
                 self.out.store(false, Ordering::Release);
+                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bits of input readiness (everything that is not output readiness, `ERR`, `HUP`
+    /// or a flag).
+    pub const IN_BITS: Events = Events::IN
+        .union(Events::PRI)
+        .union(Events::RDNORM)
+        .union(Events::RDBAND)
+        .union(Events::MSG)
+        .union(Events::RDHUP);
+
+    /// Ask the host for exactly the wakeups an item with interest `union` — the union of the
+    /// interests of every item watching this description — can accept. With the kernel
+    /// driver the kernel then filters wakeups by their key as Linux filters them for the
+    /// item (an item watching `PRI` is not woken by data; its place on the ready list is
+    /// that of the wakeup that really woke it). Output readiness, once watched, stays
+    /// watched. An embedder that knows every item calls this before adding or modifying
+    /// one (with the new interest included) and after deleting one; `libeventpoll` does.
+    pub fn set_interest(&self, union: Events) -> Result<(), eventpoll::Errno> {
+        self.watch(union)?;
+        let bits = (union & Self::IN_BITS).bits();
+        if self.pollable && self.input.swap(bits, Ordering::AcqRel) != bits {
+            if let Err(e) = self.driver.set_input(self, bits) {
                 return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
             }
         }

@@ -101,10 +101,12 @@ impl KernelDriver {
         self.epfds[class].load(Ordering::Acquire)
     }
 
-    /// Harvest one of the epolls; returns (objects woken, whether the output epoll has news).
+    /// Harvest one of the epolls, passing on every report except those for `skip`; returns
+    /// (objects woken, whether the output epoll has news).
     fn drain(
         &self,
         class: usize,
+        skip: u64,
         buf: &mut [libc::epoll_event],
         hosts: &mut Vec<(usize, Arc<HostFd>)>,
     ) -> (usize, bool) {
@@ -118,14 +120,18 @@ impl KernelDriver {
                     .iter()
                     .map(|e| e.u64)
                     .enumerate()
-                    .filter(|(_, t)| *t != OUT_MARK),
+                    .filter(|(_, t)| *t != OUT_MARK && *t != skip),
                 hosts,
             );
             for (pos, h) in hosts.iter() {
+                let bits = buf[*pos].events;
                 if class == 0 {
-                    h.set_fresh(buf[*pos].events);
+                    h.set_fresh(bits);
                 }
-                h.notify(buf[*pos].events);
+                let key = wake_key(h, class, bits);
+                if key != 0 {
+                    h.notify(key);
+                }
             }
             woken += hosts.len();
             if n < buf.len() {
@@ -133,6 +139,46 @@ impl KernelDriver {
             }
         }
         (woken, out_news)
+    }
+}
+
+/// The key to wake `host`'s queue with, from a report of the epoll of `class`. A report
+/// holds the file's mask, not the wakeup's key; the direction is the epoll's, and `ERR`
+/// and `HUP` — reported by both epolls whenever they are set — count only when they have
+/// just appeared (seen by the input epoll, which every descriptor is registered with): an
+/// `IN` wakeup of a socket that hung up long ago does not wake an item that waits for `HUP`
+/// alone, as on Linux.
+fn wake_key(host: &HostFd, class: usize, bits: u32) -> u32 {
+    let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+    if class == 1 {
+        return bits & !errhup;
+    }
+    let now = bits & errhup;
+    let before = host.errhup.swap(now, Ordering::AcqRel);
+    (bits & !errhup) | (now & !before)
+}
+
+/// What the input epoll asks for `host`: its input bits, edge-triggered.
+fn input_bits(host: &HostFd) -> u32 {
+    host.input.load(Ordering::Acquire) | libc::EPOLLET as u32
+}
+
+/// A token no object has.
+const NO_SKIP: u64 = u64::MAX - 1;
+
+impl KernelDriver {
+    /// Pump, dropping the reports for `skip`. A kernel epoll reports a descriptor that is
+    /// ready when it is added ("armed"), which is not a wakeup: after adding one, the
+    /// driver pumps everything else and drops that report. Nothing is lost — whoever adds
+    /// an engine item polls the object itself afterwards.
+    fn pump_skipping(&self, skip: u64) -> usize {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        let mut hosts = Vec::new();
+        let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
+        if out_news {
+            woken += self.drain(1, skip, &mut buf, &mut hosts).0;
+        }
+        woken
     }
 }
 
@@ -158,7 +204,7 @@ impl Driver for KernelDriver {
             self.epfd(0),
             libc::EPOLL_CTL_ADD,
             fd,
-            Some((CLASSES[0], token)),
+            Some((input_bits(host), token)),
         ) {
             self.registry.remove(token);
             return Err(e);
@@ -175,10 +221,71 @@ impl Driver for KernelDriver {
                 return Err(e);
             }
         }
+        self.pump_skipping(token);
+        Ok(())
+    }
+
+    fn rebind(&self, host: &HostFd, old: i32, new: i32) {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
+        // The kernel's items are keyed by (file, number): add them under the new number,
+        // then remove them under the old one, which still names the file.
+        let token = host.token.load(Ordering::Acquire);
+        let reg = host.reg_fd.load(Ordering::Acquire);
+        let _ = sys::epoll_ctl(
+            self.epfd(0),
+            libc::EPOLL_CTL_ADD,
+            new,
+            Some((input_bits(host), token)),
+        );
+        if host.out.load(Ordering::Acquire) {
+            let _ = sys::epoll_ctl(
+                self.epfd(1),
+                libc::EPOLL_CTL_ADD,
+                new,
+                Some((CLASSES[1], token)),
+            );
+        }
+        host.reg_fd.store(new, Ordering::Release);
+        if reg == old {
+            let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, old, None);
+            let _ = sys::epoll_ctl(self.epfd(1), libc::EPOLL_CTL_DEL, old, None);
+        }
+        self.pump_skipping(token);
+    }
+
+    fn set_input(&self, host: &HostFd, _bits: u32) -> SysResult<()> {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
+        let token = host.token.load(Ordering::Acquire);
+        let cur = host.fd();
+        if host.reg_fd.load(Ordering::Acquire) != cur {
+            // Registered under a number that is gone: register under the current one.
+            host.reg_fd.store(cur, Ordering::Release);
+            match sys::epoll_ctl(
+                self.epfd(0),
+                libc::EPOLL_CTL_ADD,
+                cur,
+                Some((input_bits(host), token)),
+            ) {
+                Ok(()) | Err(libc::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sys::epoll_ctl(
+            self.epfd(0),
+            libc::EPOLL_CTL_MOD,
+            cur,
+            Some((input_bits(host), token)),
+        )?;
+        // A modification re-arms: a report for a ready descriptor is not a wakeup.
+        self.pump_skipping(token);
         Ok(())
     }
 
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
         let token = host.token.load(Ordering::Acquire);
         let reg = host.reg_fd.load(Ordering::Acquire);
         // Register under the current number when the registration number is gone.
@@ -189,7 +296,11 @@ impl Driver for KernelDriver {
             fd,
             Some((CLASSES[1], token)),
         ) {
-            Ok(()) | Err(libc::EEXIST) => Ok(()),
+            Ok(()) => {
+                self.pump_skipping(token);
+                Ok(())
+            }
+            Err(libc::EEXIST) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -209,13 +320,7 @@ impl Driver for KernelDriver {
     }
 
     fn pump(&self) -> usize {
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        let mut hosts = Vec::new();
-        let (mut woken, out_news) = self.drain(0, &mut buf, &mut hosts);
-        if out_news {
-            woken += self.drain(1, &mut buf, &mut hosts).0;
-        }
-        woken
+        self.pump_skipping(NO_SKIP)
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
@@ -239,10 +344,16 @@ impl Driver for KernelDriver {
             let cur = h.fd();
             h.reg_fd.store(cur, Ordering::Release);
             let token = h.token.load(Ordering::Acquire);
-            let _ = sys::epoll_ctl(a, libc::EPOLL_CTL_ADD, cur, Some((CLASSES[0], token)));
+            let _ = sys::epoll_ctl(a, libc::EPOLL_CTL_ADD, cur, Some((input_bits(&h), token)));
             if h.out.load(Ordering::Acquire) {
                 let _ = sys::epoll_ctl(b, libc::EPOLL_CTL_ADD, cur, Some((CLASSES[1], token)));
             }
+        }
+        // Drop the reports of the re-registration: the ready lists copied from the parent
+        // already say what was ready.
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        for fd in [a, b] {
+            while matches!(sys::epoll_wait(fd, &mut buf, 0), Ok(n) if n == BATCH) {}
         }
     }
 

@@ -61,6 +61,12 @@ pub trait Driver: Send + Sync {
     fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
         Ok(())
     }
+    /// `host` is now polled through descriptor `new` instead of `old` (still open).
+    fn rebind(&self, _host: &HostFd, _old: i32, _new: i32) {}
+    /// Ask the host for these input bits of `host` only (see [`HostFd::set_interest`]).
+    fn set_input(&self, _host: &HostFd, _bits: u32) -> SysResult<()> {
+        Ok(())
+    }
     /// Stop watching `host` (its description is being released).
     fn deregister(&self, host: &HostFd);
     /// Deliver pending activity as wakeups without blocking; returns how many objects were
