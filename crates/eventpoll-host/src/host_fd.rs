@@ -148,12 +148,14 @@ impl HostFd {
     }
 
     /// A harvest (or ctl) polled the descriptor. For the poll driver, which sees levels
-    /// only, forget the level: the program may consume or produce behind our back after a
-    /// report, so the next pump treats whatever is set then as new (an edge-triggered item
-    /// that is still ready at the next wait is reported again rather than never).
+    /// only: the observed level is the new reference, except for input, which the program
+    /// may drain and get refilled behind our back after a report — the next pump treats
+    /// input that is set then as new (an edge-triggered item that still has input at the
+    /// next wait is reported again rather than never).
     fn observe(&self, revents: u32) -> Events {
         if self.driver.kind() == crate::DriverKind::Poll {
-            self.last.store(0, Ordering::Relaxed);
+            self.last
+                .store(revents & !Self::IN_BITS.bits(), Ordering::Relaxed);
         }
         Events::from_bits_retain(revents)
     }
