@@ -16,7 +16,8 @@ fi
 build_lib
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"; [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true' EXIT
-PORT=$((20000 + RANDOM % 20000))
+# A port nobody listens on now (the kernel picks it).
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_server() { # $1: native|eventpoll|traced
     local env=()
     case "$1" in
