@@ -659,7 +659,7 @@ impl EpollShared {
             if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
             }
-            return me.insert(&mut il, target, fd, event, Some(&check_files));
+            return self.insert(me, &mut il, target, fd, event, Some(&check_files));
         }
         let mut il = lock(&self.mtx);
         let slot = il.find(key, fd);
@@ -669,7 +669,7 @@ impl EpollShared {
                 let me = ep_file
                     .epoll_arc()
                     .expect("ep_file is this instance's file");
-                me.insert(&mut il, target, fd, event, None)
+                self.insert(me, &mut il, target, fd, event, None)
             }
             (EPOLL_CTL_DEL, Some(slot)) => {
                 self.remove(&mut il, slot);
@@ -682,8 +682,10 @@ impl EpollShared {
     }
 
     /// ADD (Linux's `ep_insert`).
+    /// `me` is this instance's `Arc`, handed over to the item's wait-queue entry.
     fn insert(
-        self: &Arc<Self>,
+        &self,
+        me: Arc<EpollShared>,
         il: &mut InterestList,
         target: &File,
         fd: i32,
@@ -725,7 +727,7 @@ impl EpollShared {
         let interest = Events::from_bits_retain(event.events);
         let queue = ops.wait_queue().expect("pollable target");
         queue.insert(Waiter::Item {
-            ep: self.clone(),
+            ep: me,
             slot,
             exclusive: interest.contains(Events::EXCLUSIVE),
         });
