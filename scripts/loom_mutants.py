@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Check that the loom models catch real concurrency bugs (mutation testing).
+"""Check that the loom models (or the stress test) catch real concurrency bugs.
 
 Each mutant re-introduces one classic epoll race into a scratch copy of the workspace
 (never the working tree) and runs the loom models there; a mutant is *killed* when at least
-one model fails. Usage: scripts/loom_mutants.py [mutant-name ...]  (default: all).
+one model fails. Usage: scripts/loom_mutants.py [--stress SECONDS] [mutant-name ...]
+(default: all mutants, loom models). With --stress, the release eventpoll-stress binary runs
+for SECONDS per mutant instead, and a mutant is killed when it reports a violation.
 Environment: MUTANTS_TARGET_DIR (default /work/target-loom/mutants: never the target dir of
 the real tree), LOOM_MAX_PREEMPTIONS (default 3).
 """
@@ -130,10 +132,10 @@ MUTANTS = [
         [
             (
                 WQ,
-                """            let (accepted, remove) = match &entries[i].waiter {
-                Waiter::Item { ep, slot } => (ep.item_callback(*slot, key), false),""",
-                """            let item = match &entries[i].waiter {
-                Waiter::Item { ep, slot } => Some((ep.clone(), *slot)),
+                """            let (accepted, remove) = match &entries[i] {
+                Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),""",
+                """            let item = match &entries[i] {
+                Waiter::Item { ep, slot, .. } => Some((ep.clone(), *slot)),
                 _ => None,
             };
             if let Some((ep, slot)) = item {
@@ -149,7 +151,7 @@ MUTANTS = [
                 }
                 continue;
             }
-            let (accepted, remove) = match &entries[i].waiter {
+            let (accepted, remove) = match &entries[i] {
                 Waiter::Item { .. } => unreachable!(),""",
             ),
         ],
@@ -175,6 +177,17 @@ MUTANTS = [
                 EPOLL,
                 '            eavail = !(timed_out && still_queued);',
                 '            eavail = !timed_out;',
+            ),
+        ],
+    ),
+    (
+        'deferred_unparks_forgotten',
+        'lost wakeup: unparks deferred under a waker guard are never issued',
+        [
+            (
+                WQ,
+                """                if p.0 == 0 && !p.1.is_empty() {""",
+                """                if p.0 == 0 && p.1.is_empty() {""",
             ),
         ],
     ),
@@ -208,7 +221,18 @@ MUTANTS = [
 ]
 
 
-def run(workdir, env):
+def run(workdir, env, stress=None):
+    if stress is not None:
+        b = subprocess.run(["cargo", "build", "--release", "-p", "eventpoll-stress"],
+                           cwd=workdir, env=env, capture_output=True, text=True)
+        if b.returncode != 0:
+            return b.returncode, [], False, b.stdout + b.stderr
+        exe = os.path.join(env["CARGO_TARGET_DIR"], "release", "eventpoll-stress")
+        p = subprocess.run([exe, "--seconds", str(stress)], cwd=workdir, env=env,
+                           capture_output=True, text=True)
+        out = p.stdout + p.stderr
+        failed = ["eventpoll-stress"] if p.returncode != 0 else []
+        return p.returncode, failed, True, out
     cmd = [
         "cargo", "test", "-p", "eventpoll", "--lib", "--release", "loom_models",
         "--", "--test-threads=1",
@@ -222,12 +246,21 @@ def run(workdir, env):
 
 
 def main():
-    names = sys.argv[1:]
+    args = sys.argv[1:]
+    stress = None
+    if args[:1] == ["--stress"]:
+        stress = float(args[1])
+        args = args[2:]
+    names = args
     env = dict(os.environ)
-    env["RUSTFLAGS"] = "--cfg loom"
+    if stress is None:
+        env["RUSTFLAGS"] = "--cfg loom"
+    else:
+        env.pop("RUSTFLAGS", None)
     # Never share the models' own target dir: the scratch copy has the same package ids,
     # and cargo would later take a mutant's binary for an up-to-date build of the real tree.
-    env["CARGO_TARGET_DIR"] = env.get("MUTANTS_TARGET_DIR", "/work/target-loom/mutants")
+    default_dir = "/work/target-loom/mutants" if stress is None else "/work/target-concurrency/mutants"
+    env["CARGO_TARGET_DIR"] = env.get("MUTANTS_TARGET_DIR", default_dir)
     env.setdefault("LOOM_MAX_PREEMPTIONS", "3")
     scratch = tempfile.mkdtemp(prefix="eventpoll-mutants-")
     work = os.path.join(scratch, "ws")
@@ -254,7 +287,7 @@ def main():
                 survivors += 1
                 continue
             t0 = time.time()
-            rc, failed, built, out = run(work, env)
+            rc, failed, built, out = run(work, env, stress)
             for target, text in originals.items():
                 open(target, "w").write(text)
             dt = time.time() - t0
@@ -268,6 +301,11 @@ def main():
                            if l.startswith("test ") and " ... " in l]
                 by = ", ".join(failed) if failed else f"{started[-1] if started else '?'} (aborted)"
                 reason = "deadlock" if "deadlock" in out else "assertion/panic"
+                if stress is not None:
+                    vl = [l for l in out.splitlines() if l.startswith("violations:")]
+                    reason = (vl[0] if vl else "crashed") + " | " + next(
+                        (l.strip() for l in out.splitlines() if l.startswith("  ") and ":" in l
+                         and not l.strip().startswith(("writes", "ctl"))), "")
                 print(f"{name}: killed in {dt:.0f}s by {by}: {reason}  [{what}]")
             else:
                 print(f"{name}: SURVIVED ({dt:.0f}s)  [{what}]")

@@ -6,6 +6,25 @@
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test -p eventpoll --lib --release loom_models`
 //! (or `scripts/loom.sh`). The preemption bound is `LOOM_MAX_PREEMPTIONS` (default 3 here).
 //!
+//! # The models
+//!
+//! | model | property |
+//! |---|---|
+//! | `wait_vs_wake_{lt,et}`, `add_vs_wake`, `add_of_inner_instance_vs_wake` | a blocked waiter gets the event (no lost wakeup) |
+//! | `lt_event_reaches_both{,_blocked}_waiters` | an LT event reaches every waiter |
+//! | `et_event_wakes_one_of_two_waiters` | an ET event is reported once, to one waiter |
+//! | `wakeup_during_harvest_{et,lt}`, `wakeup_of_unprocessed_item_during_harvest` | the overflow list loses nothing, doubles nothing, keeps the list intact |
+//! | `del_vs_wake{,_with_blocked_waiter}`, `slot_reuse_vs_wake` | nothing polled or reported after DEL returns; no late callback on a reused slot |
+//! | `release_vs_wake_and_harvest`, `file_release_vs_instance_release` | the same for a file's release; concurrent releases of a file and its instance |
+//! | `mod_rearm_oneshot_vs_wake`, `mod_et_vs_wake` | MOD racing the event loses nothing; one report per one-shot arm |
+//! | `nested_*` (4 LT/ET mixes) | an inner event wakes a thread blocked on the outer instance |
+//! | `exclusive_*` (3 models) | EPOLLEXCLUSIVE wakes exactly one blocked instance, at least one, and skips instances without waiters |
+//! | `timeout_vs_wake_{lt,et}`, `interrupt_vs_wake_et`, `zero_timeout_vs_wake_et`, `lt_zero_timeout_waits_never_miss_a_ready_item` | timeouts and interrupts never swallow an event or a wake-one |
+//! | `eventfd_*`, `pipe_*`, `fdtable_poll_vs_write` | the objects' blocking paths and `poll(2)` against the write that unblocks them |
+//!
+//! `scripts/loom_mutants.py` re-introduces classic races into a scratch copy of the engine
+//! and checks that some model fails for each.
+//!
 //! # How the properties are checked
 //!
 //! - *No lost wakeup*: a thread blocked in `wait(None)` that is owed an event and never gets
@@ -511,6 +530,43 @@ fn loom_models_nested_wakes_parent() {
     }
 }
 
+/// ADD racing the wakeup that makes the new item ready, with a thread already blocked on
+/// the instance: ADD hooks the entry, then polls; the callback links under `ready`; either
+/// way the item is linked and the waiter woken. The same for ADD of an inner instance into
+/// an outer one (the outer item is hooked on the inner instance's `poll_wait` queue, whose
+/// emptiness the inner callback reads without that queue's lock).
+#[test]
+fn loom_models_add_vs_wake() {
+    for nested in [false, true] {
+        let name = if nested {
+            "add_of_inner_instance_vs_wake"
+        } else {
+            "add_vs_wake"
+        };
+        check(name, move || {
+            let ep = Epoll::new();
+            let inner = Epoll::new();
+            let (o, f) = obj();
+            if nested {
+                inner.add(&f, lt(), 1).unwrap();
+            }
+            let ep2 = ep.clone();
+            let waiter = thread::spawn(move || wait(&ep2, None));
+            let o2 = o.clone();
+            let waker = thread::spawn(move || o2.set(Events::IN, Events::IN));
+            if nested {
+                ep.add(inner.file(), et(), 2).unwrap();
+            } else {
+                ep.add(&f, et(), 2).unwrap();
+            }
+            waker.join().unwrap();
+            assert_eq!(waiter.join().unwrap(), Ok(vec![2]));
+            shared(&ep).ready_list();
+            drop(f);
+        });
+    }
+}
+
 // ----- 6. EPOLLEXCLUSIVE -----
 
 /// Two instances watch one file with `EPOLLEXCLUSIVE`, each with a thread blocked in `wait`.
@@ -697,5 +753,63 @@ fn loom_models_interrupt_and_zero_timeout_vs_wake() {
         assert_eq!(harvest(&ep, 4), vec![1]);
         assert_eq!(other.join().unwrap(), vec![1]);
         drop(f);
+    });
+}
+
+// ----- 8. the real objects -----
+
+/// The objects' own blocking paths (`WaitQueue::block_until`: try, queue, try again, sleep)
+/// and `poll(2)`'s sleep on several queues, against the write that unblocks them: a blocking
+/// eventfd read, a blocking pipe read then end-of-file when the writer is closed, an ET item
+/// on a pipe with a thread blocked in `wait`, and `FdTable::poll` on an eventfd.
+#[test]
+fn loom_models_objects() {
+    use crate::objects::{eventfd::EventFd, pipe::pipe};
+    check("eventfd_blocking_read_vs_write", || {
+        let e = EventFd::new(0, false);
+        let e2 = e.clone();
+        let reader = thread::spawn(move || e2.take(false));
+        e.add(1, false).unwrap();
+        assert_eq!(reader.join().unwrap(), Ok(1));
+    });
+    check("pipe_blocking_read_vs_write_then_close", || {
+        let (r, w) = pipe(0);
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 4];
+            let first = r.read(&mut buf);
+            let second = r.read(&mut buf);
+            (first, second)
+        });
+        assert_eq!(w.write(b"x"), Ok(1));
+        drop(w);
+        assert_eq!(reader.join().unwrap(), (Ok(1), Ok(0)));
+    });
+    check("pipe_et_item_vs_write", || {
+        let (r, w) = pipe(0);
+        let ep = Epoll::new();
+        ep.add(&r, et(), 5).unwrap();
+        let ep2 = ep.clone();
+        let waiter = thread::spawn(move || wait(&ep2, None));
+        assert_eq!(w.write(b"x"), Ok(1));
+        assert_eq!(waiter.join().unwrap(), Ok(vec![5]));
+        drop(r);
+    });
+    check("fdtable_poll_vs_write", || {
+        let t = Arc::new(crate::FdTable::new());
+        let efd = t.eventfd(0, 0).unwrap();
+        let t2 = t.clone();
+        let poller = thread::spawn(move || {
+            let mut fds = [crate::PollFd {
+                fd: efd,
+                events: Events::IN.bits() as i16,
+                revents: 0,
+            }];
+            let n = t2.poll(&mut fds, -1);
+            (n, fds[0].revents)
+        });
+        assert_eq!(t.write(efd, &1u64.to_ne_bytes()), Ok(8));
+        let (n, revents) = poller.join().unwrap();
+        assert_eq!(n, Ok(1));
+        assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
     });
 }

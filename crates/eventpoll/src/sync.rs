@@ -36,15 +36,66 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Thread parking, routed through loom in models.
 pub(crate) mod thread {
-    #[cfg(loom)]
-    pub(crate) use loom::thread::{current, park, Thread};
     #[cfg(not(loom))]
     pub(crate) use std::thread::{current, park, park_timeout, Thread};
 
-    /// loom has no timed park; a model treats a timeout as an explicit event instead.
     #[cfg(loom)]
-    pub(crate) fn park_timeout(_d: std::time::Duration) {
-        park()
+    pub(crate) use loom_park::{current, park, park_timeout, Thread};
+
+    /// std's park/unpark token, built from a loom mutex and condition variable. loom's own
+    /// `Thread::unpark` wakes its target whatever the target is blocked on — a mutex, a
+    /// join — not only `park` (loom issue #249), so an unpark that std would leave as a
+    /// token for the next `park` aborts a model with "expected to be able to acquire lock"
+    /// when it reaches a thread blocked on a mutex. The engine unparks after publishing the
+    /// wakeup, and the woken thread may see it and go on into a mutex before the unpark
+    /// lands, which is legal with std; this token keeps it legal in models.
+    #[cfg(loom)]
+    mod loom_park {
+        use loom::sync::{Arc, Condvar, Mutex};
+
+        struct Token {
+            set: Mutex<bool>,
+            cv: Condvar,
+        }
+
+        /// A thread's handle, for unparking it.
+        #[derive(Clone)]
+        pub(crate) struct Thread(Arc<Token>);
+
+        loom::thread_local! {
+            static CURRENT: Thread = Thread(Arc::new(Token {
+                set: Mutex::new(false),
+                cv: Condvar::new(),
+            }));
+        }
+
+        /// The calling thread's handle.
+        pub(crate) fn current() -> Thread {
+            CURRENT.with(|t| t.clone())
+        }
+
+        impl Thread {
+            /// Make the token available and wake the thread if it is parked.
+            pub(crate) fn unpark(&self) {
+                *self.0.set.lock().unwrap() = true;
+                self.0.cv.notify_one();
+            }
+        }
+
+        /// Block until the token is available, then consume it.
+        pub(crate) fn park() {
+            let me = current();
+            let mut set = me.0.set.lock().unwrap();
+            while !*set {
+                set = me.0.cv.wait(set).unwrap();
+            }
+            *set = false;
+        }
+
+        /// loom has no timed park; a model treats a timeout as an explicit event instead.
+        pub(crate) fn park_timeout(_d: std::time::Duration) {
+            park()
+        }
     }
 }
 

@@ -140,13 +140,19 @@ pub(crate) mod deferred {
         static PENDING: std::cell::RefCell<(usize, Vec<Thread>)> =
             const { std::cell::RefCell::new((0, Vec::new())) };
     }
+    // Modelled too: loom runs model threads as coroutines of one OS thread, so the list is
+    // a loom thread-local.
+    #[cfg(loom)]
+    loom::thread_local! {
+        static PENDING: std::cell::RefCell<(usize, Vec<Thread>)> =
+            std::cell::RefCell::new((0, Vec::new()));
+    }
 
     /// While one of these is alive on a thread, its unparks are deferred.
     pub(crate) struct Unparks(());
 
     impl Unparks {
         pub(crate) fn begin() -> Unparks {
-            #[cfg(not(loom))]
             PENDING.with(|p| p.borrow_mut().0 += 1);
             Unparks(())
         }
@@ -154,52 +160,44 @@ pub(crate) mod deferred {
 
     impl Drop for Unparks {
         fn drop(&mut self) {
-            #[cfg(not(loom))]
-            {
-                let ready = PENDING.with(|p| {
+            let ready = PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                p.0 -= 1;
+                if p.0 == 0 && !p.1.is_empty() {
+                    Some(std::mem::take(&mut p.1))
+                } else {
+                    None
+                }
+            });
+            if let Some(mut threads) = ready {
+                for t in threads.drain(..) {
+                    t.unpark();
+                }
+                // Give the (now empty) allocation back for the next wakeup.
+                PENDING.with(|p| {
                     let mut p = p.borrow_mut();
-                    p.0 -= 1;
-                    if p.0 == 0 && !p.1.is_empty() {
-                        Some(std::mem::take(&mut p.1))
-                    } else {
-                        None
+                    if p.1.capacity() == 0 {
+                        p.1 = threads;
                     }
                 });
-                if let Some(mut threads) = ready {
-                    for t in threads.drain(..) {
-                        t.unpark();
-                    }
-                    // Give the (now empty) allocation back for the next wakeup.
-                    PENDING.with(|p| {
-                        let mut p = p.borrow_mut();
-                        if p.1.capacity() == 0 {
-                            p.1 = threads;
-                        }
-                    });
-                }
             }
         }
     }
 
     /// Unpark `thread` now, or when the outermost guard drops.
     pub(crate) fn unpark(thread: &Thread) {
-        #[cfg(not(loom))]
-        {
-            let deferred = PENDING.with(|p| {
-                let mut p = p.borrow_mut();
-                if p.0 > 0 {
-                    p.1.push(thread.clone());
-                    true
-                } else {
-                    false
-                }
-            });
-            if !deferred {
-                thread.unpark();
+        let deferred = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.0 > 0 {
+                p.1.push(thread.clone());
+                true
+            } else {
+                false
             }
+        });
+        if !deferred {
+            thread.unpark();
         }
-        #[cfg(loom)]
-        thread.unpark();
     }
 }
 
