@@ -2,6 +2,10 @@
 # The conformance corpus through the C ABI backend (libeventpoll.so over real descriptors),
 # compared with the kernel's transcripts scenario by scenario. Usage:
 #   scripts/capi-conform.sh [DIR|FILE]...   (default: scenarios/ if present)
+# Scenarios listed in CAPI_KNOWN (space-separated path suffixes) are known deviations of the
+# C ABI (crates/eventpoll-capi/README.md, "Deviations"): their mismatches are printed as
+# KNOWN and do not fail the run. CAPI_KNOWN= (empty) makes every mismatch count.
+CAPI_KNOWN="${CAPI_KNOWN-nesting/poll-stops-at-first-ready.ep}"
 source "$(dirname "$0")/capi-lib.sh"
 build_lib -p eventpoll-cli
 EP="$CARGO_TARGET_DIR/$PROFILE/eventpoll"
@@ -12,7 +16,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 "$EP" conform --backend kernel "${PATHS[@]}" > "$TMP/kernel.txt"
 "$EP" conform --backend capi "${PATHS[@]}" > "$TMP/capi.txt"
-python3 - "$TMP/kernel.txt" "$TMP/capi.txt" <<'PY'
+python3 - "$TMP/kernel.txt" "$TMP/capi.txt" "$CAPI_KNOWN" <<'PY'
 import sys
 def split(f):
     d, cur, order = {}, None, []
@@ -27,12 +31,18 @@ if not order:  # a single scenario: no headers
     k = {"scenario": open(sys.argv[1]).read().splitlines()}
     c = {"scenario": open(sys.argv[2]).read().splitlines()}
     order = ["scenario"]
+known = [s for s in sys.argv[3].split() if s]
 bad = [p for p in order if k[p] != c.get(p)]
+failed = 0
 for p in bad:
-    print(f"FAIL {p}")
+    is_known = any(p.endswith(s) for s in known)
+    failed += not is_known
+    print(f"{'KNOWN' if is_known else 'FAIL'} {p}")
     import difflib
     for l in difflib.unified_diff(k[p], c.get(p, []), "kernel", "capi", lineterm="", n=2):
         print("   " + l)
-print(f"{len(order) - len(bad)} passed, {len(bad)} failed")
-sys.exit(1 if bad else 0)
+if len(bad) > failed:
+    print(f"{len(bad) - failed} known deviation(s), not counted")
+print(f"{len(order) - len(bad)} passed, {failed} failed")
+sys.exit(1 if failed else 0)
 PY

@@ -25,6 +25,7 @@ use eventpoll::EpollEvent;
 use eventpoll_host::sys;
 use libc::{c_int, c_long, c_ulong, c_void, size_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn set_errno(e: c_int) {
@@ -187,10 +188,33 @@ unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Resu
         EpollEvent::default()
     };
     let target = p.target(fd)?;
-    inst.hep
+    // Host wakeups that happened before this call reach the ready lists first, in their
+    // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time).
+    p.host.pump();
+    // Ask the host for the wakeups the items will accept, the new interest included,
+    // before the engine polls the target; after the call, for what the items now are.
+    let key = Arc::as_ptr(&inst) as usize;
+    let desc = p.host_desc(fd);
+    let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
+    if let Some(d) = &desc {
+        if is_add_or_mod {
+            d.ask_host(Some((key, fd, ev.events)))?;
+        }
+    }
+    let r = inst
+        .hep
         .epoll()
         .ctl(op, &target, fd, ev)
-        .map_err(|e| e.raw())?;
+        .map_err(|e| e.raw());
+    if let Some(d) = &desc {
+        if r.is_ok() && is_add_or_mod {
+            d.record(key, fd, Some(ev.events));
+        } else if r.is_ok() && op == libc::EPOLL_CTL_DEL {
+            d.record(key, fd, None);
+        }
+        d.ask_host(None)?;
+    }
+    r?;
     inst.sync();
     Ok(0)
 }

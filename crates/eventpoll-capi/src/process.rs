@@ -74,11 +74,44 @@ pub struct HostDesc {
     /// The engine description (its object is a [`HostFd`]).
     pub file: File,
     numbers: Mutex<Vec<i32>>,
+    /// The interest of every item watching this description, by (instance, number), so
+    /// that the host is asked for exactly their union (see [`HostFd::set_interest`]).
+    interests: Mutex<Vec<(usize, i32, u32)>>,
 }
 
 impl HostDesc {
     fn host_fd(&self) -> Option<&HostFd> {
         Host::host_fd(&self.file)
+    }
+
+    /// Ask the host for the union of the items' interests, with `extra` (an item about to
+    /// be added or modified: its key and new interest) counted in and replacing its entry.
+    pub fn ask_host(&self, extra: Option<(usize, i32, u32)>) -> Result<(), i32> {
+        let Some(h) = self.host_fd() else {
+            return Ok(());
+        };
+        let list = self.interests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut union = 0u32;
+        for &(inst, fd, ev) in list.iter() {
+            if extra.is_none_or(|(i, f, _)| (i, f) != (inst, fd)) {
+                union |= ev;
+            }
+        }
+        if let Some((_, _, ev)) = extra {
+            union |= ev;
+        }
+        drop(list);
+        h.set_interest(eventpoll::Events::from_bits_retain(union))
+            .map_err(|e| e.raw())
+    }
+
+    /// Record that the item (instance, number) now has `events` (`None`: removed).
+    pub fn record(&self, inst: usize, fd: i32, events: Option<u32>) {
+        let mut list = self.interests.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|&(i, f, _)| (i, f) != (inst, fd));
+        if let Some(ev) = events {
+            list.push((inst, fd, ev));
+        }
     }
 }
 
@@ -231,6 +264,10 @@ fn log_fd(hidden_base: i32) -> i32 {
 extern "C" fn fork_prepare() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.gate.lock_exclusive();
+        // Host wakeups still queued in the driver's kernel epolls reach the ready lists
+        // now, so that the child's copy of every instance has them (the child gets new
+        // kernel epolls, and drops the reports of registering again).
+        p.host.pump();
     }
 }
 
@@ -392,10 +429,15 @@ impl Process {
         if !sys::is_open(fd) {
             return Err(libc::EBADF);
         }
-        let file = self.host.open(fd).map_err(|e| e.raw())?;
+        // Output readiness is watched once an item asks for it (abi::ctl calls watch).
+        let file = self
+            .host
+            .open_for(fd, eventpoll::Events::empty())
+            .map_err(|e| e.raw())?;
         let desc = Arc::new(HostDesc {
             file: file.clone(),
             numbers: Mutex::new(vec![fd]),
+            interests: Mutex::new(Vec::new()),
         });
         drop(self.set(fd, Some(Slot::Host(desc))));
         Ok(file)
@@ -413,6 +455,14 @@ impl Process {
             }
         }
         out
+    }
+
+    /// The host description behind `fd`, if the table knows one.
+    pub fn host_desc(&self, fd: i32) -> Option<Arc<HostDesc>> {
+        match self.slot(fd)? {
+            Slot::Host(d) => Some(d),
+            _ => None,
+        }
     }
 
     /// The instance behind `fd`, if it is one.

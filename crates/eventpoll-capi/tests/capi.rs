@@ -184,3 +184,26 @@ fn python_select_epoll_runs_on_eventpoll() {
     assert!(stderr.contains("epoll_create1(0x80000) = "), "{stderr}");
     assert!(stderr.contains("epoll_ctl("), "{stderr}");
 }
+
+#[test]
+fn python_threads_and_fork_under_preload() {
+    if !have("python3") {
+        eprintln!("python3 not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    for driver in ["epoll", "poll"] {
+        let o = Command::new("python3")
+            .arg(crate_dir().join("tests/py/stress.py"))
+            .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+            .env("EVENTPOLL_DRIVER", driver)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{driver}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -9,7 +9,7 @@
 use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Events, FileOps, WaitQueue};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A host descriptor watched through a [driver](crate::Host). See the module documentation.
@@ -25,6 +25,16 @@ pub struct HostFd {
     pub(crate) token: AtomicU64,
     /// The last mask anyone observed (the poll driver's edge detection).
     pub(crate) last: AtomicU32,
+    /// Whether output readiness (`OUT`, `WRNORM`, `WRBAND`) is watched too (see
+    /// [`HostFd::watch`]).
+    pub(crate) out: AtomicBool,
+    /// The input bits the driver asks the host for (see [`HostFd::set_interest`]).
+    pub(crate) input: AtomicU32,
+    /// `ERR`/`HUP` as the kernel driver last saw them (they wake only when new).
+    pub(crate) errhup: AtomicU32,
+    /// The mask the driver reported in the pump of the harvest in progress, with that
+    /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).
+    pub(crate) fresh: AtomicU64,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -47,6 +57,10 @@ impl HostFd {
             reg_fd: AtomicI32::new(fd),
             token: AtomicU64::new(u64::MAX),
             last: AtomicU32::new(0),
+            out: AtomicBool::new(true),
+            input: AtomicU32::new(Self::IN_BITS.bits()),
+            errhup: AtomicU32::new(0),
+            fresh: AtomicU64::new(0),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -59,10 +73,67 @@ impl HostFd {
         self.fd.load(Ordering::Acquire)
     }
 
-    /// Poll through another descriptor number of the same open file description (the
-    /// embedder closed the one this object used and keeps another).
+    /// Poll through another descriptor number of the same open file description: call it
+    /// *before* closing the number this object used (the driver moves its registration to
+    /// the new number while the old one still names the file).
     pub fn set_fd(&self, fd: i32) {
-        self.fd.store(fd, Ordering::Release)
+        let old = self.fd.swap(fd, Ordering::AcqRel);
+        if self.pollable && old != fd {
+            self.driver.rebind(self, old, fd);
+        }
+    }
+
+    /// The bits of output readiness.
+    pub const OUT_BITS: Events = Events::OUT.union(Events::WRNORM).union(Events::WRBAND);
+
+    /// Make sure the driver reports the wakeups an item with `interest` needs. A
+    /// description opened with [`crate::Host::open_for`] watches input readiness (and
+    /// `ERR`/`HUP`) only, unless output bits were asked for; an embedder calls this before
+    /// adding or modifying an item (as `libeventpoll` does for every `EPOLL_CTL_ADD`/`MOD`),
+    /// so that a description nobody watches for output costs no output wakeups.
+    pub fn watch(&self, interest: Events) -> Result<(), eventpoll::Errno> {
+        if self.pollable
+            && interest.intersects(Self::OUT_BITS)
+            && !self.out.swap(true, Ordering::AcqRel)
+        {
+            if let Err(e) = self.driver.watch_out(self) {
+                self.out.store(false, Ordering::Release);
+                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bits of input readiness (everything that is not output readiness, `ERR`, `HUP`
+    /// or a flag).
+    pub const IN_BITS: Events = Events::IN
+        .union(Events::PRI)
+        .union(Events::RDNORM)
+        .union(Events::RDBAND)
+        .union(Events::MSG)
+        .union(Events::RDHUP);
+
+    /// Ask the host for exactly the wakeups an item with interest `union` — the union of the
+    /// interests of every item watching this description — can accept. With the kernel
+    /// driver the kernel then filters wakeups by their key as Linux filters them for the
+    /// item (an item watching `PRI` is not woken by data; its place on the ready list is
+    /// that of the wakeup that really woke it). Output readiness, once watched, stays
+    /// watched. An embedder that knows every item calls this before adding or modifying
+    /// one (with the new interest included) and after deleting one; `libeventpoll` does.
+    pub fn set_interest(&self, union: Events) -> Result<(), eventpoll::Errno> {
+        self.watch(union)?;
+        let bits = (union & Self::IN_BITS).bits();
+        if self.pollable && self.input.swap(bits, Ordering::AcqRel) != bits {
+            if let Err(e) = self.driver.set_input(self, bits) {
+                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether output readiness is watched.
+    pub fn watches_out(&self) -> bool {
+        self.out.load(Ordering::Acquire)
     }
 
     /// Whether the host file supports poll (a regular file or a directory does not; epoll
@@ -77,19 +148,77 @@ impl HostFd {
     }
 
     /// A harvest (or ctl) polled the descriptor. For the poll driver, which sees levels
-    /// only, forget the level: the program may consume or produce behind our back after a
-    /// report, so the next pump treats whatever is set then as new (an edge-triggered item
-    /// that is still ready at the next wait is reported again rather than never).
+    /// only: the observed level is the new reference, except for input, which the program
+    /// may drain and get refilled behind our back after a report — the next pump treats
+    /// input that is set then as new (an edge-triggered item that still has input at the
+    /// next wait is reported again rather than never).
     fn observe(&self, revents: u32) -> Events {
         if self.driver.kind() == crate::DriverKind::Poll {
-            self.last.store(0, Ordering::Relaxed);
+            self.last
+                .store(revents & !Self::IN_BITS.bits(), Ordering::Relaxed);
         }
         Events::from_bits_retain(revents)
     }
 }
 
+/// Masks fresh from the pump: a harvest that pumps the driver right before it polls may
+/// take the mask the kernel just reported instead of asking again.
+///
+/// Each [`HostEpoll`](crate::HostEpoll) harvest runs under a new *epoch* (per thread, for
+/// the duration of that pump and harvest only). The kernel driver, reporting a descriptor
+/// whose report covers every bit its items can ask for (input readiness only: no output
+/// watch), stores the reported mask with the epoch; a poll in the same epoch uses it. Any
+/// other poll — another thread, a later harvest, a ctl — asks the host.
+pub(crate) mod fresh {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static CURRENT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The calling thread's harvest epoch (0: none).
+    pub(crate) fn current() -> u64 {
+        CURRENT.with(Cell::get)
+    }
+
+    /// Run `f` as a new epoch.
+    pub(crate) fn scope<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset(u64);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
+        let _reset = Reset(CURRENT.with(|c| c.replace(epoch)));
+        f()
+    }
+}
+
+impl HostFd {
+    /// Record the mask the driver reported (see [`fresh`]).
+    pub(crate) fn set_fresh(&self, bits: u32) {
+        let epoch = fresh::current();
+        if epoch != 0 && !self.out.load(Ordering::Relaxed) {
+            self.fresh
+                .store((epoch << 16) | u64::from(bits & 0xffff), Ordering::Relaxed);
+        }
+    }
+
+    fn fresh_mask(&self) -> Option<u32> {
+        let epoch = fresh::current();
+        let f = self.fresh.load(Ordering::Relaxed);
+        (epoch != 0 && f >> 16 == epoch).then_some((f & 0xffff) as u32)
+    }
+}
+
 impl FileOps for HostFd {
     fn poll(&self) -> Events {
+        if let Some(m) = self.fresh_mask() {
+            return self.observe(m);
+        }
         self.observe(sys::poll_mask(self.fd()))
     }
 
@@ -112,17 +241,35 @@ impl FileOps for HostFd {
     }
 
     fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
+        // Fresh masks first; the rest with one poll(2) (descriptor -1: skipped).
+        let mut asked = 0;
         let mut fds: Vec<libc::pollfd> = batch
             .iter()
-            .map(|f| {
+            .zip(out.iter_mut())
+            .map(|(f, o)| {
                 let any: &dyn std::any::Any = *f;
+                let h = any.downcast_ref::<HostFd>();
+                let fresh = h.and_then(HostFd::fresh_mask);
+                if let (Some(h), Some(m)) = (h, fresh) {
+                    *o = h.observe(m);
+                }
+                let fd = match (h, fresh) {
+                    (Some(h), None) => {
+                        asked += 1;
+                        h.fd()
+                    }
+                    _ => -1,
+                };
                 libc::pollfd {
-                    fd: any.downcast_ref::<HostFd>().map_or(-1, HostFd::fd),
+                    fd,
                     events: sys::POLL_ALL,
                     revents: 0,
                 }
             })
             .collect();
+        if asked == 0 {
+            return;
+        }
         let zero = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -135,10 +282,11 @@ impl FileOps for HostFd {
         }
         for ((f, p), o) in batch.iter().zip(&fds).zip(out.iter_mut()) {
             let any: &dyn std::any::Any = *f;
-            *o = match any.downcast_ref::<HostFd>() {
-                Some(h) => h.observe(p.revents as u16 as u32),
-                None => f.poll(),
-            };
+            match any.downcast_ref::<HostFd>() {
+                Some(h) if p.fd >= 0 => *o = h.observe(p.revents as u16 as u32),
+                Some(_) => {} // fresh, set above
+                None => *o = f.poll(),
+            }
         }
     }
 }

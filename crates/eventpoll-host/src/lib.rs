@@ -114,20 +114,47 @@ impl Host {
     /// file that does not support poll gives a description that epoll refuses with
     /// `EPERM`, as Linux does; a closed descriptor is `EBADF`.
     pub fn open(&self, fd: i32) -> Result<File, Errno> {
-        self.open_impl(fd, false)
+        self.open_impl(fd, false, true, None)
     }
 
     /// Like [`Host::open`], but the description owns the descriptor and closes it when it
     /// is released.
     pub fn open_owned(&self, fd: OwnedFd) -> Result<File, Errno> {
-        self.open_impl(fd.into_raw_fd(), true)
+        self.open_impl(fd.into_raw_fd(), true, true, None)
     }
 
-    fn open_impl(&self, fd: i32, owned: bool) -> Result<File, Errno> {
+    /// Like [`Host::open`], but the host is asked only for the wakeups an item with
+    /// `interest` can accept: output readiness only if `interest` has output bits, input
+    /// readiness only for its input bits (`ERR` and `HUP` always). A descriptor only ever
+    /// read from then costs the host no output wakeups. Items with other interests must be
+    /// preceded by [`HostFd::watch`] or [`HostFd::set_interest`].
+    pub fn open_for(&self, fd: i32, interest: eventpoll::Events) -> Result<File, Errno> {
+        self.open_impl(
+            fd,
+            false,
+            interest.intersects(HostFd::OUT_BITS),
+            Some(interest),
+        )
+    }
+
+    fn open_impl(
+        &self,
+        fd: i32,
+        owned: bool,
+        out: bool,
+        input: Option<eventpoll::Events>,
+    ) -> Result<File, Errno> {
         if !sys::is_open(fd) {
             return Err(Errno::EBADF);
         }
         let host = Arc::new(HostFd::new(fd, owned, true, self.driver.clone()));
+        host.out.store(out, std::sync::atomic::Ordering::Release);
+        if let Some(interest) = input {
+            host.input.store(
+                (interest & HostFd::IN_BITS).bits(),
+                std::sync::atomic::Ordering::Release,
+            );
+        }
         match self.driver.register(&host) {
             Ok(()) => Ok(File::new(host)),
             Err(libc::EPERM) => Ok(File::new(Arc::new(HostFd::new(

@@ -217,8 +217,11 @@ impl HostEpoll {
     /// on the ready list), ring for them: on Linux the harvester of a level-triggered item
     /// wakes the next waiter.
     pub fn poll_once(&self, out: &mut [EpollEvent], maxevents: usize) -> Result<usize, Errno> {
-        self.host.pump();
-        let n = self.epoll.wait_into(out, maxevents, Some(Duration::ZERO))?;
+        // One epoch: masks the pump reports are used by this harvest's re-poll.
+        let n = crate::host_fd::fresh::scope(|| {
+            self.host.pump();
+            self.epoll.wait_into(out, maxevents, Some(Duration::ZERO))
+        })?;
         if n > 0 && self.bell.sleepers.load(Ordering::SeqCst) > 0 {
             self.bell.settle(|| !self.epoll.file().poll().is_empty());
         }

@@ -187,7 +187,9 @@ pub fn same_file(a: c_int, b: c_int) -> Option<bool> {
 }
 
 /// `kcmp(2)` with `KCMP_EPOLL_TFD`: whether descriptor `fd` refers to the file that the
-/// kernel epoll `epfd` watches under target number `tfd` (`None` when unavailable).
+/// kernel epoll `epfd` watches under target number `tfd` (`None` when kcmp is unavailable).
+/// Several items can have the same target number (a number closed and reused while the old
+/// file lives on: its item stays, keyed by the old file): every one of them is compared.
 pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
     #[repr(C)]
     struct KcmpEpollSlot {
@@ -195,24 +197,40 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
         tfd: u32,
         toff: u32,
     }
-    let slot = KcmpEpollSlot {
-        efd: epfd as u32,
-        tfd: tfd as u32,
-        toff: 0,
-    };
     let pid = getpid();
-    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_kcmp,
-            pid,
-            pid,
-            7, /* KCMP_EPOLL_TFD */
-            fd,
-            &slot as *const KcmpEpollSlot,
-        )
-    };
-    (r >= 0).then_some(r == 0)
+    let mut compared = false;
+    for toff in 0..64 {
+        let slot = KcmpEpollSlot {
+            efd: epfd as u32,
+            tfd: tfd as u32,
+            toff,
+        };
+        // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_kcmp,
+                pid,
+                pid,
+                7, /* KCMP_EPOLL_TFD */
+                fd,
+                &slot as *const KcmpEpollSlot,
+            )
+        };
+        if r == 0 {
+            return Some(true);
+        }
+        if r < 0 {
+            return match errno() {
+                // No (more) items with this target number, or `fd` is not open: not ours.
+                libc::ENOENT | libc::EBADF => Some(false),
+                // kcmp unavailable: cannot tell.
+                _ if !compared => None,
+                _ => Some(false),
+            };
+        }
+        compared = true;
+    }
+    Some(false)
 }
 
 /// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original

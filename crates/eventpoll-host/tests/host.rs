@@ -367,3 +367,46 @@ fn releasing_the_description_deregisters_it() {
         assert_eq!(host.pump(), 0, "{kind:?}: nothing registered");
     }
 }
+
+#[test]
+fn several_threads_blocked_on_one_instance() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        let p = Arc::new(Pipe::new());
+        let r = host.open(p.r).unwrap();
+        hep.epoll().add(&r, Interest::READABLE, 4).unwrap();
+        // Level-triggered: every blocked waiter eventually sees the ready pipe.
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let hep = hep.clone();
+                std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(10))))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        p.write(1);
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Ok(vec![(4, Events::IN)]), "{kind:?}");
+        }
+        // Edge-triggered, kernel driver: one write, one report among the waiters.
+        if kind == DriverKind::KernelEpoll {
+            p.read(10);
+            hep.epoll()
+                .modify(&r, Interest::READABLE.edge(), 5)
+                .unwrap();
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let hep = hep.clone();
+                    std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_millis(400))))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50));
+            p.write(1);
+            let got: usize = waiters
+                .into_iter()
+                .map(|w| w.join().unwrap().unwrap().len())
+                .sum();
+            assert_eq!(got, 1, "one edge, one report");
+        }
+        drop(r);
+    }
+}

@@ -40,8 +40,13 @@ const CLASSES: [u32; 2] = [
 /// Events taken from the kernel per `epoll_wait` of a pump.
 const BATCH: usize = 256;
 
+/// The token of the output epoll's item in the input epoll.
+const OUT_MARK: u64 = u64::MAX;
+
 /// The kernel-epoll driver. See the module documentation.
 pub struct KernelDriver {
+    /// `[input, output]`: the output epoll is an item of the input one, so a waiter blocks
+    /// on the input epoll alone and a pump reads the output epoll only when it has news.
     epfds: [AtomicI32; 2],
     registry: Registry,
     /// Descriptors below this are the program's; the private epolls are moved at or above.
@@ -57,18 +62,34 @@ fn new_epoll(hidden_base: i32) -> SysResult<i32> {
     })
 }
 
+/// A new (input, output) pair of kernel epolls, the output one nested in the input one.
+fn new_pair(hidden_base: i32) -> SysResult<(i32, i32)> {
+    let a = new_epoll(hidden_base)?;
+    let b = match new_epoll(hidden_base) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = sys::close(a);
+            return Err(e);
+        }
+    };
+    if let Err(e) = sys::epoll_ctl(
+        a,
+        libc::EPOLL_CTL_ADD,
+        b,
+        Some((libc::EPOLLIN as u32, OUT_MARK)),
+    ) {
+        let _ = sys::close(a);
+        let _ = sys::close(b);
+        return Err(e);
+    }
+    Ok((a, b))
+}
+
 impl KernelDriver {
     /// A driver with its own kernel epolls (close-on-exec), moved to numbers at or above
     /// `hidden_base` when one is given (0: wherever the kernel puts them).
     pub fn new(hidden_base: i32) -> SysResult<KernelDriver> {
-        let a = new_epoll(hidden_base)?;
-        let b = match new_epoll(hidden_base) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = sys::close(a);
-                return Err(e);
-            }
-        };
+        let (a, b) = new_pair(hidden_base)?;
         Ok(KernelDriver {
             epfds: [AtomicI32::new(a), AtomicI32::new(b)],
             registry: Registry::default(),
@@ -78,6 +99,86 @@ impl KernelDriver {
 
     fn epfd(&self, class: usize) -> i32 {
         self.epfds[class].load(Ordering::Acquire)
+    }
+
+    /// Harvest one of the epolls, passing on every report except those for `skip`; returns
+    /// (objects woken, whether the output epoll has news).
+    fn drain(
+        &self,
+        class: usize,
+        skip: u64,
+        buf: &mut [libc::epoll_event],
+        hosts: &mut Vec<(usize, Arc<HostFd>)>,
+    ) -> (usize, bool) {
+        let mut woken = 0;
+        let mut out_news = false;
+        while let Ok(n) = sys::epoll_wait(self.epfd(class), buf, 0) {
+            hosts.clear();
+            out_news |= buf[..n].iter().any(|e| e.u64 == OUT_MARK);
+            self.registry.resolve(
+                buf[..n]
+                    .iter()
+                    .map(|e| e.u64)
+                    .enumerate()
+                    .filter(|(_, t)| *t != OUT_MARK && *t != skip),
+                hosts,
+            );
+            for (pos, h) in hosts.iter() {
+                let bits = buf[*pos].events;
+                if class == 0 {
+                    h.set_fresh(bits);
+                }
+                let key = wake_key(h, class, bits);
+                if key != 0 {
+                    h.notify(key);
+                }
+            }
+            woken += hosts.len();
+            if n < buf.len() {
+                break;
+            }
+        }
+        (woken, out_news)
+    }
+}
+
+/// The key to wake `host`'s queue with, from a report of the epoll of `class`. A report
+/// holds the file's mask, not the wakeup's key; the direction is the epoll's, and `ERR`
+/// and `HUP` — reported by both epolls whenever they are set — count only when they have
+/// just appeared (seen by the input epoll, which every descriptor is registered with): an
+/// `IN` wakeup of a socket that hung up long ago does not wake an item that waits for `HUP`
+/// alone, as on Linux.
+fn wake_key(host: &HostFd, class: usize, bits: u32) -> u32 {
+    let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+    if class == 1 {
+        return bits & !errhup;
+    }
+    let now = bits & errhup;
+    let before = host.errhup.swap(now, Ordering::AcqRel);
+    (bits & !errhup) | (now & !before)
+}
+
+/// What the input epoll asks for `host`: its input bits, edge-triggered.
+fn input_bits(host: &HostFd) -> u32 {
+    host.input.load(Ordering::Acquire) | libc::EPOLLET as u32
+}
+
+/// A token no object has.
+const NO_SKIP: u64 = u64::MAX - 1;
+
+impl KernelDriver {
+    /// Pump, dropping the reports for `skip`. A kernel epoll reports a descriptor that is
+    /// ready when it is added ("armed"), which is not a wakeup: after adding one, the
+    /// driver pumps everything else and drops that report. Nothing is lost — whoever adds
+    /// an engine item polls the object itself afterwards.
+    fn pump_skipping(&self, skip: u64) -> usize {
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        let mut hosts = Vec::new();
+        let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
+        if out_news {
+            woken += self.drain(1, skip, &mut buf, &mut hosts).0;
+        }
+        woken
     }
 }
 
@@ -99,18 +200,109 @@ impl Driver for KernelDriver {
         host.token.store(token, Ordering::Release);
         let fd = host.fd();
         host.reg_fd.store(fd, Ordering::Release);
-        for (c, bits) in CLASSES.iter().enumerate() {
-            if let Err(e) =
-                sys::epoll_ctl(self.epfd(c), libc::EPOLL_CTL_ADD, fd, Some((*bits, token)))
-            {
-                if c == 1 {
-                    let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, fd, None);
-                }
+        if let Err(e) = sys::epoll_ctl(
+            self.epfd(0),
+            libc::EPOLL_CTL_ADD,
+            fd,
+            Some((input_bits(host), token)),
+        ) {
+            self.registry.remove(token);
+            return Err(e);
+        }
+        if host.out.load(Ordering::Acquire) {
+            if let Err(e) = sys::epoll_ctl(
+                self.epfd(1),
+                libc::EPOLL_CTL_ADD,
+                fd,
+                Some((CLASSES[1], token)),
+            ) {
+                let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, fd, None);
                 self.registry.remove(token);
                 return Err(e);
             }
         }
+        self.pump_skipping(token);
         Ok(())
+    }
+
+    fn rebind(&self, host: &HostFd, old: i32, new: i32) {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
+        // The kernel's items are keyed by (file, number): add them under the new number,
+        // then remove them under the old one, which still names the file.
+        let token = host.token.load(Ordering::Acquire);
+        let reg = host.reg_fd.load(Ordering::Acquire);
+        let _ = sys::epoll_ctl(
+            self.epfd(0),
+            libc::EPOLL_CTL_ADD,
+            new,
+            Some((input_bits(host), token)),
+        );
+        if host.out.load(Ordering::Acquire) {
+            let _ = sys::epoll_ctl(
+                self.epfd(1),
+                libc::EPOLL_CTL_ADD,
+                new,
+                Some((CLASSES[1], token)),
+            );
+        }
+        host.reg_fd.store(new, Ordering::Release);
+        if reg == old {
+            let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, old, None);
+            let _ = sys::epoll_ctl(self.epfd(1), libc::EPOLL_CTL_DEL, old, None);
+        }
+        self.pump_skipping(token);
+    }
+
+    fn set_input(&self, host: &HostFd, _bits: u32) -> SysResult<()> {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
+        let token = host.token.load(Ordering::Acquire);
+        let cur = host.fd();
+        if host.reg_fd.load(Ordering::Acquire) != cur {
+            // Registered under a number that is gone: register under the current one.
+            host.reg_fd.store(cur, Ordering::Release);
+            match sys::epoll_ctl(
+                self.epfd(0),
+                libc::EPOLL_CTL_ADD,
+                cur,
+                Some((input_bits(host), token)),
+            ) {
+                Ok(()) | Err(libc::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sys::epoll_ctl(
+            self.epfd(0),
+            libc::EPOLL_CTL_MOD,
+            cur,
+            Some((input_bits(host), token)),
+        )?;
+        // A modification re-arms: a report for a ready descriptor is not a wakeup.
+        self.pump_skipping(token);
+        Ok(())
+    }
+
+    fn watch_out(&self, host: &HostFd) -> SysResult<()> {
+        // Deliver what is pending first: only the report of the re-arming below is dropped.
+        self.pump();
+        let token = host.token.load(Ordering::Acquire);
+        let reg = host.reg_fd.load(Ordering::Acquire);
+        // Register under the current number when the registration number is gone.
+        let fd = if reg == host.fd() { reg } else { host.fd() };
+        match sys::epoll_ctl(
+            self.epfd(1),
+            libc::EPOLL_CTL_ADD,
+            fd,
+            Some((CLASSES[1], token)),
+        ) {
+            Ok(()) => {
+                self.pump_skipping(token);
+                Ok(())
+            }
+            Err(libc::EEXIST) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn deregister(&self, host: &HostFd) {
@@ -120,58 +312,48 @@ impl Driver for KernelDriver {
         // removes the items itself when the file is released.
         let reg = host.reg_fd.load(Ordering::Acquire);
         if reg == host.fd() {
-            for c in 0..2 {
-                let _ = sys::epoll_ctl(self.epfd(c), libc::EPOLL_CTL_DEL, reg, None);
+            let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, reg, None);
+            if host.out.load(Ordering::Acquire) {
+                let _ = sys::epoll_ctl(self.epfd(1), libc::EPOLL_CTL_DEL, reg, None);
             }
         }
     }
 
     fn pump(&self) -> usize {
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        let mut woken = 0;
-        let mut hosts = Vec::new();
-        for c in 0..2 {
-            while let Ok(n) = sys::epoll_wait(self.epfd(c), &mut buf, 0) {
-                hosts.clear();
-                self.registry
-                    .resolve(buf[..n].iter().map(|e| e.u64).enumerate(), &mut hosts);
-                for (pos, h) in &hosts {
-                    h.notify(buf[*pos].events);
-                }
-                woken += hosts.len();
-                if n < BATCH {
-                    break;
-                }
-            }
-        }
-        woken
+        self.pump_skipping(NO_SKIP)
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
-        for c in 0..2 {
-            out.push(libc::pollfd {
-                fd: self.epfd(c),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
+        out.push(libc::pollfd {
+            fd: self.epfd(0),
+            events: libc::POLLIN,
+            revents: 0,
+        });
     }
 
     fn after_fork_child(&self) {
         // The kernel epolls are shared with the parent: make our own and register again.
-        let live = self.registry.all();
-        for (c, bits) in CLASSES.iter().enumerate() {
-            let Ok(fd) = new_epoll(self.hidden_base) else {
-                continue;
-            };
+        let Ok((a, b)) = new_pair(self.hidden_base) else {
+            return;
+        };
+        for (c, fd) in [a, b].into_iter().enumerate() {
             let old = self.epfds[c].swap(fd, Ordering::AcqRel);
             let _ = sys::close(old);
-            for h in &live {
-                let cur = h.fd();
-                h.reg_fd.store(cur, Ordering::Release);
-                let token = h.token.load(Ordering::Acquire);
-                let _ = sys::epoll_ctl(fd, libc::EPOLL_CTL_ADD, cur, Some((*bits, token)));
+        }
+        for h in self.registry.all() {
+            let cur = h.fd();
+            h.reg_fd.store(cur, Ordering::Release);
+            let token = h.token.load(Ordering::Acquire);
+            let _ = sys::epoll_ctl(a, libc::EPOLL_CTL_ADD, cur, Some((input_bits(&h), token)));
+            if h.out.load(Ordering::Acquire) {
+                let _ = sys::epoll_ctl(b, libc::EPOLL_CTL_ADD, cur, Some((CLASSES[1], token)));
             }
+        }
+        // Drop the reports of the re-registration: the ready lists copied from the parent
+        // already say what was ready.
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        for fd in [a, b] {
+            while matches!(sys::epoll_wait(fd, &mut buf, 0), Ok(n) if n == BATCH) {}
         }
     }
 

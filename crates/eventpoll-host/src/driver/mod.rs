@@ -57,6 +57,16 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Start watching `host`; `Err(EPERM)` when the host file does not support poll.
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()>;
+    /// Start reporting output wakeups for `host` too (see [`HostFd::watch`]).
+    fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
+        Ok(())
+    }
+    /// `host` is now polled through descriptor `new` instead of `old` (still open).
+    fn rebind(&self, _host: &HostFd, _old: i32, _new: i32) {}
+    /// Ask the host for these input bits of `host` only (see [`HostFd::set_interest`]).
+    fn set_input(&self, _host: &HostFd, _bits: u32) -> SysResult<()> {
+        Ok(())
+    }
     /// Stop watching `host` (its description is being released).
     fn deregister(&self, host: &HostFd);
     /// Deliver pending activity as wakeups without blocking; returns how many objects were

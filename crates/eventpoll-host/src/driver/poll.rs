@@ -3,14 +3,15 @@
 //! `poll(2)` reports levels, not wakeups. A [`pump`](Driver::pump) polls every registered
 //! descriptor and wakes each one whose mask gained bits since the last pump, with the
 //! gained bits as the key; a descriptor that a harvest polled (an item was on the ready
-//! list) counts as having no bits, because the program may have drained and refilled it
-//! without the driver seeing the drop. Level-triggered items behave exactly as with any
-//! driver (the engine re-polls them). Edge-triggered items see an edge per *rising* bit,
-//! plus one per wait while an item that was reported stays ready: unlike Linux, a second
-//! write to a pipe that is still readable and was not reported meanwhile reports nothing
-//! new, and a reported item that the program leaves ready is reported again at the next
-//! wait (an edge is never lost; some are repeated). Cost: O(registered descriptors) per
-//! pump.
+//! list) counts as having no *input* bits, because the program may have drained and
+//! refilled it without the driver seeing the drop. Level-triggered items behave exactly as
+//! with any driver (the engine re-polls them). Edge-triggered items see an edge per
+//! *rising* bit, plus one per wait for input that is still there after a report: unlike
+//! Linux, a second write to a pipe that is still readable and was not reported meanwhile
+//! reports nothing new, a reported item whose input the program leaves unread is reported
+//! again at the next wait (an input edge is never lost; some are repeated), and output
+//! readiness that drops and returns between two observations is not a new edge. Cost:
+//! O(registered descriptors) per pump.
 //!
 //! A blocked waiter sleeps in `ppoll(2)` on every registered descriptor, asking only for
 //! the bits it does not have (so that a descriptor that stays readable does not wake it
