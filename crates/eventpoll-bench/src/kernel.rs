@@ -16,6 +16,13 @@ pub struct KernelPipes {
 }
 
 impl KernelPipes {
+    /// The read ends, by pipe index.
+    pub fn read_fds(&self) -> &[RawFd] {
+        &self.read_fds
+    }
+}
+
+impl KernelPipes {
     /// Create `n` pipes. With `low_read_ends` every write end is moved to a number at or above
     /// `FD_SETSIZE`, so the read ends take the low numbers that `select` can watch.
     pub fn new(n: usize, low_read_ends: bool) -> Result<KernelPipes, String> {
@@ -41,12 +48,12 @@ impl KernelPipes {
         Ok(p)
     }
 
-    fn read(&self, pipe: u32, buf: &mut [u8]) -> Result<Io, String> {
+    pub(crate) fn read(&self, pipe: u32, buf: &mut [u8]) -> Result<Io, String> {
         let fd = *self.read_fds.get(pipe as usize).ok_or("no such pipe")?;
         sys::read(fd, buf).map_err(|e| format!("read: {e}"))
     }
 
-    fn write(&self, pipe: u32, buf: &[u8]) -> Result<Io, String> {
+    pub(crate) fn write(&self, pipe: u32, buf: &[u8]) -> Result<Io, String> {
         let fd = *self.write_fds.get(pipe as usize).ok_or("no such pipe")?;
         sys::write(fd, buf).map_err(|e| format!("write: {e}"))
     }

@@ -25,6 +25,7 @@ use std::time::Duration;
 pub mod alloc;
 pub mod engine;
 pub mod experiment;
+pub mod host;
 pub mod kernel;
 pub mod machine;
 pub mod micro;
