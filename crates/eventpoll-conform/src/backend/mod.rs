@@ -11,6 +11,7 @@
 pub mod capi;
 pub mod engine;
 pub mod kernel;
+mod real;
 
 use crate::script::{SockType, TimerSetting, WaitKind};
 use std::fmt;

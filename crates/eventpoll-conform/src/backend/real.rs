@@ -1,0 +1,387 @@
+//! Backends over real descriptors: the kernel (the oracle) and the C ABI. Both create their
+//! objects — pipes, eventfds, unix socket pairs, timerfds, memfds — with the kernel's own
+//! calls and read, write and shut them down the same way; they differ only in the [`Calls`]
+//! used for epoll, `close`, `dup`/`dup2`, the `F_DUPFD` that moves a new descriptor into the
+//! range, and `poll`: the kernel's for the oracle, the library's for `capi`.
+//!
+//! Descriptors live in a range private to the backend: scenario number `n` is descriptor
+//! `calls.base + n`. Every new descriptor is moved to the lowest free number at or above the
+//! base (`F_DUPFD`, then the original is closed), so numbering and reuse after `close` match
+//! the engine's table, which counts from 0. Raw numbers `fd:N` map the same way for `N >= 0`
+//! and pass unchanged when negative. The range belongs to the process, so a backend holds its
+//! range lock from creation to drop, and closes every descriptor it opened when dropped.
+
+use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
+use crate::script::{SockType, TimerSetting, WaitKind};
+use std::collections::BTreeSet;
+use std::ffi::c_int;
+use std::sync::{Mutex, MutexGuard};
+
+type EpollEventC = libc::epoll_event;
+pub(super) type CreateFn = unsafe extern "C" fn(c_int) -> c_int;
+pub(super) type CtlFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut EpollEventC) -> c_int;
+pub(super) type WaitFn = unsafe extern "C" fn(c_int, *mut EpollEventC, c_int, c_int) -> c_int;
+/// `epoll_pwait` in the system call's form, with a signal-set size.
+pub(super) type PwaitSizedFn = unsafe extern "C" fn(
+    c_int,
+    *mut EpollEventC,
+    c_int,
+    c_int,
+    *const libc::sigset_t,
+    usize,
+) -> c_int;
+pub(super) type Pwait2Fn = unsafe extern "C" fn(
+    c_int,
+    *mut EpollEventC,
+    c_int,
+    *const libc::timespec,
+    *const libc::sigset_t,
+) -> c_int;
+pub(super) type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+pub(super) type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+/// `fcntl` with one integer argument (non-variadic, so that a library's can stand in).
+pub(super) type FcntlFn = unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int;
+pub(super) type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+
+/// What distinguishes one real-descriptor backend from another.
+pub(super) struct Calls {
+    pub name: &'static str,
+    /// Descriptor of scenario number 0.
+    pub base: i32,
+    /// Serialises this backend's scenarios: the range is per process.
+    pub range: &'static Mutex<()>,
+    pub epoll_create: CreateFn,
+    pub epoll_create1: CreateFn,
+    pub epoll_ctl: CtlFn,
+    pub epoll_wait: WaitFn,
+    pub epoll_pwait_sized: PwaitSizedFn,
+    pub epoll_pwait2: Pwait2Fn,
+    pub close: CloseFn,
+    pub dup2: Dup2Fn,
+    pub fcntl: FcntlFn,
+    pub poll: PollFn,
+}
+
+/// A backend over real descriptors. See the module documentation.
+pub(super) struct Real {
+    calls: &'static Calls,
+    _range: MutexGuard<'static, ()>,
+    /// Descriptors this backend opened (closed on drop).
+    open: BTreeSet<i32>,
+    /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
+    items: usize,
+}
+
+fn last_errno() -> Errno {
+    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// A `-1`-on-error return value as a result.
+fn cvt(r: c_int) -> SysResult<c_int> {
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cvt_size(r: isize) -> SysResult<usize> {
+    usize::try_from(r).map_err(|_| last_errno())
+}
+
+impl Real {
+    /// Take the range (waiting for any other scenario of this backend to finish).
+    pub(super) fn new(calls: &'static Calls) -> Real {
+        super::kernel::setup();
+        // A scenario that panicked while holding the lock released its descriptors (drop
+        // still ran), so a poisoned lock is safe to take.
+        let guard = calls.range.lock().unwrap_or_else(|e| e.into_inner());
+        Real {
+            calls,
+            _range: guard,
+            open: BTreeSet::new(),
+            items: 0,
+        }
+    }
+
+    /// Scenario number → descriptor.
+    fn kfd(&self, n: i32) -> i32 {
+        if n < 0 {
+            n
+        } else {
+            n.saturating_add(self.calls.base)
+        }
+    }
+
+    /// Move a freshly created descriptor into the range (lowest free number ≥ base).
+    fn adopt(&mut self, low: c_int) -> SysResult<i32> {
+        let base = self.calls.base;
+        // SAFETY: fcntl and close on a descriptor this backend just created and owns.
+        let moved = unsafe { (self.calls.fcntl)(low, libc::F_DUPFD, base as libc::c_ulong) };
+        let err = last_errno();
+        // SAFETY: as above; `low` is not used again.
+        unsafe { (self.calls.close)(low) };
+        if moved < 0 {
+            return Err(err);
+        }
+        self.open.insert(moved);
+        Ok(moved - base)
+    }
+
+    fn adopt_pair(&mut self, fds: [c_int; 2]) -> SysResult<(i32, i32)> {
+        let a = match self.adopt(fds[0]) {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: the second descriptor was created for us and is not used again.
+                unsafe { (self.calls.close)(fds[1]) };
+                return Err(e);
+            }
+        };
+        match self.adopt(fds[1]) {
+            Ok(b) => Ok((a, b)),
+            Err(e) => {
+                let _ = self.close(a);
+                Err(e)
+            }
+        }
+    }
+
+    /// Record a descriptor a `dup` placed in the range.
+    fn placed(&mut self, k: c_int) -> i32 {
+        self.open.insert(k);
+        k - self.calls.base
+    }
+}
+
+impl Drop for Real {
+    fn drop(&mut self) {
+        for &fd in &self.open {
+            // SAFETY: descriptors of our private range that this backend opened; nothing
+            // else in the process uses the range while we hold its lock.
+            unsafe { (self.calls.close)(fd) };
+        }
+    }
+}
+
+impl Backend for Real {
+    fn name(&self) -> &'static str {
+        self.calls.name
+    }
+
+    fn epoll_create(&mut self, size: i32) -> SysResult<i32> {
+        // SAFETY: no pointers.
+        let fd = cvt(unsafe { (self.calls.epoll_create)(size) })?;
+        self.adopt(fd)
+    }
+
+    fn epoll_create1(&mut self, flags: i32) -> SysResult<i32> {
+        // SAFETY: no pointers.
+        let fd = cvt(unsafe { (self.calls.epoll_create1)(flags) })?;
+        self.adopt(fd)
+    }
+
+    fn pipe(&mut self) -> SysResult<(i32, i32)> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) })?;
+        self.adopt_pair(fds)
+    }
+
+    fn set_pipe_size(&mut self, fd: i32, size: i32) -> SysResult<i32> {
+        // SAFETY: integer arguments only.
+        cvt(unsafe { (self.calls.fcntl)(self.kfd(fd), libc::F_SETPIPE_SZ, size as libc::c_ulong) })
+    }
+
+    fn eventfd(&mut self, init: u32, semaphore: bool) -> SysResult<i32> {
+        let flags = libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+        // SAFETY: no pointers.
+        let fd = cvt(unsafe { libc::eventfd(init, flags) })?;
+        self.adopt(fd)
+    }
+
+    fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)> {
+        let ty = match ty {
+            SockType::Stream => libc::SOCK_STREAM,
+            SockType::Dgram => libc::SOCK_DGRAM,
+            SockType::SeqPacket => libc::SOCK_SEQPACKET,
+        };
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints.
+        cvt(unsafe {
+            libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr())
+        })?;
+        self.adopt_pair(fds)
+    }
+
+    fn timerfd(&mut self) -> SysResult<i32> {
+        // SAFETY: no pointers.
+        let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK) })?;
+        self.adopt(fd)
+    }
+
+    fn settime(&mut self, fd: i32, setting: TimerSetting) -> SysResult<()> {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let (flags, value) = match setting {
+            TimerSetting::Expired => (
+                libc::TFD_TIMER_ABSTIME,
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1,
+                },
+            ),
+            TimerSetting::Disarm => (0, zero),
+        };
+        let spec = libc::itimerspec {
+            it_interval: zero,
+            it_value: value,
+        };
+        let k = self.kfd(fd);
+        // SAFETY: `spec` is a valid itimerspec; the old-value pointer may be NULL.
+        cvt(unsafe { libc::timerfd_settime(k, flags, &spec, std::ptr::null_mut()) })?;
+        if setting == TimerSetting::Expired {
+            // The expiry is delivered by the timer interrupt: wait (bounded) until it has
+            // (see the kernel backend's documentation).
+            let mut p = libc::pollfd {
+                fd: k,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, 1000) };
+        }
+        Ok(())
+    }
+
+    fn regular_file(&mut self) -> SysResult<i32> {
+        // A memfd is a regular (shmem) file: S_ISREG, no poll method.
+        // SAFETY: the name is a valid NUL-terminated string.
+        let fd = cvt(unsafe { libc::memfd_create(c"eventpoll-conform".as_ptr(), 0) })?;
+        self.adopt(fd)
+    }
+
+    fn epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: Option<Event>) -> SysResult<()> {
+        let mut ev = event.map(|(events, data)| libc::epoll_event { events, u64: data });
+        let ptr = ev
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
+        // SAFETY: `ptr` is NULL (deliberately: the callee checks it) or points to a valid
+        // epoll_event that lives across the call.
+        cvt(unsafe { (self.calls.epoll_ctl)(self.kfd(epfd), op, self.kfd(fd), ptr) })?;
+        if op == libc::EPOLL_CTL_ADD {
+            self.items += 1;
+        }
+        Ok(())
+    }
+
+    fn epoll_wait(
+        &mut self,
+        epfd: i32,
+        maxevents: i32,
+        kind: WaitKind,
+        null_buffer: bool,
+    ) -> SysResult<Vec<Event>> {
+        let mut buf =
+            vec![libc::epoll_event { events: 0, u64: 0 }; wait_buffer_len(maxevents, self.items)];
+        let ptr = if null_buffer {
+            std::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
+        let epfd = self.kfd(epfd);
+        // An empty mask (nothing blocked), larger than any size the callee reads.
+        let mask = [0u64; 16];
+        // SAFETY (all three calls): `ptr` is NULL (deliberately) or points to `buf`, which
+        // holds at least min(maxevents, items + 1) entries — more than can be written, since
+        // at most one event per interest item and at most `maxevents` are reported.
+        let n = match kind {
+            WaitKind::Wait { timeout_ms } => {
+                cvt(unsafe { (self.calls.epoll_wait)(epfd, ptr, maxevents, timeout_ms) })?
+            }
+            WaitKind::Pwait {
+                timeout_ms,
+                sigsetsize,
+            } => cvt(unsafe {
+                (self.calls.epoll_pwait_sized)(
+                    epfd,
+                    ptr,
+                    maxevents,
+                    timeout_ms,
+                    mask.as_ptr().cast(),
+                    sigsetsize,
+                )
+            })?,
+            WaitKind::Pwait2 { timeout } => {
+                let ts = timeout.map(|(s, ns)| libc::timespec {
+                    tv_sec: s,
+                    tv_nsec: ns,
+                });
+                let tsp = ts
+                    .as_ref()
+                    .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+                cvt(unsafe {
+                    (self.calls.epoll_pwait2)(epfd, ptr, maxevents, tsp, std::ptr::null())
+                })?
+            }
+        } as usize;
+        Ok(buf
+            .iter()
+            .take(if null_buffer { 0 } else { n })
+            .map(|e| (e.events, e.u64))
+            .collect())
+    }
+
+    fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16> {
+        let mut p = libc::pollfd {
+            fd: self.kfd(fd),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        cvt(unsafe { (self.calls.poll)(&mut p, 1, 0) })?;
+        Ok(p.revents)
+    }
+
+    fn write(&mut self, fd: i32, data: &[u8]) -> SysResult<usize> {
+        // SAFETY: `data` is valid for `data.len()` bytes.
+        cvt_size(unsafe { libc::write(self.kfd(fd), data.as_ptr().cast(), data.len()) })
+    }
+
+    fn read(&mut self, fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+        // SAFETY: `buf` is valid and writable for `buf.len()` bytes.
+        cvt_size(unsafe { libc::read(self.kfd(fd), buf.as_mut_ptr().cast(), buf.len()) })
+    }
+
+    fn shutdown(&mut self, fd: i32, how: i32) -> SysResult<()> {
+        // SAFETY: no pointers.
+        cvt(unsafe { libc::shutdown(self.kfd(fd), how) }).map(drop)
+    }
+
+    fn close(&mut self, fd: i32) -> SysResult<()> {
+        let k = self.kfd(fd);
+        // SAFETY: closes a number of our private range (or an invalid negative one).
+        cvt(unsafe { (self.calls.close)(k) })?;
+        self.open.remove(&k);
+        Ok(())
+    }
+
+    fn dup(&mut self, fd: i32) -> SysResult<i32> {
+        let base = self.calls.base as libc::c_ulong;
+        // SAFETY: integer arguments only.
+        let k = cvt(unsafe { (self.calls.fcntl)(self.kfd(fd), libc::F_DUPFD, base) })?;
+        Ok(self.placed(k))
+    }
+
+    fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32> {
+        // SAFETY: no pointers; the target is in our range (or invalid).
+        let k = cvt(unsafe { (self.calls.dup2)(self.kfd(fd), self.kfd(target)) })?;
+        Ok(self.placed(k))
+    }
+
+    fn abandon(self: Box<Self>) {
+        // Nothing here can be left inconsistent: close the descriptors, release the range.
+        drop(self);
+    }
+}
