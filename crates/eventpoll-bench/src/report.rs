@@ -21,12 +21,12 @@ pub const TARGET_TOKENS_RATIO: f64 = 10.0;
 /// epoll, i.e. its tokens/s at least 1/1.25 of the kernel's, at every N.
 pub const TARGET_HOST_SLOWDOWN: f64 = 1.25;
 
-/// Remarks printed under the table, numbered; the table shows "word [i]".
+/// Remarks printed under the table, numbered; the table shows `word [i]`.
 #[derive(Debug, Default)]
 pub struct Footnotes(pub Vec<String>);
 
 impl Footnotes {
-    /// Add `text` (once) and return `word` followed by its number, e.g. "skipped [2]".
+    /// Add `text` (once) and return `word` followed by its number, e.g. `skipped [2]`.
     pub fn mark(&mut self, word: &str, text: &str) -> String {
         let i = match self.0.iter().position(|t| t == text) {
             Some(i) => i,

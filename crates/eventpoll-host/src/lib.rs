@@ -8,7 +8,7 @@
 //! nesting, errors) decided by the engine.
 //!
 //! Readiness comes from the host's notification facility used as an *interrupt source*
-//! (the design gVisor uses for host descriptors): a [driver](driver) watches every
+//! (the design gVisor uses for host descriptors): a [driver] watches every
 //! registered descriptor and wakes its object's wait queue when the host reports activity.
 //! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]); the
 //! portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it

@@ -3,7 +3,7 @@
 //! This crate runs inside `libeventpoll.so`, which interposes `close`, `dup`, `fcntl`, the
 //! epoll calls and (optionally) `poll`: calling those symbols from here would re-enter the
 //! interposer. Everything that touches the kernel goes through this module, which also
-//! turns `-1`/`errno` into [`Errno`]-like raw values (`Err(i32)`).
+//! turns `-1`/`errno` into `Errno`-like raw values (`Err(i32)`).
 
 #![allow(unsafe_code)]
 

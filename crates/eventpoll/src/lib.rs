@@ -62,7 +62,7 @@
 //! assert!(ev.events().contains(eventpoll::Events::IN));
 //! ```
 //!
-//! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`].
+//! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`](mod@crate::file).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -6,7 +6,7 @@
 //! descriptor into the range, and `poll` go through the library, as in a program linked
 //! with it or run under `LD_PRELOAD`.
 //!
-//! The backend itself is [`super::real`] with the library's calls. Descriptors live in a
+//! The backend itself is the real-descriptor backend (`backend/real.rs`) with the library's calls. Descriptors live in a
 //! private range, as for the kernel backend: scenario number `n` is descriptor [`BASE`]` + n`
 //! (a different base, so the two backends never share numbers).
 //!

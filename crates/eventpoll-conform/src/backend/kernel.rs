@@ -2,7 +2,7 @@
 //! arguments — NULL event pointers, raw op numbers, `maxevents <= 0`, invalid timespecs,
 //! odd signal-set sizes — reach the kernel unchanged.
 //!
-//! The backend itself is [`super::real`] with the kernel's calls: descriptors live in a range
+//! The backend itself is the real-descriptor backend (`backend/real.rs`) with the kernel's calls: descriptors live in a range
 //! private to the runner (scenario number `n` is kernel descriptor [`BASE`]` + n`, allocated
 //! lowest-free), and kernel scenarios never run concurrently. `SIGPIPE` is ignored (a write
 //! without a reader returns `EPIPE`) and the soft `RLIMIT_NOFILE` is raised to the hard limit
@@ -123,7 +123,7 @@ pub(super) fn setup() {
 }
 
 /// How many scenario numbers the kernel range has: the soft `RLIMIT_NOFILE` (after
-/// [`setup`] raised it) minus [`BASE`]. Numbers at or above it are `EBADF`/`EMFILE`
+/// `setup` raised it) minus [`BASE`]. Numbers at or above it are `EBADF`/`EMFILE`
 /// on the kernel, so other backends use it as their table size.
 pub fn scenario_fd_limit() -> usize {
     setup();

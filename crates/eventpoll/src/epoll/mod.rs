@@ -5,10 +5,10 @@
 //!
 //! An instance keeps an *interest list* of items keyed by (open file description, descriptor
 //! number). Adding an item hooks an entry on the target's [`WaitQueue`]; when the target
-//! wakes its queue, [`EpollShared::item_callback`] puts the item on the *ready list* (once:
+//! wakes its queue, the epoll callback (`EpollShared::item_callback`) puts the item on the *ready list* (once:
 //! events between two harvests merge) and wakes one thread blocked in `wait`, and whoever
 //! polls the instance itself (outer instances, `poll(2)` callers). A *harvest*
-//! ([`EpollShared::send_events`]) takes the ready list, re-polls each item's file, reports
+//! (`EpollShared::send_events`) takes the ready list, re-polls each item's file, reports
 //! `poll & interest`, and then re-appends level-triggered items at the tail, leaves
 //! edge-triggered ones off, disables one-shot ones, and puts items it did not reach back at
 //! the head. The ready list holds *maybe-ready* items; only the harvest decides.
