@@ -372,38 +372,8 @@ pub unsafe extern "C" fn epoll_pwait(
     timeout: c_int,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
-    let r = ffi(|| {
-        // SAFETY: as above. glibc passes the kernel's signal-set size (8).
-        unsafe {
-            wait(
-                epfd,
-                events,
-                maxevents,
-                ms(timeout),
-                Mask::Some(sigmask, 8),
-                || {
-                    libc::syscall(
-                        libc::SYS_epoll_pwait,
-                        epfd,
-                        events,
-                        maxevents,
-                        timeout,
-                        sigmask,
-                        8usize,
-                    )
-                },
-            )
-        }
-    });
-    trace_wait(
-        "epoll_pwait",
-        epfd,
-        maxevents,
-        timeout.to_string(),
-        r,
-        events,
-    );
-    r
+    // SAFETY: the caller's guarantees, passed on; glibc passes the kernel's signal-set size.
+    unsafe { eventpoll_epoll_pwait_sized(epfd, events, maxevents, timeout, sigmask, 8) }
 }
 
 /// `epoll_pwait` in the system call's own form, with the signal-set size (glibc's

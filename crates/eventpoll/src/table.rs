@@ -186,12 +186,15 @@ impl FdTable {
 
     /// The description behind `fd` (Linux's `fdget`).
     pub fn get(&self, fd: i32) -> Result<File> {
-        let s = lock(&self.slots);
+        Self::slot(&lock(&self.slots), fd).map(|slot| slot.file.clone())
+    }
+
+    /// The open slot of `fd`, or `EBADF`.
+    fn slot(s: &Slots, fd: i32) -> Result<&Slot> {
         usize::try_from(fd)
             .ok()
             .and_then(|i| s.slots.get(i))
-            .and_then(|slot| slot.as_ref())
-            .map(|slot| slot.file.clone())
+            .and_then(Option::as_ref)
             .ok_or(Errno::EBADF)
     }
 
@@ -199,14 +202,7 @@ impl FdTable {
     /// lock; each side is `EBADF` on its own.
     pub(crate) fn get_pair(&self, a: i32, b: i32) -> (Result<File>, Result<File>) {
         let s = lock(&self.slots);
-        let get = |fd: i32| {
-            usize::try_from(fd)
-                .ok()
-                .and_then(|i| s.slots.get(i))
-                .and_then(|slot| slot.as_ref())
-                .map(|slot| slot.file.clone())
-                .ok_or(Errno::EBADF)
-        };
+        let get = |fd: i32| Self::slot(&s, fd).map(|slot| slot.file.clone());
         (get(a), get(b))
     }
 
@@ -336,13 +332,7 @@ impl FdTable {
 
     /// Whether `fd` has close-on-exec set.
     pub fn cloexec(&self, fd: i32) -> Result<bool> {
-        let s = lock(&self.slots);
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| s.slots.get(i))
-            .and_then(|x| x.as_ref())
-            .map(|x| x.cloexec)
-            .ok_or(Errno::EBADF)
+        Self::slot(&lock(&self.slots), fd).map(|slot| slot.cloexec)
     }
 
     /// The numbers currently open, ascending.

@@ -183,6 +183,11 @@ impl Ready {
     fn is_empty(&self) -> bool {
         self.head == NIL
     }
+    /// Linux's `ep_events_available`: something is on the ready list, or a harvest is in
+    /// progress (its items may come back).
+    fn events_available(&self) -> bool {
+        !self.is_empty() || self.scanning
+    }
     fn is_linked(&self, slot: u32) -> bool {
         self.slots[slot as usize].next != UNLINKED
     }
@@ -420,8 +425,7 @@ impl EpollShared {
     /// Whether the ready list holds an item (maybe ready: a harvest or a poll of the
     /// instance re-polls it) or a harvest is in progress. Reads only; changes nothing.
     pub(crate) fn events_available(&self) -> bool {
-        let r = lock(&self.ready);
-        !r.is_empty() || r.scanning
+        lock(&self.ready).events_available()
     }
 
     /// Move the ready list to the transfer list (`ep_start_scan`).
@@ -590,7 +594,7 @@ impl EpollShared {
             let parker = Parker::for_current_thread();
             {
                 let r = lock(&self.ready);
-                eavail = !r.is_empty() || r.scanning;
+                eavail = r.events_available();
                 if !eavail {
                     self.wq.insert(Waiter::Thread {
                         parker: parker.clone(),
@@ -959,12 +963,14 @@ pub(crate) fn ctl(
     };
     let (ep_file, target) = table.get_pair(epfd, fd);
     let (ep_file, target) = (ep_file?, target?);
-    if target.ops().wait_queue().is_none() {
-        return Err(Errno::EPERM);
-    }
     let Some(ep) = ep_file.as_epoll() else {
-        // Steps 5–6: not an epoll instance (the WAKEUP clearing has no visible effect).
-        return Err(Errno::EINVAL);
+        // Step 4 (a target that cannot be polled) comes before step 6 (`epfd` is not an
+        // instance); for an instance, `ctl_files` checks step 4 itself.
+        return Err(if target.ops().wait_queue().is_none() {
+            Errno::EPERM
+        } else {
+            Errno::EINVAL
+        });
     };
     ep.ctl_files(
         &ep_file,

@@ -184,14 +184,7 @@ impl Epoll {
     }
 
     fn ctl_interest(&self, op: i32, file: &File, interest: Interest, data: u64) -> Result<()> {
-        self.ep.ctl_files(
-            &self.file,
-            op,
-            file,
-            NO_FD,
-            EpollEvent::new(interest.0, data),
-            false,
-        )
+        self.ctl(op, file, NO_FD, EpollEvent::new(interest.0, data))
     }
 
     /// Watch `file` (`EPOLL_CTL_ADD`); `data` comes back with its events. Errors as Linux:
