@@ -20,8 +20,10 @@
 //!    `epnested_mutex`.
 //! 2. `EpollShared::mtx` ("ep->mtx"): the interest list. Held by ctl, by a harvest, by a poll
 //!    of the instance and by the release of a watched file. Nested instances are locked
-//!    outer before inner (a harvest of the outer polls the inner); cycles are impossible
-//!    because ADD refuses them.
+//!    outer before inner (a harvest of the outer polls the inner; an ADD of the inner hooks
+//!    its item on the inner under the inner's `mtx`, so that "is this instance watched?",
+//!    which decides whether an ADD into it needs the full check, is read and changed under
+//!    one lock); cycles are impossible because ADD refuses them.
 //! 3. A target's `WaitQueue` lock: held while the queue runs its entries, so the epoll
 //!    callback runs under it.
 //! 4. `EpollShared::ready` ("ep->lock"): the ready list and each item's event mask and
@@ -647,7 +649,13 @@ impl EpollShared {
             }
         }
         let key = target.inner.key();
-        if op == EPOLL_CTL_ADD && (self.is_watched() || target_is_epoll) {
+        let mut il = lock(&self.mtx);
+        // Whether this instance is watched is read under its `mtx`, and an outer instance
+        // hooks its item on this one under this `mtx` too (see `insert`), so an ADD that
+        // skips the full check cannot race with this instance becoming nested (Linux reads
+        // `f_ep` under `ep->mtx` and attaches under the target's `mtx` for the same reason).
+        if op == EPOLL_CTL_ADD && (target_is_epoll || self.is_watched()) {
+            drop(il);
             let me = ep_file
                 .epoll_arc()
                 .expect("ep_file is this instance's file");
@@ -665,7 +673,6 @@ impl EpollShared {
             }
             return self.insert(me, &mut il, target, fd, event, Some(&check_files));
         }
-        let mut il = lock(&self.mtx);
         let slot = il.find(key, fd);
         match (op, slot) {
             (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
@@ -730,11 +737,18 @@ impl EpollShared {
         });
         let interest = Events::from_bits_retain(event.events);
         let queue = ops.wait_queue().expect("pollable target");
-        queue.insert(Waiter::Item {
-            ep: me,
-            slot,
-            exclusive: interest.contains(Events::EXCLUSIVE),
-        });
+        {
+            // Hooking on an instance makes it "watched": do it under that instance's `mtx`
+            // (outer before inner, the nesting order), so that its own ADDs decide on the
+            // full check consistently (see `ctl_files`). Released before the poll below,
+            // which takes it again.
+            let _inner = target.as_epoll().map(|inner| lock(&inner.mtx));
+            queue.insert(Waiter::Item {
+                ep: me,
+                slot,
+                exclusive: interest.contains(Events::EXCLUSIVE),
+            });
+        }
         if let Some(files) = full_check {
             if !nest::reverse_path_check(files) {
                 self.remove(il, slot);
