@@ -82,11 +82,6 @@ impl Interrupt {
         self.state.pending.store(false, Ordering::SeqCst);
     }
 
-    /// Deliver (consume) the pending interrupt, as an `EINTR` return does.
-    pub(crate) fn consume(&self) {
-        self.clear();
-    }
-
     /// Sleep on `parker` until woken, `deadline`, or an interrupt.
     pub(crate) fn sleep_interruptibly(
         &self,

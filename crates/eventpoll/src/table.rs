@@ -414,7 +414,7 @@ impl FdTable {
                 WakeReason::Woken => continue,
                 WakeReason::TimedOut => break Ok(scan(fds)),
                 WakeReason::Interrupted => {
-                    signal.consume();
+                    signal.clear(); // delivered, as an EINTR return delivers a signal
                     break Err(Errno::EINTR);
                 }
             }

@@ -441,7 +441,7 @@ impl WaitQueue {
                 WakeReason::Woken => {}
                 WakeReason::TimedOut => return attempt().ok_or(crate::Errno::EAGAIN),
                 WakeReason::Interrupted => {
-                    signal.consume();
+                    signal.clear(); // delivered, as an EINTR return delivers a signal
                     return Err(crate::Errno::EINTR);
                 }
             }

@@ -590,7 +590,7 @@ impl EpollShared {
             }
             let signal = crate::signal::current();
             if signal.is_pending() {
-                signal.consume();
+                signal.clear(); // delivered, as an EINTR return delivers a signal
                 return Err(Errno::EINTR);
             }
             let parker = Parker::for_current_thread();
