@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Python's own test_epoll and test_selectors, natively and under LD_PRELOAD=libeventpoll.so
-# (both drivers): every test must end the same way as natively (ok / skipped / ...), and
+# (all three drivers: uring, the default; epoll; poll): every test must end the same way as natively (ok / skipped / ...), and
 # the preloaded runs must really go through eventpoll (EVENTPOLL_LOG counts the calls).
 source "$(dirname "$0")/capi-lib.sh"
 build_lib
@@ -13,7 +13,7 @@ results() { # the per-test outcome lines of a verbose run, sorted
 timeout 600 python3 -m test -v "${TESTS[@]}" > "$TMP/native.txt" 2>&1 || true
 results "$TMP/native.txt" > "$TMP/native.res"
 status=0
-for driver in epoll poll; do
+for driver in uring epoll poll; do
     EVENTPOLL_DRIVER=$driver EVENTPOLL_LOG="$TMP/$driver.log" LD_PRELOAD="$LIB" timeout 600 \
         python3 -m test -v "${TESTS[@]}" > "$TMP/$driver.txt" 2>&1 || true
     results "$TMP/$driver.txt" > "$TMP/$driver.res"

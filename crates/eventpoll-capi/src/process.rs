@@ -289,10 +289,12 @@ impl Process {
     fn init() -> Option<Process> {
         let kind = std::env::var("EVENTPOLL_DRIVER")
             .ok()
-            .and_then(|s| DriverKind::from_name(&s))
-            .unwrap_or_else(Host::default_kind);
+            .and_then(|s| DriverKind::from_name(&s));
         let base = hidden_base();
-        let host = Host::with_hidden_base(kind, base).ok()?;
+        let host = match kind {
+            Some(kind) => Host::with_hidden_base(kind, base).ok()?,
+            None => Host::best(base).ok()?,
+        };
         let p = Process {
             pid: AtomicI32::new(sys::getpid()),
             host,

@@ -133,6 +133,12 @@ fn c_error_paths_match_the_kernel_in_every_build() {
     run(
         Command::new(&native)
             .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+            .env("EVENTPOLL_DRIVER", "epoll"),
+        "LD_PRELOAD, kernel-epoll driver",
+    );
+    run(
+        Command::new(&native)
+            .env("LD_PRELOAD", lib.join("libeventpoll.so"))
             .env("EVENTPOLL_DRIVER", "poll"),
         "LD_PRELOAD, poll driver",
     );
@@ -192,7 +198,7 @@ fn python_threads_and_fork_under_preload() {
         return;
     }
     let lib = lib_dir();
-    for driver in ["epoll", "poll"] {
+    for driver in ["uring", "epoll", "poll"] {
         let o = Command::new("python3")
             .arg(crate_dir().join("tests/py/stress.py"))
             .env("LD_PRELOAD", lib.join("libeventpoll.so"))

@@ -10,8 +10,11 @@
 //! Readiness comes from the host's notification facility used as an *interrupt source*
 //! (the design gVisor uses for host descriptors): a [driver] watches every
 //! registered descriptor and wakes its object's wait queue when the host reports activity.
-//! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]); the
-//! portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
+//! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]), or
+//! io_uring multishot polls ([`driver::uring`]), which report every wakeup with its key —
+//! also the wakeups that leave no readiness behind, which a kernel epoll cannot show
+//! ([`Host::best`] picks it when the kernel allows io_uring); the portable fallback is
+//! `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
 //! takes with one `poll(2)` for all of them (the engine's batched-poll hook).
 //!
 //! Waiting: [`HostEpoll::wait`] pumps the driver, harvests, and blocks in the host
@@ -24,7 +27,7 @@
 //! use eventpoll::{EpollEvent, Events, Interest};
 //! use std::time::Duration;
 //!
-//! for kind in [DriverKind::KernelEpoll, DriverKind::Poll] {
+//! for kind in [DriverKind::KernelEpoll, DriverKind::IoUring, DriverKind::Poll] {
 //!     let host = Host::new(kind).unwrap();
 //!     let hep = HostEpoll::new(host.clone()).unwrap();
 //!     let mut fds = [0; 2];
@@ -38,7 +41,7 @@
 //!     // Edge-triggered: nothing more until the next write (the poll driver, which sees
 //!     // levels only, reports a still-ready item again: see `driver::poll`).
 //!     let again = hep.wait(&mut out, 4, Some(Duration::ZERO), None);
-//!     assert_eq!(again, Ok(if kind == DriverKind::KernelEpoll { 0 } else { 1 }));
+//!     assert_eq!(again, Ok(if kind == DriverKind::Poll { 1 } else { 0 }));
 //!     drop(reader);
 //!     unsafe { libc::close(fds[0]); libc::close(fds[1]); }
 //! }
@@ -89,12 +92,42 @@ impl Host {
                 driver::kernel::KernelDriver::new(hidden_base)
                     .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOMEM))?,
             ),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            DriverKind::IoUring => Arc::new(
+                driver::uring::UringDriver::new(hidden_base)
+                    .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOSYS))?,
+            ),
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            DriverKind::IoUring => return Err(Errno::ENOSYS),
             DriverKind::Poll => Arc::new(driver::poll::PollDriver::new()),
         };
         Ok(Host { driver })
     }
 
-    /// The best driver for this host (the kernel epoll on Linux).
+    /// A host with the best driver that works here: io_uring (every wakeup with its key),
+    /// else the kernel epoll, else `poll(2)`.
+    pub fn best(hidden_base: i32) -> Result<Host, Errno> {
+        let mut last = Errno::ENOSYS;
+        for kind in [
+            DriverKind::IoUring,
+            DriverKind::KernelEpoll,
+            DriverKind::Poll,
+        ] {
+            match Host::with_hidden_base(kind, hidden_base) {
+                Ok(h) => return Ok(h),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The driver this host runs.
+    pub fn kind(&self) -> DriverKind {
+        self.driver.kind()
+    }
+
+    /// The kernel-epoll driver on Linux, `poll(2)` elsewhere (see [`Host::best`] for the
+    /// driver that reports every wakeup).
     pub fn default_kind() -> DriverKind {
         if cfg!(any(target_os = "linux", target_os = "android")) {
             DriverKind::KernelEpoll

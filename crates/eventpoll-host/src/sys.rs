@@ -263,3 +263,15 @@ pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
     }
     Ok(st.st_mode & libc::S_IFMT)
 }
+
+/// The device and inode numbers of `fd`'s file (`fstat`), `None` when it is not open.
+/// While a file is alive no other file has the same pair.
+pub fn file_identity(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
+}

@@ -3,11 +3,16 @@
 //! A driver is the *interrupt source* of the host objects: it watches every registered
 //! descriptor with the host's own notification facility, and when the host reports
 //! activity it wakes that object's [`eventpoll::WaitQueue`] with the host's bits. The engine
-//! does the rest. Two drivers:
+//! does the rest. Three drivers:
 //!
+//! - [`uring`] (Linux 5.13+): io_uring multishot polls, one per direction of each
+//!   descriptor. Each wakeup of the file posts a completion with the wakeup's key, so the
+//!   driver replays the host's wakeups one by one, in order — also those that leave no
+//!   readiness behind (data read again before anyone looked, an eventfd write of 0).
 //! - [`kernel`] (Linux): a private kernel epoll with every descriptor registered
 //!   edge-triggered. An edge-triggered kernel item reports once per *wakeup* of its file —
-//!   the same notion of edge as the engine's — so each report is passed on as one wakeup.
+//!   the same notion of edge as the engine's — so each report is passed on as one wakeup,
+//!   provided the file is still ready when the driver asks.
 //! - [`poll`] (portable): `poll(2)` over every registered descriptor, a wakeup for each bit
 //!   that became set since the last observation. `poll(2)` sees levels, not wakeups, so an
 //!   edge is a rising bit (see the module for what that changes for edge-triggered items).
@@ -18,6 +23,8 @@
 
 pub mod kernel;
 pub mod poll;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod uring;
 
 use crate::host_fd::HostFd;
 use crate::sys::SysResult;
@@ -29,6 +36,8 @@ use std::time::Duration;
 pub enum DriverKind {
     /// A private edge-triggered kernel epoll (Linux).
     KernelEpoll,
+    /// One io_uring multishot poll per descriptor (Linux 5.13+): every wakeup with its key.
+    IoUring,
     /// `poll(2)` over every registered descriptor (portable fallback).
     Poll,
 }
@@ -38,6 +47,7 @@ impl DriverKind {
     pub fn name(self) -> &'static str {
         match self {
             DriverKind::KernelEpoll => "epoll",
+            DriverKind::IoUring => "uring",
             DriverKind::Poll => "poll",
         }
     }
@@ -45,6 +55,7 @@ impl DriverKind {
     pub fn from_name(name: &str) -> Option<DriverKind> {
         match name {
             "epoll" | "kernel" => Some(DriverKind::KernelEpoll),
+            "uring" | "io_uring" => Some(DriverKind::IoUring),
             "poll" => Some(DriverKind::Poll),
             _ => None,
         }
@@ -147,7 +158,8 @@ impl Registry {
         if let Some(e) = s.entries.get_mut(index as usize) {
             if e.0 == gen && e.1.is_some() {
                 e.1 = None;
-                e.0 = e.0.wrapping_add(1);
+                // 31-bit generations: a token never has bit 63 set (drivers may use it).
+                e.0 = e.0.wrapping_add(1) & 0x7fff_ffff;
                 s.free.push(index);
             }
         }

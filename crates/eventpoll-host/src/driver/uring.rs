@@ -1,0 +1,621 @@
+//! The per-wakeup Linux driver: one io_uring multishot poll per host descriptor.
+//!
+//! The kernel-epoll driver ([`super::kernel`]) learns of a wakeup only if the file is still
+//! ready when it asks, and never learns the wakeup's key. An io_uring multishot poll
+//! (`IORING_OP_POLL_ADD` with `IORING_POLL_ADD_MULTI`, edge-triggered, every bit asked
+//! for) is woken by each wakeup of the file's wait queue and posts a completion with the
+//! wakeup's *key* — the bits the waker named (an eventfd write of 0 posts `IN`; a pipe
+//! write posts `IN|RDNORM` even if the data is read again before anyone looks). A key-less
+//! wakeup posts the file's mask at that moment, or nothing if it is not ready. So a
+//! [`pump`](Driver::pump) replays the host's wakeups one by one, in order, with Linux's
+//! keys, and the engine's own key filtering and ready-list order are Linux's.
+//!
+//! When the completion is posted. The kernel turns a poll wakeup into a completion in
+//! *task work* of the thread that submitted the poll (the thread that registered the
+//! descriptor): at that thread's next return to user mode, which for a wakeup it caused
+//! itself (a `write`) is before the call returns, and for a wakeup from elsewhere is at
+//! once (the kernel interrupts it, as for a signal, and restarts the interrupted system
+//! call). A pump reads the completion ring without a system call. A wakeup caused by
+//! another thread is therefore seen a moment later than with a kernel epoll: a zero-timeout
+//! wait that races it may miss it (a blocking wait does not). A poll whose thread exits is
+//! cancelled by the kernel; the next pump arms it again from the pumping thread, and
+//! delivers the re-arming report (the descriptor's mask) as a wakeup, so nothing is lost.
+//!
+//! An armed poll holds a reference to the open file description, so
+//! [`deregister`](Driver::deregister) removes it synchronously (before a close by the
+//! program can release the file). A descriptor closed by a path its embedder does not see
+//! stays alive until the embedder notices (see [`Driver::still_registered`], which this
+//! driver answers by comparing device and inode numbers).
+//!
+//! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor, readable while
+//! completions are pending, plus their doorbell.
+
+#![allow(unsafe_code)] // the io_uring system calls and its shared-memory rings: FFI only
+
+use super::{Driver, DriverKind, Registry};
+use crate::host_fd::HostFd;
+use crate::sys::{self, SysResult};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// `struct io_sqring_offsets` (uapi `linux/io_uring.h`).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct SqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    flags: u32,
+    dropped: u32,
+    array: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+/// `struct io_cqring_offsets`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CqOffsets {
+    head: u32,
+    tail: u32,
+    ring_mask: u32,
+    ring_entries: u32,
+    overflow: u32,
+    cqes: u32,
+    flags: u32,
+    resv1: u32,
+    user_addr: u64,
+}
+
+/// `struct io_uring_params`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Params {
+    sq_entries: u32,
+    cq_entries: u32,
+    flags: u32,
+    sq_thread_cpu: u32,
+    sq_thread_idle: u32,
+    features: u32,
+    wq_fd: u32,
+    resv: [u32; 3],
+    sq_off: SqOffsets,
+    cq_off: CqOffsets,
+}
+
+/// `struct io_uring_sqe`, with the fields a poll uses.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Sqe {
+    opcode: u8,
+    flags: u8,
+    ioprio: u16,
+    fd: i32,
+    off: u64,
+    addr: u64,
+    len: u32,
+    /// `poll32_events` for `POLL_ADD`.
+    op_flags: u32,
+    user_data: u64,
+    buf_index: u16,
+    personality: u16,
+    splice_fd_in: i32,
+    addr3: u64,
+    pad: u64,
+}
+
+/// `struct io_uring_cqe` (without the big-CQE tail).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Cqe {
+    user_data: u64,
+    res: i32,
+    flags: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Params>() == 120);
+const _: () = assert!(std::mem::size_of::<Sqe>() == 64);
+const _: () = assert!(std::mem::size_of::<Cqe>() == 16);
+
+const IORING_OP_POLL_ADD: u8 = 6;
+const IORING_OP_POLL_REMOVE: u8 = 7;
+const IORING_POLL_ADD_MULTI: u32 = 1;
+const IORING_CQE_F_MORE: u32 = 1 << 1;
+const IORING_SETUP_CQSIZE: u32 = 1 << 3;
+const IORING_SETUP_CLAMP: u32 = 1 << 4;
+const IORING_FEAT_SINGLE_MMAP: u32 = 1;
+const IORING_SQ_CQ_OVERFLOW: u32 = 1 << 1;
+const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_OFF_SQ_RING: i64 = 0;
+const IORING_OFF_CQ_RING: i64 = 0x800_0000;
+const IORING_OFF_SQES: i64 = 0x1000_0000;
+
+/// Submission-queue entries: one operation is submitted at a time.
+const SQ_ENTRIES: u32 = 64;
+/// Completion-queue entries: wakeups pending between two pumps. A multishot poll that
+/// finds the queue full ends (a completion without `F_MORE`); the pump then arms it again.
+const CQ_ENTRIES: u32 = 8192;
+
+/// The `user_data` of `POLL_REMOVE` operations (their own completions are ignored).
+const REMOVE_MARK: u64 = u64::MAX;
+/// A token no object has.
+const NO_SKIP: u64 = u64::MAX - 1;
+/// The `user_data` bit of the output poll (registry tokens never have it).
+const OUT_POLL: u64 = 1 << 63;
+
+/// The bits of the two polls of a descriptor, input and output. A wakeup's key names one
+/// direction; with one poll per direction, a poll that must ask the file for its mask
+/// (the wakeup had no key, or several wakeups came before the completion was posted)
+/// still reports the direction that woke, and the engine's key filtering stays right: an
+/// item that waits for `OUT` is not woken by data arriving. `ERR`, `HUP`, `RDHUP` and
+/// `NVAL` are implied by the kernel in both.
+const CLASSES: [u32; 2] = [
+    (libc::EPOLLIN
+        | libc::EPOLLPRI
+        | libc::EPOLLRDNORM
+        | libc::EPOLLRDBAND
+        | libc::EPOLLMSG
+        | libc::EPOLLRDHUP
+        | libc::EPOLLERR
+        | libc::EPOLLHUP) as u32,
+    (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND | libc::EPOLLERR | libc::EPOLLHUP)
+        as u32,
+];
+
+/// The key to wake a host object's queue with, from a completion's bits. A completion
+/// carries the wakeup's key, or — when the wakeup had none (a state change: a pipe's
+/// other end closed or resized, a socket shut down) or several wakeups were folded into
+/// one — the file's mask. Keys never carry `RDHUP`, and `ERR`/`HUP` wake every item
+/// anyway, so bits with any of those three are a state change: woken with no key, which
+/// puts every item of the file on its ready list, as Linux does for a key-less wakeup.
+fn wake_key(bits: u32) -> u32 {
+    if bits & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
+        0
+    } else {
+        bits
+    }
+}
+
+/// The `user_data` of `host`'s poll of `class`.
+fn user_data(token: u64, class: usize) -> u64 {
+    if class == 1 {
+        token | OUT_POLL
+    } else {
+        token
+    }
+}
+
+/// One mapping of the ring's shared memory.
+struct Map {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Map {
+    fn new(fd: i32, len: usize, offset: i64) -> SysResult<Map> {
+        // SAFETY: a fresh shared mapping of the ring descriptor at the offset io_uring
+        // documents for this region; nothing aliases it in this process yet.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOMEM));
+        }
+        Ok(Map {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The `u32` at byte offset `off`, as an atomic shared with the kernel.
+    fn atomic(&self, off: u32) -> &AtomicU32 {
+        debug_assert!(off as usize + 4 <= self.len);
+        // SAFETY: `off` is an offset the kernel gave for a 4-byte-aligned u32 inside this
+        // mapping, which lives as long as `self`; the kernel and we access it atomically.
+        unsafe { &*self.ptr.add(off as usize).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region mapped in `new`, no longer referenced.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// An io_uring instance: its descriptor and its mapped rings.
+struct Ring {
+    fd: i32,
+    sq: Map,
+    cq: Option<Map>,
+    sqes: Map,
+    p: Params,
+}
+
+// SAFETY: the raw pointers refer to shared mappings owned by the ring; every access goes
+// through the driver's mutex (or atomics shared with the kernel).
+unsafe impl Send for Ring {}
+
+impl Ring {
+    fn new(hidden_base: i32) -> SysResult<Ring> {
+        let mut p = Params {
+            flags: IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+            cq_entries: CQ_ENTRIES,
+            ..Params::default()
+        };
+        // SAFETY: `p` is a valid io_uring_params the kernel fills in.
+        let fd =
+            unsafe { libc::syscall(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOSYS));
+        }
+        let mut fd = fd as i32;
+        if hidden_base > 0 {
+            fd = sys::move_high(fd, hidden_base);
+        }
+        let fail = |e| {
+            let _ = sys::close(fd);
+            e
+        };
+        let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+        let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * std::mem::size_of::<Cqe>();
+        let single = p.features & IORING_FEAT_SINGLE_MMAP != 0;
+        let sq = Map::new(
+            fd,
+            if single { sq_len.max(cq_len) } else { sq_len },
+            IORING_OFF_SQ_RING,
+        )
+        .map_err(fail)?;
+        let cq = if single {
+            None
+        } else {
+            Some(Map::new(fd, cq_len, IORING_OFF_CQ_RING).map_err(fail)?)
+        };
+        let sqes = Map::new(
+            fd,
+            p.sq_entries as usize * std::mem::size_of::<Sqe>(),
+            IORING_OFF_SQES,
+        )
+        .map_err(fail)?;
+        Ok(Ring {
+            fd,
+            sq,
+            cq,
+            sqes,
+            p,
+        })
+    }
+
+    fn cq_map(&self) -> &Map {
+        self.cq.as_ref().unwrap_or(&self.sq)
+    }
+
+    /// `io_uring_enter(2)` with no signal set.
+    fn enter(&self, to_submit: u32, flags: u32) -> SysResult<()> {
+        loop {
+            // SAFETY: plain integer arguments; no signal set.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    self.fd,
+                    to_submit,
+                    0u32,
+                    flags,
+                    std::ptr::null::<libc::c_void>(),
+                    0usize,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Whether completions wait in the kernel's overflow list (the ring was full): they
+    /// reach the ring at the next `io_uring_enter` with `GETEVENTS`.
+    fn overflowed(&self) -> bool {
+        self.sq.atomic(self.p.sq_off.flags).load(Ordering::Acquire) & IORING_SQ_CQ_OVERFLOW != 0
+    }
+
+    /// Submit operations and wait until the kernel has taken them.
+    fn submit(&self, sqes: &[Sqe]) -> SysResult<()> {
+        if sqes.is_empty() {
+            return Ok(());
+        }
+        let tail_a = self.sq.atomic(self.p.sq_off.tail);
+        let tail = tail_a.load(Ordering::Relaxed);
+        let head = self.sq.atomic(self.p.sq_off.head).load(Ordering::Acquire);
+        if tail.wrapping_sub(head) as usize + sqes.len() > self.p.sq_entries as usize {
+            return Err(libc::EBUSY);
+        }
+        let mask = self
+            .sq
+            .atomic(self.p.sq_off.ring_mask)
+            .load(Ordering::Relaxed);
+        for (i, sqe) in sqes.iter().enumerate() {
+            let index = tail.wrapping_add(i as u32) & mask;
+            // SAFETY: `index` is below sq_entries: the slot is inside the SQE array and the
+            // kernel does not read it until the tail moves past it (below).
+            unsafe {
+                self.sqes.ptr.cast::<Sqe>().add(index as usize).write(*sqe);
+                self.sq
+                    .ptr
+                    .add(self.p.sq_off.array as usize)
+                    .cast::<u32>()
+                    .add(index as usize)
+                    .write(index);
+            }
+        }
+        tail_a.store(tail.wrapping_add(sqes.len() as u32), Ordering::Release);
+        self.enter(sqes.len() as u32, 0).inspect_err(|_| {
+            // Not taken: give the slots back.
+            tail_a.store(tail, Ordering::Release);
+        })
+    }
+
+    /// Take every pending completion into `out`, oldest first.
+    fn reap(&self, out: &mut Vec<Cqe>) {
+        let cq = self.cq_map();
+        let head_a = cq.atomic(self.p.cq_off.head);
+        let head = head_a.load(Ordering::Relaxed);
+        let tail = cq.atomic(self.p.cq_off.tail).load(Ordering::Acquire);
+        let mask = cq.atomic(self.p.cq_off.ring_mask).load(Ordering::Relaxed);
+        let mut i = head;
+        while i != tail {
+            // SAFETY: entries between head and tail are written by the kernel (the Acquire
+            // load of the tail orders them) and stay until the head moves past them.
+            let cqe = unsafe {
+                cq.ptr
+                    .add(self.p.cq_off.cqes as usize)
+                    .cast::<Cqe>()
+                    .add((i & mask) as usize)
+                    .read()
+            };
+            out.push(cqe);
+            i = i.wrapping_add(1);
+        }
+        head_a.store(tail, Ordering::Release);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let _ = sys::close(self.fd);
+    }
+}
+
+/// The io_uring driver. See the module documentation.
+pub struct UringDriver {
+    ring: Mutex<Ring>,
+    /// The ring's descriptor, readable by waiters without the mutex.
+    ring_fd: AtomicI32,
+    registry: Registry,
+    hidden_base: i32,
+}
+
+/// A multishot poll of descriptor `fd` for the bits of `class`, under `token`.
+fn poll_add(fd: i32, token: u64, class: usize) -> Sqe {
+    Sqe {
+        opcode: IORING_OP_POLL_ADD,
+        fd,
+        len: IORING_POLL_ADD_MULTI,
+        op_flags: CLASSES[class],
+        user_data: user_data(token, class),
+        ..Sqe::default()
+    }
+}
+
+/// The removal of `token`'s poll of `class`.
+fn poll_remove(token: u64, class: usize) -> Sqe {
+    Sqe {
+        opcode: IORING_OP_POLL_REMOVE,
+        fd: -1,
+        addr: user_data(token, class),
+        user_data: REMOVE_MARK,
+        ..Sqe::default()
+    }
+}
+
+/// The polls `host` needs: input always, output once watched.
+fn polls(host: &HostFd, token: u64) -> Vec<Sqe> {
+    let fd = host.fd();
+    let mut v = vec![poll_add(fd, token, 0)];
+    if host.out.load(Ordering::Acquire) {
+        v.push(poll_add(fd, token, 1));
+    }
+    v
+}
+
+impl UringDriver {
+    /// A driver with its own io_uring (close-on-exec), its descriptor moved to a number at
+    /// or above `hidden_base` when one is given. `Err` when io_uring is unavailable
+    /// (kernel older than 5.13, or disabled by `kernel.io_uring_disabled` or seccomp).
+    pub fn new(hidden_base: i32) -> SysResult<UringDriver> {
+        let ring = Ring::new(hidden_base)?;
+        Ok(UringDriver {
+            ring_fd: AtomicI32::new(ring.fd),
+            ring: Mutex::new(ring),
+            registry: Registry::default(),
+            hidden_base,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deliver every pending completion as a wakeup (in order, under the ring's mutex so
+    /// that concurrent pumps cannot reorder them), except those of `skip`; returns
+    /// (objects woken, whether a poll of `skip` ended without being armed: not pollable).
+    fn pump_locked(&self, ring: &Ring, skip: u64) -> (usize, bool) {
+        let mut cqes = Vec::new();
+        let mut woken = 0;
+        let mut skip_ended = false;
+        let mut hosts = Vec::new();
+        let mut rearm = Vec::new();
+        loop {
+            cqes.clear();
+            ring.reap(&mut cqes);
+            if cqes.is_empty() {
+                if ring.overflowed() && ring.enter(0, IORING_ENTER_GETEVENTS).is_ok() {
+                    ring.reap(&mut cqes);
+                }
+                if cqes.is_empty() {
+                    break;
+                }
+            }
+            hosts.clear();
+            self.registry.resolve(
+                cqes.iter()
+                    .map(|c| c.user_data)
+                    .enumerate()
+                    .filter(|(_, t)| *t != REMOVE_MARK)
+                    .map(|(pos, t)| (pos, t & !OUT_POLL)),
+                &mut hosts,
+            );
+            for (pos, h) in &hosts {
+                let c = cqes[*pos];
+                let token = c.user_data & !OUT_POLL;
+                let class = usize::from(c.user_data & OUT_POLL != 0);
+                let ended = c.flags & IORING_CQE_F_MORE == 0;
+                if token == skip {
+                    skip_ended |= ended;
+                    continue;
+                }
+                if c.res > 0 {
+                    h.notify(wake_key(c.res as u32));
+                    woken += 1;
+                }
+                // Ended while registered: the completion queue was full (res > 0) or the
+                // thread that armed it exited (ECANCELED). Other errors (the number is
+                // gone) end the watch.
+                if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
+                    rearm.push(poll_add(h.fd(), token, class));
+                }
+            }
+        }
+        // The re-arming report (the mask, if ready) arrives as a wakeup at the next pump:
+        // wakeups missed meanwhile are replaced by one, never lost.
+        for chunk in rearm.chunks(SQ_ENTRIES as usize) {
+            let _ = ring.submit(chunk);
+        }
+        (woken, skip_ended)
+    }
+}
+
+impl Driver for UringDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::IoUring
+    }
+
+    fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
+        let fd = host.fd();
+        // A regular file or directory has no wait queue: Linux's epoll says EPERM.
+        let fmt = sys::file_type(fd)?;
+        if fmt == libc::S_IFREG || fmt == libc::S_IFDIR {
+            return Err(libc::EPERM);
+        }
+        host.set_identity(sys::file_identity(fd));
+        let token = self.registry.insert(host);
+        host.token.store(token, Ordering::Release);
+        let ring = self.lock();
+        // Deliver what is pending first: only the arming reports of these polls are dropped.
+        self.pump_locked(&ring, NO_SKIP);
+        if let Err(e) = ring.submit(&polls(host, token)) {
+            self.registry.remove(token);
+            return Err(e);
+        }
+        // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
+        // engine item polls the object itself. A poll that ended at once has no wait
+        // queue to sleep on (a file without poll support): EPERM, as epoll says.
+        let (_, ended) = self.pump_locked(&ring, token);
+        if ended {
+            self.registry.remove(token);
+            let _ = ring.submit(&[poll_remove(token, 0), poll_remove(token, 1)]);
+            return Err(libc::EPERM);
+        }
+        Ok(())
+    }
+
+    fn watch_out(&self, host: &HostFd) -> SysResult<()> {
+        let token = host.token.load(Ordering::Acquire);
+        let ring = self.lock();
+        // Deliver what is pending first: only the arming report of the new poll is dropped.
+        self.pump_locked(&ring, NO_SKIP);
+        ring.submit(&[poll_add(host.fd(), token, 1)])?;
+        self.pump_locked(&ring, token);
+        Ok(())
+    }
+
+    fn deregister(&self, host: &HostFd) {
+        let token = host.token.load(Ordering::Acquire);
+        self.registry.remove(token);
+        let ring = self.lock();
+        // Synchronous: the polls hold a reference to the file, which a close by the
+        // program must be able to release at once. (Removing a poll that was never
+        // armed completes with ENOENT, ignored.)
+        let _ = ring.submit(&[poll_remove(token, 0), poll_remove(token, 1)]);
+    }
+
+    fn pump(&self) -> usize {
+        let ring = self.lock();
+        self.pump_locked(&ring, NO_SKIP).0
+    }
+
+    fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
+        out.push(libc::pollfd {
+            fd: self.ring_fd.load(Ordering::Acquire),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+
+    fn after_fork_child(&self) {
+        // The ring is shared with the parent (its polls are the parent's): make our own
+        // and arm every live descriptor on it.
+        let Ok(new) = Ring::new(self.hidden_base) else {
+            return;
+        };
+        let mut ring = self.lock();
+        // Unmap and close the child's view of the parent's ring without touching it.
+        let old = std::mem::replace(&mut *ring, new);
+        drop(old);
+        self.ring_fd.store(ring.fd, Ordering::Release);
+        for h in self.registry.all() {
+            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+        }
+        // Drop the reports of the re-arming: the ready lists copied from the parent
+        // already say what was ready.
+        let mut cqes = Vec::new();
+        ring.reap(&mut cqes);
+    }
+
+    fn own_fds(&self, out: &mut Vec<i32>) {
+        out.push(self.ring_fd.load(Ordering::Acquire));
+    }
+
+    /// Device and inode: the armed poll keeps the registered file alive, so no other file
+    /// can have its identity while it is registered.
+    fn still_registered(&self, host: &HostFd, fd: i32) -> Option<bool> {
+        let id = sys::file_identity(fd)?;
+        Some(host.identity() == Some(id))
+    }
+}
