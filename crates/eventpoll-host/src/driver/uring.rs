@@ -126,6 +126,9 @@ const IORING_SETUP_CQSIZE: u32 = 1 << 3;
 const IORING_SETUP_CLAMP: u32 = 1 << 4;
 const IORING_FEAT_SINGLE_MMAP: u32 = 1;
 const IORING_SQ_CQ_OVERFLOW: u32 = 1 << 1;
+const IORING_SQ_TASKRUN: u32 = 1 << 2;
+const IORING_SETUP_COOP_TASKRUN: u32 = 1 << 8;
+const IORING_SETUP_TASKRUN_FLAG: u32 = 1 << 9;
 const IORING_ENTER_GETEVENTS: u32 = 1;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
@@ -248,19 +251,32 @@ unsafe impl Send for Ring {}
 
 impl Ring {
     fn new(hidden_base: i32) -> SysResult<Ring> {
-        let mut p = Params {
-            flags: IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
-            cq_entries: CQ_ENTRIES,
-            ..Params::default()
+        // Cooperative task running (5.19+): a wakeup does not interrupt the thread that
+        // armed the poll while it runs (no IPI); it is woken if asleep, and otherwise
+        // posts the completion at its next entry into the kernel. TASKRUN_FLAG says
+        // when such work is pending, so a pump can enter the kernel to run it.
+        let setup = |flags: u32| {
+            let mut p = Params {
+                flags: IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | flags,
+                cq_entries: CQ_ENTRIES,
+                ..Params::default()
+            };
+            // SAFETY: `p` is a valid io_uring_params the kernel fills in.
+            let fd = unsafe {
+                libc::syscall(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params)
+            };
+            if fd < 0 {
+                Err(std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::ENOSYS))
+            } else {
+                Ok((fd, p))
+            }
         };
-        // SAFETY: `p` is a valid io_uring_params the kernel fills in.
-        let fd =
-            unsafe { libc::syscall(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ENOSYS));
-        }
+        let (fd, p) = match setup(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG) {
+            Err(libc::EINVAL) => setup(0)?,
+            r => r?,
+        };
         let mut fd = fd as i32;
         if hidden_base > 0 {
             fd = sys::move_high(fd, hidden_base);
@@ -327,6 +343,12 @@ impl Ring {
                 return Err(e);
             }
         }
+    }
+
+    /// Whether the calling thread may have task work pending that would post completions
+    /// (only ever set with cooperative task running).
+    fn taskrun(&self) -> bool {
+        self.sq.atomic(self.p.sq_off.flags).load(Ordering::Acquire) & IORING_SQ_TASKRUN != 0
     }
 
     /// Whether completions wait in the kernel's overflow list (the ring was full): they
@@ -471,6 +493,10 @@ impl UringDriver {
         let mut skip_ended = false;
         let mut hosts = Vec::new();
         let mut rearm = Vec::new();
+        if ring.taskrun() {
+            // Wakeups are queued as task work: run ours (any system call would).
+            let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+        }
         loop {
             cqes.clear();
             ring.reap(&mut cqes);
