@@ -10,6 +10,7 @@ use crate::kernel::{EpollRig, PollRig, SelectRig};
 use crate::machine::Machine;
 use crate::pipetest::{drain, run_rounds, start, Rig, Stats};
 use crate::sys::FD_SETSIZE;
+use eventpoll_host::DriverKind;
 use std::time::{Duration, Instant};
 
 /// A readiness mechanism under test.
@@ -27,14 +28,16 @@ pub enum Method {
     EngineLt,
     /// The eventpoll engine, edge-triggered, over its in-process pipes.
     EngineEt,
-    /// The eventpoll engine over real (host) pipes, level-triggered (eventpoll-host's kernel
-    /// epoll driver).
+    /// The eventpoll engine over real (host) pipes, level-triggered, with eventpoll-host's
+    /// kernel-epoll driver.
     EngineHost,
+    /// The same with eventpoll-host's io_uring driver (libeventpoll's default).
+    EngineHostUring,
 }
 
 impl Method {
     /// Every method, in report order.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Select,
         Method::Poll,
         Method::EpollLt,
@@ -42,6 +45,7 @@ impl Method {
         Method::EngineLt,
         Method::EngineEt,
         Method::EngineHost,
+        Method::EngineHostUring,
     ];
 
     /// A stable machine-readable name (used in the JSON output).
@@ -54,6 +58,7 @@ impl Method {
             Method::EngineLt => "eventpoll-lt",
             Method::EngineEt => "eventpoll-et",
             Method::EngineHost => "eventpoll-host-pipes",
+            Method::EngineHostUring => "eventpoll-host-pipes-uring",
         }
     }
 
@@ -67,6 +72,7 @@ impl Method {
             Method::EngineLt => "eventpoll LT (in-process pipes)",
             Method::EngineEt => "eventpoll ET (in-process pipes)",
             Method::EngineHost => "eventpoll LT (host pipes)",
+            Method::EngineHostUring => "eventpoll LT (host pipes, io_uring)",
         }
     }
 
@@ -74,7 +80,12 @@ impl Method {
     pub fn uses_host_fds(self) -> bool {
         matches!(
             self,
-            Method::Select | Method::Poll | Method::EpollLt | Method::EpollEt | Method::EngineHost
+            Method::Select
+                | Method::Poll
+                | Method::EpollLt
+                | Method::EpollEt
+                | Method::EngineHost
+                | Method::EngineHostUring
         )
     }
 }
@@ -354,7 +365,20 @@ fn run_cell(method: Method, n: usize, config: &Config, slice: Duration) -> (Outc
         Method::EngineEt => {
             crate::engine::guarded(|| measure(crate::engine::rig(n, true), t0, slice, k, seed))
         }
-        Method::EngineHost => measure(crate::host::HostRig::new(n), t0, slice, k, seed),
+        Method::EngineHost => measure(
+            crate::host::HostRig::new(n, DriverKind::KernelEpoll),
+            t0,
+            slice,
+            k,
+            seed,
+        ),
+        Method::EngineHostUring => measure(
+            crate::host::HostRig::new(n, DriverKind::IoUring),
+            t0,
+            slice,
+            k,
+            seed,
+        ),
     }
 }
 
@@ -526,6 +550,7 @@ mod tests {
             Method::EngineLt,
             Method::EngineEt,
             Method::EngineHost,
+            Method::EngineHostUring,
         ] {
             let c = r.cell(m, 10).unwrap();
             let s = c

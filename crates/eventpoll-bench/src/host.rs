@@ -1,6 +1,6 @@
 //! The eventpoll engine over real (host) pipes as a pipetest [`Rig`]: the read ends are
-//! `eventpoll_host` descriptors (readiness from the host driver `libeventpoll` uses — io_uring
-//! where the kernel allows it, see [`host_driver`] — every epoll semantic in the engine) watched by one engine instance, level-triggered; reads and writes
+//! `eventpoll_host` descriptors (readiness from a host driver: the kernel-epoll one or the
+//! io_uring one `libeventpoll` uses by default; every epoll semantic in the engine) watched by one engine instance, level-triggered; reads and writes
 //! go straight to the kernel, as a program running on `libeventpoll.so` does. Bound by the
 //! descriptor limit like the kernel methods (two descriptors per pipe, plus the driver's).
 
@@ -10,18 +10,6 @@ use crate::sys::Io;
 use eventpoll::{EpollEvent, Events, File, Interest};
 use eventpoll_host::{DriverKind, Host, HostEpoll};
 use std::time::Duration;
-
-/// The host driver the rig runs: `EVENTPOLL_DRIVER` (`uring`, `epoll`, `poll`) when set,
-/// else the one `libeventpoll` picks ([`Host::best`]: io_uring where the kernel allows it).
-pub fn host_driver() -> Result<Host, eventpoll::Errno> {
-    match std::env::var("EVENTPOLL_DRIVER")
-        .ok()
-        .and_then(|s| DriverKind::from_name(&s))
-    {
-        Some(kind) => Host::new(kind),
-        None => Host::best(0),
-    }
-}
 
 /// N real pipes whose read ends an engine instance watches through the host driver.
 pub struct HostRig {
@@ -42,9 +30,9 @@ impl std::fmt::Debug for HostRig {
 
 impl HostRig {
     /// `n` pipes, read ends watched level-triggered (`EPOLLIN`), data = pipe index.
-    pub fn new(n: usize) -> Result<HostRig, String> {
+    pub fn new(n: usize, driver: DriverKind) -> Result<HostRig, String> {
         let pipes = KernelPipes::new(n, false)?;
-        let host = host_driver().map_err(|e| format!("host driver: {e}"))?;
+        let host = Host::new(driver).map_err(|e| format!("host driver: {e}"))?;
         let hep = HostEpoll::new(host.clone()).map_err(|e| format!("host epoll: {e}"))?;
         let mut files = Vec::with_capacity(n);
         for (i, &fd) in pipes.read_fds().iter().enumerate() {
@@ -98,7 +86,7 @@ mod tests {
 
     #[test]
     fn host_pipes_conserve_tokens() {
-        let mut rig = HostRig::new(50).unwrap();
+        let mut rig = HostRig::new(50, DriverKind::KernelEpoll).unwrap();
         let mut tokens = start(&mut rig, 16, 42).unwrap();
         let far = Instant::now() + std::time::Duration::from_secs(60);
         let stats = run_rounds(&mut rig, &mut tokens, far, 2000).unwrap();

@@ -8,10 +8,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// The pairs compared in the ratio table: (engine method, kernel method).
-pub const PAIRS: [(Method, Method); 3] = [
+pub const PAIRS: [(Method, Method); 4] = [
     (Method::EngineLt, Method::EpollLt),
     (Method::EngineEt, Method::EpollEt),
     (Method::EngineHost, Method::EpollLt),
+    (Method::EngineHostUring, Method::EpollLt),
 ];
 
 /// The pipetest target: engine tokens/s at 10,000 pipes ÷ the kernel epoll's.
@@ -195,7 +196,8 @@ pub fn ratio_table(report: &Report) -> Option<Table> {
                 fmt_count(r.kernel_n as f64)
             )
         };
-        let target = if r.engine == Method::EngineHost {
+        let host = matches!(r.engine, Method::EngineHost | Method::EngineHostUring);
+        let target = if host {
             let met = if r.tokens_per_sec * TARGET_HOST_SLOWDOWN >= 1.0 {
                 "met"
             } else {
@@ -212,8 +214,10 @@ pub fn ratio_table(report: &Report) -> Option<Table> {
         } else {
             String::new()
         };
-        let versus = if r.engine == Method::EngineHost {
-            format!("{} (host pipes)", r.kernel.label())
+        let versus = if r.engine == Method::EngineHostUring {
+            format!("{} (host pipes, io_uring driver)", r.kernel.label())
+        } else if r.engine == Method::EngineHost {
+            format!("{} (host pipes, epoll driver)", r.kernel.label())
         } else {
             r.kernel.label().to_string()
         };

@@ -12,9 +12,10 @@
 //!
 //! runs an unmodified, dynamically linked program on eventpoll: every epoll instance it
 //! creates is an engine instance; its host descriptors are watched by the engine through
-//! the host driver (a private edge-triggered kernel epoll on Linux, `EVENTPOLL_DRIVER=poll`
-//! for the portable `poll(2)` driver); LT/ET/ONESHOT/EXCLUSIVE, ordering, merging, nesting
-//! and errors are the engine's.
+//! the host driver (io_uring multishot polls, which report every wakeup with its key, where
+//! the kernel allows io_uring; else a private edge-triggered kernel epoll;
+//! `EVENTPOLL_DRIVER=uring|epoll|poll` chooses); LT/ET/ONESHOT/EXCLUSIVE, ordering, merging,
+//! nesting and errors are the engine's.
 //!
 //! - [`process`]: the descriptor table, how an instance is backed by real descriptors, fork.
 //! - [`abi`]: the exported functions, check order, interposed `close`/`dup*`/`fcntl`.
