@@ -23,7 +23,7 @@ use crate::process::{self, Slot};
 use eventpoll::event::EP_MAX_EVENTS;
 use eventpoll::EpollEvent;
 use eventpoll_host::sys;
-use libc::{c_int, c_long, c_ulong, c_void, size_t};
+use libc::{c_int, c_long, c_uint, c_ulong, c_void, size_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -499,6 +499,70 @@ pub extern "C" fn close(fd: c_int) -> c_int {
         trace(|| format!("close({fd})"), Ret(r));
     }
     r
+}
+
+/// `close_range(2)` (glibc 2.34+): every known number in the range is forgotten first, as
+/// by `close`, and the library's own descriptors in it are left open (the kernel is asked
+/// to close the sub-ranges between them). `CLOSE_RANGE_CLOEXEC` only marks descriptors
+/// close-on-exec, which changes nothing the library tracks.
+#[no_mangle]
+pub extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let r = ffi(|| close_range_impl(first, last, flags));
+    if process::existing().is_some() {
+        trace(
+            || format!("close_range({first}, {last}, {flags:#x})"),
+            Ret(r),
+        );
+    }
+    r
+}
+
+/// `closefrom(3)` (glibc 2.34+): `close_range(low, ~0, 0)`, keeping the library's own
+/// descriptors.
+#[no_mangle]
+pub extern "C" fn closefrom(low: c_int) {
+    let Ok(first) = c_uint::try_from(low) else {
+        return;
+    };
+    let _ = ffi(|| close_range_impl(first, c_uint::MAX, 0));
+}
+
+fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, c_int> {
+    let raw_range = |a: c_uint, b: c_uint| {
+        // SAFETY: no pointers; closing numbers is memory-safe.
+        raw(unsafe { libc::syscall(libc::SYS_close_range, a, b, flags) })
+    };
+    const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
+    let Some(p) = process::existing() else {
+        return raw_range(first, last);
+    };
+    if first > last || flags & CLOSE_RANGE_CLOEXEC != 0 {
+        return raw_range(first, last);
+    }
+    let _g = p.gate.enter();
+    let known = p.known_in(first, last);
+    for &(fd, hidden) in &known {
+        if !hidden {
+            drop(p.forget(fd));
+        }
+    }
+    let mut lo = first;
+    for &(fd, hidden) in &known {
+        let fd = fd as c_uint;
+        if hidden {
+            if fd > lo {
+                raw_range(lo, fd - 1)?;
+            }
+            lo = fd.saturating_add(1);
+            if fd == c_uint::MAX {
+                return Ok(0);
+            }
+        }
+    }
+    if lo <= last {
+        raw_range(lo, last)?;
+    }
+    Ok(0)
 }
 
 fn unsafe_raw_close(fd: c_int) -> c_long {

@@ -330,6 +330,16 @@ impl Process {
             .and_then(Clone::clone)
     }
 
+    /// The numbers in `first..=last` the library knows, in order, each with whether it is
+    /// one of the library's own (hidden) descriptors.
+    pub fn known_in(&self, first: u32, last: u32) -> Vec<(i32, bool)> {
+        let t = self.table();
+        let end = (last as usize).saturating_add(1).min(t.len());
+        (first as usize..end)
+            .filter_map(|i| t[i].as_ref().map(|s| (i as i32, matches!(s, Slot::Hidden))))
+            .collect()
+    }
+
     /// Set `fd`'s slot; returns the previous one (to be dropped by the caller, unlocked).
     pub fn set(&self, fd: i32, slot: Option<Slot>) -> Option<Slot> {
         let Ok(i) = usize::try_from(fd) else {

@@ -317,6 +317,33 @@ int main(void) {
 
     close(ep);
     ERR(epoll_wait(ep, out, 8, 0), EBADF);
+
+    /* close_range: the items of the numbers it closes go with their files (the writer of a
+       watched pipe sees its reader gone at once) */
+    signal(SIGPIPE, SIG_IGN);
+    int c[2];
+    OK(pipe2(c, O_NONBLOCK));
+    int ep3 = epoll_create1(0);
+    CHECK(ep3 >= 0, "epoll_create1");
+    struct epoll_event e3 = {.events = EPOLLIN, .data.u64 = 3};
+    OK(epoll_ctl(ep3, EPOLL_CTL_ADD, c[0], &e3));
+    OK(close_range(c[0], c[0], 0));
+    ERR(write(c[1], "x", 1), EPIPE);
+    EQ(epoll_wait(ep3, out, 8, 0), 0);
+    ERR(epoll_ctl(ep3, EPOLL_CTL_DEL, c[0], NULL), EBADF);
+    ERR(close_range(5, 4, 0), EINVAL);
+    /* closefrom(3): every program descriptor goes, and epoll keeps working */
+    closefrom(3);
+    ERR(epoll_wait(ep3, out, 8, 0), EBADF);
+    ERR(fcntl(c[1], F_GETFD), EBADF);
+    int ep4 = epoll_create1(0);
+    CHECK(ep4 >= 0, "epoll_create1 after closefrom");
+    OK(pipe2(c, O_NONBLOCK));
+    OK(epoll_ctl(ep4, EPOLL_CTL_ADD, c[0], &e3));
+    EQ(write(c[1], "y", 1), 1);
+    EQ(epoll_wait(ep4, out, 8, 1000), 1);
+    CHECK(out[0].data.u64 == 3 && out[0].events == EPOLLIN, "event after closefrom");
+
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
