@@ -40,6 +40,14 @@
 //!
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor, readable while
 //! completions are pending, plus their doorbell.
+//!
+//! Locking. One mutex guards the ring: submissions, and pumps from reaping to the last
+//! wakeup they deliver, so that two threads pumping at once cannot deliver wakeups out of
+//! the kernel's order. A pump wakes engine wait queues while holding it (lock order: ring
+//! mutex, then the registry's lock briefly to resolve tokens, then whatever the engine's
+//! wake callbacks take); nothing the engine does while waking calls back into the driver.
+//! `fork`'s prepare handler in `libeventpoll` keeps every engine step (and so every
+//! holder of this mutex) out while it forks.
 
 #![allow(unsafe_code)] // the io_uring system calls and its shared-memory rings: FFI only
 
@@ -404,6 +412,36 @@ impl Ring {
         })
     }
 
+    /// Check that multishot polls work (Linux 5.13+; older kernels refuse the flag, and
+    /// every descriptor would look unpollable): arm one on a ready eventfd, expect a
+    /// report that says more will follow, remove it. `Err(ENOSYS)` otherwise.
+    fn probe_multishot(&self) -> SysResult<()> {
+        let efd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)?;
+        let probe = NO_SKIP - 1;
+        let armed = self.submit(&[poll_add(efd, probe, 0)]);
+        let mut cqes = Vec::new();
+        self.reap(&mut cqes);
+        let ok = armed.is_ok()
+            && cqes
+                .iter()
+                .any(|c| c.user_data == probe && c.res > 0 && c.flags & IORING_CQE_F_MORE != 0);
+        let _ = self.submit(&[Sqe {
+            opcode: IORING_OP_POLL_REMOVE,
+            fd: -1,
+            addr: probe,
+            user_data: REMOVE_MARK,
+            ..Sqe::default()
+        }]);
+        let _ = sys::close(efd);
+        cqes.clear();
+        self.reap(&mut cqes);
+        if ok {
+            Ok(())
+        } else {
+            Err(libc::ENOSYS)
+        }
+    }
+
     /// Take every pending completion into `out`, oldest first.
     fn reap(&self, out: &mut Vec<Cqe>) {
         let cq = self.cq_map();
@@ -483,6 +521,7 @@ impl UringDriver {
     /// (kernel older than 5.13, or disabled by `kernel.io_uring_disabled` or seccomp).
     pub fn new(hidden_base: i32) -> SysResult<UringDriver> {
         let ring = Ring::new(hidden_base)?;
+        ring.probe_multishot()?;
         Ok(UringDriver {
             ring_fd: AtomicI32::new(ring.fd),
             ring: Mutex::new(ring),
