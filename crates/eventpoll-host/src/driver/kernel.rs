@@ -27,14 +27,8 @@ use std::sync::Arc;
 /// report says which *direction* woke, and the engine's own key filtering stays right —
 /// an item that waits for `OUT` is not woken by data arriving.
 const CLASSES: [u32; 2] = [
-    (libc::EPOLLIN
-        | libc::EPOLLPRI
-        | libc::EPOLLRDNORM
-        | libc::EPOLLRDBAND
-        | libc::EPOLLMSG
-        | libc::EPOLLRDHUP
-        | libc::EPOLLET) as u32,
-    (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND | libc::EPOLLET) as u32,
+    HostFd::IN_BITS.bits() | libc::EPOLLET as u32,
+    HostFd::OUT_BITS.bits() | libc::EPOLLET as u32,
 ];
 
 /// Events taken from the kernel per `epoll_wait` of a pump.

@@ -173,17 +173,11 @@ const OUT_POLL: u64 = 1 << 63;
 /// item that waits for `OUT` is not woken by data arriving. `ERR`, `HUP`, `RDHUP` and
 /// `NVAL` are implied by the kernel in both.
 const CLASSES: [u32; 2] = [
-    (libc::EPOLLIN
-        | libc::EPOLLPRI
-        | libc::EPOLLRDNORM
-        | libc::EPOLLRDBAND
-        | libc::EPOLLMSG
-        | libc::EPOLLRDHUP
-        | libc::EPOLLERR
-        | libc::EPOLLHUP) as u32,
-    (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND | libc::EPOLLERR | libc::EPOLLHUP)
-        as u32,
+    HostFd::IN_BITS.bits() | ERR_HUP,
+    HostFd::OUT_BITS.bits() | ERR_HUP,
 ];
+
+const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
 /// The key to wake a host object's queue with, from a completion's bits. A completion
 /// carries the wakeup's key, or — when the wakeup had none (a state change: a pipe's
