@@ -28,13 +28,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn set_errno(e: c_int) {
+pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }
 
 /// Run `body`, map `Err(errno)` to `-1` + errno and a panic to `-1` + `EIO`.
-fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
@@ -49,7 +49,7 @@ fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
 }
 
 /// A raw syscall's `-1`/errno as a result.
-fn raw(r: c_long) -> Result<c_int, c_int> {
+pub(crate) fn raw(r: c_long) -> Result<c_int, c_int> {
     if r < 0 {
         Err(std::io::Error::last_os_error()
             .raw_os_error()
@@ -57,6 +57,15 @@ fn raw(r: c_long) -> Result<c_int, c_int> {
     } else {
         Ok(r as c_int)
     }
+}
+
+/// A caller's timespec as a duration: `EINVAL` for a negative one or nanoseconds out of
+/// range, as the kernel checks it.
+pub(crate) fn duration_of(ts: &libc::timespec) -> Result<Duration, c_int> {
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(libc::EINVAL);
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// Whether a user pointer is certainly unreadable (NULL or in the first page).
@@ -450,10 +459,7 @@ pub unsafe extern "C" fn epoll_pwait2(
             // SAFETY: the caller's contract (checked non-NULL).
             let ts = unsafe { std::ptr::read_unaligned(timeout) };
             shown = format!("{{{}, {}}}", ts.tv_sec, ts.tv_nsec);
-            if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-                return Err(libc::EINVAL);
-            }
-            Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+            Some(duration_of(&ts)?)
         };
         // SAFETY: as above.
         unsafe {

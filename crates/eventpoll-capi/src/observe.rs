@@ -12,38 +12,13 @@
 
 #![allow(unsafe_code)]
 
+use crate::abi::{duration_of, ffi, raw};
 use crate::process::{self, Instance, INSTANCES};
 use eventpoll_host::sys;
-use libc::{c_int, c_long, nfds_t, pollfd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use libc::{c_int, nfds_t, pollfd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn set_errno(e: c_int) {
-    // SAFETY: the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
-
-fn ret(r: Result<c_int, c_int>) -> c_int {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
-    }
-}
-
-fn raw(r: c_long) -> Result<c_int, c_int> {
-    if r < 0 {
-        Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
-    } else {
-        Ok(r as c_int)
-    }
-}
 
 /// The instances among `fds`, or none when the library has no instance at all.
 fn instances(
@@ -133,15 +108,14 @@ fn ppoll_impl(
 /// `fds` holds `nfds` readable and writable `struct pollfd` records.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    ffi(|| {
         let t = (timeout >= 0).then(|| Duration::from_millis(timeout as u64));
         let ts = t.map(sys::timespec);
         let tsp = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         ppoll_impl(fds, nfds, t, tsp, std::ptr::null())
-    }));
-    ret(r.unwrap_or(Err(libc::EIO)))
+    })
 }
 
 /// `ppoll(2)`.
@@ -155,20 +129,16 @@ pub unsafe extern "C" fn ppoll(
     tmo: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    ffi(|| {
         let t = if (tmo as usize) < 4096 {
             None
         } else {
             // SAFETY: the caller's contract.
             let ts = unsafe { std::ptr::read(tmo) };
-            if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-                return Err(libc::EINVAL);
-            }
-            Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+            Some(duration_of(&ts)?)
         };
         ppoll_impl(fds, nfds, t, tmo, sigmask)
-    }));
-    ret(r.unwrap_or(Err(libc::EIO)))
+    })
 }
 
 const FD_BITS: usize = 8 * std::mem::size_of::<libc::c_ulong>();
@@ -275,7 +245,7 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     timeout: *mut libc::timeval,
 ) -> c_int {
-    let res = catch_unwind(AssertUnwindSafe(|| {
+    ffi(|| {
         let n = nfds.clamp(0, libc::FD_SETSIZE as c_int) as usize;
         let found = if nfds > 0 && nfds <= libc::FD_SETSIZE as c_int {
             instances(collect_set_fds(n, [r, w, e]).into_iter())
@@ -307,8 +277,7 @@ pub unsafe extern "C" fn select(
             }
         }
         out
-    }));
-    ret(res.unwrap_or(Err(libc::EIO)))
+    })
 }
 
 /// `pselect(2)`.
@@ -324,7 +293,7 @@ pub unsafe extern "C" fn pselect(
     timeout: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
-    let res = catch_unwind(AssertUnwindSafe(|| {
+    ffi(|| {
         let n = nfds.clamp(0, libc::FD_SETSIZE as c_int) as usize;
         let found = if nfds > 0 && nfds <= libc::FD_SETSIZE as c_int {
             instances(collect_set_fds(n, [r, w, e]).into_iter())
@@ -336,10 +305,7 @@ pub unsafe extern "C" fn pselect(
         } else {
             // SAFETY: the caller's contract.
             let ts = unsafe { std::ptr::read(timeout) };
-            if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-                return Err(libc::EINVAL);
-            }
-            Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+            Some(duration_of(&ts)?)
         };
         let Some((p, insts)) = found else {
             // pselect6 takes {sigmask, size} and may write the timespec: pass copies.
@@ -357,6 +323,5 @@ pub unsafe extern "C" fn pselect(
             return raw(unsafe { libc::syscall(libc::SYS_pselect6, nfds, r, w, e, tsp, datap) });
         };
         select_instances(p, &insts, n, [r, w, e], t, sigmask)
-    }));
-    ret(res.unwrap_or(Err(libc::EIO)))
+    })
 }
