@@ -35,8 +35,9 @@ pub struct HostFd {
     /// The mask the driver reported in the pump of the harvest in progress, with that
     /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).
     pub(crate) fresh: AtomicU64,
-    /// Device and inode numbers of the file (the io_uring driver's identity check).
-    identity: std::sync::Mutex<Option<(u64, u64)>>,
+    /// Device and inode numbers of the file, recorded at registration by drivers that
+    /// check identity with them (the io_uring driver).
+    pub(crate) identity: std::sync::OnceLock<(u64, u64)>,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -63,7 +64,7 @@ impl HostFd {
             input: AtomicU32::new(Self::IN_BITS.bits()),
             errhup: AtomicU32::new(0),
             fresh: AtomicU64::new(0),
-            identity: std::sync::Mutex::new(None),
+            identity: std::sync::OnceLock::new(),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -143,16 +144,6 @@ impl HostFd {
     /// refuses it with `EPERM`).
     pub fn is_pollable(&self) -> bool {
         self.pollable
-    }
-
-    /// Record the file's device and inode numbers (see [`crate::sys::file_identity`]).
-    pub(crate) fn set_identity(&self, id: Option<(u64, u64)>) {
-        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = id;
-    }
-
-    /// The file's device and inode numbers, if recorded.
-    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
-        *self.identity.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Wake the queue with the host's bits (called by the drivers).

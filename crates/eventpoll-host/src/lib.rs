@@ -126,16 +126,6 @@ impl Host {
         self.driver.kind()
     }
 
-    /// The kernel-epoll driver on Linux, `poll(2)` elsewhere (see [`Host::best`] for the
-    /// driver that reports every wakeup).
-    pub fn default_kind() -> DriverKind {
-        if cfg!(any(target_os = "linux", target_os = "android")) {
-            DriverKind::KernelEpoll
-        } else {
-            DriverKind::Poll
-        }
-    }
-
     /// The driver.
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver

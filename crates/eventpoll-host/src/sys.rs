@@ -253,25 +253,24 @@ pub fn timespec(d: std::time::Duration) -> libc::timespec {
     }
 }
 
-/// The file type bits (`st_mode & S_IFMT`) of `fd` (`fstat`, which is not interposed).
-pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
+/// `fstat(2)` (not interposed).
+pub fn fstat(fd: c_int) -> SysResult<libc::stat> {
     // SAFETY: an all-zero stat is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat buffer.
     if unsafe { libc::fstat(fd, &mut st) } < 0 {
         return Err(errno());
     }
-    Ok(st.st_mode & libc::S_IFMT)
+    Ok(st)
 }
 
-/// The device and inode numbers of `fd`'s file (`fstat`), `None` when it is not open.
-/// While a file is alive no other file has the same pair.
-pub fn file_identity(fd: c_int) -> Option<(u64, u64)> {
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable stat buffer.
-    if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return None;
-    }
-    Some((st.st_dev, st.st_ino))
+/// The file type bits (`st_mode & S_IFMT`) of `fd`.
+pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
+    fstat(fd).map(|st| st.st_mode & libc::S_IFMT)
+}
+
+/// A file's device and inode numbers: while a file is alive no other file has the same
+/// pair.
+pub fn identity(st: &libc::stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
 }

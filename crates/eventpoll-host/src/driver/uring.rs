@@ -256,6 +256,16 @@ struct Ring {
     cq: Option<Map>,
     sqes: Map,
     p: Params,
+    /// A pump's buffers, kept between pumps (a pump runs before every wait); empty, and
+    /// holding no reference to any object, between pumps.
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    cqes: Vec<Cqe>,
+    hosts: Vec<(usize, Arc<HostFd>)>,
+    rearm: Vec<Sqe>,
 }
 
 // SAFETY: the raw pointers refer to shared mappings owned by the ring; every access goes
@@ -324,6 +334,7 @@ impl Ring {
             cq,
             sqes,
             p,
+            scratch: Scratch::default(),
         })
     }
 
@@ -419,13 +430,7 @@ impl Ring {
             && cqes
                 .iter()
                 .any(|c| c.user_data == probe && c.res > 0 && c.flags & IORING_CQE_F_MORE != 0);
-        let _ = self.submit(&[Sqe {
-            opcode: IORING_OP_POLL_REMOVE,
-            fd: -1,
-            addr: probe,
-            user_data: REMOVE_MARK,
-            ..Sqe::default()
-        }]);
+        let _ = self.submit(&[poll_remove(probe, 0)]);
         let _ = sys::close(efd);
         cqes.clear();
         self.reap(&mut cqes);
@@ -499,6 +504,15 @@ fn poll_remove(token: u64, class: usize) -> Sqe {
     }
 }
 
+/// The removals of the polls `host` has: input always, output once watched.
+fn removals(host: &HostFd, token: u64) -> Vec<Sqe> {
+    let mut v = vec![poll_remove(token, 0)];
+    if host.out.load(Ordering::Acquire) {
+        v.push(poll_remove(token, 1));
+    }
+    v
+}
+
 /// The polls `host` needs: input always, output once watched.
 fn polls(host: &HostFd, token: u64) -> Vec<Sqe> {
     let fd = host.fd();
@@ -531,12 +545,14 @@ impl UringDriver {
     /// Deliver every pending completion as a wakeup (in order, under the ring's mutex so
     /// that concurrent pumps cannot reorder them), except those of `skip`; returns
     /// (objects woken, whether a poll of `skip` ended without being armed: not pollable).
-    fn pump_locked(&self, ring: &Ring, skip: u64) -> (usize, bool) {
-        let mut cqes = Vec::new();
+    fn pump_locked(&self, ring: &mut Ring, skip: u64) -> (usize, bool) {
+        let Scratch {
+            mut cqes,
+            mut hosts,
+            mut rearm,
+        } = std::mem::take(&mut ring.scratch);
         let mut woken = 0;
         let mut skip_ended = false;
-        let mut hosts = Vec::new();
-        let mut rearm = Vec::new();
         if ring.taskrun() {
             // Wakeups are queued as task work: run ours (any system call would).
             let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
@@ -587,6 +603,10 @@ impl UringDriver {
         for chunk in rearm.chunks(SQ_ENTRIES as usize) {
             let _ = ring.submit(chunk);
         }
+        cqes.clear();
+        hosts.clear();
+        rearm.clear();
+        ring.scratch = Scratch { cqes, hosts, rearm };
         (woken, skip_ended)
     }
 }
@@ -599,16 +619,17 @@ impl Driver for UringDriver {
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         let fd = host.fd();
         // A regular file or directory has no wait queue: Linux's epoll says EPERM.
-        let fmt = sys::file_type(fd)?;
+        let st = sys::fstat(fd)?;
+        let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFREG || fmt == libc::S_IFDIR {
             return Err(libc::EPERM);
         }
-        host.set_identity(sys::file_identity(fd));
+        let _ = host.identity.set(sys::identity(&st));
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
-        let ring = self.lock();
+        let mut ring = self.lock();
         // Deliver what is pending first: only the arming reports of these polls are dropped.
-        self.pump_locked(&ring, NO_SKIP);
+        self.pump_locked(&mut ring, NO_SKIP);
         if let Err(e) = ring.submit(&polls(host, token)) {
             self.registry.remove(token);
             return Err(e);
@@ -616,10 +637,10 @@ impl Driver for UringDriver {
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
         // engine item polls the object itself. A poll that ended at once has no wait
         // queue to sleep on (a file without poll support): EPERM, as epoll says.
-        let (_, ended) = self.pump_locked(&ring, token);
+        let (_, ended) = self.pump_locked(&mut ring, token);
         if ended {
             self.registry.remove(token);
-            let _ = ring.submit(&[poll_remove(token, 0), poll_remove(token, 1)]);
+            let _ = ring.submit(&removals(host, token));
             return Err(libc::EPERM);
         }
         Ok(())
@@ -627,11 +648,11 @@ impl Driver for UringDriver {
 
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {
         let token = host.token.load(Ordering::Acquire);
-        let ring = self.lock();
+        let mut ring = self.lock();
         // Deliver what is pending first: only the arming report of the new poll is dropped.
-        self.pump_locked(&ring, NO_SKIP);
+        self.pump_locked(&mut ring, NO_SKIP);
         ring.submit(&[poll_add(host.fd(), token, 1)])?;
-        self.pump_locked(&ring, token);
+        self.pump_locked(&mut ring, token);
         Ok(())
     }
 
@@ -640,14 +661,13 @@ impl Driver for UringDriver {
         self.registry.remove(token);
         let ring = self.lock();
         // Synchronous: the polls hold a reference to the file, which a close by the
-        // program must be able to release at once. (Removing a poll that was never
-        // armed completes with ENOENT, ignored.)
-        let _ = ring.submit(&[poll_remove(token, 0), poll_remove(token, 1)]);
+        // program must be able to release at once.
+        let _ = ring.submit(&removals(host, token));
     }
 
     fn pump(&self) -> usize {
-        let ring = self.lock();
-        self.pump_locked(&ring, NO_SKIP).0
+        let mut ring = self.lock();
+        self.pump_locked(&mut ring, NO_SKIP).0
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
@@ -685,7 +705,7 @@ impl Driver for UringDriver {
     /// Device and inode: the armed poll keeps the registered file alive, so no other file
     /// can have its identity while it is registered.
     fn still_registered(&self, host: &HostFd, fd: i32) -> Option<bool> {
-        let id = sys::file_identity(fd)?;
-        Some(host.identity() == Some(id))
+        let st = sys::fstat(fd).ok()?;
+        Some(host.identity.get() == Some(&sys::identity(&st)))
     }
 }
