@@ -182,9 +182,13 @@ const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 /// The key to wake a host object's queue with, from a completion's bits. A completion
 /// carries the wakeup's key, or — when the wakeup had none (a state change: a pipe's
 /// other end closed or resized, a socket shut down) or several wakeups were folded into
-/// one — the file's mask. Keys never carry `RDHUP`, and `ERR`/`HUP` wake every item
-/// anyway, so bits with any of those three are a state change: woken with no key, which
-/// puts every item of the file on its ready list, as Linux does for a key-less wakeup.
+/// one — the file's mask. Pipes, sockets, eventfds and timerfds announce hang-ups with
+/// key-less wakeups and never put `RDHUP` in a key (`scenarios/regressions/
+/// keyless-wakeup-hangup.ep` pins one such case), and a key with `ERR`/`HUP` wakes every
+/// item anyway, so bits with any of those three are taken as a state change: woken with
+/// no key, which puts every item of the file on its ready list, as Linux does. (A file
+/// type that did key a wakeup with `RDHUP` would wake more items than on Linux, never
+/// fewer.)
 fn wake_key(bits: u32) -> u32 {
     if bits & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
         0
