@@ -5,13 +5,11 @@
 # Scenarios listed in CAPI_KNOWN (space-separated path suffixes) are known deviations of the
 # C ABI (crates/eventpoll-capi/README.md, "Deviations"): their mismatches are printed as
 # KNOWN and do not fail the run. CAPI_KNOWN= (empty) makes every mismatch count.
-# With the default driver (io_uring, which reports every host wakeup with its key) two are
-# known, one kind: a key-less wakeup of a file ready for nothing an item watches in the
-# poll's direction is not seen, so the item is not queued (crates/eventpoll-capi/README.md,
-# deviation 1). The kernel-epoll driver (EVENTPOLL_DRIVER=epoll) has four, all "wakeups
-# the host does not show":
-#   CAPI_KNOWN="nesting/poll-stops-at-first-ready.ep regressions/eventfd.ep regressions/socket-wakeups.ep regressions/keyless-wakeup-nested.ep"
-CAPI_KNOWN="${CAPI_KNOWN-regressions/keyless-wakeup-not-ready.ep regressions/keyless-wakeup-nested.ep}"
+# With the default driver (io_uring, which reports every host wakeup with its key) none
+# are known: every mismatch fails the run. The kernel-epoll driver (EVENTPOLL_DRIVER=epoll)
+# has two, both "wakeups the host does not show" (deviation 1):
+#   CAPI_KNOWN="nesting/poll-stops-at-first-ready.ep regressions/eventfd.ep"
+CAPI_KNOWN="${CAPI_KNOWN-}"
 source "$(dirname "$0")/capi-lib.sh"
 build_lib -p eventpoll-cli
 EP="$CARGO_TARGET_DIR/$PROFILE/eventpoll"

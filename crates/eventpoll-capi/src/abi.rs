@@ -1,7 +1,8 @@
 //! The exported C functions: the six epoll calls with Linux's signatures and errno, and the
 //! descriptor calls the library interposes to keep its table true (`close`, `dup`, `dup2`,
 //! `dup3`, `fcntl`/`fcntl64` for `F_DUPFD`/`F_DUPFD_CLOEXEC`; `fork` through
-//! `pthread_atfork`).
+//! `pthread_atfork`), and those after which Linux wakes a file without a key, which the
+//! library passes on (`fcntl(F_SETPIPE_SZ)`, `shutdown`).
 //!
 //! Every function catches panics (a panic becomes `-1` with `errno` `EIO`) and makes its own
 //! system calls by number, never through the libc symbols it interposes. Calls on numbers
@@ -662,6 +663,14 @@ pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 }
 
 fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
+    if cmd == libc::F_SETPIPE_SZ {
+        // Linux wakes the pipe's writers without a key (every item of theirs is queued);
+        // the host driver sees readiness only, so the library tells the host itself.
+        return keyless_after(fd, true, || {
+            // SAFETY: integer argument.
+            raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+        });
+    }
     if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
         // SAFETY: the kernel validates the argument for the command.
         return raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
@@ -675,4 +684,53 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })?;
     dup_done(fd, new);
     Ok(new)
+}
+
+/// Run `call`, which makes Linux wake the file of `fd` without a key (see
+/// [`eventpoll_host::Host::wake_keyless`]): the wakeups the host had before it are
+/// delivered first, and after it succeeds every watched description of that file (its
+/// writers only, if `writers_only`) is woken without a key, so its items are queued in the
+/// place Linux gives them. A number the program does not own is `EBADF`.
+fn keyless_after(
+    fd: c_int,
+    writers_only: bool,
+    call: impl FnOnce() -> Result<c_int, c_int>,
+) -> Result<c_int, c_int> {
+    let Some(p) = process::existing() else {
+        return call();
+    };
+    let _g = p.gate.enter();
+    if hidden(fd) {
+        return Err(libc::EBADF);
+    }
+    p.host.pump();
+    let r = call()?;
+    p.host.wake_keyless(fd, writers_only);
+    Ok(r)
+}
+
+/// `shutdown(2)`: Linux wakes the socket, and a connected peer, without a key; the
+/// library passes both wakeups on to the items watching them (the peer is found with the
+/// kernel's unix socket diagnostics; other peers wake with readiness they gain, as the
+/// driver sees it).
+#[no_mangle]
+pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    let r = ffi(|| {
+        keyless_after(fd, false, || {
+            // SAFETY: no pointers.
+            raw(unsafe { libc::syscall(libc::SYS_shutdown, fd, how) })
+        })
+        .inspect(|_| {
+            if let Some(p) = process::existing() {
+                let _g = p.gate.enter();
+                if let (Some(peer), Ok(st)) = (sys::unix_peer_ino(fd), sys::fstat(fd)) {
+                    p.host.wake_keyless_file((st.st_dev, peer), false);
+                }
+            }
+        })
+    });
+    if process::existing().is_some() {
+        trace(|| format!("shutdown({fd}, {how})"), Ret(r));
+    }
+    r
 }

@@ -358,6 +358,11 @@ impl Process {
     /// kernel's close, unlocked: dropping the last number of a host description releases it
     /// (its items are removed, its driver registration dropped).
     pub fn forget(&self, fd: i32) -> Option<Slot> {
+        if matches!(self.slot(fd), Some(Slot::Host(_) | Slot::Epoll(_))) {
+            // Wakeups the host had before this close are Linux's before it: a wakeup of a
+            // file whose description goes now must still reach the instances watching it.
+            self.host.pump();
+        }
         let old = self.set(fd, None)?;
         if let Slot::Host(desc) = &old {
             let mut nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());

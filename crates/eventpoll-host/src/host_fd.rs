@@ -38,6 +38,9 @@ pub struct HostFd {
     /// Device and inode numbers of the file, recorded at registration by drivers that
     /// check identity with them (the io_uring driver).
     pub(crate) identity: std::sync::OnceLock<(u64, u64)>,
+    /// Whether the file is a socket, recorded at registration by drivers that need it
+    /// (the io_uring driver: a socket's wakeup keys are known, see `driver::uring`).
+    pub(crate) socket: AtomicBool,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -65,6 +68,7 @@ impl HostFd {
             errhup: AtomicU32::new(0),
             fresh: AtomicU64::new(0),
             identity: std::sync::OnceLock::new(),
+            socket: AtomicBool::new(false),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -144,6 +148,16 @@ impl HostFd {
     /// refuses it with `EPERM`).
     pub fn is_pollable(&self) -> bool {
         self.pollable
+    }
+
+    /// Device and inode numbers of the file (recorded once: the description keeps its
+    /// file while it is alive).
+    pub(crate) fn file_identity(&self) -> Option<(u64, u64)> {
+        if let Some(id) = self.identity.get() {
+            return Some(*id);
+        }
+        let st = sys::fstat(self.fd()).ok()?;
+        Some(*self.identity.get_or_init(|| sys::identity(&st)))
     }
 
     /// Wake the queue with the host's bits (called by the drivers).

@@ -195,6 +195,61 @@ impl Host {
         }
     }
 
+    /// Deliver a wakeup *without a key* to every registered description of the file that
+    /// descriptor `fd` refers to (only those opened for writing when `writers_only`);
+    /// returns how many were woken.
+    ///
+    /// Linux wakes some wait queues without a key — a pipe resized with `F_SETPIPE_SZ`
+    /// wakes its writers, `shutdown(2)` wakes the socket and its peer — and such a wakeup
+    /// queues *every* item of the file, whatever its interest. A driver sees readiness, not
+    /// keys, so a key-less wakeup of a file that is ready for none of an item's bits never
+    /// reaches the engine. An embedder that sees the call that causes one (`libeventpoll`
+    /// interposes `fcntl` and `shutdown`) [pumps](Host::pump) the wakeups that came before
+    /// it, makes the call, and then reports the key-less wakeup with this.
+    ///
+    /// ```
+    /// use eventpoll_host::{DriverKind, Host, HostEpoll};
+    /// use eventpoll::{EpollEvent, Events, Interest};
+    /// use std::time::Duration;
+    ///
+    /// let host = Host::new(DriverKind::IoUring).or_else(|_| Host::new(DriverKind::Poll)).unwrap();
+    /// let hep = HostEpoll::new(host.clone()).unwrap();
+    /// let mut fds = [0; 2];
+    /// assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+    /// let writer = host.open(fds[1]).unwrap();
+    /// // Watching the write end for PRI only: a resize queues the item anyway (the
+    /// // harvest then finds nothing to report, as on Linux).
+    /// hep.epoll().add(&writer, Interest::from_events(Events::PRI), 1).unwrap();
+    /// host.pump();
+    /// assert!(unsafe { libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 8192) } > 0);
+    /// assert_eq!(host.wake_keyless(fds[0], true), 1);
+    /// let mut out = [EpollEvent::default(); 4];
+    /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(0));
+    /// drop(writer);
+    /// unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+    /// ```
+    pub fn wake_keyless(&self, fd: i32, writers_only: bool) -> usize {
+        match sys::fstat(fd) {
+            Ok(st) => self.wake_keyless_file(sys::identity(&st), writers_only),
+            Err(_) => 0,
+        }
+    }
+
+    /// [`Host::wake_keyless`] for the file with device and inode numbers `identity` (the
+    /// peer of a socket, known by [`sys::unix_peer_ino`]).
+    pub fn wake_keyless_file(&self, identity: (u64, u64), writers_only: bool) -> usize {
+        let mut woken = 0;
+        for h in self.driver.registered() {
+            if h.file_identity() == Some(identity)
+                && (!writers_only || sys::writable_access(h.fd()))
+            {
+                h.notify(0);
+                woken += 1;
+            }
+        }
+        woken
+    }
+
     /// The host object behind `file`, if it is one.
     pub fn host_fd(file: &File) -> Option<&HostFd> {
         file.downcast::<HostFd>()

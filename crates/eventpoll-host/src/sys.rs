@@ -274,3 +274,96 @@ pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
 pub fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev, st.st_ino)
 }
+
+/// The inode number of the peer of connection-based unix socket `fd` (stream or
+/// seqpacket), asked of the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`,
+/// `UNIX_DIAG_PEER`). `None` when `fd` is not a connected unix socket or the kernel has no
+/// unix diagnostics (or `fd` is a datagram socket, whose `shutdown` does not reach its
+/// peer).
+pub fn unix_peer_ino(fd: c_int) -> Option<u64> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_PEER: u32 = 0x4;
+    const UNIX_DIAG_PEER: u16 = 2;
+    let st = fstat(fd).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    // netlink header (16 bytes) + unix_diag_req (24 bytes), native byte order.
+    let mut req = [0u8; 40];
+    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[16] = libc::AF_UNIX as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    req[24..28].copy_from_slice(&(st.st_ino as u32).to_ne_bytes());
+    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
+                                             // SAFETY: no pointers.
+    let nl = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    })
+    .ok()? as c_int;
+    let mut buf = [0u8; 512];
+    // SAFETY: `req` is readable for its length; `buf` writable for its length; a null
+    // address means the kernel (netlink) for sendto and "don't care" for recvfrom.
+    let n = unsafe {
+        let sent = libc::syscall(
+            libc::SYS_sendto,
+            nl,
+            req.as_ptr(),
+            req.len(),
+            0,
+            std::ptr::null::<libc::sockaddr>(),
+            0,
+        );
+        if sent == req.len() as c_long {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                nl,
+                buf.as_mut_ptr(),
+                buf.len(),
+                0,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        } else {
+            -1
+        }
+    };
+    let _ = close(nl);
+    let n = usize::try_from(n).ok()?.min(buf.len());
+    // One message: header (type SOCK_DIAG_BY_FAMILY), unix_diag_msg (16 bytes), attributes.
+    let u16_at = |i: usize| u16::from_ne_bytes([buf[i], buf[i + 1]]);
+    let u32_at = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+    // unix_diag_msg: family, type, state, pad, inode, cookie.
+    let ty = c_int::from(buf.get(17).copied().unwrap_or(0));
+    if n < 32
+        || u16_at(4) != SOCK_DIAG_BY_FAMILY
+        || (ty != libc::SOCK_STREAM && ty != libc::SOCK_SEQPACKET)
+    {
+        return None;
+    }
+    let end = (u32_at(0) as usize).min(n);
+    let mut at = 32;
+    while at + 4 <= end {
+        let (len, ty) = (u16_at(at) as usize, u16_at(at + 2));
+        if len < 4 || at + len > end {
+            break;
+        }
+        if ty == UNIX_DIAG_PEER && len >= 8 {
+            return Some(u64::from(u32_at(at + 4)));
+        }
+        at += (len + 3) & !3;
+    }
+    None
+}
+
+/// Whether `fd` was opened with write access (`O_WRONLY` or `O_RDWR`).
+pub fn writable_access(fd: c_int) -> bool {
+    fcntl(fd, libc::F_GETFL, 0).is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
+}

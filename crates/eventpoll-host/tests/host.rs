@@ -337,6 +337,45 @@ fn host_items_nest_inside_an_outer_instance() {
 }
 
 #[test]
+fn a_keyless_wakeup_reaches_items_that_watch_none_of_the_files_bits() {
+    // Linux: a pipe resize wakes the writers without a key, which queues every item of
+    // theirs; an inner instance so woken wakes an outer edge-triggered item again (the
+    // inner instance still has a ready item: the eventfd).
+    for kind in KINDS {
+        let (host, inner) = setup(kind);
+        let outer = HostEpoll::new(host.clone()).unwrap();
+        let p = Pipe::new();
+        // SAFETY: plain eventfd creation.
+        let efd = unsafe { libc::eventfd(1, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        assert!(efd >= 0);
+        let c = host.open(efd).unwrap();
+        let w = host.open(p.w).unwrap();
+        let r = host.open(p.r).unwrap();
+        inner.epoll().add(&c, Interest::WRITABLE, 6).unwrap();
+        inner
+            .epoll()
+            .add(&w, Interest::READABLE.oneshot(), 7)
+            .unwrap();
+        inner.epoll().add(&r, Interest::READABLE, 8).unwrap();
+        outer
+            .epoll()
+            .add(inner.epoll().file(), Interest::READABLE.edge(), 100)
+            .unwrap();
+        assert_eq!(now(&outer), vec![(100, Events::IN)], "{kind:?}");
+        assert!(now(&outer).is_empty(), "{kind:?}");
+        host.pump();
+        // SAFETY: integer argument.
+        assert_eq!(unsafe { libc::fcntl(p.r, libc::F_SETPIPE_SZ, 8192) }, 8192);
+        assert_eq!(host.wake_keyless(p.r, true), 1, "{kind:?}: the writer only");
+        assert_eq!(now(&outer), vec![(100, Events::IN)], "{kind:?}");
+        assert_eq!(now(&inner), vec![(6, Events::OUT)], "{kind:?}");
+        drop((c, w, r));
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(efd) };
+    }
+}
+
+#[test]
 fn many_descriptors_few_ready() {
     for kind in KINDS {
         let (host, hep) = setup(kind);

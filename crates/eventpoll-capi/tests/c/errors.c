@@ -318,6 +318,52 @@ int main(void) {
     close(ep);
     ERR(epoll_wait(ep, out, 8, 0), EBADF);
 
+    /* key-less wakeups: a pipe resize wakes the writer's items whatever they watch, and
+       shutdown wakes a socket and its peer that way; a queued item keeps its place until
+       it is reported (Linux: the item woken first is reported first) */
+    int p1[2], p2[2], sp[2];
+    OK(pipe2(p1, O_NONBLOCK));
+    OK(pipe2(p2, O_NONBLOCK));
+    int ep5 = epoll_create1(0);
+    CHECK(ep5 >= 0, "epoll_create1");
+    struct epoll_event w1 = {.events = EPOLLPRI | EPOLLONESHOT, .data.u64 = 51};
+    struct epoll_event r2 = {.events = EPOLLIN | EPOLLET, .data.u64 = 52};
+    OK(epoll_ctl(ep5, EPOLL_CTL_ADD, p1[1], &w1));
+    OK(epoll_ctl(ep5, EPOLL_CTL_ADD, p2[0], &r2));
+    EQ(fcntl(p1[0], F_SETPIPE_SZ, 65536), 65536);
+    EQ(write(p2[1], "z", 1), 1);
+    OK(close(p1[0])); /* the writer: EPOLLERR */
+    EQ(epoll_wait(ep5, out, 8, 0), 2);
+    CHECK(out[0].data.u64 == 51 && out[0].events == EPOLLERR && out[1].data.u64 == 52 &&
+              out[1].events == EPOLLIN,
+          "resize keeps the writer first: got %llu %#x, %llu %#x",
+          (unsigned long long)out[0].data.u64, out[0].events,
+          (unsigned long long)out[1].data.u64, out[1].events);
+    OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp));
+    struct epoll_event s1 = {.events = EPOLLIN, .data.u64 = 53};
+    OK(epoll_ctl(ep5, EPOLL_CTL_ADD, sp[1], &s1));
+    char sink[8];
+    EQ(read(p2[0], sink, sizeof sink), 1);
+    OK(epoll_ctl(ep5, EPOLL_CTL_MOD, p2[0], &r2));
+    EQ(epoll_wait(ep5, out, 8, 0), 0);
+    OK(shutdown(sp[0], SHUT_RD)); /* the peer: no new bits, woken without a key */
+    EQ(write(p2[1], "z", 1), 1);
+    EQ(write(sp[0], "q", 1), 1);
+    EQ(epoll_wait(ep5, out, 8, 0), 2);
+    CHECK(out[0].data.u64 == 53 && out[1].data.u64 == 52,
+          "shutdown keeps the peer first: got %llu, %llu",
+          (unsigned long long)out[0].data.u64, (unsigned long long)out[1].data.u64);
+    ERR(shutdown(-1, SHUT_RD), EBADF);
+    ERR(shutdown(p2[0], SHUT_RD), ENOTSOCK);
+    ERR(shutdown(sp[0], 7), EINVAL);
+    ERR(fcntl(reg, F_SETPIPE_SZ, 8192), EBADF);
+    close(p1[1]);
+    close(p2[0]);
+    close(p2[1]);
+    close(sp[0]);
+    close(sp[1]);
+    close(ep5);
+
     /* close_range: the items of the numbers it closes go with their files (the writer of a
        watched pipe sees its reader gone at once) */
     signal(SIGPIPE, SIG_IGN);

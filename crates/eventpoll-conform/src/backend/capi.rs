@@ -3,7 +3,7 @@
 //! calls this backend makes through them and never interpose the runner's own. Objects are
 //! created with the kernel's calls (pipes, eventfds, sockets, timerfds, memfds: real
 //! descriptors); every epoll call, `close`, `dup`, `dup2`, the `F_DUPFD` that moves a new
-//! descriptor into the range, and `poll` go through the library, as in a program linked
+//! descriptor into the range, `F_SETPIPE_SZ`, `shutdown` and `poll` go through the library, as in a program linked
 //! with it or run under `LD_PRELOAD`.
 //!
 //! The backend itself is the real-descriptor backend (`backend/real.rs`) with the library's calls. Descriptors live in a
@@ -15,7 +15,8 @@
 //! [`available`] and comparisons leave it out.
 
 use super::real::{
-    Calls, CloseFn, CreateFn, CtlFn, Dup2Fn, FcntlFn, PollFn, Pwait2Fn, PwaitSizedFn, Real, WaitFn,
+    Calls, CloseFn, CreateFn, CtlFn, Dup2Fn, FcntlFn, PollFn, Pwait2Fn, PwaitSizedFn, Real,
+    ShutdownFn, WaitFn,
 };
 use super::Backend;
 use std::ffi::{c_char, c_void, CString};
@@ -83,6 +84,7 @@ fn load() -> Option<Calls> {
                 dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")?),
                 fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(sym(b"fcntl\0")?),
                 poll: std::mem::transmute::<*mut c_void, PollFn>(sym(b"poll\0")?),
+                shutdown: std::mem::transmute::<*mut c_void, ShutdownFn>(sym(b"shutdown\0")?),
             }
         };
         return Some(lib);

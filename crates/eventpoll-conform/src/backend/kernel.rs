@@ -95,6 +95,7 @@ static KERNEL: Calls = Calls {
     dup2: libc::dup2,
     fcntl,
     poll: libc::poll,
+    shutdown: libc::shutdown,
 };
 
 /// A fresh kernel backend (blocks while another kernel scenario runs in this process).

@@ -41,6 +41,7 @@ pub(super) type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 pub(super) type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 /// `fcntl` with one integer argument (non-variadic, so that a library's can stand in).
 pub(super) type FcntlFn = unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int;
+pub(super) type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 pub(super) type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
 
 /// What distinguishes one real-descriptor backend from another.
@@ -60,6 +61,7 @@ pub(super) struct Calls {
     pub dup2: Dup2Fn,
     pub fcntl: FcntlFn,
     pub poll: PollFn,
+    pub shutdown: ShutdownFn,
 }
 
 /// A backend over real descriptors. See the module documentation.
@@ -356,7 +358,7 @@ impl Backend for Real {
 
     fn shutdown(&mut self, fd: i32, how: i32) -> SysResult<()> {
         // SAFETY: no pointers.
-        cvt(unsafe { libc::shutdown(self.kfd(fd), how) }).map(drop)
+        cvt(unsafe { (self.calls.shutdown)(self.kfd(fd), how) }).map(drop)
     }
 
     fn close(&mut self, fd: i32) -> SysResult<()> {

@@ -351,6 +351,10 @@ impl Driver for KernelDriver {
         }
     }
 
+    fn registered(&self) -> Vec<Arc<HostFd>> {
+        self.registry.all()
+    }
+
     fn own_fds(&self, out: &mut Vec<i32>) {
         out.extend((0..2).map(|c| self.epfd(c)));
     }

@@ -116,6 +116,8 @@ pub trait Driver: Send + Sync {
     fn still_registered(&self, _host: &HostFd, _fd: i32) -> Option<bool> {
         None
     }
+    /// Every registered object that is still alive.
+    fn registered(&self) -> Vec<Arc<HostFd>>;
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a

@@ -117,5 +117,9 @@ impl Driver for PollDriver {
 
     fn after_fork_child(&self) {}
 
+    fn registered(&self) -> Vec<Arc<HostFd>> {
+        self.registry.all()
+    }
+
     fn own_fds(&self, _out: &mut Vec<i32>) {}
 }

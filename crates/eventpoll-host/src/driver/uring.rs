@@ -182,16 +182,37 @@ const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 /// The key to wake a host object's queue with, from a completion's bits. A completion
 /// carries the wakeup's key, or — when the wakeup had none (a state change: a pipe's
 /// other end closed or resized, a socket shut down) or several wakeups were folded into
-/// one — the file's mask. Pipes, sockets, eventfds and timerfds announce hang-ups with
-/// key-less wakeups and never put `RDHUP` in a key (`scenarios/regressions/
-/// keyless-wakeup-hangup.ep` pins one such case), and a key with `ERR`/`HUP` wakes every
-/// item anyway, so bits with any of those three are taken as a state change: woken with
-/// no key, which puts every item of the file on its ready list, as Linux does. (A file
-/// type that did key a wakeup with `RDHUP` would wake more items than on Linux, never
-/// fewer.)
-fn wake_key(bits: u32) -> u32 {
+/// one (io_uring keeps the key of the first wakeup only when it is the only one; else it
+/// asks the file) — the file's mask. Two rules turn such a mask back into Linux's key:
+///
+/// - Pipes, sockets, eventfds and timerfds announce hang-ups with key-less wakeups and
+///   never put `RDHUP` in a key (`scenarios/regressions/keyless-wakeup-hangup.ep` pins one
+///   such case), and a key with `ERR`/`HUP` wakes every item anyway, so bits with any of
+///   those three are taken as a state change: woken with no key, which puts every item of
+///   the file on its ready list, as Linux does. (A file type that did key a wakeup with
+///   `RDHUP` would wake more items than on Linux, never fewer.)
+/// - A socket keys every input wakeup `IN|PRI|RDNORM|RDBAND` (`sock_def_readable`) and
+///   every output wakeup `OUT|WRNORM|WRBAND` (`sock_def_write_space`,
+///   `sk_stream_write_space`), while its mask has `IN|RDNORM` (`OUT|WRNORM`, and `WRBAND`
+///   for unix sockets only); so a socket's input or output bits are widened to the full
+///   key. Without this, folded wakeups of a socket (one 64 KiB write is several) would not
+///   wake an item watching `PRI` as Linux does (`scenarios/regressions/
+///   socket-folded-wakeups.ep`).
+fn wake_key(bits: u32, socket: bool) -> u32 {
+    const IN_KEY: u32 =
+        (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
+    const OUT_KEY: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
     if bits & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
         0
+    } else if socket {
+        let mut key = bits;
+        if bits & libc::EPOLLIN as u32 != 0 {
+            key |= IN_KEY;
+        }
+        if bits & libc::EPOLLOUT as u32 != 0 {
+            key |= OUT_KEY;
+        }
+        key
     } else {
         bits
     }
@@ -591,7 +612,7 @@ impl UringDriver {
                     continue;
                 }
                 if c.res > 0 {
-                    h.notify(wake_key(c.res as u32));
+                    h.notify(wake_key(c.res as u32, h.socket.load(Ordering::Relaxed)));
                     woken += 1;
                 }
                 // Ended while registered: the completion queue was full (res > 0) or the
@@ -629,6 +650,7 @@ impl Driver for UringDriver {
             return Err(libc::EPERM);
         }
         let _ = host.identity.set(sys::identity(&st));
+        host.socket.store(fmt == libc::S_IFSOCK, Ordering::Relaxed);
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
         let mut ring = self.lock();
@@ -700,6 +722,10 @@ impl Driver for UringDriver {
         // already say what was ready.
         let mut cqes = Vec::new();
         ring.reap(&mut cqes);
+    }
+
+    fn registered(&self) -> Vec<Arc<HostFd>> {
+        self.registry.all()
     }
 
     fn own_fds(&self, out: &mut Vec<i32>) {
