@@ -175,6 +175,12 @@ pub fn getpid() -> c_int {
     unsafe { libc::syscall(libc::SYS_getpid) as c_int }
 }
 
+/// `gettid(2)`: the calling thread's id.
+pub fn gettid() -> c_int {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as c_int }
+}
+
 /// `kcmp(2)` with `KCMP_FILE`: whether two descriptors of this process refer to the same
 /// open file description (`None` when kcmp is unavailable).
 pub fn same_file(a: c_int, b: c_int) -> Option<bool> {

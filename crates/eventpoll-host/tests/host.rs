@@ -376,6 +376,90 @@ fn a_keyless_wakeup_reaches_items_that_watch_none_of_the_files_bits() {
 }
 
 #[test]
+fn uring_driver_owned_by_one_thread_switches_to_shared_when_another_comes() {
+    // Owned mode (single issuer, deferred task work): the creating thread alone uses the
+    // ring. Its blocked wait is woken by a wakeup another thread causes; a second thread
+    // that registers a descriptor switches the driver to shared mode, which wakes the
+    // owner's sleep, and nothing is lost.
+    let Ok(host) = Host::new(DriverKind::IoUring) else {
+        return; // io_uring not allowed here: the driver is not used
+    };
+    let hep = Arc::new(HostEpoll::new(host.clone()).unwrap());
+    if host.driver().mode() != "owned" {
+        eprintln!("owned mode not granted (kernel before 6.1?): shared mode only");
+    }
+    let p = Pipe::new();
+    let r = host.open(p.r).unwrap();
+    hep.epoll().add(&r, Interest::READABLE, 1).unwrap();
+    let w = p.w;
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: writing one byte from a valid buffer.
+        unsafe { libc::write(w, b"x".as_ptr().cast(), 1) };
+    });
+    let t0 = Instant::now();
+    assert_eq!(
+        harvest(&hep, 4, Some(Duration::from_secs(5))).unwrap(),
+        vec![(1, Events::IN)]
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "woken late: {:?}",
+        t0.elapsed()
+    );
+    writer.join().unwrap();
+    assert_eq!(p.read(8), 1);
+    let owned = host.driver().mode() == "owned";
+    // Another thread registers a second pipe while this one sleeps.
+    let q = Pipe::new();
+    let (qr, qw) = (q.r, q.w);
+    let (host2, hep2) = (host.clone(), hep.clone());
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let f = host2.open(qr).unwrap();
+        hep2.epoll().add(&f, Interest::READABLE, 2).unwrap();
+        // SAFETY: writing one byte from a valid buffer.
+        unsafe { libc::write(qw, b"y".as_ptr().cast(), 1) };
+        f
+    });
+    let t0 = Instant::now();
+    let got = harvest(&hep, 4, Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "woken late: {:?}",
+        t0.elapsed()
+    );
+    let f2 = other.join().unwrap();
+    let got = if got.is_empty() { now(&hep) } else { got };
+    assert_eq!(got, vec![(2, Events::IN)]);
+    if owned {
+        assert_eq!(host.driver().mode(), "shared");
+    }
+    // Both descriptors keep working in shared mode (armed by the thread that switched,
+    // which has exited: the first wakeup of each is seen once the kernel cancels that
+    // thread's polls, a few milliseconds later, and the next pump arms them again).
+    assert_eq!(q.read(8), 1);
+    p.write(1);
+    let t0 = Instant::now();
+    assert_eq!(
+        harvest(&hep, 4, Some(Duration::from_secs(5))).unwrap(),
+        vec![(1, Events::IN)]
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "woken late: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(p.read(8), 1);
+    q.write(1);
+    assert_eq!(
+        harvest(&hep, 4, Some(Duration::from_secs(5))).unwrap(),
+        vec![(2, Events::IN)]
+    );
+    drop((r, f2));
+}
+
+#[test]
 fn many_descriptors_few_ready() {
     for kind in KINDS {
         let (host, hep) = setup(kind);

@@ -118,6 +118,11 @@ pub trait Driver: Send + Sync {
     }
     /// Every registered object that is still alive.
     fn registered(&self) -> Vec<Arc<HostFd>>;
+    /// The driver's current mode, for logs and reports (the io_uring driver: `owned` or
+    /// `shared`; see [`uring`]); empty for drivers with one mode.
+    fn mode(&self) -> &'static str {
+        ""
+    }
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a

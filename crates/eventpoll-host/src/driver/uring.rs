@@ -148,7 +148,10 @@ const IORING_SQ_CQ_OVERFLOW: u32 = 1 << 1;
 const IORING_SQ_TASKRUN: u32 = 1 << 2;
 const IORING_SETUP_COOP_TASKRUN: u32 = 1 << 8;
 const IORING_SETUP_TASKRUN_FLAG: u32 = 1 << 9;
+const IORING_SETUP_SINGLE_ISSUER: u32 = 1 << 12;
+const IORING_SETUP_DEFER_TASKRUN: u32 = 1 << 13;
 const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_REGISTER_EVENTFD: u32 = 4;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
@@ -179,43 +182,70 @@ const CLASSES: [u32; 2] = [
 
 const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
-/// The key to wake a host object's queue with, from a completion's bits. A completion
+/// The bits of a completion that describe the file's state rather than a direction:
+/// io_uring adds `ERR`, `HUP` and `RDHUP` to every poll, and no wakeup of a pipe, socket,
+/// eventfd or timerfd names `RDHUP` or `HUP` in its key.
+const STATE_BITS: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32;
+
+/// The key to wake a host object's queue with, from a completion's bits and the state
+/// bits of the previous completion (or arming report) of the same poll. A completion
 /// carries the wakeup's key, or — when the wakeup had none (a state change: a pipe's
 /// other end closed or resized, a socket shut down) or several wakeups were folded into
 /// one (io_uring keeps the key of the first wakeup only when it is the only one; else it
-/// asks the file) — the file's mask. Two rules turn such a mask back into Linux's key:
+/// asks the file) — the file's mask. Rules that turn such a mask back into Linux's key:
 ///
-/// - Pipes, sockets, eventfds and timerfds announce hang-ups with key-less wakeups and
-///   never put `RDHUP` in a key (`scenarios/regressions/keyless-wakeup-hangup.ep` pins one
-///   such case), and a key with `ERR`/`HUP` wakes every item anyway, so bits with any of
-///   those three are taken as a state change: woken with no key, which puts every item of
-///   the file on its ready list, as Linux does. (A file type that did key a wakeup with
-///   `RDHUP` would wake more items than on Linux, never fewer.)
+/// - State bits (`ERR`, `HUP`, `RDHUP`) that were not there at the previous completion
+///   are a state change: woken with no key, which puts every item of the file on its
+///   ready list, as Linux does (`scenarios/regressions/keyless-wakeup-hangup.ep`); so are
+///   state bits alone, without a direction. State bits that were already there come from
+///   asking the file after folded wakeups (a 64 KiB write is several): the direction
+///   bits are the key (`scenarios/regressions/socket-folded-hangup.ep`).
 /// - A socket keys every input wakeup `IN|PRI|RDNORM|RDBAND` (`sock_def_readable`) and
 ///   every output wakeup `OUT|WRNORM|WRBAND` (`sock_def_write_space`,
 ///   `sk_stream_write_space`), while its mask has `IN|RDNORM` (`OUT|WRNORM`, and `WRBAND`
 ///   for unix sockets only); so a socket's input or output bits are widened to the full
-///   key. Without this, folded wakeups of a socket (one 64 KiB write is several) would not
-///   wake an item watching `PRI` as Linux does (`scenarios/regressions/
-///   socket-folded-wakeups.ep`).
-fn wake_key(bits: u32, socket: bool) -> u32 {
+///   key. Without this, folded wakeups of a socket would not wake an item watching `PRI`
+///   as Linux does (`scenarios/regressions/socket-folded-wakeups.ep`).
+///
+/// What stays inexact: a key-less wakeup that changes no state bit of a file that has
+/// some (a socket's peer closed after it was shut down both ways) wakes only the items of
+/// its direction; the key-less calls made in this process are passed on separately
+/// ([`crate::Host::wake_keyless`]).
+fn wake_key(bits: u32, socket: bool, prev_state: u32) -> u32 {
     const IN_KEY: u32 =
         (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
     const OUT_KEY: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
-    if bits & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
-        0
-    } else if socket {
-        let mut key = bits;
-        if bits & libc::EPOLLIN as u32 != 0 {
+    let state = bits & STATE_BITS;
+    let dir = bits & !STATE_BITS;
+    if state & !prev_state != 0 || (state != 0 && dir == 0) {
+        return 0;
+    }
+    let mut key = dir;
+    if socket {
+        if dir & libc::EPOLLIN as u32 != 0 {
             key |= IN_KEY;
         }
-        if bits & libc::EPOLLOUT as u32 != 0 {
+        if dir & libc::EPOLLOUT as u32 != 0 {
             key |= OUT_KEY;
         }
-        key
-    } else {
-        bits
     }
+    key
+}
+
+/// Record the state bits of a completion of `host`'s poll of `class`; returns those of
+/// the previous one (`HostFd::errhup` holds input's in its low half, output's in its high
+/// half).
+fn swap_state(host: &HostFd, class: usize, bits: u32) -> u32 {
+    let shift = 16 * class as u32;
+    let state = (bits & STATE_BITS) << shift;
+    let mask = STATE_BITS << shift;
+    let old = host
+        .errhup
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some((v & !mask) | state)
+        })
+        .unwrap_or(0);
+    (old & mask) >> shift
 }
 
 /// The `user_data` of `host`'s poll of `class`.
@@ -298,7 +328,9 @@ struct Scratch {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    fn new(hidden_base: i32) -> SysResult<Ring> {
+    /// A ring. `owned`: try single-issuer deferred task running first (see the module
+    /// documentation); [`Ring::owned`] says whether it was granted.
+    fn new(hidden_base: i32, owned: bool) -> SysResult<Ring> {
         // Cooperative task running (5.19+): a wakeup does not interrupt the thread that
         // armed the poll while it runs (no IPI); it is woken if asleep, and otherwise
         // posts the completion at its next entry into the kernel. TASKRUN_FLAG says
@@ -321,9 +353,14 @@ impl Ring {
                 Ok((fd, p))
             }
         };
-        let (fd, p) = match setup(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG) {
-            Err(libc::EINVAL) => setup(0)?,
-            r => r?,
+        let owned_flags =
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+        let (fd, p) = match owned.then(|| setup(owned_flags)) {
+            Some(Ok(r)) => r,
+            _ => match setup(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG) {
+                Err(libc::EINVAL) => setup(0)?,
+                r => r?,
+            },
         };
         let mut fd = fd as i32;
         if hidden_base > 0 {
@@ -361,6 +398,50 @@ impl Ring {
             p,
             scratch: Scratch::default(),
         })
+    }
+
+    /// Whether the ring runs deferred task work for one thread (single issuer).
+    fn owned(&self) -> bool {
+        self.p.flags & IORING_SETUP_DEFER_TASKRUN != 0
+    }
+
+    /// Signal `efd` whenever task work is queued for this ring (and at completions):
+    /// what a thread sleeping in `ppoll` waits on in owned mode, where the ring's own
+    /// descriptor is not woken by queued work.
+    fn register_eventfd(&self, efd: i32) -> SysResult<()> {
+        // SAFETY: `efd` is a valid int for the duration of the call; one argument.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                self.fd,
+                IORING_REGISTER_EVENTFD,
+                &efd as *const i32,
+                1u32,
+            )
+        };
+        if r < 0 {
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether completions, queued task work or an overflow are pending.
+    fn pending(&self) -> bool {
+        let cq = self.cq_map();
+        let head = cq.atomic(self.p.cq_off.head).load(Ordering::Relaxed);
+        let tail = cq.atomic(self.p.cq_off.tail).load(Ordering::Acquire);
+        head != tail || self.taskrun() || self.overflowed()
+    }
+
+    /// Move this ring to descriptor number `num` (closing what `num` referred to).
+    fn take_number(&mut self, num: i32) {
+        if sys::dup3(self.fd, num, libc::O_CLOEXEC).is_ok() {
+            let _ = sys::close(self.fd);
+            self.fd = num;
+        }
     }
 
     fn cq_map(&self) -> &Map {
@@ -449,6 +530,8 @@ impl Ring {
         let efd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)?;
         let probe = NO_SKIP - 1;
         let armed = self.submit(&[poll_add(efd, probe, 0)]);
+        // Deferred task work posts the arming completion only when asked to.
+        let _ = self.enter(0, IORING_ENTER_GETEVENTS);
         let mut cqes = Vec::new();
         self.reap(&mut cqes);
         let ok = armed.is_ok()
@@ -493,7 +576,9 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let _ = sys::close(self.fd);
+        if self.fd >= 0 {
+            let _ = sys::close(self.fd);
+        }
     }
 }
 
@@ -502,8 +587,42 @@ pub struct UringDriver {
     ring: Mutex<Ring>,
     /// The ring's descriptor, readable by waiters without the mutex.
     ring_fd: AtomicI32,
+    /// Owned mode: the thread that may use the ring (its tid); 0 in shared mode.
+    owner: AtomicI32,
+    /// Owned mode's wakeup eventfd (-1: never owned). Kept open for the driver's life, so
+    /// a sleeper that read the number before a switch to shared mode never polls a
+    /// reused number; the switch signals it.
+    wake_fd: AtomicI32,
     registry: Registry,
     hidden_base: i32,
+}
+
+impl Drop for UringDriver {
+    fn drop(&mut self) {
+        let efd = self.wake_fd.load(Ordering::Acquire);
+        if efd >= 0 {
+            let _ = sys::close(efd);
+        }
+    }
+}
+
+/// The calling thread's id (cached per thread; reset in a `fork` child).
+fn current_tid() -> i32 {
+    TID.with(|t| {
+        if t.get() == 0 {
+            t.set(sys::gettid());
+        }
+        t.get()
+    })
+}
+
+thread_local! {
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether owned mode may be tried: `EVENTPOLL_URING_SHARED` unset (or `0`).
+fn owned_mode_allowed() -> bool {
+    std::env::var_os("EVENTPOLL_URING_SHARED").is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// A multishot poll of descriptor `fd` for the bits of `class`, under `token`.
@@ -553,18 +672,79 @@ impl UringDriver {
     /// or above `hidden_base` when one is given. `Err` when io_uring is unavailable
     /// (kernel older than 5.13, or disabled by `kernel.io_uring_disabled` or seccomp).
     pub fn new(hidden_base: i32) -> SysResult<UringDriver> {
-        let ring = Ring::new(hidden_base)?;
-        ring.probe_multishot()?;
+        let (ring, efd) = Self::make_ring(hidden_base, owned_mode_allowed())?;
         Ok(UringDriver {
             ring_fd: AtomicI32::new(ring.fd),
+            owner: AtomicI32::new(if ring.owned() { current_tid() } else { 0 }),
+            wake_fd: AtomicI32::new(efd),
             ring: Mutex::new(ring),
             registry: Registry::default(),
             hidden_base,
         })
     }
 
+    /// A probed ring, owned by the calling thread if `owned` and the kernel allows it
+    /// (6.1+), with its wakeup eventfd (-1 in shared mode).
+    fn make_ring(hidden_base: i32, owned: bool) -> SysResult<(Ring, i32)> {
+        let mut ring = Ring::new(hidden_base, owned)?;
+        let mut efd = -1;
+        if ring.owned() {
+            let wake = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+                .map(|fd| sys::move_high(fd, hidden_base));
+            match wake.and_then(|fd| ring.register_eventfd(fd).map(|()| fd)) {
+                Ok(fd) => efd = fd,
+                Err(_) => {
+                    drop(ring);
+                    ring = Ring::new(hidden_base, false)?;
+                }
+            }
+        }
+        if let Err(e) = ring.probe_multishot() {
+            if efd >= 0 {
+                let _ = sys::close(efd);
+            }
+            return Err(e);
+        }
+        Ok((ring, efd))
+    }
+
+    /// The ring, for the calling thread: in owned mode a thread other than the owner
+    /// switches the driver to shared mode first (see the module documentation).
     fn lock(&self) -> MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner != 0 && owner != current_tid() {
+            self.share(&mut ring);
+        }
+        ring
+    }
+
+    /// Switch from owned to shared mode: deliver the completions already posted, replace
+    /// the ring by a shared one under the same number, arm every registered descriptor on
+    /// it, and wake the owner if it sleeps. Work the old ring had queued but not run is
+    /// replaced by the arming reports, delivered as wakeups at the next pump (a file that
+    /// is ready is reported; a wakeup that left no readiness is not seen).
+    fn share(&self, ring: &mut Ring) {
+        // Completions already in the ring are readable by any thread (the kernel refuses
+        // to run the owner's task work for us: that part of the pump fails harmlessly).
+        self.pump_locked(ring, NO_SKIP);
+        let Ok(new) = Ring::new(self.hidden_base, false) else {
+            return; // stay owned: this thread's ring calls fail (EEXIST), nothing is lost
+        };
+        let mut old = std::mem::replace(ring, new);
+        let num = old.fd;
+        old.fd = -1; // the number is taken over below, which closes the old ring
+        drop(old);
+        ring.take_number(num);
+        self.ring_fd.store(ring.fd, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
+        for h in self.registry.all() {
+            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+        }
+        let efd = self.wake_fd.load(Ordering::Acquire);
+        if efd >= 0 {
+            let _ = sys::write(efd, &1u64.to_ne_bytes());
+        }
     }
 
     /// Deliver every pending completion as a wakeup (in order, under the ring's mutex so
@@ -578,55 +758,69 @@ impl UringDriver {
         } = std::mem::take(&mut ring.scratch);
         let mut woken = 0;
         let mut skip_ended = false;
-        if ring.taskrun() {
-            // Wakeups are queued as task work: run ours (any system call would).
-            let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
-        }
-        loop {
-            cqes.clear();
-            ring.reap(&mut cqes);
-            if cqes.is_empty() {
-                if ring.overflowed() && ring.enter(0, IORING_ENTER_GETEVENTS).is_ok() {
-                    ring.reap(&mut cqes);
-                }
+        // Polls armed again in this pump report at once (their arming report is the
+        // wakeup that replaces those missed): a second round delivers them.
+        for _round in 0..2 {
+            if ring.taskrun() {
+                // Wakeups are queued as task work: run ours (any system call would).
+                let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+            }
+            loop {
+                cqes.clear();
+                ring.reap(&mut cqes);
                 if cqes.is_empty() {
-                    break;
+                    if ring.overflowed() && ring.enter(0, IORING_ENTER_GETEVENTS).is_ok() {
+                        ring.reap(&mut cqes);
+                    }
+                    if cqes.is_empty() {
+                        break;
+                    }
+                }
+                hosts.clear();
+                self.registry.resolve(
+                    cqes.iter()
+                        .map(|c| c.user_data)
+                        .enumerate()
+                        .filter(|(_, t)| *t != REMOVE_MARK)
+                        .map(|(pos, t)| (pos, t & !OUT_POLL)),
+                    &mut hosts,
+                );
+                for (pos, h) in &hosts {
+                    let c = cqes[*pos];
+                    let token = c.user_data & !OUT_POLL;
+                    let class = usize::from(c.user_data & OUT_POLL != 0);
+                    let ended = c.flags & IORING_CQE_F_MORE == 0;
+                    let prev_state = if c.res > 0 {
+                        swap_state(h, class, c.res as u32)
+                    } else {
+                        0
+                    };
+                    if token == skip {
+                        skip_ended |= ended;
+                        continue;
+                    }
+                    if c.res > 0 {
+                        let socket = h.socket.load(Ordering::Relaxed);
+                        h.notify(wake_key(c.res as u32, socket, prev_state));
+                        woken += 1;
+                    }
+                    // Ended while registered: the completion queue was full (res > 0) or the
+                    // thread that armed it exited (ECANCELED). Other errors (the number is
+                    // gone) end the watch.
+                    if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
+                        rearm.push(poll_add(h.fd(), token, class));
+                    }
                 }
             }
-            hosts.clear();
-            self.registry.resolve(
-                cqes.iter()
-                    .map(|c| c.user_data)
-                    .enumerate()
-                    .filter(|(_, t)| *t != REMOVE_MARK)
-                    .map(|(pos, t)| (pos, t & !OUT_POLL)),
-                &mut hosts,
-            );
-            for (pos, h) in &hosts {
-                let c = cqes[*pos];
-                let token = c.user_data & !OUT_POLL;
-                let class = usize::from(c.user_data & OUT_POLL != 0);
-                let ended = c.flags & IORING_CQE_F_MORE == 0;
-                if token == skip {
-                    skip_ended |= ended;
-                    continue;
-                }
-                if c.res > 0 {
-                    h.notify(wake_key(c.res as u32, h.socket.load(Ordering::Relaxed)));
-                    woken += 1;
-                }
-                // Ended while registered: the completion queue was full (res > 0) or the
-                // thread that armed it exited (ECANCELED). Other errors (the number is
-                // gone) end the watch.
-                if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
-                    rearm.push(poll_add(h.fd(), token, class));
-                }
+            // The re-arming report (the mask, if ready) is a wakeup: wakeups missed meanwhile
+            // are replaced by one, never lost.
+            if rearm.is_empty() {
+                break;
             }
-        }
-        // The re-arming report (the mask, if ready) arrives as a wakeup at the next pump:
-        // wakeups missed meanwhile are replaced by one, never lost.
-        for chunk in rearm.chunks(SQ_ENTRIES as usize) {
-            let _ = ring.submit(chunk);
+            for chunk in rearm.chunks(SQ_ENTRIES as usize) {
+                let _ = ring.submit(chunk);
+            }
+            rearm.clear();
         }
         cqes.clear();
         hosts.clear();
@@ -651,9 +845,10 @@ impl Driver for UringDriver {
         }
         let _ = host.identity.set(sys::identity(&st));
         host.socket.store(fmt == libc::S_IFSOCK, Ordering::Relaxed);
+        // The ring first: a switch to shared mode arms what is registered before this.
+        let mut ring = self.lock();
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
-        let mut ring = self.lock();
         // Deliver what is pending first: only the arming reports of these polls are dropped.
         self.pump_locked(&mut ring, NO_SKIP);
         if let Err(e) = ring.submit(&polls(host, token)) {
@@ -687,8 +882,12 @@ impl Driver for UringDriver {
         self.registry.remove(token);
         let ring = self.lock();
         // Synchronous: the polls hold a reference to the file, which a close by the
-        // program must be able to release at once.
+        // program must be able to release at once. (In owned mode the cancelled polls are
+        // freed by deferred task work: run it; completions it posts wait in the ring.)
         let _ = ring.submit(&removals(host, token));
+        if ring.owned() {
+            let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+        }
     }
 
     fn pump(&self) -> usize {
@@ -697,6 +896,26 @@ impl Driver for UringDriver {
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
+        let efd = self.wake_fd.load(Ordering::Acquire);
+        if efd >= 0 && self.owner.load(Ordering::Acquire) != 0 {
+            // Owned mode: queued work signals the eventfd, not the ring's descriptor.
+            // Clear it, then make it readable again if work is already pending: a sleeper
+            // wakes for anything queued after this point, and at once for anything before.
+            let ring = self.lock();
+            if ring.owned() {
+                let mut buf = [0u8; 8];
+                let _ = sys::read(efd, &mut buf);
+                if ring.pending() {
+                    let _ = sys::write(efd, &1u64.to_ne_bytes());
+                }
+                out.push(libc::pollfd {
+                    fd: efd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                return;
+            }
+        }
         out.push(libc::pollfd {
             fd: self.ring_fd.load(Ordering::Acquire),
             events: libc::POLLIN,
@@ -706,15 +925,39 @@ impl Driver for UringDriver {
 
     fn after_fork_child(&self) {
         // The ring is shared with the parent (its polls are the parent's): make our own
-        // and arm every live descriptor on it.
-        let Ok(new) = Ring::new(self.hidden_base) else {
+        // (owned by this thread, the child's only one, when allowed) under the same
+        // numbers, and arm every live descriptor on it.
+        TID.with(|t| t.set(0));
+        self.owner.store(0, Ordering::Release);
+        let Ok((new, efd)) = Self::make_ring(self.hidden_base, owned_mode_allowed()) else {
             return;
         };
         let mut ring = self.lock();
-        // Unmap and close the child's view of the parent's ring without touching it.
-        let old = std::mem::replace(&mut *ring, new);
+        // Unmap the child's view of the parent's ring; its number is taken over.
+        let mut old = std::mem::replace(&mut *ring, new);
+        let num = old.fd;
+        old.fd = -1;
         drop(old);
+        ring.take_number(num);
         self.ring_fd.store(ring.fd, Ordering::Release);
+        let old_efd = self.wake_fd.load(Ordering::Acquire);
+        let efd = match (old_efd >= 0, efd >= 0) {
+            // The same number, now for the child's own eventfd (registered by file).
+            (true, true) if sys::dup3(efd, old_efd, libc::O_CLOEXEC).is_ok() => {
+                let _ = sys::close(efd);
+                old_efd
+            }
+            (true, true) => {
+                let _ = sys::close(old_efd);
+                efd
+            }
+            // Keep whichever exists (an inherited one unused in shared mode stays open).
+            _ => efd.max(old_efd),
+        };
+        self.wake_fd.store(efd, Ordering::Release);
+        if ring.owned() {
+            self.owner.store(current_tid(), Ordering::Release);
+        }
         for h in self.registry.all() {
             let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
         }
@@ -724,12 +967,24 @@ impl Driver for UringDriver {
         ring.reap(&mut cqes);
     }
 
+    fn mode(&self) -> &'static str {
+        if self.owner.load(Ordering::Acquire) != 0 {
+            "owned"
+        } else {
+            "shared"
+        }
+    }
+
     fn registered(&self) -> Vec<Arc<HostFd>> {
         self.registry.all()
     }
 
     fn own_fds(&self, out: &mut Vec<i32>) {
         out.push(self.ring_fd.load(Ordering::Acquire));
+        let efd = self.wake_fd.load(Ordering::Acquire);
+        if efd >= 0 {
+            out.push(efd);
+        }
     }
 
     /// Device and inode: the armed poll keeps the registered file alive, so no other file
