@@ -666,10 +666,16 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     if cmd == libc::F_SETPIPE_SZ {
         // Linux wakes the pipe's writers without a key (every item of theirs is queued);
         // the host driver sees readiness only, so the library tells the host itself.
-        return keyless_after(fd, true, || {
-            // SAFETY: integer argument.
-            raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
-        });
+        return keyless_after(
+            fd,
+            || {
+                // SAFETY: integer argument.
+                raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+            },
+            |host| {
+                host.wake_keyless(fd, true);
+            },
+        );
     }
     if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
         // SAFETY: the kernel validates the argument for the command.
@@ -686,15 +692,15 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     Ok(new)
 }
 
-/// Run `call`, which makes Linux wake the file of `fd` without a key (see
+/// Run `call`, after which Linux wakes files without a key (see
 /// [`eventpoll_host::Host::wake_keyless`]): the wakeups the host had before it are
-/// delivered first, and after it succeeds every watched description of that file (its
-/// writers only, if `writers_only`) is woken without a key, so its items are queued in the
-/// place Linux gives them. A number the program does not own is `EBADF`.
+/// delivered first, and after it succeeds `wake` passes the key-less wakeups on, so the
+/// items are queued in the place Linux gives them. A number the program does not own is
+/// `EBADF`.
 fn keyless_after(
     fd: c_int,
-    writers_only: bool,
     call: impl FnOnce() -> Result<c_int, c_int>,
+    wake: impl FnOnce(&eventpoll_host::Host),
 ) -> Result<c_int, c_int> {
     let Some(p) = process::existing() else {
         return call();
@@ -705,29 +711,30 @@ fn keyless_after(
     }
     p.host.pump();
     let r = call()?;
-    p.host.wake_keyless(fd, writers_only);
+    wake(&p.host);
     Ok(r)
 }
 
-/// `shutdown(2)`: Linux wakes the socket, and a connected peer, without a key; the
-/// library passes both wakeups on to the items watching them (the peer is found with the
-/// kernel's unix socket diagnostics; other peers wake with readiness they gain, as the
+/// `shutdown(2)`: Linux wakes the socket, then a connected peer, without a key; the
+/// library passes both wakeups on to the items watching them (a unix peer is found with
+/// the kernel's socket diagnostics; other peers wake with the readiness they gain, as the
 /// driver sees it).
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     let r = ffi(|| {
-        keyless_after(fd, false, || {
-            // SAFETY: no pointers.
-            raw(unsafe { libc::syscall(libc::SYS_shutdown, fd, how) })
-        })
-        .inspect(|_| {
-            if let Some(p) = process::existing() {
-                let _g = p.gate.enter();
-                if let (Some(peer), Ok(st)) = (sys::unix_peer_ino(fd), sys::fstat(fd)) {
-                    p.host.wake_keyless_file((st.st_dev, peer), false);
+        keyless_after(
+            fd,
+            || {
+                // SAFETY: no pointers.
+                raw(unsafe { libc::syscall(libc::SYS_shutdown, fd, how) })
+            },
+            |host| {
+                host.wake_keyless(fd, false);
+                if let Some(peer) = sys::unix_peer(fd) {
+                    host.wake_keyless_file(peer, false);
                 }
-            }
-        })
+            },
+        )
     });
     if process::existing().is_some() {
         trace(|| format!("shutdown({fd}, {how})"), Ret(r));

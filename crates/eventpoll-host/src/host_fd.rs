@@ -30,7 +30,9 @@ pub struct HostFd {
     pub(crate) out: AtomicBool,
     /// The input bits the driver asks the host for (see [`HostFd::set_interest`]).
     pub(crate) input: AtomicU32,
-    /// `ERR`/`HUP` as the kernel driver last saw them (they wake only when new).
+    /// State bits as the driver last saw them (they wake every item only when new): the
+    /// kernel driver's `ERR`/`HUP`; the io_uring driver's `ERR`/`HUP`/`RDHUP` per poll,
+    /// input in the low half, output in the high half.
     pub(crate) errhup: AtomicU32,
     /// The mask the driver reported in the pump of the harvest in progress, with that
     /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).

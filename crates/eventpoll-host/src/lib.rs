@@ -236,7 +236,7 @@ impl Host {
     }
 
     /// [`Host::wake_keyless`] for the file with device and inode numbers `identity` (the
-    /// peer of a socket, known by [`sys::unix_peer_ino`]).
+    /// peer of a socket, known by [`sys::unix_peer`]).
     pub fn wake_keyless_file(&self, identity: (u64, u64), writers_only: bool) -> usize {
         let mut woken = 0;
         for h in self.driver.registered() {

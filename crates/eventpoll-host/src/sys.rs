@@ -281,12 +281,12 @@ pub fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev, st.st_ino)
 }
 
-/// The inode number of the peer of connection-based unix socket `fd` (stream or
-/// seqpacket), asked of the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`,
+/// The identity (device and inode numbers, as [`identity`]) of the peer of
+/// connection-based unix socket `fd` (stream or seqpacket), asked of the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`,
 /// `UNIX_DIAG_PEER`). `None` when `fd` is not a connected unix socket or the kernel has no
 /// unix diagnostics (or `fd` is a datagram socket, whose `shutdown` does not reach its
 /// peer).
-pub fn unix_peer_ino(fd: c_int) -> Option<u64> {
+pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UDIAG_SHOW_PEER: u32 = 0x4;
     const UNIX_DIAG_PEER: u16 = 2;
@@ -362,7 +362,8 @@ pub fn unix_peer_ino(fd: c_int) -> Option<u64> {
             break;
         }
         if ty == UNIX_DIAG_PEER && len >= 8 {
-            return Some(u64::from(u32_at(at + 4)));
+            // Every socket lives on the one sockfs device.
+            return Some((st.st_dev, u64::from(u32_at(at + 4))));
         }
         at += (len + 3) & !3;
     }

@@ -450,6 +450,14 @@ impl Ring {
         }
     }
 
+    /// Run the task work queued for this ring, if the kernel flags some (wakeups become
+    /// completions; in shared mode any system call of the arming thread would do it).
+    fn run_task_work(&self) {
+        if self.taskrun() {
+            let _ = self.enter(0, IORING_ENTER_GETEVENTS);
+        }
+    }
+
     /// Whether completions, queued task work or an overflow are pending.
     fn pending(&self) -> bool {
         let cq = self.cq_map();
@@ -753,19 +761,31 @@ impl UringDriver {
         let Ok(new) = Ring::new(self.hidden_base, false) else {
             return; // stay owned: this thread's ring calls fail (EEXIST), nothing is lost
         };
-        let mut old = std::mem::replace(ring, new);
-        let num = old.fd;
-        old.fd = -1; // the number is taken over below, which closes the old ring
-        drop(old);
-        ring.take_number(num);
-        self.ring_fd.store(ring.fd, Ordering::Release);
+        self.replace_ring(ring, new);
         self.owner.store(0, Ordering::Release);
-        for h in self.registry.all() {
-            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
-        }
+        self.arm_all(ring);
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             let _ = sys::write(efd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Put `new` in place of `ring` under the old ring's descriptor number (the old ring's
+    /// mappings go; taking its number over closes it), so the number the embedder keeps
+    /// out of the program's way stays the driver's.
+    fn replace_ring(&self, ring: &mut Ring, new: Ring) {
+        let mut old = std::mem::replace(ring, new);
+        let num = old.fd;
+        old.fd = -1;
+        drop(old);
+        ring.take_number(num);
+        self.ring_fd.store(ring.fd, Ordering::Release);
+    }
+
+    /// Arm every registered descriptor on `ring` (a new one).
+    fn arm_all(&self, ring: &Ring) {
+        for h in self.registry.all() {
+            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
         }
     }
 
@@ -783,10 +803,7 @@ impl UringDriver {
         // Polls armed again in this pump report at once (their arming report is the
         // wakeup that replaces those missed): a second round delivers them.
         for _round in 0..2 {
-            if ring.taskrun() {
-                // Wakeups are queued as task work: run ours (any system call would).
-                let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
-            }
+            ring.run_task_work();
             loop {
                 cqes.clear();
                 ring.reap(&mut cqes);
@@ -956,12 +973,7 @@ impl Driver for UringDriver {
         };
         let mut ring = self.lock();
         // Unmap the child's view of the parent's ring; its number is taken over.
-        let mut old = std::mem::replace(&mut *ring, new);
-        let num = old.fd;
-        old.fd = -1;
-        drop(old);
-        ring.take_number(num);
-        self.ring_fd.store(ring.fd, Ordering::Release);
+        self.replace_ring(&mut ring, new);
         let old_efd = self.wake_fd.load(Ordering::Acquire);
         let efd = match (old_efd >= 0, efd >= 0) {
             // The same number, now for the child's own eventfd (registered by file).
@@ -980,11 +992,10 @@ impl Driver for UringDriver {
         if ring.owned() {
             self.owner.store(current_tid(), Ordering::Release);
         }
-        for h in self.registry.all() {
-            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
-        }
-        // Drop the reports of the re-arming: the ready lists copied from the parent
-        // already say what was ready.
+        self.arm_all(&ring);
+        // Drop the reports of the re-arming (posted by task work in owned mode): the ready
+        // lists copied from the parent already say what was ready.
+        ring.run_task_work();
         let mut cqes = Vec::new();
         ring.reap(&mut cqes);
     }
