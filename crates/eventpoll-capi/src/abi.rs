@@ -27,7 +27,7 @@ use eventpoll_host::sys;
 use libc::{c_int, c_long, c_uint, c_ulong, c_void, size_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
@@ -285,14 +285,67 @@ unsafe fn wait(
         // (EpollEvent has the C layout, packed on x86-64).
         unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) }
     };
+    let start = Instant::now();
     let r = inst
         .hep
         .wait_guarded(out, maxevents as usize, timeout, sigmask, || p.gate.enter());
+    if r == Ok(0) && inst.hep.is_retired() {
+        // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
+        let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        return raw(raw_pwait(epfd, events, maxevents, rest, sigmask));
+    }
     {
         let _g = p.gate.enter();
         inst.sync();
     }
     r.map(|n| n as c_int).map_err(|e| e.raw())
+}
+
+/// The kernel's `epoll_pwait2` (`epoll_pwait` with the timeout rounded up to milliseconds
+/// where the kernel lacks it).
+fn raw_pwait(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: Option<Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> c_long {
+    let ts = timeout.map(sys::timespec);
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let mask = sigmask.unwrap_or(std::ptr::null());
+    // SAFETY: `events` and `mask` are the caller's (the kernel checks them); `tsp` is NULL
+    // or points to `ts`, alive across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epfd,
+            events,
+            maxevents,
+            tsp,
+            mask,
+            8usize,
+        )
+    };
+    if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+        return r;
+    }
+    let ms = timeout.map_or(-1, |t| {
+        t.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+    });
+    // SAFETY: as above.
+    unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait,
+            epfd,
+            events,
+            maxevents,
+            ms,
+            mask,
+            8usize,
+        )
+    }
 }
 
 fn ms(timeout: c_int) -> Option<Duration> {

@@ -18,6 +18,7 @@
 //! nesting and errors are the engine's.
 //!
 //! - [`process`]: the descriptor table, how an instance is backed by real descriptors, fork.
+//! - [`handover`]: at `fork`, instances become the kernel's, shared by parent and child.
 //! - [`abi`]: the exported functions, check order, interposed `close`/`dup*`/`fcntl`/`shutdown`.
 //! - [`log`]: `EVENTPOLL_LOG` tracing.
 //!
@@ -28,6 +29,7 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+pub mod handover;
 pub mod log;
 pub mod observe;
 pub mod process;

@@ -22,6 +22,14 @@
 //! Numbers the table does not know are left alone: every interposed call on them goes
 //! straight to the kernel.
 //!
+//! # Fork
+//!
+//! The prepare handler delivers the driver's pending wakeups and then hands every instance
+//! over to the kernel epoll behind its number ([`crate::handover`]), so that parent and
+//! child share it as Linux's instances are shared; the instance's numbers leave the table.
+//! With `EVENTPOLL_FORK=copy` it does not, and the child instead gives each instance a new
+//! bell and a new kernel epoll under the same numbers: an independent copy.
+//!
 //! # Locks
 //!
 //! `Process::table` is held only to look up or change slots, never across an engine call;
@@ -103,6 +111,14 @@ impl HostDesc {
         drop(list);
         h.set_interest(eventpoll::Events::from_bits_retain(union))
             .map_err(|e| e.raw())
+    }
+
+    /// The numbers known to refer to this description.
+    pub fn numbers(&self) -> Vec<i32> {
+        self.numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Record that the item (instance, number) now has `events` (`None`: removed).
@@ -191,6 +207,9 @@ pub struct Process {
     pub gate: Gate,
     /// Where `EVENTPOLL_LOG` traces go (-1: not tracing).
     pub log_fd: i32,
+    /// `fork` hands every instance over to the kernel, so that parent and child share it
+    /// (the default; `EVENTPOLL_FORK=copy`: each keeps its own engine copy).
+    share_on_fork: bool,
 }
 
 static PROCESS: OnceLock<Option<Process>> = OnceLock::new();
@@ -268,6 +287,9 @@ extern "C" fn fork_prepare() {
         // now, so that the child's copy of every instance has them (the child gets new
         // kernel epolls, and drops the reports of registering again).
         p.host.pump();
+        if p.share_on_fork {
+            p.hand_over_instances();
+        }
     }
 }
 
@@ -303,6 +325,7 @@ impl Process {
             user: User::new(max_user_watches()),
             gate: Gate::default(),
             log_fd: log_fd(base),
+            share_on_fork: std::env::var_os("EVENTPOLL_FORK").is_none_or(|v| v != "copy"),
         };
         let mut own = Vec::new();
         p.host.driver().own_fds(&mut own);
@@ -328,6 +351,28 @@ impl Process {
             .ok()
             .and_then(|i| t.get(i))
             .and_then(Clone::clone)
+    }
+
+    /// Every known number with its slot, in order.
+    pub fn slots(&self) -> Vec<(i32, Slot)> {
+        self.table()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.clone().map(|s| (i as i32, s)))
+            .collect()
+    }
+
+    /// The distinct host descriptions the table knows.
+    pub fn host_descs(&self) -> Vec<Arc<HostDesc>> {
+        let mut out: Vec<Arc<HostDesc>> = Vec::new();
+        for (_, s) in self.slots() {
+            if let Slot::Host(d) = s {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &d)) {
+                    out.push(d);
+                }
+            }
+        }
+        out
     }
 
     /// The numbers in `first..=last` the library knows, in order, each with whether it is
@@ -490,7 +535,9 @@ impl Process {
         }
     }
 
-    /// In the child after `fork`: own copies of the kernel objects shared with the parent.
+    /// In the child after `fork`: own copies of the kernel objects shared with the parent
+    /// (the driver's; and the instances' bells and kernel epolls, which exist here only with
+    /// `EVENTPOLL_FORK=copy`: otherwise the instances were handed over before the fork).
     fn after_fork_child(&self) {
         self.host.driver().after_fork_child();
         let mut own = Vec::new();

@@ -168,6 +168,8 @@ pub struct HostEpoll {
     epoll: Epoll,
     host: Host,
     bell: Arc<Bell>,
+    /// Set by [`HostEpoll::retire`]: waits return at their next step.
+    retired: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for HostEpoll {
@@ -194,7 +196,26 @@ impl HostEpoll {
         if let Some(q) = epoll.file().ops().wait_queue() {
             q.add(bell.clone(), false);
         }
-        HostEpoll { epoll, host, bell }
+        HostEpoll {
+            epoll,
+            host,
+            bell,
+            retired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The embedder has handed the instance over to another implementation (the C ABI
+    /// gives an instance that `fork` shares to the kernel's epoll): threads waiting on it
+    /// are woken, and every wait returns 0 at its next step without harvesting, so the
+    /// caller can check [`HostEpoll::is_retired`] and carry on elsewhere.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.bell.ring();
+    }
+
+    /// Whether [`HostEpoll::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// The engine instance (to add, modify and delete items).
@@ -255,6 +276,9 @@ impl HostEpoll {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let n = {
             let _g = enter();
+            if self.is_retired() {
+                return Ok(0);
+            }
             self.poll_once(out, maxevents)?
         };
         if n > 0 || timeout == Some(Duration::ZERO) {
@@ -275,7 +299,11 @@ impl HostEpoll {
             self.bell.sleepers.fetch_add(1, Ordering::SeqCst);
             let n = {
                 let _g = enter();
-                self.poll_once(out, maxevents)
+                if self.is_retired() {
+                    Ok(0)
+                } else {
+                    self.poll_once(out, maxevents)
+                }
             };
             if n != Ok(0) {
                 self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -287,6 +315,10 @@ impl HostEpoll {
                 .block(&[self.bell.fd], remaining, sigmask);
             self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
             let _g = enter();
+            if self.is_retired() {
+                // The bell stays rung for the other sleepers; a signal still interrupts.
+                return r.map(|_| 0).map_err(errno);
+            }
             self.bell.clear();
             if let Err(e) = r {
                 return Err(errno(e));

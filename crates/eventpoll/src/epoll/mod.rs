@@ -294,6 +294,29 @@ pub struct ItemInfo {
     pub data: u64,
 }
 
+/// An item removed by [`Epoll::take_items`]: what another implementation needs to carry it
+/// on (an embedder handing an instance over, as the C ABI does to the kernel's epoll when a
+/// `fork` shares an instance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TakenItem {
+    /// The descriptor number the item was added with.
+    pub fd: i32,
+    /// The stored interest mask: a one-shot item that fired has only the flag bits left.
+    pub events: Events,
+    /// The user data.
+    pub data: u64,
+    /// Whether the item was on the ready list (maybe ready: a harvest re-polls it).
+    pub ready: bool,
+    target: usize,
+}
+
+impl TakenItem {
+    /// Whether the item watched `file` (the same open file description).
+    pub fn targets(&self, file: &File) -> bool {
+        file.inner.key() == self.target
+    }
+}
+
 /// An epoll instance: the object behind an epoll file description.
 pub struct EpollShared {
     mtx: Mutex<InterestList>,
@@ -366,6 +389,47 @@ impl EpollShared {
                 })
             })
             .collect()
+    }
+
+    /// Remove every item and return them, ready-list items first in ready-list order, then
+    /// the others in slot order (see [`Epoll::take_items`]). The instance stays usable.
+    pub(crate) fn take_items(&self) -> Vec<TakenItem> {
+        let mut il = lock(&self.mtx);
+        let mut out = Vec::with_capacity(il.watches.len() - il.free.len());
+        {
+            let r = lock(&self.ready);
+            let mut cur = r.head;
+            while cur != NIL {
+                let w = il.watch(cur);
+                let s = r.slots[cur as usize];
+                out.push(TakenItem {
+                    fd: w.fd,
+                    events: Events::from_bits_retain(s.events),
+                    data: s.data,
+                    ready: true,
+                    target: w.key,
+                });
+                cur = s.next;
+            }
+            for (slot, w) in il.watches.iter().enumerate() {
+                if let Some(w) = w {
+                    if !r.is_linked(slot as u32) {
+                        let s = r.slots[slot];
+                        out.push(TakenItem {
+                            fd: w.fd,
+                            events: Events::from_bits_retain(s.events),
+                            data: s.data,
+                            ready: false,
+                            target: w.key,
+                        });
+                    }
+                }
+            }
+        }
+        for slot in 0..il.watches.len() as u32 {
+            self.remove(&mut il, slot);
+        }
+        out
     }
 
     /// Whether some item of some instance watches this one.

@@ -242,6 +242,30 @@ impl Epoll {
         self.ep.ctl_files(&self.file, op, file, fd, event, false)
     }
 
+    /// Remove every item and return them: the ready list's items first, in its order, then
+    /// the others. For an embedder that hands the instance over to another implementation
+    /// (the C ABI gives an instance that `fork` shares to the kernel's epoll); the instance
+    /// stays usable, empty.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// let (r2, w2) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 1).unwrap();
+    /// epoll.add(&r2, Interest::READABLE, 2).unwrap();
+    /// w2.write(b"x").unwrap();
+    /// let items = epoll.take_items();
+    /// assert_eq!((items[0].data, items[0].ready), (2, true));
+    /// assert_eq!((items[1].data, items[1].ready), (1, false));
+    /// assert!(items[0].targets(&r2) && items[1].targets(&r));
+    /// assert!(epoll.is_empty() && !epoll.has_ready());
+    /// # drop((w, w2));
+    /// ```
+    pub fn take_items(&self) -> Vec<super::TakenItem> {
+        self.ep.take_items()
+    }
+
     /// Whether the ready list holds an item — one that *may* be ready: a harvest, or a poll
     /// of the instance, re-polls it (Linux's `ep_events_available`). Unlike polling the
     /// instance's [`Epoll::file`], this changes nothing (a poll drops items found not

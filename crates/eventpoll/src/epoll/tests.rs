@@ -731,3 +731,37 @@ fn descriptor_limit_is_emfile() {
     assert_eq!(t.dup(a), Ok(1)); // lowest free number
     assert_eq!(t.dup2(a, 3), Err(Errno::EBADF)); // beyond the limit
 }
+
+/// `take_items` hands over what a successor needs: the ready list in order first, a fired
+/// one-shot item with only its flags, every item's number and data; the instance is left
+/// empty, unhooked from its targets, and usable.
+#[test]
+fn take_items_keeps_order_and_state() {
+    let ep = Epoll::new();
+    let (a, fa) = level();
+    let (b, fb) = level();
+    let (c, fc) = level();
+    ep.ctl(ADD, &fa, 3, ev(Events::IN, 1)).unwrap();
+    ep.ctl(ADD, &fb, 4, ev(Events::IN | Events::ONESHOT, 2))
+        .unwrap();
+    ep.ctl(ADD, &fc, 5, ev(Events::IN | Events::ET, 3)).unwrap();
+    b.set(Events::IN, Events::IN);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![2]); // the one-shot item fires
+    c.set(Events::IN, Events::IN);
+    a.set(Events::IN, Events::IN);
+    let items = ep.take_items();
+    let got: Vec<_> = items.iter().map(|i| (i.fd, i.data, i.ready)).collect();
+    assert_eq!(got, vec![(5, 3, true), (3, 1, true), (4, 2, false)]);
+    assert_eq!(items[2].events, Events::ONESHOT);
+    assert_eq!(
+        items[0].events,
+        Events::IN | Events::ET | Events::ERR | Events::HUP
+    );
+    assert!(items[0].targets(&fc) && items[1].targets(&fa) && !items[1].targets(&fb));
+    assert!(ep.is_empty() && !ep.has_ready());
+    assert!(!a.queue.has_items() && !b.queue.has_items() && !c.queue.has_items());
+    a.set(Events::IN, Events::IN);
+    assert!(!ep.has_ready());
+    ep.ctl(ADD, &fa, 3, ev(Events::IN, 9)).unwrap();
+    assert_eq!(datas(&harvest(&ep, 8)), vec![9]);
+}
