@@ -103,6 +103,11 @@ pub struct Config {
     pub budget: Duration,
     /// Methods to run (others are left out of the report).
     pub methods: Vec<Method>,
+    /// Passes over all cells: each cell is measured once per pass, with a fresh rig, and
+    /// reports its median pass. Interleaving the methods this way spreads slow changes of
+    /// the machine's background load over all of them, so that ratios between methods
+    /// measured in the same run compare like with like.
+    pub passes: usize,
 }
 
 impl Config {
@@ -114,6 +119,7 @@ impl Config {
             seed: 0x5EED_2002,
             budget: Duration::from_secs(50),
             methods: Method::ALL.to_vec(),
+            passes: 3,
         }
     }
 
@@ -122,6 +128,7 @@ impl Config {
         Config {
             sizes: vec![10, 1_000, 10_000],
             budget: Duration::from_secs(7),
+            passes: 1,
             ..Config::full()
         }
     }
@@ -299,16 +306,36 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
             }
         }
     }
-    let total = planned
+    let runs_per_pass = planned
         .iter()
         .filter(|(_, _, p)| matches!(p, Plan::Run { .. }))
         .count();
+    let passes = config.passes.max(1);
+    let total = runs_per_pass * passes;
     let begin = Instant::now();
     let deadline = begin + config.budget;
     let mut done = 0;
+    // Every pass runs every cell once, in the same order; a cell's passes are merged below.
+    let mut runs: Vec<Vec<(Outcome, Duration)>> = vec![Vec::new(); planned.len()];
+    for pass in 0..passes {
+        for (i, (method, _, p)) in planned.iter().enumerate() {
+            let Plan::Run { n, .. } = p else { continue };
+            let label = format!("{} N={}", method.label(), fmt_count(*n as f64));
+            let label = if passes > 1 {
+                format!("{label} (pass {} of {passes})", pass + 1)
+            } else {
+                label
+            };
+            progress.start(&label, done, total);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = (left / (total - done) as u32).max(Duration::from_millis(30));
+            done += 1;
+            runs[i].push(run_cell(*method, *n, config, slice));
+        }
+    }
     let mut cells = Vec::new();
-    for (method, requested, p) in planned {
-        let cell = match p {
+    for ((method, requested, p), passes) in planned.into_iter().zip(runs) {
+        cells.push(match p {
             Plan::Fixed(outcome) => Cell {
                 method,
                 requested,
@@ -318,15 +345,7 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
                 setup: Duration::ZERO,
             },
             Plan::Run { n, note } => {
-                progress.start(
-                    &format!("{} N={}", method.label(), fmt_count(n as f64)),
-                    done,
-                    total,
-                );
-                let left = deadline.saturating_duration_since(Instant::now());
-                let slice = (left / (total - done) as u32).max(Duration::from_millis(30));
-                done += 1;
-                let (outcome, setup) = run_cell(method, n, config, slice);
+                let (outcome, setup) = merge_passes(passes);
                 Cell {
                     method,
                     requested,
@@ -336,8 +355,7 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
                     setup,
                 }
             }
-        };
-        cells.push(cell);
+        });
     }
     progress.finish();
     Report {
@@ -348,6 +366,29 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
         kernel_max_n: kernel_max,
         select_max_n: select_max,
     }
+}
+
+/// One cell's passes as one outcome: the first failure if any pass failed; else the median
+/// pass (by tokens/s), with the spread of every stretch of every pass, and the first set-up
+/// time.
+fn merge_passes(mut passes: Vec<(Outcome, Duration)>) -> (Outcome, Duration) {
+    let setup = passes.first().map_or(Duration::ZERO, |p| p.1);
+    if let Some(i) = passes.iter().position(|p| p.0.stats().is_none()) {
+        return (passes.swap_remove(i).0, setup);
+    }
+    let mut stats: Vec<Stats> = passes.iter().filter_map(|p| p.0.stats().copied()).collect();
+    if stats.is_empty() {
+        return (Outcome::Failed("no pass ran".into()), setup);
+    }
+    let low = stats
+        .iter()
+        .map(|s| s.spread.0)
+        .fold(f64::INFINITY, f64::min);
+    let high = stats.iter().map(|s| s.spread.1).fold(0.0, f64::max);
+    stats.sort_by(|a, b| a.tokens_per_sec().total_cmp(&b.tokens_per_sec()));
+    let mut median = stats[stats.len() / 2];
+    median.spread = (low, high);
+    (Outcome::Ran(median), setup)
 }
 
 /// Run one cell within `slice` (set-up and tear-down included).
@@ -539,6 +580,7 @@ mod tests {
             seed: 1,
             budget: Duration::from_millis(300),
             methods: Method::ALL.to_vec(),
+            passes: 1,
         };
         let r = run(&config, &mut Silent);
         assert_eq!(r.cells.len(), Method::ALL.len());
@@ -560,6 +602,33 @@ mod tests {
             assert!(s.waits > 0 && s.tokens > 0, "{m:?}");
             assert!(s.tokens_per_sec() > 0.0);
         }
+    }
+
+    #[test]
+    fn passes_merge_to_the_median_pass_with_the_whole_spread() {
+        let stats = |tokens: u64, lo: f64, hi: f64| Stats {
+            waits: 10,
+            tokens,
+            ready: 10,
+            wait_time: Duration::from_millis(1),
+            elapsed: Duration::from_secs(1),
+            spread: (lo, hi),
+        };
+        let ran = |s| (Outcome::Ran(s), Duration::from_millis(5));
+        let (o, setup) = merge_passes(vec![
+            ran(stats(300, 290.0, 310.0)),
+            ran(stats(100, 90.0, 110.0)),
+            ran(stats(200, 150.0, 260.0)),
+        ]);
+        let s = o.stats().unwrap();
+        assert_eq!(s.tokens, 200);
+        assert_eq!(s.spread, (90.0, 310.0));
+        assert_eq!(setup, Duration::from_millis(5));
+        let (o, _) = merge_passes(vec![
+            ran(stats(300, 290.0, 310.0)),
+            (Outcome::Failed("lost a token".into()), Duration::ZERO),
+        ]);
+        assert_eq!(o, Outcome::Failed("lost a token".into()));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Seed of the pseudo-random token paths.
     #[arg(long, default_value_t = 0x5EED_2002)]
     pub seed: u64,
+    /// Passes over all cells, each cell measured once per pass (methods interleaved), its
+    /// median pass reported (default 3; 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub passes: Option<u32>,
     /// Write every number and the machine's description to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -134,6 +138,9 @@ pub fn config(args: &BenchArgs) -> Result<Config, String> {
             return Err("--budget: seconds must be positive".into());
         }
         c.budget = Duration::from_secs_f64(b);
+    }
+    if let Some(p) = args.passes {
+        c.passes = p as usize;
     }
     Ok(c)
 }

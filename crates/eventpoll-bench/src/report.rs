@@ -259,12 +259,23 @@ pub fn text(report: &Report) -> String {
                 "\nNo eventpoll-vs-kernel ratios: no engine cell ran next to a kernel epoll cell.\n"
         }
     }
+    let each = if report.config.passes > 1 {
+        format!(
+            "Each cell: {} passes over all cells (methods interleaved, a fresh rig each time), each the median of {} consecutive stretches; the median pass is shown (by tokens/s; the spread of all stretches is in the JSON).",
+            report.config.passes,
+            crate::experiment::CHUNKS
+        )
+    } else {
+        format!(
+            "Each cell: the median of {} consecutive stretches (by tokens/s; the spread is in the JSON).",
+            crate::experiment::CHUNKS
+        )
+    };
     s += &format!(
-        "\nEach cell: the median of {} consecutive stretches (by tokens/s; the spread is in the JSON).\n\
+        "\n{each}\n\
          cost per wait: time to learn which pipes are ready (for select and poll: copying the set in, the call, scanning the answer).\n\
          Kernel methods use 2 descriptors per pipe: with a limit of {} they run up to N={}; select up to N={} (FD_SETSIZE {}).\n\
          {} cells in {:.1} s.\n",
-        crate::experiment::CHUNKS,
         fmt_count(report.machine.fd_limit.0 as f64),
         fmt_count(report.kernel_max_n as f64),
         fmt_count(report.select_max_n as f64),
@@ -336,6 +347,7 @@ pub fn json(report: &Report) -> Value {
             "tokens": report.config.tokens,
             "seed": report.config.seed,
             "budget_s": report.config.budget.as_secs_f64(),
+            "passes": report.config.passes,
         },
         "kernel_max_n": report.kernel_max_n,
         "select_max_n": report.select_max_n,
@@ -446,6 +458,7 @@ mod tests {
                 seed: 3,
                 budget: Duration::from_millis(300),
                 methods: Method::ALL.to_vec(),
+                passes: 2,
             },
             &mut Silent,
         )
