@@ -29,6 +29,7 @@
 //!
 //! [`Gate`]: crate::process::Gate
 
+use crate::log::{trace, Ret};
 use crate::process::{Instance, Process, Slot};
 use eventpoll::{Events, TakenItem};
 use eventpoll_host::sys;
@@ -107,13 +108,14 @@ impl Process {
             let e = plan.numbers[0];
             let _ = sys::epoll_ctl(e, libc::EPOLL_CTL_DEL, plan.inst.hep.bell().fd(), None);
             let mut rest = Vec::new();
+            let mut lost = 0;
             // Step 2: items that must stay quiet.
             for it in &plan.items {
                 let bits = it.events.bits();
                 let disabled = (it.events - Events::PRIVATE).is_empty();
                 let numbers = numbers_of(it);
                 if disabled {
-                    self.under_number(it.fd, &numbers, |fd| {
+                    lost += !self.under_number(it.fd, &numbers, |fd| {
                         sys::epoll_ctl(
                             e,
                             libc::EPOLL_CTL_ADD,
@@ -124,31 +126,36 @@ impl Process {
                             sys::epoll_ctl(e, libc::EPOLL_CTL_MOD, fd, Some((bits, it.data)))?;
                         }
                         Ok(())
-                    });
+                    }) as usize;
                 } else if !it.ready && it.events.contains(Events::ET) {
-                    self.under_number(it.fd, &numbers, |fd| {
+                    lost += !self.under_number(it.fd, &numbers, |fd| {
                         let ready = sys::poll_mask(fd) & bits != 0;
                         sys::epoll_ctl(e, libc::EPOLL_CTL_ADD, fd, Some((bits, it.data)))?;
                         if ready {
                             take_one(e);
                         }
                         Ok(())
-                    });
+                    }) as usize;
                 } else {
                     rest.push((it, numbers));
                 }
             }
             // Steps 3 and 4: the ready list in order, then the others (`take_items` order).
             for (it, numbers) in rest {
-                self.under_number(it.fd, &numbers, |fd| {
+                lost += !self.under_number(it.fd, &numbers, |fd| {
                     sys::epoll_ctl(
                         e,
                         libc::EPOLL_CTL_ADD,
                         fd,
                         Some((it.events.bits(), it.data)),
                     )
-                });
+                }) as usize;
             }
+            let items = plan.items.len();
+            trace(
+                || format!("fork: instance {e} to the kernel: {items} items, {lost} not carried"),
+                Ret(0),
+            );
         }
         for p in &plans {
             p.inst.hep.retire();
@@ -162,22 +169,29 @@ impl Process {
     /// Run `add` with a number that refers to the item's target and equals `fd` when it
     /// can: `fd` itself when it still refers to it; else a temporary duplicate of one of
     /// `numbers` at `fd` when `fd` is free, or at a hidden number (closed afterwards). An
-    /// item with no known number is dropped (its file is gone, or was never known).
-    fn under_number(&self, fd: i32, numbers: &[i32], add: impl FnOnce(i32) -> sys::SysResult<()>) {
+    /// item with no known number is dropped (its file is gone, or was never known). Returns
+    /// whether `add` ran and succeeded.
+    fn under_number(
+        &self,
+        fd: i32,
+        numbers: &[i32],
+        add: impl FnOnce(i32) -> sys::SysResult<()>,
+    ) -> bool {
         if numbers.contains(&fd) {
-            let _ = add(fd);
-            return;
+            return add(fd).is_ok();
         }
-        let Some(&src) = numbers.first() else { return };
+        let Some(&src) = numbers.first() else {
+            return false;
+        };
         let tmp = if fd >= 0 && fd < self.hidden_base && !sys::is_open(fd) {
             sys::dup3(src, fd, libc::O_CLOEXEC)
         } else {
             sys::fcntl(src, libc::F_DUPFD_CLOEXEC, self.hidden_base as libc::c_long)
         };
-        if let Ok(t) = tmp {
-            let _ = add(t);
-            let _ = sys::close(t);
-        }
+        let Ok(t) = tmp else { return false };
+        let ok = add(t).is_ok();
+        let _ = sys::close(t);
+        ok
     }
 }
 
