@@ -5,25 +5,39 @@
 //! instance's bell; see [`crate::process`]), and `fork` shares `E` between parent and child
 //! as one open file description. The prepare handler (running with the [`Gate`] held
 //! exclusively, after the driver's pending wakeups were delivered) takes every item out of
-//! every engine instance ([`eventpoll::Epoll::take_items`]), removes the bell from `E` and
-//! adds the items to `E` itself, in an order and a way that keep what the engine had:
+//! every engine instance ([`eventpoll::Epoll::take_items`]), removes the bells from the
+//! `E`s and adds the items to the `E`s themselves, in an order and a way that keep what the
+//! engine had. The order is one schedule over the items of all instances that keeps:
 //!
-//! 1. Inner instances first (an item watching an instance is added after that instance's
-//!    own items are in its `E`).
-//! 2. Items that must not be reported although their file is ready — an edge-triggered item
-//!    that was already reported, a one-shot item that fired (disabled: only its flags
-//!    left) — are added, and the report the kernel queues at once is taken with a
-//!    zero-timeout `epoll_wait` (which also disables the one-shot item, as Linux left it).
-//!    A disabled one-shot item whose file is ready for nothing cannot be disabled that way:
-//!    it is left watching only `ERR|HUP`.
-//! 3. The items of the ready list, in its order (the kernel queues those that are ready
-//!    when they are added, in that order).
-//! 4. The other items.
+//! - **each file's wake order**: a file wakes its items newest registration first, so one
+//!   file's items (of every instance) are added in their registration order
+//!   ([`eventpoll::TakenItem::seq`]);
+//! - **each ready list's order**: the kernel queues an item that is ready when it is added,
+//!   so an instance's ready-list items are added in ready-list order;
+//! - **nesting**: an item that watches an instance is added after that instance's items
+//!   (so that it is queued if the instance is ready);
+//! - **quiet items first**: an instance's ready-list items wait for its quiet items, items
+//!   that must not be reported although their file is ready —
+//!   an edge-triggered item already reported, a one-shot item that fired (disabled: only
+//!   its flags left) — are added while their `E` has nothing queued, and the report the
+//!   kernel queues at once is taken with a zero-timeout `epoll_wait` (which also disables
+//!   the one-shot item, as Linux left it).
+//!
+//! Within those constraints items go quiet ones first, then ready-list ones, then the rest;
+//! when the constraints form a cycle (possible only with several instances or numbers on
+//! one file), the first item in that preference goes next. A quiet item also goes before
+//! its file's older ready-list items of the same instance (whose queued reports would
+//! otherwise be taken with its own), so that file then wakes those items in the other
+//! order. A disabled one-shot item whose
+//! file is ready for nothing cannot be disabled by a report: it is left watching only
+//! `ERR|HUP`. A quiet item that the constraints put after a queued item of its `E` cannot
+//! have its report taken without taking that item's: an edge-triggered one is then
+//! reported once more, a disabled one-shot one watches only `ERR|HUP`.
 //!
 //! An item whose number no longer refers to its file (a ghost: the number was closed while
 //! another number kept the file open) is added under its old number when that number is
 //! free, else under a hidden number, through a temporary duplicate that is closed at once.
-//! Afterwards the instance's numbers leave the process table: every call on them goes
+//! Afterwards the instances' numbers leave the process table: every call on them goes
 //! straight to the kernel, in both processes. Threads that were waiting on an instance are
 //! woken ([`eventpoll_host::HostEpoll::retire`]) and carry on waiting in the kernel.
 //!
@@ -33,6 +47,7 @@ use crate::log::{trace, Ret};
 use crate::process::{Instance, Process, Slot};
 use eventpoll::{Events, TakenItem};
 use eventpoll_host::sys;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Every condition bit an item can watch (for a one-shot item to fire at once on whatever
@@ -53,6 +68,57 @@ struct Plan {
     /// The numbers referring to its `E` (dups included).
     numbers: Vec<i32>,
     items: Vec<TakenItem>,
+}
+
+/// How an item is added.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// A one-shot item that fired: added armed for everything, its report taken.
+    Disabled,
+    /// An edge-triggered item off the ready list: if its file is ready, its report is taken.
+    Reported,
+    /// On the ready list.
+    Listed,
+    /// Any other item.
+    Plain,
+}
+
+/// One item in the schedule.
+struct Node {
+    plan: usize,
+    item: TakenItem,
+    kind: Kind,
+    /// Its target's queue (in `Schedule::targets`).
+    target: usize,
+    /// The plan of the instance it watches, if it watches one.
+    watches_plan: Option<usize>,
+    /// Its place on its instance's ready list (`Kind::Listed`).
+    ready_pos: usize,
+}
+
+/// Queues of node indices, each consumed in order (entries may be taken out of turn when
+/// a cycle is broken: `done` skips them).
+struct Queue {
+    nodes: Vec<usize>,
+    at: usize,
+}
+
+impl Queue {
+    fn head(&mut self, done: &[bool]) -> Option<usize> {
+        while self.at < self.nodes.len() && done[self.nodes[self.at]] {
+            self.at += 1;
+        }
+        self.nodes.get(self.at).copied()
+    }
+
+    /// The first entry not done and not passed over by `pass`.
+    fn first_not(&mut self, done: &[bool], pass: impl Fn(usize) -> bool) -> Option<usize> {
+        self.head(done)?;
+        self.nodes[self.at..]
+            .iter()
+            .copied()
+            .find(|&n| !done[n] && !pass(n))
+    }
 }
 
 impl Process {
@@ -81,10 +147,23 @@ impl Process {
         }
         // The host no longer needs to watch for these items.
         let descs = self.host_descs();
+        let mut numbers: HashMap<usize, Vec<i32>> = HashMap::new();
+        for d in &descs {
+            numbers.insert(d.file.description_id(), d.numbers());
+        }
+        let mut plan_of: HashMap<usize, usize> = HashMap::new();
+        for (i, p) in plans.iter().enumerate() {
+            let id = p.inst.hep.epoll().file().description_id();
+            numbers.insert(id, p.numbers.clone());
+            plan_of.insert(id, i);
+        }
         for p in &plans {
             let key = Arc::as_ptr(&p.inst) as usize;
             for it in &p.items {
-                if let Some(d) = descs.iter().find(|d| it.targets(&d.file)) {
+                if let Some(d) = descs
+                    .iter()
+                    .find(|d| d.file.description_id() == it.target_id())
+                {
                     d.record(key, it.fd, None);
                 }
             }
@@ -92,66 +171,26 @@ impl Process {
         for d in &descs {
             let _ = d.ask_host(None);
         }
-        // The numbers that refer to an item's target.
-        let numbers_of = |it: &TakenItem| -> Vec<i32> {
-            if let Some(d) = descs.iter().find(|d| it.targets(&d.file)) {
-                return d.numbers();
-            }
-            plans
-                .iter()
-                .find(|p| it.targets(p.inst.hep.epoll().file()))
-                .map(|p| p.numbers.clone())
-                .unwrap_or_default()
-        };
-        for i in inner_first(&plans) {
-            let plan = &plans[i];
-            let e = plan.numbers[0];
-            let _ = sys::epoll_ctl(e, libc::EPOLL_CTL_DEL, plan.inst.hep.bell().fd(), None);
-            let mut rest = Vec::new();
-            let mut lost = 0;
-            // Step 2: items that must stay quiet.
-            for it in &plan.items {
-                let bits = it.events.bits();
-                let disabled = (it.events - Events::PRIVATE).is_empty();
-                let numbers = numbers_of(it);
-                if disabled {
-                    lost += !self.under_number(it.fd, &numbers, |fd| {
-                        sys::epoll_ctl(
-                            e,
-                            libc::EPOLL_CTL_ADD,
-                            fd,
-                            Some((bits | ALL_CONDITIONS, it.data)),
-                        )?;
-                        if take_one(e) == 0 {
-                            sys::epoll_ctl(e, libc::EPOLL_CTL_MOD, fd, Some((bits, it.data)))?;
-                        }
-                        Ok(())
-                    }) as usize;
-                } else if !it.ready && it.events.contains(Events::ET) {
-                    lost += !self.under_number(it.fd, &numbers, |fd| {
-                        let ready = sys::poll_mask(fd) & bits != 0;
-                        sys::epoll_ctl(e, libc::EPOLL_CTL_ADD, fd, Some((bits, it.data)))?;
-                        if ready {
-                            take_one(e);
-                        }
-                        Ok(())
-                    }) as usize;
-                } else {
-                    rest.push((it, numbers));
-                }
-            }
-            // Steps 3 and 4: the ready list in order, then the others (`take_items` order).
-            for (it, numbers) in rest {
-                lost += !self.under_number(it.fd, &numbers, |fd| {
-                    sys::epoll_ctl(
-                        e,
-                        libc::EPOLL_CTL_ADD,
-                        fd,
-                        Some((it.events.bits(), it.data)),
-                    )
-                }) as usize;
-            }
-            let items = plan.items.len();
+        for p in &plans {
+            let _ = sys::epoll_ctl(
+                p.numbers[0],
+                libc::EPOLL_CTL_DEL,
+                p.inst.hep.bell().fd(),
+                None,
+            );
+        }
+        let order = schedule(&plans, &plan_of);
+        let mut lost = vec![0usize; plans.len()];
+        for node in &order {
+            let e = plans[node.plan].numbers[0];
+            let it = &node.item;
+            let none = Vec::new();
+            let nums = numbers.get(&it.target_id()).unwrap_or(&none);
+            let ok = self.under_number(it.fd, nums, |fd| add(e, fd, it, node.kind));
+            lost[node.plan] += usize::from(!ok);
+        }
+        for (p, lost) in plans.iter().zip(lost) {
+            let (e, items) = (p.numbers[0], p.items.len());
             trace(
                 || format!("fork: instance {e} to the kernel: {items} items, {lost} not carried"),
                 Ret(0),
@@ -195,33 +234,153 @@ impl Process {
     }
 }
 
+/// Add one item to the kernel epoll `e` under number `fd` (see the module documentation).
+fn add(e: i32, fd: i32, it: &TakenItem, kind: Kind) -> sys::SysResult<()> {
+    let bits = it.events.bits();
+    let ctl = |op, ev| sys::epoll_ctl(e, op, fd, Some((ev, it.data)));
+    // Nothing queued in `e` yet (a readable epoll has a ready item queued): a report the
+    // kernel queues now can be taken back alone.
+    let clean = || sys::poll_mask(e) & libc::POLLIN as u32 == 0;
+    match kind {
+        Kind::Disabled => {
+            if !clean() {
+                return ctl(libc::EPOLL_CTL_ADD, bits);
+            }
+            ctl(libc::EPOLL_CTL_ADD, bits | ALL_CONDITIONS)?;
+            if take_one(e) == 0 {
+                ctl(libc::EPOLL_CTL_MOD, bits)?;
+            }
+            Ok(())
+        }
+        Kind::Reported => {
+            let ready = sys::poll_mask(fd) & bits != 0;
+            let clean = ready && clean();
+            ctl(libc::EPOLL_CTL_ADD, bits)?;
+            if clean {
+                take_one(e);
+            }
+            Ok(())
+        }
+        Kind::Listed | Kind::Plain => ctl(libc::EPOLL_CTL_ADD, bits),
+    }
+}
+
 /// Take one queued report off a kernel epoll without blocking; returns how many (0 or 1).
 fn take_one(e: i32) -> usize {
     let mut buf = [libc::epoll_event { events: 0, u64: 0 }];
     sys::epoll_wait(e, &mut buf, 0).unwrap_or(0)
 }
 
-/// The plans' indices, each instance after every instance one of its items watches.
-fn inner_first(plans: &[Plan]) -> Vec<usize> {
-    fn visit(i: usize, plans: &[Plan], done: &mut Vec<bool>, out: &mut Vec<usize>) {
-        if done[i] {
-            return;
+/// The items of every plan in the order they are added (see the module documentation).
+fn schedule(plans: &[Plan], plan_of: &HashMap<usize, usize>) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    let mut target_index: HashMap<usize, usize> = HashMap::new();
+    let mut targets: Vec<Queue> = Vec::new();
+    let mut listed: Vec<Queue> = Vec::new();
+    let mut remaining: Vec<usize> = Vec::new();
+    for (pi, p) in plans.iter().enumerate() {
+        let mut ready = Vec::new();
+        for it in &p.items {
+            let kind = if (it.events - Events::PRIVATE).is_empty() {
+                Kind::Disabled
+            } else if it.ready {
+                ready.push(nodes.len());
+                Kind::Listed
+            } else if it.events.contains(Events::ET) {
+                Kind::Reported
+            } else {
+                Kind::Plain
+            };
+            let next = targets.len();
+            let target = *target_index.entry(it.target_id()).or_insert(next);
+            if target == next {
+                targets.push(Queue {
+                    nodes: Vec::new(),
+                    at: 0,
+                });
+            }
+            targets[target].nodes.push(nodes.len());
+            let ready_pos = ready.len().saturating_sub(1);
+            nodes.push(Node {
+                ready_pos,
+                plan: pi,
+                item: *it,
+                kind,
+                target,
+                watches_plan: plan_of.get(&it.target_id()).copied(),
+            });
         }
-        done[i] = true;
-        for it in &plans[i].items {
-            if let Some(j) = plans
-                .iter()
-                .position(|p| it.targets(p.inst.hep.epoll().file()))
-            {
-                visit(j, plans, done, out);
+        listed.push(Queue {
+            nodes: ready,
+            at: 0,
+        });
+        remaining.push(p.items.len());
+    }
+    for q in &mut targets {
+        q.nodes.sort_by_key(|&n| nodes[n].item.seq);
+    }
+    // Preference: quiet items, then ready-list items (in order), then the rest; by
+    // registration within each.
+    let mut pending: Vec<usize> = (0..nodes.len()).collect();
+    pending.sort_by_key(|&n| {
+        let node = &nodes[n];
+        match node.kind {
+            Kind::Disabled | Kind::Reported => (0, 0, node.item.seq),
+            Kind::Listed => (1, node.ready_pos, node.item.seq),
+            Kind::Plain => (2, 0, node.item.seq),
+        }
+    });
+    // Quiet items not yet added, per plan: a plan's ready-list items wait for them.
+    let mut quiet_left = vec![0usize; plans.len()];
+    for node in &nodes {
+        if matches!(node.kind, Kind::Disabled | Kind::Reported) {
+            quiet_left[node.plan] += 1;
+        }
+    }
+    let emit = |n: usize, done: &mut [bool], remaining: &mut [usize], quiet_left: &mut [usize]| {
+        done[n] = true;
+        remaining[nodes[n].plan] -= 1;
+        if matches!(nodes[n].kind, Kind::Disabled | Kind::Reported) {
+            quiet_left[nodes[n].plan] -= 1;
+        }
+    };
+    let mut done = vec![false; nodes.len()];
+    let mut out_order = Vec::with_capacity(nodes.len());
+    while !pending.is_empty() {
+        let mut rest = Vec::with_capacity(pending.len());
+        for &n in &pending {
+            let node = &nodes[n];
+            // A quiet item goes before its file's older ready-list items of its own
+            // instance: once those are queued, its report could not be taken alone (the
+            // file then wakes those two in the other order: the lesser deviation).
+            let quiet = matches!(node.kind, Kind::Disabled | Kind::Reported);
+            let first = targets[node.target].first_not(&done, |m| {
+                quiet && nodes[m].plan == node.plan && nodes[m].kind == Kind::Listed
+            });
+            let free = first == Some(n)
+                && (node.kind != Kind::Listed
+                    || (quiet_left[node.plan] == 0 && listed[node.plan].head(&done) == Some(n)))
+                && node
+                    .watches_plan
+                    .is_none_or(|j| j == node.plan || remaining[j] == 0);
+            if free {
+                emit(n, &mut done, &mut remaining, &mut quiet_left);
+                out_order.push(n);
+            } else {
+                rest.push(n);
             }
         }
-        out.push(i);
+        if rest.len() == pending.len() {
+            // A cycle: the most preferred item goes next.
+            let n = rest.remove(0);
+            emit(n, &mut done, &mut remaining, &mut quiet_left);
+            out_order.push(n);
+        }
+        pending = rest;
     }
-    let mut done = vec![false; plans.len()];
-    let mut out = Vec::with_capacity(plans.len());
-    for i in 0..plans.len() {
-        visit(i, plans, &mut done, &mut out);
-    }
-    out
+    let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    out_order
+        .into_iter()
+        .filter_map(|n| slots[n].take())
+        .collect()
 }

@@ -43,6 +43,9 @@ pub struct HostFd {
     /// Whether the file is a socket, recorded at registration by drivers that need it
     /// (the io_uring driver: a socket's wakeup keys are known, see `driver::uring`).
     pub(crate) socket: AtomicBool,
+    /// Registered but not armed (the io_uring driver, in a child after `fork`, arms only
+    /// what is watched; the rest is armed when an item asks: see [`HostFd::watch`]).
+    pub(crate) unarmed: AtomicBool,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -71,6 +74,7 @@ impl HostFd {
             fresh: AtomicU64::new(0),
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
+            unarmed: AtomicBool::new(false),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -102,6 +106,11 @@ impl HostFd {
     /// adding or modifying an item (as `libeventpoll` does for every `EPOLL_CTL_ADD`/`MOD`),
     /// so that a description nobody watches for output costs no output wakeups.
     pub fn watch(&self, interest: Events) -> Result<(), eventpoll::Errno> {
+        if self.pollable && self.unarmed.load(Ordering::Acquire) {
+            if let Err(e) = self.driver.ensure_armed(self) {
+                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
+            }
+        }
         if self.pollable
             && interest.intersects(Self::OUT_BITS)
             && !self.out.swap(true, Ordering::AcqRel)
@@ -218,6 +227,11 @@ pub(crate) mod fresh {
 }
 
 impl HostFd {
+    /// Whether an item (or a waiter) is hooked on the object.
+    pub(crate) fn watched(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Record the mask the driver reported (see [`fresh`]).
     pub(crate) fn set_fresh(&self, bits: u32) {
         let epoch = fresh::current();

@@ -205,6 +205,19 @@ impl File {
         any.downcast_ref::<T>()
     }
 
+    /// An identity of the open file description: equal for two handles exactly when they
+    /// refer to the same description (while one of them is alive).
+    ///
+    /// ```
+    /// use eventpoll::objects::pipe::pipe;
+    /// let (r, w) = pipe(0);
+    /// assert_eq!(r.description_id(), r.clone().description_id());
+    /// assert_ne!(r.description_id(), w.description_id());
+    /// ```
+    pub fn description_id(&self) -> usize {
+        self.inner.key()
+    }
+
     /// Whether both handles refer to the same open file description.
     pub fn same_description(&self, other: &File) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -208,6 +208,27 @@ static void fork_shares(void) {
     pthread_join(t, NULL);
     CHECK(w.n == 1 && w.data == 99, "waiter across fork: %d, %llu", w.n, w.data);
 
+    /* a child that exits at once holds no file after its exit: the parent's close of a
+       watched write end is seen by the reader at once (EOF, not EAGAIN) */
+    int late = 0;
+    for (int i = 0; i < 20; i++) {
+        int pw[2];
+        OK(pipe2(pw, O_NONBLOCK));
+        int epw = epoll_create1(0);
+        ev = (struct epoll_event){.events = EPOLLOUT, .data.u64 = 1};
+        OK(epoll_ctl(epw, EPOLL_CTL_ADD, pw[1], &ev));
+        pid = fork();
+        if (pid == 0)
+            _exit(0);
+        waitpid(pid, &status, 0);
+        close(pw[1]);
+        char c;
+        late += read(pw[0], &c, 1) != 0;
+        close(pw[0]);
+        close(epw);
+    }
+    CHECK(late == 0, "reader saw the writer's close late %d times of 20", late);
+
     int fds[] = {pa[0], pa[1], pb[0], pb[1], pc[0], pc[1], pd[0], pd[1], pe[0], pe[1],
                  pf[0], pf[1], ph[0], ph[1], sh, inner, efd, lone};
     for (unsigned i = 0; i < sizeof fds / sizeof fds[0]; i++)

@@ -5,7 +5,13 @@
  * builds 1 or 2 epoll instances (the second sometimes nested in the first), 4-6
  * non-blocking pipes and 1-2 non-blocking eventfds, runs 10-40 random operations in the
  * parent, forks, runs 5-20 in the child (which then exits) and, after waiting for the
- * child, 5-20 more in the parent. Every operation's result (return value, errno, and for a
+ * child, 5-20 more in the parent. Operations: epoll_ctl ADD/MOD/DEL (interest IN, OUT, IN|OUT
+ * or IN|RDHUP, with ET and/or ONESHOT at random) on pipe ends, eventfds, dups and the other
+ * instance; a 1-byte pipe write, a read of up to 4 bytes, filling or draining a pipe; an
+ * eventfd write of 1 or read; a dup of a read end added to an instance (a ghost item once
+ * the dup is closed) and its close; the close of a pipe's write end (hang-up); and
+ * epoll_wait with a zero timeout (maxevents 8, now and then 1-3, to see the ready list's
+ * order behind the first events). Every operation's result (return value, errno, and for a
  * wait every (data, events) pair in order) goes to stdout, so the transcript of a native
  * run (the kernel's epoll) can be compared with one under LD_PRELOAD=libeventpoll.so,
  * which hands its instances over to the kernel at the fork (src/handover.rs).

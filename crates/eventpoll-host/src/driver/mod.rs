@@ -72,6 +72,10 @@ pub trait Driver: Send + Sync {
     fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
         Ok(())
     }
+    /// Arm `host` if it is registered but was left unarmed (see `HostFd::unarmed`).
+    fn ensure_armed(&self, _host: &HostFd) -> SysResult<()> {
+        Ok(())
+    }
     /// `host` is now polled through descriptor `new` instead of `old` (still open).
     fn rebind(&self, _host: &HostFd, _old: i32, _new: i32) {}
     /// Ask the host for these input bits of `host` only (see [`HostFd::set_interest`]).

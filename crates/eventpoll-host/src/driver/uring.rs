@@ -783,9 +783,12 @@ impl UringDriver {
     }
 
     /// Arm every registered descriptor on `ring` (a new one).
+    /// Arm every registered descriptor that is not left unarmed.
     fn arm_all(&self, ring: &Ring) {
         for h in self.registry.all() {
-            let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+            if !h.unarmed.load(Ordering::Acquire) {
+                let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+            }
         }
     }
 
@@ -906,6 +909,22 @@ impl Driver for UringDriver {
         Ok(())
     }
 
+    fn ensure_armed(&self, host: &HostFd) -> SysResult<()> {
+        let mut ring = self.lock();
+        if !host.unarmed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let token = host.token.load(Ordering::Acquire);
+        // As `register`: deliver what is pending, arm, drop the arming report.
+        self.pump_locked(&mut ring, NO_SKIP);
+        if let Err(e) = ring.submit(&polls(host, token)) {
+            host.unarmed.store(true, Ordering::Release);
+            return Err(e);
+        }
+        self.pump_locked(&mut ring, token);
+        Ok(())
+    }
+
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {
         let token = host.token.load(Ordering::Acquire);
         let mut ring = self.lock();
@@ -991,6 +1010,15 @@ impl Driver for UringDriver {
         self.wake_fd.store(efd, Ordering::Release);
         if ring.owned() {
             self.owner.store(current_tid(), Ordering::Release);
+        }
+        // Only what an item watches is armed now: an armed poll holds its file, and a
+        // child's ring is torn down some milliseconds after the child exits, so the files
+        // of polls it did not need would outlive the child (a pipe's reader would see the
+        // writer's hang-up late). The others are armed when an item asks (`ensure_armed`).
+        for h in self.registry.all() {
+            if !h.watched() {
+                h.unarmed.store(true, Ordering::Release);
+            }
         }
         self.arm_all(&ring);
         // Drop the reports of the re-arming (posted by task work in owned mode): the ready

@@ -140,7 +140,13 @@ struct Watch {
     /// The target description's key (`OpenFile::key`).
     key: usize,
     fd: i32,
+    /// Registration order (global, wrapping): a target wakes its items newest first.
+    seq: u32,
 }
+
+/// The next item's registration number (see `Watch::seq`; not a synchronisation point, so
+/// a plain atomic outside the loom shim).
+static NEXT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// List-link sentinels of `ReadySlot::next`.
 const NIL: u32 = u32::MAX;
@@ -307,6 +313,10 @@ pub struct TakenItem {
     pub data: u64,
     /// Whether the item was on the ready list (maybe ready: a harvest re-polls it).
     pub ready: bool,
+    /// Registration order among all items of the process (wrapping): a target wakes the
+    /// items hooked on it newest first (exclusive ones after, oldest first), so a successor
+    /// that registers one target's items in ascending `seq` keeps their wake order.
+    pub seq: u32,
     target: usize,
 }
 
@@ -314,6 +324,11 @@ impl TakenItem {
     /// Whether the item watched `file` (the same open file description).
     pub fn targets(&self, file: &File) -> bool {
         file.inner.key() == self.target
+    }
+
+    /// The watched description's [`File::description_id`].
+    pub fn target_id(&self) -> usize {
+        self.target
     }
 }
 
@@ -407,6 +422,7 @@ impl EpollShared {
                     events: Events::from_bits_retain(s.events),
                     data: s.data,
                     ready: true,
+                    seq: w.seq,
                     target: w.key,
                 });
                 cur = s.next;
@@ -420,6 +436,7 @@ impl EpollShared {
                             events: Events::from_bits_retain(s.events),
                             data: s.data,
                             ready: false,
+                            seq: w.seq,
                             target: w.key,
                         });
                     }
@@ -782,6 +799,7 @@ impl EpollShared {
             ops: ops.clone(),
             key,
             fd,
+            seq: NEXT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
         {
             let mut r = lock(&self.ready);

@@ -758,10 +758,21 @@ fn take_items_keeps_order_and_state() {
         Events::IN | Events::ET | Events::ERR | Events::HUP
     );
     assert!(items[0].targets(&fc) && items[1].targets(&fa) && !items[1].targets(&fb));
+    // Registration order: a (first), b, c.
+    let seq = |f: &File| items.iter().find(|i| i.targets(f)).unwrap().seq;
+    assert!(seq(&fa) < seq(&fb) && seq(&fb) < seq(&fc));
+    assert_eq!(items[0].target_id(), fc.description_id());
     assert!(ep.is_empty() && !ep.has_ready());
     assert!(!a.queue.has_items() && !b.queue.has_items() && !c.queue.has_items());
     a.set(Events::IN, Events::IN);
     assert!(!ep.has_ready());
     ep.ctl(ADD, &fa, 3, ev(Events::IN, 9)).unwrap();
     assert_eq!(datas(&harvest(&ep, 8)), vec![9]);
+}
+
+/// The registration number fits in the item's padding: an item's `mtx` half stays 32 bytes.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn watch_half_is_32_bytes() {
+    assert_eq!(std::mem::size_of::<Watch>(), 32);
 }
