@@ -44,7 +44,7 @@
 //! [`Gate`]: crate::process::Gate
 
 use crate::log::{trace, Ret};
-use crate::process::{Instance, Process, Slot};
+use crate::process::{HostDesc, Instance, Process, Slot};
 use eventpoll::{Events, TakenItem};
 use eventpoll_host::sys;
 use std::collections::HashMap;
@@ -157,13 +157,12 @@ impl Process {
             numbers.insert(id, p.numbers.clone());
             plan_of.insert(id, i);
         }
+        let desc_of: HashMap<usize, &Arc<HostDesc>> =
+            descs.iter().map(|d| (d.file.description_id(), d)).collect();
         for p in &plans {
             let key = Arc::as_ptr(&p.inst) as usize;
             for it in &p.items {
-                if let Some(d) = descs
-                    .iter()
-                    .find(|d| d.file.description_id() == it.target_id())
-                {
+                if let Some(d) = desc_of.get(&it.target_id()) {
                     d.record(key, it.fd, None);
                 }
             }
