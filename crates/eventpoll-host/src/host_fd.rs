@@ -41,7 +41,8 @@ pub struct HostFd {
     /// check identity with them (the io_uring driver).
     pub(crate) identity: std::sync::OnceLock<(u64, u64)>,
     /// Whether the file is a socket, recorded at registration by drivers that need it
-    /// (the io_uring driver: a socket's wakeup keys are known, see `driver::uring`).
+    /// (the io_uring driver: a socket's wakeup keys are known, see `driver::uring`; both
+    /// Linux drivers: an input report of a socket that has hung up is key-less).
     pub(crate) socket: AtomicBool,
     /// Registered but not armed (the io_uring driver, in a child after `fork`, arms only
     /// what is watched; the rest is armed when an item asks: see [`HostFd::watch`]).

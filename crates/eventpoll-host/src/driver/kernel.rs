@@ -122,8 +122,7 @@ impl KernelDriver {
                 if class == 0 {
                     h.set_fresh(bits);
                 }
-                let key = wake_key(h, class, bits);
-                if key != 0 {
+                if let Some(key) = wake_key(h, class, bits) {
                     h.notify(key);
                 }
             }
@@ -141,15 +140,21 @@ impl KernelDriver {
 /// and `HUP` — reported by both epolls whenever they are set — count only when they have
 /// just appeared (seen by the input epoll, which every descriptor is registered with): an
 /// `IN` wakeup of a socket that hung up long ago does not wake an item that waits for `HUP`
-/// alone, as on Linux.
-fn wake_key(host: &HostFd, class: usize, bits: u32) -> u32 {
+/// alone, as on Linux. But an input report of a socket that had `HUP` already is a wakeup
+/// without a key (`Some(0)`, which queues every item): no data can arrive any more and the
+/// input epoll does not take output wakeups, so only a key-less one is left — the peer
+/// closed or shut down after the hang-up (`sock_def_wakeup`). `None`: nothing to pass on.
+fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
     let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
     if class == 1 {
-        return bits & !errhup;
+        return Some(bits & !errhup).filter(|&k| k != 0);
     }
     let now = bits & errhup;
     let before = host.errhup.swap(now, Ordering::AcqRel);
-    (bits & !errhup) | (now & !before)
+    if before & libc::EPOLLHUP as u32 != 0 && host.socket.load(Ordering::Relaxed) {
+        return Some(0);
+    }
+    Some((bits & !errhup) | (now & !before)).filter(|&k| k != 0)
 }
 
 /// What the input epoll asks for `host`: its input bits, edge-triggered.
@@ -190,6 +195,10 @@ impl Driver for KernelDriver {
     }
 
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
+        // Sockets have one more key rule (see `wake_key`).
+        if let Ok(kind) = sys::file_type(host.fd()) {
+            host.socket.store(kind == libc::S_IFSOCK, Ordering::Relaxed);
+        }
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
         let fd = host.fd();

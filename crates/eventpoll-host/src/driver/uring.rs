@@ -229,17 +229,25 @@ const STATE_BITS: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as 
 ///   key. Without this, folded wakeups of a socket would not wake an item watching `PRI`
 ///   as Linux does (`scenarios/regressions/socket-folded-wakeups.ep`).
 ///
+/// - An input completion of a socket that had `HUP` already (shut down both ways, or its
+///   peer gone) is a state change too: no data can arrive any more, and the input poll
+///   does not see output wakeups, so it can only be a key-less wakeup that adds no state
+///   bit — the peer closed or shut down after that (`sock_def_wakeup`,
+///   `scenarios/regressions/keyless-wakeup-peer-close-after-hangup.ep`).
+///
 /// What stays inexact: a key-less wakeup that changes no state bit of a file that has
-/// some (a socket's peer closed after it was shut down both ways) wakes only the items of
-/// its direction; the key-less calls made in this process are passed on separately
-/// ([`crate::Host::wake_keyless`]).
-fn wake_key(bits: u32, socket: bool, prev_state: u32) -> u32 {
+/// some, other than that socket case, wakes only the items of its direction; the key-less
+/// calls made in this process are passed on separately ([`crate::Host::wake_keyless`]).
+fn wake_key(bits: u32, socket: bool, input: bool, prev_state: u32) -> u32 {
     const IN_KEY: u32 =
         (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
     const OUT_KEY: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
     let state = bits & STATE_BITS;
     let dir = bits & !STATE_BITS;
     if state & !prev_state != 0 || (state != 0 && dir == 0) {
+        return 0;
+    }
+    if socket && input && prev_state & libc::EPOLLHUP as u32 != 0 {
         return 0;
     }
     let mut key = dir;
@@ -843,7 +851,7 @@ impl UringDriver {
                     }
                     if c.res > 0 {
                         let socket = h.socket.load(Ordering::Relaxed);
-                        h.notify(wake_key(c.res as u32, socket, prev_state));
+                        h.notify(wake_key(c.res as u32, socket, class == 0, prev_state));
                         woken += 1;
                     }
                     // Ended while registered: the completion queue was full (res > 0) or the
