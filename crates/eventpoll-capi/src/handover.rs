@@ -71,7 +71,7 @@ struct Plan {
 }
 
 /// How an item is added.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// A one-shot item that fired: added armed for everything, its report taken.
     Disabled,
@@ -83,6 +83,13 @@ enum Kind {
     Plain,
 }
 
+impl Kind {
+    /// Must not be reported although its file may be ready (its report is taken back).
+    fn is_quiet(self) -> bool {
+        matches!(self, Kind::Disabled | Kind::Reported)
+    }
+}
+
 /// One item in the schedule.
 struct Node {
     plan: usize,
@@ -92,7 +99,7 @@ struct Node {
     target: usize,
     /// The plan of the instance it watches, if it watches one.
     watches_plan: Option<usize>,
-    /// Its place on its instance's ready list (`Kind::Listed`).
+    /// Its place on its instance's ready list (`Kind::Listed`; 0 for the others).
     ready_pos: usize,
 }
 
@@ -280,9 +287,11 @@ fn schedule(plans: &[Plan], plan_of: &HashMap<usize, usize>) -> Vec<Node> {
     for (pi, p) in plans.iter().enumerate() {
         let mut ready = Vec::new();
         for it in &p.items {
+            let mut ready_pos = 0;
             let kind = if (it.events - Events::PRIVATE).is_empty() {
                 Kind::Disabled
             } else if it.ready {
+                ready_pos = ready.len();
                 ready.push(nodes.len());
                 Kind::Listed
             } else if it.events.contains(Events::ET) {
@@ -299,7 +308,6 @@ fn schedule(plans: &[Plan], plan_of: &HashMap<usize, usize>) -> Vec<Node> {
                 });
             }
             targets[target].nodes.push(nodes.len());
-            let ready_pos = ready.len().saturating_sub(1);
             nodes.push(Node {
                 ready_pos,
                 plan: pi,
@@ -323,23 +331,22 @@ fn schedule(plans: &[Plan], plan_of: &HashMap<usize, usize>) -> Vec<Node> {
     let mut pending: Vec<usize> = (0..nodes.len()).collect();
     pending.sort_by_key(|&n| {
         let node = &nodes[n];
-        match node.kind {
-            Kind::Disabled | Kind::Reported => (0, 0, node.item.seq),
-            Kind::Listed => (1, node.ready_pos, node.item.seq),
-            Kind::Plain => (2, 0, node.item.seq),
-        }
+        let class = match node.kind {
+            Kind::Disabled | Kind::Reported => 0,
+            Kind::Listed => 1,
+            Kind::Plain => 2,
+        };
+        (class, node.ready_pos, node.item.seq)
     });
     // Quiet items not yet added, per plan: a plan's ready-list items wait for them.
     let mut quiet_left = vec![0usize; plans.len()];
-    for node in &nodes {
-        if matches!(node.kind, Kind::Disabled | Kind::Reported) {
-            quiet_left[node.plan] += 1;
-        }
+    for node in nodes.iter().filter(|n| n.kind.is_quiet()) {
+        quiet_left[node.plan] += 1;
     }
     let emit = |n: usize, done: &mut [bool], remaining: &mut [usize], quiet_left: &mut [usize]| {
         done[n] = true;
         remaining[nodes[n].plan] -= 1;
-        if matches!(nodes[n].kind, Kind::Disabled | Kind::Reported) {
+        if nodes[n].kind.is_quiet() {
             quiet_left[nodes[n].plan] -= 1;
         }
     };
@@ -352,7 +359,7 @@ fn schedule(plans: &[Plan], plan_of: &HashMap<usize, usize>) -> Vec<Node> {
             // A quiet item goes before its file's older ready-list items of its own
             // instance: once those are queued, its report could not be taken alone (the
             // file then wakes those two in the other order: the lesser deviation).
-            let quiet = matches!(node.kind, Kind::Disabled | Kind::Reported);
+            let quiet = node.kind.is_quiet();
             let first = targets[node.target].first_not(&done, |m| {
                 quiet && nodes[m].plan == node.plan && nodes[m].kind == Kind::Listed
             });

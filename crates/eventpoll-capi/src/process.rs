@@ -546,12 +546,7 @@ impl Process {
             drop(self.set(fd, Some(Slot::Hidden)));
         }
         // Each instance gets its own bell and its own kernel epoll under every number.
-        let slots: Vec<(usize, Slot)> = self
-            .table()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.clone().map(|s| (i, s)))
-            .collect();
+        let slots = self.slots();
         let mut done: Vec<*const Instance> = Vec::new();
         for (num, slot) in &slots {
             let Slot::Epoll(inst) = slot else { continue };
@@ -564,11 +559,11 @@ impl Process {
                 }
                 inst.hep.bell().forget_ring();
             }
-            let cloexec = sys::fcntl(*num as i32, libc::F_GETFD, 0).unwrap_or(0) & libc::FD_CLOEXEC;
+            let cloexec = sys::fcntl(*num, libc::F_GETFD, 0).unwrap_or(0) & libc::FD_CLOEXEC;
             if let Ok(ne) = sys::epoll_create1(0) {
                 let _ = sys::epoll_ctl(ne, libc::EPOLL_CTL_ADD, d, Some((libc::EPOLLIN as u32, 0)));
                 let flags = if cloexec != 0 { libc::O_CLOEXEC } else { 0 };
-                let _ = sys::dup3(ne, *num as i32, flags);
+                let _ = sys::dup3(ne, *num, flags);
                 let _ = sys::close(ne);
             }
         }
