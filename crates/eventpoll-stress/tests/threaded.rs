@@ -224,6 +224,31 @@ fn tids(n: usize) -> Arc<Vec<AtomicI32>> {
     Arc::new((0..n).map(|_| AtomicI32::new(0)).collect())
 }
 
+/// Block one thread in `wait` (4 events, `timeout_ms`) on each of `eps`, write 1 to the
+/// eventfd `efd` once every one sleeps, and return what each thread's wait got.
+fn wake_blocked(
+    b: &Arc<dyn Backend>,
+    eps: &[i32],
+    efd: i32,
+    timeout_ms: i32,
+) -> Vec<Vec<(Events, u64)>> {
+    let tids = tids(eps.len());
+    let threads: Vec<_> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, &ep)| {
+            let (b, tids) = (b.clone(), tids.clone());
+            std::thread::spawn(move || {
+                tids[i].store(gettid(), SeqCst);
+                b.wait(ep, 4, timeout_ms)
+            })
+        })
+        .collect();
+    until_blocked(&tids);
+    b.write_u64(efd, 1);
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 /// Run `scenario` on both backends and return (kernel, engine) results.
 fn both<T>(scenario: impl Fn(Arc<dyn Backend>) -> T) -> (T, T) {
     let (k, e) = backends();
@@ -240,27 +265,10 @@ fn lt_event_wakes_every_waiter() {
     let run = |b: Arc<dyn Backend>| {
         let (ep, efd) = (b.epoll(), b.eventfd());
         b.ctl(ep, EPOLL_CTL_ADD, efd, Events::IN, 1).unwrap();
-        let tids = tids(N);
-        let woken = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..N)
-            .map(|i| {
-                let (b, tids, woken) = (b.clone(), tids.clone(), woken.clone());
-                std::thread::spawn(move || {
-                    tids[i].store(gettid(), SeqCst);
-                    if b.wait(ep, 4, 10_000) == vec![(Events::IN, 1)] {
-                        woken.fetch_add(1, SeqCst);
-                    }
-                })
-            })
-            .collect();
-        until_blocked(&tids);
-        b.write_u64(efd, 1);
-        for t in threads {
-            t.join().unwrap();
-        }
+        let got = wake_blocked(&b, &[ep; N], efd, 10_000);
         b.close(efd);
         b.close(ep);
-        woken.load(SeqCst)
+        got.iter().filter(|g| **g == vec![(Events::IN, 1)]).count()
     };
     let (k, e) = both(run);
     println!("LT event, {N} blocked waiters: woken kernel {k}, engine {e}");
@@ -279,24 +287,8 @@ fn et_event_wakes_exactly_one_of_n_waiters() {
             .unwrap();
         let mut per_round = Vec::new();
         for _ in 0..ROUNDS {
-            let tids = tids(N);
-            let woken = Arc::new(AtomicUsize::new(0));
-            let threads: Vec<_> = (0..N)
-                .map(|i| {
-                    let (b, tids, woken) = (b.clone(), tids.clone(), woken.clone());
-                    std::thread::spawn(move || {
-                        tids[i].store(gettid(), SeqCst);
-                        let got = b.wait(ep, 4, 1500);
-                        woken.fetch_add(got.len(), SeqCst);
-                    })
-                })
-                .collect();
-            until_blocked(&tids);
-            b.write_u64(efd, 1);
-            for t in threads {
-                t.join().unwrap();
-            }
-            per_round.push(woken.load(SeqCst));
+            let got = wake_blocked(&b, &[ep; N], efd, 1500);
+            per_round.push(got.iter().map(Vec::len).sum::<usize>());
         }
         b.close(efd);
         b.close(ep);
@@ -329,27 +321,8 @@ fn exclusive_wakes_some_but_not_all_instances() {
                 )
                 .unwrap();
             }
-            let tids = tids(K);
-            let woken = Arc::new(AtomicUsize::new(0));
-            let threads: Vec<_> = eps
-                .iter()
-                .enumerate()
-                .map(|(i, &ep)| {
-                    let (b, tids, woken) = (b.clone(), tids.clone(), woken.clone());
-                    std::thread::spawn(move || {
-                        tids[i].store(gettid(), SeqCst);
-                        if !b.wait(ep, 4, 1500).is_empty() {
-                            woken.fetch_add(1, SeqCst);
-                        }
-                    })
-                })
-                .collect();
-            until_blocked(&tids);
-            b.write_u64(efd, 1);
-            for t in threads {
-                t.join().unwrap();
-            }
-            per_round.push(woken.load(SeqCst));
+            let got = wake_blocked(&b, &eps, efd, 1500);
+            per_round.push(got.iter().filter(|g| !g.is_empty()).count());
             for ep in eps {
                 b.close(ep);
             }
