@@ -6,8 +6,8 @@ Each mutant re-introduces one classic epoll race into a scratch copy of the work
 one model fails. Usage: scripts/loom_mutants.py [--stress SECONDS] [mutant-name ...]
 (default: all mutants, loom models). With --stress, the release eventpoll-stress binary runs
 for SECONDS per mutant instead, and a mutant is killed when it reports a violation.
-Environment: MUTANTS_TARGET_DIR (default /work/target-loom/mutants: never the target dir of
-the real tree), LOOM_MAX_PREEMPTIONS (default 3).
+Environment: MUTANTS_TARGET_DIR (default target/loom-mutants or target/stress-mutants in
+the repository: never the target dir of the real tree), LOOM_MAX_PREEMPTIONS (default 3).
 """
 
 import os
@@ -259,7 +259,7 @@ def main():
         env.pop("RUSTFLAGS", None)
     # Never share the models' own target dir: the scratch copy has the same package ids,
     # and cargo would later take a mutant's binary for an up-to-date build of the real tree.
-    default_dir = "/work/target-loom/mutants" if stress is None else "/work/target-concurrency/mutants"
+    default_dir = os.path.join(ROOT, "target", "loom-mutants" if stress is None else "stress-mutants")
     env["CARGO_TARGET_DIR"] = env.get("MUTANTS_TARGET_DIR", default_dir)
     env.setdefault("LOOM_MAX_PREEMPTIONS", "3")
     scratch = tempfile.mkdtemp(prefix="eventpoll-mutants-")

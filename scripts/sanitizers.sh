@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 TOOLCHAIN=nightly
 TARGET=x86_64-unknown-linux-gnu
 ROOT="${SAN_TARGET_ROOT:-$PWD/target/san}"
-SANITIZERS=("${@:-thread}")
+SANITIZERS=("$@")
 if [[ $# -eq 0 ]]; then SANITIZERS=(thread address); fi
 
 if ! rustup toolchain list | grep -q "^$TOOLCHAIN"; then

@@ -1,6 +1,6 @@
 //! The exported C functions: the six epoll calls with Linux's signatures and errno, and the
-//! descriptor calls the library interposes to keep its table true (`close`, `dup`, `dup2`,
-//! `dup3`, `fcntl`/`fcntl64` for `F_DUPFD`/`F_DUPFD_CLOEXEC`; `fork` through
+//! descriptor calls the library interposes to keep its table true (`close`, `close_range`,
+//! `closefrom`, `dup`, `dup2`, `dup3`, `fcntl`/`fcntl64` for `F_DUPFD`/`F_DUPFD_CLOEXEC`; `fork` through
 //! `pthread_atfork`), and those after which Linux wakes a file without a key, which the
 //! library passes on (`fcntl(F_SETPIPE_SZ)`, `shutdown`).
 //!
@@ -292,60 +292,16 @@ unsafe fn wait(
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
         let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
-        return raw(raw_pwait(epfd, events, maxevents, rest, sigmask));
+        // SAFETY: `events` holds `maxevents` records by the caller's contract (the kernel
+        // checks the pointer); `sigmask` was checked readable above.
+        let r = unsafe { sys::epoll_pwait2(epfd, events.cast(), maxevents, rest, sigmask) };
+        return r.map(|n| n as c_int);
     }
     {
         let _g = p.gate.enter();
         inst.sync();
     }
     r.map(|n| n as c_int).map_err(|e| e.raw())
-}
-
-/// The kernel's `epoll_pwait2` (`epoll_pwait` with the timeout rounded up to milliseconds
-/// where the kernel lacks it).
-fn raw_pwait(
-    epfd: c_int,
-    events: *mut EpollEvent,
-    maxevents: c_int,
-    timeout: Option<Duration>,
-    sigmask: Option<*const libc::sigset_t>,
-) -> c_long {
-    let ts = timeout.map(sys::timespec);
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let mask = sigmask.unwrap_or(std::ptr::null());
-    // SAFETY: `events` and `mask` are the caller's (the kernel checks them); `tsp` is NULL
-    // or points to `ts`, alive across the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_epoll_pwait2,
-            epfd,
-            events,
-            maxevents,
-            tsp,
-            mask,
-            8usize,
-        )
-    };
-    if r != -1 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
-        return r;
-    }
-    let ms = timeout.map_or(-1, |t| {
-        t.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
-    });
-    // SAFETY: as above.
-    unsafe {
-        libc::syscall(
-            libc::SYS_epoll_pwait,
-            epfd,
-            events,
-            maxevents,
-            ms,
-            mask,
-            8usize,
-        )
-    }
 }
 
 fn ms(timeout: c_int) -> Option<Duration> {
@@ -568,12 +524,10 @@ pub extern "C" fn close(fd: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     let r = ffi(|| close_range_impl(first, last, flags));
-    if process::existing().is_some() {
-        trace(
-            || format!("close_range({first}, {last}, {flags:#x})"),
-            Ret(r),
-        );
-    }
+    trace(
+        || format!("close_range({first}, {last}, {flags:#x})"),
+        Ret(r),
+    );
     r
 }
 
@@ -759,8 +713,12 @@ fn keyless_after(
         return call();
     };
     let _g = p.gate.enter();
-    if hidden(fd) {
+    if matches!(p.slot(fd), Some(Slot::Hidden)) {
         return Err(libc::EBADF);
+    }
+    if process::INSTANCES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        // No instance, no item to wake: the call alone.
+        return call();
     }
     p.host.pump();
     let r = call()?;
@@ -789,8 +747,6 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
             },
         )
     });
-    if process::existing().is_some() {
-        trace(|| format!("shutdown({fd}, {how})"), Ret(r));
-    }
+    trace(|| format!("shutdown({fd}, {how})"), Ret(r));
     r
 }

@@ -46,21 +46,13 @@
 use crate::log::{trace, Ret};
 use crate::process::{HostDesc, Instance, Process, Slot};
 use eventpoll::{Events, TakenItem};
-use eventpoll_host::sys;
+use eventpoll_host::{sys, HostFd};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Every condition bit an item can watch (for a one-shot item to fire at once on whatever
 /// its file is ready for).
-const ALL_CONDITIONS: u32 = (libc::EPOLLIN
-    | libc::EPOLLPRI
-    | libc::EPOLLOUT
-    | libc::EPOLLRDNORM
-    | libc::EPOLLRDBAND
-    | libc::EPOLLWRNORM
-    | libc::EPOLLWRBAND
-    | libc::EPOLLMSG
-    | libc::EPOLLRDHUP) as u32;
+const ALL_CONDITIONS: u32 = HostFd::IN_BITS.union(HostFd::OUT_BITS).bits();
 
 /// One instance to hand over.
 struct Plan {
@@ -132,18 +124,30 @@ impl Process {
     /// Hand every instance over to the kernel (see the module documentation). Called by the
     /// `fork` prepare handler with the gate held exclusively.
     pub(crate) fn hand_over_instances(&self) {
-        let slots = self.slots();
+        // One pass over the table: the instances (with their numbers) and the host
+        // descriptions, both by description id.
         let mut plans: Vec<Plan> = Vec::new();
-        for (n, slot) in &slots {
-            if let Slot::Epoll(inst) = slot {
-                match plans.iter_mut().find(|p| Arc::ptr_eq(&p.inst, inst)) {
-                    Some(p) => p.numbers.push(*n),
-                    None => plans.push(Plan {
-                        inst: inst.clone(),
-                        numbers: vec![*n],
-                        items: Vec::new(),
-                    }),
+        let mut plan_of: HashMap<usize, usize> = HashMap::new();
+        let mut descs: HashMap<usize, Arc<HostDesc>> = HashMap::new();
+        for (n, slot) in self.slots() {
+            match slot {
+                Slot::Epoll(inst) => {
+                    let id = inst.hep.epoll().file().description_id();
+                    let next = plans.len();
+                    let i = *plan_of.entry(id).or_insert(next);
+                    if i == next {
+                        plans.push(Plan {
+                            inst,
+                            numbers: Vec::new(),
+                            items: Vec::new(),
+                        });
+                    }
+                    plans[i].numbers.push(n);
                 }
+                Slot::Host(d) => {
+                    descs.entry(d.file.description_id()).or_insert(d);
+                }
+                Slot::Hidden => {}
             }
         }
         if plans.is_empty() {
@@ -153,29 +157,22 @@ impl Process {
             p.items = p.inst.hep.epoll().take_items();
         }
         // The host no longer needs to watch for these items.
-        let descs = self.host_descs();
-        let mut numbers: HashMap<usize, Vec<i32>> = HashMap::new();
-        for d in &descs {
-            numbers.insert(d.file.description_id(), d.numbers());
-        }
-        let mut plan_of: HashMap<usize, usize> = HashMap::new();
-        for (i, p) in plans.iter().enumerate() {
-            let id = p.inst.hep.epoll().file().description_id();
-            numbers.insert(id, p.numbers.clone());
-            plan_of.insert(id, i);
-        }
-        let desc_of: HashMap<usize, &Arc<HostDesc>> =
-            descs.iter().map(|d| (d.file.description_id(), d)).collect();
         for p in &plans {
             let key = Arc::as_ptr(&p.inst) as usize;
             for it in &p.items {
-                if let Some(d) = desc_of.get(&it.target_id()) {
+                if let Some(d) = descs.get(&it.target_id()) {
                     d.record(key, it.fd, None);
                 }
             }
         }
-        for d in &descs {
+        for d in descs.values() {
             let _ = d.ask_host(None);
+        }
+        // The numbers that refer to each target.
+        let mut numbers: HashMap<usize, Vec<i32>> =
+            descs.iter().map(|(&id, d)| (id, d.numbers())).collect();
+        for (&id, &i) in &plan_of {
+            numbers.insert(id, plans[i].numbers.clone());
         }
         for p in &plans {
             let _ = sys::epoll_ctl(

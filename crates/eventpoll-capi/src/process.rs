@@ -283,9 +283,9 @@ fn log_fd(hidden_base: i32) -> i32 {
 extern "C" fn fork_prepare() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.gate.lock_exclusive();
-        // Host wakeups still queued in the driver's kernel epolls reach the ready lists
-        // now, so that the child's copy of every instance has them (the child gets new
-        // kernel epolls, and drops the reports of registering again).
+        // Host wakeups still queued in the driver reach the ready lists now: the hand-over
+        // carries them to the kernel (or, with EVENTPOLL_FORK=copy, the child's copy of
+        // every instance has them; the child re-registers and drops those reports).
         p.host.pump();
         if p.share_on_fork {
             p.hand_over_instances();
@@ -362,19 +362,6 @@ impl Process {
             .collect()
     }
 
-    /// The distinct host descriptions the table knows.
-    pub fn host_descs(&self) -> Vec<Arc<HostDesc>> {
-        let mut out: Vec<Arc<HostDesc>> = Vec::new();
-        for (_, s) in self.slots() {
-            if let Slot::Host(d) = s {
-                if !out.iter().any(|o| Arc::ptr_eq(o, &d)) {
-                    out.push(d);
-                }
-            }
-        }
-        out
-    }
-
     /// The numbers in `first..=last` the library knows, in order, each with whether it is
     /// one of the library's own (hidden) descriptors.
     pub fn known_in(&self, first: u32, last: u32) -> Vec<(i32, bool)> {
@@ -403,12 +390,13 @@ impl Process {
     /// kernel's close, unlocked: dropping the last number of a host description releases it
     /// (its items are removed, its driver registration dropped).
     pub fn forget(&self, fd: i32) -> Option<Slot> {
-        if matches!(self.slot(fd), Some(Slot::Host(_) | Slot::Epoll(_))) {
+        let old = self.set(fd, None)?;
+        if matches!(old, Slot::Host(_) | Slot::Epoll(_)) {
             // Wakeups the host had before this close are Linux's before it: a wakeup of a
-            // file whose description goes now must still reach the instances watching it.
+            // file whose description goes now must still reach the instances watching it
+            // (delivered before the caller drops the slot, which may release it).
             self.host.pump();
         }
-        let old = self.set(fd, None)?;
         if let Slot::Host(desc) = &old {
             let mut nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());
             nums.retain(|&n| n != fd);
@@ -527,14 +515,6 @@ impl Process {
         }
     }
 
-    /// The instance behind `fd`, if it is one.
-    pub fn instance(&self, fd: i32) -> Option<Arc<Instance>> {
-        match self.slot(fd)? {
-            Slot::Epoll(i) => Some(i),
-            _ => None,
-        }
-    }
-
     /// In the child after `fork`: own copies of the kernel objects shared with the parent
     /// (the driver's; and the instances' bells and kernel epolls, which exist here only with
     /// `EVENTPOLL_FORK=copy`: otherwise the instances were handed over before the fork).
@@ -544,6 +524,9 @@ impl Process {
         self.host.driver().own_fds(&mut own);
         for fd in own {
             drop(self.set(fd, Some(Slot::Hidden)));
+        }
+        if self.share_on_fork {
+            return; // every instance was handed over to the kernel before the fork
         }
         // Each instance gets its own bell and its own kernel epoll under every number.
         let slots = self.slots();

@@ -84,7 +84,8 @@ impl Host {
         Host::with_hidden_base(kind, 0)
     }
 
-    /// A host whose own descriptors (the kernel driver's epoll) are moved to numbers at or
+    /// A host whose own descriptors (the kernel driver's epolls, the io_uring driver's ring
+    /// and its eventfd) are moved to numbers at or
     /// above `hidden_base`, out of the way of a program that expects lowest-free numbering.
     pub fn with_hidden_base(kind: DriverKind, hidden_base: i32) -> Result<Host, Errno> {
         let driver: Arc<dyn Driver> = match kind {
@@ -201,8 +202,9 @@ impl Host {
     ///
     /// Linux wakes some wait queues without a key — a pipe resized with `F_SETPIPE_SZ`
     /// wakes its writers, `shutdown(2)` wakes the socket and its peer — and such a wakeup
-    /// queues *every* item of the file, whatever its interest. A driver sees readiness, not
-    /// keys, so a key-less wakeup of a file that is ready for none of an item's bits never
+    /// queues *every* item of the file, whatever its interest. No driver reports such a
+    /// wakeup as key-less (the io_uring driver gets the file's mask for it, the others see
+    /// readiness only), so one of a file that is ready for none of an item's bits never
     /// reaches the engine. An embedder that sees the call that causes one (`libeventpoll`
     /// interposes `fcntl` and `shutdown`) [pumps](Host::pump) the wakeups that came before
     /// it, makes the call, and then reports the key-less wakeup with this.

@@ -300,10 +300,10 @@ impl HostEpoll {
             let n = {
                 let _g = enter();
                 if self.is_retired() {
-                    Ok(0)
-                } else {
-                    self.poll_once(out, maxevents)
+                    self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(0);
                 }
+                self.poll_once(out, maxevents)
             };
             if n != Ok(0) {
                 self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);

@@ -120,6 +120,59 @@ pub fn epoll_wait(
     .map(|r| r as usize)
 }
 
+/// `epoll_pwait2(2)` on the kernel instance `epfd` (`epoll_pwait` with the timeout rounded
+/// up to milliseconds where the kernel lacks it): `timeout` `None` waits without limit;
+/// `sigmask` (a kernel signal set, 8 bytes) is applied while blocked.
+///
+/// # Safety
+/// `events` must be valid for `maxevents` writes (or invalid in a way the kernel reports:
+/// `EFAULT`); `sigmask`, when given, readable.
+pub unsafe fn epoll_pwait2(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    maxevents: c_int,
+    timeout: Option<std::time::Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> SysResult<usize> {
+    let ts = timeout.map(timespec);
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let mask = sigmask.unwrap_or(std::ptr::null());
+    // SAFETY: the caller's contract for `events` and `mask`; `tsp` is NULL or points to
+    // `ts`, alive across the call.
+    let r = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epfd,
+            events,
+            maxevents,
+            tsp,
+            mask,
+            8usize,
+        )
+    });
+    if r != Err(libc::ENOSYS) {
+        return r.map(|n| n as usize);
+    }
+    let ms = timeout.map_or(-1, |t| {
+        t.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
+    });
+    // SAFETY: as above.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait,
+            epfd,
+            events,
+            maxevents,
+            ms,
+            mask,
+            8usize,
+        )
+    })
+    .map(|n| n as usize)
+}
+
 /// `ppoll(2)`: `timeout` `None` waits without limit; `sigmask` (a kernel signal set, 8
 /// bytes) is applied atomically while blocked, as `epoll_pwait` does.
 pub fn ppoll(

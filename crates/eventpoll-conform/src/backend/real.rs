@@ -2,7 +2,7 @@
 //! objects — pipes, eventfds, unix socket pairs, timerfds, memfds — with the kernel's own
 //! calls and read, write and shut them down the same way; they differ only in the [`Calls`]
 //! used for epoll, `close`, `dup`/`dup2`, the `F_DUPFD` that moves a new descriptor into the
-//! range, and `poll`: the kernel's for the oracle, the library's for `capi`.
+//! range, `poll`, `fcntl(F_SETPIPE_SZ)` and `shutdown` (after which Linux wakes without a key): the kernel's for the oracle, the library's for `capi`.
 //!
 //! Descriptors live in a range private to the backend: scenario number `n` is descriptor
 //! `calls.base + n`. Every new descriptor is moved to the lowest free number at or above the

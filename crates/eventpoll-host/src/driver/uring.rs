@@ -228,7 +228,6 @@ const STATE_BITS: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as 
 ///   for unix sockets only); so a socket's input or output bits are widened to the full
 ///   key. Without this, folded wakeups of a socket would not wake an item watching `PRI`
 ///   as Linux does (`scenarios/regressions/socket-folded-wakeups.ep`).
-///
 /// - An input completion of a socket that had `HUP` already (shut down both ways, or its
 ///   peer gone) is a state change too: no data can arrive any more, and the input poll
 ///   does not see output wakeups, so it can only be a key-less wakeup that adds no state
@@ -269,12 +268,12 @@ fn swap_state(host: &HostFd, class: usize, bits: u32) -> u32 {
     let shift = 16 * class as u32;
     let state = (bits & STATE_BITS) << shift;
     let mask = STATE_BITS << shift;
-    let old = host
-        .errhup
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            Some((v & !mask) | state)
-        })
-        .unwrap_or(0);
+    // Only the pump writes this field, under the ring's mutex: no compare-and-swap.
+    let old = host.errhup.load(Ordering::Acquire);
+    let new = (old & !mask) | state;
+    if new != old {
+        host.errhup.store(new, Ordering::Release);
+    }
     (old & mask) >> shift
 }
 
@@ -633,6 +632,9 @@ pub struct UringDriver {
     wake_fd: AtomicI32,
     registry: Registry,
     hidden_base: i32,
+    /// Owned mode allowed (`EVENTPOLL_URING_SHARED` unset), read once: a `fork` child must
+    /// not read the environment (another parent thread may have held its lock).
+    owned_allowed: bool,
 }
 
 impl Drop for UringDriver {
@@ -710,8 +712,10 @@ impl UringDriver {
     /// or above `hidden_base` when one is given. `Err` when io_uring is unavailable
     /// (kernel older than 5.13, or disabled by `kernel.io_uring_disabled` or seccomp).
     pub fn new(hidden_base: i32) -> SysResult<UringDriver> {
-        let (ring, efd) = Self::make_ring(hidden_base, owned_mode_allowed())?;
+        let owned_allowed = owned_mode_allowed();
+        let (ring, efd) = Self::make_ring(hidden_base, owned_allowed)?;
         Ok(UringDriver {
+            owned_allowed,
             ring_fd: AtomicI32::new(ring.fd),
             owner: AtomicI32::new(if ring.owned() { current_tid() } else { 0 }),
             wake_fd: AtomicI32::new(efd),
@@ -727,9 +731,21 @@ impl UringDriver {
         let mut ring = Ring::new(hidden_base, owned)?;
         let mut efd = -1;
         if ring.owned() {
-            let wake = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
-                .map(|fd| sys::move_high(fd, hidden_base));
-            match wake.and_then(|fd| ring.register_eventfd(fd).map(|()| fd)) {
+            let wake = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map(|fd| {
+                if hidden_base > 0 {
+                    sys::move_high(fd, hidden_base)
+                } else {
+                    fd
+                }
+            });
+            let registered = wake.and_then(|fd| match ring.register_eventfd(fd) {
+                Ok(()) => Ok(fd),
+                Err(e) => {
+                    let _ = sys::close(fd);
+                    Err(e)
+                }
+            });
+            match registered {
                 Ok(fd) => efd = fd,
                 Err(_) => {
                     drop(ring);
@@ -790,8 +806,7 @@ impl UringDriver {
         self.ring_fd.store(ring.fd, Ordering::Release);
     }
 
-    /// Arm every registered descriptor on `ring` (a new one).
-    /// Arm every registered descriptor that is not left unarmed.
+    /// Arm every registered descriptor that is not left unarmed on `ring` (a new one).
     fn arm_all(&self, ring: &Ring) {
         for h in self.registry.all() {
             if !h.unarmed.load(Ordering::Acquire) {
@@ -887,12 +902,11 @@ impl Driver for UringDriver {
 
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         let fd = host.fd();
-        // A regular file or directory has no wait queue: Linux's epoll says EPERM.
+        // A file without poll support (most regular files, directories) is refused below,
+        // when its poll ends at once, as Linux's epoll refuses it (EPERM); a regular file
+        // that can be polled (`/proc/self/mounts`, cgroup and sysfs files) is accepted.
         let st = sys::fstat(fd)?;
         let fmt = st.st_mode & libc::S_IFMT;
-        if fmt == libc::S_IFREG || fmt == libc::S_IFDIR {
-            return Err(libc::EPERM);
-        }
         let _ = host.identity.set(sys::identity(&st));
         host.socket.store(fmt == libc::S_IFSOCK, Ordering::Relaxed);
         // The ring first: a switch to shared mode arms what is registered before this.
@@ -995,7 +1009,7 @@ impl Driver for UringDriver {
         // numbers, and arm every live descriptor on it.
         TID.with(|t| t.set(0));
         self.owner.store(0, Ordering::Release);
-        let Ok((new, efd)) = Self::make_ring(self.hidden_base, owned_mode_allowed()) else {
+        let Ok((new, efd)) = Self::make_ring(self.hidden_base, self.owned_allowed) else {
             return;
         };
         let mut ring = self.lock();
