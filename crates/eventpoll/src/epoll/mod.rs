@@ -590,8 +590,13 @@ impl EpollShared {
         while processed < tx.len() && reported < maxevents {
             let i = processed;
             if i == polled {
-                // Poll ahead: at most as many items as could still be reported.
-                let end = (i + (maxevents - reported)).min(tx.len());
+                // Poll ahead, but never past the point where Linux would stop: at most as
+                // many items as could still be reported *and copied*. Linux polls one item
+                // at a time and stops at the first copy that faults; a poll has side effects
+                // (a nested instance's poll drops its not-ready items), so an item beyond a
+                // failing copy must not be polled. With no room left, one item at a time.
+                let room = (maxevents - reported).min(out.len().saturating_sub(reported));
+                let end = (i + room.max(1)).min(tx.len());
                 poll_window(&il, &tx[i..end], &mut masks[i..end]);
                 polled = end;
             }
