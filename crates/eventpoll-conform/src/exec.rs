@@ -2,8 +2,9 @@
 //! transcript line (`TEXT => RESULT`), and a panic inside the backend becomes a final
 //! `TEXT => panic: MESSAGE` line instead of ending the run.
 
-use crate::backend::{Backend, BackendKind, SysResult};
-use crate::script::{bit_names, Command, Create, FdRef, Script};
+use crate::backend::threads::{BlockingCall, Outcome, Worker, JOIN_BOUND};
+use crate::backend::{Backend, BackendKind, Event, SysResult};
+use crate::script::{bit_names, BgCall, Command, Create, FdRef, Script};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -78,6 +79,7 @@ pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
         let mut runner = Runner {
             backend: &mut *backend,
             names: HashMap::new(),
+            threads: HashMap::new(),
         };
         for line in &script.lines {
             let result = runner.command(&line.command);
@@ -113,6 +115,28 @@ struct Runner<'a> {
     backend: &'a mut dyn Backend,
     /// NAME → scenario number (-1 when the creating call failed).
     names: HashMap<String, i32>,
+    /// Background threads started and not joined yet. A worker still here when the runner
+    /// is dropped (end of script, or a panic) is interrupted and joined by its `Drop`,
+    /// before the backend releases its descriptors.
+    threads: HashMap<String, Worker>,
+}
+
+/// `N [DATA BITS, ...]`, a wait's result.
+fn events_text(events: &[Event]) -> String {
+    let list: Vec<String> = events
+        .iter()
+        .map(|(bits, data)| format!("{data} {}", bit_names(*bits)))
+        .collect();
+    format!("{} [{}]", events.len(), list.join(", "))
+}
+
+fn outcome_text(o: Outcome) -> String {
+    match o {
+        Outcome::Events(r) => show(r, |e| events_text(&e)),
+        Outcome::Poll(r) => show(r, |rev| bit_names(u32::from(rev as u16))),
+        Outcome::Select(r) => show(r, |s| s.text()),
+        Outcome::Panicked => "panic".to_string(),
+    }
 }
 
 fn show<T>(r: SysResult<T>, ok: impl FnOnce(T) -> String) -> String {
@@ -207,13 +231,7 @@ impl Runner<'_> {
                 show(
                     self.backend
                         .epoll_wait(ep, w.maxevents, w.kind, w.null_buffer),
-                    |events| {
-                        let list: Vec<String> = events
-                            .iter()
-                            .map(|(bits, data)| format!("{data} {}", bit_names(*bits)))
-                            .collect();
-                        format!("{} [{}]", events.len(), list.join(", "))
-                    },
+                    |events| events_text(&events),
                 )
             }
             Command::Poll { fd } => {
@@ -269,6 +287,53 @@ impl Runner<'_> {
             Command::Dup2 { fd, target } => {
                 let (fd, target) = (self.fd(fd), self.fd(target));
                 show(self.backend.dup2(fd, target), |_| "ok".to_string())
+            }
+            Command::Bg { thread, call } => {
+                let call = match call {
+                    BgCall::Wait(w) => BlockingCall::Wait {
+                        epfd: self.fd(&w.epfd),
+                        maxevents: w.maxevents,
+                        kind: w.kind,
+                        null_buffer: w.null_buffer,
+                    },
+                    BgCall::Poll { fd, timeout_ms } => BlockingCall::Poll {
+                        fd: self.fd(fd),
+                        timeout_ms: *timeout_ms,
+                    },
+                    BgCall::Select { fd, timeout_ms } => BlockingCall::Select {
+                        fd: self.fd(fd),
+                        timeout_ms: *timeout_ms,
+                    },
+                };
+                let worker = self.backend.spawn(call);
+                self.threads.insert(thread.clone(), worker);
+                "started".to_string()
+            }
+            Command::Sleeping { thread } => match self.threads.get_mut(thread) {
+                Some(w) => w.state().text().to_string(),
+                None => "no such thread".to_string(),
+            },
+            Command::Signal { thread } => match self.threads.get(thread) {
+                Some(w) => {
+                    w.interrupt();
+                    "ok".to_string()
+                }
+                None => "no such thread".to_string(),
+            },
+            Command::Join { thread } => match self.threads.remove(thread) {
+                Some(mut w) => match w.join(JOIN_BOUND) {
+                    Some(o) => outcome_text(o),
+                    None => {
+                        // Unblock it so that the scenario can go on; the line says it hung.
+                        let late = w.stop().map_or_else(|| "none".to_string(), outcome_text);
+                        format!("hung (after interrupts: {late})")
+                    }
+                },
+                None => "no such thread".to_string(),
+            },
+            Command::Sleep { ms } => {
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(*ms)));
+                "ok".to_string()
             }
         }
     }

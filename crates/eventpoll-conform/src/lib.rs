@@ -70,10 +70,44 @@
 //! | `dup X NEW` | `dup(2)`, lowest free number; NEW names it | `ok` |
 //! | `dup2 X Y` | `dup2(2)` onto Y's number (Y may be `fd:N`) | `ok` |
 //!
+//! | `bg T CALL` *(addition)* | start CALL on background thread T: `wait`/`pwait`/`pwait2` (foreground syntax), `poll X MS` (every bit, timeout MS, negative: none) or `select X MS` (X in all three sets) | `started` |
+//! | `sleeping T` *(addition)* | wait until T is asleep inside its call, or its call returned (bounded: 3 s) | `asleep`, `returned`, `running` |
+//! | `signal T` *(addition)* | interrupt T's call: a signal whose handler does nothing, without `SA_RESTART` (engine: `Interrupt::raise`) | `ok` |
+//! | `join T` *(addition)* | wait for T's call to return (bounded: 5 s) | the call's result (`wait`: as `wait`; `poll`: revents; `select`: `N [read, write, except]`), or `hung (…)` |
+//! | `sleep MS` *(addition)* | the main thread sleeps MS milliseconds | `ok` |
+//!
 //! A failure prints the errno name instead (`EBADF`). The wait buffer has `min(MAX, 1024)`
 //! entries (at least one, so `MAX <= 0` reaches the `EINVAL` check), and never fewer than the
 //! number of interest items that could be reported. Every backend runs with `SIGPIPE`
 //! ignored.
+//!
+//! ## Threads *(addition)*
+//!
+//! `bg T CALL` runs one blocking call on a thread of its own while the script goes on; thread
+//! names are a namespace of their own (`[a-z][a-z0-9_]*`), bound by `bg` and free again after
+//! `join`. Transcripts stay deterministic because a background call's result is printed only
+//! at `join T`, in script order. The usual shape: start the waiter, `sleeping T` (so the
+//! race starts only once the waiter really sleeps: kernel and C ABI threads are watched in
+//! `/proc/self/task/TID` — state `S` inside a system call, three times 5 ms apart; engine
+//! threads through their `Interrupt`), then act (write, `ctl`, `close`, `signal`, start
+//! more waiters), then `join T`. Real timeouts work as they do in the foreground (`wait e 8
+//! 100` sleeps 100 ms); a waiter with no timeout that is never woken prints `hung`, is
+//! interrupted, and the scenario fails instead of hanging. Threads still running at the end
+//! of a script are interrupted and joined. `fork` is not in the format.
+//!
+//! ```text
+//! # name: an LT event wakes every waiter blocked on the instance
+//! epoll e
+//! eventfd c 0
+//! ctl e add c in 1
+//! bg a wait e 8 -1
+//! bg b wait e 8 -1
+//! sleeping a
+//! sleeping b
+//! efd-write c 1
+//! join a            # => 1 [1 in]
+//! join b            # => 1 [1 in]
+//! ```
 //!
 //! ## Transcript
 //!

@@ -224,6 +224,54 @@ pub enum Command {
         /// The descriptor whose number is the target.
         target: FdRef,
     },
+    /// `bg T CALL` (addition): start a blocking call on background thread T.
+    Bg {
+        /// The thread's name (its own namespace, apart from descriptor names).
+        thread: String,
+        /// The call.
+        call: BgCall,
+    },
+    /// `sleeping T` (addition): wait until T is asleep in its call (or has returned).
+    Sleeping {
+        /// The thread.
+        thread: String,
+    },
+    /// `join T` (addition): wait for T's call to return; prints its result.
+    Join {
+        /// The thread.
+        thread: String,
+    },
+    /// `signal T` (addition): interrupt T's call (a signal; the engine's `Interrupt`).
+    Signal {
+        /// The thread.
+        thread: String,
+    },
+    /// `sleep MS` (addition): the main thread sleeps.
+    Sleep {
+        /// Milliseconds.
+        ms: u32,
+    },
+}
+
+/// A call a background thread makes (`bg T CALL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BgCall {
+    /// `wait`, `pwait` or `pwait2`, with the foreground syntax.
+    Wait(WaitCall),
+    /// `poll X MS`: `poll()` asking for every bit, with a timeout (negative: none).
+    Poll {
+        /// The descriptor.
+        fd: FdRef,
+        /// Milliseconds.
+        timeout_ms: i32,
+    },
+    /// `select X MS`: `select()` with X in the read, write and exception sets.
+    Select {
+        /// The descriptor.
+        fd: FdRef,
+        /// Milliseconds; negative for no limit.
+        timeout_ms: i32,
+    },
 }
 
 /// One command line of a script.
@@ -318,6 +366,7 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
     let mut name = None;
     let mut lines = Vec::new();
     let mut defined = HashSet::new();
+    let mut running = HashSet::new();
     for (i, raw) in source.lines().enumerate() {
         let lineno = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -343,11 +392,21 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
             words: &words,
             pos: 1,
             defined: &defined,
+            running: &running,
         }
         .command()
         .map_err(err)?;
         for n in bound_names(&command) {
             defined.insert(n.to_string());
+        }
+        match &command {
+            Command::Bg { thread, .. } => {
+                running.insert(thread.clone());
+            }
+            Command::Join { thread } => {
+                running.remove(thread);
+            }
+            _ => {}
         }
         lines.push(Line {
             lineno,
@@ -436,6 +495,8 @@ struct LineParser<'a> {
     words: &'a [&'a str],
     pos: usize,
     defined: &'a HashSet<String>,
+    /// Background threads started and not joined yet.
+    running: &'a HashSet<String>,
 }
 
 impl<'a> LineParser<'a> {
@@ -480,6 +541,51 @@ impl<'a> LineParser<'a> {
         } else {
             Err(ParseErrorKind::BadName(w.to_string()))
         }
+    }
+
+    /// A background thread's name: one that is running (`running`) or not.
+    fn thread(&mut self, running: bool) -> Result<String, ParseErrorKind> {
+        let w = self.next("thread name")?;
+        if is_name(w) && self.running.contains(w) == running {
+            Ok(w.to_string())
+        } else {
+            Err(ParseErrorKind::BadName(w.to_string()))
+        }
+    }
+
+    /// `bg T CALL`: the call is parsed with the foreground syntax (poll and select take a
+    /// timeout).
+    fn bg(&mut self) -> Result<Command, ParseErrorKind> {
+        let thread = self.thread(false)?;
+        let rest = &self.words[self.pos..];
+        let call_word = *rest.first().ok_or(ParseErrorKind::MissingArgument(
+            "wait|pwait|pwait2|poll|select",
+        ))?;
+        let mut sub = LineParser {
+            words: rest,
+            pos: 1,
+            defined: self.defined,
+            running: self.running,
+        };
+        let call = match call_word {
+            "wait" | "pwait" | "pwait2" => match sub.command()? {
+                Command::Wait(w) => BgCall::Wait(w),
+                _ => unreachable!("wait commands parse to Command::Wait"),
+            },
+            "poll" | "select" => {
+                let fd = sub.fd("descriptor")?;
+                let timeout_ms = sub.num("timeout")?;
+                sub.end()?;
+                if call_word == "poll" {
+                    BgCall::Poll { fd, timeout_ms }
+                } else {
+                    BgCall::Select { fd, timeout_ms }
+                }
+            }
+            w => return Err(ParseErrorKind::BadWord(w.to_string())),
+        };
+        self.pos = self.words.len();
+        Ok(Command::Bg { thread, call })
     }
 
     fn num<T: TryFrom<i128>>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
@@ -705,6 +811,19 @@ impl<'a> LineParser<'a> {
                 fd: self.fd("descriptor")?,
                 target: self.fd("target descriptor")?,
             },
+            "bg" => self.bg()?,
+            "sleeping" => Command::Sleeping {
+                thread: self.thread(true)?,
+            },
+            "join" => Command::Join {
+                thread: self.thread(true)?,
+            },
+            "signal" => Command::Signal {
+                thread: self.thread(true)?,
+            },
+            "sleep" => Command::Sleep {
+                ms: self.num("milliseconds")?,
+            },
             w => return Err(ParseErrorKind::UnknownCommand(w.to_string())),
         };
         self.end()?;
@@ -742,6 +861,39 @@ pub fn bit_names(bits: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_threads() {
+        let s = parse(
+            "t.ep",
+            "epoll e\nbg t wait e 8 -1\nsleeping t\nsignal t\njoin t\nbg t poll e 10\njoin t\nsleep 5\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            &s.lines[1].command,
+            Command::Bg { thread, call: BgCall::Wait(_) } if thread == "t"
+        ));
+        assert!(matches!(
+            s.lines[5].command,
+            Command::Bg {
+                call: BgCall::Poll { timeout_ms: 10, .. },
+                ..
+            }
+        ));
+        assert_eq!(s.lines[7].command, Command::Sleep { ms: 5 });
+        // A thread is named once while it runs, and only a running thread can be joined.
+        for bad in [
+            "epoll e\nbg t wait e 8 -1\nbg t wait e 8 -1\n",
+            "epoll e\njoin t\n",
+            "epoll e\nbg t wait e 8 -1\njoin t\nsleeping t\n",
+            "epoll e\nbg t read e 1\n",
+            "epoll e\nbg t poll e\n",
+            "epoll e\nbg t select e 1 2\n",
+            "bg t wait e 8 -1\n",
+        ] {
+            assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn numbers() {

@@ -82,6 +82,33 @@ impl Interrupt {
         self.state.pending.store(false, Ordering::SeqCst);
     }
 
+    /// Whether the thread is asleep in a blocking call right now (an `epoll_wait`, a
+    /// `poll`, a blocking read, ...): true from just before it parks until it wakes. Test
+    /// harnesses use it to start a race only once a waiter is really blocked, as
+    /// `/proc/PID/task/TID/stat` shows a kernel thread's `S` state.
+    ///
+    /// ```
+    /// use eventpoll::{Errno, FdTable, Interrupt};
+    /// let t = std::sync::Arc::new(FdTable::new());
+    /// let ep = t.epoll_create1(0).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let t2 = t.clone();
+    /// let waiter = std::thread::spawn(move || {
+    ///     tx.send(Interrupt::current()).unwrap();
+    ///     let mut out = [eventpoll::EpollEvent::default(); 1];
+    ///     t2.epoll_wait(ep, &mut out, 1, -1)
+    /// });
+    /// let its = rx.recv().unwrap();
+    /// while !its.is_sleeping() {
+    ///     std::thread::yield_now();
+    /// }
+    /// its.raise();
+    /// assert_eq!(waiter.join().unwrap(), Err(Errno::EINTR));
+    /// ```
+    pub fn is_sleeping(&self) -> bool {
+        lock(&self.state.sleeper).is_some()
+    }
+
     /// Sleep on `parker` until woken, `deadline`, or an interrupt.
     pub(crate) fn sleep_interruptibly(
         &self,

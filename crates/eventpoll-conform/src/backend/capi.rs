@@ -16,7 +16,7 @@
 
 use super::real::{
     Calls, CloseFn, CreateFn, CtlFn, Dup2Fn, FcntlFn, PollFn, Pwait2Fn, PwaitSizedFn, Real,
-    ShutdownFn, WaitFn,
+    SelectFn, ShutdownFn, WaitFn,
 };
 use super::Backend;
 use std::ffi::{c_char, c_void, CString};
@@ -84,6 +84,7 @@ fn load() -> Option<Calls> {
                 dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")?),
                 fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(sym(b"fcntl\0")?),
                 poll: std::mem::transmute::<*mut c_void, PollFn>(sym(b"poll\0")?),
+                select: std::mem::transmute::<*mut c_void, SelectFn>(sym(b"select\0")?),
                 shutdown: std::mem::transmute::<*mut c_void, ShutdownFn>(sym(b"shutdown\0")?),
             }
         };

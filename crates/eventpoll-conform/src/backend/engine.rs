@@ -3,15 +3,18 @@
 //! descriptor `n` and no mapping is needed. Its size (`RLIMIT_NOFILE`) is the kernel range's
 //! ([`super::kernel::scenario_fd_limit`]), so raw numbers past the end fail alike.
 
+use super::threads::{BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
 use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
 use eventpoll::table::TableConfig;
 use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
+use std::sync::Arc;
 
 /// The engine backend. See the module documentation.
 pub struct Engine {
-    table: FdTable,
+    /// Shared with background calls ([`Backend::spawn`]).
+    table: Arc<FdTable>,
     /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
     items: usize,
 }
@@ -24,7 +27,10 @@ pub fn create() -> Box<dyn Backend> {
         ..TableConfig::default()
     };
     Box::new(Engine {
-        table: FdTable::with_config(config, User::new(DEFAULT_MAX_USER_WATCHES)),
+        table: Arc::new(FdTable::with_config(
+            config,
+            User::new(DEFAULT_MAX_USER_WATCHES),
+        )),
         items: 0,
     })
 }
@@ -126,42 +132,11 @@ impl Backend for Engine {
         kind: WaitKind,
         null_buffer: bool,
     ) -> SysResult<Vec<Event>> {
-        let mut buf = vec![EpollEvent::default(); wait_buffer_len(maxevents, self.items)];
-        // A NULL pointer is an empty buffer: any event to copy out is EFAULT.
-        let out: &mut [EpollEvent] = if null_buffer { &mut [] } else { &mut buf };
-        let n = match kind {
-            WaitKind::Wait { timeout_ms } => {
-                self.table.epoll_wait(epfd, out, maxevents, timeout_ms)
-            }
-            WaitKind::Pwait {
-                timeout_ms,
-                sigsetsize,
-            } => {
-                let mask = [0u8; 128];
-                self.table
-                    .epoll_pwait(epfd, out, maxevents, timeout_ms, Some(&mask), sigsetsize)
-            }
-            WaitKind::Pwait2 { timeout } => {
-                let ts = timeout.map(|(tv_sec, tv_nsec)| Timespec { tv_sec, tv_nsec });
-                self.table.epoll_pwait2(epfd, out, maxevents, ts.as_ref())
-            }
-        }
-        .map_err(err)?;
-        Ok(out
-            .iter()
-            .take(n)
-            .map(|e| (e.events().bits(), e.data()))
-            .collect())
+        wait_call(&self.table, epfd, maxevents, kind, null_buffer, self.items)
     }
 
     fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16> {
-        let mut p = [PollFd {
-            fd,
-            events,
-            revents: 0,
-        }];
-        self.table.poll(&mut p, 0).map_err(err)?;
-        Ok(p[0].revents)
+        poll_call(&self.table, fd, events, 0)
     }
 
     fn write(&mut self, fd: i32, data: &[u8]) -> SysResult<usize> {
@@ -187,4 +162,95 @@ impl Backend for Engine {
     fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32> {
         self.table.dup2(fd, target).map_err(err)
     }
+
+    fn spawn(&mut self, call: BlockingCall) -> Worker {
+        let table = self.table.clone();
+        let items = self.items;
+        Worker::spawn_engine(move || match call {
+            BlockingCall::Wait {
+                epfd,
+                maxevents,
+                kind,
+                null_buffer,
+            } => Outcome::Events(wait_call(&table, epfd, maxevents, kind, null_buffer, items)),
+            BlockingCall::Poll { fd, timeout_ms } => {
+                Outcome::Poll(poll_call(&table, fd, crate::exec::POLL_ALL, timeout_ms))
+            }
+            BlockingCall::Select { fd, timeout_ms } => {
+                Outcome::Select(select_call(&table, fd, timeout_ms))
+            }
+        })
+    }
+}
+
+/// One wait call on the engine (foreground or background).
+fn wait_call(
+    table: &FdTable,
+    epfd: i32,
+    maxevents: i32,
+    kind: WaitKind,
+    null_buffer: bool,
+    items: usize,
+) -> SysResult<Vec<Event>> {
+    let mut buf = vec![EpollEvent::default(); wait_buffer_len(maxevents, items)];
+    // A NULL pointer is an empty buffer: any event to copy out is EFAULT.
+    let out: &mut [EpollEvent] = if null_buffer { &mut [] } else { &mut buf };
+    let n = match kind {
+        WaitKind::Wait { timeout_ms } => table.epoll_wait(epfd, out, maxevents, timeout_ms),
+        WaitKind::Pwait {
+            timeout_ms,
+            sigsetsize,
+        } => {
+            let mask = [0u8; 128];
+            table.epoll_pwait(epfd, out, maxevents, timeout_ms, Some(&mask), sigsetsize)
+        }
+        WaitKind::Pwait2 { timeout } => {
+            let ts = timeout.map(|(tv_sec, tv_nsec)| Timespec { tv_sec, tv_nsec });
+            table.epoll_pwait2(epfd, out, maxevents, ts.as_ref())
+        }
+    }
+    .map_err(err)?;
+    Ok(out
+        .iter()
+        .take(n)
+        .map(|e| (e.events().bits(), e.data()))
+        .collect())
+}
+
+/// `poll()` on one descriptor of the engine's table.
+fn poll_call(table: &FdTable, fd: i32, events: i16, timeout_ms: i32) -> SysResult<i16> {
+    let mut p = [PollFd {
+        fd,
+        events,
+        revents: 0,
+    }];
+    table.poll(&mut p, timeout_ms).map_err(err)?;
+    Ok(p[0].revents)
+}
+
+/// `select()` with `fd` in all three sets, as the kernel does it: a poll asking for the
+/// three sets' bits, the result mapped back to sets; a closed descriptor is `EBADF`.
+fn select_call(table: &FdTable, fd: i32, timeout_ms: i32) -> SysResult<SelectSets> {
+    // POLLIN_SET | POLLOUT_SET | POLLEX_SET
+    let want = (Events::IN
+        | Events::RDNORM
+        | Events::RDBAND
+        | Events::OUT
+        | Events::WRNORM
+        | Events::WRBAND
+        | Events::PRI)
+        .bits() as i16;
+    if fd < -1 {
+        return Err(Errno(libc::EINVAL)); // nfds = fd + 1 < 0
+    }
+    if fd == -1 {
+        // nfds = 0: a plain sleep for the timeout.
+        table.poll(&mut [], timeout_ms).map_err(err)?;
+        return Ok(SelectSets::from_mask(0));
+    }
+    let revents = poll_call(table, fd, want, timeout_ms)?;
+    if revents as u16 as u32 & Events::NVAL.bits() != 0 {
+        return Err(Errno(libc::EBADF));
+    }
+    Ok(SelectSets::from_mask(revents as u16 as u32))
 }

@@ -95,6 +95,7 @@ static KERNEL: Calls = Calls {
     dup2: libc::dup2,
     fcntl,
     poll: libc::poll,
+    select: libc::select,
     shutdown: libc::shutdown,
 };
 

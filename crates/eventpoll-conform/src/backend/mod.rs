@@ -12,9 +12,11 @@ pub mod capi;
 pub mod engine;
 pub mod kernel;
 mod real;
+pub mod threads;
 
 use crate::script::{SockType, TimerSetting, WaitKind};
 use std::fmt;
+use threads::{BlockingCall, Worker};
 
 /// A raw Linux errno value (`EBADF` = 9, ...), printed by name in transcripts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +145,9 @@ pub trait Backend {
     fn dup(&mut self, fd: i32) -> SysResult<i32>;
     /// `dup2(2)`.
     fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32>;
+    /// Start `call` on a background thread of its own (`bg T CALL`): the call sees the
+    /// backend's descriptors as the foreground commands do, while they go on.
+    fn spawn(&mut self, call: BlockingCall) -> Worker;
     /// Called instead of dropping the backend when a scenario panicked inside it. The
     /// default leaks the backend: its state may be inconsistent, and dropping it could
     /// panic again while unwinding. Backends that hold process-wide resources release them.
@@ -314,6 +319,9 @@ pub(crate) mod fake {
         }
         fn dup2(&mut self, _: i32, t: i32) -> SysResult<i32> {
             Ok(t)
+        }
+        fn spawn(&mut self, _: BlockingCall) -> Worker {
+            Worker::spawn_os(|| threads::Outcome::Events(Ok(vec![(1, 7)])))
         }
     }
 

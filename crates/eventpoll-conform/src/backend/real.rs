@@ -11,6 +11,7 @@
 //! and pass unchanged when negative. The range belongs to the process, so a backend holds its
 //! range lock from creation to drop, and closes every descriptor it opened when dropped.
 
+use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
@@ -43,6 +44,13 @@ pub(super) type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 pub(super) type FcntlFn = unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int;
 pub(super) type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 pub(super) type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+pub(super) type SelectFn = unsafe extern "C" fn(
+    c_int,
+    *mut libc::fd_set,
+    *mut libc::fd_set,
+    *mut libc::fd_set,
+    *mut libc::timeval,
+) -> c_int;
 
 /// What distinguishes one real-descriptor backend from another.
 pub(super) struct Calls {
@@ -61,6 +69,7 @@ pub(super) struct Calls {
     pub dup2: Dup2Fn,
     pub fcntl: FcntlFn,
     pub poll: PollFn,
+    pub select: SelectFn,
     pub shutdown: ShutdownFn,
 }
 
@@ -285,54 +294,14 @@ impl Backend for Real {
         kind: WaitKind,
         null_buffer: bool,
     ) -> SysResult<Vec<Event>> {
-        let mut buf =
-            vec![libc::epoll_event { events: 0, u64: 0 }; wait_buffer_len(maxevents, self.items)];
-        let ptr = if null_buffer {
-            std::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
-        let epfd = self.kfd(epfd);
-        // An empty mask (nothing blocked), larger than any size the callee reads.
-        let mask = [0u64; 16];
-        // SAFETY (all three calls): `ptr` is NULL (deliberately) or points to `buf`, which
-        // holds at least min(maxevents, items + 1) entries — more than can be written, since
-        // at most one event per interest item and at most `maxevents` are reported.
-        let n = match kind {
-            WaitKind::Wait { timeout_ms } => {
-                cvt(unsafe { (self.calls.epoll_wait)(epfd, ptr, maxevents, timeout_ms) })?
-            }
-            WaitKind::Pwait {
-                timeout_ms,
-                sigsetsize,
-            } => cvt(unsafe {
-                (self.calls.epoll_pwait_sized)(
-                    epfd,
-                    ptr,
-                    maxevents,
-                    timeout_ms,
-                    mask.as_ptr().cast(),
-                    sigsetsize,
-                )
-            })?,
-            WaitKind::Pwait2 { timeout } => {
-                let ts = timeout.map(|(s, ns)| libc::timespec {
-                    tv_sec: s,
-                    tv_nsec: ns,
-                });
-                let tsp = ts
-                    .as_ref()
-                    .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-                cvt(unsafe {
-                    (self.calls.epoll_pwait2)(epfd, ptr, maxevents, tsp, std::ptr::null())
-                })?
-            }
-        } as usize;
-        Ok(buf
-            .iter()
-            .take(if null_buffer { 0 } else { n })
-            .map(|e| (e.events, e.u64))
-            .collect())
+        wait_call(
+            self.calls,
+            self.kfd(epfd),
+            maxevents,
+            kind,
+            null_buffer,
+            self.items,
+        )
     }
 
     fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16> {
@@ -382,8 +351,138 @@ impl Backend for Real {
         Ok(self.placed(k))
     }
 
+    fn spawn(&mut self, call: BlockingCall) -> Worker {
+        let calls = self.calls;
+        match call {
+            BlockingCall::Wait {
+                epfd,
+                maxevents,
+                kind,
+                null_buffer,
+            } => {
+                let (epfd, items) = (self.kfd(epfd), self.items);
+                Worker::spawn_os(move || {
+                    Outcome::Events(wait_call(calls, epfd, maxevents, kind, null_buffer, items))
+                })
+            }
+            BlockingCall::Poll { fd, timeout_ms } => {
+                let fd = self.kfd(fd);
+                Worker::spawn_os(move || {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: crate::exec::POLL_ALL,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    let r = cvt(unsafe { (calls.poll)(&mut p, 1, timeout_ms) });
+                    Outcome::Poll(r.map(|_| p.revents))
+                })
+            }
+            BlockingCall::Select { fd, timeout_ms } => {
+                let fd = self.kfd(fd);
+                Worker::spawn_os(move || Outcome::Select(select_call(calls, fd, timeout_ms)))
+            }
+        }
+    }
+
     fn abandon(self: Box<Self>) {
         // Nothing here can be left inconsistent: close the descriptors, release the range.
         drop(self);
     }
+}
+
+/// One wait call on real descriptors (foreground or background): the buffer holds
+/// [`wait_buffer_len`] entries for `items` interest items so far.
+fn wait_call(
+    calls: &Calls,
+    epfd: i32,
+    maxevents: i32,
+    kind: WaitKind,
+    null_buffer: bool,
+    items: usize,
+) -> SysResult<Vec<Event>> {
+    let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; wait_buffer_len(maxevents, items)];
+    let ptr = if null_buffer {
+        std::ptr::null_mut()
+    } else {
+        buf.as_mut_ptr()
+    };
+    // An empty mask (nothing blocked), larger than any size the callee reads.
+    let mask = [0u64; 16];
+    // SAFETY (all three calls): `ptr` is NULL (deliberately) or points to `buf`, which
+    // holds at least min(maxevents, items + 1) entries — more than can be written, since
+    // at most one event per interest item and at most `maxevents` are reported.
+    let n = match kind {
+        WaitKind::Wait { timeout_ms } => {
+            cvt(unsafe { (calls.epoll_wait)(epfd, ptr, maxevents, timeout_ms) })?
+        }
+        WaitKind::Pwait {
+            timeout_ms,
+            sigsetsize,
+        } => cvt(unsafe {
+            (calls.epoll_pwait_sized)(
+                epfd,
+                ptr,
+                maxevents,
+                timeout_ms,
+                mask.as_ptr().cast(),
+                sigsetsize,
+            )
+        })?,
+        WaitKind::Pwait2 { timeout } => {
+            let ts = timeout.map(|(s, ns)| libc::timespec {
+                tv_sec: s,
+                tv_nsec: ns,
+            });
+            let tsp = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            cvt(unsafe { (calls.epoll_pwait2)(epfd, ptr, maxevents, tsp, std::ptr::null()) })?
+        }
+    } as usize;
+    Ok(buf
+        .iter()
+        .take(if null_buffer { 0 } else { n })
+        .map(|e| (e.events, e.u64))
+        .collect())
+}
+
+/// `select` with `fd` in all three sets. The sets are bit arrays as long as `fd` needs
+/// (descriptors of the C ABI's range are above `FD_SETSIZE`; the kernel reads `nfds` bits).
+fn select_call(calls: &Calls, fd: i32, timeout_ms: i32) -> SysResult<SelectSets> {
+    let mut tv = select_timeval(timeout_ms);
+    let tvp = tv
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
+    let Ok(bit) = usize::try_from(fd) else {
+        // No sets: `nfds` = fd + 1 is 0 (a plain sleep) or negative (EINVAL).
+        let none = std::ptr::null_mut();
+        // SAFETY: NULL sets are allowed; `tvp` is NULL or a valid timeval.
+        let n = cvt(unsafe { (calls.select)(fd.saturating_add(1), none, none, none, tvp) })?;
+        return Ok(SelectSets::from_mask(0)).map(|s| SelectSets { count: n, ..s });
+    };
+    let words = bit / 64 + 1;
+    let mut sets = [vec![0u64; words], vec![0u64; words], vec![0u64; words]];
+    for s in &mut sets {
+        s[bit / 64] |= 1 << (bit % 64);
+    }
+    let [r, w, x] = &mut sets;
+    // SAFETY: each set is a bit array of at least `fd + 1` bits, as `nfds = fd + 1` tells
+    // the callee; `tvp` is NULL or points to a valid timeval.
+    let n = cvt(unsafe {
+        (calls.select)(
+            fd + 1,
+            r.as_mut_ptr().cast(),
+            w.as_mut_ptr().cast(),
+            x.as_mut_ptr().cast(),
+            tvp,
+        )
+    })?;
+    let on = |s: &Vec<u64>| s[bit / 64] & (1 << (bit % 64)) != 0;
+    Ok(SelectSets {
+        count: n,
+        read: on(r),
+        write: on(w),
+        except: on(x),
+    })
 }

@@ -1,0 +1,357 @@
+//! Background calls: a blocking call (`epoll_wait`, `poll`, `select`) started on a thread of
+//! its own by `bg T CALL`, so that a scenario can act while the call sleeps and then see what
+//! it returned (`join T`). Every backend runs the call on a real OS thread; they differ only
+//! in how the runner learns that the thread is asleep inside its call and how it interrupts
+//! it:
+//!
+//! - **kernel and C ABI** ([`Worker::spawn_os`]): asleep is what `/proc/self/task/TID` shows
+//!   — state `S` *and* a system call in progress (`syscall` is not `running`) — seen three
+//!   times in a row 5 ms apart, so a thread that sleeps a moment on its way into the call
+//!   does not count. An interrupt is a `SIGUSR1` whose handler does nothing and is installed
+//!   without `SA_RESTART`, so the blocked call returns `EINTR` as it would for any signal.
+//! - **engine** ([`Worker::spawn_engine`]): asleep is the thread's
+//!   [`eventpoll::Interrupt::is_sleeping`] (exact: set just before it parks), and an
+//!   interrupt is [`eventpoll::Interrupt::raise`].
+//!
+//! Every wait for a thread is bounded ([`SLEEP_BOUND`], [`JOIN_BOUND`]): a scenario whose
+//! call would never return prints `hung` and the thread is interrupted until it returns, so
+//! a wrong backend fails its scenario instead of hanging the runner. A worker dropped while
+//! its call still runs (a scenario that never joined it, or a panic) is interrupted and
+//! joined the same way before its backend releases its descriptors.
+
+use super::{Event, SysResult};
+use crate::script::WaitKind;
+use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long `sleeping T` waits for the thread to be asleep in its call (or to return).
+pub const SLEEP_BOUND: Duration = Duration::from_secs(3);
+/// How long `join T` waits for the call to return before printing `hung`.
+pub const JOIN_BOUND: Duration = Duration::from_secs(5);
+/// How long cleanup keeps interrupting a thread that does not return.
+const STOP_BOUND: Duration = Duration::from_secs(3);
+
+/// A blocking call with scenario descriptor numbers, as a backend receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingCall {
+    /// `epoll_wait`/`epoll_pwait`/`epoll_pwait2`, as the foreground `wait` commands.
+    Wait {
+        /// The instance.
+        epfd: i32,
+        /// `maxevents`, passed unchanged.
+        maxevents: i32,
+        /// Which call and its timeout.
+        kind: WaitKind,
+        /// Pass a NULL events pointer.
+        null_buffer: bool,
+    },
+    /// `poll()` on one descriptor asking for every bit, with a timeout in ms.
+    Poll {
+        /// The descriptor.
+        fd: i32,
+        /// Milliseconds; negative for no limit.
+        timeout_ms: i32,
+    },
+    /// `select()` with the descriptor in all three sets, with a timeout in ms.
+    Select {
+        /// The descriptor.
+        fd: i32,
+        /// Milliseconds; negative for no limit (a NULL timeval).
+        timeout_ms: i32,
+    },
+}
+
+/// Which sets `select` left the descriptor in, and its return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelectSets {
+    /// The return value: how many (descriptor, set) pairs are ready.
+    pub count: i32,
+    /// In the read set.
+    pub read: bool,
+    /// In the write set.
+    pub write: bool,
+    /// In the exception set.
+    pub except: bool,
+}
+
+impl SelectSets {
+    /// The sets as the kernel's `select` derives them from a poll mask: read for
+    /// `IN|RDNORM|RDBAND|HUP|ERR`, write for `OUT|WRNORM|WRBAND|ERR`, except for `PRI`.
+    ///
+    /// ```
+    /// use eventpoll_conform::backend::threads::SelectSets;
+    /// let s = SelectSets::from_mask(0x001 | 0x004); // in|out
+    /// assert_eq!((s.count, s.read, s.write, s.except), (2, true, true, false));
+    /// ```
+    pub fn from_mask(mask: u32) -> SelectSets {
+        let read = mask & (0x001 | 0x040 | 0x080 | 0x010 | 0x008) != 0;
+        let write = mask & (0x004 | 0x100 | 0x200 | 0x008) != 0;
+        let except = mask & 0x002 != 0;
+        SelectSets {
+            count: i32::from(read) + i32::from(write) + i32::from(except),
+            read,
+            write,
+            except,
+        }
+    }
+
+    /// Transcript text: `2 [read, write]`, `0 []`.
+    pub fn text(&self) -> String {
+        let sets: Vec<&str> = [
+            (self.read, "read"),
+            (self.write, "write"),
+            (self.except, "except"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        format!("{} [{}]", self.count, sets.join(", "))
+    }
+}
+
+/// What a background call returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A wait call's events.
+    Events(SysResult<Vec<Event>>),
+    /// `poll`'s `revents`.
+    Poll(SysResult<i16>),
+    /// `select`'s sets.
+    Select(SysResult<SelectSets>),
+    /// The thread panicked inside the call.
+    Panicked,
+}
+
+/// Where a background thread is, as `sleeping T` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Asleep inside its call.
+    Asleep,
+    /// Its call has returned (the result waits for `join`).
+    Returned,
+    /// Neither, within [`SLEEP_BOUND`].
+    Running,
+}
+
+impl ThreadState {
+    /// Transcript text.
+    pub fn text(self) -> &'static str {
+        match self {
+            ThreadState::Asleep => "asleep",
+            ThreadState::Returned => "returned",
+            ThreadState::Running => "running",
+        }
+    }
+}
+
+enum Sleeper {
+    /// An OS thread observed through `/proc`; its tid once it has started.
+    Os(Arc<AtomicI32>),
+    /// An engine thread observed through its interrupt state.
+    Engine(eventpoll::Interrupt),
+}
+
+/// One background call on its own thread. See the module documentation.
+pub struct Worker {
+    handle: Option<JoinHandle<()>>,
+    rx: Receiver<Outcome>,
+    done: Option<Outcome>,
+    sleeper: Sleeper,
+}
+
+/// The signal that interrupts an OS worker: a handler that does nothing, without
+/// `SA_RESTART`.
+fn install_interrupt_handler() {
+    static ONCE: Once = Once::new();
+    extern "C" fn nothing(_: libc::c_int) {}
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe (it does
+        // nothing); SIGUSR1 is not used otherwise by the runner.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = 0;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+    });
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Whether OS thread `tid` is asleep in a system call right now.
+fn os_asleep(tid: i32) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('S'))
+        })
+        .unwrap_or(false);
+    let in_call = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .map(|s| !s.starts_with("running"))
+        .unwrap_or(true);
+    state && in_call
+}
+
+impl Worker {
+    /// Run `call` on a new OS thread observed through `/proc` (kernel and C ABI backends).
+    pub fn spawn_os(call: impl FnOnce() -> Outcome + Send + 'static) -> Worker {
+        install_interrupt_handler();
+        let tid = Arc::new(AtomicI32::new(0));
+        let (tx, rx) = mpsc::channel();
+        let t = tid.clone();
+        let handle = std::thread::spawn(move || {
+            t.store(gettid(), SeqCst);
+            let _ = tx.send(call());
+        });
+        Worker {
+            handle: Some(handle),
+            rx,
+            done: None,
+            sleeper: Sleeper::Os(tid),
+        }
+    }
+
+    /// Run `call` on a new thread observed through its engine interrupt state.
+    pub fn spawn_engine(call: impl FnOnce() -> Outcome + Send + 'static) -> Worker {
+        let (itx, irx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let _ = itx.send(eventpoll::Interrupt::current());
+            let _ = tx.send(call());
+        });
+        let interrupt = irx
+            .recv()
+            .expect("a new thread sends its interrupt handle before anything else");
+        Worker {
+            handle: Some(handle),
+            rx,
+            done: None,
+            sleeper: Sleeper::Engine(interrupt),
+        }
+    }
+
+    /// Take the result if the call has returned, waiting at most `bound`.
+    fn poll_done(&mut self, bound: Duration) -> bool {
+        if self.done.is_some() {
+            return true;
+        }
+        match self.rx.recv_timeout(bound) {
+            Ok(o) => {
+                self.done = Some(o);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            // The thread ended without a result: it panicked.
+            Err(RecvTimeoutError::Disconnected) => {
+                self.done = Some(Outcome::Panicked);
+                true
+            }
+        }
+    }
+
+    fn asleep_now(&self) -> bool {
+        match &self.sleeper {
+            Sleeper::Os(tid) => {
+                let tid = tid.load(SeqCst);
+                tid != 0 && os_asleep(tid)
+            }
+            Sleeper::Engine(i) => i.is_sleeping(),
+        }
+    }
+
+    /// Wait (at most [`SLEEP_BOUND`]) until the thread is asleep in its call or the call
+    /// has returned.
+    pub fn state(&mut self) -> ThreadState {
+        let deadline = Instant::now() + SLEEP_BOUND;
+        let needed = match self.sleeper {
+            Sleeper::Os(_) => 3,
+            Sleeper::Engine(_) => 2,
+        };
+        let mut seen = 0;
+        while Instant::now() < deadline {
+            if self.poll_done(Duration::ZERO) {
+                return ThreadState::Returned;
+            }
+            seen = if self.asleep_now() { seen + 1 } else { 0 };
+            if seen >= needed {
+                return ThreadState::Asleep;
+            }
+            if self.poll_done(Duration::from_millis(5)) {
+                return ThreadState::Returned;
+            }
+        }
+        ThreadState::Running
+    }
+
+    /// Interrupt the call (a signal, or the engine's interrupt).
+    pub fn interrupt(&self) {
+        match &self.sleeper {
+            Sleeper::Os(_) => {
+                if let Some(h) = &self.handle {
+                    use std::os::unix::thread::JoinHandleExt;
+                    // SAFETY: the thread is not joined yet (we hold its handle), so its
+                    // pthread_t is valid; SIGUSR1's handler does nothing.
+                    unsafe { libc::pthread_kill(h.as_pthread_t(), libc::SIGUSR1) };
+                }
+            }
+            Sleeper::Engine(i) => i.raise(),
+        }
+    }
+
+    /// The call's result, waiting at most `bound`; `None` if it is still running.
+    pub fn join(&mut self, bound: Duration) -> Option<Outcome> {
+        if !self.poll_done(bound) {
+            return None;
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.done.take()
+    }
+
+    /// Interrupt until the call returns (bounded), then join the thread. Returns the
+    /// result if it came.
+    pub fn stop(&mut self) -> Option<Outcome> {
+        let deadline = Instant::now() + STOP_BOUND;
+        while Instant::now() < deadline {
+            if self.poll_done(Duration::ZERO) {
+                return self.join(Duration::ZERO);
+            }
+            self.interrupt();
+            if self.poll_done(Duration::from_millis(20)) {
+                return self.join(Duration::ZERO);
+            }
+        }
+        eprintln!(
+            "eventpoll conform: a background call did not return after interrupts; left running"
+        );
+        // Detach: joining would hang the runner.
+        self.handle.take();
+        None
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Milliseconds as a `timeval` pointer target for `select` (`None`: NULL, no limit).
+pub fn select_timeval(timeout_ms: i32) -> Option<libc::timeval> {
+    (timeout_ms >= 0).then(|| libc::timeval {
+        tv_sec: libc::time_t::from(timeout_ms / 1000),
+        tv_usec: libc::suseconds_t::from((timeout_ms % 1000) * 1000),
+    })
+}
