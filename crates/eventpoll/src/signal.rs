@@ -83,7 +83,8 @@ impl Interrupt {
     }
 
     /// Whether the thread is asleep in a blocking call right now (an `epoll_wait`, a
-    /// `poll`, a blocking read, ...): true from just before it parks until it wakes. Test
+    /// `poll`, a blocking read, ...): true from just before it parks until a wakeup,
+    /// interrupt or timeout claims it (false at once then, even before it runs). Test
     /// harnesses use it to start a race only once a waiter is really blocked, as
     /// `/proc/PID/task/TID/stat` shows a kernel thread's `S` state.
     ///
@@ -106,7 +107,9 @@ impl Interrupt {
     /// assert_eq!(waiter.join().unwrap(), Err(Errno::EINTR));
     /// ```
     pub fn is_sleeping(&self) -> bool {
-        lock(&self.state.sleeper).is_some()
+        lock(&self.state.sleeper)
+            .as_ref()
+            .is_some_and(|p| p.is_parked())
     }
 
     /// Sleep on `parker` until woken, `deadline`, or an interrupt.

@@ -209,6 +209,12 @@ impl Parker {
         })
     }
 
+    /// Whether the thread is still waiting for a wakeup (not woken, not interrupted, not
+    /// timed out): a waker's transition is immediate, like a kernel task's `TASK_RUNNING`.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PARKED
+    }
+
     /// Wake the thread; false if it was already woken or interrupted.
     pub(crate) fn notify(&self) -> bool {
         self.transition(WOKEN)

@@ -321,7 +321,7 @@ pub(crate) mod fake {
             Ok(t)
         }
         fn spawn(&mut self, _: BlockingCall) -> Worker {
-            Worker::spawn_os(|| threads::Outcome::Events(Ok(vec![(1, 7)])))
+            Worker::spawn_os(None, || threads::Outcome::Events(Ok(vec![(1, 7)])))
         }
     }
 

@@ -353,6 +353,9 @@ impl Backend for Real {
 
     fn spawn(&mut self, call: BlockingCall) -> Worker {
         let calls = self.calls;
+        // The kernel's own calls sleep in known system calls (glibc's poll is `poll` or
+        // `ppoll`, its select `select` or `pselect6`); a library's may sleep elsewhere.
+        let known = |nrs: &'static [i64]| (calls.name == "kernel").then_some(nrs);
         match call {
             BlockingCall::Wait {
                 epfd,
@@ -361,13 +364,18 @@ impl Backend for Real {
                 null_buffer,
             } => {
                 let (epfd, items) = (self.kfd(epfd), self.items);
-                Worker::spawn_os(move || {
+                let nrs: &'static [i64] = match kind {
+                    WaitKind::Wait { .. } => &[libc::SYS_epoll_wait],
+                    WaitKind::Pwait { .. } => &[libc::SYS_epoll_pwait],
+                    WaitKind::Pwait2 { .. } => &[libc::SYS_epoll_pwait2],
+                };
+                Worker::spawn_os(known(nrs), move || {
                     Outcome::Events(wait_call(calls, epfd, maxevents, kind, null_buffer, items))
                 })
             }
             BlockingCall::Poll { fd, timeout_ms } => {
                 let fd = self.kfd(fd);
-                Worker::spawn_os(move || {
+                Worker::spawn_os(known(&[libc::SYS_poll, libc::SYS_ppoll]), move || {
                     let mut p = libc::pollfd {
                         fd,
                         events: crate::exec::POLL_ALL,
@@ -380,7 +388,9 @@ impl Backend for Real {
             }
             BlockingCall::Select { fd, timeout_ms } => {
                 let fd = self.kfd(fd);
-                Worker::spawn_os(move || Outcome::Select(select_call(calls, fd, timeout_ms)))
+                Worker::spawn_os(known(&[libc::SYS_select, libc::SYS_pselect6]), move || {
+                    Outcome::Select(select_call(calls, fd, timeout_ms))
+                })
             }
         }
     }

@@ -5,9 +5,10 @@
 //! it:
 //!
 //! - **kernel and C ABI** ([`Worker::spawn_os`]): asleep is what `/proc/self/task/TID` shows
-//!   — state `S` *and* a system call in progress (`syscall` is not `running`) — seen three
-//!   times in a row 5 ms apart, so a thread that sleeps a moment on its way into the call
-//!   does not count. An interrupt is a `SIGUSR1` whose handler does nothing and is installed
+//!   — state `S` *and* a system call in progress. For the kernel the call is known
+//!   (`epoll_wait`, `poll`, ...) and one look is exact: a waker makes a sleeping task
+//!   runnable at once. The C ABI's call may sleep in several system calls of its own, so
+//!   its thread must be seen asleep three times in a row 5 ms apart. An interrupt is a `SIGUSR1` whose handler does nothing and is installed
 //!   without `SA_RESTART`, so the blocked call returns `EINTR` as it would for any signal.
 //! - **engine** ([`Worker::spawn_engine`]): asleep is the thread's
 //!   [`eventpoll::Interrupt::is_sleeping`] (exact: set just before it parks), and an
@@ -149,8 +150,9 @@ impl ThreadState {
 }
 
 enum Sleeper {
-    /// An OS thread observed through `/proc`; its tid once it has started.
-    Os(Arc<AtomicI32>),
+    /// An OS thread observed through `/proc`: its tid once it has started, and the system
+    /// calls its call sleeps in when they are known (the kernel's own calls).
+    Os(Arc<AtomicI32>, Option<&'static [i64]>),
     /// An engine thread observed through its interrupt state.
     Engine(eventpoll::Interrupt),
 }
@@ -186,8 +188,9 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// Whether OS thread `tid` is asleep in a system call right now.
-fn os_asleep(tid: i32) -> bool {
+/// Whether OS thread `tid` is asleep in a system call right now (one of `calls`, when
+/// given).
+fn os_asleep(tid: i32, calls: Option<&[i64]>) -> bool {
     let state = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
         .ok()
         .and_then(|s| {
@@ -196,14 +199,31 @@ fn os_asleep(tid: i32) -> bool {
         })
         .unwrap_or(false);
     let in_call = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-        .map(|s| !s.starts_with("running"))
-        .unwrap_or(true);
+        .map(|s| {
+            let nr = s
+                .split(' ')
+                .next()
+                .and_then(|n| n.trim().parse::<i64>().ok());
+            match (nr, calls) {
+                (None, _) => false, // `running`
+                (Some(n), Some(calls)) => calls.contains(&n),
+                (Some(_), None) => true,
+            }
+        })
+        .unwrap_or(false);
     state && in_call
 }
 
 impl Worker {
     /// Run `call` on a new OS thread observed through `/proc` (kernel and C ABI backends).
-    pub fn spawn_os(call: impl FnOnce() -> Outcome + Send + 'static) -> Worker {
+    /// `syscalls`: the system calls the call sleeps in, when known (the kernel's own calls:
+    /// one look at `/proc` is then exact, since a waker makes a sleeping task runnable at
+    /// once); `None` (a library whose internals may sleep elsewhere) asks for the thread to
+    /// be seen asleep three times in a row.
+    pub fn spawn_os(
+        syscalls: Option<&'static [i64]>,
+        call: impl FnOnce() -> Outcome + Send + 'static,
+    ) -> Worker {
         install_interrupt_handler();
         let tid = Arc::new(AtomicI32::new(0));
         let (tx, rx) = mpsc::channel();
@@ -216,7 +236,7 @@ impl Worker {
             handle: Some(handle),
             rx,
             done: None,
-            sleeper: Sleeper::Os(tid),
+            sleeper: Sleeper::Os(tid, syscalls),
         }
     }
 
@@ -260,9 +280,9 @@ impl Worker {
 
     fn asleep_now(&self) -> bool {
         match &self.sleeper {
-            Sleeper::Os(tid) => {
+            Sleeper::Os(tid, calls) => {
                 let tid = tid.load(SeqCst);
-                tid != 0 && os_asleep(tid)
+                tid != 0 && os_asleep(tid, *calls)
             }
             Sleeper::Engine(i) => i.is_sleeping(),
         }
@@ -272,9 +292,9 @@ impl Worker {
     /// has returned.
     pub fn state(&mut self) -> ThreadState {
         let deadline = Instant::now() + SLEEP_BOUND;
-        let needed = match self.sleeper {
-            Sleeper::Os(_) => 3,
-            Sleeper::Engine(_) => 2,
+        let (needed, gap) = match self.sleeper {
+            Sleeper::Os(_, None) => (3, Duration::from_millis(5)),
+            Sleeper::Os(_, Some(_)) | Sleeper::Engine(_) => (1, Duration::from_millis(1)),
         };
         let mut seen = 0;
         while Instant::now() < deadline {
@@ -285,7 +305,7 @@ impl Worker {
             if seen >= needed {
                 return ThreadState::Asleep;
             }
-            if self.poll_done(Duration::from_millis(5)) {
+            if self.poll_done(gap) {
                 return ThreadState::Returned;
             }
         }
@@ -295,7 +315,7 @@ impl Worker {
     /// Interrupt the call (a signal, or the engine's interrupt).
     pub fn interrupt(&self) {
         match &self.sleeper {
-            Sleeper::Os(_) => {
+            Sleeper::Os(..) => {
                 if let Some(h) = &self.handle {
                     use std::os::unix::thread::JoinHandleExt;
                     // SAFETY: the thread is not joined yet (we hold its handle), so its
