@@ -142,6 +142,10 @@ pub struct ConformArgs {
     /// Seed for `--random` (the same seed generates the same scenarios).
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
+    /// With `--random`: generate threaded scenarios (background waits that block, wakers on
+    /// the main thread, signals; see `random` in the crate docs).
+    #[arg(long)]
+    pub threaded: bool,
     /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
@@ -210,7 +214,7 @@ pub fn run(args: ConformArgs) -> ExitCode {
             eprintln!("eventpoll conform: --random takes no FILEs and no --backend");
             return ExitCode::from(2);
         }
-        let report = random::run_random(n, args.seed, args.save.as_deref(), true);
+        let report = random::run_random(n, args.seed, args.threaded, args.save.as_deref(), true);
         return match report {
             Ok(r) if r.failed == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),

@@ -4,9 +4,22 @@
 //! The generator writes `.ep` text (so every generated scenario is also a valid file) and
 //! steers toward the states where implementations differ: full pipes, shutdowns, nested
 //! instances, `dup`/`close`/number reuse, ONESHOT/ET/EXCLUSIVE mixes, small `maxevents`, MOD
-//! of ready items, DEL then re-ADD, closed and raw descriptor numbers. It avoids what is
-//! nondeterministic on the kernel: every timeout is 0 and timers are only `expired` or
-//! `disarm`, so that the kernel's transcript is a function of the script. Socket writes stay
+//! of ready items, DEL then re-ADD, closed and raw descriptor numbers, raw and unknown event
+//! bits, data 0 and with the high bit, odd pipe sizes, counters near their limits, the
+//! `maxevents` limit, short timer reads, and now and then a wide universe (up to 6 instances
+//! and 10 objects). It avoids what is nondeterministic on the kernel: a foreground wait's
+//! timeout is 0 or a millisecond or two (nothing changes while it sleeps in a
+//! single-threaded script) and timers are only `expired` or `disarm`, so that the kernel's
+//! transcript is a function of the script.
+//!
+//! **Threaded scenarios** ([`generate_threaded`], `--random N --threaded`): after the
+//! single-threaded part, one to three background calls — `epoll_wait`/`pwait`/`pwait2`,
+//! `poll` or `select` on an instance or an object, with no timeout, a long one or a NULL
+//! `pwait2` timespec — each started once the previous one sleeps; then a few operations by
+//! the main thread (writes, ctl, close, DEL, timer expiries, foreground waits), each followed
+//! by `sleeping` on every waiter so that the next starts only once every thread has settled
+//! (returned, or asleep again); finally each waiter still asleep is signalled and joined. The
+//! transcript is then a function of the script: who is woken, in which order, with what. Socket writes stay
 //! small and few, except in one scenario in five that may fill sockets (large writes, no
 //! limit): unix socket capacity is the kernel's send-buffer accounting, which the engine's
 //! objects model for this machine's defaults (`net.core.wmem_default`).
@@ -112,8 +125,23 @@ struct Gen {
     items: Vec<(String, String)>,
 }
 
-/// Generate scenario number `index` of `seed`: `.ep` text.
+/// Generate scenario number `index` of `seed`: `.ep` text (single-threaded).
 pub fn generate(seed: u64, index: u64) -> String {
+    generate_with(seed, index, false)
+}
+
+/// Generate threaded scenario number `index` of `seed` (see the module documentation).
+///
+/// ```
+/// let a = eventpoll_conform::random::generate_threaded(3, 1);
+/// assert!(a.contains("\nbg "));
+/// assert!(eventpoll_conform::script::parse("t.ep", &a).is_ok());
+/// ```
+pub fn generate_threaded(seed: u64, index: u64) -> String {
+    generate_with(seed, index, true)
+}
+
+fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
     let mut rng = Rng::new(seed ^ index.wrapping_mul(0xA076_1D64_78BD_642F));
     rng.next_u64();
     let mut g = Gen {
@@ -127,12 +155,17 @@ pub fn generate(seed: u64, index: u64) -> String {
         heavy_sockets: false,
     };
     g.heavy_sockets = g.rng.chance(20);
-    g.lines.push(format!("# name: random seed {seed} #{index}"));
-    // The universe: one to three instances and two to four objects, then operations.
-    for _ in 0..1 + g.rng.below(3) {
+    let what = if threaded { "threaded " } else { "" };
+    g.lines
+        .push(format!("# name: random {what}seed {seed} #{index}"));
+    // The universe: one to three instances and two to four objects (one scenario in ten: up
+    // to six and ten), then operations.
+    let wide = g.rng.chance(10);
+    let (instances, objects) = if wide { (6, 10) } else { (3, 4) };
+    for _ in 0..1 + g.rng.below(instances) {
         g.create(Some(Kind::Epoll));
     }
-    for _ in 0..2 + g.rng.below(3) {
+    for _ in 0..2 + g.rng.below(objects - 1) {
         g.create(None);
     }
     // Most objects start out watched.
@@ -148,9 +181,16 @@ pub fn generate(seed: u64, index: u64) -> String {
             g.lines.push(line);
         }
     }
-    let ops = 8 + g.rng.below(53);
+    let ops = if threaded {
+        4 + g.rng.below(20)
+    } else {
+        8 + g.rng.below(53)
+    };
     for _ in 0..ops {
         g.op();
+    }
+    if threaded {
+        g.threads();
     }
     let mut text = g.lines.join("\n");
     text.push('\n');
@@ -187,6 +227,13 @@ const EVENT_BASES: &[&str] = &[
     "out|wrnorm|wrband",
     "rdnorm",
     "in|pri|out",
+    "msg",
+    "rdband",
+    "wrband",
+    "0x8000000",
+    "0xffffffff",
+    "in|0x8000000",
+    "in|out|0x800",
 ];
 
 impl Gen {
@@ -235,7 +282,7 @@ impl Gen {
             }
             Kind::Eventfd => {
                 let c = self.fresh("c");
-                let init = self.rng.pick(&[0, 0, 1, 3]);
+                let init = self.rng.pick(&[0u32, 0, 1, 3, 0xffff_fffe, 0xffff_ffff]);
                 let sem = if self.rng.chance(25) {
                     " semaphore"
                 } else {
@@ -356,7 +403,12 @@ impl Gen {
 
     fn data(&mut self) -> u64 {
         self.next_data += 1;
-        self.next_data
+        match self.rng.below(40) {
+            0 => 0,
+            1 => u64::MAX,
+            2 => self.next_data | 1 << 63,
+            _ => self.next_data,
+        }
     }
 
     fn op(&mut self) {
@@ -423,7 +475,9 @@ impl Gen {
                 let e = self.epoll();
                 let max = self.maxevents();
                 let null = if self.rng.chance(3) { " buf=null" } else { "" };
-                format!("wait {e} {max} 0{null}")
+                // Now and then a real (short) timeout: nothing changes while it sleeps.
+                let timeout = if self.rng.chance(3) { 1 } else { 0 };
+                format!("wait {e} {max} {timeout}{null}")
             }
             6 => {
                 let e = self.epoll();
@@ -432,7 +486,14 @@ impl Gen {
                 let ts = if self.rng.chance(80) {
                     "0 0"
                 } else {
-                    *self.rng.pick(&["-1 0", "0 -1", "0 1000000000"])
+                    *self.rng.pick(&[
+                        "-1 0",
+                        "0 -1",
+                        "0 1000000000",
+                        "0 1000000",
+                        "0 999",
+                        "-1 999999999",
+                    ])
                 };
                 format!("pwait2 {e} {max} {ts}")
             }
@@ -504,24 +565,102 @@ impl Gen {
             }
             17 => {
                 let t = self.target(&[Kind::Timer], 90);
-                match self.rng.below(4) {
+                match self.rng.below(5) {
                     0 | 1 => format!("settime {t} expired"),
                     2 => format!("settime {t} disarm"),
-                    _ => format!("read {t} 8"),
+                    3 => format!("read {t} 8"),
+                    // Short and long timer reads.
+                    _ => format!("read {t} {}", self.rng.pick(&[0, 4, 7, 9, 16])),
                 }
             }
             _ => {
                 let t = self.target(&[Kind::PipeRead, Kind::PipeWrite], 90);
-                let n = *self.rng.pick(&[4096, 8192, 65536, 1]);
+                // Powers of two and not, 0, negative, at and above the limit.
+                let n = *self.rng.pick(&[
+                    4096, 8192, 65536, 1, 0, -1, 5000, 100_000, 1_048_576, 1_048_577,
+                ]);
                 format!("setpipesz {t} {n}")
             }
         };
         self.lines.push(line);
     }
 
+    /// The threaded tail of a scenario (see the module documentation).
+    fn threads(&mut self) {
+        let n = 1 + self.rng.below(3);
+        let mut waiters = Vec::new();
+        for k in 1..=n {
+            let t = format!("t{k}");
+            let call = self.blocking_call();
+            self.lines.push(format!("bg {t} {call}"));
+            self.lines.push(format!("sleeping {t}"));
+            waiters.push(t);
+        }
+        let settle = |g: &mut Gen| {
+            for t in &waiters {
+                g.lines.push(format!("sleeping {t}"));
+            }
+        };
+        for _ in 0..1 + self.rng.below(5) {
+            let before = self.lines.len();
+            self.op();
+            if self.lines.len() > before {
+                settle(self);
+            }
+        }
+        for t in &waiters {
+            self.lines.push(format!("signal {t}"));
+            self.lines.push(format!("join {t}"));
+        }
+    }
+
+    /// A call that may block for good (no timeout, a long one, a NULL timespec): the
+    /// scenario ends it with a signal if nothing woke it.
+    fn blocking_call(&mut self) -> String {
+        let timeout = *self.rng.pick(&[-1, -1, 60_000]);
+        match self.rng.below(10) {
+            0..=3 => {
+                let e = self.epoll();
+                let max = self.maxevents().clamp(1, 64);
+                format!("wait {e} {max} {timeout}")
+            }
+            4 => {
+                let e = self.epoll();
+                format!("pwait {e} {} {timeout}", self.maxevents().clamp(1, 64))
+            }
+            5 => {
+                let e = self.epoll();
+                let ts = *self.rng.pick(&["null", "60 0"]);
+                format!("pwait2 {e} {} {ts}", self.maxevents().clamp(1, 64))
+            }
+            6 | 7 => {
+                let x = if self.rng.chance(70) {
+                    self.epoll()
+                } else {
+                    self.target(&POLLABLE, 90)
+                };
+                format!("poll {x} {timeout}")
+            }
+            _ => {
+                let x = if self.rng.chance(70) {
+                    self.epoll()
+                } else {
+                    self.target(&[Kind::PipeRead, Kind::Eventfd, Kind::Epoll], 90)
+                };
+                format!("select {x} {timeout}")
+            }
+        }
+    }
+
     fn maxevents(&mut self) -> i32 {
         if self.rng.chance(6) {
             return *self.rng.pick(&[0, -1]);
+        }
+        if self.rng.chance(2) {
+            // EP_MAX_EVENTS (INT_MAX / sizeof(struct epoll_event)) and past it.
+            return *self
+                .rng
+                .pick(&[178_956_970, 178_956_971, i32::MAX, 1024, 1025]);
         }
         *self.rng.pick(&[1, 1, 2, 2, 3, 8, 8, 8, 8, 64])
     }
@@ -591,12 +730,9 @@ pub struct Report {
     pub passed: u64,
     /// Scenarios with a mismatch.
     pub failed: u64,
-    /// The shrunk failures (the first few; identical shrunk scripts reported once).
+    /// Every failure, shrunk (identical shrunk scripts reported once).
     pub failures: Vec<Failure>,
 }
-
-/// How many failures of one run are shrunk and reported in full.
-pub const SHRINK_LIMIT: usize = 5;
 
 fn mismatch(text: &str, kinds: &[BackendKind]) -> Option<Outcome> {
     let script = parse("random.ep", text).ok()?;
@@ -647,17 +783,18 @@ pub fn shrink(text: &str, kinds: &[BackendKind]) -> String {
     join(&lines)
 }
 
-/// Run `n` random scenarios of `seed` on every backend; shrink (up to [`SHRINK_LIMIT`]) and
-/// collect the failures. `progress` is called after each scenario with the count done.
-pub fn check(n: u64, seed: u64, mut progress: impl FnMut(u64, &Report)) -> Report {
+/// Run `n` random scenarios of `seed` (threaded ones with `threaded`) on every backend;
+/// shrink every failure and collect them. `progress` is called after each scenario with the
+/// count done.
+pub fn check(n: u64, seed: u64, threaded: bool, mut progress: impl FnMut(u64, &Report)) -> Report {
     let mut report = Report::default();
     for index in 0..n {
-        let text = generate(seed, index);
+        let text = generate_with(seed, index, threaded);
         match mismatch(&text, backend::ALL) {
             None => report.passed += 1,
             Some(_) => {
                 report.failed += 1;
-                if report.failures.len() < SHRINK_LIMIT {
+                {
                     let small = shrink(&text, backend::ALL);
                     let diff = parse(&format!("random-{seed}-{index}.ep"), &small)
                         .map(|s: Script| compare(&s, backend::ALL).diffs())
@@ -682,6 +819,7 @@ pub fn check(n: u64, seed: u64, mut progress: impl FnMut(u64, &Report)) -> Repor
 pub fn run_random(
     n: u64,
     seed: u64,
+    threaded: bool,
     save: Option<&Path>,
     show_progress: bool,
 ) -> Result<Report, String> {
@@ -699,7 +837,7 @@ pub fn run_random(
         b
     });
     let plain = show_progress && bar.is_none() && n >= 1000;
-    let report = check(n, seed, |done, r| {
+    let report = check(n, seed, threaded, |done, r| {
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(format!("{} failed", r.failed));
@@ -727,7 +865,7 @@ pub fn run_random(
     if report.failed as usize > report.failures.len() {
         let _ = writeln!(
             out,
-            "({} more failing scenarios not shrunk or duplicates)",
+            "({} more failing scenarios shrank to a script shown above)",
             report.failed as usize - report.failures.len()
         );
     }
@@ -779,21 +917,27 @@ mod tests {
             let s = parse("g.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             for l in &s.lines {
                 seen.insert(l.text.split(' ').next().unwrap_or("").to_string());
-                // Nothing may block or depend on time.
+                // Nothing may block for long: foreground timeouts are at most a millisecond
+                // or so (nothing changes while a single-threaded script sleeps).
                 if let crate::script::Command::Wait(w) = &l.command {
                     match w.kind {
                         WaitKind::Wait { timeout_ms } | WaitKind::Pwait { timeout_ms, .. } => {
-                            assert_eq!(timeout_ms, 0, "{}", l.text)
+                            assert!((0..=1).contains(&timeout_ms), "{}", l.text)
                         }
                         WaitKind::Pwait2 { timeout } => {
                             assert!(
-                                matches!(timeout, Some((s, ns)) if s <= 0 && ns <= 0 || ns >= 1_000_000_000),
+                                matches!(timeout, Some((s, ns)) if s <= 0 && ns < 1_000_000_000 || ns >= 1_000_000_000),
                                 "{}",
                                 l.text
                             )
                         }
                     }
                 }
+                assert!(
+                    !matches!(l.command, crate::script::Command::Bg { .. }),
+                    "single-threaded generation made a thread: {}",
+                    l.text
+                );
             }
         }
         for cmd in [
@@ -820,6 +964,47 @@ mod tests {
             "dup2",
         ] {
             assert!(seen.contains(cmd), "generator never produced `{cmd}`");
+        }
+    }
+
+    #[test]
+    fn threaded_scripts_start_settle_signal_and_join_every_thread() {
+        let mut calls = std::collections::HashSet::new();
+        for i in 0..300 {
+            let text = generate_threaded(5, i);
+            let s = parse("t.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let mut started = Vec::new();
+            let mut joined = Vec::new();
+            for l in &s.lines {
+                match &l.command {
+                    crate::script::Command::Bg { thread, call } => {
+                        started.push(thread.clone());
+                        calls.insert(l.text.split(' ').nth(2).unwrap_or("").to_string());
+                        if let crate::script::BgCall::Wait(w) = call {
+                            // Background waits block: no timeout, a long one or NULL.
+                            let blocks = match w.kind {
+                                WaitKind::Wait { timeout_ms }
+                                | WaitKind::Pwait { timeout_ms, .. } => {
+                                    timeout_ms < 0 || timeout_ms >= 60_000
+                                }
+                                WaitKind::Pwait2 { timeout } => {
+                                    timeout.is_none_or(|(s, _)| s >= 60)
+                                }
+                            };
+                            assert!(blocks, "{}", l.text);
+                        }
+                    }
+                    crate::script::Command::Join { thread } => joined.push(thread.clone()),
+                    _ => {}
+                }
+            }
+            assert!(!started.is_empty() && started == joined, "{text}");
+        }
+        for c in ["wait", "pwait", "pwait2", "poll", "select"] {
+            assert!(
+                calls.contains(c),
+                "threaded generation never made a background `{c}`"
+            );
         }
     }
 }

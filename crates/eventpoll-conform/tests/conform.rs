@@ -205,7 +205,7 @@ fn random_scenarios_match_kernel() {
     if !engine_comparison_enabled("random_scenarios_match_kernel") {
         return;
     }
-    let report = random::check(2000, 20_251_121, |_, _| {});
+    let report = random::check(2000, 20_251_121, false, |_, _| {});
     let shown: String = report
         .failures
         .iter()
