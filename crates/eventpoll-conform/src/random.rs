@@ -686,7 +686,8 @@ pub fn run_random(
     show_progress: bool,
 ) -> Result<Report, String> {
     if let Some(dir) = save {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Created only when there is something to save; checked now, not after the run.
+        crate::check_writable_dir(dir)?;
     }
     let bar = (show_progress && n >= 200 && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(n);
@@ -719,6 +720,7 @@ pub fn run_random(
             f.index, f.script, f.diff
         );
         if let Some(dir) = save {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = dir.join(format!("random-{seed}-{}.ep", f.index));
             std::fs::write(&path, &f.script).map_err(|e| format!("{}: {e}", path.display()))?;
             let _ = writeln!(out, "saved {}", path.display());
