@@ -399,7 +399,7 @@ pub fn text(report: &Report) -> String {
         "\n{each}\n\
          cost per wait: for select and poll it includes copying the set in and scanning the answer.\n\
          Kernel methods use 2 descriptors per pipe: with a limit of {} they run up to N={}; select up to N={} (FD_SETSIZE {}).\n\
-         {} cells in {:.1} s (budget {:.0} s).\n",
+         {} cells in {:.1} s (budget {} s).\n",
         fmt_count(report.machine.fd_limit.0 as f64),
         fmt_count(report.kernel_max_n as f64),
         fmt_count(report.select_max_n as f64),
