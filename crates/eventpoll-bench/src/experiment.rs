@@ -364,7 +364,6 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
         .iter()
         .map(|m| if m.uses_host_fds() { 5e-6 } else { 1e-6 })
         .collect();
-    let mut measured_setup = vec![false; Method::ALL.len()];
     let mut out_of_time = 0usize;
     for pass in 0..passes {
         for (i, (method, _, p)) in planned.iter().enumerate() {
@@ -397,12 +396,9 @@ pub fn run(config: &Config, progress: &mut dyn Progress) -> Report {
             done += 1;
             let ran = run_cell(*method, *n, config, slice);
             let per_pipe = ran.1.as_secs_f64() / (*n).max(1) as f64;
-            setup_per_pipe[mi] = if measured_setup[mi] {
-                setup_per_pipe[mi].max(per_pipe)
-            } else {
-                per_pipe
-            };
-            measured_setup[mi] = true;
+            // The latest is from the largest N so far (cells run N ascending): fixed costs
+            // that dominate at small N do not inflate the guess for large N.
+            setup_per_pipe[mi] = per_pipe;
             runs[i].push(ran);
         }
     }
