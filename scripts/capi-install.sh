@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Install libeventpoll (release build): PREFIX/lib/libeventpoll.{so,a},
-# PREFIX/include/eventpoll.h, PREFIX/lib/pkgconfig/eventpoll.pc.
+# Install libeventpoll: PREFIX/lib/libeventpoll.{so,a}, PREFIX/include/eventpoll.h,
+# PREFIX/lib/pkgconfig/eventpoll.pc.
 #   scripts/capi-install.sh [PREFIX]      (default /usr/local)
-PROFILE=release
+# Built with the `dist` profile (release, without debug info; EVENTPOLL_INSTALL_PROFILE
+# chooses another, e.g. debug). The library's SONAME is libeventpoll.so, and the
+# pkg-config file puts PREFIX/lib in the program's run path (-Wl,-rpath), so a program built
+# with `pkg-config --libs eventpoll` finds the library without LD_LIBRARY_PATH or ldconfig.
+PROFILE="${EVENTPOLL_INSTALL_PROFILE:-dist}"
 source "$(dirname "$0")/capi-lib.sh"
 PREFIX="${1:-/usr/local}"
+case "$PREFIX" in
+    /*) ;;
+    *) PREFIX="$(pwd)/$PREFIX" ;; # the run path must be absolute
+esac
 build_lib
 CRATE="$ROOT/crates/eventpoll-capi"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$CRATE/Cargo.toml" | head -1)
 install -d "$PREFIX/lib/pkgconfig" "$PREFIX/include"
 install -m 755 "$LIB" "$PREFIX/lib/libeventpoll.so"
-install -m 644 "$CARGO_TARGET_DIR/release/libeventpoll.a" "$PREFIX/lib/libeventpoll.a"
+install -m 644 "$(dirname "$LIB")/libeventpoll.a" "$PREFIX/lib/libeventpoll.a"
 install -m 644 "$CRATE/include/eventpoll.h" "$PREFIX/include/eventpoll.h"
 sed -e "s|@PREFIX@|$PREFIX|" -e "s|@VERSION@|$VERSION|" "$CRATE/eventpoll.pc.in" \
     > "$PREFIX/lib/pkgconfig/eventpoll.pc"
-echo "installed libeventpoll $VERSION in $PREFIX"
+echo "installed libeventpoll $VERSION in $PREFIX ($(du -h "$PREFIX/lib/libeventpoll.so" | cut -f1) libeventpoll.so)"

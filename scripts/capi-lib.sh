@@ -6,7 +6,11 @@ PROFILE="${PROFILE:-debug}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 build_lib() {
     local flag=()
-    [ "$PROFILE" = release ] && flag=(--release)
+    case "$PROFILE" in
+        debug) ;;
+        release) flag=(--release) ;;
+        *) flag=(--profile "$PROFILE") ;; # e.g. dist: release without debug info
+    esac
     (cd "$ROOT" && cargo build -q "${flag[@]}" -p eventpoll-capi "$@")
     LIB="$CARGO_TARGET_DIR/$PROFILE/libeventpoll.so"
     [ -f "$LIB" ] || { echo "no $LIB" >&2; exit 2; }

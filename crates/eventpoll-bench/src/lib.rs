@@ -40,15 +40,18 @@ use experiment::{Config, Method, Progress};
 #[command(
     about = "The pipetest scalability benchmark: select, poll, the kernel's epoll and eventpoll",
     long_about = "The pipetest of the 2002 epoll announcement: N pipes watched (10 to 100,000), \
-                  K tokens in flight; each round waits, reads the ready pipes' tokens and writes \
-                  each to another pipe. Reports tokens per second and cost per wait for each N \
-                  and method, a table, an SVG plot (cost per wait vs N) and optionally JSON."
+                  K tokens in flight (a token is one byte in a pipe); each round waits for \
+                  readiness, reads the ready pipes' tokens and writes each to another pipe \
+                  chosen at random. Reports tokens per second and cost per wait for each N \
+                  and method, a table, an SVG plot (tokens/s and cost per wait vs N) and \
+                  optionally JSON. Refuses sizes whose pipes would not fit in memory."
 )]
 pub struct BenchArgs {
     /// `micro`: single operations, eventpoll vs the kernel.
     #[command(subcommand)]
     pub command: Option<BenchCommand>,
-    /// A short run for CI (N = 10, 1,000, 10,000; about 10 s).
+    /// A short run for CI (N = 10, 1,000, 10,000; one pass, a budget of 7 s: about 8 s in
+    /// all).
     #[arg(long)]
     pub quick: bool,
     /// Tokens in flight (K).
@@ -58,10 +61,12 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<usize>>,
     /// Methods to run, comma-separated (select, poll, epoll-lt, epoll-et, eventpoll-lt,
-    /// eventpoll-et, eventpoll-host-pipes; default all).
+    /// eventpoll-et, eventpoll-host-pipes [kernel-epoll driver],
+    /// eventpoll-host-pipes-uring [io_uring driver]; default all).
     #[arg(long, value_delimiter = ',')]
     pub methods: Option<Vec<String>>,
-    /// Time for all cells together, in seconds (default 50; 7 with --quick).
+    /// Time for all cells together, in seconds (default 50; 7 with --quick): cells whose
+    /// set-up would not fit in the time left are not started.
     #[arg(long)]
     pub budget: Option<f64>,
     /// Seed of the pseudo-random token paths.
@@ -74,7 +79,7 @@ pub struct BenchArgs {
     /// Write every number and the machine's description to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Where to write the plot of cost per wait vs N.
+    /// Where to write the plot (tokens/s and cost per wait vs N).
     #[arg(long, value_name = "FILE", default_value = "bench-pipetest.svg")]
     pub svg: PathBuf,
     /// Do not write the plot.
@@ -143,6 +148,69 @@ pub fn config(args: &BenchArgs) -> Result<Config, String> {
         c.passes = p as usize;
     }
     Ok(c)
+}
+
+/// Memory the system can give without swapping (`MemAvailable`), in bytes.
+pub fn memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuse a configuration whose largest cell would need more memory than `available`
+/// (see [`experiment::memory_estimate`]).
+pub fn check_memory(config: &Config, kernel_max: usize, available: u64) -> Result<(), String> {
+    let (need, method, n) = experiment::memory_estimate(config, kernel_max);
+    if need <= available {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    Err(format!(
+        "--sizes: {} at N = {} would need about {:.1} GB ({} bytes per pipe, plus a quarter \
+         and 64 MB), but this machine has {:.1} GB available (MemAvailable); give smaller \
+         --sizes",
+        method.label(),
+        experiment::fmt_count(n as f64),
+        gb(need),
+        method.bytes_per_pipe(),
+        gb(available)
+    ))
+}
+
+/// Whether `path` can be written (checked before a run, so that a bad path fails at once,
+/// not after minutes of measuring): an existing file must open for writing (it is not
+/// changed), a new one's directory must accept a file (a probe, removed at once).
+pub fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("{shown}: is a directory"));
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{shown}: {e}"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("{shown}: no directory {}", dir.display()));
+    }
+    let probe = dir.join(format!(
+        ".eventpoll-bench-write-check-{}",
+        std::process::id()
+    ));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("{shown}: cannot write in {}: {e}", dir.display())),
+    }
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).
@@ -235,8 +303,31 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut outputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if !args.no_svg {
+        outputs.push(("--svg", &args.svg));
+    }
+    if let Some(p) = &args.json {
+        outputs.push(("--json", p));
+    }
+    for (flag, path) in outputs {
+        if let Err(e) = check_writable(path) {
+            eprintln!("eventpoll bench: {flag}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = sys::raise_fd_limit() {
         eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
+    }
+    let (kernel_max, _) = experiment::kernel_limits(
+        machine::Machine::describe().fd_limit.0,
+        sys::open_fd_count(),
+    );
+    if let Some(available) = memory_available() {
+        if let Err(e) = check_memory(&config, kernel_max, available) {
+            eprintln!("eventpoll bench: {e}");
+            return ExitCode::from(2);
+        }
     }
     let report = experiment::run(&config, &mut Bar::new());
     print!("{}", report::text(&report));
@@ -306,6 +397,18 @@ mod tests {
         assert!(config(&a).is_err());
         let a = parse_args(["bench", "--sizes", "0"]).unwrap();
         assert!(config(&a).is_err());
+        // 100,000,000 in-process pipes: about 47 GB plus margins.
+        let a = parse_args(["bench", "--sizes", "100000000"]).unwrap();
+        let c = config(&a).unwrap();
+        let (need, method, n) = experiment::memory_estimate(&c, 9_990);
+        assert_eq!((method, n), (Method::EngineLt, 100_000_000));
+        assert_eq!(need, 47_200_000_000 + 47_200_000_000 / 4 + (64 << 20));
+        let e = check_memory(&c, 9_990, 8_000_000_000).unwrap_err();
+        assert!(
+            e.contains("about 59.1 GB") && e.contains("8.0 GB available"),
+            "{e}"
+        );
+        assert!(check_memory(&Config::full(), 9_990, 8_000_000_000).is_ok());
         assert!(parse_args(["bench", "--tokens", "0"]).is_err());
         let a = parse_args(["bench", "micro", "--quick", "--json", "m.json"]).unwrap();
         match a.command {

@@ -26,6 +26,14 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The 1-minute load average now (NaN when `/proc/loadavg` cannot be read).
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 impl Machine {
     /// Describe this machine.
     pub fn describe() -> Machine {
@@ -44,10 +52,7 @@ impl Machine {
             cpu_model,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fd_limit: crate::sys::fd_limit().unwrap_or((0, 0)),
-            load_1min: std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse().ok())
-                .unwrap_or(f64::NAN),
+            load_1min: load_average(),
         }
     }
 

@@ -3,13 +3,20 @@
  *
  * The six calls have exactly the signatures, structure layout and errno values of
  * <sys/epoll.h>; a program written for Linux's epoll compiles against either header and
- * links against libeventpoll (pkg-config --cflags --libs eventpoll), or runs unmodified
- * with LD_PRELOAD=libeventpoll.so. The library also interposes close, dup, dup2, dup3,
- * fcntl (F_DUPFD, F_DUPFD_CLOEXEC), poll, ppoll, select and pselect to keep its view of
- * the descriptors true; those keep their POSIX signatures and are not declared here.
+ * links against libeventpoll (pkg-config --cflags --libs eventpoll; the pkg-config file sets
+ * the run path to the installed library, so no LD_LIBRARY_PATH is needed), or runs
+ * unmodified with LD_PRELOAD=libeventpoll.so. The library also interposes close,
+ * close_range, closefrom, dup, dup2, dup3, fcntl/fcntl64 (F_DUPFD, F_DUPFD_CLOEXEC,
+ * F_SETPIPE_SZ), shutdown, poll, ppoll, select and pselect to keep its view of the
+ * descriptors true and to pass on the wakeups Linux makes there; those keep their POSIX
+ * signatures and are not declared here.
  *
- * Environment: EVENTPOLL_DRIVER=epoll|poll chooses the host driver (default: epoll, a
- * private edge-triggered kernel epoll); EVENTPOLL_LOG=1 traces calls to standard error.
+ * Environment: EVENTPOLL_DRIVER=uring|epoll|poll chooses the host driver (default: uring,
+ * io_uring multishot polls, where io_uring is allowed; else epoll, a private edge-triggered
+ * kernel epoll; else poll); an unknown name is reported on standard error and the default
+ * used. EVENTPOLL_LOG=1 traces calls to standard error, EVENTPOLL_LOG=/absolute/path to that
+ * file (a path that cannot be used is reported, and standard error used); the first line
+ * names the driver in use. EVENTPOLL_FORK=copy: see crates/eventpoll-capi/README.md.
  */
 #ifndef EVENTPOLL_H
 #define EVENTPOLL_H

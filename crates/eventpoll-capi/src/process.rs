@@ -250,7 +250,9 @@ fn max_user_watches() -> usize {
 }
 
 /// `EVENTPOLL_LOG`: unset, empty or `0` → no tracing; an absolute path → that file
-/// (appended, at a hidden number); anything else → standard error.
+/// (appended, at a hidden number); `1` (or any other value) → standard error. A value that
+/// looks like a path but cannot be used also traces to standard error, and says so there
+/// (once, at the first call).
 fn log_fd(hidden_base: i32) -> i32 {
     let Some(v) = std::env::var_os("EVENTPOLL_LOG") else {
         return -1;
@@ -259,7 +261,13 @@ fn log_fd(hidden_base: i32) -> i32 {
         return -1;
     }
     let bytes = v.as_encoded_bytes();
+    let shown = v.to_string_lossy();
     if bytes.first() != Some(&b'/') {
+        if bytes.contains(&b'/') || bytes.contains(&b'.') {
+            notice(&format!(
+                "EVENTPOLL_LOG={shown} is not an absolute path: tracing to standard error"
+            ));
+        }
         return 2;
     }
     let Ok(path) = std::ffi::CString::new(bytes) else {
@@ -274,10 +282,20 @@ fn log_fd(hidden_base: i32) -> i32 {
         )
     };
     if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        notice(&format!(
+            "EVENTPOLL_LOG={shown}: cannot open it ({e}): tracing to standard error"
+        ));
         2
     } else {
         sys::move_high(fd, hidden_base)
     }
+}
+
+/// One line on standard error about a setting the library could not follow.
+fn notice(text: &str) {
+    let line = format!("eventpoll[{}]: {text}\n", sys::getpid());
+    let _ = sys::write(2, line.as_bytes());
 }
 
 extern "C" fn fork_prepare() {
@@ -309,9 +327,15 @@ extern "C" fn fork_child() {
 
 impl Process {
     fn init() -> Option<Process> {
-        let kind = std::env::var("EVENTPOLL_DRIVER")
+        let asked = std::env::var("EVENTPOLL_DRIVER")
             .ok()
-            .and_then(|s| DriverKind::from_name(&s));
+            .filter(|s| !s.is_empty());
+        let kind = asked.as_deref().and_then(DriverKind::from_name);
+        if let (Some(name), None) = (&asked, kind) {
+            notice(&format!(
+                "EVENTPOLL_DRIVER={name} is not a driver (uring, epoll or poll): using the default"
+            ));
+        }
         let base = hidden_base();
         let host = match kind {
             Some(kind) => Host::with_hidden_base(kind, base).ok()?,
@@ -334,6 +358,20 @@ impl Process {
         }
         if p.log_fd > 2 {
             p.set(p.log_fd, Some(Slot::Hidden));
+        }
+        if p.log_fd >= 0 {
+            let how = if kind.is_some() {
+                "EVENTPOLL_DRIVER"
+            } else {
+                "the default"
+            };
+            let line = format!(
+                "eventpoll[{}]: libeventpoll {}, driver {} ({how})\n",
+                sys::getpid(),
+                env!("CARGO_PKG_VERSION"),
+                p.host.kind().name()
+            );
+            let _ = sys::write(p.log_fd, line.as_bytes());
         }
         // SAFETY: registering plain extern "C" handlers; they only touch the process state.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };

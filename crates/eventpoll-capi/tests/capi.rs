@@ -213,3 +213,79 @@ fn python_threads_and_fork_under_preload() {
         );
     }
 }
+
+/// `scripts/capi-install.sh PREFIX` (with the library this test run built), then a C
+/// program built with `pkg-config --cflags --libs eventpoll` runs with no variable set
+/// (no LD_LIBRARY_PATH, no LD_PRELOAD): the installed pkg-config file's run path finds the
+/// installed library, whose SONAME is libeventpoll.so.
+#[test]
+fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
+    let lib = lib_dir();
+    let profile = lib.file_name().unwrap().to_str().unwrap().to_string();
+    let target_dir = lib.parent().unwrap();
+    let prefix = out_dir().join("prefix");
+    let script = crate_dir().join("../../scripts/capi-install.sh");
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg(&prefix)
+        .env("EVENTPOLL_INSTALL_PROFILE", &profile)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "capi-install.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let installed = prefix.join("lib/libeventpoll.so");
+    for f in [
+        "lib/libeventpoll.so",
+        "lib/libeventpoll.a",
+        "include/eventpoll.h",
+        "lib/pkgconfig/eventpoll.pc",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} not installed");
+    }
+    let soname = Command::new("readelf").arg("-d").arg(&installed).output();
+    if let Ok(o) = soname {
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("Library soname: [libeventpoll.so]"), "{text}");
+    }
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "eventpoll"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config");
+    assert!(flags.status.success(), "pkg-config failed");
+    let flags = String::from_utf8_lossy(&flags.stdout).to_string();
+    assert!(flags.contains("-Wl,-rpath,"), "{flags}");
+    let exe = out_dir().join("installed");
+    let o = Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(crate_dir().join("tests/c/installed.c"))
+        .args(flags.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("wait 1 data 42 lib {}", installed.display())
+    );
+    std::fs::remove_dir_all(&prefix).unwrap();
+}

@@ -2,8 +2,10 @@
 //! backend's (the kernel, the oracle); a difference is shown as a unified diff.
 
 use crate::backend::BackendKind;
-use crate::exec::{run_script, Transcript};
+use crate::exec::Transcript;
 use crate::script::Script;
+use crate::watchdog::{run_within, DEFAULT_LIMIT};
+use std::time::Duration;
 
 /// The transcripts of one scenario: the oracle's and every other backend's.
 #[derive(Clone, Debug)]
@@ -17,23 +19,45 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether every backend printed the oracle's transcript (and none panicked).
+    /// Whether every backend printed the oracle's transcript (and none panicked or ran out
+    /// of time).
     pub fn passed(&self) -> bool {
-        self.oracle.1.panic.is_none() && self.others.iter().all(|(_, t)| *t == self.oracle.1)
+        self.oracle.1.panic.is_none()
+            && self.oracle.1.timeout.is_none()
+            && self.others.iter().all(|(_, t)| *t == self.oracle.1)
     }
 
-    /// The backends whose transcript differs from the oracle's.
+    /// The backends whose transcript differs from the oracle's, or that ran out of time.
     pub fn failing(&self) -> Vec<&'static str> {
-        self.others
-            .iter()
-            .filter(|(_, t)| *t != self.oracle.1)
+        std::iter::once(&self.oracle)
+            .filter(|(_, t)| t.timeout.is_some())
+            .chain(
+                self.others
+                    .iter()
+                    .filter(|(_, t)| *t != self.oracle.1 || t.timeout.is_some()),
+            )
             .map(|(n, _)| *n)
             .collect()
     }
 
-    /// A unified diff (oracle → backend) for each backend that differs.
+    /// Whether a backend had to be left running after its time limit (see
+    /// [`crate::watchdog`]): later scenarios on it may not be able to run.
+    pub fn abandoned(&self) -> Option<&'static str> {
+        std::iter::once(&self.oracle)
+            .chain(&self.others)
+            .find(|(_, t)| t.timeout.is_some_and(|x| x.abandoned))
+            .map(|(n, _)| *n)
+    }
+
+    /// For each backend that ran out of time, which command; then a unified diff (oracle →
+    /// backend) for each backend that differs.
     pub fn diffs(&self) -> String {
         let mut out = String::new();
+        for (name, t) in std::iter::once(&self.oracle).chain(&self.others) {
+            if let (Some(last), Some(_)) = (t.lines.last(), t.timeout) {
+                out.push_str(&format!("{name}: {}: {last}\n", self.path));
+            }
+        }
         let (oname, ot) = &self.oracle;
         for (name, t) in &self.others {
             if t == ot {
@@ -59,17 +83,24 @@ pub fn unified_diff(old_name: &str, old: &str, new_name: &str, new: &str) -> Str
         .to_string()
 }
 
-/// Run `script` on every backend in `kinds` (the first is the oracle).
+/// Run `script` on every backend in `kinds` (the first is the oracle), each run bounded by
+/// [`DEFAULT_LIMIT`].
 pub fn compare(script: &Script, kinds: &[BackendKind]) -> Outcome {
+    compare_within(script, kinds, DEFAULT_LIMIT)
+}
+
+/// [`compare`] with each backend's run bounded by `limit` (see [`crate::watchdog`]).
+pub fn compare_within(script: &Script, kinds: &[BackendKind], limit: Duration) -> Outcome {
     let mut runs = kinds
         .iter()
         .filter(|k| crate::backend::available(k))
-        .map(|k| (k.name, run_script(script, k)));
+        .map(|k| (k.name, run_within(script, k, limit)));
     let oracle = runs.next().unwrap_or((
         "none",
         Transcript {
             lines: vec![],
             panic: None,
+            timeout: None,
         },
     ));
     Outcome {

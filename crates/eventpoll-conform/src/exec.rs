@@ -5,9 +5,11 @@
 use crate::backend::threads::{BlockingCall, Outcome, Worker, JOIN_BOUND};
 use crate::backend::{Backend, BackendKind, Event, SysResult};
 use crate::script::{bit_names, BgCall, Command, Create, FdRef, Script};
+use crate::watchdog::{Timeout, Watch};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Once;
 
 /// What `poll X` asks for: every bit a file can report besides `ERR`/`HUP`/`NVAL` (which
@@ -29,6 +31,8 @@ pub struct Transcript {
     pub lines: Vec<String>,
     /// The panic message, if the backend panicked (the scenario then stopped there).
     pub panic: Option<String>,
+    /// Set when the time limit stopped the scenario (the last line says where).
+    pub timeout: Option<Timeout>,
 }
 
 impl Transcript {
@@ -69,10 +73,25 @@ fn install_panic_hook() {
     });
 }
 
-/// Run `script` on a fresh backend of `kind`, catching panics.
+/// Run `script` on a fresh backend of `kind`, catching panics, on this thread and without a
+/// time limit ([`crate::watchdog::run_within`] adds one).
 pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
+    run_watched(script, kind, None, &mut || {}).0
+}
+
+/// [`run_script`], stopping before the next command once `watch` says so; then also the
+/// index of the command that did not run (or was running when the stop came). `created` is
+/// called once the backend exists (creating one may wait for another's descriptor range).
+pub(crate) fn run_watched(
+    script: &Script,
+    kind: &BackendKind,
+    watch: Option<&Watch>,
+    created: &mut dyn FnMut(),
+) -> (Transcript, Option<usize>) {
     install_panic_hook();
+    let mut stopped = None;
     let mut backend = (kind.create)();
+    created();
     let mut lines = Vec::new();
     CAPTURING.with(|c| c.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -81,7 +100,16 @@ pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
             names: HashMap::new(),
             threads: HashMap::new(),
         };
-        for line in &script.lines {
+        for (i, line) in script.lines.iter().enumerate() {
+            if let Some(w) = watch {
+                if w.stop.load(Ordering::SeqCst) {
+                    // The previous command was interrupted (or the time ran out after it):
+                    // that one is where the time limit struck.
+                    stopped = Some(w.line.load(Ordering::SeqCst));
+                    break;
+                }
+                w.line.store(i, Ordering::SeqCst);
+            }
             let result = runner.command(&line.command);
             lines.push(format!("{} => {}", line.text, result));
         }
@@ -90,7 +118,18 @@ pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
     match outcome {
         Ok(()) => {
             drop(backend);
-            Transcript { lines, panic: None }
+            let stopped = stopped.or_else(|| {
+                // Stopped while the last command ran.
+                watch
+                    .filter(|w| w.stop.load(Ordering::SeqCst))
+                    .map(|w| w.line.load(Ordering::SeqCst))
+            });
+            let t = Transcript {
+                lines,
+                panic: None,
+                timeout: None,
+            };
+            (t, stopped)
         }
         Err(payload) => {
             backend.abandon();
@@ -103,10 +142,12 @@ pub fn run_script(script: &Script, kind: &BackendKind) -> Transcript {
                 .get(lines.len())
                 .map_or("", |l| l.text.as_str());
             lines.push(format!("{text} => panic: {msg}"));
-            Transcript {
+            let t = Transcript {
                 lines,
                 panic: Some(msg),
-            }
+                timeout: None,
+            };
+            (t, None)
         }
     }
 }

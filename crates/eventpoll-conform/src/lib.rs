@@ -121,20 +121,27 @@ pub mod compare;
 pub mod exec;
 pub mod random;
 pub mod script;
+pub mod watchdog;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `eventpoll conform` arguments.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug)]
 pub struct ConformArgs {
     /// Scenario files or directories (searched recursively for `.ep` files, in sorted order).
     pub paths: Vec<PathBuf>,
     /// Print this backend's transcript of each scenario instead of comparing backends
-    /// (`kernel`, `engine`).
+    /// (`kernel`, `engine`, or `capi`: libeventpoll.so, found through EVENTPOLL_LIB or next
+    /// to this program). Comparisons run kernel and engine, and capi too when
+    /// EVENTPOLL_CONFORM_CAPI=1.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
+    /// Time limit for one backend's run of one scenario, in seconds: a scenario still
+    /// running then (a wait that never returns) is interrupted and reported as a failure.
+    #[arg(long, value_name = "SECS", default_value_t = watchdog::DEFAULT_LIMIT.as_secs_f64())]
+    pub timeout: f64,
     /// Generate N random scenarios, run them on every backend and compare; a mismatch is
     /// shrunk to a minimal script and printed.
     #[arg(long, value_name = "N")]
@@ -149,6 +156,20 @@ pub struct ConformArgs {
     /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+}
+
+impl Default for ConformArgs {
+    fn default() -> Self {
+        ConformArgs {
+            paths: Vec::new(),
+            backend: None,
+            timeout: watchdog::DEFAULT_LIMIT.as_secs_f64(),
+            random: None,
+            seed: 1,
+            threaded: false,
+            save: None,
+        }
+    }
 }
 
 /// Every `.ep` file under `paths` (files given directly are taken whatever their name),
@@ -206,13 +227,54 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<script::Script>, Vec<String>> {
     }
 }
 
+/// Whether files can be written in `dir` (or, if it does not exist yet, in the nearest
+/// directory above it that does, where it would be created): checked before a long run
+/// rather than after it. Nothing is left behind.
+pub fn check_writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.as_os_str().is_empty() && !existing.exists() {
+        existing = existing.parent().unwrap_or(Path::new(""));
+    }
+    let existing = if existing.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        existing
+    };
+    if !existing.is_dir() {
+        return Err(format!("{}: not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".eventpoll-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: cannot write there: {e}", existing.display())),
+    }
+}
+
 /// Run `eventpoll conform`: exit status 0 when everything passed, 1 when a scenario failed,
-/// 2 on usage or parse errors.
+/// 2 on usage or parse errors (and when no scenario was found).
 pub fn run(args: ConformArgs) -> ExitCode {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86_400.0) {
+        eprintln!("eventpoll conform: --timeout: seconds must be positive (at most 86400)");
+        return ExitCode::from(2);
+    }
+    let limit = std::time::Duration::from_secs_f64(args.timeout);
     if let Some(n) = args.random {
         if args.backend.is_some() || !args.paths.is_empty() {
             eprintln!("eventpoll conform: --random takes no FILEs and no --backend");
             return ExitCode::from(2);
+        }
+        if let Some(p) = backend::comparison_problem() {
+            eprintln!("eventpoll conform: {p}");
+            return ExitCode::from(2);
+        }
+        if let Some(dir) = &args.save {
+            if let Err(e) = check_writable_dir(dir) {
+                eprintln!("eventpoll conform: --save: {e}");
+                return ExitCode::from(2);
+            }
         }
         let report = random::run_random(n, args.seed, args.threaded, args.save.as_deref(), true);
         return match report {
@@ -237,6 +299,15 @@ pub fn run(args: ConformArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if scripts.is_empty() {
+        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "eventpoll conform: no scenarios found in {} (scenarios are .ep files; directories \
+             are searched recursively)",
+            shown.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if let Some(name) = &args.backend {
@@ -248,15 +319,25 @@ pub fn run(args: ConformArgs) -> ExitCode {
             );
             return ExitCode::from(2);
         };
+        if kind.name == "capi" {
+            if let Some(p) = backend::capi::problem() {
+                eprintln!("eventpoll conform: {p}");
+                return ExitCode::from(2);
+            }
+        }
         let mut panicked = false;
         for (i, s) in scripts.iter().enumerate() {
             if scripts.len() > 1 {
                 let sep = if i > 0 { "\n" } else { "" };
                 let _ = writeln!(out, "{sep}# {}", s.path);
             }
-            let t = exec::run_script(s, kind);
-            panicked |= t.panic.is_some();
+            let t = watchdog::run_within(s, kind, limit);
+            panicked |= t.panic.is_some() || t.timeout.is_some();
             let _ = out.write_all(t.text().as_bytes());
+            if t.timeout.is_some_and(|x| x.abandoned) {
+                eprintln!("eventpoll conform: the {name} backend could not be stopped; giving up");
+                return ExitCode::from(1);
+            }
         }
         return if panicked {
             ExitCode::from(1)
@@ -264,9 +345,21 @@ pub fn run(args: ConformArgs) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    if let Some(p) = backend::comparison_problem() {
+        eprintln!("eventpoll conform: {p}");
+        return ExitCode::from(2);
+    }
+    let names = backend::compared_names();
+    if !names.contains(&"capi") {
+        eprintln!(
+            "eventpoll conform: comparing {} with the kernel; the C ABI backend (capi) is \
+             compared too with EVENTPOLL_CONFORM_CAPI=1 (it needs libeventpoll.so)",
+            names[1..].join(", ")
+        );
+    }
     let (mut passed, mut failed) = (0, 0);
     for s in &scripts {
-        let outcome = compare::compare(s, backend::ALL);
+        let outcome = compare::compare_within(s, backend::ALL, limit);
         if outcome.passed() {
             passed += 1;
             let _ = writeln!(out, "pass {}", s.name);
@@ -274,6 +367,14 @@ pub fn run(args: ConformArgs) -> ExitCode {
             failed += 1;
             let _ = writeln!(out, "FAIL {}", s.name);
             let _ = out.write_all(outcome.diffs().as_bytes());
+            if let Some(name) = outcome.abandoned() {
+                let _ = writeln!(out, "{passed} passed, {failed} failed (stopped early)");
+                eprintln!(
+                    "eventpoll conform: the {name} backend could not be stopped after the time \
+                     limit; giving up"
+                );
+                return ExitCode::from(1);
+            }
         }
     }
     let _ = writeln!(out, "{passed} passed, {failed} failed");

@@ -824,7 +824,8 @@ pub fn run_random(
     show_progress: bool,
 ) -> Result<Report, String> {
     if let Some(dir) = save {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Created only when there is something to save; checked now, not after the run.
+        crate::check_writable_dir(dir)?;
     }
     let bar = (show_progress && n >= 200 && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(n);
@@ -857,6 +858,7 @@ pub fn run_random(
             f.index, f.script, f.diff
         );
         if let Some(dir) = save {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = dir.join(format!("random-{seed}-{}.ep", f.index));
             std::fs::write(&path, &f.script).map_err(|e| format!("{}: {e}", path.display()))?;
             let _ = writeln!(out, "saved {}", path.display());
@@ -926,7 +928,7 @@ mod tests {
                         }
                         WaitKind::Pwait2 { timeout } => {
                             assert!(
-                                matches!(timeout, Some((s, ns)) if s <= 0 && ns < 1_000_000_000 || ns >= 1_000_000_000),
+                                matches!(timeout, Some((s, ns)) if s <= 0 || ns >= 1_000_000_000),
                                 "{}",
                                 l.text
                             )
@@ -985,7 +987,7 @@ mod tests {
                             let blocks = match w.kind {
                                 WaitKind::Wait { timeout_ms }
                                 | WaitKind::Pwait { timeout_ms, .. } => {
-                                    timeout_ms < 0 || timeout_ms >= 60_000
+                                    !(0..60_000).contains(&timeout_ms)
                                 }
                                 WaitKind::Pwait2 { timeout } => {
                                     timeout.is_none_or(|(s, _)| s >= 60)

@@ -302,13 +302,16 @@ pub struct Script {
 pub enum ParseErrorKind {
     /// The first word is not a command.
     UnknownCommand(String),
-    /// A word where a NAME was expected is not `[a-z][a-z0-9_]*`, or names nothing yet.
+    /// A word where a NAME was expected is not `[a-z][a-z0-9_]*`.
     BadName(String),
-    /// A number that does not parse or is out of range for its argument.
-    BadNumber(String),
+    /// A NAME that no earlier line created (bound).
+    Unbound(String),
+    /// A number that does not parse or is out of range for its argument: the word and the
+    /// range allowed (`from 0 to 4,294,967,295`).
+    BadNumber(String, String),
     /// A keyword that is not one of the allowed ones (`add`, `stream`, `expired`, an event
-    /// name, ...).
-    BadWord(String),
+    /// name, ...): the word and the words allowed.
+    BadWord(String, String),
     /// Fewer arguments than the command needs.
     MissingArgument(&'static str),
     /// More arguments than the command takes.
@@ -330,10 +333,24 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: ", self.path, self.lineno)?;
         match &self.kind {
-            ParseErrorKind::UnknownCommand(w) => write!(f, "unknown command `{w}`"),
-            ParseErrorKind::BadName(w) => write!(f, "bad name `{w}`"),
-            ParseErrorKind::BadNumber(w) => write!(f, "bad number `{w}`"),
-            ParseErrorKind::BadWord(w) => write!(f, "bad word `{w}`"),
+            ParseErrorKind::UnknownCommand(w) => write!(
+                f,
+                "unknown command `{w}`: expected one of {}",
+                COMMANDS.join(", ")
+            ),
+            ParseErrorKind::BadName(w) => write!(
+                f,
+                "bad name `{w}` (a NAME is a lower-case letter, then letters, digits or `_`)"
+            ),
+            ParseErrorKind::Unbound(w) => write!(
+                f,
+                "`{w}` was never created: no earlier line makes it (epoll, pipe, eventfd, \
+                 socketpair, timerfd, file or dup); use fd:N for a raw number"
+            ),
+            ParseErrorKind::BadNumber(w, range) => write!(f, "bad number `{w}`: {range}"),
+            ParseErrorKind::BadWord(w, allowed) => {
+                write!(f, "bad word `{w}`: expected {allowed}")
+            }
             ParseErrorKind::MissingArgument(what) => write!(f, "missing argument: {what}"),
             ParseErrorKind::ExtraArgument(w) => write!(f, "extra argument `{w}`"),
         }
@@ -341,6 +358,41 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Every command of the format, for messages.
+pub const COMMANDS: [&str; 26] = [
+    "epoll",
+    "pipe",
+    "setpipesz",
+    "eventfd",
+    "socketpair",
+    "timerfd",
+    "settime",
+    "file",
+    "ctl",
+    "wait",
+    "pwait",
+    "pwait2",
+    "poll",
+    "write",
+    "read",
+    "efd-write",
+    "efd-read",
+    "shutdown",
+    "close",
+    "dup",
+    "dup2",
+    "bg",
+    "sleeping",
+    "join",
+    "signal",
+    "sleep",
+];
+
+/// A [`ParseErrorKind::BadWord`] for `w` where `allowed` were expected.
+fn word(w: &str, allowed: &str) -> ParseErrorKind {
+    ParseErrorKind::BadWord(w.to_string(), allowed.to_string())
+}
 
 /// The event names of the format, with their bits (`EPOLL` prefix dropped, lower case).
 pub const EVENT_NAMES: [(&str, u32); 15] = [
@@ -470,10 +522,56 @@ fn parse_int(w: &str) -> Option<i128> {
     Some(if neg { -value } else { value })
 }
 
-fn number<T: TryFrom<i128>>(w: &str) -> Result<T, ParseErrorKind> {
+/// The integer types arguments have, with their ranges (for messages).
+trait Bounded: TryFrom<i128> {
+    const LOW: i128;
+    const HIGH: i128;
+}
+
+macro_rules! bounded {
+    ($($t:ty),*) => {$(
+        impl Bounded for $t {
+            const LOW: i128 = <$t>::MIN as i128;
+            const HIGH: i128 = <$t>::MAX as i128;
+        }
+    )*};
+}
+bounded!(i32, u32, i64, u64, usize);
+
+/// `from LOW to HIGH` (decimal, with `,` separators).
+fn range_text(low: i128, high: i128) -> String {
+    let sep = |v: i128| {
+        let digits = v.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        if v < 0 {
+            format!("-{out}")
+        } else {
+            out
+        }
+    };
+    format!(
+        "must be from {} to {} (decimal or 0x hexadecimal)",
+        sep(low),
+        sep(high)
+    )
+}
+
+fn number<T: Bounded>(w: &str) -> Result<T, ParseErrorKind> {
     parse_int(w)
         .and_then(|v| T::try_from(v).ok())
-        .ok_or_else(|| ParseErrorKind::BadNumber(w.to_string()))
+        .ok_or_else(|| ParseErrorKind::BadNumber(w.to_string(), range_text(T::LOW, T::HIGH)))
+}
+
+/// What EVENTS may be, for messages.
+fn events_expected() -> String {
+    let names: Vec<&str> = EVENT_NAMES.iter().map(|(n, _)| *n).collect();
+    format!("event names ({}) or numbers, joined by |", names.join(" "))
 }
 
 /// Parse EVENTS: `|`-joined names and/or numbers.
@@ -485,7 +583,7 @@ pub fn parse_events(w: &str) -> Result<u32, ParseErrorKind> {
         } else if part.starts_with(|c: char| c.is_ascii_digit()) {
             bits |= number::<u32>(part)?;
         } else {
-            return Err(ParseErrorKind::BadWord(part.to_string()));
+            return Err(ParseErrorKind::BadWord(part.to_string(), events_expected()));
         }
     }
     Ok(bits)
@@ -536,10 +634,12 @@ impl<'a> LineParser<'a> {
         if let Some(n) = w.strip_prefix("fd:") {
             return Ok(FdRef::Raw(number(n)?));
         }
-        if is_name(w) && self.defined.contains(w) {
+        if !is_name(w) {
+            Err(ParseErrorKind::BadName(w.to_string()))
+        } else if self.defined.contains(w) {
             Ok(FdRef::Name(w.to_string()))
         } else {
-            Err(ParseErrorKind::BadName(w.to_string()))
+            Err(ParseErrorKind::Unbound(w.to_string()))
         }
     }
 
@@ -582,13 +682,13 @@ impl<'a> LineParser<'a> {
                     BgCall::Select { fd, timeout_ms }
                 }
             }
-            w => return Err(ParseErrorKind::BadWord(w.to_string())),
+            w => return Err(word(w, "wait, pwait, pwait2, poll or select")),
         };
         self.pos = self.words.len();
         Ok(Command::Bg { thread, call })
     }
 
-    fn num<T: TryFrom<i128>>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
+    fn num<T: Bounded>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
         number(self.next(what)?)
     }
 
@@ -596,7 +696,10 @@ impl<'a> LineParser<'a> {
         let w = self.next("byte count")?;
         let n: usize = number(w)?;
         if n > MAX_IO_BYTES {
-            return Err(ParseErrorKind::BadNumber(w.to_string()));
+            return Err(ParseErrorKind::BadNumber(
+                w.to_string(),
+                format!("read and write counts are at most {MAX_IO_BYTES} (16 MiB)"),
+            ));
         }
         Ok(n)
     }
@@ -627,7 +730,12 @@ impl<'a> LineParser<'a> {
         for (k, v) in self.options(allowed)? {
             match k.as_str() {
                 "buf" if v == "null" => null_buffer = true,
-                "buf" => return Err(ParseErrorKind::BadWord(format!("buf={v}"))),
+                "buf" => {
+                    return Err(ParseErrorKind::BadWord(
+                        format!("buf={v}"),
+                        "buf=null".into(),
+                    ))
+                }
                 _ => size = number(&v)?,
             }
         }
@@ -680,7 +788,7 @@ impl<'a> LineParser<'a> {
                     "stream" => SockType::Stream,
                     "dgram" => SockType::Dgram,
                     "seqpacket" => SockType::SeqPacket,
-                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                    w => return Err(word(w, "stream, dgram or seqpacket")),
                 };
                 Command::Socketpair { a, b, ty }
             }
@@ -692,7 +800,7 @@ impl<'a> LineParser<'a> {
                 let setting = match self.next("expired|disarm")? {
                     "expired" => TimerSetting::Expired,
                     "disarm" => TimerSetting::Disarm,
-                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                    w => return Err(word(w, "expired or disarm")),
                 };
                 Command::Settime { fd, setting }
             }
@@ -708,7 +816,7 @@ impl<'a> LineParser<'a> {
                     "mod" => 3,
                     w => match w.strip_prefix("op=") {
                         Some(n) => number(n)?,
-                        None => return Err(ParseErrorKind::BadWord(w.to_string())),
+                        None => return Err(word(w, "add, mod, del or op=N")),
                     },
                 };
                 let target = self.fd("target descriptor")?;
@@ -796,7 +904,7 @@ impl<'a> LineParser<'a> {
                     "rd" => 0,
                     "wr" => 1,
                     "rdwr" => 2,
-                    w => return Err(ParseErrorKind::BadWord(w.to_string())),
+                    w => return Err(word(w, "rd, wr or rdwr")),
                 };
                 Command::Shutdown { fd, how }
             }
@@ -916,11 +1024,11 @@ mod tests {
         assert_eq!(parse_events("0"), Ok(0));
         assert!(matches!(
             parse_events("in|bogus"),
-            Err(ParseErrorKind::BadWord(_))
+            Err(ParseErrorKind::BadWord(..))
         ));
         assert!(matches!(
             parse_events("in||out"),
-            Err(ParseErrorKind::BadWord(_))
+            Err(ParseErrorKind::BadWord(..))
         ));
     }
 
@@ -985,9 +1093,12 @@ mod tests {
         let kind = |src: &str| parse("t.ep", src).unwrap_err().kind;
         assert!(matches!(kind("bogus"), ParseErrorKind::UnknownCommand(_)));
         assert!(matches!(kind("pipe R w"), ParseErrorKind::BadName(_)));
-        assert!(matches!(kind("close nothere"), ParseErrorKind::BadName(_)));
-        assert!(matches!(kind("eventfd c x"), ParseErrorKind::BadNumber(_)));
-        assert!(matches!(kind("eventfd c -1"), ParseErrorKind::BadNumber(_)));
+        assert!(matches!(kind("close nothere"), ParseErrorKind::Unbound(_)));
+        assert!(matches!(kind("eventfd c x"), ParseErrorKind::BadNumber(..)));
+        assert!(matches!(
+            kind("eventfd c -1"),
+            ParseErrorKind::BadNumber(..)
+        ));
         assert!(matches!(kind("pipe r"), ParseErrorKind::MissingArgument(_)));
         assert!(matches!(
             kind("epoll e\nctl e add e"),
@@ -1003,12 +1114,50 @@ mod tests {
         ));
         assert!(matches!(
             kind("epoll e\nwait e 1 0 buf=x"),
-            ParseErrorKind::BadWord(_)
+            ParseErrorKind::BadWord(..)
         ));
         assert!(matches!(
             kind("pipe r w\nwrite w 99999999999"),
-            ParseErrorKind::BadNumber(_)
+            ParseErrorKind::BadNumber(..)
         ));
+    }
+
+    #[test]
+    fn error_messages_say_what_was_expected() {
+        let msg = |src: &str| parse("t.ep", src).unwrap_err().to_string();
+        let m = msg("epoll e\npipe r w\nctl e add r in|bogus 1");
+        assert!(
+            m.starts_with("t.ep:3: bad word `bogus`: expected event names (in pri out"),
+            "{m}"
+        );
+        assert!(m.contains("et) or numbers, joined by |"), "{m}");
+        let m = msg("epoll e\nclose zz");
+        assert!(m.starts_with("t.ep:2: `zz` was never created"), "{m}");
+        let m = msg("pipe r w\nwrite w 16777217");
+        assert_eq!(
+            m,
+            "t.ep:2: bad number `16777217`: read and write counts are at most 16777216 (16 MiB)"
+        );
+        let m = msg("epoll e\nwait e 8 99999999999");
+        assert!(
+            m.ends_with("must be from -2,147,483,648 to 2,147,483,647 (decimal or 0x hexadecimal)"),
+            "{m}"
+        );
+        let m = msg("socketpair a b raw");
+        assert!(
+            m.ends_with("bad word `raw`: expected stream, dgram or seqpacket"),
+            "{m}"
+        );
+        let m = msg("frobnicate x");
+        assert!(
+            m.contains("unknown command `frobnicate`: expected one of epoll, pipe,"),
+            "{m}"
+        );
+        let m = msg("pipe R w");
+        assert!(
+            m.contains("bad name `R` (a NAME is a lower-case letter"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ fn parse_errors_name_file_and_line() {
     let cases: &[(&str, usize, &str)] = &[
         ("epoll e\nfrobnicate x\n", 2, "unknown command `frobnicate`"),
         ("pipe r W\n", 1, "bad name `W`"),
-        ("epoll e\n\n# comment\nclose x\n", 4, "bad name `x`"),
+        (
+            "epoll e\n\n# comment\nclose x\n",
+            4,
+            "`x` was never created",
+        ),
         ("dup fd:1 9lives\n", 1, "bad name `9lives`"),
         ("eventfd c nope\n", 1, "bad number `nope`"),
         ("pipe r w\nwrite w 0x\n", 2, "bad number `0x`"),
@@ -217,4 +221,46 @@ fn random_scenarios_match_kernel() {
         report.failed
     );
     assert_eq!(report.passed, 2000);
+}
+
+#[test]
+fn a_scenario_that_never_ends_is_stopped_and_fails() {
+    let hang = script::parse("hang.ep", "epoll e\nwait e 8 -1\neventfd c 1\n").unwrap();
+    let limit = std::time::Duration::from_millis(300);
+    let start = std::time::Instant::now();
+    let o = compare::compare_within(&hang, backend::ALL, limit);
+    // Two backends, each stopped after the limit, plus the interrupt's round trip.
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!o.passed());
+    assert_eq!(&o.failing()[..2], ["kernel", "engine"]);
+    assert_eq!(o.abandoned(), None);
+    for t in std::iter::once(&o.oracle.1).chain(o.others.iter().map(|(_, t)| t)) {
+        let to = t.timeout.expect("timed out");
+        assert_eq!((to.line, to.abandoned), (1, false));
+        assert_eq!(t.lines[0], "epoll e => ok");
+        assert_eq!(
+            t.lines[1],
+            "wait e 8 -1 => timeout: no result within 0.3 s (the time limit, --timeout)"
+        );
+        assert_eq!(t.lines.len(), 2);
+    }
+    assert!(
+        o.diffs()
+            .contains("kernel: hang.ep: wait e 8 -1 => timeout"),
+        "{}",
+        o.diffs()
+    );
+    // The same workers run the next scenario normally.
+    let fine = script::parse(
+        "fine.ep",
+        "epoll e\neventfd c 1\nctl e add c in 5\nwait e 8 -1\n",
+    )
+    .unwrap();
+    let o = compare::compare_within(&fine, backend::ALL, limit);
+    assert!(o.passed(), "{}", o.diffs());
+    assert_eq!(o.oracle.1.lines[3], "wait e 8 -1 => 1 [5 in]");
 }

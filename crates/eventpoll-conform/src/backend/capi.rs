@@ -12,7 +12,7 @@
 //!
 //! The library is found through `EVENTPOLL_LIB`, else next to the running executable (or
 //! its parent directory: test binaries live in `deps/`). Without it the backend is not
-//! [`available`] and comparisons leave it out.
+//! [`available`]: [`problem`] says why, and where it looked.
 
 use super::real::{
     Calls, CloseFn, CreateFn, CtlFn, Dup2Fn, FcntlFn, PollFn, Pwait2Fn, PwaitSizedFn, Real,
@@ -45,9 +45,14 @@ fn candidates() -> Vec<PathBuf> {
     v
 }
 
-fn load() -> Option<Calls> {
+fn load() -> Result<Calls, String> {
+    let mut tried = Vec::new();
+    if std::env::var_os("EVENTPOLL_LIB").is_none() {
+        tried.push("EVENTPOLL_LIB (not set)".to_string());
+    }
     for path in candidates() {
         if !path.is_file() {
+            tried.push(format!("{} (no such file)", path.display()));
             continue;
         }
         let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
@@ -56,6 +61,16 @@ fn load() -> Option<Calls> {
         // SAFETY: dlopen of a path; RTLD_LOCAL keeps its symbols out of the global scope.
         let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
         if h.is_null() {
+            // SAFETY: dlerror returns NULL or a NUL-terminated message owned by libc.
+            let why = unsafe {
+                let e = libc::dlerror();
+                if e.is_null() {
+                    "dlopen failed".to_string()
+                } else {
+                    std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+                }
+            };
+            tried.push(format!("{} ({why})", path.display()));
             continue;
         }
         let sym = |name: &[u8]| -> Option<*mut c_void> {
@@ -65,49 +80,69 @@ fn load() -> Option<Calls> {
         };
         // SAFETY (each transmute): the library exports these symbols with exactly these C
         // signatures (see crates/eventpoll-capi/include/eventpoll.h).
-        let lib = unsafe {
-            Calls {
-                name: "capi",
-                base: BASE,
-                range: &RANGE_LOCK,
-                epoll_create: std::mem::transmute::<*mut c_void, CreateFn>(sym(b"epoll_create\0")?),
-                epoll_create1: std::mem::transmute::<*mut c_void, CreateFn>(sym(
-                    b"epoll_create1\0",
-                )?),
-                epoll_ctl: std::mem::transmute::<*mut c_void, CtlFn>(sym(b"epoll_ctl\0")?),
-                epoll_wait: std::mem::transmute::<*mut c_void, WaitFn>(sym(b"epoll_wait\0")?),
-                epoll_pwait_sized: std::mem::transmute::<*mut c_void, PwaitSizedFn>(sym(
-                    b"eventpoll_epoll_pwait_sized\0",
-                )?),
-                epoll_pwait2: std::mem::transmute::<*mut c_void, Pwait2Fn>(sym(b"epoll_pwait2\0")?),
-                close: std::mem::transmute::<*mut c_void, CloseFn>(sym(b"close\0")?),
-                dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")?),
-                fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(sym(b"fcntl\0")?),
-                poll: std::mem::transmute::<*mut c_void, PollFn>(sym(b"poll\0")?),
-                select: std::mem::transmute::<*mut c_void, SelectFn>(sym(b"select\0")?),
-                shutdown: std::mem::transmute::<*mut c_void, ShutdownFn>(sym(b"shutdown\0")?),
-            }
-        };
-        return Some(lib);
+        let lib = (|| -> Option<Calls> {
+            Some(unsafe {
+                Calls {
+                    name: "capi",
+                    base: BASE,
+                    range: &RANGE_LOCK,
+                    epoll_create: std::mem::transmute::<*mut c_void, CreateFn>(sym(
+                        b"epoll_create\0",
+                    )?),
+                    epoll_create1: std::mem::transmute::<*mut c_void, CreateFn>(sym(
+                        b"epoll_create1\0",
+                    )?),
+                    epoll_ctl: std::mem::transmute::<*mut c_void, CtlFn>(sym(b"epoll_ctl\0")?),
+                    epoll_wait: std::mem::transmute::<*mut c_void, WaitFn>(sym(b"epoll_wait\0")?),
+                    epoll_pwait_sized: std::mem::transmute::<*mut c_void, PwaitSizedFn>(sym(
+                        b"eventpoll_epoll_pwait_sized\0",
+                    )?),
+                    epoll_pwait2: std::mem::transmute::<*mut c_void, Pwait2Fn>(sym(
+                        b"epoll_pwait2\0",
+                    )?),
+                    close: std::mem::transmute::<*mut c_void, CloseFn>(sym(b"close\0")?),
+                    dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")?),
+                    fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(sym(b"fcntl\0")?),
+                    poll: std::mem::transmute::<*mut c_void, PollFn>(sym(b"poll\0")?),
+                    select: std::mem::transmute::<*mut c_void, SelectFn>(sym(b"select\0")?),
+                    shutdown: std::mem::transmute::<*mut c_void, ShutdownFn>(sym(b"shutdown\0")?),
+                }
+            })
+        })();
+        match lib {
+            Some(lib) => return Ok(lib),
+            None => tried.push(format!("{} (not eventpoll's library)", path.display())),
+        }
     }
-    None
+    Err(format!(
+        "the capi backend needs libeventpoll.so, which was not found; looked at: {}. \
+         Build it (`cargo build --release -p eventpoll-capi`, or `scripts/capi-install.sh \
+         PREFIX`) and set EVENTPOLL_LIB=/path/to/libeventpoll.so",
+        tried.join(", ")
+    ))
 }
 
 /// The library's entry points, loaded once.
-fn lib() -> Option<&'static Calls> {
-    static LIB: OnceLock<Option<Calls>> = OnceLock::new();
-    LIB.get_or_init(load).as_ref()
+fn lib() -> Result<&'static Calls, &'static str> {
+    static LIB: OnceLock<Result<Calls, String>> = OnceLock::new();
+    LIB.get_or_init(load).as_ref().map_err(String::as_str)
 }
 
 /// Whether `libeventpoll.so` was found (see the module documentation).
 pub fn available() -> bool {
-    lib().is_some()
+    lib().is_ok()
 }
 
-/// A fresh capi backend (panics if the library is not [`available`]: comparisons check
-/// first).
+/// Why the backend is not [`available`] (where it looked), or `None` when it is.
+pub fn problem() -> Option<&'static str> {
+    lib().err()
+}
+
+/// A fresh capi backend. Without the library this panics with [`problem`]'s message (a
+/// scenario run turns that into a `panic:` line; the command line checks first).
 pub fn create() -> Box<dyn Backend> {
-    let calls =
-        lib().expect("libeventpoll.so not found: build eventpoll-capi or set EVENTPOLL_LIB");
-    Box::new(Real::new(calls))
+    match lib() {
+        Ok(calls) => Box::new(Real::new(calls)),
+        Err(why) => panic!("{why}"),
+    }
 }

@@ -167,6 +167,7 @@ pub fn wait_buffer_len(maxevents: i32, items: usize) -> usize {
 }
 
 /// A registered backend: its name and how to make a fresh one (one per scenario run).
+#[derive(Clone, Copy)]
 pub struct BackendKind {
     /// The name used on the command line and in diffs.
     pub name: &'static str,
@@ -190,25 +191,37 @@ pub const ALL: &[BackendKind] = &[
     },
 ];
 
-/// Whether a backend takes part in comparisons here. The `capi` backend needs
-/// `libeventpoll.so`, and while the C ABI is being completed (issue 5) it is compared only
-/// when `EVENTPOLL_CONFORM_CAPI=1` is set (it still has known mismatches); `--backend capi`
-/// always runs it.
+/// Whether the C ABI backend was asked for: `EVENTPOLL_CONFORM_CAPI` set to anything but
+/// empty or `0`.
+pub fn capi_requested() -> bool {
+    std::env::var_os("EVENTPOLL_CONFORM_CAPI").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether a backend takes part in comparisons here. `kernel` and `engine` always; `capi`
+/// (which needs `libeventpoll.so`, see [`capi`]) when [`capi_requested`] — and then even
+/// without the library, so that its absence fails loudly (its runs end in a `panic:` line
+/// saying where the library was looked for) instead of passing unchecked. The command line
+/// checks with [`comparison_problem`] before running.
 pub fn available(kind: &BackendKind) -> bool {
-    if kind.name != "capi" {
-        return true;
+    kind.name != "capi" || capi_requested()
+}
+
+/// Why the backends asked for cannot all be compared (the capi backend requested but its
+/// library missing), or `None`.
+pub fn comparison_problem() -> Option<String> {
+    if capi_requested() {
+        capi::problem().map(|p| format!("EVENTPOLL_CONFORM_CAPI is set, but {p}"))
+    } else {
+        None
     }
-    if std::env::var_os("EVENTPOLL_CONFORM_CAPI").is_none() {
-        static NOTICE: std::sync::Once = std::sync::Once::new();
-        NOTICE.call_once(|| {
-            eprintln!(
-                "eventpoll conform: the capi backend is not compared by default yet \
-                 (set EVENTPOLL_CONFORM_CAPI=1 to include it)"
-            )
-        });
-        return false;
-    }
-    capi::available()
+}
+
+/// The names of the backends a comparison runs, oracle first.
+pub fn compared_names() -> Vec<&'static str> {
+    ALL.iter()
+        .filter(|k| available(k))
+        .map(|k| k.name)
+        .collect()
 }
 
 /// The backend named `name`.
