@@ -273,6 +273,19 @@ impl UserEvents {
 }
 
 impl EventSink for UserEvents {
+    fn room(&mut self, from: usize, want: usize) -> usize {
+        let size = std::mem::size_of::<EpollEvent>();
+        let slot = |i: usize| i.checked_mul(size).and_then(|o| self.base.checked_add(o));
+        let (Some(start), Some(end)) = (slot(from), slot(from.saturating_add(want))) else {
+            return 0;
+        };
+        if end > self.writable_end {
+            let ok = writable_prefix(start.max(self.writable_end), end);
+            self.writable_end = self.writable_end.max(ok);
+        }
+        (self.writable_end.saturating_sub(start) / size).min(want)
+    }
+
     fn put(&mut self, i: usize, event: EpollEvent) -> bool {
         let size = std::mem::size_of::<EpollEvent>();
         let Some(start) = i

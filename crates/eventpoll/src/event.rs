@@ -179,9 +179,18 @@ pub trait EventSink {
     /// `false` when slot `i` cannot be written: the harvest stops there and the event stays
     /// on the ready list, unreported (`EFAULT` when `i` is 0), as on Linux.
     fn put(&mut self, i: usize, event: EpollEvent) -> bool;
+
+    /// How many of the `want` slots from slot `from` on can take an event, counting up to
+    /// the first that cannot: the harvest polls no further ahead than that (an item beyond
+    /// a failing copy must not be polled, as on Linux).
+    fn room(&mut self, from: usize, want: usize) -> usize;
 }
 
 impl EventSink for [EpollEvent] {
+    fn room(&mut self, from: usize, want: usize) -> usize {
+        self.len().saturating_sub(from).min(want)
+    }
+
     fn put(&mut self, i: usize, event: EpollEvent) -> bool {
         match self.get_mut(i) {
             Some(slot) => {

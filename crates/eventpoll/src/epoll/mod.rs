@@ -599,7 +599,7 @@ impl EpollShared {
                 // at a time and stops at the first copy that faults; a poll has side effects
                 // (a nested instance's poll drops its not-ready items), so an item beyond a
                 // failing copy must not be polled. With no room left, one item at a time.
-                let room = (maxevents - reported).min(out.len().saturating_sub(reported));
+                let room = out.room(reported, (maxevents - reported).min(tx.len() - i));
                 let end = (i + room.max(1)).min(tx.len());
                 poll_window(&il, &tx[i..end], &mut masks[i..end]);
                 polled = end;
