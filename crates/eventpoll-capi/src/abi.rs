@@ -10,17 +10,25 @@
 //! file — go to the kernel unchanged.
 //!
 //! Linux's check order (measured on 6.18): `epoll_ctl` — `EFAULT` for an unreadable event
-//! (ADD/MOD, or any op other than DEL), `EBADF` epfd, `EBADF` fd, `EPERM`, `EINVAL`, then
-//! the op's own errors; the waits — `epoll_pwait2`'s timespec (`EFAULT`/`EINVAL`), the
-//! signal set (size `EINVAL`, only when the pointer is non-NULL; then `EFAULT`), `EBADF`,
-//! `maxevents` `EINVAL`, not an instance `EINVAL`; the events buffer faults only when an
-//! event is to be written. Pointers below 4096 count as unreadable (`EFAULT`); other
-//! invalid pointers are not detected, except signal sets, which the kernel checks.
+//! (ADD/MOD, or any op other than DEL; DEL never reads it), `EBADF` epfd, `EBADF` fd,
+//! `EPERM`, `EINVAL`, then the op's own errors; the waits — `epoll_pwait2`'s timespec
+//! (`EFAULT`/`EINVAL`), the signal set (size `EINVAL`, only when the pointer is non-NULL;
+//! then `EFAULT`), `EBADF`, `maxevents` `EINVAL`, a buffer that leaves user space
+//! (`access_ok`) `EFAULT`, not an instance `EINVAL`; otherwise the buffer faults only when
+//! an event is to be written there: the events before that slot are reported (`EFAULT` if
+//! none), the one that does not fit stays ready. User memory is read and written through
+//! [`crate::user`], which turns a bad pointer into `EFAULT` instead of a crash.
+//!
+//! The library's own descriptors (bells, the driver's, the log file) look closed to the
+//! program: `close`, `dup*`, `fcntl`, `read`, `write`, `epoll_ctl` and the waits on them
+//! say `EBADF` (with Linux's errno order, as for a closed number), and the interposed
+//! `poll`/`select` report them as closed.
 
 #![allow(unsafe_code)]
 
 use crate::log::{trace, Ret};
 use crate::process::{self, Slot};
+use crate::user;
 use eventpoll::event::EP_MAX_EVENTS;
 use eventpoll::EpollEvent;
 use eventpoll_host::sys;
@@ -67,11 +75,6 @@ pub(crate) fn duration_of(ts: &libc::timespec) -> Result<Duration, c_int> {
         return Err(libc::EINVAL);
     }
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-/// Whether a user pointer is certainly unreadable (NULL or in the first page).
-fn bad_ptr<T>(p: *const T) -> bool {
-    (p as usize) < 4096
 }
 
 /// Whether the kernel can read a signal set at `p` (`rt_sigprocmask` with an invalid `how`
@@ -125,8 +128,7 @@ fn create(flags: c_int) -> Result<c_int, c_int> {
 /// `epoll_ctl(2)`.
 ///
 /// # Safety
-/// `event` is NULL or points to a readable `struct epoll_event` (pointers below 4096 are
-/// treated as unreadable: `EFAULT`).
+/// None beyond the C signature: an `event` that cannot be read is `EFAULT`, as on Linux.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_ctl(
     epfd: c_int,
@@ -134,22 +136,21 @@ pub unsafe extern "C" fn epoll_ctl(
     fd: c_int,
     event: *mut EpollEvent,
 ) -> c_int {
-    let r = ffi(|| {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { ctl(epfd, op, fd, event) }
-    });
+    let mut seen = None;
+    let r = ffi(|| ctl(epfd, op, fd, event, &mut seen));
     trace(
         || {
-            let ev = if bad_ptr(event) {
-                "NULL".to_string()
-            } else {
-                // SAFETY: the caller's contract: readable (possibly unaligned).
-                let e = unsafe { std::ptr::read_unaligned(event) };
-                let (bits, data) = (e.events, e.data);
-                format!(
-                    "{{{}, {data:#x}}}",
-                    eventpoll::Events::from_bits_retain(bits).names()
-                )
+            // The event as the call read it (DEL and unreadable ones are not read).
+            let ev = match seen {
+                Some(e) => {
+                    let (bits, data): (u32, u64) = (e.events, e.data);
+                    format!(
+                        "{{{}, {data:#x}}}",
+                        eventpoll::Events::from_bits_retain(bits).names()
+                    )
+                }
+                None if event.is_null() => "NULL".to_string(),
+                None => format!("{event:p}"),
             };
             format!("epoll_ctl({epfd}, {}, {fd}, {ev})", op_name(op))
         },
@@ -167,35 +168,45 @@ fn op_name(op: c_int) -> String {
     }
 }
 
-unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Result<c_int, c_int> {
-    let raw_ctl = || {
-        // SAFETY: the kernel validates everything.
-        raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, event) })
-    };
+/// `epoll_ctl`; `seen` gets the event as read (for the trace).
+fn ctl(
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    event: *mut EpollEvent,
+    seen: &mut Option<EpollEvent>,
+) -> Result<c_int, c_int> {
     let Some(p) = process::get() else {
-        return raw_ctl();
+        // SAFETY: the kernel validates everything.
+        return raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, event) });
     };
-    let _g = p.gate.enter();
+    // Linux copies the event in first (every op but DEL): EFAULT before any EBADF.
     let has_event = op != libc::EPOLL_CTL_DEL;
-    let inst = match p.slot(epfd) {
-        Some(Slot::Epoll(inst)) => inst,
-        Some(Slot::Hidden) => {
-            return Err(if has_event && bad_ptr(event) {
-                libc::EFAULT
-            } else {
-                libc::EBADF
-            })
-        }
-        _ => return raw_ctl(),
-    };
-    if has_event && bad_ptr(event) {
-        return Err(libc::EFAULT);
-    }
     let ev = if has_event {
-        // SAFETY: the caller's contract (checked non-NULL); the record may be unaligned.
-        unsafe { std::ptr::read_unaligned(event) }
+        let e = user::read(event).ok_or(libc::EFAULT)?;
+        *seen = Some(e);
+        e
     } else {
         EpollEvent::default()
+    };
+    let _g = p.gate.enter();
+    // A hidden number is a closed one, as `epfd` or as `fd`: EBADF either way.
+    if process::is_hidden(epfd) || process::is_hidden(fd) {
+        return Err(libc::EBADF);
+    }
+    let inst = match p.slot(epfd) {
+        Some(Slot::Epoll(inst)) => inst,
+        _ => {
+            // Not ours: the kernel's, with the event as read (DEL passes the pointer on,
+            // which the kernel does not read either).
+            let evp = if has_event {
+                &ev as *const EpollEvent
+            } else {
+                event as *const EpollEvent
+            };
+            // SAFETY: `evp` is our copy or the caller's pointer, which DEL never reads.
+            return raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, evp) });
+        }
     };
     let target = p.target(fd)?;
     // Host wakeups that happened before this call reach the ready lists first, in their
@@ -255,9 +266,13 @@ unsafe fn wait(
     let inst = match p.slot(epfd) {
         Some(Slot::Epoll(inst)) => inst,
         Some(Slot::Hidden) => {
+            // A closed number: the signal set's checks come first.
             if let Mask::Some(m, size) = mask {
                 if !m.is_null() && size != 8 {
                     return Err(libc::EINVAL);
+                }
+                if !m.is_null() && !sigset_readable(m) {
+                    return Err(libc::EFAULT);
                 }
             }
             return Err(libc::EBADF);
@@ -278,17 +293,18 @@ unsafe fn wait(
     if maxevents <= 0 || maxevents > EP_MAX_EVENTS {
         return Err(libc::EINVAL);
     }
-    let out: &mut [EpollEvent] = if bad_ptr(events) {
-        &mut []
-    } else {
-        // SAFETY: the caller's contract: `events` holds `maxevents` writable records
-        // (EpollEvent has the C layout, packed on x86-64).
-        unsafe { std::slice::from_raw_parts_mut(events, maxevents as usize) }
-    };
+    // Linux's access_ok on the whole buffer; each slot is checked when an event goes there.
+    let len = maxevents as usize * std::mem::size_of::<EpollEvent>();
+    if !user::in_user_space(events as usize, len) {
+        return Err(libc::EFAULT);
+    }
+    let mut out = user::UserEvents::new(events);
     let start = Instant::now();
     let r = inst
         .hep
-        .wait_guarded(out, maxevents as usize, timeout, sigmask, || p.gate.enter());
+        .wait_guarded(&mut out, maxevents as usize, timeout, sigmask, || {
+            p.gate.enter()
+        });
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
         let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
@@ -319,10 +335,10 @@ fn trace_wait(
     trace(
         || {
             let mut s = format!("{name}({epfd}, {maxevents}, {t})");
-            if r > 0 && !bad_ptr(events) {
+            if r > 0 {
                 s.push_str(" [");
                 for i in 0..r as usize {
-                    // SAFETY: the call just wrote `r` records there.
+                    // SAFETY: the call just wrote `r` records there (found writable).
                     let e = unsafe { std::ptr::read_unaligned(events.add(i)) };
                     let (bits, data) = (e.events, e.data);
                     if i > 0 {
@@ -344,7 +360,8 @@ fn trace_wait(
 /// `epoll_wait(2)`.
 ///
 /// # Safety
-/// `events` is NULL or holds `maxevents` writable `struct epoll_event` records.
+/// None beyond the C signature: a buffer that cannot take an event that is to be reported
+/// is `EFAULT` (or the count stored before it), as on Linux.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_wait(
     epfd: c_int,
@@ -382,7 +399,7 @@ pub unsafe extern "C" fn epoll_wait(
 /// `epoll_pwait(2)`: `sigmask` (if not NULL) is the signal mask while blocked.
 ///
 /// # Safety
-/// As [`epoll_wait`]; `sigmask` is NULL or a readable signal set.
+/// As [`epoll_wait`]; an unreadable `sigmask` is `EFAULT`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait(
     epfd: c_int,
@@ -401,7 +418,7 @@ pub unsafe extern "C" fn epoll_pwait(
 /// every other check).
 ///
 /// # Safety
-/// As [`epoll_pwait`]; `sigmask` is NULL or `sigsetsize` readable bytes.
+/// As [`epoll_pwait`].
 #[no_mangle]
 pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
     epfd: c_int,
@@ -449,7 +466,7 @@ pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
 /// (checked first, even for a bad `epfd`).
 ///
 /// # Safety
-/// As [`epoll_pwait`]; `timeout` is NULL or a readable `struct timespec`.
+/// As [`epoll_pwait`]; an unreadable `timeout` is `EFAULT`, before everything else.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait2(
     epfd: c_int,
@@ -463,11 +480,7 @@ pub unsafe extern "C" fn epoll_pwait2(
         let t = if timeout.is_null() {
             None
         } else {
-            if bad_ptr(timeout) {
-                return Err(libc::EFAULT);
-            }
-            // SAFETY: the caller's contract (checked non-NULL).
-            let ts = unsafe { std::ptr::read_unaligned(timeout) };
+            let ts = user::read(timeout).ok_or(libc::EFAULT)?;
             shown = format!("{{{}, {}}}", ts.tv_sec, ts.tv_nsec);
             Some(duration_of(&ts)?)
         };
@@ -596,7 +609,7 @@ fn dup_done(old: c_int, new: c_int) {
 
 /// Whether `fd` is one of the library's own descriptors (EBADF for the program).
 fn hidden(fd: c_int) -> bool {
-    process::existing().is_some_and(|p| matches!(p.slot(fd), Some(Slot::Hidden)))
+    process::is_hidden(fd)
 }
 
 /// `dup(2)`.
@@ -670,6 +683,9 @@ pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
 }
 
 fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
+    if hidden(fd) {
+        return Err(libc::EBADF);
+    }
     if cmd == libc::F_SETPIPE_SZ {
         // Linux wakes the pipe's writers without a key (every item of theirs is queued);
         // the host driver sees readiness only, so the library tells the host itself.
@@ -749,4 +765,43 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     });
     trace(|| format!("shutdown({fd}, {how})"), Ret(r));
     r
+}
+
+// ----- read and write: the library's own descriptors are closed ones -----
+
+extern "C" {
+    /// glibc's `read` under its other exported name (the same cancellation point).
+    fn __read(fd: c_int, buf: *mut c_void, count: size_t) -> isize;
+    /// glibc's `write` under its other exported name.
+    fn __write(fd: c_int, buf: *const c_void, count: size_t) -> isize;
+}
+
+/// `read(2)`: `EBADF` on the library's own descriptors (reading a bell would take an
+/// instance's wakeup), else glibc's. One comparison for numbers below the hidden range.
+///
+/// # Safety
+/// As `read(2)`: the kernel checks `buf`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> isize {
+    if process::is_hidden(fd) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
+    // SAFETY: the caller's arguments, passed on unchanged.
+    unsafe { __read(fd, buf, count) }
+}
+
+/// `write(2)`: `EBADF` on the library's own descriptors (writing a bell would ring an
+/// instance), else glibc's.
+///
+/// # Safety
+/// As `write(2)`: the kernel checks `buf`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> isize {
+    if process::is_hidden(fd) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
+    // SAFETY: the caller's arguments, passed on unchanged.
+    unsafe { __write(fd, buf, count) }
 }

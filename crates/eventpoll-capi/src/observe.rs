@@ -14,6 +14,7 @@
 
 use crate::abi::{duration_of, ffi, raw};
 use crate::process::{self, Instance, INSTANCES};
+use crate::user;
 use eventpoll_host::sys;
 use libc::{c_int, nfds_t, pollfd};
 use std::sync::atomic::Ordering;
@@ -80,6 +81,49 @@ fn poll_instances(
     }
 }
 
+/// Whether the library's state exists (no hidden number, no instance before it does).
+fn active() -> bool {
+    process::HIDDEN_FLOOR.load(Ordering::Relaxed) != i32::MAX
+}
+
+/// Poll a copy of the program's records: hidden numbers are closed ones (`POLLNVAL`, which
+/// counts and ends the wait at once), instances as in [`poll_instances`].
+fn poll_copy(
+    fds: &mut [pollfd],
+    timeout: Option<Duration>,
+    sigmask: *const libc::sigset_t,
+) -> Result<c_int, c_int> {
+    let hidden: Vec<usize> = (0..fds.len())
+        .filter(|&i| process::is_hidden(fds[i].fd))
+        .collect();
+    let mut originals = Vec::with_capacity(hidden.len());
+    for &i in &hidden {
+        originals.push(fds[i].fd);
+        fds[i].fd = -1; // ignored by the kernel
+    }
+    let timeout = if hidden.is_empty() {
+        timeout
+    } else {
+        Some(Duration::ZERO)
+    };
+    let r = match instances(fds.iter().map(|f| f.fd)) {
+        Some((p, insts)) => poll_instances(p, &insts, fds, timeout, sigmask),
+        None => {
+            let mask = (!sigmask.is_null()).then_some(sigmask);
+            sys::ppoll(fds, timeout.map(sys::timespec), mask).map(|n| n as c_int)
+        }
+    };
+    let n = match r {
+        Err(libc::EINTR) if !hidden.is_empty() => 0,
+        other => other?,
+    };
+    for (&i, &fd) in hidden.iter().zip(&originals) {
+        fds[i].fd = fd;
+        fds[i].revents = libc::POLLNVAL;
+    }
+    Ok(n + hidden.len() as c_int)
+}
+
 fn ppoll_impl(
     fds: *mut pollfd,
     nfds: nfds_t,
@@ -91,21 +135,40 @@ fn ppoll_impl(
         // SAFETY: the kernel validates every pointer.
         raw(unsafe { libc::syscall(libc::SYS_ppoll, fds, nfds, tsp, sigmask, 8usize) })
     };
-    if fds.is_null() || nfds == 0 || nfds > 1 << 20 {
+    if !active() || fds.is_null() || nfds == 0 || nfds > 1 << 20 {
         return raw_call();
     }
-    // SAFETY: the caller's contract: `fds` holds `nfds` pollfd records.
-    let slice = unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) };
-    match instances(slice.iter().map(|p| p.fd)) {
-        None => raw_call(),
-        Some((p, insts)) => poll_instances(p, &insts, slice, timeout, sigmask),
+    // Unreadable records: the kernel's answer (EFAULT, after its own earlier checks).
+    let Some(mut copy) = user::read_slice(fds, nfds as usize) else {
+        return raw_call();
+    };
+    let special = copy.iter().any(|f| process::is_hidden(f.fd))
+        || instances(copy.iter().map(|f| f.fd)).is_some();
+    if !special {
+        return raw_call();
     }
+    let n = poll_copy(&mut copy, timeout, sigmask)?;
+    // Linux copies each record's revents back in order: EFAULT at the first it cannot.
+    let size = std::mem::size_of::<pollfd>();
+    let end = fds as usize + copy.len() * size;
+    let ok = user::writable_prefix(fds as usize, end);
+    for (i, f) in copy.iter().enumerate() {
+        // SAFETY: only the address of the field is formed; it is written below only when
+        // found writable.
+        let at = unsafe { std::ptr::addr_of_mut!((*fds.add(i)).revents) };
+        if at as usize + std::mem::size_of::<i16>() > ok {
+            return Err(libc::EFAULT);
+        }
+        // SAFETY: within the writable prefix (pollfd fields are aligned as the C struct).
+        unsafe { std::ptr::write_unaligned(at, f.revents) };
+    }
+    Ok(n)
 }
 
 /// `poll(2)`.
 ///
 /// # Safety
-/// `fds` holds `nfds` readable and writable `struct pollfd` records.
+/// None beyond the C signature: unreadable or unwritable records are `EFAULT`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
     ffi(|| {
@@ -121,7 +184,7 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
 /// `ppoll(2)`.
 ///
 /// # Safety
-/// As [`poll`]; `tmo` is NULL or a readable timespec; `sigmask` NULL or a signal set.
+/// None beyond the C signature: an unreadable timeout or signal set is `EFAULT`.
 #[no_mangle]
 pub unsafe extern "C" fn ppoll(
     fds: *mut pollfd,
@@ -130,12 +193,18 @@ pub unsafe extern "C" fn ppoll(
     sigmask: *const libc::sigset_t,
 ) -> c_int {
     ffi(|| {
-        let t = if (tmo as usize) < 4096 {
+        let t = if tmo.is_null() {
             None
         } else {
-            // SAFETY: the caller's contract.
-            let ts = unsafe { std::ptr::read(tmo) };
-            Some(duration_of(&ts)?)
+            match user::read(tmo) {
+                Some(ts) => Some(duration_of(&ts)?),
+                // SAFETY: the kernel validates every pointer (and says EFAULT).
+                None => {
+                    return raw(unsafe {
+                        libc::syscall(libc::SYS_ppoll, fds, nfds, tmo, sigmask, 8usize)
+                    })
+                }
+            }
         };
         ppoll_impl(fds, nfds, t, tmo, sigmask)
     })
@@ -143,41 +212,51 @@ pub unsafe extern "C" fn ppoll(
 
 const FD_BITS: usize = 8 * std::mem::size_of::<libc::c_ulong>();
 
-fn fd_isset(set: *const libc::fd_set, fd: usize) -> bool {
-    if set.is_null() {
-        return false;
-    }
-    // SAFETY: the caller's contract: the set covers `nfds` bits.
-    let words = set as *const libc::c_ulong;
-    unsafe { *words.add(fd / FD_BITS) & (1 << (fd % FD_BITS)) != 0 }
+/// A copy of one of select's sets (`None`: the caller passed NULL).
+type Set = Option<Vec<libc::c_ulong>>;
+
+fn isset(set: &Set, fd: usize) -> bool {
+    set.as_ref()
+        .is_some_and(|w| w[fd / FD_BITS] & (1 << (fd % FD_BITS)) != 0)
 }
 
-fn fd_zero_range(set: *mut libc::fd_set, nfds: usize) {
-    if set.is_null() {
-        return;
+/// Read select's three sets (`nfds` bits each); `None` if one cannot be read.
+fn read_sets(nfds: usize, sets: [*mut libc::fd_set; 3]) -> Option<[Set; 3]> {
+    let words = nfds.div_ceil(FD_BITS);
+    let mut out: [Set; 3] = [None, None, None];
+    for (o, &s) in out.iter_mut().zip(&sets) {
+        if !s.is_null() {
+            *o = Some(user::read_slice(s as *const libc::c_ulong, words)?);
+        }
     }
-    let words = set as *mut libc::c_ulong;
-    for w in 0..nfds.div_ceil(FD_BITS) {
-        // SAFETY: within the caller's set.
-        unsafe { *words.add(w) = 0 };
-    }
+    Some(out)
 }
 
-fn fd_set_bit(set: *mut libc::fd_set, fd: usize) {
-    let words = set as *mut libc::c_ulong;
-    // SAFETY: within the caller's set.
-    unsafe { *words.add(fd / FD_BITS) |= 1 << (fd % FD_BITS) };
+/// Write the result sets back; `EFAULT` if one cannot be written.
+fn write_sets(sets: [*mut libc::fd_set; 3], copies: &[Set; 3]) -> Result<(), c_int> {
+    for (&s, c) in sets.iter().zip(copies) {
+        if let Some(words) = c {
+            let len = std::mem::size_of_val(words.as_slice());
+            if user::writable_prefix(s as usize, s as usize + len) < s as usize + len {
+                return Err(libc::EFAULT);
+            }
+            // SAFETY: the whole range was just found writable.
+            unsafe {
+                std::ptr::copy_nonoverlapping(words.as_ptr(), s as *mut libc::c_ulong, words.len())
+            };
+        }
+    }
+    Ok(())
 }
 
-/// select/pselect with instances among the sets, through ppoll.
-fn select_instances(
-    p: &process::Process,
-    insts: &[Arc<Instance>],
+/// select/pselect on copies of the sets: `EBADF` for a hidden number (a closed one); with
+/// instances, through ppoll (`Ok(None)`: neither, the kernel's call will do).
+fn select_copies(
     nfds: usize,
-    [r, w, e]: [*mut libc::fd_set; 3],
+    sets: &mut [Set; 3],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
-) -> Result<c_int, c_int> {
+) -> Result<Option<c_int>, c_int> {
     const RD: i16 =
         libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
     const WR: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
@@ -185,16 +264,19 @@ fn select_instances(
     let mut fds = Vec::new();
     for fd in 0..nfds {
         let mut ev = 0;
-        if fd_isset(r, fd) {
+        if isset(&sets[0], fd) {
             ev |= libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND;
         }
-        if fd_isset(w, fd) {
+        if isset(&sets[1], fd) {
             ev |= libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND;
         }
-        if fd_isset(e, fd) {
+        if isset(&sets[2], fd) {
             ev |= libc::POLLPRI;
         }
         if ev != 0 {
+            if process::is_hidden(fd as c_int) {
+                return Err(libc::EBADF);
+            }
             fds.push(pollfd {
                 fd: fd as c_int,
                 events: ev,
@@ -202,41 +284,39 @@ fn select_instances(
             });
         }
     }
-    poll_instances(p, insts, &mut fds, timeout, sigmask)?;
+    let Some((p, insts)) = instances(fds.iter().map(|f| f.fd)) else {
+        return Ok(None);
+    };
+    poll_instances(p, &insts, &mut fds, timeout, sigmask)?;
     if fds.iter().any(|f| f.revents & libc::POLLNVAL != 0) {
         return Err(libc::EBADF);
     }
-    fd_zero_range(r, nfds);
-    fd_zero_range(w, nfds);
-    fd_zero_range(e, nfds);
+    for words in sets.iter_mut().flatten() {
+        words.iter_mut().for_each(|w| *w = 0);
+    }
     let mut count = 0;
     for f in &fds {
         let fd = f.fd as usize;
-        for (set, bits, asked) in [
-            (r, RD, libc::POLLIN),
-            (w, WR, libc::POLLOUT),
-            (e, EX, libc::POLLPRI),
-        ] {
-            if !set.is_null() && f.events & asked != 0 && f.revents & bits != 0 {
-                fd_set_bit(set, fd);
-                count += 1;
+        for (set, (bits, asked)) in
+            sets.iter_mut()
+                .zip([(RD, libc::POLLIN), (WR, libc::POLLOUT), (EX, libc::POLLPRI)])
+        {
+            if let Some(words) = set {
+                if f.events & asked != 0 && f.revents & bits != 0 {
+                    words[fd / FD_BITS] |= 1 << (fd % FD_BITS);
+                    count += 1;
+                }
             }
         }
     }
-    Ok(count)
+    Ok(Some(count))
 }
 
-fn collect_set_fds(nfds: usize, sets: [*const libc::fd_set; 3]) -> Vec<i32> {
-    (0..nfds)
-        .filter(|&fd| sets.iter().any(|&s| fd_isset(s, fd)))
-        .map(|fd| fd as i32)
-        .collect()
-}
-
-/// `select(2)`: like Linux, the timeout is updated with the time not slept.
+/// `select(2)`: like Linux, the timeout is updated with the time not slept (a timeout that
+/// cannot be written back is ignored, as there).
 ///
 /// # Safety
-/// The sets are NULL or cover `nfds` bits; `timeout` is NULL or a timeval.
+/// None beyond the C signature: unreadable sets or timeout are `EFAULT`.
 #[no_mangle]
 pub unsafe extern "C" fn select(
     nfds: c_int,
@@ -246,44 +326,55 @@ pub unsafe extern "C" fn select(
     timeout: *mut libc::timeval,
 ) -> c_int {
     ffi(|| {
-        let n = nfds.clamp(0, libc::FD_SETSIZE as c_int) as usize;
-        let found = if nfds > 0 && nfds <= libc::FD_SETSIZE as c_int {
-            instances(collect_set_fds(n, [r, w, e]).into_iter())
-        } else {
-            None
-        };
-        let Some((p, insts)) = found else {
+        let raw_call = || {
             // SAFETY: the kernel validates everything.
-            return raw(unsafe { libc::syscall(libc::SYS_select, nfds, r, w, e, timeout) });
+            raw(unsafe { libc::syscall(libc::SYS_select, nfds, r, w, e, timeout) })
         };
-        let t = if timeout.is_null() {
+        if !active() || nfds <= 0 || nfds > 1 << 20 {
+            return raw_call();
+        }
+        let tv = if timeout.is_null() {
             None
         } else {
-            // SAFETY: the caller's contract.
-            let tv = unsafe { std::ptr::read(timeout) };
-            if tv.tv_sec < 0 || tv.tv_usec < 0 {
-                return Err(libc::EINVAL);
+            match user::read(timeout) {
+                Some(tv) => Some(tv),
+                None => return raw_call(),
             }
-            Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
+        };
+        let n = nfds as usize;
+        let Some(mut sets) = read_sets(n, [r, w, e]) else {
+            return raw_call();
+        };
+        let t = match tv {
+            None => None,
+            Some(tv) if tv.tv_sec < 0 || tv.tv_usec < 0 => return Err(libc::EINVAL),
+            Some(tv) => Some(
+                Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64),
+            ),
         };
         let start = Instant::now();
-        let out = select_instances(p, &insts, n, [r, w, e], t, std::ptr::null());
-        if let (Some(t), false) = (t, timeout.is_null()) {
+        let Some(count) = select_copies(n, &mut sets, t, std::ptr::null())? else {
+            return raw_call();
+        };
+        write_sets([r, w, e], &sets)?;
+        if let Some(t) = t {
             let left = t.saturating_sub(start.elapsed());
-            // SAFETY: the caller's timeval.
-            unsafe {
-                (*timeout).tv_sec = left.as_secs() as libc::time_t;
-                (*timeout).tv_usec = left.subsec_micros() as libc::suseconds_t;
-            }
+            let _ = user::write(
+                timeout,
+                libc::timeval {
+                    tv_sec: left.as_secs() as libc::time_t,
+                    tv_usec: left.subsec_micros() as libc::suseconds_t,
+                },
+            );
         }
-        out
+        Ok(count)
     })
 }
 
 /// `pselect(2)`.
 ///
 /// # Safety
-/// As [`select`]; `timeout` NULL or a timespec; `sigmask` NULL or a signal set.
+/// None beyond the C signature: unreadable sets, timeout or signal set are `EFAULT`.
 #[no_mangle]
 pub unsafe extern "C" fn pselect(
     nfds: c_int,
@@ -294,34 +385,45 @@ pub unsafe extern "C" fn pselect(
     sigmask: *const libc::sigset_t,
 ) -> c_int {
     ffi(|| {
-        let n = nfds.clamp(0, libc::FD_SETSIZE as c_int) as usize;
-        let found = if nfds > 0 && nfds <= libc::FD_SETSIZE as c_int {
-            instances(collect_set_fds(n, [r, w, e]).into_iter())
-        } else {
-            None
-        };
-        let t = if timeout.is_null() {
-            None
-        } else {
-            // SAFETY: the caller's contract.
-            let ts = unsafe { std::ptr::read(timeout) };
-            Some(duration_of(&ts)?)
-        };
-        let Some((p, insts)) = found else {
-            // pselect6 takes {sigmask, size} and may write the timespec: pass copies.
-            let mut ts = t.map(sys::timespec);
-            let tsp = ts
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |t| t as *mut libc::timespec);
+        // pselect6 takes {sigmask, size} and may write the timespec: pass copies.
+        let raw_call = |ts: Option<libc::timespec>| {
+            let mut ts = ts;
+            let tsp = match ts.as_mut() {
+                Some(t) => t as *mut libc::timespec,
+                None if timeout.is_null() => std::ptr::null_mut(),
+                None => timeout as *mut libc::timespec, // unreadable: the kernel says EFAULT
+            };
             let data: [usize; 2] = [sigmask as usize, 8];
             let datap = if sigmask.is_null() {
                 std::ptr::null()
             } else {
                 data.as_ptr()
             };
-            // SAFETY: the kernel validates everything; `tsp` and `datap` are ours.
-            return raw(unsafe { libc::syscall(libc::SYS_pselect6, nfds, r, w, e, tsp, datap) });
+            // SAFETY: the kernel validates everything; `tsp` and `datap` are ours or EFAULT.
+            raw(unsafe { libc::syscall(libc::SYS_pselect6, nfds, r, w, e, tsp, datap) })
         };
-        select_instances(p, &insts, n, [r, w, e], t, sigmask)
+        let ts = if timeout.is_null() {
+            None
+        } else {
+            match user::read(timeout) {
+                Some(ts) => Some(ts),
+                None => return raw_call(None),
+            }
+        };
+        if !active() || nfds <= 0 || nfds > 1 << 20 {
+            return raw_call(ts);
+        }
+        let t = match &ts {
+            None => None,
+            Some(ts) => Some(duration_of(ts)?),
+        };
+        let Some(mut sets) = read_sets(nfds as usize, [r, w, e]) else {
+            return raw_call(ts);
+        };
+        let Some(count) = select_copies(nfds as usize, &mut sets, t, sigmask)? else {
+            return raw_call(ts);
+        };
+        write_sets([r, w, e], &sets)?;
+        Ok(count)
     })
 }

@@ -41,7 +41,7 @@
 
 use eventpoll::{Epoll, File, User};
 use eventpoll_host::{sys, Bell, DriverKind, Host, HostEpoll, HostFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// An eventpoll instance behind one or more numbers.
@@ -56,7 +56,33 @@ pub static INSTANCES: AtomicUsize = AtomicUsize::new(0);
 impl Drop for Instance {
     fn drop(&mut self) {
         INSTANCES.fetch_sub(1, Ordering::SeqCst);
+        // The bell closes with the instance: its number is no longer the library's.
+        if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
+            let d = self.hep.bell().fd();
+            if matches!(p.slot(d), Some(Slot::Hidden)) {
+                drop(p.set(d, None));
+            }
+        }
     }
+}
+
+/// The lowest number the library's own descriptors can have (`i32::MAX` until the process
+/// state exists): below it no number is hidden, so the interposed `read`, `write` and
+/// `fcntl` decide with one comparison.
+pub static HIDDEN_FLOOR: AtomicI32 = AtomicI32::new(i32::MAX);
+
+/// Whether `fd` is one of the library's own descriptors, which the program must see as
+/// closed (`EBADF`, `POLLNVAL`). Lock-free for numbers in the hidden range (a bitmap), so
+/// that it is safe in a signal handler; a table lookup beyond it.
+pub fn is_hidden(fd: i32) -> bool {
+    if fd < HIDDEN_FLOOR.load(Ordering::Relaxed) {
+        return false;
+    }
+    let Some(p) = PROCESS.get().and_then(Option::as_ref) else {
+        return false;
+    };
+    p.hidden_bit(fd)
+        .unwrap_or_else(|| matches!(p.slot(fd), Some(Slot::Hidden)))
 }
 
 impl Instance {
@@ -205,6 +231,8 @@ pub struct Process {
     user: Arc<User>,
     /// Held by engine steps; taken exclusively around `fork`.
     pub gate: Gate,
+    /// One bit per number from `hidden_base`: set while the number is [`Slot::Hidden`].
+    hidden_bits: Box<[AtomicU64]>,
     /// Where `EVENTPOLL_LOG` traces go (-1: not tracing).
     pub log_fd: i32,
     /// `fork` hands every instance over to the kernel, so that parent and child share it
@@ -228,7 +256,8 @@ pub fn existing() -> Option<&'static Process> {
     (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
-fn hidden_base() -> i32 {
+/// The first hidden number and the soft descriptor limit.
+fn hidden_base() -> (i32, i64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -239,7 +268,7 @@ fn hidden_base() -> i32 {
     } else {
         1024
     };
-    (cur - 1024).max(cur * 3 / 4).max(3) as i32
+    ((cur - 1024).max(cur * 3 / 4).max(3) as i32, cur)
 }
 
 fn max_user_watches() -> usize {
@@ -336,7 +365,8 @@ impl Process {
                 "EVENTPOLL_DRIVER={name} is not a driver (uring, epoll or poll): using the default"
             ));
         }
-        let base = hidden_base();
+        let (base, limit) = hidden_base();
+        let span = (limit - base as i64).max(1024) as usize;
         let host = match kind {
             Some(kind) => Host::with_hidden_base(kind, base).ok()?,
             None => Host::best(base).ok()?,
@@ -345,6 +375,7 @@ impl Process {
             pid: AtomicI32::new(sys::getpid()),
             host,
             hidden_base: base,
+            hidden_bits: (0..span.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             table: Mutex::new(Vec::new()),
             user: User::new(max_user_watches()),
             gate: Gate::default(),
@@ -373,6 +404,7 @@ impl Process {
             );
             let _ = sys::write(p.log_fd, line.as_bytes());
         }
+        HIDDEN_FLOOR.store(base, Ordering::Relaxed);
         // SAFETY: registering plain extern "C" handlers; they only touch the process state.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         Some(p)
@@ -415,12 +447,38 @@ impl Process {
         let Ok(i) = usize::try_from(fd) else {
             return None;
         };
+        let hidden = matches!(slot, Some(Slot::Hidden));
         let mut t = self.table();
         if t.len() <= i {
             slot.as_ref()?;
             t.resize(i + 1, None);
         }
-        std::mem::replace(&mut t[i], slot)
+        let old = std::mem::replace(&mut t[i], slot);
+        if hidden || matches!(old, Some(Slot::Hidden)) {
+            self.set_hidden_bit(fd, hidden);
+        }
+        old
+    }
+
+    fn hidden_word(&self, fd: i32) -> Option<(&AtomicU64, u64)> {
+        let off = usize::try_from(fd.checked_sub(self.hidden_base)?).ok()?;
+        Some((self.hidden_bits.get(off / 64)?, 1 << (off % 64)))
+    }
+
+    fn set_hidden_bit(&self, fd: i32, on: bool) {
+        if let Some((w, bit)) = self.hidden_word(fd) {
+            if on {
+                w.fetch_or(bit, Ordering::SeqCst);
+            } else {
+                w.fetch_and(!bit, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether `fd` is hidden, from the bitmap (`None`: outside it).
+    fn hidden_bit(&self, fd: i32) -> Option<bool> {
+        self.hidden_word(fd)
+            .map(|(w, bit)| w.load(Ordering::SeqCst) & bit != 0)
     }
 
     /// Forget `fd` before the kernel closes it (or replaces it, for `dup2`): the number no

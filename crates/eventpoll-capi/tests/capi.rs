@@ -142,6 +142,13 @@ fn c_error_paths_match_the_kernel_in_every_build() {
             .env("EVENTPOLL_DRIVER", "poll"),
         "LD_PRELOAD, poll driver",
     );
+    // Tracing must not read what the calls do not (a DEL's event, a bad pointer).
+    run(
+        Command::new(&native)
+            .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+            .env("EVENTPOLL_LOG", "1"),
+        "LD_PRELOAD, EVENTPOLL_LOG=1",
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 

@@ -12,7 +12,7 @@
 
 use crate::sys;
 use crate::Host;
-use eventpoll::{Epoll, EpollEvent, Errno, Events, WakeCallback};
+use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -237,11 +237,16 @@ impl HostEpoll {
     /// on this instance and it is still ready afterwards (level-triggered items went back
     /// on the ready list), ring for them: on Linux the harvester of a level-triggered item
     /// wakes the next waiter.
-    pub fn poll_once(&self, out: &mut [EpollEvent], maxevents: usize) -> Result<usize, Errno> {
+    pub fn poll_once<S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+    ) -> Result<usize, Errno> {
         // One epoch: masks the pump reports are used by this harvest's re-poll.
         let n = crate::host_fd::fresh::scope(|| {
             self.host.pump();
-            self.epoll.wait_into(out, maxevents, Some(Duration::ZERO))
+            self.epoll
+                .wait_into_sink(out, maxevents, Some(Duration::ZERO))
         })?;
         if n > 0 && self.bell.sleepers.load(Ordering::SeqCst) > 0 {
             self.bell.settle(|| !self.epoll.file().poll().is_empty());
@@ -265,9 +270,9 @@ impl HostEpoll {
 
     /// [`HostEpoll::wait`], calling `enter` before each non-blocking step and dropping what
     /// it returns before blocking (an embedder's guard against `fork` in mid-step).
-    pub fn wait_guarded<G>(
+    pub fn wait_guarded<G, S: EventSink + ?Sized>(
         &self,
-        out: &mut [EpollEvent],
+        out: &mut S,
         maxevents: usize,
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,

@@ -171,6 +171,37 @@ impl std::fmt::Debug for EpollEvent {
     }
 }
 
+/// Where a harvest puts its events: Linux's `epoll_put_uevent` into the caller's buffer.
+/// A slice is the plain case (an event beyond its end does not fit); the C ABI implements
+/// it over the program's memory, where a slot can be unwritable.
+pub trait EventSink {
+    /// Store the `i`-th event of this harvest (`i` counts from 0 and grows by one).
+    /// `false` when slot `i` cannot be written: the harvest stops there and the event stays
+    /// on the ready list, unreported (`EFAULT` when `i` is 0), as on Linux.
+    fn put(&mut self, i: usize, event: EpollEvent) -> bool;
+
+    /// How many of the `want` slots from slot `from` on can take an event, counting up to
+    /// the first that cannot: the harvest polls no further ahead than that (an item beyond
+    /// a failing copy must not be polled, as on Linux).
+    fn room(&mut self, from: usize, want: usize) -> usize;
+}
+
+impl EventSink for [EpollEvent] {
+    fn room(&mut self, from: usize, want: usize) -> usize {
+        self.len().saturating_sub(from).min(want)
+    }
+
+    fn put(&mut self, i: usize, event: EpollEvent) -> bool {
+        match self.get_mut(i) {
+            Some(slot) => {
+                *slot = event;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// `EPOLL_CTL_ADD`.
 pub const EPOLL_CTL_ADD: i32 = 1;
 /// `EPOLL_CTL_DEL`.

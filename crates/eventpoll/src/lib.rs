@@ -82,7 +82,7 @@ mod loom_models;
 
 pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, TakenItem, User};
 pub use errno::{Errno, Result};
-pub use event::{EpollEvent, Events};
+pub use event::{EpollEvent, EventSink, Events};
 pub use file::{File, FileOps, Pollable};
 pub use signal::Interrupt;
 pub use table::{FdTable, ITimerSpec, PollFd, Timespec};

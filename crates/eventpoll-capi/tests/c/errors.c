@@ -7,17 +7,20 @@
  * pass every check. Prints one line per failure and a closing "N passed, M failed".
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -233,6 +236,216 @@ static void fork_shares(void) {
                  pf[0], pf[1], ph[0], ph[1], sh, inner, efd, lone};
     for (unsigned i = 0; i < sizeof fds / sizeof fds[0]; i++)
         close(fds[i]);
+}
+
+/* Calls whose glibc wrapper reads a timespec itself (and so crashes natively on a bad one):
+   natively the raw system call, which is the kernel's answer. */
+#ifdef EVENTPOLL
+#define PPOLL(f, n, t, m) ppoll(f, n, t, m)
+#define PWAIT2(a, b, c, d, m) epoll_pwait2(a, b, c, d, m)
+#else
+#define PPOLL(f, n, t, m) syscall(SYS_ppoll, f, n, t, m, 8)
+#define PWAIT2(a, b, c, d, m) syscall(SYS_epoll_pwait2, a, b, c, d, m, 8)
+#endif
+
+/* Invalid user pointers are EFAULT (or the count stored before the first bad slot), never a
+   crash: an unmapped-for-access (PROT_NONE) page, a read-only one, a non-canonical address,
+   a record straddling into a PROT_NONE page, the end of user space. */
+static void bad_pointers(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED, "mmap");
+    char *none = m + pg, *ro = m + 2 * pg;
+    memset(m, 0, 3 * pg);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1}, out[8];
+    memcpy(ro, &ev, 12); /* read below through a read-only page */
+    OK(mprotect(none, pg, PROT_NONE));
+    OK(mprotect(ro, pg, PROT_READ));
+    void *noncanon = (void *)0x8000000000000000ul;
+    int p1[2], p2[2], p3[2];
+    OK(pipe2(p1, O_NONBLOCK));
+    OK(pipe2(p2, O_NONBLOCK));
+    OK(pipe2(p3, O_NONBLOCK));
+    int ep = epoll_create1(0);
+    CHECK(ep >= 0, "epoll_create1");
+
+    /* epoll_ctl: the event is read first (EFAULT before EBADF), except by DEL */
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p1[0], (struct epoll_event *)none), EFAULT);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p1[0], (struct epoll_event *)noncanon), EFAULT);
+    ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p1[0], (struct epoll_event *)(none - 6)), EFAULT);
+    ERR(epoll_ctl(-1, EPOLL_CTL_MOD, p1[0], (struct epoll_event *)none), EFAULT);
+    ERR(epoll_ctl(ep, 99, 4000, (struct epoll_event *)none), EFAULT);
+    memcpy(none - 12, &ev, 12); /* a record that ends just before the PROT_NONE page */
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p1[0], (struct epoll_event *)(none - 12)));
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, p1[0], (struct epoll_event *)none));
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p1[0], (struct epoll_event *)ro));
+    ev.data.u64 = 2;
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p2[0], &ev));
+    ev.data.u64 = 3;
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p3[0], &ev));
+
+    /* waits with nothing ready: only the range check (access_ok) faults */
+    EQ(epoll_wait(ep, (struct epoll_event *)none, 4, 0), 0);
+    ERR(epoll_wait(ep, (struct epoll_event *)noncanon, 4, 0), EFAULT);
+    ERR(epoll_wait(ep, (struct epoll_event *)(0x7ffffffff000ul - 12), 2, 0), EFAULT);
+    ERR(epoll_wait(-1, (struct epoll_event *)noncanon, 4, 0), EBADF); /* EBADF first */
+    ERR(epoll_wait(ep, (struct epoll_event *)noncanon, 0, 0), EINVAL); /* maxevents first */
+
+    /* with events ready: EFAULT when not one fits; the events stay ready */
+    EQ(write(p1[1], "x", 1), 1);
+    EQ(write(p2[1], "x", 1), 1);
+    EQ(write(p3[1], "x", 1), 1);
+    ERR(epoll_wait(ep, (struct epoll_event *)none, 4, 0), EFAULT);
+    ERR(epoll_wait(ep, (struct epoll_event *)ro, 4, 0), EFAULT);
+    ERR(epoll_wait(ep, (struct epoll_event *)(none - 6), 4, 0), EFAULT);
+    /* the ready list's order (level-triggered: each report goes back to its end) */
+    EQ(epoll_wait(ep, out, 8, 0), 3);
+    unsigned long long x = out[0].data.u64, y = out[1].data.u64, z = out[2].data.u64;
+    /* one slot before the PROT_NONE page: one event; the one that did not fit stays first */
+    struct epoll_event *one = (struct epoll_event *)(none - 12);
+    EQ(epoll_wait(ep, one, 4, 0), 1);
+    CHECK(one->data.u64 == x, "first slot: %llu, want %llu", (unsigned long long)one->data.u64,
+          x);
+    EQ(epoll_wait(ep, out, 8, 0), 3);
+    CHECK(out[0].data.u64 == y && out[1].data.u64 == z && out[2].data.u64 == x,
+          "after a short buffer: %llu %llu %llu, want %llu %llu %llu",
+          (unsigned long long)out[0].data.u64, (unsigned long long)out[1].data.u64,
+          (unsigned long long)out[2].data.u64, y, z, x);
+    /* a slot straddling into the page: Linux stores its bits (they fit), not its data */
+    memset(none - 20, 0xAA, 20);
+    EQ(epoll_wait(ep, (struct epoll_event *)(none - 20), 4, 0), 1);
+    uint32_t bits;
+    memcpy(&bits, none - 8, 4);
+    CHECK(bits == EPOLLIN, "straddling slot's bits: %#x", bits);
+    unsigned char data_bytes[8];
+    memcpy(data_bytes, none - 4, 4);
+    CHECK(data_bytes[0] == 0xAA, "straddling slot's data: untouched");
+    EQ(epoll_wait(ep, out, 8, 0), 3);
+    CHECK(out[0].data.u64 == z && out[1].data.u64 == x && out[2].data.u64 == y,
+          "after a straddling slot: %llu %llu %llu, want %llu %llu %llu",
+          (unsigned long long)out[0].data.u64, (unsigned long long)out[1].data.u64,
+          (unsigned long long)out[2].data.u64, z, x, y);
+
+    /* epoll_pwait2's timespec is read before anything else; the signal set before EBADF */
+    ERR(PWAIT2(-1, out, 8, (struct timespec *)none, NULL), EFAULT);
+    ERR(PWAIT2(ep, out, 8, (struct timespec *)noncanon, NULL), EFAULT);
+    ERR(PWAIT2(ep, out, 8, (struct timespec *)(none - 8), NULL), EFAULT);
+    ERR(PWAIT2(-1, out, 0, NULL, (sigset_t *)none), EFAULT);
+    ERR(epoll_pwait(4000, out, 8, 0, (sigset_t *)none), EFAULT);
+    ERR(epoll_pwait(ep, out, 8, 0, (sigset_t *)none), EFAULT);
+
+    /* poll/ppoll/select with an instance among bad memory */
+    struct pollfd *rp = (struct pollfd *)(none - sizeof(struct pollfd));
+    rp->fd = ep; /* the last record before the PROT_NONE page */
+    rp->events = POLLIN;
+    EQ(poll(rp, 1, 0), 1);
+    CHECK(rp->revents == POLLIN, "poll revents %#x", rp->revents);
+    OK(mprotect(ro, pg, PROT_READ | PROT_WRITE));
+    struct pollfd *rq = (struct pollfd *)ro;
+    rq->fd = ep;
+    rq->events = POLLIN;
+    OK(mprotect(ro, pg, PROT_READ));
+    ERR(poll(rq, 1, 0), EFAULT); /* polled, but revents cannot be stored */
+    ERR(poll((struct pollfd *)none, 1, 0), EFAULT);
+    ERR(poll((struct pollfd *)(none - 4), 1, 0), EFAULT);
+    struct pollfd pf = {.fd = ep, .events = POLLIN};
+    ERR(PPOLL(&pf, 1, (struct timespec *)none, NULL), EFAULT);
+    ERR(PPOLL(&pf, 1, NULL, (sigset_t *)none), EFAULT);
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(ep, &rs);
+    ERR(select(ep + 1, (fd_set *)none, NULL, NULL, NULL), EFAULT);
+    OK(mprotect(ro, pg, PROT_READ | PROT_WRITE));
+    memcpy(ro, &rs, sizeof rs);
+    OK(mprotect(ro, pg, PROT_READ));
+    struct timeval tv0 = {0, 0};
+    ERR(select(ep + 1, (fd_set *)ro, NULL, NULL, &tv0), EFAULT);
+    struct timespec ts0 = {0, 0};
+    ERR(pselect(ep + 1, (fd_set *)ro, NULL, NULL, &ts0, NULL), EFAULT);
+
+    close(ep);
+    int fds[] = {p1[0], p1[1], p2[0], p2[1], p3[0], p3[1]};
+    for (unsigned i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+    munmap(m, 3 * pg);
+}
+
+/* Open descriptors at or above 1000 (the library's own live there; this program's not). */
+static int high_fds(int *out, int max) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (fd >= 1000 && fd != dirfd(d) && n < max)
+            out[n++] = fd;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The library's own descriptors look closed: a new instance's bell (the library's) or,
+   natively, a closed number inside the descriptor table. */
+static void hidden_fds(void) {
+    int before[64], after[64], hid[64], nh = 0;
+    int nb = high_fds(before, 64);
+    int e = epoll_create1(0);
+    CHECK(e >= 0, "epoll_create1");
+    int na = high_fds(after, 64);
+    for (int i = 0; i < na; i++) {
+        int seen = 0;
+        for (int j = 0; j < nb; j++)
+            seen |= after[i] == before[j];
+        if (!seen)
+            hid[nh++] = after[i];
+    }
+#ifdef EVENTPOLL
+    CHECK(nh > 0, "a new instance has a hidden bell");
+#endif
+    if (nh == 0) { /* natively: a closed number the table covers */
+        OK(dup2(0, 5000));
+        OK(close(5000));
+        hid[nh++] = 5000;
+    }
+    uint64_t one = 1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1}, out[4];
+    long pg = sysconf(_SC_PAGESIZE);
+    char *none = mmap(NULL, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    for (int i = 0; i < nh; i++) {
+        int h = hid[i];
+        struct pollfd pf = {.fd = h, .events = POLLIN | POLLOUT};
+        EQ(poll(&pf, 1, 0), 1);
+        CHECK(pf.revents == POLLNVAL, "poll(hidden %d) revents %#x", h, pf.revents);
+        pf.revents = 0;
+        EQ(poll(&pf, 1, 1000), 1); /* at once, not after the timeout */
+        ERR(fcntl(h, F_GETFD), EBADF);
+        ERR(fcntl(h, F_SETFL, O_NONBLOCK), EBADF);
+        ERR(write(h, &one, 8), EBADF);
+        ERR(read(h, &one, 8), EBADF);
+        ERR(epoll_ctl(0, EPOLL_CTL_DEL, h, NULL), EBADF);
+        ERR(epoll_ctl(e, EPOLL_CTL_ADD, h, &ev), EBADF);
+        ERR(epoll_ctl(h, EPOLL_CTL_ADD, 0, &ev), EBADF);
+        ERR(epoll_ctl(h, EPOLL_CTL_ADD, 0, (struct epoll_event *)none), EFAULT);
+        ERR(epoll_wait(h, out, 4, 0), EBADF);
+        ERR(epoll_pwait(h, out, 4, 0, (sigset_t *)none), EFAULT);
+        ERR(close(h), EBADF);
+        ERR(dup(h), EBADF);
+        unsigned long set[(5000 + 64 * 1024) / 64 + 1];
+        if (h < (int)(sizeof set * 8)) {
+            memset(set, 0, sizeof set);
+            set[h / 64] |= 1ul << (h % 64);
+            struct timeval tv = {0, 0};
+            ERR(select(h + 1, (fd_set *)set, NULL, NULL, &tv), EBADF);
+        }
+    }
+    /* the bell was not rung: the instance's kernel descriptor is not readable */
+    struct pollfd pe = {.fd = e, .events = POLLIN};
+    EQ(syscall(SYS_poll, &pe, 1, 0), 0);
+    EQ(epoll_wait(e, out, 4, 0), 0);
+    close(e);
+    munmap(none, pg);
 }
 
 int main(void) {
@@ -546,6 +759,8 @@ int main(void) {
     EQ(epoll_wait(ep4, out, 8, 1000), 1);
     CHECK(out[0].data.u64 == 3 && out[0].events == EPOLLIN, "event after closefrom");
 
+    bad_pointers();
+    hidden_fds();
     fork_shares();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -58,7 +58,7 @@
 //!    reused only after all of this.
 
 use crate::errno::{Errno, Result};
-use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
+use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::file::{File, FileOps};
 use crate::sync::{lock, Arc, AtomicUsize, Mutex, Ordering};
 use crate::table::FdTable;
@@ -575,8 +575,12 @@ impl EpollShared {
 
     /// Harvest (Linux's `ep_send_events`): report up to `maxevents` ready items into `out`.
     /// An item that is ready but does not fit in `out` is `EFAULT` when nothing was
-    /// reported yet (a too-short user buffer).
-    pub(crate) fn send_events(&self, out: &mut [EpollEvent], maxevents: usize) -> Result<usize> {
+    /// reported yet (a too-short or unwritable user buffer).
+    pub(crate) fn send_events<S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+    ) -> Result<usize> {
         let mut il = lock(&self.mtx);
         let mut tx = std::mem::take(&mut il.scratch);
         self.start_scan(&mut tx);
@@ -595,7 +599,7 @@ impl EpollShared {
                 // at a time and stops at the first copy that faults; a poll has side effects
                 // (a nested instance's poll drops its not-ready items), so an item beyond a
                 // failing copy must not be polled. With no room left, one item at a time.
-                let room = (maxevents - reported).min(out.len().saturating_sub(reported));
+                let room = out.room(reported, (maxevents - reported).min(tx.len() - i));
                 let end = (i + room.max(1)).min(tx.len());
                 poll_window(&il, &tx[i..end], &mut masks[i..end]);
                 polled = end;
@@ -604,14 +608,14 @@ impl EpollShared {
             let interest = Events::from_bits_retain(e.events);
             let revents = masks[i] & interest;
             if !revents.is_empty() {
-                let Some(dst) = out.get_mut(reported) else {
-                    fault = reported == 0;
-                    break;
-                };
-                *dst = EpollEvent {
+                let event = EpollEvent {
                     events: revents.bits(),
                     data: e.data,
                 };
+                if !out.put(reported, event) {
+                    fault = reported == 0;
+                    break;
+                }
                 reported += 1;
             }
             e.revents = revents.bits();
@@ -653,9 +657,9 @@ impl EpollShared {
 
     /// Block until events, the timeout or an interrupt (Linux's `ep_poll`). `timeout`:
     /// `None` waits without limit, zero does not block.
-    pub(crate) fn wait(
+    pub(crate) fn wait<S: EventSink + ?Sized>(
         &self,
-        out: &mut [EpollEvent],
+        out: &mut S,
         maxevents: usize,
         timeout: Option<Duration>,
     ) -> Result<usize> {

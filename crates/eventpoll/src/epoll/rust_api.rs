@@ -310,13 +310,25 @@ impl Epoll {
         self.ep.wait(out, maxevents, timeout)
     }
 
+    /// [`Epoll::wait_into`] with any [`EventSink`](crate::EventSink): the sink decides, slot
+    /// by slot, whether an event can be stored (a C caller's buffer that ends in an
+    /// unwritable page). The first event that cannot be stored stays on the ready list.
+    pub fn wait_into_sink<S: crate::EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.ep.wait(out, maxevents, timeout)
+    }
+
     /// Wait for events: `None` waits without limit, `Some(Duration::ZERO)` does not block.
     /// Returns how many events `events` now holds. `EINTR` when the calling thread's
     /// [`crate::Interrupt`] is raised.
     pub fn wait(&self, events: &mut EventBuffer, timeout: Option<Duration>) -> Result<usize> {
         events.len = 0;
         let cap = events.buf.len();
-        let n = self.ep.wait(&mut events.buf, cap, timeout)?;
+        let n = self.ep.wait(&mut events.buf[..], cap, timeout)?;
         events.len = n;
         Ok(n)
     }
