@@ -78,7 +78,7 @@ fn bad_ptr<T>(p: *const T) -> bool {
 /// copies the set first: `EFAULT` if it cannot, else `EINVAL` and no change).
 fn sigset_readable(p: *const libc::sigset_t) -> bool {
     // SAFETY: the kernel validates `p`; an invalid `how` changes nothing.
-    let r = unsafe { libc::syscall(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize) };
+    let r = unsafe { eventpoll_host::raw_syscall!(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize) };
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT))
 }
 
@@ -170,7 +170,7 @@ fn op_name(op: c_int) -> String {
 unsafe fn ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> Result<c_int, c_int> {
     let raw_ctl = || {
         // SAFETY: the kernel validates everything.
-        raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, event) })
+        raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, event) })
     };
     let Some(p) = process::get() else {
         return raw_ctl();
@@ -356,7 +356,7 @@ pub unsafe extern "C" fn epoll_wait(
         // SAFETY: the caller's contract; the raw call is the kernel's own.
         unsafe {
             wait(epfd, events, maxevents, ms(timeout), Mask::None, || {
-                libc::syscall(
+                eventpoll_host::raw_syscall!(
                     libc::SYS_epoll_pwait,
                     epfd,
                     events,
@@ -421,7 +421,7 @@ pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
                 ms(timeout),
                 Mask::Some(sigmask, sigsetsize),
                 || {
-                    libc::syscall(
+                    eventpoll_host::raw_syscall!(
                         libc::SYS_epoll_pwait,
                         epfd,
                         events,
@@ -474,7 +474,7 @@ pub unsafe extern "C" fn epoll_pwait2(
         // SAFETY: as above.
         unsafe {
             wait(epfd, events, maxevents, t, Mask::Some(sigmask, 8), || {
-                libc::syscall(
+                eventpoll_host::raw_syscall!(
                     libc::SYS_epoll_pwait2,
                     epfd,
                     events,
@@ -544,7 +544,7 @@ pub extern "C" fn closefrom(low: c_int) {
 fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, c_int> {
     let raw_range = |a: c_uint, b: c_uint| {
         // SAFETY: no pointers; closing numbers is memory-safe.
-        raw(unsafe { libc::syscall(libc::SYS_close_range, a, b, flags) })
+        raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_close_range, a, b, flags) })
     };
     const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
     let Some(p) = process::existing() else {
@@ -581,7 +581,7 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
 
 fn unsafe_raw_close(fd: c_int) -> c_long {
     // SAFETY: closing a number is memory-safe.
-    unsafe { libc::syscall(libc::SYS_close, fd) }
+    unsafe { eventpoll_host::raw_syscall!(libc::SYS_close, fd) }
 }
 
 /// After a successful raw dup of `old` to `new`: the table follows.
@@ -609,7 +609,7 @@ pub extern "C" fn dup(old: c_int) -> c_int {
             return Err(libc::EBADF);
         }
         // SAFETY: no pointers. (x86-64 has SYS_dup; elsewhere F_DUPFD 0 is the same.)
-        let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
+        let new = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
         dup_done(old, new);
         Ok(new)
     })
@@ -633,7 +633,7 @@ pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
             };
         }
         // SAFETY: no pointers.
-        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, 0) })?;
+        let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, 0) })?;
         dup_done(old, r);
         Ok(r)
     })
@@ -649,7 +649,7 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
             return Err(libc::EBADF);
         }
         // SAFETY: no pointers.
-        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) })?;
+        let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, flags) })?;
         dup_done(old, r);
         Ok(r)
     })
@@ -677,7 +677,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
             fd,
             || {
                 // SAFETY: integer argument.
-                raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+                raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })
             },
             |host| {
                 host.wake_keyless(fd, true);
@@ -686,7 +686,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     }
     if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
         // SAFETY: the kernel validates the argument for the command.
-        return raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
+        return raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
     }
     let p = process::existing();
     let _g = p.map(|p| p.gate.enter());
@@ -694,7 +694,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
         return Err(libc::EBADF);
     }
     // SAFETY: integer argument.
-    let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })?;
+    let new = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })?;
     dup_done(fd, new);
     Ok(new)
 }
@@ -737,7 +737,7 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
             fd,
             || {
                 // SAFETY: no pointers.
-                raw(unsafe { libc::syscall(libc::SYS_shutdown, fd, how) })
+                raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
             |host| {
                 host.wake_keyless(fd, false);
