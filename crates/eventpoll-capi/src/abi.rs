@@ -458,6 +458,24 @@ pub unsafe extern "C" fn epoll_pwait2(
     timeout: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
+    // SAFETY: the caller's guarantees, passed on; glibc passes the kernel's signal-set size.
+    unsafe { epoll_pwait2_sized(epfd, events, maxevents, timeout, sigmask, 8) }
+}
+
+/// `epoll_pwait2` in the system call's own form, with the signal-set size (for the
+/// interposed `syscall(SYS_epoll_pwait2, …)`): a non-NULL mask with a size other than 8 is
+/// `EINVAL`, after the timespec's checks.
+///
+/// # Safety
+/// As [`epoll_pwait2`]; `sigmask` is NULL or `sigsetsize` readable bytes.
+pub(crate) unsafe fn epoll_pwait2_sized(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+    sigsetsize: size_t,
+) -> c_int {
     let mut shown = "NULL".to_string();
     let r = ffi(|| {
         let t = if timeout.is_null() {
@@ -473,7 +491,7 @@ pub unsafe extern "C" fn epoll_pwait2(
         };
         // SAFETY: as above.
         unsafe {
-            wait(epfd, events, maxevents, t, Mask::Some(sigmask, 8), || {
+            wait(epfd, events, maxevents, t, Mask::Some(sigmask, sigsetsize), || {
                 eventpoll_host::raw_syscall!(
                     libc::SYS_epoll_pwait2,
                     epfd,
@@ -481,7 +499,7 @@ pub unsafe extern "C" fn epoll_pwait2(
                     maxevents,
                     timeout,
                     sigmask,
-                    8usize,
+                    sigsetsize,
                 )
             })
         }
@@ -496,6 +514,7 @@ pub unsafe extern "C" fn epoll_pwait2(
 /// last number of a description releases it: its items go, as on Linux).
 #[no_mangle]
 pub extern "C" fn close(fd: c_int) -> c_int {
+    crate::uring_ctl::closing(fd, fd);
     let mut known = false;
     let r = ffi(|| {
         let raw_close = || raw(unsafe_raw_close(fd));
@@ -523,6 +542,9 @@ pub extern "C" fn close(fd: c_int) -> c_int {
 /// close-on-exec, which changes nothing the library tracks.
 #[no_mangle]
 pub extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if flags == 0 {
+        crate::uring_ctl::closing(first as c_int, last.min(c_int::MAX as c_uint) as c_int);
+    }
     let r = ffi(|| close_range_impl(first, last, flags));
     trace(
         || format!("close_range({first}, {last}, {flags:#x})"),
@@ -538,6 +560,7 @@ pub extern "C" fn closefrom(low: c_int) {
     let Ok(first) = c_uint::try_from(low) else {
         return;
     };
+    crate::uring_ctl::closing(low, c_int::MAX);
     let _ = ffi(|| close_range_impl(first, c_uint::MAX, 0));
 }
 
@@ -586,6 +609,9 @@ fn unsafe_raw_close(fd: c_int) -> c_long {
 
 /// After a successful raw dup of `old` to `new`: the table follows.
 fn dup_done(old: c_int, new: c_int) {
+    if old != new {
+        crate::uring_ctl::closing(new, new);
+    }
     if let Some(p) = process::existing() {
         if old != new {
             drop(p.forget(new));

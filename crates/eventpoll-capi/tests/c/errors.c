@@ -66,6 +66,8 @@ static int passed, failed;
               (long)(want), errno);                                                        \
     } while (0)
 
+#include "raw_syscalls.c"
+
 static long pwait_sized(int ep, struct epoll_event *ev, int max, int t, const void *mask,
                         size_t size) {
 #ifdef EVENTPOLL
@@ -546,6 +548,8 @@ int main(void) {
     EQ(epoll_wait(ep4, out, 8, 1000), 1);
     CHECK(out[0].data.u64 == 3 && out[0].events == EPOLLIN, "event after closefrom");
 
+    raw_syscalls();
+    uring_epoll_ctl();
     fork_shares();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
