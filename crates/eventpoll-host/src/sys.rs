@@ -293,6 +293,43 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
     Some(false)
 }
 
+/// Whether number `fd` is (still) a kernel epoll holding an item for the file at number
+/// `tfd` under that number (`kcmp(KCMP_EPOLL_TFD)`); `None` when kcmp cannot tell.
+pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
+    #[repr(C)]
+    struct KcmpEpollSlot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let pid = getpid();
+    let slot = KcmpEpollSlot {
+        efd: fd as u32,
+        tfd: tfd as u32,
+        toff: 0,
+    };
+    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            7, /* KCMP_EPOLL_TFD */
+            tfd,
+            &slot as *const KcmpEpollSlot
+        )
+    };
+    match r {
+        0 => Some(true),
+        r if r > 0 => Some(false),
+        // `fd` closed, not an epoll, or without such an item.
+        _ => match errno() {
+            libc::EBADF | libc::EINVAL | libc::ENOENT => Some(false),
+            _ => None,
+        },
+    }
+}
+
 /// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original
 /// is closed); on failure `fd` is kept where it is.
 pub fn move_high(fd: c_int, min: c_int) -> c_int {

@@ -15,6 +15,26 @@ static int hup_within_1s(int fd) {
     return poll(&pf, 1, 1000) == 1 && (pf.revents & POLLHUP);
 }
 
+/* close(2) by the instruction itself, as Go's runtime or a static binary makes it: no
+   libc, nothing an interposer can see. */
+static long insn_close(int fd) {
+#if defined(__x86_64__)
+    long r;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "0"((long)SYS_close), "D"((long)fd)
+                     : "rcx", "r11", "memory");
+    return r;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = SYS_close;
+    register long x0 __asm__("x0") = fd;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8) : "memory");
+    return x0;
+#else
+    return syscall(SYS_close, fd);
+#endif
+}
+
 static void raw_syscalls(void) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 21};
     struct epoll_event out[8];
@@ -62,6 +82,21 @@ static void raw_syscalls(void) {
     CHECK(out[0].data.u64 == 21 && out[0].events == EPOLLIN, "pipe on a reused number");
     ERR(epoll_ctl(p[0], EPOLL_CTL_ADD, p[1], &ev), EINVAL); /* not an instance */
     OK(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL));
+    /* and when the close was the instruction itself, the reuse is noticed at the ADD */
+    int unseen = epoll_create1(0), q[2];
+    CHECK(unseen >= 0, "epoll_create1");
+    EQ(insn_close(unseen), 0);
+    OK(pipe(q));
+    CHECK(q[0] == unseen, "pipe reuses the unseen-closed instance's number");
+    struct epoll_event eq = {.events = EPOLLIN, .data.u64 = 22};
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &eq));
+    EQ(write(q[1], "x", 1), 1);
+    EQ(epoll_wait(ep, out, 8, 1000), 1);
+    CHECK(out[0].data.u64 == 22 && out[0].events == EPOLLIN, "pipe on an unseen-closed number");
+    ERR(epoll_ctl(q[0], EPOLL_CTL_ADD, q[1], &ev), EINVAL);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, q[0], NULL));
+    close(q[0]);
+    close(q[1]);
     /* the same through close_range, dup2 and dup3 over an instance */
     int ids[3];
     for (int k = 0; k < 3; k++) {
