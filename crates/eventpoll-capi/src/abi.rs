@@ -78,7 +78,9 @@ fn bad_ptr<T>(p: *const T) -> bool {
 /// copies the set first: `EFAULT` if it cannot, else `EINVAL` and no change).
 fn sigset_readable(p: *const libc::sigset_t) -> bool {
     // SAFETY: the kernel validates `p`; an invalid `how` changes nothing.
-    let r = unsafe { eventpoll_host::raw_syscall!(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize) };
+    let r = unsafe {
+        eventpoll_host::raw_syscall!(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize)
+    };
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT))
 }
 
@@ -491,17 +493,24 @@ pub(crate) unsafe fn epoll_pwait2_sized(
         };
         // SAFETY: as above.
         unsafe {
-            wait(epfd, events, maxevents, t, Mask::Some(sigmask, sigsetsize), || {
-                eventpoll_host::raw_syscall!(
-                    libc::SYS_epoll_pwait2,
-                    epfd,
-                    events,
-                    maxevents,
-                    timeout,
-                    sigmask,
-                    sigsetsize,
-                )
-            })
+            wait(
+                epfd,
+                events,
+                maxevents,
+                t,
+                Mask::Some(sigmask, sigsetsize),
+                || {
+                    eventpoll_host::raw_syscall!(
+                        libc::SYS_epoll_pwait2,
+                        epfd,
+                        events,
+                        maxevents,
+                        timeout,
+                        sigmask,
+                        sigsetsize,
+                    )
+                },
+            )
         }
     });
     trace_wait("epoll_pwait2", epfd, maxevents, shown, r, events);
@@ -635,7 +644,8 @@ pub extern "C" fn dup(old: c_int) -> c_int {
             return Err(libc::EBADF);
         }
         // SAFETY: no pointers. (x86-64 has SYS_dup; elsewhere F_DUPFD 0 is the same.)
-        let new = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
+        let new =
+            raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
         dup_done(old, new);
         Ok(new)
     })
@@ -712,7 +722,9 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     }
     if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
         // SAFETY: the kernel validates the argument for the command.
-        return raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
+        return raw(unsafe {
+            eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg as *mut c_void)
+        });
     }
     let p = process::existing();
     let _g = p.map(|p| p.gate.enter());

@@ -89,7 +89,9 @@ fn ppoll_impl(
 ) -> Result<c_int, c_int> {
     let raw_call = || {
         // SAFETY: the kernel validates every pointer.
-        raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_ppoll, fds, nfds, tsp, sigmask, 8usize) })
+        raw(unsafe {
+            eventpoll_host::raw_syscall!(libc::SYS_ppoll, fds, nfds, tsp, sigmask, 8usize)
+        })
     };
     if fds.is_null() || nfds == 0 || nfds > 1 << 20 {
         return raw_call();
@@ -254,7 +256,9 @@ pub unsafe extern "C" fn select(
         };
         let Some((p, insts)) = found else {
             // SAFETY: the kernel validates everything.
-            return raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_select, nfds, r, w, e, timeout) });
+            return raw(unsafe {
+                eventpoll_host::raw_syscall!(libc::SYS_select, nfds, r, w, e, timeout)
+            });
         };
         let t = if timeout.is_null() {
             None
@@ -320,7 +324,9 @@ pub unsafe extern "C" fn pselect(
                 data.as_ptr()
             };
             // SAFETY: the kernel validates everything; `tsp` and `datap` are ours.
-            return raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_pselect6, nfds, r, w, e, tsp, datap) });
+            return raw(unsafe {
+                eventpoll_host::raw_syscall!(libc::SYS_pselect6, nfds, r, w, e, tsp, datap)
+            });
         };
         select_instances(p, &insts, n, [r, w, e], t, sigmask)
     })

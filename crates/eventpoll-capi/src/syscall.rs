@@ -67,9 +67,7 @@ pub unsafe extern "C" fn syscall(
             #[cfg(target_arch = "x86_64")]
             libc::SYS_epoll_create => c_long::from(abi::epoll_create(int(a1))),
             libc::SYS_epoll_create1 => c_long::from(abi::epoll_create1(int(a1))),
-            libc::SYS_epoll_ctl => {
-                c_long::from(abi::epoll_ctl(int(a1), int(a2), int(a3), ptr(a4)))
-            }
+            libc::SYS_epoll_ctl => c_long::from(abi::epoll_ctl(int(a1), int(a2), int(a3), ptr(a4))),
             #[cfg(target_arch = "x86_64")]
             libc::SYS_epoll_wait => {
                 c_long::from(abi::epoll_wait(int(a1), ptr(a2), int(a3), int(a4)))

@@ -222,7 +222,10 @@ pub unsafe fn setup(entries: u32, params: usize) -> libc::c_long {
     if p.flags & (IORING_SETUP_SQPOLL | IORING_SETUP_NO_MMAP) == 0 {
         if let Some(m) = Mirror::new(fd as i32, p, false) {
             let mut t = MIRRORS.lock().unwrap_or_else(|e| e.into_inner());
-            let old = t.iter().position(|(n, _)| *n == fd as i32).map(|i| t.remove(i));
+            let old = t
+                .iter()
+                .position(|(n, _)| *n == fd as i32)
+                .map(|i| t.remove(i));
             t.push((fd as i32, Arc::new(m)));
             MIRRORED.store(t.len(), Ordering::SeqCst);
             drop(t);
@@ -284,10 +287,7 @@ fn redirect(m: &Mirror, to_submit: u32) {
     };
     let head = m.sq.u32_at(m.p.sq_off[0]).load(Ordering::Acquire);
     let tail = m.sq.u32_at(m.p.sq_off[1]).load(Ordering::Acquire);
-    let n = tail
-        .wrapping_sub(head)
-        .min(to_submit)
-        .min(m.p.sq_entries);
+    let n = tail.wrapping_sub(head).min(to_submit).min(m.p.sq_entries);
     for i in 0..n {
         let Some(s) = m.sqe_at(head.wrapping_add(i)) else {
             continue;
@@ -306,8 +306,17 @@ fn redirect(m: &Mirror, to_submit: u32) {
             if !matches!(p.slot(epfd), Some(Slot::Epoll(_))) {
                 continue;
             }
-            let (op, target, event) = (get32(sqe::LEN) as i32, get64(sqe::OFF) as i32, get64(sqe::ADDR));
-            let res = ctl_result(epfd, op, target, event as usize as *mut eventpoll::EpollEvent);
+            let (op, target, event) = (
+                get32(sqe::LEN) as i32,
+                get64(sqe::OFF) as i32,
+                get64(sqe::ADDR),
+            );
+            let res = ctl_result(
+                epfd,
+                op,
+                target,
+                event as usize as *mut eventpoll::EpollEvent,
+            );
             complete_with(s, res);
         }
     }
@@ -321,7 +330,11 @@ fn ctl_result(epfd: i32, op: i32, fd: i32, event: *mut eventpoll::EpollEvent) ->
     // SAFETY: the program's SQE names `event` as its epoll_event (the kernel would read it).
     let r = unsafe { crate::abi::epoll_ctl(epfd, op, fd, event) };
     // SAFETY: as above.
-    let res = if r == 0 { 0 } else { -unsafe { *libc::__errno_location() } };
+    let res = if r == 0 {
+        0
+    } else {
+        -unsafe { *libc::__errno_location() }
+    };
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved };
     res
@@ -381,7 +394,8 @@ fn probe_inject() -> bool {
         let tail = m.sq.u32_at(p.sq_off[1]).load(Ordering::Acquire);
         let idx = tail & m.sq.u32_at(p.sq_off[2]).load(Ordering::Relaxed);
         if p.flags & IORING_SETUP_NO_SQARRAY == 0 {
-            m.sq.u32_at(p.sq_off[6] + 4 * idx).store(idx, Ordering::Relaxed);
+            m.sq.u32_at(p.sq_off[6] + 4 * idx)
+                .store(idx, Ordering::Relaxed);
         }
         // SAFETY: entry `idx` of the SQE array (two entries, mapped), ours alone.
         unsafe {
@@ -391,10 +405,19 @@ fn probe_inject() -> bool {
             std::ptr::write_unaligned(s.add(sqe::LEN).cast::<u32>(), (-libc::EEXIST) as u32);
             std::ptr::write_unaligned(s.add(sqe::OP_FLAGS).cast::<u32>(), IORING_NOP_INJECT_RESULT);
         }
-        m.sq.u32_at(p.sq_off[1]).store(tail.wrapping_add(1), Ordering::Release);
+        m.sq.u32_at(p.sq_off[1])
+            .store(tail.wrapping_add(1), Ordering::Release);
         // SAFETY: no pointers beyond the ring itself.
         let r = unsafe {
-            raw_syscall!(libc::SYS_io_uring_enter, fd, 1u32, 1u32, IORING_ENTER_GETEVENTS, 0usize, 0usize)
+            raw_syscall!(
+                libc::SYS_io_uring_enter,
+                fd,
+                1u32,
+                1u32,
+                IORING_ENTER_GETEVENTS,
+                0usize,
+                0usize
+            )
         };
         let head = m.sq.u32_at(p.cq_off[0]).load(Ordering::Acquire);
         let ctail = m.sq.u32_at(p.cq_off[1]).load(Ordering::Acquire);
@@ -403,7 +426,9 @@ fn probe_inject() -> bool {
         }
         let slot = head & m.sq.u32_at(p.cq_off[2]).load(Ordering::Relaxed);
         // `struct io_uring_cqe`: user_data (8), res (4), flags (4).
-        let res = m.sq.u32_at(p.cq_off[5] + 16 * slot + 8).load(Ordering::Relaxed) as i32;
+        let res =
+            m.sq.u32_at(p.cq_off[5] + 16 * slot + 8)
+                .load(Ordering::Relaxed) as i32;
         res == -libc::EEXIST
     });
     // SAFETY: closing the probe's own ring (its mappings are gone with the mirror).

@@ -174,7 +174,15 @@ mod tests {
         let null = std::ptr::null_mut::<u8>();
         // SAFETY: NULL sets; `ts` is a valid writable timespec; NULL signal data.
         let r = unsafe {
-            crate::raw_syscall!(libc::SYS_pselect6, 0, null, null, null, &mut ts as *mut _, null)
+            crate::raw_syscall!(
+                libc::SYS_pselect6,
+                0,
+                null,
+                null,
+                null,
+                &mut ts as *mut _,
+                null
+            )
         };
         assert_eq!(r, 0);
         for fd in fds {

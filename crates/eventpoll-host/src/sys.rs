@@ -80,7 +80,8 @@ pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
 /// `write(2)` from `buf`.
 pub fn write(fd: c_int, buf: &[u8]) -> SysResult<usize> {
     // SAFETY: `buf` is valid for its length.
-    cvt(unsafe { crate::raw_syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|r| r as usize)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) })
+        .map(|r| r as usize)
 }
 
 /// `epoll_create1(2)`.
