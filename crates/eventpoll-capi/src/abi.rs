@@ -81,7 +81,9 @@ pub(crate) fn duration_of(ts: &libc::timespec) -> Result<Duration, c_int> {
 /// copies the set first: `EFAULT` if it cannot, else `EINVAL` and no change).
 fn sigset_readable(p: *const libc::sigset_t) -> bool {
     // SAFETY: the kernel validates `p`; an invalid `how` changes nothing.
-    let r = unsafe { libc::syscall(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize) };
+    let r = unsafe {
+        eventpoll_host::raw_syscall!(libc::SYS_rt_sigprocmask, 0x7fff_0000, p, 0usize, 8usize)
+    };
     !(r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT))
 }
 
@@ -178,7 +180,9 @@ fn ctl(
 ) -> Result<c_int, c_int> {
     let Some(p) = process::get() else {
         // SAFETY: the kernel validates everything.
-        return raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, event) });
+        return raw(unsafe {
+            eventpoll_host::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, event)
+        });
     };
     // Linux copies the event in first (every op but DEL): EFAULT before any EBADF.
     let has_event = op != libc::EPOLL_CTL_DEL;
@@ -205,7 +209,9 @@ fn ctl(
                 event as *const EpollEvent
             };
             // SAFETY: `evp` is our copy or the caller's pointer, which DEL never reads.
-            return raw(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, evp) });
+            return raw(unsafe {
+                eventpoll_host::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, evp)
+            });
         }
     };
     let target = p.target(fd)?;
@@ -373,7 +379,7 @@ pub unsafe extern "C" fn epoll_wait(
         // SAFETY: the caller's contract; the raw call is the kernel's own.
         unsafe {
             wait(epfd, events, maxevents, ms(timeout), Mask::None, || {
-                libc::syscall(
+                eventpoll_host::raw_syscall!(
                     libc::SYS_epoll_pwait,
                     epfd,
                     events,
@@ -438,7 +444,7 @@ pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
                 ms(timeout),
                 Mask::Some(sigmask, sigsetsize),
                 || {
-                    libc::syscall(
+                    eventpoll_host::raw_syscall!(
                         libc::SYS_epoll_pwait,
                         epfd,
                         events,
@@ -475,6 +481,24 @@ pub unsafe extern "C" fn epoll_pwait2(
     timeout: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
+    // SAFETY: the caller's guarantees, passed on; glibc passes the kernel's signal-set size.
+    unsafe { epoll_pwait2_sized(epfd, events, maxevents, timeout, sigmask, 8) }
+}
+
+/// `epoll_pwait2` in the system call's own form, with the signal-set size (for the
+/// interposed `syscall(SYS_epoll_pwait2, …)`): a non-NULL mask with a size other than 8 is
+/// `EINVAL`, after the timespec's checks.
+///
+/// # Safety
+/// As [`epoll_pwait2`]; `sigmask` is NULL or `sigsetsize` readable bytes.
+pub(crate) unsafe fn epoll_pwait2_sized(
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+    sigsetsize: size_t,
+) -> c_int {
     let mut shown = "NULL".to_string();
     let r = ffi(|| {
         let t = if timeout.is_null() {
@@ -486,17 +510,24 @@ pub unsafe extern "C" fn epoll_pwait2(
         };
         // SAFETY: as above.
         unsafe {
-            wait(epfd, events, maxevents, t, Mask::Some(sigmask, 8), || {
-                libc::syscall(
-                    libc::SYS_epoll_pwait2,
-                    epfd,
-                    events,
-                    maxevents,
-                    timeout,
-                    sigmask,
-                    8usize,
-                )
-            })
+            wait(
+                epfd,
+                events,
+                maxevents,
+                t,
+                Mask::Some(sigmask, sigsetsize),
+                || {
+                    eventpoll_host::raw_syscall!(
+                        libc::SYS_epoll_pwait2,
+                        epfd,
+                        events,
+                        maxevents,
+                        timeout,
+                        sigmask,
+                        sigsetsize,
+                    )
+                },
+            )
         }
     });
     trace_wait("epoll_pwait2", epfd, maxevents, shown, r, events);
@@ -509,6 +540,7 @@ pub unsafe extern "C" fn epoll_pwait2(
 /// last number of a description releases it: its items go, as on Linux).
 #[no_mangle]
 pub extern "C" fn close(fd: c_int) -> c_int {
+    crate::uring_ctl::closing(fd, fd);
     let mut known = false;
     let r = ffi(|| {
         let raw_close = || raw(unsafe_raw_close(fd));
@@ -536,6 +568,9 @@ pub extern "C" fn close(fd: c_int) -> c_int {
 /// close-on-exec, which changes nothing the library tracks.
 #[no_mangle]
 pub extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if flags == 0 {
+        crate::uring_ctl::closing(first as c_int, last.min(c_int::MAX as c_uint) as c_int);
+    }
     let r = ffi(|| close_range_impl(first, last, flags));
     trace(
         || format!("close_range({first}, {last}, {flags:#x})"),
@@ -551,13 +586,14 @@ pub extern "C" fn closefrom(low: c_int) {
     let Ok(first) = c_uint::try_from(low) else {
         return;
     };
+    crate::uring_ctl::closing(low, c_int::MAX);
     let _ = ffi(|| close_range_impl(first, c_uint::MAX, 0));
 }
 
 fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, c_int> {
     let raw_range = |a: c_uint, b: c_uint| {
         // SAFETY: no pointers; closing numbers is memory-safe.
-        raw(unsafe { libc::syscall(libc::SYS_close_range, a, b, flags) })
+        raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_close_range, a, b, flags) })
     };
     const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
     let Some(p) = process::existing() else {
@@ -594,11 +630,14 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
 
 fn unsafe_raw_close(fd: c_int) -> c_long {
     // SAFETY: closing a number is memory-safe.
-    unsafe { libc::syscall(libc::SYS_close, fd) }
+    unsafe { eventpoll_host::raw_syscall!(libc::SYS_close, fd) }
 }
 
 /// After a successful raw dup of `old` to `new`: the table follows.
 fn dup_done(old: c_int, new: c_int) {
+    if old != new {
+        crate::uring_ctl::closing(new, new);
+    }
     if let Some(p) = process::existing() {
         if old != new {
             drop(p.forget(new));
@@ -622,7 +661,8 @@ pub extern "C" fn dup(old: c_int) -> c_int {
             return Err(libc::EBADF);
         }
         // SAFETY: no pointers. (x86-64 has SYS_dup; elsewhere F_DUPFD 0 is the same.)
-        let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
+        let new =
+            raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, old, libc::F_DUPFD, 0) })?;
         dup_done(old, new);
         Ok(new)
     })
@@ -646,7 +686,7 @@ pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
             };
         }
         // SAFETY: no pointers.
-        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, 0) })?;
+        let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, 0) })?;
         dup_done(old, r);
         Ok(r)
     })
@@ -662,7 +702,7 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
             return Err(libc::EBADF);
         }
         // SAFETY: no pointers.
-        let r = raw(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) })?;
+        let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, flags) })?;
         dup_done(old, r);
         Ok(r)
     })
@@ -693,7 +733,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
             fd,
             || {
                 // SAFETY: integer argument.
-                raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+                raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })
             },
             |host| {
                 host.wake_keyless(fd, true);
@@ -702,7 +742,9 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     }
     if cmd != libc::F_DUPFD && cmd != libc::F_DUPFD_CLOEXEC {
         // SAFETY: the kernel validates the argument for the command.
-        return raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg as *mut c_void) });
+        return raw(unsafe {
+            eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg as *mut c_void)
+        });
     }
     let p = process::existing();
     let _g = p.map(|p| p.gate.enter());
@@ -710,7 +752,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
         return Err(libc::EBADF);
     }
     // SAFETY: integer argument.
-    let new = raw(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })?;
+    let new = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })?;
     dup_done(fd, new);
     Ok(new)
 }
@@ -753,7 +795,7 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
             fd,
             || {
                 // SAFETY: no pointers.
-                raw(unsafe { libc::syscall(libc::SYS_shutdown, fd, how) })
+                raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
             |host| {
                 host.wake_keyless(fd, false);

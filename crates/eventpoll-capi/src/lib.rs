@@ -20,6 +20,10 @@
 //! - [`process`]: the descriptor table, how an instance is backed by real descriptors, fork.
 //! - [`handover`]: at `fork`, instances become the kernel's, shared by parent and child.
 //! - [`abi`]: the exported functions, check order, interposed `close`/`close_range`/`closefrom`/`dup*`/`fcntl`/`shutdown`.
+//! - [`syscall`]: the interposed `syscall()`, routing the numbers the library handles to
+//!   the same code as the libc functions (x86-64 and aarch64).
+//! - [`uring_ctl`]: `IORING_OP_EPOLL_CTL` on an instance, performed by the engine with
+//!   the result the kernel posts.
 //! - [`log`]: `EVENTPOLL_LOG` tracing.
 //! - [`observe`]: interposed `poll`/`ppoll`/`select`/`pselect`.
 //! - [`user`]: the program's memory read and written without faulting (`EFAULT`).
@@ -35,4 +39,6 @@ pub mod handover;
 pub mod log;
 pub mod observe;
 pub mod process;
+pub mod syscall;
+pub mod uring_ctl;
 pub mod user;

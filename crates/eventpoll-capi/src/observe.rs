@@ -133,7 +133,9 @@ fn ppoll_impl(
 ) -> Result<c_int, c_int> {
     let raw_call = || {
         // SAFETY: the kernel validates every pointer.
-        raw(unsafe { libc::syscall(libc::SYS_ppoll, fds, nfds, tsp, sigmask, 8usize) })
+        raw(unsafe {
+            eventpoll_host::raw_syscall!(libc::SYS_ppoll, fds, nfds, tsp, sigmask, 8usize)
+        })
     };
     if !active() || fds.is_null() || nfds == 0 || nfds > 1 << 20 {
         return raw_call();
@@ -201,7 +203,14 @@ pub unsafe extern "C" fn ppoll(
                 // SAFETY: the kernel validates every pointer (and says EFAULT).
                 None => {
                     return raw(unsafe {
-                        libc::syscall(libc::SYS_ppoll, fds, nfds, tmo, sigmask, 8usize)
+                        eventpoll_host::raw_syscall!(
+                            libc::SYS_ppoll,
+                            fds,
+                            nfds,
+                            tmo,
+                            sigmask,
+                            8usize
+                        )
                     })
                 }
             }
@@ -328,7 +337,7 @@ pub unsafe extern "C" fn select(
     ffi(|| {
         let raw_call = || {
             // SAFETY: the kernel validates everything.
-            raw(unsafe { libc::syscall(libc::SYS_select, nfds, r, w, e, timeout) })
+            raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_select, nfds, r, w, e, timeout) })
         };
         if !active() || nfds <= 0 || nfds > 1 << 20 {
             return raw_call();
@@ -400,7 +409,9 @@ pub unsafe extern "C" fn pselect(
                 data.as_ptr()
             };
             // SAFETY: the kernel validates everything; `tsp` and `datap` are ours or EFAULT.
-            raw(unsafe { libc::syscall(libc::SYS_pselect6, nfds, r, w, e, tsp, datap) })
+            raw(unsafe {
+                eventpoll_host::raw_syscall!(libc::SYS_pselect6, nfds, r, w, e, tsp, datap)
+            })
         };
         let ts = if timeout.is_null() {
             None

@@ -556,7 +556,21 @@ impl Process {
     /// not open.
     pub fn target(&self, fd: i32) -> Result<File, i32> {
         match self.slot(fd) {
-            Some(Slot::Epoll(inst)) => return Ok(inst.hep.epoll().file().clone()),
+            Some(Slot::Epoll(inst)) => {
+                // Still the kernel epoll watching this instance's bell? A number closed by
+                // a system call the library does not see (issued without glibc) and
+                // reused is not nested as the dead instance: it is forgotten (its items
+                // go) and taken as what it is now.
+                let bell = inst.hep.bell().fd();
+                if sys::epoll_holds(fd, bell) != Some(false) {
+                    return Ok(inst.hep.epoll().file().clone());
+                }
+                crate::log::trace(
+                    || format!("(instance {fd} was closed unseen, forgotten)"),
+                    crate::log::Ret(0),
+                );
+                drop(self.forget(fd));
+            }
             Some(Slot::Hidden) => return Err(libc::EBADF),
             Some(Slot::Host(desc)) => {
                 let stale = desc

@@ -58,7 +58,7 @@ fn errno() -> i32 {
 fn populate(addr: usize, len: usize, advice: libc::c_int) -> Result<(), i32> {
     loop {
         // SAFETY: populating pages changes no byte of them; the kernel checks the range.
-        let r = unsafe { libc::syscall(libc::SYS_madvise, addr, len, advice) };
+        let r = unsafe { eventpoll_host::raw_syscall!(libc::SYS_madvise, addr, len, advice) };
         if r == 0 {
             return Ok(());
         }
@@ -83,14 +83,33 @@ fn copy_byte(addr: usize, write_back: bool) -> Result<(), i32> {
     };
     let pid = eventpoll_host::sys::getpid();
     // SAFETY: one byte into `b`; the kernel checks the remote address.
-    let r = unsafe { libc::syscall(libc::SYS_process_vm_readv, pid, &local, 1, &remote, 1, 0) };
+    let r = unsafe {
+        eventpoll_host::raw_syscall!(
+            libc::SYS_process_vm_readv,
+            pid,
+            &raw const local,
+            1,
+            &raw const remote,
+            1,
+            0
+        )
+    };
     if r != 1 {
         return Err(errno());
     }
     if write_back {
         // SAFETY: as above, the byte just read goes back where it was.
-        let r =
-            unsafe { libc::syscall(libc::SYS_process_vm_writev, pid, &local, 1, &remote, 1, 0) };
+        let r = unsafe {
+            eventpoll_host::raw_syscall!(
+                libc::SYS_process_vm_writev,
+                pid,
+                &raw const local,
+                1,
+                &raw const remote,
+                1,
+                0
+            )
+        };
         if r != 1 {
             return Err(errno());
         }
@@ -233,7 +252,15 @@ pub fn user_space_end() -> usize {
             let one = std::mem::size_of::<EpollEvent>();
             // SAFETY: an empty epoll writes nothing; the kernel only range-checks the buffer.
             let r = unsafe {
-                libc::syscall(libc::SYS_epoll_pwait, ep, end - one, 1, 0, 0usize, 8usize)
+                eventpoll_host::raw_syscall!(
+                    libc::SYS_epoll_pwait,
+                    ep,
+                    end - one,
+                    1,
+                    0,
+                    0usize,
+                    8usize
+                )
             };
             if r == 0 {
                 found = end;

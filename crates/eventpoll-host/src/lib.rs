@@ -52,6 +52,7 @@
 
 pub mod driver;
 mod host_fd;
+pub mod raw_syscall;
 mod reactor;
 pub mod sys;
 

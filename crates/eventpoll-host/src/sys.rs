@@ -1,4 +1,5 @@
-//! Raw system calls, by number (`libc::syscall`), never through the libc symbols.
+//! Raw system calls, by number ([`crate::raw_syscall!`]: the instruction itself), never
+//! through the libc symbols (`syscall` included).
 //!
 //! This crate runs inside `libeventpoll.so`, which interposes `close`, `dup`, `fcntl`, the
 //! epoll calls and (optionally) `poll`: calling those symbols from here would re-enter the
@@ -43,13 +44,13 @@ pub const POLL_ALL: i16 = libc::POLLIN
 /// `close(2)`.
 pub fn close(fd: c_int) -> SysResult<()> {
     // SAFETY: no pointers; closing a number is memory-safe.
-    cvt(unsafe { libc::syscall(libc::SYS_close, fd) }).map(drop)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_close, fd) }).map(drop)
 }
 
 /// `fcntl(2)` with an integer argument.
 pub fn fcntl(fd: c_int, cmd: c_int, arg: c_long) -> SysResult<c_int> {
     // SAFETY: only integer-argument commands are passed here.
-    cvt(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) }).map(|r| r as c_int)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) }).map(|r| r as c_int)
 }
 
 /// Whether `fd` is an open descriptor (`fcntl(F_GETFD)`).
@@ -60,32 +61,33 @@ pub fn is_open(fd: c_int) -> bool {
 /// `dup3(2)`.
 pub fn dup3(old: c_int, new: c_int, flags: c_int) -> SysResult<c_int> {
     // SAFETY: no pointers.
-    cvt(unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) }).map(|r| r as c_int)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_dup3, old, new, flags) }).map(|r| r as c_int)
 }
 
 /// `eventfd2(2)`.
 pub fn eventfd(init: u32, flags: c_int) -> SysResult<c_int> {
     // SAFETY: no pointers.
-    cvt(unsafe { libc::syscall(libc::SYS_eventfd2, init, flags) }).map(|r| r as c_int)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_eventfd2, init, flags) }).map(|r| r as c_int)
 }
 
 /// `read(2)` into `buf`.
 pub fn read(fd: c_int, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: `buf` is valid and writable for its length.
-    cvt(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) })
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) })
         .map(|r| r as usize)
 }
 
 /// `write(2)` from `buf`.
 pub fn write(fd: c_int, buf: &[u8]) -> SysResult<usize> {
     // SAFETY: `buf` is valid for its length.
-    cvt(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|r| r as usize)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_write, fd, buf.as_ptr(), buf.len()) })
+        .map(|r| r as usize)
 }
 
 /// `epoll_create1(2)`.
 pub fn epoll_create1(flags: c_int) -> SysResult<c_int> {
     // SAFETY: no pointers.
-    cvt(unsafe { libc::syscall(libc::SYS_epoll_create1, flags) }).map(|r| r as c_int)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_epoll_create1, flags) }).map(|r| r as c_int)
 }
 
 /// `epoll_ctl(2)`; `event` may be `None` for `EPOLL_CTL_DEL`.
@@ -95,7 +97,7 @@ pub fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: Option<(u32, u64)>) -
         .as_mut()
         .map_or(std::ptr::null_mut(), |e| e as *mut libc::epoll_event);
     // SAFETY: `ptr` is NULL (DEL) or points to an epoll_event living across the call.
-    cvt(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, fd, ptr) }).map(drop)
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, ptr) }).map(drop)
 }
 
 /// `epoll_pwait(2)` with no signal mask: harvest the kernel instance `epfd` into `buf`.
@@ -107,7 +109,7 @@ pub fn epoll_wait(
     let max = buf.len().min(c_int::MAX as usize) as c_int;
     // SAFETY: `buf` holds `max` writable entries; a NULL mask with size 8 is allowed.
     cvt(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_epoll_pwait,
             epfd,
             buf.as_mut_ptr(),
@@ -142,7 +144,7 @@ pub unsafe fn epoll_pwait2(
     // SAFETY: the caller's contract for `events` and `mask`; `tsp` is NULL or points to
     // `ts`, alive across the call.
     let r = cvt(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_epoll_pwait2,
             epfd,
             events,
@@ -160,7 +162,7 @@ pub unsafe fn epoll_pwait2(
     });
     // SAFETY: as above.
     cvt(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_epoll_pwait,
             epfd,
             events,
@@ -189,7 +191,7 @@ pub fn ppoll(
     // is NULL or the caller's signal set (validated by the caller, or the kernel answers
     // EFAULT).
     cvt(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
             fds.len() as libc::c_ulong,
@@ -225,13 +227,13 @@ pub fn poll_mask(fd: c_int) -> u32 {
 /// `getpid(2)` (glibc caches nothing since 2.25, but we do not rely on it).
 pub fn getpid() -> c_int {
     // SAFETY: no arguments.
-    unsafe { libc::syscall(libc::SYS_getpid) as c_int }
+    unsafe { crate::raw_syscall!(libc::SYS_getpid) as c_int }
 }
 
 /// `gettid(2)`: the calling thread's id.
 pub fn gettid() -> c_int {
     // SAFETY: no arguments.
-    unsafe { libc::syscall(libc::SYS_gettid) as c_int }
+    unsafe { crate::raw_syscall!(libc::SYS_gettid) as c_int }
 }
 
 /// `kcmp(2)` with `KCMP_FILE`: whether two descriptors of this process refer to the same
@@ -240,7 +242,7 @@ pub fn same_file(a: c_int, b: c_int) -> Option<bool> {
     let pid = getpid();
     // SAFETY: no pointers for KCMP_FILE.
     let r = unsafe {
-        libc::syscall(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
+        crate::raw_syscall!(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
     };
     (r >= 0).then_some(r == 0)
 }
@@ -266,7 +268,7 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
         };
         // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
         let r = unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_kcmp,
                 pid,
                 pid,
@@ -290,6 +292,43 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
         compared = true;
     }
     Some(false)
+}
+
+/// Whether number `fd` is (still) a kernel epoll holding an item for the file at number
+/// `tfd` under that number (`kcmp(KCMP_EPOLL_TFD)`); `None` when kcmp cannot tell.
+pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
+    #[repr(C)]
+    struct KcmpEpollSlot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let pid = getpid();
+    let slot = KcmpEpollSlot {
+        efd: fd as u32,
+        tfd: tfd as u32,
+        toff: 0,
+    };
+    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            7, /* KCMP_EPOLL_TFD */
+            tfd,
+            &slot as *const KcmpEpollSlot
+        )
+    };
+    match r {
+        0 => Some(true),
+        r if r > 0 => Some(false),
+        // `fd` closed, not an epoll, or without such an item.
+        _ => match errno() {
+            libc::EBADF | libc::EINVAL | libc::ENOENT => Some(false),
+            _ => None,
+        },
+    }
 }
 
 /// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original
@@ -359,7 +398,7 @@ pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
     req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
                                              // SAFETY: no pointers.
     let nl = cvt(unsafe {
-        libc::syscall(
+        crate::raw_syscall!(
             libc::SYS_socket,
             libc::AF_NETLINK,
             libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
@@ -371,7 +410,7 @@ pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
     // SAFETY: `req` is readable for its length; `buf` writable for its length; a null
     // address means the kernel (netlink) for sendto and "don't care" for recvfrom.
     let n = unsafe {
-        let sent = libc::syscall(
+        let sent = crate::raw_syscall!(
             libc::SYS_sendto,
             nl,
             req.as_ptr(),
@@ -381,7 +420,7 @@ pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
             0,
         );
         if sent == req.len() as c_long {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_recvfrom,
                 nl,
                 buf.as_mut_ptr(),

@@ -69,6 +69,8 @@ static int passed, failed;
               (long)(want), errno);                                                        \
     } while (0)
 
+#include "raw_syscalls.c"
+
 static long pwait_sized(int ep, struct epoll_event *ev, int max, int t, const void *mask,
                         size_t size) {
 #ifdef EVENTPOLL
@@ -761,6 +763,8 @@ int main(void) {
 
     bad_pointers();
     hidden_fds();
+    raw_syscalls();
+    uring_epoll_ctl();
     fork_shares();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -372,7 +372,7 @@ impl Ring {
             };
             // SAFETY: `p` is a valid io_uring_params the kernel fills in.
             let fd = unsafe {
-                libc::syscall(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params)
+                crate::raw_syscall!(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params)
             };
             if fd < 0 {
                 Err(std::io::Error::last_os_error()
@@ -440,7 +440,7 @@ impl Ring {
     fn register_eventfd(&self, efd: i32) -> SysResult<()> {
         // SAFETY: `efd` is a valid int for the duration of the call; one argument.
         let r = unsafe {
-            libc::syscall(
+            crate::raw_syscall!(
                 libc::SYS_io_uring_register,
                 self.fd,
                 IORING_REGISTER_EVENTFD,
@@ -490,7 +490,7 @@ impl Ring {
         loop {
             // SAFETY: plain integer arguments; no signal set.
             let r = unsafe {
-                libc::syscall(
+                crate::raw_syscall!(
                     libc::SYS_io_uring_enter,
                     self.fd,
                     to_submit,
