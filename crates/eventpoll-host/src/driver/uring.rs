@@ -15,9 +15,13 @@
 //! the driver. A wakeup then only queues work on the ring (no interruption of the thread's
 //! next system call), and a pump runs all of it in one batch: pipetest over host pipes went
 //! from 0.6× to 0.8–0.9× the kernel's epoll. The kernel lets no other thread submit or run
-//! that work, and queued work does not wake a `ppoll` on the ring's descriptor, so sleepers
-//! wait on an eventfd registered with the ring (`IORING_REGISTER_EVENTFD`), cleared before
-//! each sleep. The first call from another thread switches the driver to **shared** mode
+//! that work, and queued work wakes only a thread waiting in `io_uring_enter(2)` for
+//! completions (not a `ppoll` on the ring's descriptor), so the owner sleeps there, with
+//! one-shot polls of its doorbell and of the driver's wakeup eventfd on the ring (an
+//! eventfd registered with the ring, `IORING_REGISTER_EVENTFD`, is not used: when the
+//! wakeup comes from inside another eventfd's write — `mio::Waker`, `uv_async_send` — the
+//! kernel signals it a grace period of RCU later, or never again). A `poll`/`select` that
+//! must sleep in `ppoll` switches the driver to shared mode. The first call from another thread switches the driver to **shared** mode
 //! for good (below): it delivers the completions already posted, replaces the ring by a
 //! shared one under the same descriptor number, arms every registered descriptor on it
 //! (their arming reports count as wakeups: work the old ring had queued but not run is
@@ -58,7 +62,8 @@
 //! driver answers by comparing device and inode numbers).
 //!
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
-//! while completions are pending) or the owned mode's eventfd, plus their doorbell.
+//! while completions are pending) plus their doorbell, or (owned mode) in
+//! `io_uring_enter(2)` as said above.
 //!
 //! Mode changes happen under the ring's mutex (the thread-id check is made by every
 //! caller that takes it), so no pump or submission sees a half-switched driver.
@@ -76,8 +81,9 @@
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, SysResult};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// `struct io_sqring_offsets` (uapi `linux/io_uring.h`).
 #[repr(C)]
@@ -173,7 +179,7 @@ const IORING_SETUP_TASKRUN_FLAG: u32 = 1 << 9;
 const IORING_SETUP_SINGLE_ISSUER: u32 = 1 << 12;
 const IORING_SETUP_DEFER_TASKRUN: u32 = 1 << 13;
 const IORING_ENTER_GETEVENTS: u32 = 1;
-const IORING_REGISTER_EVENTFD: u32 = 4;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
@@ -188,6 +194,25 @@ const CQ_ENTRIES: u32 = 8192;
 const REMOVE_MARK: u64 = u64::MAX;
 /// A token no object has.
 const NO_SKIP: u64 = u64::MAX - 1;
+/// The `user_data` of the owner's sleep polls (one-shot polls of the descriptors a
+/// sleeping owner waits for, see `UringDriver::block_owned`): `SLEEP_BASE + i`. Every
+/// `user_data` from here up is the driver's own, never a registered object's.
+const SLEEP_BASE: u64 = u64::MAX - 4096;
+
+/// Whether `user_data` is one of the driver's own marks rather than a registered object's.
+fn is_mark(user_data: u64) -> bool {
+    user_data >= SLEEP_BASE
+}
+
+/// `struct io_uring_getevents_arg` (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GetEventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
 /// The `user_data` bit of the output poll (registry tokens never have it).
 const OUT_POLL: u64 = 1 << 63;
 
@@ -340,6 +365,8 @@ struct Ring {
     cq: Option<Map>,
     sqes: Map,
     p: Params,
+    /// Which ring this is (a number no other ring of the process has had).
+    id: u64,
     /// A pump's buffers, kept between pumps (a pump runs before every wait); empty, and
     /// holding no reference to any object, between pumps.
     scratch: Scratch,
@@ -419,12 +446,14 @@ impl Ring {
             IORING_OFF_SQES,
         )
         .map_err(fail)?;
+        static RINGS: AtomicU64 = AtomicU64::new(0);
         Ok(Ring {
             fd,
             sq,
             cq,
             sqes,
             p,
+            id: RINGS.fetch_add(1, Ordering::Relaxed),
             scratch: Scratch::default(),
         })
     }
@@ -432,29 +461,6 @@ impl Ring {
     /// Whether the ring runs deferred task work for one thread (single issuer).
     fn owned(&self) -> bool {
         self.p.flags & IORING_SETUP_DEFER_TASKRUN != 0
-    }
-
-    /// Signal `efd` whenever task work is queued for this ring (and at completions):
-    /// what a thread sleeping in `ppoll` waits on in owned mode, where the ring's own
-    /// descriptor is not woken by queued work.
-    fn register_eventfd(&self, efd: i32) -> SysResult<()> {
-        // SAFETY: `efd` is a valid int for the duration of the call; one argument.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                self.fd,
-                IORING_REGISTER_EVENTFD,
-                &efd as *const i32,
-                1u32,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL))
-        } else {
-            Ok(())
-        }
     }
 
     /// Run the task work queued for this ring, if the kernel flags some (wakeups become
@@ -738,14 +744,7 @@ impl UringDriver {
                     fd
                 }
             });
-            let registered = wake.and_then(|fd| match ring.register_eventfd(fd) {
-                Ok(()) => Ok(fd),
-                Err(e) => {
-                    let _ = sys::close(fd);
-                    Err(e)
-                }
-            });
-            match registered {
+            match wake {
                 Ok(fd) => efd = fd,
                 Err(_) => {
                     drop(ring);
@@ -846,7 +845,7 @@ impl UringDriver {
                     cqes.iter()
                         .map(|c| c.user_data)
                         .enumerate()
-                        .filter(|(_, t)| *t != REMOVE_MARK)
+                        .filter(|(_, t)| !is_mark(*t))
                         .map(|(pos, t)| (pos, t & !OUT_POLL)),
                     &mut hosts,
                 );
@@ -892,6 +891,128 @@ impl UringDriver {
         rearm.clear();
         ring.scratch = Scratch { cqes, hosts, rearm };
         (woken, skip_ended)
+    }
+}
+
+impl UringDriver {
+    /// Owned mode's sleep (the owner only; `None`: not owned any more, or the ring cannot
+    /// take the sleep polls — sleep in `ppoll` instead). Queued work of an owned ring wakes
+    /// only a thread waiting in `io_uring_enter(2)` for completions: the owner waits there,
+    /// with one-shot polls of `extra` (its doorbell) and of the driver's wakeup eventfd (a
+    /// switch to shared mode writes it) on the ring, so that either wakes it too. It never
+    /// depends on an eventfd registered with the ring: such an eventfd is signalled late (a
+    /// grace period of RCU later, 10-25 ms here) or never again, when the wakeup comes
+    /// from inside another eventfd's write (issue 12, finding 1: `mio::Waker`,
+    /// `uv_async_send`).
+    fn block_owned(
+        &self,
+        extra: &[i32],
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> Option<SysResult<()>> {
+        let (fd, id, polls) = {
+            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if !ring.owned() || self.owner.load(Ordering::Acquire) != current_tid() {
+                return None;
+            }
+            if ring.pending() {
+                return Some(Ok(())); // the caller pumps
+            }
+            // The ring itself under a private number: a switch to shared mode while this
+            // thread sleeps puts another ring under the driver's number.
+            let fd = sys::fcntl(
+                ring.fd,
+                libc::F_DUPFD_CLOEXEC,
+                libc::c_long::from(self.hidden_base.max(0)),
+            )
+            .ok()?;
+            let wake = self.wake_fd.load(Ordering::Acquire);
+            if wake >= 0 {
+                let mut buf = [0u8; 8];
+                let _ = sys::read(wake, &mut buf);
+            }
+            let sqes: Vec<Sqe> = std::iter::once(wake)
+                .filter(|&w| w >= 0)
+                .chain(extra.iter().copied())
+                .enumerate()
+                .map(|(i, fd)| Sqe {
+                    opcode: IORING_OP_POLL_ADD,
+                    fd,
+                    op_flags: libc::POLLIN as u32,
+                    user_data: SLEEP_BASE + i as u64,
+                    ..Sqe::default()
+                })
+                .collect();
+            if ring.submit(&sqes).is_err() {
+                let _ = sys::close(fd);
+                return None;
+            }
+            (fd, ring.id, sqes.len())
+        };
+        let r = enter_wait(fd, timeout, sigmask);
+        {
+            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.id == id {
+                // Take the sleep polls off (they hold their files); the removals complete
+                // in this thread's task work, run now. Their completions are ignored.
+                let removals: Vec<Sqe> = (0..polls as u64)
+                    .map(|i| Sqe {
+                        opcode: IORING_OP_POLL_REMOVE,
+                        fd: -1,
+                        addr: SLEEP_BASE + i,
+                        user_data: REMOVE_MARK,
+                        ..Sqe::default()
+                    })
+                    .collect();
+                if ring.submit(&removals).is_ok() {
+                    let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+                }
+            }
+            // Otherwise the ring was replaced: closing the last number below frees it,
+            // with its polls.
+        }
+        let _ = sys::close(fd);
+        Some(match r {
+            Err(libc::EINTR) => Err(libc::EINTR),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// `io_uring_enter(2)` on ring `fd`: wait until a completion is posted, `timeout` passes
+/// (`ETIME`) or a signal arrives (`EINTR`), with `sigmask` (a kernel signal set) applied
+/// meanwhile. Queued task work of an owned ring is run while waiting.
+fn enter_wait(
+    fd: i32,
+    timeout: Option<Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> SysResult<()> {
+    let ts = timeout.map(sys::timespec);
+    let arg = GetEventsArg {
+        sigmask: sigmask.map_or(0, |m| m as u64),
+        sigmask_sz: 8, // the kernel's sigset_t (_NSIG / 8)
+        min_wait_usec: 0,
+        ts: ts.as_ref().map_or(0, |t| t as *const libc::timespec as u64),
+    };
+    // SAFETY: `arg` and the timespec it points to live across the call; the signal set is
+    // the caller's (a valid kernel sigset_t, or none).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            0u32,
+            1u32,
+            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+            &arg as *const GetEventsArg,
+            std::mem::size_of::<GetEventsArg>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(())
     }
 }
 
@@ -976,24 +1097,13 @@ impl Driver for UringDriver {
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
-        let efd = self.wake_fd.load(Ordering::Acquire);
-        if efd >= 0 && self.owner.load(Ordering::Acquire) != 0 {
-            // Owned mode: queued work signals the eventfd, not the ring's descriptor.
-            // Clear it, then make it readable again if work is already pending: a sleeper
-            // wakes for anything queued after this point, and at once for anything before.
-            let ring = self.lock();
-            if ring.owned() {
-                let mut buf = [0u8; 8];
-                let _ = sys::read(efd, &mut buf);
-                if ring.pending() {
-                    let _ = sys::write(efd, &1u64.to_ne_bytes());
-                }
-                out.push(libc::pollfd {
-                    fd: efd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                return;
+        if self.owner.load(Ordering::Acquire) != 0 {
+            // Owned mode: queued work makes nothing readable that `ppoll` could wait on
+            // (see `block_owned`), so a caller that must sleep in `ppoll` (a `poll` or
+            // `select` on an instance) switches the driver to shared mode.
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if self.owner.load(Ordering::Acquire) != 0 {
+                self.share(&mut ring);
             }
         }
         out.push(libc::pollfd {
@@ -1001,6 +1111,20 @@ impl Driver for UringDriver {
             events: libc::POLLIN,
             revents: 0,
         });
+    }
+
+    fn block(
+        &self,
+        extra: &[i32],
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> SysResult<()> {
+        if self.owner.load(Ordering::Acquire) == current_tid() {
+            if let Some(r) = self.block_owned(extra, timeout, sigmask) {
+                return r;
+            }
+        }
+        super::block_in_ppoll(self, extra, timeout, sigmask)
     }
 
     fn after_fork_child(&self) {
