@@ -49,6 +49,10 @@ pub struct HostFd {
     /// which an embedder calls before adding an item — one that adds items in a `fork`
     /// child without calling either gets no wakeups for such a descriptor).
     pub(crate) unarmed: AtomicBool,
+    /// The thread whose polls watch the file (the io_uring driver: the kernel delivers a
+    /// poll's wakeups through the thread that submitted it, so when that thread exits its
+    /// polls are moved to a live one; 0: none yet).
+    pub(crate) armer: AtomicI32,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -78,6 +82,7 @@ impl HostFd {
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
+            armer: AtomicI32::new(0),
             queue: WaitQueue::new(),
             pollable,
             owned,

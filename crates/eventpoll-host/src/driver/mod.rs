@@ -115,6 +115,10 @@ pub trait Driver: Send + Sync {
     }
     /// Every registered object that is still alive.
     fn registered(&self) -> Vec<Arc<HostFd>>;
+    /// Thread `tid`, which may have used the driver, is exiting (called from its
+    /// thread-local destructors, where it is still alive): the io_uring driver moves the
+    /// work the kernel would deliver through it to the threads that remain.
+    fn thread_exiting(&self, _tid: i32) {}
     /// The driver's current mode, for logs and reports (the io_uring driver: `owned` or
     /// `shared`; see [`uring`]); empty for drivers with one mode.
     fn mode(&self) -> &'static str {

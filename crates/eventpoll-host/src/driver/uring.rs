@@ -666,6 +666,51 @@ thread_local! {
     static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
+/// `owner` of a driver whose owner thread exited: every thread is then "another thread",
+/// and the next call switches to shared mode.
+const ORPHANED: i32 = -1;
+
+/// The drivers whose polls the calling thread armed, told when the thread exits (see
+/// [`Driver::thread_exiting`]).
+struct Armer {
+    drivers: std::cell::RefCell<Vec<std::sync::Weak<dyn Driver>>>,
+}
+
+impl Drop for Armer {
+    fn drop(&mut self) {
+        let tid = sys::gettid();
+        for w in self.drivers.get_mut().drain(..) {
+            if let Some(d) = w.upgrade() {
+                d.thread_exiting(tid);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static ARMER: Armer = const {
+        Armer {
+            drivers: std::cell::RefCell::new(Vec::new()),
+        }
+    };
+}
+
+/// Record that the calling thread armed `host`'s polls (so that its exit moves them).
+fn note_armer(host: &HostFd) {
+    let tid = current_tid();
+    if host.armer.swap(tid, Ordering::AcqRel) == tid {
+        return;
+    }
+    let _ = ARMER.try_with(|a| {
+        let mut v = a.drivers.borrow_mut();
+        let mine = Arc::as_ptr(&host.driver).cast::<()>();
+        if !v.iter().any(|w| w.as_ptr().cast::<()>() == mine) {
+            v.retain(|w| w.strong_count() > 0);
+            v.push(Arc::downgrade(&host.driver));
+        }
+    });
+}
+
 /// Whether owned mode may be tried: `EVENTPOLL_URING_SHARED` unset (or `0`).
 fn owned_mode_allowed() -> bool {
     std::env::var_os("EVENTPOLL_URING_SHARED").is_none_or(|v| v.is_empty() || v == "0")
@@ -808,8 +853,10 @@ impl UringDriver {
     /// Arm every registered descriptor that is not left unarmed on `ring` (a new one).
     fn arm_all(&self, ring: &Ring) {
         for h in self.registry.all() {
-            if !h.unarmed.load(Ordering::Acquire) {
-                let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+            if !h.unarmed.load(Ordering::Acquire)
+                && ring.submit(&polls(&h, h.token.load(Ordering::Acquire))).is_ok()
+            {
+                note_armer(&h);
             }
         }
     }
@@ -873,6 +920,7 @@ impl UringDriver {
                     // gone) end the watch.
                     if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
                         rearm.push(poll_add(h.fd(), token, class));
+                        note_armer(h);
                     }
                 }
             }
@@ -1040,6 +1088,7 @@ impl Driver for UringDriver {
             self.registry.remove(token);
             return Err(e);
         }
+        note_armer(host);
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
         // engine item polls the object itself. A poll that ended at once has no wait
         // queue to sleep on (a file without poll support): EPERM, as epoll says.
@@ -1064,6 +1113,7 @@ impl Driver for UringDriver {
             host.unarmed.store(true, Ordering::Release);
             return Err(e);
         }
+        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -1074,6 +1124,7 @@ impl Driver for UringDriver {
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
         ring.submit(&[poll_add(host.fd(), token, 1)])?;
+        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -1172,6 +1223,41 @@ impl Driver for UringDriver {
         ring.run_task_work();
         let mut cqes = Vec::new();
         ring.reap(&mut cqes);
+    }
+
+    fn thread_exiting(&self, tid: i32) {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner == tid {
+            // Owned mode: run the work queued for the ring (wakeups become completions,
+            // delivered at the next pump), then leave the ring to the next caller, which
+            // switches to shared mode and arms every descriptor again, from a live thread.
+            let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+            self.owner.store(ORPHANED, Ordering::Release);
+            return;
+        }
+        if owner != 0 {
+            return;
+        }
+        // Shared mode: the kernel would deliver the wakeups of this thread's polls through
+        // it, and after its exit cancel them only some milliseconds after their next
+        // wakeup (issue 12, finding 7). Cancel them now, and run the cancellations: the
+        // next pump, in whichever thread, sees them end and arms them again; their
+        // arming report stands for a wakeup in between.
+        let mine: Vec<Sqe> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|h| h.armer.load(Ordering::Acquire) == tid)
+            .flat_map(|h| removals(h, h.token.load(Ordering::Acquire)))
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        for chunk in mine.chunks(SQ_ENTRIES as usize) {
+            let _ = ring.submit(chunk);
+        }
+        let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
     }
 
     fn mode(&self) -> &'static str {
