@@ -374,6 +374,9 @@ struct Ring {
 
 #[derive(Default)]
 struct Scratch {
+    /// Objects moved off an exiting thread and armed again, whose arming reports the
+    /// current or next pump delivers (see `HostFd::moved`); cleared after that pump.
+    moved: Vec<Arc<HostFd>>,
     cqes: Vec<Cqe>,
     hosts: Vec<(usize, Arc<HostFd>)>,
     rearm: Vec<Sqe>,
@@ -666,6 +669,20 @@ thread_local! {
     static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
+/// The flags of `HostFd::moved` (bits 31 and 30, `EPOLLET` and `EPOLLONESHOT`, are in no
+/// poll mask): moved (its polls were cancelled as their thread exited), and armed again
+/// (the next report is the arming report, filtered against the recorded mask).
+const MOVED: u32 = 1 << 31;
+const ARMING: u32 = 1 << 30;
+
+/// Record the masks of `host`'s polls before they are moved off an exiting thread.
+fn mark_moved(host: &HostFd) {
+    let mask = sys::poll_mask(host.fd());
+    for (class, m) in host.moved.iter().enumerate() {
+        m.store(MOVED | (mask & CLASSES[class]), Ordering::Release);
+    }
+}
+
 /// `owner` of a driver whose owner thread exited: every thread is then "another thread",
 /// and the next call switches to shared mode.
 const ORPHANED: i32 = -1;
@@ -831,7 +848,7 @@ impl UringDriver {
         };
         self.replace_ring(ring, new);
         self.owner.store(0, Ordering::Release);
-        self.arm_all(ring);
+        self.arm_all(&mut *ring);
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             let _ = sys::write(efd, &1u64.to_ne_bytes());
@@ -851,12 +868,18 @@ impl UringDriver {
     }
 
     /// Arm every registered descriptor that is not left unarmed on `ring` (a new one).
-    fn arm_all(&self, ring: &Ring) {
+    fn arm_all(&self, ring: &mut Ring) {
         for h in self.registry.all() {
             if !h.unarmed.load(Ordering::Acquire)
                 && ring.submit(&polls(&h, h.token.load(Ordering::Acquire))).is_ok()
             {
                 note_armer(&h);
+            }
+            if h.moved[0].load(Ordering::Acquire) != 0 {
+                for m in &h.moved {
+                    m.fetch_or(ARMING, Ordering::AcqRel);
+                }
+                ring.scratch.moved.push(h);
             }
         }
     }
@@ -866,10 +889,13 @@ impl UringDriver {
     /// (objects woken, whether a poll of `skip` ended without being armed: not pollable).
     fn pump_locked(&self, ring: &mut Ring, skip: u64) -> (usize, bool) {
         let Scratch {
+            mut moved,
             mut cqes,
             mut hosts,
             mut rearm,
         } = std::mem::take(&mut ring.scratch);
+        // Moved objects armed before this pump (a switch to shared mode) or by it: their
+        // arming reports are delivered now, after which the flag goes (below).
         let mut woken = 0;
         let mut skip_ended = false;
         // Polls armed again in this pump report at once (their arming report is the
@@ -910,9 +936,16 @@ impl UringDriver {
                         skip_ended |= ended;
                         continue;
                     }
-                    if c.res > 0 {
+                    let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
+                    let was = h.moved[class].load(Ordering::Acquire);
+                    if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 {
+                        // The arming report of a poll moved off an exiting thread: a wakeup
+                        // for what the file gained meanwhile only.
+                        bits = 0;
+                    }
+                    if bits != 0 {
                         let socket = h.socket.load(Ordering::Relaxed);
-                        h.notify(wake_key(c.res as u32, socket, class == 0, prev_state));
+                        h.notify(wake_key(bits, socket, class == 0, prev_state));
                         woken += 1;
                     }
                     // Ended while registered: the completion queue was full (res > 0) or the
@@ -921,6 +954,10 @@ impl UringDriver {
                     if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
                         rearm.push(poll_add(h.fd(), token, class));
                         note_armer(h);
+                        if was & MOVED != 0 {
+                            h.moved[class].store(was | ARMING, Ordering::Release);
+                            moved.push(h.clone());
+                        }
                     }
                 }
             }
@@ -934,10 +971,20 @@ impl UringDriver {
             }
             rearm.clear();
         }
+        for h in moved.drain(..) {
+            for m in &h.moved {
+                m.store(0, Ordering::Release);
+            }
+        }
         cqes.clear();
         hosts.clear();
         rearm.clear();
-        ring.scratch = Scratch { cqes, hosts, rearm };
+        ring.scratch = Scratch {
+            moved,
+            cqes,
+            hosts,
+            rearm,
+        };
         (woken, skip_ended)
     }
 }
@@ -1217,7 +1264,7 @@ impl Driver for UringDriver {
                 h.unarmed.store(true, Ordering::Release);
             }
         }
-        self.arm_all(&ring);
+        self.arm_all(&mut ring);
         // Drop the reports of the re-arming (posted by task work in owned mode): the ready
         // lists copied from the parent already say what was ready.
         ring.run_task_work();
@@ -1233,6 +1280,9 @@ impl Driver for UringDriver {
             // delivered at the next pump), then leave the ring to the next caller, which
             // switches to shared mode and arms every descriptor again, from a live thread.
             let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+            for h in self.registry.all() {
+                mark_moved(&h);
+            }
             self.owner.store(ORPHANED, Ordering::Release);
             return;
         }
@@ -1249,7 +1299,10 @@ impl Driver for UringDriver {
             .all()
             .iter()
             .filter(|h| h.armer.load(Ordering::Acquire) == tid)
-            .flat_map(|h| removals(h, h.token.load(Ordering::Acquire)))
+            .flat_map(|h| {
+                mark_moved(h);
+                removals(h, h.token.load(Ordering::Acquire))
+            })
             .collect();
         if mine.is_empty() {
             return;
