@@ -170,7 +170,12 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
     cc_file("threads.c", &exe, &["-lpthread"]);
     run_at_least(&mut Command::new(&exe), "threads: kernel (glibc)", 15);
     let so = lib.join("libeventpoll.so");
-    for (driver, shared) in [("uring", false), ("uring", true), ("epoll", false), ("poll", false)] {
+    for (driver, shared) in [
+        ("uring", false),
+        ("uring", true),
+        ("epoll", false),
+        ("poll", false),
+    ] {
         let mut cmd = Command::new(&exe);
         cmd.env("LD_PRELOAD", &so).env("EVENTPOLL_DRIVER", driver);
         if shared {

@@ -871,7 +871,9 @@ impl UringDriver {
     fn arm_all(&self, ring: &mut Ring) {
         for h in self.registry.all() {
             if !h.unarmed.load(Ordering::Acquire)
-                && ring.submit(&polls(&h, h.token.load(Ordering::Acquire))).is_ok()
+                && ring
+                    .submit(&polls(&h, h.token.load(Ordering::Acquire)))
+                    .is_ok()
             {
                 note_armer(&h);
             }
