@@ -51,6 +51,11 @@ fn poll_instances(
 ) -> Result<c_int, c_int> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mask = (!sigmask.is_null()).then_some(sigmask);
+    // Counted as sleepers of each instance before the first check: whichever thread pumps
+    // the host (another thread's wait may take the host's notification before this one
+    // wakes), an instance that becomes ready rings its bell, which makes its descriptor
+    // readable for this call (issue 12, finding 4).
+    let _sleepers: Vec<_> = insts.iter().map(|i| i.hep.bell().sleeper()).collect();
     loop {
         refresh(p, insts);
         let remaining = match deadline {

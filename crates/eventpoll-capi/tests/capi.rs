@@ -52,7 +52,11 @@ fn out_dir() -> PathBuf {
 }
 
 fn cc(out: &Path, extra: &[&str]) {
-    let src = crate_dir().join("tests/c/errors.c");
+    cc_file("errors.c", out, extra)
+}
+
+fn cc_file(file: &str, out: &Path, extra: &[&str]) {
+    let src = crate_dir().join("tests/c").join(file);
     let mut cmd = Command::new("cc");
     cmd.args([
         "-O0",
@@ -74,6 +78,10 @@ fn cc(out: &Path, extra: &[&str]) {
 
 /// Run and check the closing line says every check passed.
 fn run(cmd: &mut Command, what: &str) {
+    run_at_least(cmd, what, 100)
+}
+
+fn run_at_least(cmd: &mut Command, what: &str, min_checks: u32) {
     let o = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     let last = stdout.lines().last().unwrap_or("");
@@ -84,7 +92,7 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
     let passed: u32 = last.split(' ').next().unwrap().parse().unwrap();
-    assert!(passed >= 100, "{what}: only {passed} checks ran");
+    assert!(passed >= min_checks, "{what}: only {passed} checks ran");
 }
 
 #[test]
@@ -149,6 +157,53 @@ fn c_error_paths_match_the_kernel_in_every_build() {
             .env("EVENTPOLL_LOG", "1"),
         "LD_PRELOAD, EVENTPOLL_LOG=1",
     );
+    let _ = std::fs::remove_dir_all(out);
+}
+
+/// `tests/c/threads.c`: wakeups across threads (issue 12: a cross-thread eventfd write
+/// wakes `epoll_wait`, `poll`/`select` sleepers beside another thread's wait, items whose
+/// arming thread exited, an ET eventfd with three threads), against glibc alone and under
+/// `LD_PRELOAD` with each driver and the io_uring driver's shared mode. Every wait is
+/// bounded: a lost wakeup fails a check.
+#[test]
+fn c_thread_wakeups_match_the_kernel_with_every_driver() {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    // Its own directory: the other tests remove theirs when they finish.
+    let out = std::env::temp_dir().join(format!("eventpoll-capi-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join("threads_native");
+    cc_file("threads.c", &exe, &["-lpthread"]);
+    run_at_least(&mut Command::new(&exe), "threads: kernel (glibc)", 15);
+    let so = lib.join("libeventpoll.so");
+    for (driver, shared) in [
+        ("uring", false),
+        ("uring", true),
+        ("epoll", false),
+        ("poll", false),
+    ] {
+        let mut cmd = Command::new(&exe);
+        cmd.env("LD_PRELOAD", &so).env("EVENTPOLL_DRIVER", driver);
+        if shared {
+            cmd.env("EVENTPOLL_URING_SHARED", "1");
+        }
+        run_at_least(
+            &mut cmd,
+            &format!("threads: LD_PRELOAD, driver {driver}, shared {shared}"),
+            15,
+        );
+    }
+    // The thread that armed the polls is the process's first epoll user and exits.
+    for driver in ["uring", "epoll"] {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("f7")
+            .env("LD_PRELOAD", &so)
+            .env("EVENTPOLL_DRIVER", driver);
+        run_at_least(&mut cmd, &format!("threads f7 alone: driver {driver}"), 2);
+    }
     let _ = std::fs::remove_dir_all(out);
 }
 

@@ -49,6 +49,14 @@ pub struct HostFd {
     /// which an embedder calls before adding an item — one that adds items in a `fork`
     /// child without calling either gets no wakeups for such a descriptor).
     pub(crate) unarmed: AtomicBool,
+    /// The thread whose polls watch the file (the io_uring driver: the kernel delivers a
+    /// poll's wakeups through the thread that submitted it, so when that thread exits its
+    /// polls are moved to a live one; 0: none yet).
+    pub(crate) armer: AtomicI32,
+    /// Per direction (input, output): the file's mask when its polls were moved off an
+    /// exiting thread, with bit 31 set (0: not moved). The io_uring driver counts the
+    /// arming report of the new poll as a wakeup only for bits not in that mask.
+    pub(crate) moved: [AtomicU32; 2],
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -78,6 +86,8 @@ impl HostFd {
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
+            armer: AtomicI32::new(0),
+            moved: [AtomicU32::new(0), AtomicU32::new(0)],
             queue: WaitQueue::new(),
             pollable,
             owned,

@@ -8,7 +8,8 @@
 //! exactly as it interrupts `epoll_pwait`. The doorbell is an eventfd rung by a callback on
 //! the instance's own poll queue (something reached its ready list: an in-process object, a
 //! nested instance, another thread's `EPOLL_CTL_MOD`, another thread's pump), but only
-//! while a waiter sleeps, so a busy loop pays no doorbell system calls.
+//! while a waiter sleeps (in a wait, or in `poll`/`select` on the instance: [`Bell::sleeper`]),
+//! so a busy loop pays no doorbell system calls.
 
 use crate::sys;
 use crate::Host;
@@ -91,6 +92,14 @@ impl Bell {
         }
     }
 
+    /// Count a sleeper that is not in [`HostEpoll::wait`] (a `poll`/`select` on the
+    /// instance's descriptor) while the returned guard lives: callbacks ring the bell for
+    /// it too, so whichever thread pumps the host, the instance's readiness reaches it.
+    pub fn sleeper(&self) -> Sleeper<'_> {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        Sleeper(self)
+    }
+
     /// Forget the ring state and the sleepers (the eventfd was replaced by a fresh one, in
     /// a child after `fork`).
     pub fn forget_ring(&self) {
@@ -115,6 +124,16 @@ impl Bell {
             }
         }
         self.ring();
+    }
+}
+
+/// A sleeper counted on a [`Bell`] (see [`Bell::sleeper`]).
+#[derive(Debug)]
+pub struct Sleeper<'a>(&'a Bell);
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        self.0.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

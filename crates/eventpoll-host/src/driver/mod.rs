@@ -99,14 +99,7 @@ pub trait Driver: Send + Sync {
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
     ) -> SysResult<()> {
-        let mut fds = Vec::with_capacity(1 + extra.len());
-        self.notify_fds(&mut fds);
-        fds.extend(extra.iter().map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }));
-        crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask).map(drop)
+        block_in_ppoll(self, extra, timeout, sigmask)
     }
     /// In the child after `fork`: stop sharing host state with the parent (the kernel
     /// driver makes a new kernel epoll and registers every live descriptor again).
@@ -122,11 +115,33 @@ pub trait Driver: Send + Sync {
     }
     /// Every registered object that is still alive.
     fn registered(&self) -> Vec<Arc<HostFd>>;
+    /// Thread `tid`, which may have used the driver, is exiting (called from its
+    /// thread-local destructors, where it is still alive): the io_uring driver moves the
+    /// work the kernel would deliver through it to the threads that remain.
+    fn thread_exiting(&self, _tid: i32) {}
     /// The driver's current mode, for logs and reports (the io_uring driver: `owned` or
     /// `shared`; see [`uring`]); empty for drivers with one mode.
     fn mode(&self) -> &'static str {
         ""
     }
+}
+
+/// [`Driver::block`]'s usual way: `ppoll(2)` on the driver's
+/// [notification descriptors](Driver::notify_fds) and `extra`.
+pub(crate) fn block_in_ppoll<D: Driver + ?Sized>(
+    driver: &D,
+    extra: &[i32],
+    timeout: Option<Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> SysResult<()> {
+    let mut fds = Vec::with_capacity(1 + extra.len());
+    driver.notify_fds(&mut fds);
+    fds.extend(extra.iter().map(|&fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+    crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask).map(drop)
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a

@@ -15,9 +15,13 @@
 //! the driver. A wakeup then only queues work on the ring (no interruption of the thread's
 //! next system call), and a pump runs all of it in one batch: pipetest over host pipes went
 //! from 0.6× to 0.8–0.9× the kernel's epoll. The kernel lets no other thread submit or run
-//! that work, and queued work does not wake a `ppoll` on the ring's descriptor, so sleepers
-//! wait on an eventfd registered with the ring (`IORING_REGISTER_EVENTFD`), cleared before
-//! each sleep. The first call from another thread switches the driver to **shared** mode
+//! that work, and queued work wakes only a thread waiting in `io_uring_enter(2)` for
+//! completions (not a `ppoll` on the ring's descriptor), so the owner sleeps there, with
+//! one-shot polls of its doorbell and of the driver's wakeup eventfd on the ring (an
+//! eventfd registered with the ring, `IORING_REGISTER_EVENTFD`, is not used: when the
+//! wakeup comes from inside another eventfd's write — `mio::Waker`, `uv_async_send` — the
+//! kernel signals it a grace period of RCU later, or never again). A `poll`/`select` that
+//! must sleep in `ppoll` switches the driver to shared mode. The first call from another thread switches the driver to **shared** mode
 //! for good (below): it delivers the completions already posted, replaces the ring by a
 //! shared one under the same descriptor number, arms every registered descriptor on it
 //! (their arming reports count as wakeups: work the old ring had queued but not run is
@@ -58,7 +62,8 @@
 //! driver answers by comparing device and inode numbers).
 //!
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
-//! while completions are pending) or the owned mode's eventfd, plus their doorbell.
+//! while completions are pending) plus their doorbell, or (owned mode) in
+//! `io_uring_enter(2)` as said above.
 //!
 //! Mode changes happen under the ring's mutex (the thread-id check is made by every
 //! caller that takes it), so no pump or submission sees a half-switched driver.
@@ -76,8 +81,9 @@
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, SysResult};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// `struct io_sqring_offsets` (uapi `linux/io_uring.h`).
 #[repr(C)]
@@ -173,7 +179,7 @@ const IORING_SETUP_TASKRUN_FLAG: u32 = 1 << 9;
 const IORING_SETUP_SINGLE_ISSUER: u32 = 1 << 12;
 const IORING_SETUP_DEFER_TASKRUN: u32 = 1 << 13;
 const IORING_ENTER_GETEVENTS: u32 = 1;
-const IORING_REGISTER_EVENTFD: u32 = 4;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 const IORING_OFF_SQ_RING: i64 = 0;
 const IORING_OFF_CQ_RING: i64 = 0x800_0000;
 const IORING_OFF_SQES: i64 = 0x1000_0000;
@@ -188,6 +194,25 @@ const CQ_ENTRIES: u32 = 8192;
 const REMOVE_MARK: u64 = u64::MAX;
 /// A token no object has.
 const NO_SKIP: u64 = u64::MAX - 1;
+/// The `user_data` of the owner's sleep polls (one-shot polls of the descriptors a
+/// sleeping owner waits for, see `UringDriver::block_owned`): `SLEEP_BASE + i`. Every
+/// `user_data` from here up is the driver's own, never a registered object's.
+const SLEEP_BASE: u64 = u64::MAX - 4096;
+
+/// Whether `user_data` is one of the driver's own marks rather than a registered object's.
+fn is_mark(user_data: u64) -> bool {
+    user_data >= SLEEP_BASE
+}
+
+/// `struct io_uring_getevents_arg` (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GetEventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
 /// The `user_data` bit of the output poll (registry tokens never have it).
 const OUT_POLL: u64 = 1 << 63;
 
@@ -340,6 +365,8 @@ struct Ring {
     cq: Option<Map>,
     sqes: Map,
     p: Params,
+    /// Which ring this is (a number no other ring of the process has had).
+    id: u64,
     /// A pump's buffers, kept between pumps (a pump runs before every wait); empty, and
     /// holding no reference to any object, between pumps.
     scratch: Scratch,
@@ -347,6 +374,9 @@ struct Ring {
 
 #[derive(Default)]
 struct Scratch {
+    /// Objects moved off an exiting thread and armed again, whose arming reports the
+    /// current or next pump delivers (see `HostFd::moved`); cleared after that pump.
+    moved: Vec<Arc<HostFd>>,
     cqes: Vec<Cqe>,
     hosts: Vec<(usize, Arc<HostFd>)>,
     rearm: Vec<Sqe>,
@@ -419,12 +449,14 @@ impl Ring {
             IORING_OFF_SQES,
         )
         .map_err(fail)?;
+        static RINGS: AtomicU64 = AtomicU64::new(0);
         Ok(Ring {
             fd,
             sq,
             cq,
             sqes,
             p,
+            id: RINGS.fetch_add(1, Ordering::Relaxed),
             scratch: Scratch::default(),
         })
     }
@@ -432,29 +464,6 @@ impl Ring {
     /// Whether the ring runs deferred task work for one thread (single issuer).
     fn owned(&self) -> bool {
         self.p.flags & IORING_SETUP_DEFER_TASKRUN != 0
-    }
-
-    /// Signal `efd` whenever task work is queued for this ring (and at completions):
-    /// what a thread sleeping in `ppoll` waits on in owned mode, where the ring's own
-    /// descriptor is not woken by queued work.
-    fn register_eventfd(&self, efd: i32) -> SysResult<()> {
-        // SAFETY: `efd` is a valid int for the duration of the call; one argument.
-        let r = unsafe {
-            crate::raw_syscall!(
-                libc::SYS_io_uring_register,
-                self.fd,
-                IORING_REGISTER_EVENTFD,
-                &efd as *const i32,
-                1u32,
-            )
-        };
-        if r < 0 {
-            Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL))
-        } else {
-            Ok(())
-        }
     }
 
     /// Run the task work queued for this ring, if the kernel flags some (wakeups become
@@ -660,6 +669,65 @@ thread_local! {
     static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
+/// The flags of `HostFd::moved` (bits 31 and 30, `EPOLLET` and `EPOLLONESHOT`, are in no
+/// poll mask): moved (its polls were cancelled as their thread exited), and armed again
+/// (the next report is the arming report, filtered against the recorded mask).
+const MOVED: u32 = 1 << 31;
+const ARMING: u32 = 1 << 30;
+
+/// Record the masks of `host`'s polls before they are moved off an exiting thread.
+fn mark_moved(host: &HostFd) {
+    let mask = sys::poll_mask(host.fd());
+    for (class, m) in host.moved.iter().enumerate() {
+        m.store(MOVED | (mask & CLASSES[class]), Ordering::Release);
+    }
+}
+
+/// `owner` of a driver whose owner thread exited: every thread is then "another thread",
+/// and the next call switches to shared mode.
+const ORPHANED: i32 = -1;
+
+/// The drivers whose polls the calling thread armed, told when the thread exits (see
+/// [`Driver::thread_exiting`]).
+struct Armer {
+    drivers: std::cell::RefCell<Vec<std::sync::Weak<dyn Driver>>>,
+}
+
+impl Drop for Armer {
+    fn drop(&mut self) {
+        let tid = sys::gettid();
+        for w in self.drivers.get_mut().drain(..) {
+            if let Some(d) = w.upgrade() {
+                d.thread_exiting(tid);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static ARMER: Armer = const {
+        Armer {
+            drivers: std::cell::RefCell::new(Vec::new()),
+        }
+    };
+}
+
+/// Record that the calling thread armed `host`'s polls (so that its exit moves them).
+fn note_armer(host: &HostFd) {
+    let tid = current_tid();
+    if host.armer.swap(tid, Ordering::AcqRel) == tid {
+        return;
+    }
+    let _ = ARMER.try_with(|a| {
+        let mut v = a.drivers.borrow_mut();
+        let mine = Arc::as_ptr(&host.driver).cast::<()>();
+        if !v.iter().any(|w| w.as_ptr().cast::<()>() == mine) {
+            v.retain(|w| w.strong_count() > 0);
+            v.push(Arc::downgrade(&host.driver));
+        }
+    });
+}
+
 /// Whether owned mode may be tried: `EVENTPOLL_URING_SHARED` unset (or `0`).
 fn owned_mode_allowed() -> bool {
     std::env::var_os("EVENTPOLL_URING_SHARED").is_none_or(|v| v.is_empty() || v == "0")
@@ -738,14 +806,7 @@ impl UringDriver {
                     fd
                 }
             });
-            let registered = wake.and_then(|fd| match ring.register_eventfd(fd) {
-                Ok(()) => Ok(fd),
-                Err(e) => {
-                    let _ = sys::close(fd);
-                    Err(e)
-                }
-            });
-            match registered {
+            match wake {
                 Ok(fd) => efd = fd,
                 Err(_) => {
                     drop(ring);
@@ -787,7 +848,7 @@ impl UringDriver {
         };
         self.replace_ring(ring, new);
         self.owner.store(0, Ordering::Release);
-        self.arm_all(ring);
+        self.arm_all(&mut *ring);
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             let _ = sys::write(efd, &1u64.to_ne_bytes());
@@ -807,10 +868,20 @@ impl UringDriver {
     }
 
     /// Arm every registered descriptor that is not left unarmed on `ring` (a new one).
-    fn arm_all(&self, ring: &Ring) {
+    fn arm_all(&self, ring: &mut Ring) {
         for h in self.registry.all() {
-            if !h.unarmed.load(Ordering::Acquire) {
-                let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
+            if !h.unarmed.load(Ordering::Acquire)
+                && ring
+                    .submit(&polls(&h, h.token.load(Ordering::Acquire)))
+                    .is_ok()
+            {
+                note_armer(&h);
+            }
+            if h.moved[0].load(Ordering::Acquire) != 0 {
+                for m in &h.moved {
+                    m.fetch_or(ARMING, Ordering::AcqRel);
+                }
+                ring.scratch.moved.push(h);
             }
         }
     }
@@ -820,10 +891,13 @@ impl UringDriver {
     /// (objects woken, whether a poll of `skip` ended without being armed: not pollable).
     fn pump_locked(&self, ring: &mut Ring, skip: u64) -> (usize, bool) {
         let Scratch {
+            mut moved,
             mut cqes,
             mut hosts,
             mut rearm,
         } = std::mem::take(&mut ring.scratch);
+        // Moved objects armed before this pump (a switch to shared mode) or by it: their
+        // arming reports are delivered now, after which the flag goes (below).
         let mut woken = 0;
         let mut skip_ended = false;
         // Polls armed again in this pump report at once (their arming report is the
@@ -846,7 +920,7 @@ impl UringDriver {
                     cqes.iter()
                         .map(|c| c.user_data)
                         .enumerate()
-                        .filter(|(_, t)| *t != REMOVE_MARK)
+                        .filter(|(_, t)| !is_mark(*t))
                         .map(|(pos, t)| (pos, t & !OUT_POLL)),
                     &mut hosts,
                 );
@@ -864,9 +938,16 @@ impl UringDriver {
                         skip_ended |= ended;
                         continue;
                     }
-                    if c.res > 0 {
+                    let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
+                    let was = h.moved[class].load(Ordering::Acquire);
+                    if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 {
+                        // The arming report of a poll moved off an exiting thread: a wakeup
+                        // for what the file gained meanwhile only.
+                        bits = 0;
+                    }
+                    if bits != 0 {
                         let socket = h.socket.load(Ordering::Relaxed);
-                        h.notify(wake_key(c.res as u32, socket, class == 0, prev_state));
+                        h.notify(wake_key(bits, socket, class == 0, prev_state));
                         woken += 1;
                     }
                     // Ended while registered: the completion queue was full (res > 0) or the
@@ -874,6 +955,11 @@ impl UringDriver {
                     // gone) end the watch.
                     if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
                         rearm.push(poll_add(h.fd(), token, class));
+                        note_armer(h);
+                        if was & MOVED != 0 {
+                            h.moved[class].store(was | ARMING, Ordering::Release);
+                            moved.push(h.clone());
+                        }
                     }
                 }
             }
@@ -887,11 +973,143 @@ impl UringDriver {
             }
             rearm.clear();
         }
+        for h in moved.drain(..) {
+            for m in &h.moved {
+                m.store(0, Ordering::Release);
+            }
+        }
         cqes.clear();
         hosts.clear();
         rearm.clear();
-        ring.scratch = Scratch { cqes, hosts, rearm };
+        ring.scratch = Scratch {
+            moved,
+            cqes,
+            hosts,
+            rearm,
+        };
         (woken, skip_ended)
+    }
+}
+
+impl UringDriver {
+    /// Owned mode's sleep (the owner only; `None`: not owned any more, or the ring cannot
+    /// take the sleep polls — sleep in `ppoll` instead). Queued work of an owned ring wakes
+    /// only a thread waiting in `io_uring_enter(2)` for completions: the owner waits there,
+    /// with one-shot polls of `extra` (its doorbell) and of the driver's wakeup eventfd (a
+    /// switch to shared mode writes it) on the ring, so that either wakes it too. It never
+    /// depends on an eventfd registered with the ring: such an eventfd is signalled late (a
+    /// grace period of RCU later, 10-25 ms here) or never again, when the wakeup comes
+    /// from inside another eventfd's write (issue 12, finding 1: `mio::Waker`,
+    /// `uv_async_send`).
+    fn block_owned(
+        &self,
+        extra: &[i32],
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> Option<SysResult<()>> {
+        let (fd, id, polls) = {
+            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if !ring.owned() || self.owner.load(Ordering::Acquire) != current_tid() {
+                return None;
+            }
+            if ring.pending() {
+                return Some(Ok(())); // the caller pumps
+            }
+            // The ring itself under a private number: a switch to shared mode while this
+            // thread sleeps puts another ring under the driver's number.
+            let fd = sys::fcntl(
+                ring.fd,
+                libc::F_DUPFD_CLOEXEC,
+                libc::c_long::from(self.hidden_base.max(0)),
+            )
+            .ok()?;
+            let wake = self.wake_fd.load(Ordering::Acquire);
+            if wake >= 0 {
+                let mut buf = [0u8; 8];
+                let _ = sys::read(wake, &mut buf);
+            }
+            let sqes: Vec<Sqe> = std::iter::once(wake)
+                .filter(|&w| w >= 0)
+                .chain(extra.iter().copied())
+                .enumerate()
+                .map(|(i, fd)| Sqe {
+                    opcode: IORING_OP_POLL_ADD,
+                    fd,
+                    op_flags: libc::POLLIN as u32,
+                    user_data: SLEEP_BASE + i as u64,
+                    ..Sqe::default()
+                })
+                .collect();
+            if ring.submit(&sqes).is_err() {
+                let _ = sys::close(fd);
+                return None;
+            }
+            (fd, ring.id, sqes.len())
+        };
+        let r = enter_wait(fd, timeout, sigmask);
+        {
+            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.id == id {
+                // Take the sleep polls off (they hold their files); the removals complete
+                // in this thread's task work, run now. Their completions are ignored.
+                let removals: Vec<Sqe> = (0..polls as u64)
+                    .map(|i| Sqe {
+                        opcode: IORING_OP_POLL_REMOVE,
+                        fd: -1,
+                        addr: SLEEP_BASE + i,
+                        user_data: REMOVE_MARK,
+                        ..Sqe::default()
+                    })
+                    .collect();
+                if ring.submit(&removals).is_ok() {
+                    let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+                }
+            }
+            // Otherwise the ring was replaced: closing the last number below frees it,
+            // with its polls.
+        }
+        let _ = sys::close(fd);
+        Some(match r {
+            Err(libc::EINTR) => Err(libc::EINTR),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// `io_uring_enter(2)` on ring `fd`: wait until a completion is posted, `timeout` passes
+/// (`ETIME`) or a signal arrives (`EINTR`), with `sigmask` (a kernel signal set) applied
+/// meanwhile. Queued task work of an owned ring is run while waiting.
+fn enter_wait(
+    fd: i32,
+    timeout: Option<Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> SysResult<()> {
+    let ts = timeout.map(sys::timespec);
+    let arg = GetEventsArg {
+        sigmask: sigmask.map_or(0, |m| m as u64),
+        sigmask_sz: 8, // the kernel's sigset_t (_NSIG / 8)
+        min_wait_usec: 0,
+        ts: ts.as_ref().map_or(0, |t| t as *const libc::timespec as u64),
+    };
+    // SAFETY: `arg` and the timespec it points to live across the call; the signal set is
+    // the caller's (a valid kernel sigset_t, or none).
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_io_uring_enter,
+            fd,
+            0u32,
+            1u32,
+            IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+            &arg as *const GetEventsArg,
+            std::mem::size_of::<GetEventsArg>(),
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(())
     }
 }
 
@@ -919,6 +1137,7 @@ impl Driver for UringDriver {
             self.registry.remove(token);
             return Err(e);
         }
+        note_armer(host);
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
         // engine item polls the object itself. A poll that ended at once has no wait
         // queue to sleep on (a file without poll support): EPERM, as epoll says.
@@ -943,6 +1162,7 @@ impl Driver for UringDriver {
             host.unarmed.store(true, Ordering::Release);
             return Err(e);
         }
+        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -953,6 +1173,7 @@ impl Driver for UringDriver {
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
         ring.submit(&[poll_add(host.fd(), token, 1)])?;
+        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -976,24 +1197,13 @@ impl Driver for UringDriver {
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
-        let efd = self.wake_fd.load(Ordering::Acquire);
-        if efd >= 0 && self.owner.load(Ordering::Acquire) != 0 {
-            // Owned mode: queued work signals the eventfd, not the ring's descriptor.
-            // Clear it, then make it readable again if work is already pending: a sleeper
-            // wakes for anything queued after this point, and at once for anything before.
-            let ring = self.lock();
-            if ring.owned() {
-                let mut buf = [0u8; 8];
-                let _ = sys::read(efd, &mut buf);
-                if ring.pending() {
-                    let _ = sys::write(efd, &1u64.to_ne_bytes());
-                }
-                out.push(libc::pollfd {
-                    fd: efd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-                return;
+        if self.owner.load(Ordering::Acquire) != 0 {
+            // Owned mode: queued work makes nothing readable that `ppoll` could wait on
+            // (see `block_owned`), so a caller that must sleep in `ppoll` (a `poll` or
+            // `select` on an instance) switches the driver to shared mode.
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if self.owner.load(Ordering::Acquire) != 0 {
+                self.share(&mut ring);
             }
         }
         out.push(libc::pollfd {
@@ -1001,6 +1211,20 @@ impl Driver for UringDriver {
             events: libc::POLLIN,
             revents: 0,
         });
+    }
+
+    fn block(
+        &self,
+        extra: &[i32],
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+    ) -> SysResult<()> {
+        if self.owner.load(Ordering::Acquire) == current_tid() {
+            if let Some(r) = self.block_owned(extra, timeout, sigmask) {
+                return r;
+            }
+        }
+        super::block_in_ppoll(self, extra, timeout, sigmask)
     }
 
     fn after_fork_child(&self) {
@@ -1042,12 +1266,53 @@ impl Driver for UringDriver {
                 h.unarmed.store(true, Ordering::Release);
             }
         }
-        self.arm_all(&ring);
+        self.arm_all(&mut ring);
         // Drop the reports of the re-arming (posted by task work in owned mode): the ready
         // lists copied from the parent already say what was ready.
         ring.run_task_work();
         let mut cqes = Vec::new();
         ring.reap(&mut cqes);
+    }
+
+    fn thread_exiting(&self, tid: i32) {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner == tid {
+            // Owned mode: run the work queued for the ring (wakeups become completions,
+            // delivered at the next pump), then leave the ring to the next caller, which
+            // switches to shared mode and arms every descriptor again, from a live thread.
+            let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
+            for h in self.registry.all() {
+                mark_moved(&h);
+            }
+            self.owner.store(ORPHANED, Ordering::Release);
+            return;
+        }
+        if owner != 0 {
+            return;
+        }
+        // Shared mode: the kernel would deliver the wakeups of this thread's polls through
+        // it, and after its exit cancel them only some milliseconds after their next
+        // wakeup (issue 12, finding 7). Cancel them now, and run the cancellations: the
+        // next pump, in whichever thread, sees them end and arms them again; their
+        // arming report stands for a wakeup in between.
+        let mine: Vec<Sqe> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|h| h.armer.load(Ordering::Acquire) == tid)
+            .flat_map(|h| {
+                mark_moved(h);
+                removals(h, h.token.load(Ordering::Acquire))
+            })
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        for chunk in mine.chunks(SQ_ENTRIES as usize) {
+            let _ = ring.submit(chunk);
+        }
+        let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
     }
 
     fn mode(&self) -> &'static str {

@@ -1,0 +1,412 @@
+/*
+ * Wakeups across threads: every kind of sleeper on an epoll instance is woken when the
+ * instance becomes ready, whichever thread caused it and whichever thread pumped the host
+ * first (issue 12, findings 1, 4, 7, 10; 5 and 6 in their threaded or C forms).
+ *
+ * Built and run like errors.c by tests/capi.rs: against glibc alone (the kernel: proof the
+ * expectations are Linux's) and under LD_PRELOAD with each driver. Bounded: every wait
+ * has a timeout, a lost or late wakeup fails a check instead of hanging. Prints one line
+ * per failure, one "rounds" line per measured scenario, and a closing "N passed, M failed".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+/* Which implementation runs: "kernel" (glibc alone), or the library's driver under
+ * LD_PRELOAD ("uring", "epoll", "poll"). Known deviations, documented in
+ * crates/eventpoll-capi/README.md, are checked against their documented bound instead. */
+static const char *impl = "kernel";
+
+static int deviates(const char *drivers) {
+    return strcmp(impl, "kernel") != 0 && strstr(drivers, impl) != NULL;
+}
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            passed++;                                                                      \
+        } else {                                                                           \
+            failed++;                                                                      \
+            printf("FAIL line %d: ", __LINE__);                                            \
+            printf(__VA_ARGS__);                                                           \
+            printf("\n");                                                                  \
+        }                                                                                  \
+    } while (0)
+
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void eventfd_add(int fd, uint64_t v) {
+    ssize_t r = write(fd, &v, 8);
+    (void)r;
+}
+
+static void eventfd_drain(int fd) {
+    uint64_t v;
+    ssize_t r = read(fd, &v, 8);
+    (void)r;
+}
+
+/* ---- Finding 1: a cross-thread eventfd write wakes a thread blocked in epoll_wait
+ * (mio's Waker, libuv's uv_async_send). The waiting thread is the one that first used
+ * epoll in the process (it owns the io_uring driver's ring). */
+
+struct writer {
+    int fd;
+    int rounds;
+    volatile int go;
+    volatile int stop;
+    volatile long written_at;
+};
+
+static void *write_when_told(void *arg) {
+    struct writer *w = arg;
+    for (int i = 0; i < w->rounds; i++) {
+        while (__atomic_load_n(&w->go, __ATOMIC_SEQ_CST) == i && !w->stop)
+            usleep(200);
+        if (w->stop)
+            break;
+        usleep(2000); /* the waiter is asleep by now */
+        w->written_at = now_ms();
+        eventfd_add(w->fd, 1);
+    }
+    return NULL;
+}
+
+static void cross_thread_eventfd(int et) {
+    enum { ROUNDS = 15 };
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | (et ? EPOLLET : 0), .data.u64 = 5};
+    CHECK(ep >= 0 && efd >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == 0, "setup");
+    struct writer w = {.fd = efd, .rounds = ROUNDS};
+    pthread_t t;
+    pthread_create(&t, NULL, write_when_told, &w);
+    int late = 0, lost = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        __atomic_store_n(&w.go, i + 1, __ATOMIC_SEQ_CST);
+        struct epoll_event out[4];
+        int n = epoll_wait(ep, out, 4, 1000);
+        long lag = now_ms() - w.written_at;
+        if (n != 1)
+            lost++;
+        else if (lag > 8)
+            late++;
+        if (!et)
+            eventfd_drain(efd);
+    }
+    w.stop = 1;
+    pthread_join(t, NULL);
+    printf("rounds: cross-thread eventfd write (%s): %d lost, %d late of %d\n",
+           et ? "ET" : "LT", lost, late, ROUNDS);
+    /* Late: woken more than 8 ms after the write (a deferred signal, one RCU grace
+     * period, is 10-25 ms here); a few such rounds are scheduling noise on a busy host. */
+    CHECK(lost == 0 && late <= ROUNDS / 3, "cross-thread eventfd (%s): %d lost, %d late of %d",
+          et ? "ET" : "LT", lost, late, ROUNDS);
+    close(efd);
+    close(ep);
+}
+
+/* ---- Finding 4: a thread asleep in poll()/select() on an instance is woken, also when
+ * another thread's epoll_wait (on another instance watching the same pipe) pumps the
+ * host first. */
+
+struct blocker {
+    int ep;
+    int n;
+};
+
+static void *wait_other(void *arg) {
+    struct blocker *b = arg;
+    struct epoll_event e;
+    b->n = epoll_wait(b->ep, &e, 1, 1500);
+    return NULL;
+}
+
+static void *write_later(void *arg) {
+    usleep(30000);
+    ssize_t r = write(*(int *)arg, "x", 1);
+    (void)r;
+    return NULL;
+}
+
+static void poll_sleeper_woken(int use_select) {
+    enum { ROUNDS = 8 };
+    int missed = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0)
+            break;
+        int e1 = epoll_create1(EPOLL_CLOEXEC), e2 = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN};
+        epoll_ctl(e1, EPOLL_CTL_ADD, p[0], &ev);
+        epoll_ctl(e2, EPOLL_CTL_ADD, p[0], &ev);
+        struct blocker b = {.ep = e2};
+        pthread_t tb, tw;
+        pthread_create(&tb, NULL, wait_other, &b);
+        pthread_create(&tw, NULL, write_later, &p[1]);
+        int r;
+        long t0 = now_ms();
+        if (use_select) {
+            fd_set rs;
+            FD_ZERO(&rs);
+            FD_SET(e1, &rs);
+            struct timeval tv = {.tv_sec = 1};
+            r = select(e1 + 1, &rs, NULL, NULL, &tv);
+        } else {
+            struct pollfd pf = {.fd = e1, .events = POLLIN};
+            r = poll(&pf, 1, 1000);
+        }
+        if (r != 1 || now_ms() - t0 > 500)
+            missed++;
+        pthread_join(tb, NULL);
+        pthread_join(tw, NULL);
+        close(e1);
+        close(e2);
+        close(p[0]);
+        close(p[1]);
+    }
+    printf("rounds: %s sleeper beside an epoll_wait: %d missed of %d\n",
+           use_select ? "select" : "poll", missed, ROUNDS);
+    CHECK(missed == 0, "%s(e1) missed its wakeup %d times of %d",
+          use_select ? "select" : "poll", missed, ROUNDS);
+}
+
+/* ---- Finding 7: after the thread that armed the polls exits, an item modified to ET and
+ * written once is reported exactly once: waits with timeouts 0, 0, 100 give 1 0 0. */
+
+struct armer {
+    int ep, fd;
+};
+
+static void *arm_and_exit(void *arg) {
+    struct armer *a = arg;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 3}, out[2];
+    a->ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_ctl(a->ep, EPOLL_CTL_ADD, a->fd, &ev);
+    epoll_wait(a->ep, out, 2, 0);
+    return NULL;
+}
+
+static void armer_exits(int use_pipe) {
+    enum { ROUNDS = 6 };
+    int wrong = 0;
+    char got[64] = "";
+    for (int i = 0; i < ROUNDS; i++) {
+        int p[2] = {-1, -1};
+        struct armer a;
+        if (use_pipe) {
+            if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+                break;
+            a.fd = p[0];
+        } else {
+            a.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        }
+        pthread_t t;
+        pthread_create(&t, NULL, arm_and_exit, &a);
+        pthread_join(t, NULL);
+        usleep(5000);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = 3}, out[2];
+        epoll_ctl(a.ep, EPOLL_CTL_MOD, a.fd, &ev);
+        if (use_pipe) {
+            ssize_t r = write(p[1], "x", 1);
+            (void)r;
+        } else {
+            eventfd_add(a.fd, 1);
+        }
+        int n0 = epoll_wait(a.ep, out, 2, 0);
+        int n1 = epoll_wait(a.ep, out, 2, 0);
+        int n2 = epoll_wait(a.ep, out, 2, 100);
+        /* README: the poll driver reports an ET item whose input is left unread again at
+         * every wait; its first report is never lost. */
+        int ok = deviates("poll") ? n0 == 1 : (n0 == 1 && n1 == 0 && n2 == 0);
+        if (!ok) {
+            wrong++;
+            snprintf(got, sizeof got, "%d %d %d", n0, n1, n2);
+        }
+        close(a.ep);
+        close(a.fd);
+        if (use_pipe)
+            close(p[1]);
+    }
+    printf("rounds: ET after the arming thread exited (%s): %d wrong of %d\n",
+           use_pipe ? "pipe" : "eventfd", wrong, ROUNDS);
+    CHECK(wrong == 0, "ET after the arming thread exited (%s): %d wrong of %d (last: %s, want 1 0 0)",
+          use_pipe ? "pipe" : "eventfd", wrong, ROUNDS, got);
+}
+
+/* ---- Finding 5, threaded form: wakeups that leave nothing ready, made by another thread
+ * while the waiter sleeps: an eventfd item in|pri|out|et, two writes of 0: Linux 1 [out]. */
+
+static void *two_zero_writes(void *arg) {
+    usleep(20000);
+    eventfd_add(*(int *)arg, 0);
+    eventfd_add(*(int *)arg, 0);
+    return NULL;
+}
+
+static void zero_writes_while_asleep(void) {
+    enum { ROUNDS = 6 };
+    int wrong = 0, other = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLET,
+                                 .data.u64 = 8},
+                           out[2];
+        epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+        epoll_wait(ep, out, 2, 0); /* the OUT edge of the add */
+        pthread_t t;
+        pthread_create(&t, NULL, two_zero_writes, &efd);
+        int n = epoll_wait(ep, out, 2, 1000);
+        pthread_join(t, NULL);
+        if (n != 1 || out[0].events != EPOLLOUT)
+            wrong++;
+        if (n != 0 && !(n == 1 && out[0].events == EPOLLOUT))
+            other++;
+        close(efd);
+        close(ep);
+    }
+    printf("rounds: two 0-writes while the waiter sleeps: %d wrong of %d\n", wrong, ROUNDS);
+    if (deviates("uring epoll poll"))
+        /* README deviation 1: wakeups folded before the driver sees them, leaving nothing
+         * ready in their direction, are not seen: 1 [out] or 0 [], never anything else. */
+        CHECK(other == 0, "two 0-writes while the waiter sleeps: %d outcomes neither 1 [out] nor 0",
+              other);
+    else
+        CHECK(wrong == 0, "two 0-writes while the waiter sleeps: %d wrong of %d (want 1 [out])",
+              wrong, ROUNDS);
+}
+
+/* Finding 5, single-thread forms. */
+static void zero_writes_same_thread(void) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLET, .data.u64 = 8},
+                       out[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+    int n = epoll_wait(ep, out, 2, 0);
+    CHECK(n == 1 && out[0].events == EPOLLOUT, "eventfd add: %d", n);
+    eventfd_add(efd, 0);
+    eventfd_add(efd, 0);
+    n = epoll_wait(ep, out, 2, 0);
+    /* README deviation 1 (epoll, poll drivers; uring in owned mode): 0 [] is the bound. */
+    CHECK((n == 1 && out[0].events == EPOLLOUT) || (deviates("uring epoll poll") && n == 0),
+          "two 0-writes: %d [%#x], want 1 [out]", n, n > 0 ? out[0].events : 0);
+    close(efd);
+    close(ep);
+
+    /* mio's registration: a socket IN|OUT|ET; the peer writes a byte, read back twice. */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
+          "socketpair");
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event sev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.u64 = 9};
+    epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &sev);
+    n = epoll_wait(ep, out, 2, 0);
+    CHECK(n == 1 && out[0].events == EPOLLOUT, "socket add: %d", n);
+    char c;
+    ssize_t r = write(sv[1], "y", 1);
+    (void)r;
+    r = read(sv[0], &c, 1);
+    r = read(sv[0], &c, 1);
+    n = epoll_wait(ep, out, 2, 0);
+    struct epoll_event k[2];
+    (void)k;
+    CHECK((n == 1 && out[0].events == EPOLLOUT) || (deviates("epoll poll") && n == 0),
+          "socket write read twice: %d [%#x], want 1 [out]", n, n > 0 ? out[0].events : 0);
+    close(sv[0]);
+    close(sv[1]);
+    close(ep);
+}
+
+/* ---- Finding 10: with an edge-triggered eventfd that is never read, a third thread
+ * waiting without a limit always wakes (here: a 1 s limit; a miss counts as a hang). */
+
+struct trio {
+    int ep, efd;
+    volatile int stop;
+    int hung, woken;
+};
+
+static void *ticker(void *arg) {
+    struct trio *t = arg;
+    while (!t->stop) {
+        eventfd_add(t->efd, 1);
+        usleep(11000);
+    }
+    return NULL;
+}
+
+static void *echoer(void *arg) {
+    struct trio *t = arg;
+    struct epoll_event out[2];
+    while (!t->stop) {
+        if (epoll_wait(t->ep, out, 2, 11) > 0)
+            eventfd_add(t->efd, 1);
+    }
+    return NULL;
+}
+
+static void poll_three_threads(void) {
+    enum { ROUNDS = 20 };
+    struct trio t = {.ep = epoll_create1(EPOLL_CLOEXEC),
+                     .efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = 1}, out[2];
+    epoll_ctl(t.ep, EPOLL_CTL_ADD, t.efd, &ev);
+    pthread_t a, b;
+    pthread_create(&a, NULL, ticker, &t);
+    pthread_create(&b, NULL, echoer, &t);
+    for (int i = 0; i < ROUNDS; i++) {
+        if (epoll_wait(t.ep, out, 2, 1000) == 1)
+            t.woken++;
+        else
+            t.hung++;
+    }
+    t.stop = 1;
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    printf("rounds: ET eventfd, three threads: %d hung of %d\n", t.hung, ROUNDS);
+    CHECK(t.hung == 0, "third waiter hung %d times of %d", t.hung, ROUNDS);
+    close(t.efd);
+    close(t.ep);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "eventpoll")) {
+        const char *d = getenv("EVENTPOLL_DRIVER");
+        impl = d && *d ? d : "uring";
+    }
+    const char *only = argc > 1 ? argv[1] : NULL;
+#define RUN(name, call)                                                                    \
+    if (!only || strcmp(only, name) == 0)                                                  \
+        call;
+    /* First: this thread creates the process's first instance and so owns the driver. */
+    RUN("f1", (cross_thread_eventfd(0), cross_thread_eventfd(1)));
+    RUN("f4", (poll_sleeper_woken(0), poll_sleeper_woken(1)));
+    RUN("f5", (zero_writes_same_thread(), zero_writes_while_asleep()));
+    RUN("f10", poll_three_threads());
+    /* Last: the helper threads that armed polls exit. */
+    RUN("f7", (armer_exits(0), armer_exits(1)));
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
