@@ -2,7 +2,7 @@
 //! transcript line (`TEXT => RESULT`), and a panic inside the backend becomes a final
 //! `TEXT => panic: MESSAGE` line instead of ending the run.
 
-use crate::backend::threads::{BlockingCall, Outcome, Worker, JOIN_BOUND};
+use crate::backend::threads::{BlockingCall, Outcome, ThreadState, Worker, JOIN_BOUND};
 use crate::backend::{Backend, BackendKind, Event, SysResult};
 use crate::script::{bit_names, BgCall, Command, Create, FdRef, Script};
 use crate::watchdog::{Timeout, Watch};
@@ -354,6 +354,35 @@ impl Runner<'_> {
                 Some(w) => w.state().text().to_string(),
                 None => "no such thread".to_string(),
             },
+            Command::Settle => {
+                // Quiescence: two passes in a row that agree. A thread seen asleep while
+                // another still runs may be woken by it; that other thread returns only
+                // after its wakeups are made, so the next pass sees the change.
+                let mut names: Vec<String> = self.threads.keys().cloned().collect();
+                names.sort();
+                let mut last: Option<Vec<ThreadState>> = None;
+                for _ in 0..100 {
+                    let now: Vec<ThreadState> = names
+                        .iter()
+                        .filter_map(|n| self.threads.get_mut(n).map(|w| w.state()))
+                        .collect();
+                    if last.as_ref() == Some(&now) {
+                        break;
+                    }
+                    last = Some(now);
+                }
+                let states = last.unwrap_or_default();
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names
+                        .iter()
+                        .zip(states)
+                        .map(|(n, st)| format!("{n} {}", st.text()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            }
             Command::Signal { thread } => match self.threads.get(thread) {
                 Some(w) => {
                     w.interrupt();

@@ -72,6 +72,7 @@
 //!
 //! | `bg T CALL` *(addition)* | start CALL on background thread T: `wait`/`pwait`/`pwait2` (foreground syntax), `poll X MS` (every bit, timeout MS, negative: none) or `select X MS` (X in all three sets) | `started` |
 //! | `sleeping T` *(addition)* | wait until T is asleep inside its call, or its call returned (bounded: 3 s) | `asleep`, `returned`, `running` |
+//! | `settle` *(addition)* | wait until every running background thread is asleep in its call or has returned, all at the same time (two passes that agree) | `T1 asleep, T2 returned`, … (by name), `none` |
 //! | `signal T` *(addition)* | interrupt T's call: a signal whose handler does nothing, without `SA_RESTART` (engine: `Interrupt::raise`) | `ok` |
 //! | `join T` *(addition)* | wait for T's call to return (bounded: 5 s) | the call's result (`wait`: as `wait`; `poll`: revents; `select`: `N [read, write, except]`), or `hung (…)` |
 //! | `sleep MS` *(addition)* | the main thread sleeps MS milliseconds | `ok` |
@@ -153,6 +154,10 @@ pub struct ConformArgs {
     /// the main thread, signals; see `random` in the crate docs).
     #[arg(long)]
     pub threaded: bool,
+    /// With `--random`: start at scenario number K of the seed (scenarios K to K+N-1;
+    /// `--random 1 --index K` reruns the one a failure report names).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub index: u64,
     /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
@@ -167,6 +172,7 @@ impl Default for ConformArgs {
             random: None,
             seed: 1,
             threaded: false,
+            index: 0,
             save: None,
         }
     }
@@ -276,7 +282,13 @@ pub fn run(args: ConformArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
-        let report = random::run_random(n, args.seed, args.threaded, args.save.as_deref(), true);
+        let report = random::run_random_range(
+            args.index..args.index.saturating_add(n),
+            args.seed,
+            args.threaded,
+            args.save.as_deref(),
+            true,
+        );
         return match report {
             Ok(r) if r.failed == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::from(1),

@@ -15,10 +15,10 @@
 //! **Threaded scenarios** ([`generate_threaded`], `--random N --threaded`): after the
 //! single-threaded part, one to three background calls — `epoll_wait`/`pwait`/`pwait2`,
 //! `poll` or `select` on an instance or an object, with no timeout, a long one or a NULL
-//! `pwait2` timespec — each started once the previous one sleeps; then a few operations by
+//! `pwait2` timespec — each started once every thread has settled; then a few operations by
 //! the main thread (writes, ctl, close, DEL, timer expiries, foreground waits), each followed
-//! by `sleeping` on every waiter so that the next starts only once every thread has settled
-//! (returned, or asleep again); finally each waiter still asleep is signalled and joined. The
+//! by `settle`, so that the next starts only once every thread is quiet (returned, or asleep
+//! again); finally each waiter is signalled and joined. The
 //! transcript is then a function of the script: who is woken, in which order, with what. Socket writes stay
 //! small and few, except in one scenario in five that may fill sockets (large writes, no
 //! limit): unix socket capacity is the kernel's send-buffer accounting, which the engine's
@@ -593,19 +593,14 @@ impl Gen {
             let t = format!("t{k}");
             let call = self.blocking_call();
             self.lines.push(format!("bg {t} {call}"));
-            self.lines.push(format!("sleeping {t}"));
+            self.lines.push("settle".to_string());
             waiters.push(t);
         }
-        let settle = |g: &mut Gen| {
-            for t in &waiters {
-                g.lines.push(format!("sleeping {t}"));
-            }
-        };
         for _ in 0..1 + self.rng.below(5) {
             let before = self.lines.len();
             self.op();
             if self.lines.len() > before {
-                settle(self);
+                self.lines.push("settle".to_string());
             }
         }
         for t in &waiters {
@@ -736,8 +731,65 @@ pub struct Report {
 
 fn mismatch(text: &str, kinds: &[BackendKind]) -> Option<Outcome> {
     let script = parse("random.ep", text).ok()?;
+    if !settled(&script) {
+        return None;
+    }
     let o = compare(&script, kinds);
     (!o.passed()).then_some(o)
+}
+
+/// Whether a threaded script's transcript is a function of the script (the shape the
+/// generator makes, which shrinking must keep): a background call is followed by
+/// `sleeping` on its thread before anything else runs (so threads start in a known order),
+/// and a main-thread command runs only once every running thread has been seen settled
+/// since the last command that could wake one (`sleeping` on each; `join` settles its own
+/// thread). A script without threads is always settled.
+///
+/// ```
+/// use eventpoll_conform::{random::settled, script::parse};
+/// let ok = parse("a.ep", "epoll e\nbg t wait e 1 -1\nsleeping t\nctl e del e\nsleeping t\njoin t\n").unwrap();
+/// assert!(settled(&ok));
+/// let racy = parse("b.ep", "epoll e\nbg t wait e 1 -1\nctl e del e\njoin t\n").unwrap();
+/// assert!(!settled(&racy));
+/// ```
+pub fn settled(script: &Script) -> bool {
+    use crate::script::Command;
+    use std::collections::HashSet;
+    let mut running: HashSet<&str> = HashSet::new();
+    let mut unsettled: HashSet<&str> = HashSet::new();
+    for l in &script.lines {
+        match &l.command {
+            Command::Sleeping { thread } => {
+                unsettled.remove(thread.as_str());
+            }
+            Command::Settle => unsettled.clear(),
+            Command::Join { thread } => {
+                unsettled.remove(thread.as_str());
+                running.remove(thread.as_str());
+            }
+            Command::Bg { thread, .. } => {
+                if !unsettled.is_empty() {
+                    return false;
+                }
+                // The new call may harvest at once and wake the others.
+                running.insert(thread);
+                unsettled = running.clone();
+            }
+            Command::Signal { thread } => {
+                if !unsettled.is_empty() {
+                    return false;
+                }
+                unsettled.insert(thread);
+            }
+            _ => {
+                if !unsettled.is_empty() {
+                    return false;
+                }
+                unsettled = running.clone();
+            }
+        }
+    }
+    true
 }
 
 /// Shrink a failing script (delta debugging over command lines, keeping the header): the
@@ -786,9 +838,20 @@ pub fn shrink(text: &str, kinds: &[BackendKind]) -> String {
 /// Run `n` random scenarios of `seed` (threaded ones with `threaded`) on every backend;
 /// shrink every failure and collect them. `progress` is called after each scenario with the
 /// count done.
-pub fn check(n: u64, seed: u64, threaded: bool, mut progress: impl FnMut(u64, &Report)) -> Report {
+pub fn check(n: u64, seed: u64, threaded: bool, progress: impl FnMut(u64, &Report)) -> Report {
+    check_range(0..n, seed, threaded, progress)
+}
+
+/// [`check`] over the scenario numbers in `range` (`--index K` starts at `K`).
+pub fn check_range(
+    range: std::ops::Range<u64>,
+    seed: u64,
+    threaded: bool,
+    mut progress: impl FnMut(u64, &Report),
+) -> Report {
     let mut report = Report::default();
-    for index in 0..n {
+    let first = range.start;
+    for index in range {
         let text = generate_with(seed, index, threaded);
         match mismatch(&text, backend::ALL) {
             None => report.passed += 1,
@@ -809,7 +872,7 @@ pub fn check(n: u64, seed: u64, threaded: bool, mut progress: impl FnMut(u64, &R
                 }
             }
         }
-        progress(index + 1, &report);
+        progress(index + 1 - first, &report);
     }
     report
 }
@@ -823,6 +886,18 @@ pub fn run_random(
     save: Option<&Path>,
     show_progress: bool,
 ) -> Result<Report, String> {
+    run_random_range(0..n, seed, threaded, save, show_progress)
+}
+
+/// [`run_random`] over the scenario numbers in `range`.
+pub fn run_random_range(
+    range: std::ops::Range<u64>,
+    seed: u64,
+    threaded: bool,
+    save: Option<&Path>,
+    show_progress: bool,
+) -> Result<Report, String> {
+    let n = range.end - range.start;
     if let Some(dir) = save {
         // Created only when there is something to save; checked now, not after the run.
         crate::check_writable_dir(dir)?;
@@ -838,7 +913,7 @@ pub fn run_random(
         b
     });
     let plain = show_progress && bar.is_none() && n >= 1000;
-    let report = check(n, seed, threaded, |done, r| {
+    let report = check_range(range, seed, threaded, |done, r| {
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(format!("{} failed", r.failed));

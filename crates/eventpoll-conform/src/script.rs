@@ -236,6 +236,9 @@ pub enum Command {
         /// The thread.
         thread: String,
     },
+    /// `settle` (addition): wait until every running background thread is asleep in its
+    /// call or has returned, all at once; prints each one's state.
+    Settle,
     /// `join T` (addition): wait for T's call to return; prints its result.
     Join {
         /// The thread.
@@ -923,6 +926,7 @@ impl<'a> LineParser<'a> {
             "sleeping" => Command::Sleeping {
                 thread: self.thread(true)?,
             },
+            "settle" => Command::Settle,
             "join" => Command::Join {
                 thread: self.thread(true)?,
             },

@@ -366,9 +366,12 @@ impl FdTable {
             .iter()
             .map(|p| (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten())
             .collect();
+        // Every pass looks each number up again, as Linux's `do_pollfd` does: a number
+        // closed while the caller sleeps is `POLLNVAL` at the next pass.
         let scan = |fds: &mut [PollFd]| {
             let mut n = 0;
-            for (p, f) in fds.iter_mut().zip(&files) {
+            for p in fds.iter_mut() {
+                let f = (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten();
                 p.revents = if p.fd < 0 {
                     0
                 } else {
@@ -414,8 +417,12 @@ impl FdTable {
                 WakeReason::Woken => continue,
                 WakeReason::TimedOut => break Ok(scan(fds)),
                 WakeReason::Interrupted => {
-                    signal.clear(); // delivered, as an EINTR return delivers a signal
-                    break Err(Errno::EINTR);
+                    // Linux polls every descriptor once more before it looks at the
+                    // signal: what is ready by then is returned (the handler runs on
+                    // the way out all the same).
+                    signal.clear(); // delivered
+                    let n = scan(fds);
+                    break if n > 0 { Ok(n) } else { Err(Errno::EINTR) };
                 }
             }
         };

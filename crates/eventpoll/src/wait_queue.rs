@@ -367,6 +367,19 @@ impl WaitQueue {
         self.len.store(entries.len(), Ordering::Release);
     }
 
+    /// Linux's `__add_wait_queue_exclusive`: an exclusive waiter at the *head*, so that
+    /// the thread that went to sleep last is woken first. `ep_poll` queues threads in
+    /// `epoll_wait` this way (unlike `add_wait_queue_exclusive`, which appends): of several
+    /// threads blocked on one instance, one wakeup reaches the newest sleeper —
+    /// `scenarios/threads/` pins it on the kernel.
+    pub(crate) fn insert_exclusive_head(&self, waiter: Waiter) {
+        debug_assert!(waiter.is_exclusive());
+        let mut entries = lock(&self.entries);
+        entries.reserve_exact(1);
+        entries.insert(0, waiter);
+        self.len.store(entries.len(), Ordering::Release);
+    }
+
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
         let mut entries = lock(&self.entries);
         let found = match entries.iter().position(&mut pred) {
