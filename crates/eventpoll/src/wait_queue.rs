@@ -367,6 +367,17 @@ impl WaitQueue {
         self.len.store(entries.len(), Ordering::Release);
     }
 
+    /// Hook an exclusive entry at the *head* of the queue (Linux's
+    /// `__add_wait_queue_exclusive`, which `ep_poll` uses for its sleeping thread): of the
+    /// threads blocked on one instance, the newest sleeper is woken first.
+    pub(crate) fn insert_exclusive_at_head(&self, waiter: Waiter) {
+        debug_assert!(waiter.is_exclusive());
+        let mut entries = lock(&self.entries);
+        entries.reserve_exact(1);
+        entries.insert(0, waiter);
+        self.len.store(entries.len(), Ordering::Release);
+    }
+
     pub(crate) fn remove_where(&self, mut pred: impl FnMut(&Waiter) -> bool) -> bool {
         let mut entries = lock(&self.entries);
         let found = match entries.iter().position(&mut pred) {

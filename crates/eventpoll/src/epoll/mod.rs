@@ -688,7 +688,8 @@ impl EpollShared {
                 let r = lock(&self.ready);
                 eavail = r.events_available();
                 if !eavail {
-                    self.wq.insert(Waiter::Thread {
+                    // At the head, as ep_poll does: the newest sleeper is woken first.
+                    self.wq.insert_exclusive_at_head(Waiter::Thread {
                         parker: parker.clone(),
                         exclusive: true,
                     });
