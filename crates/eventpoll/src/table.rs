@@ -360,22 +360,23 @@ impl FdTable {
     /// `events`, plus `ERR`/`HUP` always and `NVAL` for a closed number) and returns how many
     /// entries have non-zero `revents`, waiting up to `timeout_ms` (negative: no limit) for
     /// one.
+    ///
+    /// As in Linux's `do_poll`, the queues are those of the files found at the first scan
+    /// (kept alive while the call sleeps), but every scan looks each number up again: a
+    /// descriptor closed by another thread during the wait gives `NVAL` at the next wakeup.
     pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
         let deadline = ms_deadline(timeout_ms);
         let files: Vec<Option<File>> = fds
             .iter()
             .map(|p| (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten())
             .collect();
-        // Every pass looks each number up again, as Linux's `do_pollfd` does: a number
-        // closed while the caller sleeps is `POLLNVAL` at the next pass.
         let scan = |fds: &mut [PollFd]| {
             let mut n = 0;
             for p in fds.iter_mut() {
-                let f = (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten();
                 p.revents = if p.fd < 0 {
                     0
                 } else {
-                    match f {
+                    match &self.get(p.fd).ok() {
                         None => Events::NVAL.bits() as i16,
                         Some(f) => {
                             let want = Events::from_bits_retain(p.events as u16 as u32)
@@ -545,4 +546,42 @@ impl FdTable {
 /// The deadline of a millisecond timeout (negative: none).
 pub(crate) fn ms_deadline(timeout_ms: i32) -> Option<Instant> {
     (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EPOLL_CTL_ADD;
+    use crate::{Events, Interrupt};
+
+    // Kernel (scenarios/threads/close-del/close-epoll-fd-poll-and-select.ep): a descriptor
+    // closed while poll() sleeps on it keeps its file alive, and the wakeup that follows
+    // makes poll() look the number up again and report POLLNVAL.
+    #[test]
+    fn poll_reports_nval_for_a_descriptor_closed_during_the_wait() {
+        let t = Arc::new(FdTable::new());
+        let ep = t.epoll_create1(0).unwrap();
+        let (r, w) = t.pipe2(0).unwrap();
+        let ev = EpollEvent::new(Events::IN, 1);
+        t.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(&ev)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t2 = t.clone();
+        let poller = std::thread::spawn(move || {
+            tx.send(Interrupt::current()).unwrap();
+            let mut fds = [PollFd {
+                fd: ep,
+                events: 0xff,
+                revents: 0,
+            }];
+            let n = t2.poll(&mut fds, 5000);
+            (n, fds[0].revents)
+        });
+        let its = rx.recv().unwrap();
+        while !its.is_sleeping() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        t.close(ep).unwrap();
+        assert_eq!(t.write(w, &[1]), Ok(1));
+        assert_eq!(poller.join().unwrap(), (Ok(1), Events::NVAL.bits() as i16));
+    }
 }

@@ -229,7 +229,9 @@ fn poll_call(table: &FdTable, fd: i32, events: i16, timeout_ms: i32) -> SysResul
 }
 
 /// `select()` with `fd` in all three sets, as the kernel does it: a poll asking for the
-/// three sets' bits, the result mapped back to sets; a closed descriptor is `EBADF`.
+/// three sets' bits, the result mapped back to sets; a descriptor closed at the call is
+/// `EBADF`, one closed by another thread during the wait is `NVAL`, which Linux (since
+/// 6.x, `POLLIN_SET`/`POLLOUT_SET`/`POLLEX_SET` include `EPOLLNVAL`) reports in every set.
 fn select_call(table: &FdTable, fd: i32, timeout_ms: i32) -> SysResult<SelectSets> {
     // POLLIN_SET | POLLOUT_SET | POLLEX_SET
     let want = (Events::IN
@@ -248,9 +250,18 @@ fn select_call(table: &FdTable, fd: i32, timeout_ms: i32) -> SysResult<SelectSet
         table.poll(&mut [], timeout_ms).map_err(err)?;
         return Ok(SelectSets::from_mask(0));
     }
-    let revents = poll_call(table, fd, want, timeout_ms)?;
-    if revents as u16 as u32 & Events::NVAL.bits() != 0 {
-        return Err(Errno(libc::EBADF));
+    if table.get(fd).is_err() {
+        return Err(Errno(libc::EBADF)); // max_select_fd, before any wait
     }
-    Ok(SelectSets::from_mask(revents as u16 as u32))
+    let revents = poll_call(table, fd, want, timeout_ms)? as u16 as u32;
+    if revents & Events::NVAL.bits() != 0 {
+        // fd is in all three sets.
+        return Ok(SelectSets {
+            count: 3,
+            read: true,
+            write: true,
+            except: true,
+        });
+    }
+    Ok(SelectSets::from_mask(revents))
 }

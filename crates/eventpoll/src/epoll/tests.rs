@@ -529,6 +529,38 @@ fn lt_event_reaches_every_waiter_and_et_event_one() {
 }
 
 #[test]
+fn et_event_wakes_the_newest_sleeper_first() {
+    // Linux's ep_poll queues its thread with __add_wait_queue_exclusive (at the head), so of
+    // the threads blocked on one instance, each wakeup reaches the last one that went to
+    // sleep (scenarios/threads/order/newest-sleeper-first.ep shows it on the kernel).
+    let ep = Epoll::new();
+    let (l, f) = level();
+    ep.add(&f, Interest::READABLE.edge(), 1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    for id in 0..3usize {
+        let (ep2, tx) = (ep.clone(), tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = EventBuffer::with_capacity(4);
+            let n = ep2.wait(&mut buf, Some(Duration::from_secs(5))).unwrap();
+            tx.send((id, n)).unwrap();
+        }));
+        while ep.ep.wq.len() != id + 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for newest in [2, 1, 0] {
+        l.set(Events::IN, Events::IN);
+        let woken = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(woken, (newest, 1), "the newest sleeper gets the ET event");
+        assert_eq!(ep.ep.wq.len(), newest, "the others are still asleep");
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
 fn wakeup_during_harvest_is_not_lost() {
     // Many rounds of: one thread sets + wakes while another harvests; every ET wakeup that
     // happened after a harvest started must be reported by a later harvest.
