@@ -19,7 +19,11 @@
 //! the main thread (writes, ctl, close, DEL, timer expiries, foreground waits), each followed
 //! by `settle`, so that the next starts only once every thread is quiet (returned, or asleep
 //! again); finally each waiter is signalled and joined. The
-//! transcript is then a function of the script: who is woken, in which order, with what. Socket writes stay
+//! transcript is then a function of the script: who is woken, in which order, with what —
+//! except where two threads woken by one wakeup race on the kernel itself (a harvest and a
+//! `select` of the same instance): a threaded scenario therefore counts as a mismatch only
+//! when it disagrees on [`THREADED_RUNS`] runs in a row; one that agrees on a later run is
+//! listed as racy. Socket writes stay
 //! small and few, except in one scenario in five that may fill sockets (large writes, no
 //! limit): unix socket capacity is the kernel's send-buffer accounting, which the engine's
 //! objects model for this machine's defaults (`net.core.wmem_default`).
@@ -727,15 +731,45 @@ pub struct Report {
     pub failed: u64,
     /// Every failure, shrunk (identical shrunk scripts reported once).
     pub failures: Vec<Failure>,
+    /// Threaded scenarios that disagreed on a run and agreed on a later one (counted as
+    /// passed): two threads woken by one wakeup race on the kernel too (an `epoll_wait`
+    /// harvesting an edge-triggered item while a `select` on the same instance looks at
+    /// it), so only a disagreement on every run is a mismatch.
+    pub racy: Vec<u64>,
 }
 
-fn mismatch(text: &str, kinds: &[BackendKind]) -> Option<Outcome> {
+/// How many times a threaded scenario is run before a disagreement counts (see
+/// [`Report::racy`]).
+pub const THREADED_RUNS: usize = 5;
+
+/// Whether `text` makes the backends disagree; `racy` is set when a threaded scenario
+/// disagreed and then agreed.
+fn mismatch_of(text: &str, kinds: &[BackendKind], racy: &mut bool) -> Option<Outcome> {
     let script = parse("random.ep", text).ok()?;
     if !settled(&script) {
         return None;
     }
     let o = compare(&script, kinds);
-    (!o.passed()).then_some(o)
+    if o.passed() {
+        return None;
+    }
+    let threaded = script
+        .lines
+        .iter()
+        .any(|l| matches!(l.command, crate::script::Command::Bg { .. }));
+    if threaded {
+        for _ in 1..THREADED_RUNS {
+            if compare(&script, kinds).passed() {
+                *racy = true;
+                return None;
+            }
+        }
+    }
+    Some(o)
+}
+
+fn mismatch(text: &str, kinds: &[BackendKind]) -> Option<Outcome> {
+    mismatch_of(text, kinds, &mut false)
 }
 
 /// Whether a threaded script's transcript is a function of the script (the shape the
@@ -853,8 +887,14 @@ pub fn check_range(
     let first = range.start;
     for index in range {
         let text = generate_with(seed, index, threaded);
-        match mismatch(&text, backend::ALL) {
-            None => report.passed += 1,
+        let mut racy = false;
+        match mismatch_of(&text, backend::ALL, &mut racy) {
+            None => {
+                report.passed += 1;
+                if racy {
+                    report.racy.push(index);
+                }
+            }
             Some(_) => {
                 report.failed += 1;
                 {
@@ -944,6 +984,17 @@ pub fn run_random_range(
             out,
             "({} more failing scenarios shrank to a script shown above)",
             report.failed as usize - report.failures.len()
+        );
+    }
+    if !report.racy.is_empty() {
+        let shown: Vec<String> = report.racy.iter().take(20).map(|i| i.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "note: {} threaded scenario(s) disagreed on a run and agreed on a later one \
+             (a race the kernel has too; rerun one with --random 1 --index K): #{}{}",
+            report.racy.len(),
+            shown.join(", #"),
+            if report.racy.len() > 20 { ", ..." } else { "" }
         );
     }
     let _ = writeln!(out, "{} passed, {} failed", report.passed, report.failed);
