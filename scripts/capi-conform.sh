@@ -16,7 +16,7 @@
 # (README deviation 9): EXCLUSIVE does not stop at the first instance with a blocked waiter,
 # and several waiters of one instance are all woken instead of the newest; plus select on
 # an instance closed under it (EBADF instead of every set).
-CAPI_THREADS_KNOWN="threads/exclusive/non-exclusive-always-woken.ep threads/exclusive/socket-send-one-instance.ep threads/exclusive/three-instances-in-turn.ep threads/exclusive/two-instances-one-wakes.ep threads/exclusive/two-waiters-et.ep threads/exclusive/two-waiters-lt.ep threads/newest-waiter-woken-first.ep threads/order/newest-sleeper-first.ep threads/order/rewait-goes-to-front.ep threads/levels/et-depth3-many.ep threads/levels/et-depth1-many.ep threads/et-race/two-waiters-two-writes.ep threads/close-del/close-epoll-fd-poll-and-select.ep"
+CAPI_THREADS_KNOWN="threads/exclusive/non-exclusive-always-woken.ep threads/exclusive/socket-send-one-instance.ep threads/exclusive/three-instances-in-turn.ep threads/exclusive/two-instances-one-wakes.ep threads/exclusive/two-waiters-et.ep threads/exclusive/two-waiters-lt.ep threads/newest-waiter-woken-first.ep threads/order/newest-sleeper-first.ep threads/order/rewait-goes-to-front.ep threads/levels/et-depth3-many.ep threads/levels/et-depth1-many.ep threads/et-race/two-waiters-two-writes.ep threads/close-del/close-epoll-fd-poll-and-select.ep threads/order/maxevents1-two-files-in-turn.ep threads/mod/mod-et-two-waiters.ep"
 CAPI_KNOWN="${CAPI_KNOWN-regressions/eventfd-zero-writes-fold.ep $CAPI_THREADS_KNOWN}"
 source "$(dirname "$0")/capi-lib.sh"
 build_lib -p eventpoll-cli
