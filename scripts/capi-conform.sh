@@ -5,19 +5,11 @@
 # Scenarios listed in CAPI_KNOWN (space-separated path suffixes) are known deviations of the
 # C ABI (crates/eventpoll-capi/README.md, "Deviations"): their mismatches are printed as
 # KNOWN and do not fail the run. CAPI_KNOWN= (empty) makes every mismatch count.
-# With the default driver (io_uring, which reports every host wakeup with its key) one is
-# known, wakeups folded in the kernel before the driver sees them (deviation 1, owned mode):
-#   regressions/eventfd-zero-writes-fold.ep (the default below).
 # The kernel-epoll driver (EVENTPOLL_DRIVER=epoll) has six, all "wakeups the host does not
 # show" or its ghost items (deviation 1):
 #   CAPI_KNOWN="nesting/poll-stops-at-first-ready.ep regressions/eventfd.ep regressions/socket-folded-wakeups.ep regressions/eventfd-zero-writes-fold.ep regressions/socket-in-out-et-read-back.ep regressions/ghost-after-dup2-over-registered-number.ep"
-# Threaded scenarios (scenarios/threads/) the C ABI does not yet match, all of one cause —
-# threads blocked in the library sleep in the host, not in the engine instance's wait queue
-# (README deviation 9): EXCLUSIVE does not stop at the first instance with a blocked waiter,
-# and several waiters of one instance are all woken instead of the newest; plus select on
-# an instance closed under it (EBADF instead of every set).
-CAPI_THREADS_KNOWN="threads/exclusive/non-exclusive-always-woken.ep threads/exclusive/socket-send-one-instance.ep threads/exclusive/three-instances-in-turn.ep threads/exclusive/two-instances-one-wakes.ep threads/exclusive/two-waiters-et.ep threads/exclusive/two-waiters-lt.ep threads/newest-waiter-woken-first.ep threads/order/newest-sleeper-first.ep threads/order/rewait-goes-to-front.ep threads/levels/et-depth3-many.ep threads/levels/et-depth1-many.ep threads/et-race/two-waiters-two-writes.ep threads/close-del/close-epoll-fd-poll-and-select.ep threads/order/maxevents1-two-files-in-turn.ep threads/mod/mod-et-two-waiters.ep"
-CAPI_KNOWN="${CAPI_KNOWN-regressions/eventfd-zero-writes-fold.ep $CAPI_THREADS_KNOWN}"
+# The default list is scripts/capi-known.txt (each entry with its reason).
+CAPI_KNOWN="${CAPI_KNOWN-$(grep -v '^#' "$(dirname "$0")/capi-known.txt" | tr '\n' ' ')}"
 source "$(dirname "$0")/capi-lib.sh"
 build_lib -p eventpoll-cli
 EP="$CARGO_TARGET_DIR/$PROFILE/eventpoll"

@@ -264,3 +264,98 @@ fn a_scenario_that_never_ends_is_stopped_and_fails() {
     assert!(o.passed(), "{}", o.diffs());
     assert_eq!(o.oracle.1.lines[3], "wait e 8 -1 => 1 [5 in]");
 }
+
+#[test]
+fn threaded_random_scenarios_match_kernel() {
+    if !engine_comparison_enabled("threaded_random_scenarios_match_kernel") {
+        return;
+    }
+    let report = random::check(150, 20_261_205, true, |_, _| {});
+    let shown: String = report
+        .failures
+        .iter()
+        .map(|f| format!("#{}:\n{}{}\n", f.index, f.script, f.diff))
+        .collect();
+    assert_eq!(
+        report.failed, 0,
+        "{} of 150 threaded random scenarios differ; shrunk:\n{shown}",
+        report.failed
+    );
+    assert_eq!(report.passed, 150);
+}
+
+/// `libeventpoll.so` of this target directory and profile, built once (`cargo test` does
+/// not build the cdylib for other crates' tests).
+fn capi_library() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    BUILD.call_once(|| {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "eventpoll-capi", "--target-dir"])
+            .arg(dir.parent().unwrap());
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for libeventpoll");
+        assert!(status.success(), "cargo build -p eventpoll-capi failed");
+    });
+    dir.join("libeventpoll.so")
+}
+
+/// The path suffixes of `scripts/capi-known.txt`: scenarios whose C ABI transcript is a
+/// documented deviation.
+fn capi_known() -> Vec<String> {
+    let text = std::fs::read_to_string(crate_dir().join("../../scripts/capi-known.txt"))
+        .expect("scripts/capi-known.txt");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn threaded_corpus_through_the_c_abi_matches_kernel() {
+    let corpus = crate_dir().join("../../scenarios/threads");
+    if !corpus.is_dir() {
+        return;
+    }
+    let lib = capi_library();
+    assert!(lib.is_file(), "{} not built", lib.display());
+    // The capi backend finds it next to this test binary's directory (target/<profile>/).
+    let known = capi_known();
+    let files = eventpoll_conform::collect_files(&[corpus]).unwrap();
+    assert!(
+        files.len() >= 60,
+        "threaded corpus: {} scenarios",
+        files.len()
+    );
+    let kinds = [
+        *backend::by_name("kernel").unwrap(),
+        *backend::by_name("capi").unwrap(),
+    ];
+    let mut failed = Vec::new();
+    let mut known_seen = 0;
+    for f in &files {
+        let src = std::fs::read_to_string(f).unwrap();
+        let shown = f.display().to_string();
+        let s = script::parse(&shown, &src).unwrap();
+        let o = compare::compare(&s, &kinds);
+        if o.passed() {
+            continue;
+        }
+        if known.iter().any(|k| shown.ends_with(k.as_str())) {
+            known_seen += 1;
+        } else {
+            failed.push(format!("FAIL {shown}\n{}", o.diffs()));
+        }
+    }
+    eprintln!(
+        "threaded corpus through the C ABI: {} scenarios, {known_seen} known deviations \
+         (scripts/capi-known.txt), {} unexpected",
+        files.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
