@@ -953,7 +953,21 @@ pub fn run_random_range(
         b
     });
     let plain = show_progress && bar.is_none() && n >= 1000;
+    let mut shown = 0;
     let report = check_range(range, seed, threaded, |done, r| {
+        // Each failure as soon as it is shrunk (a long run shows what it found as it goes);
+        // the scripts are written again, with `--save`, at the end.
+        for f in &r.failures[shown..] {
+            let text = format!(
+                "FAIL random seed {seed} #{} (found at {done}/{n}) — shrunk script:\n{}{}",
+                f.index, f.script, f.diff
+            );
+            match &bar {
+                Some(b) => b.println(text.trim_end()),
+                None => eprint!("{text}"),
+            }
+        }
+        shown = r.failures.len();
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(format!("{} failed", r.failed));
