@@ -593,9 +593,17 @@ impl Gen {
     fn threads(&mut self) {
         let n = 1 + self.rng.below(3);
         let mut waiters = Vec::new();
+        // Either harvesters — `epoll_wait`s, all on one instance, so that who is woken is
+        // Linux's rule (the newest sleeper) — or observers (`poll`/`select`), never both:
+        // a harvest racing another thread's look at the same instance (or at a parent
+        // instance, which polls it) is decided by the scheduler, on the kernel too.
+        let harvest = self.rng.chance(70).then(|| self.epoll());
         for k in 1..=n {
             let t = format!("t{k}");
-            let call = self.blocking_call();
+            let call = match &harvest {
+                Some(e) => self.blocking_wait(&e.clone()),
+                None => self.blocking_look(),
+            };
             self.lines.push(format!("bg {t} {call}"));
             self.lines.push("settle".to_string());
             waiters.push(t);
@@ -613,42 +621,47 @@ impl Gen {
         }
     }
 
-    /// A call that may block for good (no timeout, a long one, a NULL timespec): the
-    /// scenario ends it with a signal if nothing woke it.
-    fn blocking_call(&mut self) -> String {
+    /// A wait on `e` that may block for good (no timeout, a long one, a NULL timespec):
+    /// the scenario ends it with a signal if nothing woke it.
+    fn blocking_wait(&mut self, e: &str) -> String {
         let timeout = *self.rng.pick(&[-1, -1, 60_000]);
-        match self.rng.below(10) {
-            0..=3 => {
-                let e = self.epoll();
-                let max = self.maxevents().clamp(1, 64);
-                format!("wait {e} {max} {timeout}")
-            }
-            4 => {
-                let e = self.epoll();
-                format!("pwait {e} {} {timeout}", self.maxevents().clamp(1, 64))
-            }
-            5 => {
-                let e = self.epoll();
-                let ts = *self.rng.pick(&["null", "60 0"]);
-                format!("pwait2 {e} {} {ts}", self.maxevents().clamp(1, 64))
-            }
-            6 | 7 => {
-                let x = if self.rng.chance(70) {
-                    self.epoll()
-                } else {
-                    self.target(&POLLABLE, 90)
-                };
-                format!("poll {x} {timeout}")
-            }
+        let max = self.maxevents().clamp(1, 64);
+        match self.rng.below(6) {
+            0..=3 => format!("wait {e} {max} {timeout}"),
+            4 => format!("pwait {e} {max} {timeout}"),
             _ => {
-                let x = if self.rng.chance(70) {
-                    self.epoll()
-                } else {
-                    self.target(&[Kind::PipeRead, Kind::Eventfd, Kind::Epoll], 90)
-                };
-                format!("select {x} {timeout}")
+                let ts = *self.rng.pick(&["null", "60 0"]);
+                format!("pwait2 {e} {max} {ts}")
             }
         }
+    }
+
+    /// A `poll` or `select` that may block for good, on an instance or an object (always a
+    /// name: whether `select` checks a raw number past the process's descriptor table
+    /// depends on how large that table has grown, which a scenario does not control).
+    fn blocking_look(&mut self) -> String {
+        let timeout = *self.rng.pick(&[-1, -1, 60_000]);
+        let mut x = if self.rng.chance(70) {
+            self.epoll()
+        } else {
+            self.target(
+                &[Kind::PipeRead, Kind::Eventfd, Kind::Epoll, Kind::Stream],
+                90,
+            )
+        };
+        if x.starts_with("fd:") {
+            x = self.target(&[Kind::Epoll], 100);
+        }
+        if x.starts_with("fd:") {
+            self.create(Some(Kind::Epoll));
+            x = self.names.last().map(|(n, _)| n.clone()).unwrap_or(x);
+        }
+        let call = if self.rng.chance(50) {
+            "poll"
+        } else {
+            "select"
+        };
+        format!("{call} {x} {timeout}")
     }
 
     fn maxevents(&mut self) -> i32 {
