@@ -5,7 +5,7 @@
 # the same run: every test must end the same way as natively. Tests run one by one under
 # crates/eventpoll-capi/tests/py/pertest.py, so a test that hangs is recorded as `timeout`
 # (PER_TEST seconds, default 15; the slowest native test takes about 5 s) and the rest
-# still run; a run still going after BUDGET seconds (default 200) records the tests it did
+# still run; a run still going after BUDGET seconds (default 240) records the tests it did
 # not reach as `not-run`. Each run is split into SHARDS (default 3) parts run at once, each
 # part in its own network namespace (loopback only: some tests name outside hosts).
 # Not run: tests/test_sourcecode.py (flake8 and mypy over uvloop's source; no event loop).
@@ -16,7 +16,7 @@ PROFILE="${PROFILE:-release}"
 source "$(dirname "$0")/capi-lib.sh"
 VERSION="${1:-}"
 PER_TEST="${PER_TEST:-15}"
-BUDGET="${BUDGET:-200}"
+BUDGET="${BUDGET:-240}"
 SHARDS="${SHARDS:-3}"
 PERTEST="$ROOT/crates/eventpoll-capi/tests/py/pertest.py"
 command -v ip >/dev/null || {
@@ -47,22 +47,23 @@ rm "$TMP/suite/tests/test_sourcecode.py"
 n=$(wc -l < "$TMP/ids")
 echo "uvloop $VERSION (libuv $LIBUV): $n tests (test_sourcecode not run: it lints uvloop's source)"
 [ "$n" -gt 100 ] || { echo "too few tests found"; exit 1; }
-split -n "r/$SHARDS" -d "$TMP/ids" "$TMP/ids."
+mkdir "$TMP/shards" "$TMP/out"
+split -n "r/$SHARDS" -d "$TMP/ids" "$TMP/shards/"
 
 run() { # $1: native|uring|epoll|poll; all its shards at once, each in its own netns
     local mode=$1 preload=() pids=() shard
     [ "$mode" = native ] || preload=(--preload "$LIB")
-    for shard in "$TMP"/ids.[0-9]*; do
+    for shard in "$TMP"/shards/*; do
         EVENTPOLL_DRIVER=$mode timeout $((BUDGET + 120)) unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
             python3 "$PERTEST" drive --python "$PY" --cwd "$TMP/suite" --ids "$shard" \
-            --out "$shard.$mode.res" --log "$TMP/$mode.log" --per-test "$PER_TEST" \
-            --budget "$BUDGET" "${preload[@]}" > "$shard.$mode.out" 2>&1 &
+            --out "$TMP/out/$mode.${shard##*/}.res" --log "$TMP/$mode.log" --per-test "$PER_TEST" \
+            --budget "$BUDGET" "${preload[@]}" > "$TMP/out/$mode.${shard##*/}.out" 2>&1 &
         pids+=($!)
     done
     local status=0
     for p in "${pids[@]}"; do wait "$p" || status=1; done
-    cat "$TMP"/ids.[0-9]*."$mode".res | sort > "$TMP/$mode.res"
-    cat "$TMP"/ids.[0-9]*."$mode".out
+    cat "$TMP/out/$mode".*.res | sort > "$TMP/$mode.res"
+    cat "$TMP/out/$mode".*.out
     return $status
 }
 start=$(date +%s)
