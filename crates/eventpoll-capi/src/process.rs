@@ -573,11 +573,14 @@ impl Process {
             }
             Some(Slot::Hidden) => return Err(libc::EBADF),
             Some(Slot::Host(desc)) => {
-                let stale = desc
-                    .host_fd()
-                    .filter(|h| h.is_pollable())
-                    .and_then(|h| self.host.driver().still_registered(h, fd))
-                    == Some(false);
+                // A description that cannot be polled holds no items, so there is nothing
+                // to keep — and its number may have been closed where the library does not
+                // see it (glibc's `closedir` after `fdopendir`) and reused: look again.
+                let stale = match desc.host_fd() {
+                    Some(h) if !h.is_pollable() => true,
+                    Some(h) => self.host.driver().still_registered(h, fd) == Some(false),
+                    None => false,
+                };
                 if !stale {
                     return Ok(desc.file.clone());
                 }

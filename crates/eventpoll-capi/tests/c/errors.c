@@ -388,6 +388,31 @@ static int high_fds(int *out, int max) {
     return n;
 }
 
+/* A number closed where the library cannot see it (glibc's closedir after fdopendir of a
+   dup the library made) and reused by a socket: adding the socket is 0, as on Linux (it
+   was EPERM: the library still took the number for the directory). uvloop's and Python's
+   tempfile cleanup do this. */
+static void unseen_close_of_a_directory(void) {
+    int ep = epoll_create1(0);
+    int d = open("/tmp", O_RDONLY | O_DIRECTORY);
+    CHECK(ep >= 0 && d >= 0, "epoll_create1 and open(/tmp)");
+    int d2 = fcntl(d, F_DUPFD_CLOEXEC, 0);
+    CHECK(d2 >= 0, "F_DUPFD_CLOEXEC of a directory");
+    DIR *dir = fdopendir(d2);
+    CHECK(dir != NULL, "fdopendir");
+    closedir(dir);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(s == d2, "the socket reuses the directory's number (%d, %d)", s, d2);
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = 5};
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev));
+    struct epoll_event out[2];
+    EQ(epoll_wait(ep, out, 2, 0), 1);
+    CHECK(out[0].data.u64 == 5, "the socket's event");
+    close(s);
+    close(d);
+    close(ep);
+}
+
 /* The library's own descriptors look closed: a new instance's bell (the library's) or,
    natively, a closed number inside the descriptor table. */
 static void hidden_fds(void) {
@@ -763,6 +788,7 @@ int main(void) {
 
     bad_pointers();
     hidden_fds();
+    unseen_close_of_a_directory();
     raw_syscalls();
     uring_epoll_ctl();
     fork_shares();
