@@ -7,8 +7,9 @@
 //! kernel would block, the driver's notification descriptor joins the set, and host
 //! activity (which may make an instance ready) wakes the call, which pumps, settles and
 //! asks again. `select`/`pselect` with an instance are answered through `ppoll` (their
-//! sets translated as the kernel does: read = `IN|HUP|ERR`, write = `OUT|ERR`,
-//! except = `PRI`), so descriptors at or above `FD_SETSIZE` are not needed.
+//! sets translated as the kernel does: read = `IN|HUP|ERR|NVAL`, write = `OUT|ERR|NVAL`,
+//! except = `PRI|NVAL` — `NVAL` for a number another thread closed during the call), so
+//! descriptors at or above `FD_SETSIZE` are not needed.
 
 #![allow(unsafe_code)]
 
@@ -271,10 +272,15 @@ fn select_copies(
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
 ) -> Result<Option<c_int>, c_int> {
-    const RD: i16 =
-        libc::POLLIN | libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLHUP | libc::POLLERR;
-    const WR: i16 = libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR;
-    const EX: i16 = libc::POLLPRI;
+    const RD: i16 = libc::POLLIN
+        | libc::POLLRDNORM
+        | libc::POLLRDBAND
+        | libc::POLLHUP
+        | libc::POLLERR
+        | libc::POLLNVAL;
+    const WR: i16 =
+        libc::POLLOUT | libc::POLLWRNORM | libc::POLLWRBAND | libc::POLLERR | libc::POLLNVAL;
+    const EX: i16 = libc::POLLPRI | libc::POLLNVAL;
     let mut fds = Vec::new();
     for fd in 0..nfds {
         let mut ev = 0;
@@ -301,10 +307,14 @@ fn select_copies(
     let Some((p, insts)) = instances(fds.iter().map(|f| f.fd)) else {
         return Ok(None);
     };
-    poll_instances(p, &insts, &mut fds, timeout, sigmask)?;
-    if fds.iter().any(|f| f.revents & libc::POLLNVAL != 0) {
+    // A number not open at the call is EBADF (Linux's max_select_fd); one closed by
+    // another thread while this call sleeps is POLLNVAL from the kernel's poll, reported
+    // below in every set it was asked in (Linux 6.x: EPOLLNVAL is in POLLIN_SET,
+    // POLLOUT_SET and POLLEX_SET).
+    if fds.iter().any(|f| !sys::is_open(f.fd)) {
         return Err(libc::EBADF);
     }
+    poll_instances(p, &insts, &mut fds, timeout, sigmask)?;
     for words in sets.iter_mut().flatten() {
         words.iter_mut().for_each(|w| *w = 0);
     }

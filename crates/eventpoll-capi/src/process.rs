@@ -11,7 +11,9 @@
 //!   ready item (kept in sync after every call that can change it), so `E` is readable by
 //!   `poll`, `select` and the kernel's epoll exactly when the instance is, is never
 //!   writable, is closed by `close` and inherited by `fork`. `D` also wakes threads of
-//!   this process that sleep in a wait on the instance. `D` lives at a hidden high number.
+//!   this process that sleep in `poll`/`select` on the instance (a thread blocked in
+//!   `epoll_wait` sleeps on an eventfd of its own, queued in the engine instance as a
+//!   blocked thread: see `eventpoll_host::ThreadWaker`). `D` lives at a hidden high number.
 //! - a **host** number refers to a host file the engine watches: an open file description
 //!   of the engine ([`HostDesc`]) whose object is an [`eventpoll_host::HostFd`]. All numbers
 //!   known to refer to one description (through `dup`, `dup2`, `dup3`, `fcntl(F_DUPFD)`)
@@ -327,6 +329,14 @@ fn notice(text: &str) {
     let _ = sys::write(2, line.as_bytes());
 }
 
+/// A descriptor the host made for itself after start-up (a blocked thread's eventfd):
+/// one of the library's own.
+fn hide_own_fd(fd: i32) {
+    if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
+        drop(p.set(fd, Some(Slot::Hidden)));
+    }
+}
+
 extern "C" fn fork_prepare() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.gate.lock_exclusive();
@@ -383,10 +393,12 @@ impl Process {
             share_on_fork: std::env::var_os("EVENTPOLL_FORK").is_none_or(|v| v != "copy"),
         };
         let mut own = Vec::new();
-        p.host.driver().own_fds(&mut own);
+        p.host.own_fds(&mut own);
         for fd in own {
             p.set(fd, Some(Slot::Hidden));
         }
+        // The eventfds of threads blocked in a wait, made later, are hidden as they come.
+        p.host.on_own_fd(hide_own_fd);
         if p.log_fd > 2 {
             p.set(p.log_fd, Some(Slot::Hidden));
         }
@@ -632,9 +644,9 @@ impl Process {
     /// (the driver's; and the instances' bells and kernel epolls, which exist here only with
     /// `EVENTPOLL_FORK=copy`: otherwise the instances were handed over before the fork).
     fn after_fork_child(&self) {
-        self.host.driver().after_fork_child();
+        self.host.after_fork_child();
         let mut own = Vec::new();
-        self.host.driver().own_fds(&mut own);
+        self.host.own_fds(&mut own);
         for fd in own {
             drop(self.set(fd, Some(Slot::Hidden)));
         }

@@ -18,9 +18,11 @@
 //! takes with one `poll(2)` for all of them (the engine's batched-poll hook).
 //!
 //! Waiting: [`HostEpoll::wait`] pumps the driver, harvests, and blocks in the host
-//! (`ppoll(2)` on the driver's descriptor and the instance's doorbell, with the caller's
+//! (`ppoll(2)` on the driver's descriptor and the thread's own eventfd, with the caller's
 //! signal mask), so a blocked thread is woken by the host itself — no helper thread, no
-//! polling loop — and a signal interrupts it with `EINTR` as on Linux.
+//! polling loop — and a signal interrupts it with `EINTR` as on Linux. For the engine it
+//! is a thread blocked in `epoll_wait` like any other ([`ThreadWaker`]): one wakeup
+//! reaches the newest sleeper, and `EXCLUSIVE` wakeups stop at its instance.
 //!
 //! ```
 //! use eventpoll_host::{DriverKind, Host, HostEpoll};
@@ -55,10 +57,12 @@ mod host_fd;
 pub mod raw_syscall;
 mod reactor;
 pub mod sys;
+mod waiter;
 
 pub use driver::{Driver, DriverKind};
 pub use host_fd::HostFd;
 pub use reactor::{Bell, HostEpoll};
+pub use waiter::ThreadWaker;
 
 use eventpoll::{Errno, File};
 use std::os::fd::{IntoRawFd, OwnedFd};
@@ -69,6 +73,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Host {
     driver: Arc<dyn Driver>,
+    /// The eventfds that threads blocked in a wait sleep on (see `waiter`).
+    wakers: Arc<waiter::WakerPool>,
 }
 
 impl std::fmt::Debug for Host {
@@ -103,7 +109,10 @@ impl Host {
             DriverKind::IoUring => return Err(Errno::ENOSYS),
             DriverKind::Poll => Arc::new(driver::poll::PollDriver::new()),
         };
-        Ok(Host { driver })
+        Ok(Host {
+            driver,
+            wakers: Arc::new(waiter::WakerPool::new(hidden_base)),
+        })
     }
 
     /// A host with the best driver that works here: io_uring (every wakeup with its key),
@@ -131,6 +140,39 @@ impl Host {
     /// The driver.
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver
+    }
+
+    /// Every descriptor the host owns: the driver's ([`Driver::own_fds`]) and the eventfds
+    /// of threads blocked in a wait (one per thread asleep at once, made on demand at
+    /// numbers at or above the hidden base), so that an embedder can keep them out of the
+    /// program's way.
+    pub fn own_fds(&self, out: &mut Vec<i32>) {
+        self.driver.own_fds(out);
+        self.wakers.fds(out);
+    }
+
+    /// `hook` is called with each descriptor the host makes for itself from now on (the
+    /// eventfd of a thread that blocks in a wait, see [`Host::own_fds`]); set once.
+    pub fn on_own_fd(&self, hook: fn(i32)) {
+        self.wakers.on_new(hook);
+    }
+
+    /// In the child after `fork`: the driver stops sharing host state with the parent
+    /// ([`Driver::after_fork_child`]), and each blocked-thread eventfd is replaced by a
+    /// fresh one under the same number.
+    pub fn after_fork_child(&self) {
+        self.driver.after_fork_child();
+        self.wakers.after_fork_child();
+    }
+
+    /// A waker for a thread about to block in a wait; give it back with
+    /// [`Host::give_back_waker`] once it is on no queue.
+    pub(crate) fn take_waker(&self) -> Result<Arc<ThreadWaker>, Errno> {
+        self.wakers.take()
+    }
+
+    pub(crate) fn give_back_waker(&self, w: Arc<ThreadWaker>) {
+        self.wakers.give_back(w)
     }
 
     /// A new open file description for host descriptor `fd`, which stays the caller's: it

@@ -12,7 +12,7 @@
 //! so a busy loop pays no doorbell system calls.
 
 use crate::sys;
-use crate::Host;
+use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -230,6 +230,7 @@ impl HostEpoll {
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
         self.bell.ring();
+        self.epoll.wake_waiters();
     }
 
     /// Whether [`HostEpoll::retire`] was called.
@@ -289,6 +290,14 @@ impl HostEpoll {
 
     /// [`HostEpoll::wait`], calling `enter` before each non-blocking step and dropping what
     /// it returns before blocking (an embedder's guard against `fork` in mid-step).
+    ///
+    /// A thread that must block is queued as a blocked thread of the engine instance (a
+    /// [`ThreadWaker`](crate::ThreadWaker), at the head, as `ep_poll` queues it) and sleeps
+    /// in the host on the driver and its own eventfd. Host activity wakes it to pump; only
+    /// its waker's call (the engine chose it) makes it harvest — otherwise it sleeps again,
+    /// still in its place in the queue. So of several threads blocked on one instance a
+    /// wakeup reaches the newest only, and an `EXCLUSIVE` wakeup stops at the first
+    /// instance with a blocked thread, as on Linux.
     pub fn wait_guarded<G, S: EventSink + ?Sized>(
         &self,
         out: &mut S,
@@ -308,10 +317,125 @@ impl HostEpoll {
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
         }
+        let waker = match self.host.take_waker() {
+            Ok(w) => w,
+            // No eventfd to be had (descriptor limit): wait on the bell, as every sleeper
+            // of the instance does then (each wakeup wakes them all).
+            Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
+        };
+        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sigmask, &enter);
+        self.host.give_back_waker(waker);
+        r
+    }
+
+    /// The blocking part of [`HostEpoll::wait_guarded`] for a thread with a waker (Linux's
+    /// `ep_poll` loop): queue unless events are available, sleep until the waker is called
+    /// (or the deadline, a signal, a retire), leave the queue, harvest; again if nothing.
+    fn wait_as_waiter<G, S: EventSink + ?Sized>(
+        &self,
+        waker: &Arc<ThreadWaker>,
+        out: &mut S,
+        maxevents: usize,
+        deadline: Option<Instant>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: &impl Fn() -> G,
+    ) -> Result<usize, Errno> {
+        let entry: Arc<dyn WakeCallback> = waker.clone();
         loop {
-            let remaining = match (timeout, deadline) {
-                (None, _) | (Some(_), None) => None,
-                (Some(_), Some(d)) => {
+            waker.arm();
+            let queued = {
+                let _g = enter();
+                if self.is_retired() {
+                    return Ok(0);
+                }
+                self.epoll.queue_waiter(&entry)
+            };
+            if queued {
+                let slept = self.sleep_as_waiter(waker, deadline, sigmask, enter);
+                // Once off the queue its callback is not running: the waker can be reused.
+                let still_queued = {
+                    let _g = enter();
+                    self.epoll.dequeue_waiter(&entry)
+                };
+                match slept {
+                    Err(e) => return Err(e),
+                    Ok(Slept::Retired) => return Ok(0),
+                    // Still queued means nobody woke us: nothing to take.
+                    Ok(Slept::TimedOut) if still_queued => return Ok(0),
+                    Ok(_) => {}
+                }
+            }
+            let n = {
+                let _g = enter();
+                if self.is_retired() {
+                    return Ok(0);
+                }
+                self.poll_once(out, maxevents)?
+            };
+            if n > 0 {
+                return Ok(n);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Sleep in the host until `waker` is called: host activity in between is pumped (it
+    /// may call this waker, another thread's, or none) and the sleep goes on.
+    fn sleep_as_waiter<G>(
+        &self,
+        waker: &ThreadWaker,
+        deadline: Option<Instant>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: &impl Fn() -> G,
+    ) -> Result<Slept, Errno> {
+        loop {
+            if waker.is_woken() {
+                return Ok(Slept::Woken);
+            }
+            if self.is_retired() {
+                return Ok(Slept::Retired);
+            }
+            let remaining = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(Slept::TimedOut);
+                    }
+                    Some(d - now)
+                }
+            };
+            let r = self.host.driver().block(&[waker.fd()], remaining, sigmask);
+            {
+                let _g = enter();
+                self.host.pump();
+            }
+            if let Err(e) = r {
+                // Woken and interrupted at once: the events first, as `ep_poll` does.
+                if waker.is_woken() {
+                    return Ok(Slept::Woken);
+                }
+                return Err(errno(e));
+            }
+        }
+    }
+
+    /// The blocking part of [`HostEpoll::wait_guarded`] without a waker: counted as a
+    /// sleeper of the bell, which every callback on the instance's poll queue rings.
+    fn wait_on_bell<G, S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+        deadline: Option<Instant>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: impl Fn() -> G,
+    ) -> Result<usize, Errno> {
+        loop {
+            let remaining = match deadline {
+                None => None,
+                Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Ok(0);
@@ -353,4 +477,11 @@ impl HostEpoll {
             }
         }
     }
+}
+
+/// How a waiter's sleep ended.
+enum Slept {
+    Woken,
+    TimedOut,
+    Retired,
 }

@@ -7,7 +7,10 @@
 //! - an epoll *item* hook: the epoll callback, which moves the item to its instance's ready
 //!   list;
 //! - a *blocked thread* (a blocking pipe read, a thread in `epoll_wait`), woken and removed;
-//! - a user [`WakeCallback`].
+//! - a user [`WakeCallback`]; one hung as a *waiter* ([`WaitQueue::add_waiter_head`]) is,
+//!   like a blocked thread, removed when it is called (Linux's `autoremove_wake_function`):
+//!   an embedder's thread that sleeps outside the engine (in the host) but must count as
+//!   blocked in `epoll_wait`.
 //!
 //! Ordering and exclusivity follow the kernel: non-exclusive entries are added at the head,
 //! exclusive ones at the tail; [`WaitQueue::wake`] calls every non-exclusive entry and stops
@@ -64,10 +67,12 @@ pub(crate) enum Waiter {
         parker: Arc<Parker>,
         exclusive: bool,
     },
-    /// A user callback.
+    /// A user callback; `once`: removed when called (a waiter, see
+    /// [`WaitQueue::add_waiter_head`]).
     Callback {
         cb: Box<Arc<dyn WakeCallback>>,
         exclusive: bool,
+        once: bool,
     },
 }
 
@@ -304,6 +309,20 @@ impl WaitQueue {
         self.insert(Waiter::Callback {
             cb: Box::new(callback),
             exclusive,
+            once: false,
+        });
+    }
+
+    /// Hang `callback` as an exclusive *waiter* at the head of the queue (as
+    /// [`WaitQueue::insert_exclusive_head`] queues a thread blocked in `epoll_wait`): it
+    /// counts as a blocked thread — a wakeup reaches it before older waiters, and stops at
+    /// it when it accepts — and it is removed when it is called, accepted or not (Linux's
+    /// `ep_autoremove_wake_function`), so that the next wakeup goes to the next waiter.
+    pub fn add_waiter_head(&self, callback: Arc<dyn WakeCallback>) {
+        self.insert_exclusive_head(Waiter::Callback {
+            cb: Box::new(callback),
+            exclusive: true,
+            once: true,
         });
     }
 
@@ -337,7 +356,7 @@ impl WaitQueue {
             let (accepted, remove) = match &entries[i] {
                 Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),
                 Waiter::Thread { parker, .. } => (parker.notify(), true),
-                Waiter::Callback { cb, .. } => (cb.wake(key), false),
+                Waiter::Callback { cb, once, .. } => (cb.wake(key), *once),
             };
             if remove {
                 entries.remove(i);
@@ -503,6 +522,26 @@ mod tests {
         assert_eq!((n(&a), n(&b), n(&c), n(&d)), (1, 1, 1, 0));
         q.wake_all(Events::empty());
         assert_eq!((n(&a), n(&b), n(&c), n(&d)), (2, 2, 2, 1));
+    }
+
+    #[test]
+    fn a_waiter_is_woken_newest_first_and_removed_when_called() {
+        let q = WaitQueue::new();
+        let (old, new, item) = (probe(true), probe(true), probe(false));
+        q.add(item.clone(), true); // an exclusive item-like entry that refuses
+        q.add_waiter_head(old.clone());
+        q.add_waiter_head(new.clone());
+        assert_eq!(q.len(), 3);
+        q.wake(Events::IN);
+        let n = |p: &Arc<Probe>| p.calls.load(Ordering::Relaxed);
+        // The newest waiter accepts and the wakeup stops there; it left the queue.
+        assert_eq!((n(&new), n(&old), n(&item)), (1, 0, 0));
+        assert_eq!(q.len(), 2);
+        q.wake(Events::IN);
+        assert_eq!((n(&new), n(&old), n(&item)), (1, 1, 0));
+        assert_eq!(q.len(), 1);
+        let old_dyn: Arc<dyn WakeCallback> = old.clone();
+        assert!(!q.remove(&old_dyn));
     }
 
     #[test]

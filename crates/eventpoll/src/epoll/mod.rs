@@ -30,6 +30,10 @@
 //!    data. Held only for short, non-blocking steps; never while polling a file.
 //! 5. `EpollShared::wq`'s lock (threads blocked in `wait`), taken under `ready` by the
 //!    callback (to wake one) and by a waiter (to queue itself after finding the list empty).
+//!    An embedder's thread that sleeps in the host is queued here too, as a callback
+//!    ([`Epoll::queue_waiter`]); that callback runs under every lock above and therefore
+//!    only signals its thread (eventpoll-host writes the thread's own eventfd) — it takes
+//!    no lock and never calls back into the engine.
 //!
 //! The callback wakes the instance's own `poll_wait` queue after
 //! dropping `ready` (still under the target's queue lock), which runs outer instances'
@@ -702,6 +706,27 @@ impl EpollShared {
             let still_queued = self.wq.remove_thread(&parker);
             eavail = !(timed_out && still_queued);
         }
+    }
+
+    /// [`Epoll::queue_waiter`]: `ep_poll`'s queueing step for a thread that sleeps outside
+    /// the engine.
+    pub(crate) fn queue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+        let r = lock(&self.ready);
+        if r.events_available() {
+            return false;
+        }
+        self.wq.add_waiter_head(waiter.clone());
+        true
+    }
+
+    /// [`Epoll::dequeue_waiter`].
+    pub(crate) fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+        self.wq.remove(waiter)
+    }
+
+    /// [`Epoll::wake_waiters`].
+    pub(crate) fn wake_waiters(&self) {
+        self.wq.wake_all(Events::empty());
     }
 
     // ----- ctl -----

@@ -284,6 +284,51 @@ impl Epoll {
         self.ep.events_available()
     }
 
+    /// For an embedder whose threads sleep outside the engine (in the host) when they
+    /// block in a wait on this instance: queue `waiter` as such a thread, at the head of the
+    /// instance's queue of blocked threads, unless events are available (`false`: harvest
+    /// instead) — the check and the queueing are one step under the ready list's lock, as
+    /// in `ep_poll`. Until it is called or [dequeued](Epoll::dequeue_waiter) the instance
+    /// has a blocked waiter: a wakeup of an item reaches the newest such waiter only, and an
+    /// `EXCLUSIVE` item's wakeup stops at this instance. The callback runs with engine locks
+    /// held (it must only signal its thread) and is removed when it runs; it returns
+    /// whether it woke a thread that was still waiting.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Events, Interest, WakeCallback, objects::pipe::pipe};
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// struct Flag(AtomicBool);
+    /// impl WakeCallback for Flag {
+    ///     fn wake(&self, _key: Events) -> bool { !self.0.swap(true, Ordering::SeqCst) }
+    /// }
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE.edge(), 1).unwrap();
+    /// let (old, new) = (Arc::new(Flag(AtomicBool::new(false))), Arc::new(Flag(AtomicBool::new(false))));
+    /// let (old_cb, new_cb): (Arc<dyn WakeCallback>, Arc<dyn WakeCallback>) = (old.clone(), new.clone());
+    /// assert!(epoll.queue_waiter(&old_cb) && epoll.queue_waiter(&new_cb));
+    /// w.write(b"x").unwrap(); // one wakeup: the newest waiter only
+    /// assert!(new.0.load(Ordering::SeqCst) && !old.0.load(Ordering::SeqCst));
+    /// assert!(!epoll.dequeue_waiter(&new_cb)); // it left the queue when called
+    /// assert!(epoll.dequeue_waiter(&old_cb));
+    /// assert!(!epoll.queue_waiter(&old_cb)); // the item is ready: harvest first
+    /// ```
+    pub fn queue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+        self.ep.queue_waiter(waiter)
+    }
+
+    /// Take a waiter queued by [`Epoll::queue_waiter`] off the queue; `false` if it was not
+    /// there any more (it was called). Once this returns, its callback is not running.
+    pub fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+        self.ep.dequeue_waiter(waiter)
+    }
+
+    /// Call every waiter queued by [`Epoll::queue_waiter`] (and wake every thread blocked
+    /// in [`Epoll::wait`]): the embedder is done with the instance.
+    pub fn wake_waiters(&self) {
+        self.ep.wake_waiters()
+    }
+
     /// Harvest into a caller's buffer: like [`Epoll::wait`], reporting at most `maxevents`
     /// events into `out`. An event that is ready but does not fit in `out` (a C caller's
     /// NULL or short buffer) gives `EFAULT` when nothing was reported yet, and stays on the
