@@ -323,7 +323,17 @@ impl HostEpoll {
             // of the instance does then (each wakeup wakes them all).
             Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
         };
-        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sigmask, &enter);
+        // Signals stay blocked but while asleep in the host (the caller's mask, or the
+        // thread's, applied atomically there), as `ep_poll` checks for a signal before each
+        // sleep: one that comes while this thread pumps between two sleeps ends the next.
+        let old_mask = sys::block_signals();
+        let sleep_mask = sigmask.or(old_mask
+            .as_ref()
+            .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
+        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, &enter);
+        if let Some(m) = old_mask {
+            sys::set_signal_mask(m);
+        }
         self.host.give_back_waker(waker);
         r
     }

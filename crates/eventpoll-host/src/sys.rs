@@ -175,6 +175,41 @@ pub unsafe fn epoll_pwait2(
     .map(|n| n as usize)
 }
 
+/// Block every signal the thread can block but glibc's own two (32 and 33: thread
+/// cancellation and `setxid`) and return the previous mask, as a kernel signal set (8
+/// bytes); `None` if the kernel refused. With it a waiter that loops between host sleeps
+/// keeps a signal pending until its next sleep, which then ends with `EINTR` (applying the
+/// old mask atomically), instead of running the handler between two sleeps and missing it.
+pub fn block_signals() -> Option<u64> {
+    let all: u64 = !((1u64 << 31) | (1u64 << 32));
+    let mut old: u64 = 0;
+    // SAFETY: both sets are 8 bytes, the kernel's sigset size, and live across the call.
+    let r = cvt(unsafe {
+        crate::raw_syscall!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        )
+    });
+    r.ok().map(|_| old)
+}
+
+/// Set the thread's signal mask to `mask` (a kernel signal set from [`block_signals`]).
+pub fn set_signal_mask(mask: u64) {
+    // SAFETY: an 8-byte set alive across the call; no old set asked for.
+    let _ = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+}
+
 /// `ppoll(2)`: `timeout` `None` waits without limit; `sigmask` (a kernel signal set, 8
 /// bytes) is applied atomically while blocked, as `epoll_pwait` does.
 pub fn ppoll(
