@@ -184,9 +184,18 @@ impl HostFd {
         Some(*self.identity.get_or_init(|| sys::identity(&st)))
     }
 
-    /// Wake the queue with the host's bits (called by the drivers).
+    /// Wake the queue with the host's bits (called by the drivers). A wakeup without a key
+    /// (a state change: the io_uring driver's `wake_key`, or [`crate::Host::wake_keyless`])
+    /// wakes every entry, exclusive or not: Linux's state changes wake all — a pipe's
+    /// release (`wake_up_interruptible_all`), a socket's `sk_state_change` — so that
+    /// `EXCLUSIVE` items in several instances that have blocked waiters are all queued
+    /// (`scenarios/threads/exclusive/keyless-wakeup-wakes-all.ep`).
     pub(crate) fn notify(&self, bits: u32) {
-        self.queue.wake(Events::from_bits_retain(bits));
+        if bits == 0 {
+            self.queue.wake_all(Events::empty());
+        } else {
+            self.queue.wake(Events::from_bits_retain(bits));
+        }
     }
 
     /// A harvest (or ctl) polled the descriptor. For the poll driver, which sees levels
