@@ -138,7 +138,8 @@ impl KernelDriver {
 /// The key to wake `host`'s queue with, from a report of the epoll of `class`. A report
 /// holds the file's mask, not the wakeup's key; the direction is the epoll's, and `ERR`
 /// and `HUP` — reported by both epolls whenever they are set — count only when they have
-/// just appeared (seen by the input epoll, which every descriptor is registered with): an
+/// just appeared (seen by the input epoll, which every descriptor is registered with; a
+/// wakeup without a key then, `Some(0)`: a state change, which wakes every item): an
 /// `IN` wakeup of a socket that hung up long ago does not wake an item that waits for `HUP`
 /// alone, as on Linux. But an input report of a socket that had `HUP` already is a wakeup
 /// without a key (`Some(0)`, which queues every item): no data can arrive any more and the
@@ -154,7 +155,13 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
     if before & libc::EPOLLHUP as u32 != 0 && host.socket.load(Ordering::Relaxed) {
         return Some(0);
     }
-    Some((bits & !errhup) | (now & !before)).filter(|&k| k != 0)
+    if now & !before != 0 {
+        // `ERR` or `HUP` just appeared: a state change, which Linux signals without a key
+        // and to every waiter (a pipe's release, a socket's `sk_state_change`), as the
+        // io_uring driver's `wake_key` says too.
+        return Some(0);
+    }
+    Some(bits & !errhup).filter(|&k| k != 0)
 }
 
 /// What the input epoll asks for `host`: its input bits, edge-triggered.
