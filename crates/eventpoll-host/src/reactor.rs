@@ -3,13 +3,20 @@
 //!
 //! A wait pumps the driver (host activity becomes wakeups, items reach the ready list),
 //! harvests without blocking, and only if nothing was found blocks *in the host* — in the
-//! driver's `ppoll(2)` on the host's notification descriptor and the instance's doorbell —
-//! with the caller's signal mask applied atomically, so a signal interrupts it with `EINTR`
-//! exactly as it interrupts `epoll_pwait`. The doorbell is an eventfd rung by a callback on
-//! the instance's own poll queue (something reached its ready list: an in-process object, a
-//! nested instance, another thread's `EPOLL_CTL_MOD`, another thread's pump), but only
-//! while a waiter sleeps (in a wait, or in `poll`/`select` on the instance: [`Bell::sleeper`]),
-//! so a busy loop pays no doorbell system calls.
+//! driver's `ppoll(2)` on the host's notification descriptor and the thread's own eventfd
+//! (a [`ThreadWaker`](crate::ThreadWaker), queued in the engine instance as a blocked
+//! thread: see `waiter`) — with the caller's signal mask applied atomically, so a signal
+//! interrupts it with `EINTR` exactly as it interrupts `epoll_pwait`. The doorbell is an
+//! eventfd rung by a callback on the instance's own poll queue (something reached its ready
+//! list: an in-process object, a nested instance, another thread's `EPOLL_CTL_MOD`, another
+//! thread's pump), but only while a `poll`/`select` on the instance sleeps
+//! ([`Bell::sleeper`]; and for a wait that could get no eventfd of its own), so a busy loop
+//! pays no doorbell system calls.
+//!
+//! Locks: a waker's callback runs under the engine's locks and, during a pump, under the
+//! driver's (the io_uring ring's mutex); it only sets a flag and writes an eventfd. A
+//! waiter queues and dequeues itself under the embedder's `enter` guard, never while it
+//! holds a driver lock.
 
 use crate::sys;
 use crate::{Host, ThreadWaker};
