@@ -387,7 +387,11 @@ pub fn ctl_done(inst: &Arc<Instance>, epfd: i32, op: i32, fd: i32, ev: &EpollEve
     if events & Events::ET.bits() != 0 {
         let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(libc::O_NONBLOCK);
         if flags & libc::O_NONBLOCK == 0 {
-            let opname = if op == libc::EPOLL_CTL_ADD { "ADD" } else { "MOD" };
+            let opname = if op == libc::EPOLL_CTL_ADD {
+                "ADD"
+            } else {
+                "MOD"
+            };
             report(c, &mut st, Kind::EtBlockingFd, epfd, fd, Some(data), || {
                 format!(
                     "EPOLL_CTL_{opname} of an edge-triggered item for fd {fd}, which is not \
@@ -508,7 +512,9 @@ pub fn wait_starts(
     };
     let mut undrained = Vec::new();
     for r in &edges {
-        let Some(s) = find(r.fd, r.target) else { continue };
+        let Some(s) = find(r.fd, r.target) else {
+            continue;
+        };
         let ev = s.events.bits();
         if s.queued || ev & Events::ET.bits() == 0 || ev & INTEREST_BITS == 0 {
             continue;
@@ -542,18 +548,28 @@ pub fn wait_starts(
         } else {
             "writable (write until EAGAIN, or drop EPOLLOUT while there is nothing to write)"
         };
-        report(c, &mut st, Kind::UndrainedEdge, epfd, s.fd, Some(s.data), || {
-            format!(
-                "a wait that may block starts while the edge-triggered item of fd {} was \
+        report(
+            c,
+            &mut st,
+            Kind::UndrainedEdge,
+            epfd,
+            s.fd,
+            Some(s.data),
+            || {
+                format!(
+                    "a wait that may block starts while the edge-triggered item of fd {} was \
                  reported and is still {what}: no new edge will come for what is already \
                  there, so the program may sleep on it. Drain the descriptor before waiting",
-                s.fd
-            )
-        });
+                    s.fd
+                )
+            },
+        );
     }
     let mut unarmed = Vec::new();
     for &i in due.iter().rev() {
-        let Some(f) = st.fired.get_mut(i) else { continue };
+        let Some(f) = st.fired.get_mut(i) else {
+            continue;
+        };
         f.checked = now;
         let (fd, target, interest) = (f.fd, f.target, f.interest);
         let still = find(fd, target).is_some_and(|s| s.events.bits() & INTEREST_BITS == 0);
@@ -569,14 +585,22 @@ pub fn wait_starts(
     }
     for f in unarmed {
         let ms = now.duration_since(f.since).as_millis();
-        report(c, &mut st, Kind::OneshotUnarmed, epfd, f.fd, Some(f.data), || {
-            format!(
-                "the one-shot item of fd {} fired {ms} ms ago and was neither re-armed \
+        report(
+            c,
+            &mut st,
+            Kind::OneshotUnarmed,
+            epfd,
+            f.fd,
+            Some(f.data),
+            || {
+                format!(
+                    "the one-shot item of fd {} fired {ms} ms ago and was neither re-armed \
                  (EPOLL_CTL_MOD) nor deleted, and its file is ready: the connection starves. \
                  Re-arm it with EPOLL_CTL_MOD once the event is handled",
-                f.fd
-            )
-        });
+                    f.fd
+                )
+            },
+        );
     }
     mark
 }
@@ -633,10 +657,8 @@ pub fn wait_ends(
                 } else {
                     "is closed".to_string()
                 };
-                let kept = keeper.map_or_else(
-                    || "another reference".to_string(),
-                    |k| format!("fd {k}"),
-                );
+                let kept =
+                    keeper.map_or_else(|| "another reference".to_string(), |k| format!("fd {k}"));
                 report(c, &mut st, Kind::GhostEvent, epfd, g.fd, Some(data), || {
                     format!(
                         "a wait reported events {bits:#x} of the item registered as fd {}, \
@@ -700,7 +722,9 @@ fn herd(
     data: u64,
     tid: i32,
 ) {
-    let Some(desc) = p.host_desc(s.fd) else { return };
+    let Some(desc) = p.host_desc(s.fd) else {
+        return;
+    };
     let Some(h) = Host::host_fd(&desc.file) else {
         return;
     };
