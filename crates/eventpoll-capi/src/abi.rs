@@ -243,6 +243,9 @@ fn ctl(
     }
     r?;
     inst.sync();
+    if crate::check::on() {
+        crate::check::ctl_done(&inst, epfd, op, fd, &ev);
+    }
     Ok(0)
 }
 
@@ -306,11 +309,15 @@ unsafe fn wait(
     }
     let mut out = user::UserEvents::new(events);
     let start = Instant::now();
+    let ck = crate::check::on().then(|| crate::check::wait_starts(p, &inst, epfd, timeout));
     let r = inst
         .hep
         .wait_guarded(&mut out, maxevents as usize, timeout, sigmask, || {
             p.gate.enter()
         });
+    if let Some(ck) = ck {
+        crate::check::wait_ends(p, &inst, epfd, events, &r, ck);
+    }
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
         let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
@@ -553,6 +560,9 @@ pub extern "C" fn close(fd: c_int) -> c_int {
             Some(Slot::Hidden) => return Err(libc::EBADF),
             Some(_) => known = true,
         }
+        if crate::check::on() {
+            crate::check::closing(p, fd, "close");
+        }
         drop(p.forget(fd));
         raw_close()
     });
@@ -606,6 +616,9 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
     let known = p.known_in(first, last);
     for &(fd, hidden) in &known {
         if !hidden {
+            if crate::check::on() {
+                crate::check::closing(p, fd, "close_range");
+            }
             drop(p.forget(fd));
         }
     }
@@ -640,6 +653,9 @@ fn dup_done(old: c_int, new: c_int) {
     }
     if let Some(p) = process::existing() {
         if old != new {
+            if crate::check::on() {
+                crate::check::closing(p, new, "dup2");
+            }
             drop(p.forget(new));
             p.duplicated(old, new);
         }

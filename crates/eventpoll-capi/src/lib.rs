@@ -25,6 +25,7 @@
 //! - [`uring_ctl`]: `IORING_OP_EPOLL_CTL` on an instance, performed by the engine with
 //!   the result the kernel posts.
 //! - [`log`]: `EVENTPOLL_LOG` tracing.
+//! - [`check`]: `EVENTPOLL_CHECK`, the run-time checker behind `eventpoll check`.
 //! - [`observe`]: interposed `poll`/`ppoll`/`select`/`pselect`.
 //! - [`user`]: the program's memory read and written without faulting (`EFAULT`).
 //!
@@ -35,6 +36,7 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+pub mod check;
 pub mod handover;
 pub mod log;
 pub mod observe;

@@ -149,6 +149,14 @@ impl HostDesc {
             .clone()
     }
 
+    /// Every item watching this description: (instance, number, interest).
+    pub fn interests(&self) -> Vec<(usize, i32, u32)> {
+        self.interests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Record that the item (instance, number) now has `events` (`None`: removed).
     pub fn record(&self, inst: usize, fd: i32, events: Option<u32>) {
         let mut list = self.interests.lock().unwrap_or_else(|e| e.into_inner());
@@ -360,6 +368,7 @@ extern "C" fn fork_child() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.pid.store(sys::getpid(), Ordering::Relaxed);
         p.after_fork_child();
+        crate::check::after_fork();
         p.gate.unlock_exclusive();
     }
 }
@@ -401,6 +410,9 @@ impl Process {
         p.host.on_own_fd(hide_own_fd);
         if p.log_fd > 2 {
             p.set(p.log_fd, Some(Slot::Hidden));
+        }
+        if let Some(fd) = crate::check::init(base) {
+            p.set(fd, Some(Slot::Hidden));
         }
         if p.log_fd >= 0 {
             let how = if kind.is_some() {

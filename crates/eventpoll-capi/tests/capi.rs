@@ -351,3 +351,116 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
     );
     std::fs::remove_dir_all(&prefix).unwrap();
 }
+
+/// The checker's programs (`tests/c/check/`): each pitfall, and the expected summary of
+/// `EVENTPOLL_CHECK` (the kinds in the library's order), or `0 findings` for the correct
+/// forms. A ghost event needs a ghost item: that program has both.
+pub const CHECK_PROGRAMS: [(&str, &str); 10] = [
+    ("ghost_item", "1 findings (ghost-item 1)"),
+    ("ghost_event", "2 findings (ghost-item 1, ghost-event 1)"),
+    ("undrained_edge", "1 findings (undrained-edge 1)"),
+    ("oneshot_unarmed", "1 findings (oneshot-unarmed 1)"),
+    ("herd", "1 findings (herd 1)"),
+    ("et_blocking_fd", "1 findings (et-blocking-fd 1)"),
+    ("ok_et_drain", "0 findings"),
+    ("ok_oneshot_rearm", "0 findings"),
+    ("ok_exclusive", "0 findings"),
+    ("ok_dup_del_close", "0 findings"),
+];
+
+/// Each checker program, natively (it must run the same without the library) and under
+/// `LD_PRELOAD` with `EVENTPOLL_CHECK=1`: its finding lines name exactly its kind, and the
+/// exit summary counts them.
+#[test]
+fn check_programs_name_exactly_their_pitfall() {
+    if !have("cc") {
+        eprintln!("skipped: no cc");
+        return;
+    }
+    let so = lib_dir().join("libeventpoll.so");
+    let dir = out_dir();
+    for (name, summary) in CHECK_PROGRAMS {
+        let exe = dir.join(format!("check-{name}"));
+        cc_file(&format!("check/{name}.c"), &exe, &["-pthread"]);
+        let native = Command::new(&exe)
+            .env("EVENTPOLL_CHECK_ONESHOT_MS", "100")
+            .output()
+            .unwrap();
+        assert!(native.status.success(), "{name} natively: {native:?}");
+        let o = Command::new(&exe)
+            .env("LD_PRELOAD", &so)
+            .env("EVENTPOLL_CHECK", "1")
+            .env("EVENTPOLL_CHECK_ONESHOT_MS", "100")
+            .env_remove("EVENTPOLL_DRIVER")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name} checked: {:?}\n{err}", o.status);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("eventpoll-check: "))
+            .collect();
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("eventpoll-check: summary: {summary}").as_str()),
+            "{name}:\n{err}"
+        );
+        // One line per kind named in the summary, each of a named kind.
+        let kinds: Vec<&str> = lines[..lines.len() - 1]
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect();
+        for k in &kinds {
+            assert!(summary.contains(&format!("{k} 1")), "{name}: {k} in\n{err}");
+            let line = lines
+                .iter()
+                .find(|l| l.split(' ').nth(1) == Some(k))
+                .unwrap();
+            assert!(
+                line.contains(" pid=") && line.contains(" fd=") && line.contains(" data=0x"),
+                "{name}: {line}"
+            );
+        }
+        let named = summary.matches(" 1").count();
+        assert_eq!(kinds.len(), named, "{name}:\n{err}");
+    }
+}
+
+/// An unknown `EVENTPOLL_CHECK` value and an unwritable path: said once, and the program
+/// runs on (checking off, or to standard error).
+#[test]
+fn check_setting_errors_are_reported_once_and_the_program_runs_on() {
+    if !have("cc") {
+        eprintln!("skipped: no cc");
+        return;
+    }
+    let so = lib_dir().join("libeventpoll.so");
+    let exe = out_dir().join("check-ghost_item-settings");
+    cc_file("check/ghost_item.c", &exe, &["-pthread"]);
+    let o = Command::new(&exe)
+        .env("LD_PRELOAD", &so)
+        .env("EVENTPOLL_CHECK", "yes")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        err.matches("EVENTPOLL_CHECK=yes is neither 1 nor an absolute path")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("eventpoll-check:"), "{err}");
+    let o = Command::new(&exe)
+        .env("LD_PRELOAD", &so)
+        .env("EVENTPOLL_CHECK", "/nonexistent-dir/check.log")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("cannot open it").count(), 1, "{err}");
+    assert!(
+        err.contains("eventpoll-check: summary: 1 findings (ghost-item 1)"),
+        "{err}"
+    );
+}

@@ -1,5 +1,8 @@
 //! The `eventpoll` command: `bench` runs the scalability benchmark (the project's main job),
-//! `conform` runs conformance scenarios against the kernel and the engine.
+//! `conform` runs conformance scenarios against the kernel and the engine, `check` runs a
+//! program under the epoll run-time checker.
+
+mod check;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -8,7 +11,7 @@ use std::process::ExitCode;
 #[command(
     name = "eventpoll",
     version,
-    about = "Linux's epoll, implemented in Rust: benchmark and conformance"
+    about = "Linux's epoll, implemented in Rust: benchmark, conformance and a run-time checker"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,11 +24,15 @@ enum Command {
     Bench(eventpoll_bench::BenchArgs),
     /// Run .ep conformance scenarios against the kernel and the engine and compare.
     Conform(eventpoll_conform::ConformArgs),
+    /// Run a program with libeventpoll.so preloaded and its epoll checker on: ghost items and
+    /// events, undrained edges, unarmed one-shots, herds, edge-triggered blocking descriptors.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => eventpoll_bench::run(args),
         Command::Conform(args) => eventpoll_conform::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -327,3 +327,155 @@ fn a_small_bench_explains_itself_and_keeps_to_its_budget() {
     assert!(j.contains("\"tokens_per_sec_ratio_range\""), "{j}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `libeventpoll.so` next to the `eventpoll` binary (built once, same target and profile).
+fn built_library() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let dir = Path::new(env!("CARGO_BIN_EXE_eventpoll"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "eventpoll-capi", "--target-dir"])
+            .arg(dir.parent().unwrap());
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "cargo build -p eventpoll-capi"
+        );
+    });
+    dir.join("libeventpoll.so")
+}
+
+/// `eventpoll check -- PROGRAM` on each checker program of the C ABI's tests: the finding
+/// lines on standard error, the table with the kind, its count and first occurrence, the
+/// program's own exit status, or `--error-exitcode` when there were findings.
+#[test]
+fn check_names_each_pitfall_and_passes_correct_programs() {
+    if Command::new("cc").arg("--version").output().is_err() {
+        eprintln!("skipped: no cc");
+        return;
+    }
+    built_library();
+    let d = scratch("check");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../eventpoll-capi/tests/c/check");
+    let cases = [
+        ("ghost_item", &["ghost-item"][..]),
+        ("ghost_event", &["ghost-item", "ghost-event"][..]),
+        ("undrained_edge", &["undrained-edge"][..]),
+        ("oneshot_unarmed", &["oneshot-unarmed"][..]),
+        ("herd", &["herd"][..]),
+        ("et_blocking_fd", &["et-blocking-fd"][..]),
+        ("ok_et_drain", &[][..]),
+        ("ok_oneshot_rearm", &[][..]),
+        ("ok_exclusive", &[][..]),
+        ("ok_dup_del_close", &[][..]),
+    ];
+    let all = [
+        "ghost-item",
+        "ghost-event",
+        "undrained-edge",
+        "oneshot-unarmed",
+        "herd",
+        "et-blocking-fd",
+    ];
+    for (name, kinds) in cases {
+        let exe = d.join(name);
+        let o = Command::new("cc")
+            .args(["-O1", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(src.join(format!("{name}.c")))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = eventpoll()
+            .args(["check", "--error-exitcode", "42", "--"])
+            .arg(&exe)
+            .env("EVENTPOLL_CHECK_ONESHOT_MS", "100")
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        let total = kinds.len();
+        assert!(
+            err.contains(&format!(
+                "eventpoll check: {total} findings (1 process reported)"
+            )),
+            "{name}: {err}"
+        );
+        assert_eq!(status(&o), if total > 0 { 42 } else { 0 }, "{name}: {err}");
+        for k in all {
+            let line = format!("eventpoll-check: {k} pid=");
+            assert_eq!(
+                err.contains(&line),
+                kinds.contains(&k),
+                "{name}, {k}: {err}"
+            );
+            // The table's row: kind, count 1, and the file's type.
+            let row = err.lines().any(|l| {
+                l.starts_with(&format!("│ {k} ")) && l.contains("┆ 1 ") && l.contains("pipe")
+                    || l.starts_with(&format!("│ {k} ")) && l.contains("eventfd")
+            });
+            assert_eq!(row, kinds.contains(&k), "{name}, {k} row: {err}");
+        }
+    }
+    // --log: the lines go to the file, the table still to standard error; --json too.
+    let (log, json) = (d.join("check.log"), d.join("check.json"));
+    let o = eventpoll()
+        .arg("check")
+        .arg("--log")
+        .arg(&log)
+        .arg("--json")
+        .arg(&json)
+        .arg("--")
+        .arg(d.join("et_blocking_fd"))
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(status(&o), 0, "the program's own status: {err}");
+    assert!(!err.contains("eventpoll-check: et-blocking-fd"), "{err}");
+    assert!(err.contains("│ et-blocking-fd"), "{err}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("eventpoll-check: et-blocking-fd pid="),
+        "{logged}"
+    );
+    assert!(logged.contains("eventpoll-check: summary: 1 findings (et-blocking-fd 1)"));
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        j.contains("\"et-blocking-fd\": 1") && j.contains("\"total\": 1"),
+        "{j}"
+    );
+    // The program's own failure status comes through.
+    let o = eventpoll().args(["check", "--", "false"]).output().unwrap();
+    assert_eq!(status(&o), 1);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn check_without_its_library_is_a_clear_error() {
+    let d = scratch("check-nolib");
+    let exe = lonely_binary(&d);
+    let o = Command::new(&exe)
+        .args(["check", "--", "true"])
+        .env_remove("EVENTPOLL_LIB")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(status(&o), 2, "{err}");
+    assert!(
+        err.contains("libeventpoll.so was not found") && err.contains("EVENTPOLL_LIB="),
+        "{err}"
+    );
+    let o = Command::new(&exe)
+        .args(["check", "--", "true"])
+        .env("EVENTPOLL_LIB", d.join("nope.so"))
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(status(&o), 2, "{err}");
+    assert!(err.contains("nope.so is not a file"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

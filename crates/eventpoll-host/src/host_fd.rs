@@ -57,6 +57,8 @@ pub struct HostFd {
     /// exiting thread, with bit 31 set (0: not moved). The io_uring driver counts the
     /// arming report of the new poll as a wakeup only for bits not in that mask.
     pub(crate) moved: [AtomicU32; 2],
+    /// Wakeups the drivers delivered (see [`HostFd::wakeups`]).
+    wakes: AtomicU64,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -88,6 +90,7 @@ impl HostFd {
             unarmed: AtomicBool::new(false),
             armer: AtomicI32::new(0),
             moved: [AtomicU32::new(0), AtomicU32::new(0)],
+            wakes: AtomicU64::new(0),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -108,6 +111,13 @@ impl HostFd {
         if self.pollable && old != fd {
             self.driver.rebind(self, old, fd);
         }
+    }
+
+    /// How many wakeups the driver has delivered to this descriptor's items so far: two
+    /// threads that report it with the same count were woken by one wakeup (the C ABI's
+    /// `herd` check).
+    pub fn wakeups(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
     }
 
     /// The bits of output readiness.
@@ -191,6 +201,7 @@ impl HostFd {
     /// `EXCLUSIVE` items in several instances that have blocked waiters are all queued
     /// (`scenarios/threads/exclusive/keyless-wakeup-wakes-all.ep`).
     pub(crate) fn notify(&self, bits: u32) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
         if bits == 0 {
             self.queue.wake_all(Events::empty());
         } else {

@@ -304,6 +304,23 @@ pub struct ItemInfo {
     pub data: u64,
 }
 
+/// One item of an interest list with what a run-time checker needs besides
+/// [`ItemInfo`]: the watched description and whether the item is queued (see
+/// [`Epoll::item_states`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemState {
+    /// The descriptor number the item was added with.
+    pub fd: i32,
+    /// The stored interest mask (a one-shot item that fired has only the flag bits left).
+    pub events: Events,
+    /// The user data.
+    pub data: u64,
+    /// The watched description's [`File::description_id`].
+    pub target: usize,
+    /// Whether the item is on the ready list (maybe ready: the next harvest re-polls it).
+    pub queued: bool,
+}
+
 /// An item removed by [`Epoll::take_items`]: what another implementation needs to carry it
 /// on (an embedder handing an instance over, as the C ABI does to the kernel's epoll when a
 /// `fork` shares an instance).
@@ -405,6 +422,26 @@ impl EpollShared {
                     fd: w.fd,
                     events: Events::from_bits_retain(r.slots[slot].events),
                     data: r.slots[slot].data,
+                })
+            })
+            .collect()
+    }
+
+    /// Every item with its description and whether it is queued, in slot order (read
+    /// only; see [`Epoll::item_states`]).
+    pub fn item_states(&self) -> Vec<ItemState> {
+        let il = lock(&self.mtx);
+        let r = lock(&self.ready);
+        il.watches
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, w)| {
+                w.as_ref().map(|w| ItemState {
+                    fd: w.fd,
+                    events: Events::from_bits_retain(r.slots[slot].events),
+                    data: r.slots[slot].data,
+                    target: w.key,
+                    queued: r.is_linked(slot as u32),
                 })
             })
             .collect()

@@ -266,6 +266,23 @@ impl Epoll {
         self.ep.take_items()
     }
 
+    /// Every item as a run-time checker sees it: number, stored mask, data, watched
+    /// description and whether it is queued. Read only: nothing is polled or moved.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 7).unwrap();
+    /// assert!(!epoll.item_states()[0].queued);
+    /// w.write(b"x").unwrap();
+    /// let s = epoll.item_states()[0];
+    /// assert!(s.queued && s.data == 7 && s.target == r.description_id());
+    /// ```
+    pub fn item_states(&self) -> Vec<super::ItemState> {
+        self.ep.item_states()
+    }
+
     /// Whether the ready list holds an item — one that *may* be ready: a harvest, or a poll
     /// of the instance, re-polls it (Linux's `ep_events_available`). Unlike polling the
     /// instance's [`Epoll::file`], this changes nothing (a poll drops items found not
