@@ -314,7 +314,7 @@ impl WaitQueue {
     }
 
     /// Hang `callback` as an exclusive *waiter* at the head of the queue (as
-    /// [`WaitQueue::insert_exclusive_head`] queues a thread blocked in `epoll_wait`): it
+    /// `WaitQueue::insert_exclusive_head` queues a thread blocked in `epoll_wait`): it
     /// counts as a blocked thread — a wakeup reaches it before older waiters, and stops at
     /// it when it accepts — and it is removed when it is called, accepted or not (Linux's
     /// `ep_autoremove_wake_function`), so that the next wakeup goes to the next waiter.
