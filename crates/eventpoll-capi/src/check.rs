@@ -156,10 +156,7 @@ impl Drop for KeepErrno {
     }
 }
 
-fn notice(text: &str) {
-    let line = format!("eventpoll[{}]: {text}\n", sys::getpid());
-    let _ = sys::write(2, line.as_bytes());
-}
+use crate::process::notice;
 
 /// Read `EVENTPOLL_CHECK` (and `EVENTPOLL_CHECK_ONESHOT_MS`) when the process state is
 /// created; returns the log file's number when one was opened (the caller hides it).

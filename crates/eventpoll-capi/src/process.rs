@@ -332,7 +332,8 @@ fn log_fd(hidden_base: i32) -> i32 {
 }
 
 /// One line on standard error about a setting the library could not follow.
-fn notice(text: &str) {
+/// One line on standard error about a setting the library cannot follow.
+pub(crate) fn notice(text: &str) {
     let line = format!("eventpoll[{}]: {text}\n", sys::getpid());
     let _ = sys::write(2, line.as_bytes());
 }

@@ -464,3 +464,51 @@ fn check_setting_errors_are_reported_once_and_the_program_runs_on() {
         "{err}"
     );
 }
+
+/// Settings the library cannot follow are said once on standard error, and the program runs
+/// on: an unknown driver (the default is used), a relative or unopenable log path (the trace
+/// goes to standard error); with the log on, its first line names the driver in use.
+#[test]
+fn setting_errors_are_reported_once_and_the_program_runs_on() {
+    if !have("cc") {
+        eprintln!("skipped: no cc");
+        return;
+    }
+    let so = lib_dir().join("libeventpoll.so");
+    let exe = out_dir().join("settings-ghost_item");
+    cc_file("check/ghost_item.c", &exe, &["-pthread"]);
+    let run = |var: &str, value: &str| {
+        let o = Command::new(&exe)
+            .env("LD_PRELOAD", &so)
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{var}={value}: {err}");
+        err
+    };
+    let err = run("EVENTPOLL_DRIVER", "bogus");
+    assert_eq!(
+        err.matches(
+            "EVENTPOLL_DRIVER=bogus is not a driver (uring, epoll or poll): using the default"
+        )
+        .count(),
+        1,
+        "{err}"
+    );
+    let err = run("EVENTPOLL_LOG", "relative.log");
+    assert_eq!(
+        err.matches(
+            "EVENTPOLL_LOG=relative.log is not an absolute path: tracing to standard error"
+        )
+        .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(", driver "),
+        "the trace names the driver: {err}"
+    );
+    let err = run("EVENTPOLL_LOG", "/nonexistent-dir/trace.log");
+    assert_eq!(err.matches("cannot open it").count(), 1, "{err}");
+}
