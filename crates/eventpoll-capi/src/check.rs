@@ -22,6 +22,7 @@
 
 #![allow(unsafe_code)] // errno, atexit: FFI only, each block commented.
 
+use crate::process::notice;
 use crate::process::{Instance, Process, Slot};
 use eventpoll::{EpollEvent, Events, ItemState};
 use eventpoll_host::{sys, Host};
@@ -155,8 +156,6 @@ impl Drop for KeepErrno {
         unsafe { *libc::__errno_location() = self.0 };
     }
 }
-
-use crate::process::notice;
 
 /// Read `EVENTPOLL_CHECK` (and `EVENTPOLL_CHECK_ONESHOT_MS`) when the process state is
 /// created; returns the log file's number when one was opened (the caller hides it).
