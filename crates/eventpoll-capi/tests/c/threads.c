@@ -389,6 +389,70 @@ static void poll_three_threads(void) {
     close(t.ep);
 }
 
+/* ---- A descriptor closed while another thread owes it a wakeup: tokio's TCP echo under the
+ * preload (scripts/capi-tokio.sh). A socket is added by one thread (with the io_uring driver
+ * its polls then belong to that thread), which goes on running user code; its peer writes,
+ * so that thread owes the poll a wakeup it has not run yet; another thread deletes the item
+ * and closes the socket. Linux: the peer sees the hang-up at once. The io_uring driver
+ * removed its polls with IORING_OP_POLL_REMOVE, which the kernel refuses (EALREADY) while a
+ * wakeup of the poll is pending: the poll stayed armed for good, holding the socket open,
+ * and the peer never saw EOF (tokio's echo server closed a connection, its client waited
+ * forever). */
+
+struct busy_adder {
+    int ep, fd;
+    volatile int added, stop;
+};
+
+static void *add_then_spin(void *arg) {
+    struct busy_adder *b = arg;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = 9};
+    epoll_ctl(b->ep, EPOLL_CTL_ADD, b->fd, &ev);
+    __atomic_store_n(&b->added, 1, __ATOMIC_SEQ_CST);
+    /* User code only (the clock is read through the vDSO): no system call until told, or 2 s. */
+    long until = now_ms() + 2000;
+    while (!__atomic_load_n(&b->stop, __ATOMIC_SEQ_CST) && now_ms() < until)
+        ;
+    return NULL;
+}
+
+static void close_while_adder_owes_a_wakeup(void) {
+    enum { ROUNDS = 8 };
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int kept_open = 0, rounds = 0;
+    CHECK(ep >= 0, "epoll_create1: %s", strerror(errno));
+    for (int i = 0; i < ROUNDS && ep >= 0; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+            break;
+        struct busy_adder b = {.ep = ep, .fd = sv[0]};
+        pthread_t t;
+        pthread_create(&t, NULL, add_then_spin, &b);
+        while (!__atomic_load_n(&b.added, __ATOMIC_SEQ_CST))
+            ;
+        ssize_t r = write(sv[1], "x", 1);
+        (void)r;
+        epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], NULL);
+        close(sv[0]);
+        /* While the adder still runs: its pending work must not keep the socket open. */
+        struct pollfd pf = {.fd = sv[1], .events = POLLIN};
+        int n = poll(&pf, 1, 500);
+        if (n != 1 || !(pf.revents & POLLHUP))
+            kept_open++;
+        __atomic_store_n(&b.stop, 1, __ATOMIC_SEQ_CST);
+        pthread_join(t, NULL);
+        close(sv[1]);
+        rounds++;
+    }
+    printf("rounds: closed while the adding thread owes it a wakeup: peer saw no hang-up %d of %d\n",
+           kept_open, rounds);
+    CHECK(rounds == ROUNDS && kept_open == 0,
+          "closed while the adding thread owes it a wakeup: peer saw no hang-up in %d of %d rounds",
+          kept_open, rounds);
+    if (ep >= 0)
+        close(ep);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *preload = getenv("LD_PRELOAD");
@@ -405,6 +469,7 @@ int main(int argc, char **argv) {
     RUN("f4", (poll_sleeper_woken(0), poll_sleeper_woken(1)));
     RUN("f5", (zero_writes_same_thread(), zero_writes_while_asleep()));
     RUN("f10", poll_three_threads());
+    RUN("close-owed", close_while_adder_owes_a_wakeup());
     /* Last: the helper threads that armed polls exit. */
     RUN("f7", (armer_exits(0), armer_exits(1)));
     printf("%d passed, %d failed\n", passed, failed);
