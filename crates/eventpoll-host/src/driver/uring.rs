@@ -56,8 +56,13 @@
 //! reported once, with the mask (widened to the key for sockets).
 //!
 //! An armed poll holds a reference to the open file description, so
-//! [`deregister`](Driver::deregister) removes it synchronously (before a close by the
-//! program can release the file). A descriptor closed by a path its embedder does not see
+//! [`deregister`](Driver::deregister) cancels it before a close by the program can release
+//! the file (`IORING_OP_ASYNC_CANCEL`, which the kernel honours even while a wakeup of the
+//! poll is pending; `POLL_REMOVE` is refused then, and the file stayed open for good). The
+//! kernel lets go of the file in task work of the thread that armed the poll: before
+//! `deregister` returns when that is the calling thread (or in owned mode), else when that
+//! thread next enters the kernel — at once if it sleeps, within a scheduler tick if it
+//! runs user code. A descriptor closed by a path its embedder does not see
 //! stays alive until the embedder notices (see [`Driver::still_registered`], which this
 //! driver answers by comparing device and inode numbers).
 //!
@@ -167,6 +172,7 @@ const _: () = assert!(std::mem::size_of::<Cqe>() == 16);
 
 const IORING_OP_POLL_ADD: u8 = 6;
 const IORING_OP_POLL_REMOVE: u8 = 7;
+const IORING_OP_ASYNC_CANCEL: u8 = 14;
 const IORING_POLL_ADD_MULTI: u32 = 1;
 const IORING_CQE_F_MORE: u32 = 1 << 1;
 const IORING_SETUP_CQSIZE: u32 = 1 << 3;
@@ -190,7 +196,8 @@ const SQ_ENTRIES: u32 = 64;
 /// finds the queue full ends (a completion without `F_MORE`); the pump then arms it again.
 const CQ_ENTRIES: u32 = 8192;
 
-/// The `user_data` of `POLL_REMOVE` operations (their own completions are ignored).
+/// The `user_data` of removals (`ASYNC_CANCEL`, `POLL_REMOVE`; their own completions are
+/// ignored).
 const REMOVE_MARK: u64 = u64::MAX;
 /// A token no object has.
 const NO_SKIP: u64 = u64::MAX - 1;
@@ -584,7 +591,7 @@ impl Ring {
             && cqes
                 .iter()
                 .any(|c| c.user_data == probe && c.res > 0 && c.flags & IORING_CQE_F_MORE != 0);
-        let _ = self.submit(&[poll_remove(probe, 0)]);
+        let _ = self.submit(&[poll_cancel(probe, 0)]);
         let _ = sys::close(efd);
         cqes.clear();
         self.reap(&mut cqes);
@@ -745,10 +752,18 @@ fn poll_add(fd: i32, token: u64, class: usize) -> Sqe {
     }
 }
 
-/// The removal of `token`'s poll of `class`.
-fn poll_remove(token: u64, class: usize) -> Sqe {
+/// The removal of `token`'s poll of `class`: `IORING_OP_ASYNC_CANCEL`, not
+/// `IORING_OP_POLL_REMOVE`. The kernel refuses `POLL_REMOVE` (`EALREADY`) while a wakeup of
+/// the poll waits to be run as task work of the thread that armed it — another thread,
+/// running user code — and the poll then stays armed for good, holding its file open: a
+/// socket closed by the program never hangs up its peer (tokio's TCP echo under the preload
+/// hung in 1 to 3 runs of 5; `tests/c/threads.c`, `close-owed`). `ASYNC_CANCEL` marks the
+/// poll cancelled whatever is pending, and the pending work ends it. Either way the poll
+/// lets go of its file in task work of the arming thread: at once when that is the calling
+/// thread, else when that thread next enters the kernel (at once if it sleeps).
+fn poll_cancel(token: u64, class: usize) -> Sqe {
     Sqe {
-        opcode: IORING_OP_POLL_REMOVE,
+        opcode: IORING_OP_ASYNC_CANCEL,
         fd: -1,
         addr: user_data(token, class),
         user_data: REMOVE_MARK,
@@ -758,9 +773,9 @@ fn poll_remove(token: u64, class: usize) -> Sqe {
 
 /// The removals of the polls `host` has: input always, output once watched.
 fn removals(host: &HostFd, token: u64) -> Vec<Sqe> {
-    let mut v = vec![poll_remove(token, 0)];
+    let mut v = vec![poll_cancel(token, 0)];
     if host.out.load(Ordering::Acquire) {
-        v.push(poll_remove(token, 1));
+        v.push(poll_cancel(token, 1));
     }
     v
 }
@@ -1182,9 +1197,10 @@ impl Driver for UringDriver {
         let token = host.token.load(Ordering::Acquire);
         self.registry.remove(token);
         let ring = self.lock();
-        // Synchronous: the polls hold a reference to the file, which a close by the
-        // program must be able to release at once. (In owned mode the cancelled polls are
-        // freed by deferred task work: run it; completions it posts wait in the ring.)
+        // Now: the polls hold a reference to the file, which a close by the program must
+        // be able to release (see `poll_cancel` for when the kernel lets go of it). In
+        // owned mode the cancelled polls are freed by deferred task work: run it;
+        // completions it posts wait in the ring.
         let _ = ring.submit(&removals(host, token));
         if ring.owned() {
             let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
