@@ -270,8 +270,7 @@ impl Runner<'_> {
             Command::Wait(w) => {
                 let ep = self.fd(&w.epfd);
                 show(
-                    self.backend
-                        .epoll_wait(ep, w.maxevents, w.kind, w.null_buffer),
+                    self.backend.epoll_wait(ep, w.maxevents, w.kind, w.buffer),
                     |events| events_text(&events),
                 )
             }
@@ -335,7 +334,7 @@ impl Runner<'_> {
                         epfd: self.fd(&w.epfd),
                         maxevents: w.maxevents,
                         kind: w.kind,
-                        null_buffer: w.null_buffer,
+                        buffer: w.buffer,
                     },
                     BgCall::Poll { fd, timeout_ms } => BlockingCall::Poll {
                         fd: self.fd(fd),

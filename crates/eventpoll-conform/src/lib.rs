@@ -57,9 +57,9 @@
 //! | `settime T expired\|disarm` | arm with an absolute expiry already in the past (1 ns after the clock's epoch; the kernel backend then waits, at most 1 s, until the timer has fired), or disarm | `ok` |
 //! | `file F` | a regular file (kernel: a memfd) | `ok` |
 //! | `ctl E add\|mod\|del\|op=N TARGET [EVENTS DATA \| null]` | `epoll_ctl`; `null` passes a NULL event; `add`/`mod` need one of the two, `del` and `op=N` without either pass NULL | `ok` |
-//! | `wait E MAX TIMEOUT [buf=null]` | `epoll_wait(E, buf, MAX, TIMEOUT ms)`; `buf=null` *(addition)* passes a NULL events pointer | `N [DATA BITS, ...]` |
-//! | `pwait E MAX TIMEOUT [sigsetsize=N] [buf=null]` *(addition)* | `epoll_pwait` with an empty signal mask of size N (default 8) | as `wait` |
-//! | `pwait2 E MAX SEC NSEC\|null [buf=null]` | `epoll_pwait2` with that timespec (`null`: NULL, no limit) | as `wait` |
+//! | `wait E MAX TIMEOUT [buf=null\|buf=N]` | `epoll_wait(E, buf, MAX, TIMEOUT ms)`; `buf=null` *(addition)* passes a NULL events pointer, `buf=N` *(addition)* a buffer whose first N entries (0 to 1,024) are writable and the next one is in an unmapped page | `N [DATA BITS, ...]` |
+//! | `pwait E MAX TIMEOUT [sigsetsize=N] [buf=null\|buf=N]` *(addition)* | `epoll_pwait` with an empty signal mask of size N (default 8) | as `wait` |
+//! | `pwait2 E MAX SEC NSEC\|null [buf=null\|buf=N]` | `epoll_pwait2` with that timespec (`null`: NULL, no limit) | as `wait` |
 //! | `poll X` | `poll()` on X asking for every bit, timeout 0 | revents bits, `0`, `nval` |
 //! | `write W N` | write N bytes | the count |
 //! | `read R N` | read up to N bytes | the count |

@@ -478,7 +478,12 @@ impl Gen {
             5 => {
                 let e = self.epoll();
                 let max = self.maxevents();
-                let null = if self.rng.chance(3) { " buf=null" } else { "" };
+                // A NULL buffer now and then, or one with only a few writable entries.
+                let null = match self.rng.below(100) {
+                    0..=2 => " buf=null".to_string(),
+                    3..=6 => format!(" buf={}", self.rng.below(4)),
+                    _ => String::new(),
+                };
                 // Now and then a real (short) timeout: nothing changes while it sleeps.
                 let timeout = if self.rng.chance(3) { 1 } else { 0 };
                 format!("wait {e} {max} {timeout}{null}")

@@ -91,8 +91,19 @@ pub struct WaitCall {
     pub maxevents: i32,
     /// Which call, with its timeout.
     pub kind: WaitKind,
-    /// `buf=null`: pass a NULL events pointer (format addition).
-    pub null_buffer: bool,
+    /// The events buffer (`buf=null`, `buf=N`: format additions).
+    pub buffer: Buffer,
+}
+
+/// The events buffer a wait call gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    /// Room for every event that could be reported (see `backend::wait_buffer_len`).
+    Full,
+    /// `buf=null`: a NULL pointer.
+    Null,
+    /// `buf=N`: N writable entries, then an unmapped page (partly valid memory).
+    Slots(usize),
 }
 
 /// One command of a scenario.
@@ -722,27 +733,30 @@ impl<'a> LineParser<'a> {
         Ok(out)
     }
 
-    fn wait_options(&mut self, sigsetsize: bool) -> Result<(bool, usize), ParseErrorKind> {
+    fn wait_options(&mut self, sigsetsize: bool) -> Result<(Buffer, usize), ParseErrorKind> {
         let allowed: &[&str] = if sigsetsize {
             &["buf", "sigsetsize"]
         } else {
             &["buf"]
         };
-        let mut null_buffer = false;
+        let mut buffer = Buffer::Full;
         let mut size = 8;
         for (k, v) in self.options(allowed)? {
             match k.as_str() {
-                "buf" if v == "null" => null_buffer = true,
-                "buf" => {
-                    return Err(ParseErrorKind::BadWord(
-                        format!("buf={v}"),
-                        "buf=null".into(),
-                    ))
-                }
+                "buf" if v == "null" => buffer = Buffer::Null,
+                "buf" => match parse_int(&v).and_then(|n| usize::try_from(n).ok()) {
+                    Some(n) if n <= 1024 => buffer = Buffer::Slots(n),
+                    _ => {
+                        return Err(ParseErrorKind::BadWord(
+                            format!("buf={v}"),
+                            "buf=null or buf=N (0 to 1024 entries)".into(),
+                        ))
+                    }
+                },
                 _ => size = number(&v)?,
             }
         }
-        Ok((null_buffer, size))
+        Ok((buffer, size))
     }
 
     fn command(mut self) -> Result<Command, ParseErrorKind> {
@@ -849,7 +863,7 @@ impl<'a> LineParser<'a> {
                 let epfd = self.fd("epoll descriptor")?;
                 let maxevents = self.num("maxevents")?;
                 let timeout_ms = self.num("timeout")?;
-                let (null_buffer, sigsetsize) = self.wait_options(cmd == "pwait")?;
+                let (buffer, sigsetsize) = self.wait_options(cmd == "pwait")?;
                 let kind = if cmd == "wait" {
                     WaitKind::Wait { timeout_ms }
                 } else {
@@ -862,7 +876,7 @@ impl<'a> LineParser<'a> {
                     epfd,
                     maxevents,
                     kind,
-                    null_buffer,
+                    buffer,
                 })
             }
             "pwait2" => {
@@ -875,12 +889,12 @@ impl<'a> LineParser<'a> {
                         Some((sec, self.num("nanoseconds")?))
                     }
                 };
-                let (null_buffer, _) = self.wait_options(false)?;
+                let (buffer, _) = self.wait_options(false)?;
                 Command::Wait(WaitCall {
                     epfd,
                     maxevents,
                     kind: WaitKind::Pwait2 { timeout },
-                    null_buffer,
+                    buffer,
                 })
             }
             "poll" => Command::Poll {
@@ -1087,7 +1101,7 @@ mod tests {
                 kind: WaitKind::Pwait2 {
                     timeout: Some((0, -1))
                 },
-                null_buffer: true
+                buffer: Buffer::Null
             })
         );
     }

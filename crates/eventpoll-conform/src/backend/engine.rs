@@ -5,7 +5,7 @@
 
 use super::threads::{BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
-use crate::script::{SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
 use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
 use eventpoll::table::TableConfig;
 use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
@@ -130,9 +130,9 @@ impl Backend for Engine {
         epfd: i32,
         maxevents: i32,
         kind: WaitKind,
-        null_buffer: bool,
+        buffer: Buffer,
     ) -> SysResult<Vec<Event>> {
-        wait_call(&self.table, epfd, maxevents, kind, null_buffer, self.items)
+        wait_call(&self.table, epfd, maxevents, kind, buffer, self.items)
     }
 
     fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16> {
@@ -171,8 +171,8 @@ impl Backend for Engine {
                 epfd,
                 maxevents,
                 kind,
-                null_buffer,
-            } => Outcome::Events(wait_call(&table, epfd, maxevents, kind, null_buffer, items)),
+                buffer,
+            } => Outcome::Events(wait_call(&table, epfd, maxevents, kind, buffer, items)),
             BlockingCall::Poll { fd, timeout_ms } => {
                 Outcome::Poll(poll_call(&table, fd, crate::exec::POLL_ALL, timeout_ms))
             }
@@ -189,12 +189,20 @@ fn wait_call(
     epfd: i32,
     maxevents: i32,
     kind: WaitKind,
-    null_buffer: bool,
+    buffer: Buffer,
     items: usize,
 ) -> SysResult<Vec<Event>> {
     let mut buf = vec![EpollEvent::default(); wait_buffer_len(maxevents, items)];
-    // A NULL pointer is an empty buffer: any event to copy out is EFAULT.
-    let out: &mut [EpollEvent] = if null_buffer { &mut [] } else { &mut buf };
+    // A NULL pointer is an empty buffer: any event to copy out is EFAULT; `buf=N` is a
+    // buffer of N entries (the next copy faults).
+    let out: &mut [EpollEvent] = match buffer {
+        Buffer::Full => &mut buf,
+        Buffer::Null => &mut [],
+        Buffer::Slots(n) => {
+            buf.resize(buf.len().max(n), EpollEvent::default());
+            &mut buf[..n]
+        }
+    };
     let n = match kind {
         WaitKind::Wait { timeout_ms } => table.epoll_wait(epfd, out, maxevents, timeout_ms),
         WaitKind::Pwait {

@@ -14,7 +14,7 @@ pub mod kernel;
 mod real;
 pub mod threads;
 
-use crate::script::{SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
 use std::fmt;
 use threads::{BlockingCall, Worker};
 
@@ -123,13 +123,13 @@ pub trait Backend {
     /// `epoll_ctl(epfd, op, fd, event)`; `None` is a NULL pointer.
     fn epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: Option<Event>) -> SysResult<()>;
     /// `epoll_wait`, `epoll_pwait` or `epoll_pwait2` with `maxevents` passed unchanged. The
-    /// buffer has [`wait_buffer_len`] entries, or is NULL when `null_buffer` is set.
+    /// buffer has [`wait_buffer_len`] entries, or is NULL (`buf=null`) or has N writable entries before an unmapped page (`buf=N`).
     fn epoll_wait(
         &mut self,
         epfd: i32,
         maxevents: i32,
         kind: WaitKind,
-        null_buffer: bool,
+        buffer: Buffer,
     ) -> SysResult<Vec<Event>>;
     /// `poll()` on one descriptor with these requested bits and timeout 0: its `revents`.
     fn poll(&mut self, fd: i32, events: i16) -> SysResult<i16>;
@@ -304,7 +304,7 @@ pub(crate) mod fake {
         fn epoll_ctl(&mut self, _: i32, _: i32, _: i32, _: Option<Event>) -> SysResult<()> {
             Ok(())
         }
-        fn epoll_wait(&mut self, _: i32, _: i32, _: WaitKind, _: bool) -> SysResult<Vec<Event>> {
+        fn epoll_wait(&mut self, _: i32, _: i32, _: WaitKind, _: Buffer) -> SysResult<Vec<Event>> {
             Ok(vec![(1, 7)])
         }
         fn poll(&mut self, _: i32, _: i16) -> SysResult<i16> {

@@ -13,7 +13,7 @@
 
 use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
-use crate::script::{SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
 use std::ffi::c_int;
 use std::sync::{Mutex, MutexGuard};
@@ -292,14 +292,14 @@ impl Backend for Real {
         epfd: i32,
         maxevents: i32,
         kind: WaitKind,
-        null_buffer: bool,
+        buffer: Buffer,
     ) -> SysResult<Vec<Event>> {
         wait_call(
             self.calls,
             self.kfd(epfd),
             maxevents,
             kind,
-            null_buffer,
+            buffer,
             self.items,
         )
     }
@@ -361,7 +361,7 @@ impl Backend for Real {
                 epfd,
                 maxevents,
                 kind,
-                null_buffer,
+                buffer,
             } => {
                 let (epfd, items) = (self.kfd(epfd), self.items);
                 let nrs: &'static [i64] = match kind {
@@ -370,7 +370,7 @@ impl Backend for Real {
                     WaitKind::Pwait2 { .. } => &[libc::SYS_epoll_pwait2],
                 };
                 Worker::spawn_os(known(nrs), move || {
-                    Outcome::Events(wait_call(calls, epfd, maxevents, kind, null_buffer, items))
+                    Outcome::Events(wait_call(calls, epfd, maxevents, kind, buffer, items))
                 })
             }
             BlockingCall::Poll { fd, timeout_ms } => {
@@ -408,20 +408,26 @@ fn wait_call(
     epfd: i32,
     maxevents: i32,
     kind: WaitKind,
-    null_buffer: bool,
+    buffer: Buffer,
     items: usize,
 ) -> SysResult<Vec<Event>> {
     let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; wait_buffer_len(maxevents, items)];
-    let ptr = if null_buffer {
-        std::ptr::null_mut()
-    } else {
-        buf.as_mut_ptr()
+    let guarded = match buffer {
+        Buffer::Slots(n) => Some(GuardedSlots::new(n)?),
+        _ => None,
+    };
+    let ptr = match (&guarded, buffer) {
+        (Some(g), _) => g.ptr,
+        (None, Buffer::Null) => std::ptr::null_mut(),
+        _ => buf.as_mut_ptr(),
     };
     // An empty mask (nothing blocked), larger than any size the callee reads.
     let mask = [0u64; 16];
-    // SAFETY (all three calls): `ptr` is NULL (deliberately) or points to `buf`, which
+    // SAFETY (all three calls): `ptr` is NULL (deliberately), or points to `buf`, which
     // holds at least min(maxevents, items + 1) entries — more than can be written, since
-    // at most one event per interest item and at most `maxevents` are reported.
+    // at most one event per interest item and at most `maxevents` are reported — or to
+    // `guarded`'s N writable entries before a PROT_NONE page, where the callee must stop
+    // (deliberately: the kernel answers EFAULT or the count so far).
     let n = match kind {
         WaitKind::Wait { timeout_ms } => {
             cvt(unsafe { (calls.epoll_wait)(epfd, ptr, maxevents, timeout_ms) })?
@@ -450,11 +456,76 @@ fn wait_call(
             cvt(unsafe { (calls.epoll_pwait2)(epfd, ptr, maxevents, tsp, std::ptr::null()) })?
         }
     } as usize;
+    if let Some(g) = &guarded {
+        return Ok(g.read(n));
+    }
     Ok(buf
         .iter()
-        .take(if null_buffer { 0 } else { n })
+        .take(if buffer == Buffer::Null { 0 } else { n })
         .map(|e| (e.events, e.u64))
         .collect())
+}
+
+/// `buf=N`: N `epoll_event` slots that end exactly where a `PROT_NONE` page begins, so that
+/// writing slot N faults (the kernel: `EFAULT` or the count so far).
+struct GuardedSlots {
+    map: *mut libc::c_void,
+    len: usize,
+    ptr: *mut libc::epoll_event,
+}
+
+impl GuardedSlots {
+    fn new(n: usize) -> SysResult<GuardedSlots> {
+        let page = 4096;
+        let size = std::mem::size_of::<libc::epoll_event>();
+        let body = (n * size).div_ceil(page) * page;
+        let len = body + page;
+        // SAFETY: an anonymous private mapping of `len` bytes, checked below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(last_errno());
+        }
+        // SAFETY: the last page of our own mapping.
+        let guard = unsafe { map.cast::<u8>().add(body) };
+        // SAFETY: `guard` is page-aligned and inside the mapping.
+        if unsafe { libc::mprotect(guard.cast(), page, libc::PROT_NONE) } != 0 {
+            let e = last_errno();
+            // SAFETY: unmapping what we mapped.
+            unsafe { libc::munmap(map, len) };
+            return Err(e);
+        }
+        // SAFETY: `n * size <= body`, so the slots start inside the mapping.
+        let ptr = unsafe { guard.sub(n * size) }.cast::<libc::epoll_event>();
+        Ok(GuardedSlots { map, len, ptr })
+    }
+
+    /// The first `n` events written (at most the N slots).
+    fn read(&self, n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                // SAFETY: slot `i` is one of the N writable slots the callee filled
+                // (`n` never exceeds N: the next slot faults); packed, so read unaligned.
+                let e = unsafe { self.ptr.add(i).read_unaligned() };
+                (e.events, e.u64)
+            })
+            .collect()
+    }
+}
+
+impl Drop for GuardedSlots {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, not used after this.
+        unsafe { libc::munmap(self.map, self.len) };
+    }
 }
 
 /// `select` with `fd` in all three sets. The sets are bit arrays as long as `fd` needs

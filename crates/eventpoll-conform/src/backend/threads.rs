@@ -21,7 +21,7 @@
 //! joined the same way before its backend releases its descriptors.
 
 use super::{Event, SysResult};
-use crate::script::WaitKind;
+use crate::script::{Buffer, WaitKind};
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Once};
@@ -47,7 +47,7 @@ pub enum BlockingCall {
         /// Which call and its timeout.
         kind: WaitKind,
         /// Pass a NULL events pointer.
-        null_buffer: bool,
+        buffer: Buffer,
     },
     /// `poll()` on one descriptor asking for every bit, with a timeout in ms.
     Poll {
