@@ -605,11 +605,17 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
         // SAFETY: no pointers; closing numbers is memory-safe.
         raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_close_range, a, b, flags) })
     };
+    const CLOSE_RANGE_UNSHARE: c_int = 1 << 1;
     const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
     let Some(p) = process::existing() else {
         return raw_range(first, last);
     };
-    if first > last || flags & CLOSE_RANGE_CLOEXEC != 0 {
+    // Nothing is closed when the kernel refuses the call (an unknown flag, first > last:
+    // EINVAL) or only marks close-on-exec: forget nothing then.
+    if first > last
+        || flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0
+        || flags & CLOSE_RANGE_CLOEXEC != 0
+    {
         return raw_range(first, last);
     }
     let _g = p.gate.enter();

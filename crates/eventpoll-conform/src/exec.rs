@@ -328,6 +328,18 @@ impl Runner<'_> {
                 let (fd, target) = (self.fd(fd), self.fd(target));
                 show(self.backend.dup2(fd, target), |_| "ok".to_string())
             }
+            Command::Dup3 { fd, target, flags } => {
+                let (fd, target) = (self.fd(fd), self.fd(target));
+                show(self.backend.dup3(fd, target, *flags), |_| "ok".to_string())
+            }
+            Command::Dupfd { fd, min, name } => {
+                let fd = self.fd(fd);
+                let r = self.backend.dupfd(fd, *min);
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::CloseRange { first, last, flags } => {
+                show(self.backend.close_range(*first, *last, *flags), done)
+            }
             Command::Bg { thread, call } => {
                 let call = match call {
                     BgCall::Wait(w) => BlockingCall::Wait {

@@ -557,6 +557,19 @@ impl Gen {
                 format!("shutdown {t} {how}")
             }
             14 => {
+                if self.rng.chance(10) {
+                    // close_range over a few numbers (sometimes close-on-exec only, or
+                    // bad flags, or first > last).
+                    let first = self.rng.below(12);
+                    let last = first + self.rng.below(6);
+                    let flags = *self.rng.pick(&["", "", " cloexec", " flags=1"]);
+                    let (a, b) = if self.rng.chance(5) {
+                        (last + 1, first)
+                    } else {
+                        (first, last)
+                    };
+                    return self.lines.push(format!("close-range {a} {b}{flags}"));
+                }
                 let t = self.target(&POLLABLE, 90);
                 format!("close {t}")
             }
@@ -565,12 +578,23 @@ impl Gen {
                 let d = self.fresh("d");
                 let kind = self.kind_of(&t).unwrap_or(Kind::File);
                 self.bind(&d, kind);
+                if self.rng.chance(25) {
+                    // fcntl(F_DUPFD) with a lowest number, sometimes out of range.
+                    let min = *self.rng.pick(&[0, 3, 10, 40, -1]);
+                    return self.lines.push(format!("dupfd {t} {min} {d}"));
+                }
                 format!("dup {t} {d}")
             }
             16 => {
                 let a = self.target(&POLLABLE, 90);
                 let b = self.target(&POLLABLE, 90);
-                format!("dup2 {a} {b}")
+                match self.rng.below(4) {
+                    0 => {
+                        let flags = *self.rng.pick(&["", " cloexec", " flags=1"]);
+                        format!("dup3 {a} {b}{flags}")
+                    }
+                    _ => format!("dup2 {a} {b}"),
+                }
             }
             17 => {
                 let t = self.target(&[Kind::Timer], 90);

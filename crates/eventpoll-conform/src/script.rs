@@ -235,6 +235,34 @@ pub enum Command {
         /// The descriptor whose number is the target.
         target: FdRef,
     },
+    /// `dup3 X Y [cloexec|flags=N]` (addition): `dup3(2)` onto Y's number.
+    Dup3 {
+        /// The descriptor duplicated.
+        fd: FdRef,
+        /// The descriptor whose number is the target.
+        target: FdRef,
+        /// `O_CLOEXEC` or any raw flags.
+        flags: i32,
+    },
+    /// `dupfd X MIN NEW` (addition): `fcntl(X, F_DUPFD, MIN)`; NEW names the result.
+    Dupfd {
+        /// The descriptor duplicated.
+        fd: FdRef,
+        /// The lowest number wanted (a scenario number).
+        min: i32,
+        /// Name bound to the new descriptor.
+        name: String,
+    },
+    /// `close-range A B [cloexec|flags=N]` (addition): `close_range(2)` over scenario numbers
+    /// A to B (at most 999, so that the range stays the scenario's own).
+    CloseRange {
+        /// First number.
+        first: u32,
+        /// Last number.
+        last: u32,
+        /// `CLOSE_RANGE_CLOEXEC` or any raw flags.
+        flags: u32,
+    },
     /// `bg T CALL` (addition): start a blocking call on background thread T.
     Bg {
         /// The thread's name (its own namespace, apart from descriptor names).
@@ -499,7 +527,8 @@ pub fn bound_names(c: &Command) -> Vec<&str> {
         | Command::Eventfd { name, .. }
         | Command::Timerfd { name }
         | Command::File { name }
-        | Command::Dup { name, .. } => vec![name],
+        | Command::Dup { name, .. }
+        | Command::Dupfd { name, .. } => vec![name],
         Command::Pipe { read, write } => vec![read, write],
         Command::Socketpair { a, b, .. } => vec![a, b],
         _ => vec![],
@@ -654,6 +683,21 @@ impl<'a> LineParser<'a> {
             Ok(FdRef::Name(w.to_string()))
         } else {
             Err(ParseErrorKind::Unbound(w.to_string()))
+        }
+    }
+
+    /// Optional trailing flags: `cloexec` (the value given) or `flags=N` (raw).
+    fn flags(&mut self, cloexec: i32) -> Result<i32, ParseErrorKind> {
+        match self.peek() {
+            Some("cloexec") => {
+                self.pos += 1;
+                Ok(cloexec)
+            }
+            Some(w) if w.starts_with("flags=") => {
+                self.pos += 1;
+                number(&w["flags=".len()..])
+            }
+            _ => Ok(0),
         }
     }
 
@@ -936,6 +980,30 @@ impl<'a> LineParser<'a> {
                 fd: self.fd("descriptor")?,
                 target: self.fd("target descriptor")?,
             },
+            "dup3" => {
+                let fd = self.fd("descriptor")?;
+                let target = self.fd("target descriptor")?;
+                let flags = self.flags(0o2000000)?;
+                Command::Dup3 { fd, target, flags }
+            }
+            "dupfd" => Command::Dupfd {
+                fd: self.fd("descriptor")?,
+                min: self.num("lowest number")?,
+                name: self.new_name("new name")?,
+            },
+            "close-range" => {
+                let first = self.num("first number")?;
+                let w = self.next("last number")?;
+                let last: u32 = number(w)?;
+                if last > 999 {
+                    return Err(ParseErrorKind::BadNumber(
+                        w.to_string(),
+                        "0 to 999 (the scenario's own numbers)".into(),
+                    ));
+                }
+                let flags = self.flags(4)? as u32;
+                Command::CloseRange { first, last, flags }
+            }
             "bg" => self.bg()?,
             "sleeping" => Command::Sleeping {
                 thread: self.thread(true)?,

@@ -287,10 +287,11 @@ impl FdTable {
 
     /// `fcntl(fd, F_DUPFD, min)`: the lowest free number at or above `min`.
     pub fn dup_min(&self, fd: i32, min: i32) -> Result<i32> {
+        // fcntl looks the descriptor up first: a bad one is EBADF whatever `min` is.
+        let file = self.get(fd)?;
         if min < 0 || min as usize >= self.config.max_fds {
             return Err(Errno::EINVAL);
         }
-        let file = self.get(fd)?;
         let mut s = lock(&self.slots);
         let n = Self::lowest_free(&s, min as usize, self.config.max_fds)?;
         Self::put(
@@ -328,6 +329,82 @@ impl FdTable {
         };
         drop(old); // may release, outside the lock
         Ok(newfd)
+    }
+
+    /// `dup3(2)`: as [`FdTable::dup2`], with close-on-exec from `flags` (only `O_CLOEXEC`
+    /// is allowed: `EINVAL` otherwise), and `oldfd == newfd` is `EINVAL`. Linux's order:
+    /// flags, equal numbers, `newfd` out of range (`EBADF`), then `oldfd` (`EBADF`).
+    ///
+    /// ```
+    /// use eventpoll::{Errno, FdTable, event::O_CLOEXEC};
+    /// let t = FdTable::new();
+    /// let (r, _w) = t.pipe2(0).unwrap();
+    /// assert_eq!(t.dup3(r, 9, O_CLOEXEC), Ok(9));
+    /// assert!(t.cloexec(9).unwrap());
+    /// assert_eq!(t.dup3(r, r, 0), Err(Errno::EINVAL));
+    /// assert_eq!(t.dup3(r, 9, 1), Err(Errno::EINVAL));
+    /// ```
+    pub fn dup3(&self, oldfd: i32, newfd: i32, flags: i32) -> Result<i32> {
+        if flags & !crate::event::O_CLOEXEC != 0 || oldfd == newfd {
+            return Err(Errno::EINVAL);
+        }
+        if newfd < 0 || newfd as usize >= self.config.max_fds {
+            return Err(Errno::EBADF);
+        }
+        let file = self.get(oldfd)?;
+        let old = {
+            let mut s = lock(&self.slots);
+            let old = Self::take(&mut s, newfd as usize);
+            Self::put(
+                &mut s,
+                newfd as usize,
+                Slot {
+                    file,
+                    cloexec: flags & crate::event::O_CLOEXEC != 0,
+                },
+            );
+            old
+        };
+        drop(old); // may release, outside the lock
+        Ok(newfd)
+    }
+
+    /// `close_range(2)`: close every open number from `first` to `last` (inclusive; `last`
+    /// may be past the table), or with `CLOSE_RANGE_CLOEXEC` (4) set close-on-exec on them
+    /// instead. `first > last` or a flag other than `CLOSE_RANGE_UNSHARE` (2, a no-op for a
+    /// table that is not shared) and `CLOSE_RANGE_CLOEXEC` is `EINVAL`. Descriptions are
+    /// released outside the table's lock, as [`FdTable::close`] does.
+    ///
+    /// ```
+    /// use eventpoll::FdTable;
+    /// let t = FdTable::new();
+    /// let (r, w) = t.pipe2(0).unwrap();
+    /// assert_eq!(t.close_range(0, u32::MAX, 0), Ok(()));
+    /// assert!(t.close(r).is_err() && t.close(w).is_err());
+    /// ```
+    pub fn close_range(&self, first: u32, last: u32, flags: u32) -> Result<()> {
+        const UNSHARE: u32 = 1 << 1;
+        const CLOEXEC: u32 = 1 << 2;
+        if flags & !(UNSHARE | CLOEXEC) != 0 || first > last {
+            return Err(Errno::EINVAL);
+        }
+        let taken: Vec<Slot> = {
+            let mut s = lock(&self.slots);
+            let end = (last as usize).min(s.slots.len().saturating_sub(1));
+            let mut taken = Vec::new();
+            for fd in first as usize..=end {
+                if flags & CLOEXEC != 0 {
+                    if let Some(Some(slot)) = s.slots.get_mut(fd) {
+                        slot.cloexec = true;
+                    }
+                } else if let Some(slot) = Self::take(&mut s, fd) {
+                    taken.push(slot);
+                }
+            }
+            taken
+        };
+        drop(taken); // may release, outside the lock
+        Ok(())
     }
 
     /// Whether `fd` has close-on-exec set.

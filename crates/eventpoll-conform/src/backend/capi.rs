@@ -15,8 +15,8 @@
 //! [`available`]: [`problem`] says why, and where it looked.
 
 use super::real::{
-    Calls, CloseFn, CreateFn, CtlFn, Dup2Fn, FcntlFn, PollFn, Pwait2Fn, PwaitSizedFn, Real,
-    SelectFn, ShutdownFn, WaitFn,
+    Calls, CloseFn, CloseRangeFn, CreateFn, CtlFn, Dup2Fn, Dup3Fn, FcntlFn, PollFn, Pwait2Fn,
+    PwaitSizedFn, Real, SelectFn, ShutdownFn, WaitFn,
 };
 use super::Backend;
 use std::ffi::{c_char, c_void, CString};
@@ -102,6 +102,10 @@ fn load() -> Result<Calls, String> {
                     )?),
                     close: std::mem::transmute::<*mut c_void, CloseFn>(sym(b"close\0")?),
                     dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")?),
+                    dup3: std::mem::transmute::<*mut c_void, Dup3Fn>(sym(b"dup3\0")?),
+                    close_range: std::mem::transmute::<*mut c_void, CloseRangeFn>(sym(
+                        b"close_range\0",
+                    )?),
                     fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(sym(b"fcntl\0")?),
                     poll: std::mem::transmute::<*mut c_void, PollFn>(sym(b"poll\0")?),
                     select: std::mem::transmute::<*mut c_void, SelectFn>(sym(b"select\0")?),

@@ -163,6 +163,18 @@ impl Backend for Engine {
         self.table.dup2(fd, target).map_err(err)
     }
 
+    fn dup3(&mut self, fd: i32, target: i32, flags: i32) -> SysResult<i32> {
+        self.table.dup3(fd, target, flags).map_err(err)
+    }
+
+    fn dupfd(&mut self, fd: i32, min: i32) -> SysResult<i32> {
+        self.table.dup_min(fd, min).map_err(err)
+    }
+
+    fn close_range(&mut self, first: u32, last: u32, flags: u32) -> SysResult<()> {
+        self.table.close_range(first, last, flags).map_err(err)
+    }
+
     fn spawn(&mut self, call: BlockingCall) -> Worker {
         let table = self.table.clone();
         let items = self.items;

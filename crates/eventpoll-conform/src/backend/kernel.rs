@@ -81,6 +81,12 @@ unsafe extern "C" fn epoll_pwait2(
     r as c_int
 }
 
+/// `close_range(2)` (through the system call: not every libc has a wrapper).
+unsafe extern "C" fn close_range(first: libc::c_uint, last: libc::c_uint, flags: c_int) -> c_int {
+    // SAFETY: integer arguments only.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) as c_int }
+}
+
 static KERNEL: Calls = Calls {
     name: "kernel",
     base: BASE,
@@ -93,6 +99,8 @@ static KERNEL: Calls = Calls {
     epoll_pwait2,
     close: libc::close,
     dup2: libc::dup2,
+    dup3: libc::dup3,
+    close_range,
     fcntl,
     poll: libc::poll,
     select: libc::select,

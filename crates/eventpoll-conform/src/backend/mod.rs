@@ -145,6 +145,12 @@ pub trait Backend {
     fn dup(&mut self, fd: i32) -> SysResult<i32>;
     /// `dup2(2)`.
     fn dup2(&mut self, fd: i32, target: i32) -> SysResult<i32>;
+    /// `dup3(2)`.
+    fn dup3(&mut self, fd: i32, target: i32, flags: i32) -> SysResult<i32>;
+    /// `fcntl(fd, F_DUPFD, min)`, `min` a scenario number (negative passed unchanged).
+    fn dupfd(&mut self, fd: i32, min: i32) -> SysResult<i32>;
+    /// `close_range(2)` over scenario numbers `first` to `last` (at most 999).
+    fn close_range(&mut self, first: u32, last: u32, flags: u32) -> SysResult<()>;
     /// Start `call` on a background thread of its own (`bg T CALL`): the call sees the
     /// backend's descriptors as the foreground commands do, while they go on.
     fn spawn(&mut self, call: BlockingCall) -> Worker;
@@ -332,6 +338,15 @@ pub(crate) mod fake {
         }
         fn dup2(&mut self, _: i32, t: i32) -> SysResult<i32> {
             Ok(t)
+        }
+        fn dup3(&mut self, _: i32, t: i32, _: i32) -> SysResult<i32> {
+            Ok(t)
+        }
+        fn dupfd(&mut self, _: i32, _: i32) -> SysResult<i32> {
+            Ok(self.new_fd())
+        }
+        fn close_range(&mut self, _: u32, _: u32, _: u32) -> SysResult<()> {
+            Ok(())
         }
         fn spawn(&mut self, _: BlockingCall) -> Worker {
             Worker::spawn_os(None, || threads::Outcome::Events(Ok(vec![(1, 7)])))

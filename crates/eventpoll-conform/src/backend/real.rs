@@ -43,6 +43,8 @@ pub(super) type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 /// `fcntl` with one integer argument (non-variadic, so that a library's can stand in).
 pub(super) type FcntlFn = unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int;
 pub(super) type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+pub(super) type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+pub(super) type CloseRangeFn = unsafe extern "C" fn(libc::c_uint, libc::c_uint, c_int) -> c_int;
 pub(super) type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
 pub(super) type SelectFn = unsafe extern "C" fn(
     c_int,
@@ -67,6 +69,8 @@ pub(super) struct Calls {
     pub epoll_pwait2: Pwait2Fn,
     pub close: CloseFn,
     pub dup2: Dup2Fn,
+    pub dup3: Dup3Fn,
+    pub close_range: CloseRangeFn,
     pub fcntl: FcntlFn,
     pub poll: PollFn,
     pub select: SelectFn,
@@ -349,6 +353,35 @@ impl Backend for Real {
         // SAFETY: no pointers; the target is in our range (or invalid).
         let k = cvt(unsafe { (self.calls.dup2)(self.kfd(fd), self.kfd(target)) })?;
         Ok(self.placed(k))
+    }
+
+    fn dup3(&mut self, fd: i32, target: i32, flags: i32) -> SysResult<i32> {
+        // SAFETY: no pointers; the target is in our range (or invalid).
+        let k = cvt(unsafe { (self.calls.dup3)(self.kfd(fd), self.kfd(target), flags) })?;
+        Ok(self.placed(k))
+    }
+
+    fn dupfd(&mut self, fd: i32, min: i32) -> SysResult<i32> {
+        // F_DUPFD's argument is unsigned: a negative minimum stays out of range (EINVAL).
+        let min = if min < 0 {
+            libc::c_ulong::MAX
+        } else {
+            (self.calls.base + min) as libc::c_ulong
+        };
+        // SAFETY: integer arguments only.
+        let k = cvt(unsafe { (self.calls.fcntl)(self.kfd(fd), libc::F_DUPFD, min) })?;
+        Ok(self.placed(k))
+    }
+
+    fn close_range(&mut self, first: u32, last: u32, flags: u32) -> SysResult<()> {
+        let base = self.calls.base as u32;
+        // SAFETY: no pointers; the range is inside ours (`last` <= 999 scenario numbers).
+        cvt(unsafe { (self.calls.close_range)(base + first, base + last, flags as c_int) })?;
+        if flags & 4 == 0 {
+            let (lo, hi) = ((base + first) as i32, (base + last) as i32);
+            self.open.retain(|&fd| fd < lo || fd > hi);
+        }
+        Ok(())
     }
 
     fn spawn(&mut self, call: BlockingCall) -> Worker {
