@@ -1146,6 +1146,9 @@ mod tests {
             "close",
             "dup",
             "dup2",
+            "dup3",
+            "dupfd",
+            "close-range",
         ] {
             assert!(seen.contains(cmd), "generator never produced `{cmd}`");
         }
