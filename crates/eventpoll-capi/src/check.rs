@@ -356,6 +356,11 @@ fn epfd_of(p: &Process, key: usize) -> i32 {
         .unwrap_or(-1)
 }
 
+/// How long an undrained edge must stay ready and unqueued before it is named: far longer
+/// than a wakeup takes to follow the data it announces (microseconds), paid only by a wait
+/// that found one.
+const CONFIRM_PAUSE: Duration = Duration::from_millis(2);
+
 /// The interest bits of a stored mask (what a one-shot item loses when it fires).
 const INTEREST_BITS: u32 = !(Events::ET.bits()
     | Events::ONESHOT.bits()
@@ -528,13 +533,18 @@ pub fn wait_starts(
         }
     }
     if !undrained.is_empty() {
-        // Still not queued after another pump: no wakeup is on its way.
+        // Data that arrived just before the poll above is visible before its wakeup reaches
+        // the ring (the sender's CPU enqueues, then wakes): a correct program that drained
+        // the descriptor and got new data in that instant would be named. Give a wakeup on
+        // its way a moment, then the item must still be unqueued and ready: no wakeup came.
+        std::thread::sleep(CONFIRM_PAUSE);
         p.host.pump();
         let again = inst.hep.epoll().item_states();
-        undrained.retain(|(s, _)| {
+        undrained.retain(|(s, bits)| {
             again
                 .iter()
                 .any(|a| a.fd == s.fd && a.target == s.target && !a.queued)
+                && sys::poll_mask(s.fd) & bits != 0
         });
     }
     let mut st = c.state();

@@ -355,7 +355,7 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
 /// The checker's programs (`tests/c/check/`): each pitfall, and the expected summary of
 /// `EVENTPOLL_CHECK` (the kinds in the library's order), or `0 findings` for the correct
 /// forms. A ghost event needs a ghost item: that program has both.
-pub const CHECK_PROGRAMS: [(&str, &str); 10] = [
+pub const CHECK_PROGRAMS: [(&str, &str); 11] = [
     ("ghost_item", "1 findings (ghost-item 1)"),
     ("ghost_event", "2 findings (ghost-item 1, ghost-event 1)"),
     ("undrained_edge", "1 findings (undrained-edge 1)"),
@@ -366,6 +366,7 @@ pub const CHECK_PROGRAMS: [(&str, &str); 10] = [
     ("ok_oneshot_rearm", "0 findings"),
     ("ok_exclusive", "0 findings"),
     ("ok_dup_del_close", "0 findings"),
+    ("ok_et_race", "0 findings"),
 ];
 
 /// Each checker program, natively (it must run the same without the library) and under
