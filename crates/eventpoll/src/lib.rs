@@ -67,6 +67,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod epoll;
 pub mod errno;
 pub mod event;

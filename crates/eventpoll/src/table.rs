@@ -20,6 +20,7 @@
 //! assert_eq!(buf[0].data(), 5);
 //! ```
 
+use crate::check::Checker;
 use crate::epoll::{self, EpollShared, User};
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
@@ -79,6 +80,9 @@ pub struct TableConfig {
     pub max_fds: usize,
     /// Whether the process holds `CAP_BLOCK_SUSPEND` (otherwise `EPOLLWAKEUP` is dropped).
     pub cap_block_suspend: bool,
+    /// Check the table's use of epoll ([`crate::check`]): findings through
+    /// [`FdTable::take_findings`]. Off (`None`) by default.
+    pub check: Option<crate::check::CheckConfig>,
 }
 
 impl Default for TableConfig {
@@ -86,6 +90,7 @@ impl Default for TableConfig {
         TableConfig {
             max_fds: 1 << 20,
             cap_block_suspend: false,
+            check: None,
         }
     }
 }
@@ -108,6 +113,7 @@ pub struct FdTable {
     config: TableConfig,
     user: Arc<User>,
     pub(crate) clock: Arc<dyn crate::objects::clock::Clock>,
+    checker: Option<Checker>,
 }
 
 impl std::fmt::Debug for FdTable {
@@ -154,6 +160,7 @@ impl FdTable {
                 slots: Vec::new(),
                 lowest_free: 0,
             }),
+            checker: config.check.map(Checker::new),
             config,
             user,
             clock,
@@ -181,6 +188,7 @@ impl FdTable {
             config: self.config.clone(),
             user: self.user.clone(),
             clock: self.clock.clone(),
+            checker: self.config.check.map(Checker::new),
         }
     }
 
@@ -271,6 +279,9 @@ impl FdTable {
     /// `close(2)`. The description is released (outside the table's lock) when this was its
     /// last descriptor.
     pub fn close(&self, fd: i32) -> Result<()> {
+        if let (Some(c), Ok(file)) = (&self.checker, self.get(fd)) {
+            c.closing(self, fd, &file, "close");
+        }
         let old = {
             let mut s = lock(&self.slots);
             usize::try_from(fd).ok().and_then(|i| Self::take(&mut s, i))
@@ -313,6 +324,11 @@ impl FdTable {
         }
         if oldfd == newfd {
             return Ok(newfd);
+        }
+        if let (Some(c), Ok(old)) = (&self.checker, self.get(newfd)) {
+            if !old.same_description(&file) {
+                c.closing(self, newfd, &old, "dup2");
+            }
         }
         let old = {
             let mut s = lock(&self.slots);
@@ -552,7 +568,18 @@ impl FdTable {
     /// `epoll_ctl(epfd, op, fd, event)`, with Linux's checks in Linux's order; `event: None`
     /// is a NULL pointer.
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
-        epoll::ctl(self, epfd, op, fd, event.copied())
+        epoll::ctl(self, epfd, op, fd, event.copied())?;
+        if let (Some(c), (Ok(ep), Ok(target))) = (&self.checker, self.get_pair(epfd, fd)) {
+            c.ctl_done(
+                epfd,
+                &ep,
+                op,
+                fd,
+                &target,
+                &event.copied().unwrap_or_default(),
+            );
+        }
+        Ok(())
     }
 
     /// `epoll_wait(epfd, events, maxevents, timeout)`: `timeout` in milliseconds, negative
@@ -616,7 +643,66 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let ep = file.as_epoll().ok_or(Errno::EINVAL)?;
-        ep.wait(events, maxevents as usize, timeout)
+        let Some(c) = &self.checker else {
+            return ep.wait(events, maxevents as usize, timeout);
+        };
+        c.wait_starts(self, epfd, &file, ep, timeout != Some(Duration::ZERO));
+        let r = ep.wait(events, maxevents as usize, timeout);
+        if let Ok(n) = r {
+            c.wait_ends(self, epfd, &file, ep, &events[..n.min(events.len())]);
+        }
+        r
+    }
+
+    /// The findings of the checker ([`TableConfig::check`]) since the last call, each with
+    /// its count; empty when checking is off.
+    ///
+    /// ```
+    /// use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
+    /// use eventpoll::{event::{EPOLL_CTL_ADD, O_NONBLOCK}, table::TableConfig};
+    /// let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
+    /// let t = FdTable::with_config(config, User::new(1 << 20));
+    /// let ep = t.epoll_create1(0).unwrap();
+    /// let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+    /// t.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(&EpollEvent::new(Events::IN | Events::ET, 1))).unwrap();
+    /// t.write(w, b"ab").unwrap();
+    /// let mut buf = [EpollEvent::default(); 4];
+    /// assert_eq!(t.epoll_wait(ep, &mut buf, 4, 10), Ok(1));
+    /// t.read(r, &mut [0u8; 1]).unwrap(); // one byte of two: not drained
+    /// assert_eq!(t.epoll_wait(ep, &mut buf, 4, 10), Ok(0)); // no new edge
+    /// let found = t.take_findings();
+    /// assert_eq!(found[0].kind, Kind::UndrainedEdge);
+    /// assert_eq!(found[0].kind.name(), "undrained-edge");
+    /// ```
+    pub fn take_findings(&self) -> Vec<crate::check::Finding> {
+        self.checker.as_ref().map_or_else(Vec::new, Checker::take)
+    }
+
+    /// The numbers of this table that refer to `file`'s description.
+    pub(crate) fn numbers_of(&self, file: &File) -> Vec<i32> {
+        let s = lock(&self.slots);
+        s.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.as_ref().is_some_and(|x| x.file.same_description(file)))
+            .map(|(n, _)| n as i32)
+            .collect()
+    }
+
+    /// The epoll instances of this table, with a number of each.
+    pub(crate) fn epolls(&self) -> Vec<(i32, File)> {
+        let s = lock(&self.slots);
+        s.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(n, slot)| slot.as_ref().map(|x| (n as i32, x.file.clone())))
+            .filter(|(_, f)| f.as_epoll().is_some())
+            .collect()
+    }
+
+    /// The description at `fd` when it is still `target` (a [`File::description_id`]).
+    pub(crate) fn file_at(&self, fd: i32, target: usize) -> Option<File> {
+        self.get(fd).ok().filter(|f| f.description_id() == target)
     }
 }
 
