@@ -1,7 +1,8 @@
 //! The epoll checker for programs built on the engine: the checks `EVENTPOLL_CHECK` makes in
-//! `libeventpoll`, for an [`FdTable`] whose [`TableConfig::check`] is set. The table then
-//! watches its own `close`, `dup2`, `epoll_ctl` and waits, and keeps each pitfall it sees
-//! as a [`Finding`] value (kind, instance, number, data, a sentence), which
+//! `libeventpoll`, for an [`FdTable`] whose
+//! [`TableConfig::check`](crate::table::TableConfig::check) is set. The table then watches
+//! its own `close`, `dup2`, `epoll_ctl` and waits, and keeps each pitfall it sees as a
+//! [`Finding`] value (kind, instance, number, data, a sentence), which
 //! [`FdTable::take_findings`] hands over — so simulators and tests get the checks without
 //! a preload. The kinds have the public names of the library's (`ghost-item`,
 //! `ghost-event`, `undrained-edge`, `oneshot-unarmed`, `et-blocking-fd`); `herd` is
