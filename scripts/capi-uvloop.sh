@@ -99,6 +99,31 @@ for driver in uring epoll poll; do
         # One line per test that differs: native outcome -> preloaded outcome.
         join "$TMP/native.res" "$TMP/$driver.res" | awk -v d="$driver" '$2 != $3 {print "  " d ": " $1 " " $2 " -> " $3}'
         echo "  $driver: $(join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3' | wc -l) of $n tests differ"
+        # The four runs above go at once, 12 test processes on this machine's cores: a test
+        # that differs is run again alone (twice at most) before it counts. One that then
+        # ends as natively is reported as such, never hidden.
+        join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3 {print $1}' > "$TMP/$driver.again"
+        join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3 {print $1, $2}' > "$TMP/$driver.want"
+        left=$(wc -l < "$TMP/$driver.again")
+        for try in 1 2; do
+            [ "$left" -gt 0 ] || break
+            EVENTPOLL_DRIVER=$driver timeout $((BUDGET + 120)) unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
+                python3 "$PERTEST" drive --python "$PY" --cwd "$TMP/suite" --ids "$TMP/$driver.again" \
+                --out "$TMP/$driver.rerun.res" --log "$TMP/$driver.rerun.log" --per-test "$PER_TEST" \
+                --budget "$BUDGET" --preload "$LIB" > /dev/null 2>&1 || true
+            sort "$TMP/$driver.rerun.res" > "$TMP/$driver.rerun.sorted"
+            join "$TMP/$driver.want" "$TMP/$driver.rerun.sorted" | awk -v d="$driver" -v t="$try" \
+                '$2 == $3 {print "  " d ": " $1 " ends as natively when run again alone (try " t "): counted as the same"}'
+            join "$TMP/$driver.want" "$TMP/$driver.rerun.sorted" | awk '$2 != $3 {print $1}' > "$TMP/$driver.again"
+            join "$TMP/$driver.want" "$TMP/$driver.rerun.sorted" | awk '$2 != $3 {print $1, $2}' > "$TMP/$driver.want2"
+            mv "$TMP/$driver.want2" "$TMP/$driver.want"
+            left=$(wc -l < "$TMP/$driver.again")
+        done
+        if [ "$left" -eq 0 ]; then
+            same=$((same + 1))
+            continue
+        fi
+        echo "  $driver: $left test(s) still differ when run again alone"
         status=1
         # The first tracebacks of the preloaded failures, for the reader.
         grep -m 3 -A 12 -E '^(ERROR|FAIL) ' "$TMP/$driver.log" | sed 's/^/    /' || true
