@@ -419,7 +419,12 @@ impl FdTable {
             }
             taken
         };
-        drop(taken); // may release, outside the lock
+        // Released outside the lock, last number first: Linux defers each final `fput` of
+        // a task to task work, which runs newest first when the call returns (so a range
+        // of closes wakes the peers in reverse order).
+        for slot in taken.into_iter().rev() {
+            drop(slot);
+        }
         Ok(())
     }
 
