@@ -419,10 +419,25 @@ impl FdTable {
             }
             taken
         };
-        // Released outside the lock, last number first: Linux defers each final `fput` of
-        // a task to task work, which runs newest first when the call returns (so a range
-        // of closes wakes the peers in reverse order).
-        for slot in taken.into_iter().rev() {
+        // Released outside the lock in Linux's order. The range is closed lowest number
+        // first, and each *final* `fput` is deferred to task work, which runs newest first
+        // when the call returns: a description is released where its last number in the
+        // range was, and those releases go last first (so a range of closes wakes the
+        // peers in reverse order).
+        let mut last_at: std::collections::HashMap<usize, usize> =
+            std::collections::HashMap::with_capacity(taken.len());
+        for (i, slot) in taken.iter().enumerate() {
+            last_at.insert(slot.file.description_id(), i);
+        }
+        let mut finals = Vec::with_capacity(last_at.len());
+        for (i, slot) in taken.into_iter().enumerate() {
+            if last_at.get(&slot.file.description_id()) == Some(&i) {
+                finals.push(slot);
+            } else {
+                drop(slot); // a later number of the same description still holds it
+            }
+        }
+        for slot in finals.into_iter().rev() {
             drop(slot);
         }
         Ok(())
