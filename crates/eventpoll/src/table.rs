@@ -279,6 +279,10 @@ impl FdTable {
     /// `close(2)`. The description is released (outside the table's lock) when this was its
     /// last descriptor.
     pub fn close(&self, fd: i32) -> Result<()> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         if let (Some(c), Ok(file)) = (&self.checker, self.get(fd)) {
             c.closing(self, fd, &file, "close");
         }
@@ -318,6 +322,10 @@ impl FdTable {
 
     /// `dup2(2)`: make `newfd` refer to `oldfd`'s description, closing what `newfd` had.
     pub fn dup2(&self, oldfd: i32, newfd: i32) -> Result<i32> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         let file = self.get(oldfd)?;
         if newfd < 0 || newfd as usize >= self.config.max_fds {
             return Err(Errno::EBADF);
@@ -361,6 +369,10 @@ impl FdTable {
     /// assert_eq!(t.dup3(r, 9, 1), Err(Errno::EINVAL));
     /// ```
     pub fn dup3(&self, oldfd: i32, newfd: i32, flags: i32) -> Result<i32> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         if flags & !crate::event::O_CLOEXEC != 0 || oldfd == newfd {
             return Err(Errno::EINVAL);
         }
@@ -399,6 +411,10 @@ impl FdTable {
     /// assert!(t.close(r).is_err() && t.close(w).is_err());
     /// ```
     pub fn close_range(&self, first: u32, last: u32, flags: u32) -> Result<()> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         const UNSHARE: u32 = 1 << 1;
         const CLOEXEC: u32 = 1 << 2;
         if flags & !(UNSHARE | CLOEXEC) != 0 || first > last {
@@ -461,11 +477,19 @@ impl FdTable {
 
     /// `read(2)`.
     pub fn read(&self, fd: i32, buf: &mut [u8]) -> Result<usize> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         self.get(fd)?.read(buf)
     }
 
     /// `write(2)`.
     pub fn write(&self, fd: i32, buf: &[u8]) -> Result<usize> {
+        // The threads this call wakes run once it returns (its wakeups are made first, as
+        // a woken task usually runs after its waker's system call): see
+        // `wait_queue::deferred`. A call that blocks sends them before it sleeps.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         self.get(fd)?.write(buf)
     }
 

@@ -189,6 +189,20 @@ pub(crate) mod deferred {
         }
     }
 
+    /// Unpark now every thread this thread's guards deferred (the guards stay): a thread
+    /// about to sleep must not keep the wakeups it made waiting behind its own sleep.
+    pub(crate) fn flush() {
+        let ready = PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            (!p.1.is_empty()).then(|| std::mem::take(&mut p.1))
+        });
+        if let Some(threads) = ready {
+            for t in threads {
+                t.unpark();
+            }
+        }
+    }
+
     /// Unpark `thread` now, or when the outermost guard drops.
     pub(crate) fn unpark(thread: &Thread) {
         let deferred = PENDING.with(|p| {
@@ -252,6 +266,8 @@ impl Parker {
     /// here, spinning before parking costs ~20 µs per wakeup when waker and sleeper share
     /// a CPU, and gains nothing measurable otherwise.)
     pub(crate) fn sleep(&self, deadline: Option<Instant>) -> WakeReason {
+        // Wakeups this thread made inside a call that now blocks go out before it sleeps.
+        deferred::flush();
         loop {
             match self.state.load(Ordering::Acquire) {
                 WOKEN => return WakeReason::Woken,

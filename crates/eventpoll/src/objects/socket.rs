@@ -758,6 +758,7 @@ impl FdTable {
     /// `shutdown(fd, how)`: `ENOTSOCK` for a descriptor that is not a socket, `EINVAL` for
     /// a bad `how`.
     pub fn shutdown(&self, fd: i32, how: i32) -> Result<()> {
+        let _wakes = crate::wait_queue::deferred::Unparks::begin(); // as FdTable::write
         let file = self.get(fd)?;
         socket_of(&file)?.shutdown(how)
     }
