@@ -170,25 +170,17 @@ pub fn init(hidden_base: i32) -> Option<i32> {
     let out_fd = if v == "1" {
         2
     } else if bytes.first() == Some(&b'/') {
-        let path = std::ffi::CString::new(bytes).ok()?;
-        // SAFETY: a valid NUL-terminated path; open is not interposed.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            notice(&format!(
-                "EVENTPOLL_CHECK={shown}: cannot open it ({e}): findings go to standard error"
-            ));
-            2
-        } else {
-            let fd = sys::move_high(fd, hidden_base);
-            opened = Some(fd);
-            fd
+        match crate::process::open_log_file(bytes, hidden_base) {
+            Ok(fd) => {
+                opened = Some(fd);
+                fd
+            }
+            Err(e) => {
+                notice(&format!(
+                    "EVENTPOLL_CHECK={shown}: cannot open it ({e}): findings go to standard error"
+                ));
+                2
+            }
         }
     } else {
         notice(&format!(

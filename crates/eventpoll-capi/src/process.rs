@@ -309,9 +309,22 @@ fn log_fd(hidden_base: i32) -> i32 {
         }
         return 2;
     }
-    let Ok(path) = std::ffi::CString::new(bytes) else {
-        return 2;
-    };
+    match open_log_file(bytes, hidden_base) {
+        Ok(fd) => fd,
+        Err(e) => {
+            notice(&format!(
+                "EVENTPOLL_LOG={shown}: cannot open it ({e}): tracing to standard error"
+            ));
+            2
+        }
+    }
+}
+
+/// Open (create, append) a file the library writes to — the trace, the checker's findings
+/// — at a number of the hidden range.
+pub(crate) fn open_log_file(path: &[u8], hidden_base: i32) -> std::io::Result<i32> {
+    let path = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid NUL-terminated path; open is not interposed.
     let fd = unsafe {
         libc::open(
@@ -321,17 +334,12 @@ fn log_fd(hidden_base: i32) -> i32 {
         )
     };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        notice(&format!(
-            "EVENTPOLL_LOG={shown}: cannot open it ({e}): tracing to standard error"
-        ));
-        2
+        Err(std::io::Error::last_os_error())
     } else {
-        sys::move_high(fd, hidden_base)
+        Ok(sys::move_high(fd, hidden_base))
     }
 }
 
-/// One line on standard error about a setting the library could not follow.
 /// One line on standard error about a setting the library cannot follow.
 pub(crate) fn notice(text: &str) {
     let line = format!("eventpoll[{}]: {text}\n", sys::getpid());

@@ -402,7 +402,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Every command of the format, for messages.
-pub const COMMANDS: [&str; 26] = [
+pub const COMMANDS: [&str; 30] = [
     "epoll",
     "pipe",
     "setpipesz",
@@ -424,8 +424,12 @@ pub const COMMANDS: [&str; 26] = [
     "close",
     "dup",
     "dup2",
+    "dup3",
+    "dupfd",
+    "close-range",
     "bg",
     "sleeping",
+    "settle",
     "join",
     "signal",
     "sleep",
