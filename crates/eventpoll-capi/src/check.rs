@@ -40,45 +40,9 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// A finding kind: the names are a public interface (users and tests grep for them).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Kind {
-    /// A close of one number left an item registered: another number keeps the file open.
-    GhostItem,
-    /// A wait reported an event of an item whose number is closed or another file now.
-    GhostEvent,
-    /// A wait that may block started while an edge-triggered item is still ready.
-    UndrainedEdge,
-    /// A one-shot item stayed disabled while its file is ready.
-    OneshotUnarmed,
-    /// One wakeup woke several threads for one file.
-    Herd,
-    /// An edge-triggered item for a blocking descriptor.
-    EtBlockingFd,
-}
-
-impl Kind {
-    const ALL: [Kind; 6] = [
-        Kind::GhostItem,
-        Kind::GhostEvent,
-        Kind::UndrainedEdge,
-        Kind::OneshotUnarmed,
-        Kind::Herd,
-        Kind::EtBlockingFd,
-    ];
-
-    /// The public name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::GhostItem => "ghost-item",
-            Kind::GhostEvent => "ghost-event",
-            Kind::UndrainedEdge => "undrained-edge",
-            Kind::OneshotUnarmed => "oneshot-unarmed",
-            Kind::Herd => "herd",
-            Kind::EtBlockingFd => "et-blocking-fd",
-        }
-    }
-}
+/// The finding kinds and their public names are the engine's (`eventpoll::check::Kind`):
+/// one list for the library and for Rust users of the engine.
+pub use eventpoll::check::Kind;
 
 /// An edge-triggered item reported to a thread (for `undrained-edge`).
 struct EdgeReport {

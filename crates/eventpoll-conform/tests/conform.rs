@@ -204,12 +204,10 @@ fn corpus_matches_kernel_on_every_backend() {
     );
 }
 
-#[test]
-fn random_scenarios_match_kernel() {
-    if !engine_comparison_enabled("random_scenarios_match_kernel") {
-        return;
-    }
-    let report = random::check(2000, 20_251_121, false, |_, _| {});
+/// `n` random scenarios of `seed` (threaded ones with `threaded`) agree on every backend;
+/// otherwise the shrunk failures are shown.
+fn random_run_matches_kernel(n: u64, seed: u64, threaded: bool) {
+    let report = random::check(n, seed, threaded, |_, _| {});
     let shown: String = report
         .failures
         .iter()
@@ -217,10 +215,18 @@ fn random_scenarios_match_kernel() {
         .collect();
     assert_eq!(
         report.failed, 0,
-        "{} of 2000 random scenarios differ; shrunk:\n{shown}",
+        "{} of {n} random scenarios (threaded: {threaded}) differ; shrunk:\n{shown}",
         report.failed
     );
-    assert_eq!(report.passed, 2000);
+    assert_eq!(report.passed, n);
+}
+
+#[test]
+fn random_scenarios_match_kernel() {
+    if !engine_comparison_enabled("random_scenarios_match_kernel") {
+        return;
+    }
+    random_run_matches_kernel(2000, 20_251_121, false);
 }
 
 #[test]
@@ -270,18 +276,7 @@ fn threaded_random_scenarios_match_kernel() {
     if !engine_comparison_enabled("threaded_random_scenarios_match_kernel") {
         return;
     }
-    let report = random::check(150, 20_261_205, true, |_, _| {});
-    let shown: String = report
-        .failures
-        .iter()
-        .map(|f| format!("#{}:\n{}{}\n", f.index, f.script, f.diff))
-        .collect();
-    assert_eq!(
-        report.failed, 0,
-        "{} of 150 threaded random scenarios differ; shrunk:\n{shown}",
-        report.failed
-    );
-    assert_eq!(report.passed, 150);
+    random_run_matches_kernel(150, 20_261_205, true);
 }
 
 /// `libeventpoll.so` of this target directory and profile, built once (`cargo test` does

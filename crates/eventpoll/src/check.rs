@@ -71,6 +71,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order summaries list them.
+    ///
+    /// ```
+    /// use eventpoll::check::Kind;
+    /// assert_eq!(Kind::ALL.map(Kind::name)[0], "ghost-item");
+    /// ```
+    pub const ALL: [Kind; 6] = [
+        Kind::GhostItem,
+        Kind::GhostEvent,
+        Kind::UndrainedEdge,
+        Kind::OneshotUnarmed,
+        Kind::Herd,
+        Kind::EtBlockingFd,
+    ];
+
     /// The public name (`ghost-item`, ...), as `EVENTPOLL_CHECK` prints it.
     pub fn name(self) -> &'static str {
         match self {

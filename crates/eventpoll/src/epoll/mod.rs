@@ -412,17 +412,12 @@ impl EpollShared {
     /// in no particular order, with the stored interest mask (including the flags, and
     /// `ERR|HUP`, and `WAKEUP` only when the caller had the capability) and data.
     pub fn items_info(&self) -> Vec<ItemInfo> {
-        let il = lock(&self.mtx);
-        let r = lock(&self.ready);
-        il.watches
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, w)| {
-                w.as_ref().map(|w| ItemInfo {
-                    fd: w.fd,
-                    events: Events::from_bits_retain(r.slots[slot].events),
-                    data: r.slots[slot].data,
-                })
+        self.item_states()
+            .into_iter()
+            .map(|s| ItemInfo {
+                fd: s.fd,
+                events: s.events,
+                data: s.data,
             })
             .collect()
     }
