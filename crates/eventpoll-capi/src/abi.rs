@@ -619,31 +619,42 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
         return raw_range(first, last);
     }
     let _g = p.gate.enter();
+    // Linux releases a close_range's files newest first (the deferred releases run in
+    // reverse), each when the highest of its numbers in the range is closed; a release
+    // wakes its peers (a pipe's other end gets HUP) before the next one. So the range is
+    // closed from the top down: the numbers the library does not know in one call per gap
+    // (the kernel keeps their order within it), each known number alone, after the host's
+    // wakeups so far are delivered (`forget` pumps them), together with its description's
+    // lower numbers in the range; the library's own descriptors are skipped.
     let known = p.known_in(first, last);
-    for &(fd, hidden) in &known {
-        if !hidden {
-            if crate::check::on() {
-                crate::check::closing(p, fd, "close_range");
-            }
-            drop(p.forget(fd));
+    let mut closed_early: Vec<c_int> = Vec::new();
+    let mut hi = i64::from(last);
+    let close_gap = |lo: i64, hi: i64| -> Result<(), c_int> {
+        if lo <= hi {
+            raw_range(lo as c_uint, hi as c_uint)?;
         }
-    }
-    let mut lo = first;
-    for &(fd, hidden) in &known {
-        let fd = fd as c_uint;
+        Ok(())
+    };
+    for &(fd, hidden) in known.iter().rev() {
+        if closed_early.contains(&fd) {
+            continue;
+        }
+        close_gap(i64::from(fd) + 1, hi)?;
+        hi = i64::from(fd) - 1;
         if hidden {
-            if fd > lo {
-                raw_range(lo, fd - 1)?;
-            }
-            lo = fd.saturating_add(1);
-            if fd == c_uint::MAX {
-                return Ok(0);
-            }
+            continue;
         }
+        let same = p.duplicates_below(fd, first);
+        for n in std::iter::once(fd).chain(same.iter().copied()) {
+            if crate::check::on() {
+                crate::check::closing(p, n, "close_range");
+            }
+            drop(p.forget(n));
+            raw_range(n as c_uint, n as c_uint)?;
+        }
+        closed_early.extend(same);
     }
-    if lo <= last {
-        raw_range(lo, last)?;
-    }
+    close_gap(i64::from(first), hi)?;
     Ok(0)
 }
 

@@ -465,6 +465,25 @@ impl Process {
             .collect()
     }
 
+    /// The known numbers in `first..fd` that refer to the same instance or host
+    /// description as `fd` (its duplicates below it), in order.
+    pub fn duplicates_below(&self, fd: i32, first: u32) -> Vec<i32> {
+        let t = self.table();
+        let Some(Some(this)) = usize::try_from(fd).ok().and_then(|i| t.get(i)) else {
+            return Vec::new();
+        };
+        let same = |s: &Slot| match (s, this) {
+            (Slot::Epoll(a), Slot::Epoll(b)) => Arc::ptr_eq(a, b),
+            (Slot::Host(a), Slot::Host(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let end = (fd as usize).min(t.len());
+        (first as usize..end)
+            .filter(|&i| t[i].as_ref().is_some_and(same))
+            .map(|i| i as i32)
+            .collect()
+    }
+
     /// The numbers in `first..=last` the library knows, in order, each with whether it is
     /// one of the library's own (hidden) descriptors.
     pub fn known_in(&self, first: u32, last: u32) -> Vec<(i32, bool)> {
