@@ -57,6 +57,10 @@ fn poll_instances(
     // wakes), an instance that becomes ready rings its bell, which makes its descriptor
     // readable for this call (issue 12, finding 4).
     let _sleepers: Vec<_> = insts.iter().map(|i| i.hep.bell().sleeper()).collect();
+    let is_instance: Vec<bool> = fds
+        .iter()
+        .map(|f| !p.instances_among(std::iter::once(f.fd)).is_empty())
+        .collect();
     loop {
         refresh(p, insts);
         let remaining = match deadline {
@@ -70,6 +74,23 @@ fn poll_instances(
             p.host.driver().notify_fds(&mut all);
         }
         sys::ppoll(&mut all, remaining.map(sys::timespec), mask)?;
+        // An instance's bell may have been rung by a wakeup that another thread pumped
+        // (its item then found not ready by a harvest or a settle that has not reached the
+        // bell yet). Linux's poll of an epoll file looks at the items again when woken and
+        // sleeps on if none is ready: settle and ask once more, without blocking, before
+        // reporting an instance as readable.
+        if all[..user]
+            .iter()
+            .zip(&is_instance)
+            .any(|(f, &inst)| inst && f.revents != 0)
+        {
+            refresh(p, insts);
+            all.truncate(user);
+            for f in &mut all {
+                f.revents = 0;
+            }
+            sys::ppoll(&mut all, Some(sys::timespec(Duration::ZERO)), mask)?;
+        }
         let mut count = 0;
         for (dst, src) in fds.iter_mut().zip(&all[..user]) {
             dst.revents = src.revents;
