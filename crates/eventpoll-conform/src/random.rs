@@ -27,8 +27,9 @@
 //! small and few, except in one scenario in five that may fill sockets (large writes, no
 //! limit): unix socket capacity is the kernel's send-buffer accounting, which the engine's
 //! objects model for this machine's defaults (`net.core.wmem_default`). Once background threads are blocked,
-//! a socket write is one piece (one wakeup) even there: several wakeups of one call race the
-//! woken thread on the kernel too.
+//! a socket write is one piece (one wakeup) even there, and a unix-stream read takes one
+//! byte (it frees one queued write at most): several wakeups of one call race the woken
+//! thread on the kernel too.
 //!
 //! Shrinking is delta debugging over lines: remove chunks of lines, then single lines, while
 //! the script still parses and the backends still disagree.
@@ -532,7 +533,13 @@ impl Gen {
                     &[Kind::PipeRead, Kind::Stream, Kind::Dgram, Kind::SeqPacket],
                     80,
                 );
-                let n = if self.rng.chance(10) {
+                let n = if self.threads_blocked && self.kind_of(&t) == Some(Kind::Stream) {
+                    // A unix-stream read that consumes several queued writes frees each
+                    // one's buffer with a wakeup of the writer's side: with threads
+                    // blocked, a woken thread races the reader on the kernel too (random
+                    // seed 1010002 #54207). One byte frees one write at most.
+                    1
+                } else if self.rng.chance(10) {
                     self.rng.below(70_000)
                 } else {
                     *self.rng.pick(&[1, 10, 100, 1000, 4096, 4097, 65536])
