@@ -111,17 +111,28 @@ impl Rig for EngineRig {
     }
 }
 
+/// Run `f` on the engine, turning a panic inside it into an error carrying the panic
+/// message.
+pub fn guarded_result<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(format!("engine panicked: {}", panic_message(&*payload))))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Run an engine cell, turning a panic inside the engine into a failed cell (with the panic
 /// message) instead of ending the whole benchmark.
 pub fn guarded(f: impl FnOnce() -> (Outcome, Duration)) -> (Outcome, Duration) {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let msg = panic_message(&*payload);
             (
                 Outcome::Failed(format!("engine panicked: {msg}")),
                 Duration::ZERO,

@@ -5,7 +5,10 @@
 //! [`experiment`]): many pipes, few active, tokens passed through them; it reports tokens per
 //! second and cost per wait for each pipe count N, as a table, an SVG plot and JSON
 //! ([`report`]). `eventpoll bench micro` measures single operations of the engine against the
-//! kernel in the same run and prints ratios.
+//! kernel in the same run and prints ratios. `eventpoll bench contention` ([`contention`])
+//! runs stress-epoll's scheme: producer threads signalling eventfds watched by one instance
+//! while harvester threads drain them, events per millisecond by thread count, the kernel and
+//! the engine alternating in the same run.
 //!
 //! The kernel side talks to the host through [`sys`] (the only module with `unsafe`, one FFI
 //! call per block); the engine side goes through `eventpoll::FdTable`, the Linux-shaped layer.
@@ -23,6 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub mod alloc;
+pub mod contention;
 pub mod engine;
 pub mod experiment;
 pub mod host;
@@ -94,6 +98,177 @@ pub enum BenchCommand {
     /// epoll_ctl ADD+DEL and MOD, waits with 1 and 100 ready (LT, ET), wait cost with 10
     /// ready among 100 to 1,000,000 watched, cross-thread wake round trip, bytes per watch.
     Micro(MicroArgs),
+    /// Many threads signalling eventfds watched by one instance while others harvest them
+    /// (stress-epoll's scheme): events per millisecond by producer thread count, the kernel's
+    /// epoll and eventpoll alternating in the same run, with min–max of the passes.
+    ///
+    /// Example: `eventpoll bench contention --threads 1,2,4,8 --modes lt,et --duration 0.5`.
+    Contention(ContentionArgs),
+}
+
+/// `eventpoll bench contention` arguments.
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    long_about = "stress-epoll's scheme: P producer threads each write 1 to their share of E \
+                  eventfds, in turn, for --duration seconds, while H harvester threads wait on \
+                  the one epoll instance watching them all and read every reported eventfd \
+                  (one-shot mode: then re-arm it with EPOLL_CTL_MOD). events/ms = signals \
+                  harvested per millisecond, from the first write to the last harvest. The \
+                  same workload runs on the kernel's epoll over real eventfds and on the \
+                  eventpoll engine over its in-process eventfds, alternating within each pass; \
+                  each cell reports its median pass with min–max, and the eventpoll ÷ kernel \
+                  ratio with the range the spreads allow. A signal never harvested is a lost \
+                  event and fails the cell. The default run (4 thread counts x 3 modes x 2 \
+                  sides x 3 passes of 0.5 s) takes about 40 s.\n\n\
+                  Example: eventpoll bench contention --threads 1,2,4,8 --modes lt,et \
+                  --duration 0.5 --json contention.json"
+)]
+pub struct ContentionArgs {
+    /// A short run (1 and 4 producers, LT and one-shot, 2 passes of 0.2 s: about 3 s).
+    #[arg(long)]
+    pub quick: bool,
+    /// Producer thread counts, comma-separated (default 1,2,4,8).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<Vec<u16>>,
+    /// Harvester threads waiting on the instance (default 1, as in stress-epoll).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub harvesters: Option<u16>,
+    /// Eventfds watched by the instance, shared out among the producers (default 256).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub eventfds: Option<u32>,
+    /// Seconds the producers write in each trial (default 0.5; 0.2 with --quick).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Passes over all cells (default 3; 2 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub passes: Option<u32>,
+    /// Modes, comma-separated: lt, et, oneshot (default all).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(["lt", "et", "oneshot"]))]
+    pub modes: Option<Vec<String>>,
+    /// Write every pass of every cell and the machine's description to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where to write the plot (events/ms against producer threads).
+    #[arg(long, value_name = "FILE", default_value = "bench-contention.svg")]
+    pub svg: PathBuf,
+    /// Do not write the plot.
+    #[arg(long)]
+    pub no_svg: bool,
+}
+
+/// The contention configuration these arguments ask for.
+pub fn contention_config(args: &ContentionArgs) -> Result<contention::Config, String> {
+    let mut c = if args.quick {
+        contention::Config::quick()
+    } else {
+        contention::Config::full()
+    };
+    if let Some(t) = &args.threads {
+        let mut t: Vec<usize> = t.iter().map(|&x| x as usize).collect();
+        if t.is_empty() {
+            return Err("--threads: give at least one thread count".into());
+        }
+        t.sort_unstable();
+        t.dedup();
+        c.threads = t;
+    }
+    if let Some(h) = args.harvesters {
+        c.harvesters = h as usize;
+    }
+    if let Some(e) = args.eventfds {
+        c.eventfds = e as usize;
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && (0.001..=600.0).contains(&d)) {
+            return Err("--duration: seconds between 0.001 and 600".into());
+        }
+        c.duration = Duration::from_secs_f64(d);
+    }
+    if let Some(p) = args.passes {
+        c.passes = p as usize;
+    }
+    if let Some(names) = &args.modes {
+        let mut ms = Vec::new();
+        for m in contention::Mode::ALL {
+            if names.iter().any(|n| n == m.key()) {
+                ms.push(m);
+            }
+        }
+        if ms.is_empty() {
+            return Err("--modes: give at least one of lt, et, oneshot".into());
+        }
+        c.modes = ms;
+    }
+    Ok(c)
+}
+
+/// Run `eventpoll bench contention` and print the report.
+pub fn run_contention(args: &ContentionArgs, quick: bool) -> ExitCode {
+    let args = &ContentionArgs {
+        quick: args.quick || quick,
+        ..args.clone()
+    };
+    let config = match contention_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eventpoll bench contention: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut outputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if !args.no_svg {
+        outputs.push(("--svg", &args.svg));
+    }
+    if let Some(p) = &args.json {
+        outputs.push(("--json", p));
+    }
+    for (flag, path) in outputs {
+        if let Err(e) = check_writable(path) {
+            eprintln!("eventpoll bench contention: {flag}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = sys::raise_fd_limit() {
+        eprintln!("eventpoll bench contention: could not raise the descriptor limit: {e}");
+    }
+    let (soft, _) = sys::fd_limit().unwrap_or((0, 0));
+    if config.eventfds + sys::open_fd_count() + 16 > soft as usize {
+        eprintln!(
+            "eventpoll bench contention: --eventfds {} does not fit under the descriptor limit {soft}",
+            config.eventfds
+        );
+        return ExitCode::from(2);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "eventpoll bench contention: {} trials, about {:.0} s; available parallelism {cores}",
+        config.trials(),
+        config.estimate().as_secs_f64()
+    );
+    let report = contention::run(&config, &mut Bar::new());
+    print!("{}", contention::text(&report));
+    let mut ok = true;
+    if !args.no_svg {
+        match contention::svg(&report, &args.svg) {
+            Ok(()) => println!("plot: {}", args.svg.display()),
+            Err(e) => {
+                eprintln!("eventpoll bench contention: writing the plot: {e}");
+                ok = false;
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        ok &= write_json(path, &contention::json(&report));
+    }
+    let failed = report.cells.iter().any(|c| c.failure.is_some());
+    if failed {
+        eprintln!("eventpoll bench contention: some cells failed (see the table)");
+    }
+    if ok && !failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `eventpoll bench micro` arguments.
@@ -293,8 +468,10 @@ pub fn run_micro(args: &MicroArgs, quick: bool) -> ExitCode {
 
 /// Run `eventpoll bench` (the pipetest, or `micro`) and print the report.
 pub fn run(args: BenchArgs) -> ExitCode {
-    if let Some(BenchCommand::Micro(m)) = &args.command {
-        return run_micro(m, args.quick);
+    match &args.command {
+        Some(BenchCommand::Micro(m)) => return run_micro(m, args.quick),
+        Some(BenchCommand::Contention(c)) => return run_contention(c, args.quick),
+        None => {}
     }
     let config = match config(&args) {
         Ok(c) => c,
@@ -416,7 +593,7 @@ mod tests {
                 assert!(m.quick);
                 assert_eq!(m.json, Some(PathBuf::from("m.json")));
             }
-            None => panic!("micro not parsed"),
+            _ => panic!("micro not parsed"),
         }
     }
 }

@@ -40,6 +40,8 @@ pub trait Api: Sync {
     fn ctl(&self, ep: i32, op: i32, fd: i32, events: u32, data: u64) -> Result<(), String>;
     /// `epoll_wait(ep, buf, buf.len(), timeout_ms)`.
     fn wait(&self, ep: i32, buf: &mut [Self::Ev], timeout_ms: i32) -> Result<usize, String>;
+    /// The data word of a reported event.
+    fn data_of(&self, ev: &Self::Ev) -> u64;
     /// Write `v` to an eventfd.
     fn add(&self, fd: i32, v: u64) -> Result<(), String>;
     /// Read an eventfd's counter (`None`: it was zero, `EAGAIN`).
@@ -86,6 +88,9 @@ impl Api for KernelApi {
         timeout_ms: i32,
     ) -> Result<usize, String> {
         sys::epoll_wait(ep, buf, timeout_ms).map_err(|e| format!("epoll_wait: {e}"))
+    }
+    fn data_of(&self, ev: &libc::epoll_event) -> u64 {
+        ev.u64 // a copy (the packed field is never referenced)
     }
     fn add(&self, fd: i32, v: u64) -> Result<(), String> {
         match sys::write(fd, &v.to_ne_bytes()).map_err(|e| format!("write: {e}"))? {
@@ -153,6 +158,9 @@ impl Api for EngineApi {
         self.table
             .epoll_wait(ep, buf, max, timeout_ms)
             .map_err(errno("epoll_wait"))
+    }
+    fn data_of(&self, ev: &EpollEvent) -> u64 {
+        ev.data()
     }
     fn add(&self, fd: i32, v: u64) -> Result<(), String> {
         match self.table.write(fd, &v.to_ne_bytes()) {

@@ -1,0 +1,91 @@
+//! The bench crate's integration tests: small runs of the benchmarks through the public API,
+//! checking what they count, not how fast anything is.
+
+use eventpoll_bench::contention::{self, trial, Mode, Side, Workload};
+use eventpoll_bench::experiment::Silent;
+use eventpoll_bench::micro::{EngineApi, KernelApi};
+use std::time::Duration;
+
+fn tiny(mode: Mode, producers: usize, harvesters: usize) -> Workload {
+    Workload {
+        mode,
+        producers,
+        harvesters,
+        eventfds: 8,
+        duration: Duration::from_millis(30),
+        grace: Duration::from_secs(5),
+    }
+}
+
+/// Every signal the producers wrote is harvested, on the kernel and on the engine, in every
+/// mode, with one and with several harvesters.
+#[test]
+fn contention_loses_no_event_on_kernel_or_engine() {
+    let kernel = KernelApi::default();
+    let engine = EngineApi::new(64);
+    for mode in Mode::ALL {
+        for (producers, harvesters) in [(1, 1), (3, 1), (2, 2)] {
+            let w = tiny(mode, producers, harvesters);
+            for (side, t) in [
+                ("kernel", trial(&kernel, &w)),
+                ("engine", trial(&engine, &w)),
+            ] {
+                let t =
+                    t.unwrap_or_else(|e| panic!("{side} {mode:?} {producers}x{harvesters}: {e}"));
+                assert!(t.produced > 0, "{side} {mode:?}: nothing produced: {t:?}");
+                assert_eq!(
+                    t.harvested, t.produced,
+                    "{side} {mode:?} {producers} producers, {harvesters} harvesters: lost events"
+                );
+                assert!(t.waits > 0 && t.reported >= t.waits, "{side}: {t:?}");
+                assert!(t.events_per_ms() > 0.0);
+            }
+        }
+    }
+    assert!(
+        engine.table.open_fds().is_empty(),
+        "the engine's trial closed everything"
+    );
+}
+
+/// A tiny run reports a cell per (mode, producers, side) with one trial per pass, a ratio
+/// for each (mode, producers), says how many cores there are, and serialises.
+#[test]
+fn a_tiny_contention_run_reports_every_cell() {
+    let config = contention::Config {
+        threads: vec![1, 2],
+        harvesters: 1,
+        eventfds: 4,
+        duration: Duration::from_millis(20),
+        passes: 2,
+        modes: vec![Mode::Level, Mode::OneShot],
+        grace: Duration::from_secs(5),
+    };
+    let r = contention::run(&config, &mut Silent);
+    assert_eq!(r.cells.len(), 2 * 2 * 2);
+    for c in &r.cells {
+        assert_eq!(c.failure, None, "{c:?}");
+        assert_eq!(c.trials.len(), 2, "{c:?}");
+        assert!(c.trials.iter().all(|t| t.lost() == 0 && t.produced > 0));
+        let (lo, mid, hi) = c.rate().unwrap();
+        assert!(lo <= mid && mid <= hi && lo > 0.0);
+    }
+    let (lo, mid, hi) = r.ratio(Mode::Level, 2).unwrap();
+    assert!(lo <= mid && mid <= hi, "{lo} {mid} {hi}");
+    assert!(r.cell(Mode::OneShot, 1, Side::Engine).is_some());
+    let text = contention::text(&r);
+    for needle in ["Available parallelism:", "events/ms", "min–max", "lost 0"] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    let v = contention::json(&r);
+    assert_eq!(v["benchmark"], "contention");
+    assert_eq!(v["cells"].as_array().unwrap().len(), 8);
+    assert_eq!(v["ratios"].as_array().unwrap().len(), 4);
+    assert_eq!(v["cells"][0]["passes"].as_array().unwrap().len(), 2);
+    assert!(v["available_parallelism"].as_u64().unwrap() >= 1);
+    let svg = std::env::temp_dir().join(format!("eventpoll-contention-{}.svg", std::process::id()));
+    contention::svg(&r, &svg).unwrap();
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("producer threads"));
+    std::fs::remove_file(&svg).unwrap();
+}
