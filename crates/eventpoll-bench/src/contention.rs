@@ -618,14 +618,15 @@ pub fn table(report: &Report, notes: &mut Footnotes) -> Table {
     t
 }
 
-/// What the machine's parallelism means for the figures.
-pub fn parallelism_note(cores: usize, most_threads: usize) -> String {
+/// What the machine's parallelism means for the figures, with `producers` the most producer
+/// threads of a cell.
+pub fn parallelism_note(cores: usize, producers: usize, harvesters: usize) -> String {
     let mut s = format!("Available parallelism: {cores} core(s).");
-    if most_threads > cores {
+    if producers + harvesters > cores {
         s += &format!(
-            " Up to {most_threads} threads (+ harvesters) time-share them: counts above {cores} \
-             measure contention under time-sharing, not parallel scaling; the figures are \
-             still same-run ratios."
+            " Up to {producers} producer(s) + {harvesters} harvester(s) time-share them: thread \
+             counts beyond the cores measure contention under time-sharing, not parallel \
+             scaling; the figures are still same-run ratios."
         );
     }
     s
@@ -636,7 +637,7 @@ pub fn text(report: &Report) -> String {
     let c = &report.config;
     let mut notes = Footnotes::default();
     let t = table(report, &mut notes);
-    let most = c.threads.iter().copied().max().unwrap_or(0) + c.harvesters;
+    let most = c.threads.iter().copied().max().unwrap_or(0);
     let mut s = format!(
         "eventpoll bench contention: producer threads signal {} eventfds watched by one epoll \
          instance while {} harvester thread(s) wait and drain them (the scheme of stress-epoll)\n\
@@ -653,7 +654,7 @@ pub fn text(report: &Report) -> String {
         fmt_count(c.eventfds as f64),
         c.harvesters,
         report.machine.summary(),
-        parallelism_note(report.machine.cores, most),
+        parallelism_note(report.machine.cores, most, c.harvesters),
         c.duration.as_secs_f64(),
         if c.modes.contains(&Mode::OneShot) {
             " (one-shot: then re-arms it with EPOLL_CTL_MOD)"

@@ -48,7 +48,11 @@ use experiment::{Config, Method, Progress};
                   readiness, reads the ready pipes' tokens and writes each to another pipe \
                   chosen at random. Reports tokens per second and cost per wait for each N \
                   and method, a table, an SVG plot (tokens/s and cost per wait vs N) and \
-                  optionally JSON. Refuses sizes whose pipes would not fit in memory."
+                  optionally JSON. Refuses sizes whose pipes would not fit in memory.\n\n\
+                  `eventpoll bench micro`: single operations against the kernel. \
+                  `eventpoll bench contention`: producer threads signalling eventfds watched by \
+                  one instance while harvester threads drain them (stress-epoll's scheme), e.g. \
+                  `eventpoll bench contention --threads 1,2,4,8 --duration 0.5`."
 )]
 pub struct BenchArgs {
     /// `micro`: single operations, eventpoll vs the kernel.
@@ -595,5 +599,43 @@ mod tests {
             }
             _ => panic!("micro not parsed"),
         }
+        let a = parse_args([
+            "bench",
+            "contention",
+            "--threads",
+            "8,1,2,2",
+            "--modes",
+            "oneshot,lt",
+            "--duration",
+            "0.25",
+            "--eventfds",
+            "16",
+        ])
+        .unwrap();
+        let Some(BenchCommand::Contention(c)) = a.command else {
+            panic!("contention not parsed")
+        };
+        let cfg = contention_config(&c).unwrap();
+        assert_eq!(cfg.threads, vec![1, 2, 8]);
+        assert_eq!(
+            cfg.modes,
+            vec![contention::Mode::Level, contention::Mode::OneShot]
+        );
+        assert_eq!(cfg.duration, Duration::from_millis(250));
+        assert_eq!((cfg.eventfds, cfg.harvesters, cfg.passes), (16, 1, 3));
+        assert_eq!(cfg.trials(), 3 * 2 * 2 * 3);
+        let full = contention::Config::full();
+        assert!(
+            full.estimate() <= Duration::from_secs(60),
+            "{:?}",
+            full.estimate()
+        );
+        assert!(parse_args(["bench", "contention", "--threads", "0"]).is_err());
+        assert!(parse_args(["bench", "contention", "--modes", "kqueue"]).is_err());
+        let a = parse_args(["bench", "contention", "--duration", "0"]).unwrap();
+        let Some(BenchCommand::Contention(c)) = a.command else {
+            panic!("contention not parsed")
+        };
+        assert!(contention_config(&c).is_err());
     }
 }

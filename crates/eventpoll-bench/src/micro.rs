@@ -4,7 +4,7 @@
 //! Both sides run the same generic code through the [`Api`] trait: the kernel through real
 //! eventfds and epoll system calls ([`KernelApi`]), the engine through the Linux-shaped
 //! `FdTable` ([`EngineApi`]). Each timing is the best of a few trials (the least disturbed
-//! by other work on the machine). The figures: `epoll_ctl` ADD+DEL and MOD; waits with 1 and
+//! by other work on the machine), reported with the spread of all trials (best–worst). The figures: `epoll_ctl` ADD+DEL and MOD; waits with 1 and
 //! 100 ready items, level- and edge-triggered; the cost of a wait with 10 ready items as the
 //! number watched grows from 100 to 1,000,000 (flatness; the kernel only up to its descriptor
 //! limit); a cross-thread wake round trip; and the engine's heap bytes per watch (counted by
@@ -209,18 +209,42 @@ impl Timing {
     }
 }
 
+/// The cost of one operation, in nanoseconds, over a figure's trials: the best trial's (the
+/// least disturbed by other work, the figure reported) and the worst trial's (with the best,
+/// the figure's spread).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// The lowest mean cost of a trial.
+    pub best: f64,
+    /// The highest mean cost of a trial.
+    pub worst: f64,
+}
+
+impl Cost {
+    fn new() -> Cost {
+        Cost {
+            best: f64::MAX,
+            worst: 0.0,
+        }
+    }
+    fn add(&mut self, ns: f64) {
+        self.best = self.best.min(ns);
+        self.worst = self.worst.max(ns);
+    }
+}
+
 /// Run `op` (which does `per_call` operations) in batches until `slice` has passed, `trials`
-/// times; the best mean cost of one operation in nanoseconds.
+/// times; the best and worst mean cost of one operation in nanoseconds.
 fn best_ns(
     timing: Timing,
     per_call: u64,
     mut op: impl FnMut() -> Result<(), String>,
-) -> Result<f64, String> {
+) -> Result<Cost, String> {
     for _ in 0..16 {
         op()?; // warm-up
     }
-    let mut best = f64::MAX;
-    for _ in 0..timing.trials {
+    let mut cost = Cost::new();
+    for _ in 0..timing.trials.max(1) {
         let start = Instant::now();
         let end = start + timing.slice;
         let mut calls = 0u64;
@@ -234,9 +258,9 @@ fn best_ns(
             }
         }
         let ns = start.elapsed().as_nanos() as f64 / (calls * per_call) as f64;
-        best = best.min(ns);
+        cost.add(ns);
     }
-    Ok(best)
+    Ok(cost)
 }
 
 /// Like [`best_ns`], but only the part of each call that `op` times itself counts (`op`
@@ -244,13 +268,13 @@ fn best_ns(
 fn best_timed_ns(
     timing: Timing,
     mut op: impl FnMut() -> Result<f64, String>,
-) -> Result<f64, String> {
+) -> Result<Cost, String> {
     let overhead = timer_overhead_ns();
     for _ in 0..16 {
         op()?;
     }
-    let mut best = f64::MAX;
-    for _ in 0..timing.trials {
+    let mut cost = Cost::new();
+    for _ in 0..timing.trials.max(1) {
         let end = Instant::now() + timing.slice;
         let (mut total, mut calls) = (0.0, 0u64);
         while Instant::now() < end {
@@ -259,9 +283,9 @@ fn best_timed_ns(
             }
             calls += 32;
         }
-        best = best.min((total / calls as f64 - overhead).max(0.0));
+        cost.add((total / calls as f64 - overhead).max(0.0));
     }
-    Ok(best)
+    Ok(cost)
 }
 
 /// The cost of reading the clock, as seen between two back-to-back reads (median).
@@ -278,7 +302,7 @@ pub fn timer_overhead_ns() -> f64 {
 }
 
 /// ADD then DEL of one eventfd on an otherwise empty instance: ns per pair.
-pub fn ctl_add_del<A: Api>(api: &A, timing: Timing) -> Result<f64, String> {
+pub fn ctl_add_del<A: Api>(api: &A, timing: Timing) -> Result<Cost, String> {
     let ep = api.epoll()?;
     let fd = api.eventfd(0)?;
     let r = best_ns(timing, 1, || {
@@ -291,7 +315,7 @@ pub fn ctl_add_del<A: Api>(api: &A, timing: Timing) -> Result<f64, String> {
 }
 
 /// MOD of one watched (not ready) eventfd: ns per MOD.
-pub fn ctl_mod<A: Api>(api: &A, timing: Timing) -> Result<f64, String> {
+pub fn ctl_mod<A: Api>(api: &A, timing: Timing) -> Result<Cost, String> {
     let ep = api.epoll()?;
     let fd = api.eventfd(0)?;
     api.ctl(ep, EPOLL_CTL_ADD, fd, IN, 0)?;
@@ -313,7 +337,7 @@ pub fn wait_ready<A: Api>(
     ready: usize,
     edge: bool,
     timing: Timing,
-) -> Result<f64, String> {
+) -> Result<Cost, String> {
     let ep = api.epoll()?;
     let mut fds = Vec::with_capacity(ready);
     let mut buf = api.buffer(ready.max(1) * 2);
@@ -397,7 +421,7 @@ impl<'a, A: Api> Watched<'a, A> {
     }
 
     /// The best ns per wait (each must report the `ready` items).
-    pub fn wait_ns(&self, timing: Timing) -> Result<f64, String> {
+    pub fn wait_ns(&self, timing: Timing) -> Result<Cost, String> {
         let mut buf = self.api.buffer(self.ready.max(1) * 2);
         best_ns(timing, 1, || {
             let n = self.api.wait(self.ep, &mut buf, 0)?;
@@ -422,7 +446,7 @@ impl<A: Api> Drop for Watched<'_, A> {
 /// Cross-thread wake round trip: this thread writes eventfd X and blocks in `epoll_wait`
 /// until the other thread, blocked in `epoll_wait` on X, has read X and written eventfd Y.
 /// ns per round trip (best of the trials).
-pub fn wake_round_trip<A: Api>(api: &A, timing: Timing) -> Result<f64, String> {
+pub fn wake_round_trip<A: Api>(api: &A, timing: Timing) -> Result<Cost, String> {
     const STOP: u64 = 1 << 40;
     let (x, y) = (api.eventfd(0)?, api.eventfd(0)?);
     let (ep_a, ep_b) = (api.epoll()?, api.epoll()?);
@@ -521,8 +545,14 @@ pub struct Figure {
     pub engine: Result<f64, String>,
     /// The kernel's value, or why there is none.
     pub kernel: Result<f64, String>,
+    /// The engine's spread over its trials, lowest and highest (None: a single count).
+    pub engine_spread: Option<(f64, f64)>,
+    /// The kernel's spread over its trials, lowest and highest (None: a single count).
+    pub kernel_spread: Option<(f64, f64)>,
     /// The target, as text, and whether it was met (None: no target or not measurable).
     pub target: Option<(String, Option<bool>)>,
+    /// The spreads allow values on both sides of the target: no verdict.
+    pub target_uncertain: bool,
     /// A remark (e.g. where the kernel figure comes from).
     pub note: Option<String>,
 }
@@ -535,24 +565,59 @@ impl Figure {
             _ => None,
         }
     }
+
+    /// The range of kernel ÷ engine the spreads allow: (kernel lowest ÷ engine highest,
+    /// kernel highest ÷ engine lowest); a side without a spread counts as its value.
+    pub fn ratio_range(&self) -> Option<(f64, f64)> {
+        let span = |v: &Result<f64, String>, s: Option<(f64, f64)>| {
+            v.as_ref().ok().map(|&x| s.unwrap_or((x, x)))
+        };
+        let (e0, e1) = span(&self.engine, self.engine_spread)?;
+        let (k0, k1) = span(&self.kernel, self.kernel_spread)?;
+        (e0 > 0.0 && e1 > 0.0).then(|| (k0 / e1, k1 / e0))
+    }
+
+    /// The target's verdict as printed: met, NOT met, uncertain or not measured.
+    pub fn verdict(&self) -> Option<&'static str> {
+        let (_, met) = self.target.as_ref()?;
+        Some(match met {
+            _ if self.target_uncertain => "uncertain (spread crosses it)",
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "not measured",
+        })
+    }
 }
 
-fn fig(key: &str, label: &str, engine: Result<f64, String>, kernel: Result<f64, String>) -> Figure {
+fn fig(
+    key: &str,
+    label: &str,
+    engine: Result<Cost, String>,
+    kernel: Result<Cost, String>,
+) -> Figure {
+    let spread = |c: &Result<Cost, String>| c.as_ref().ok().map(|c| (c.best, c.worst));
     Figure {
         key: key.into(),
         label: label.into(),
         unit: "ns",
-        engine,
-        kernel,
+        engine_spread: spread(&engine),
+        kernel_spread: spread(&kernel),
+        engine: engine.map(|c| c.best),
+        kernel: kernel.map(|c| c.best),
         target: None,
+        target_uncertain: false,
         note: None,
     }
 }
 
-/// Whether a ratio target (kernel ÷ engine ≥ `min`) was met.
+/// Whether a ratio target (kernel ÷ engine ≥ `min`) was met; uncertain when the range the
+/// spreads allow lies on both sides of it.
 fn ratio_target(f: &mut Figure, min: f64) {
     let met = f.ratio().map(|r| r >= min);
     f.target = Some((format!("ratio >= {min}x"), met));
+    f.target_uncertain = f
+        .ratio_range()
+        .is_some_and(|(lo, hi)| lo < min && hi >= min);
 }
 
 /// Settings of a micro run.
@@ -600,6 +665,10 @@ pub struct MicroReport {
     pub figures: Vec<Figure>,
     /// The clock's own cost, subtracted from per-call timings.
     pub timer_overhead_ns: f64,
+    /// Trials per figure and side.
+    pub trials: usize,
+    /// Length of one trial.
+    pub slice: Duration,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -694,7 +763,10 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
             if flat {
                 w.wait_ns(t)
             } else {
-                Ok(0.0)
+                Ok(Cost {
+                    best: 0.0,
+                    worst: 0.0,
+                })
             }
         });
         if let Err(err) = &e {
@@ -756,7 +828,10 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
             unit: "bytes",
             engine: e,
             kernel: Ok(kb),
+            engine_spread: None,
+            kernel_spread: None,
             target: Some(("eventpoll <= 96 bytes".into(), met)),
+            target_uncertain: false,
             note: Some(format!(
                 "eventpoll: heap growth from adding the watches (requested bytes, counting allocator); kernel: {ksrc}"
             )),
@@ -766,6 +841,8 @@ pub fn run(config: &MicroConfig, progress: &mut dyn FnMut(&str)) -> MicroReport 
         machine,
         figures,
         timer_overhead_ns: timer_overhead_ns(),
+        trials: t.trials.max(1),
+        slice: t.slice,
         elapsed: begin.elapsed(),
     }
 }
@@ -777,29 +854,41 @@ fn bytes_per_watch(grew: i64, n: usize) -> Result<f64, String> {
     Ok(grew as f64 / n as f64)
 }
 
+/// Best wait costs at the most ÷ at the fewest watched, with the spread the trials allow
+/// (most's best ÷ fewest's worst, most's worst ÷ fewest's best), and the two counts.
+type Flat = (f64, (f64, f64), usize, usize);
+
 /// The flatness figure: wait cost at the largest watched count ÷ at the smallest, for each
 /// side (the kernel's largest is what its descriptor limit allowed).
 fn flatness(
-    engine: &[(usize, Result<f64, String>)],
-    kernel: &[(usize, Result<f64, String>)],
+    engine: &[(usize, Result<Cost, String>)],
+    kernel: &[(usize, Result<Cost, String>)],
 ) -> Figure {
-    let span = |v: &[(usize, Result<f64, String>)]| -> Result<(f64, usize, usize), String> {
-        let ok: Vec<(usize, f64)> = v
+    let span = |v: &[(usize, Result<Cost, String>)]| -> Result<Flat, String> {
+        let ok: Vec<(usize, Cost)> = v
             .iter()
             .filter_map(|(n, r)| r.as_ref().ok().map(|&x| (*n, x)))
             .collect();
         match (ok.first(), ok.last()) {
-            (Some(&(n0, a)), Some(&(n1, b))) if n1 > n0 && a > 0.0 => Ok((b / a, n0, n1)),
+            (Some(&(n0, a)), Some(&(n1, b))) if n1 > n0 && a.best > 0.0 => Ok((
+                b.best / a.best,
+                (b.best / a.worst, b.worst / a.best),
+                n0,
+                n1,
+            )),
             _ => Err("fewer than two sizes measured".into()),
         }
     };
     let e = span(engine);
     let k = span(kernel);
-    let describe = |r: &Result<(f64, usize, usize), String>| match r {
-        Ok((_, a, b)) => format!("{} / {}", fmt_count(*b as f64), fmt_count(*a as f64)),
+    let describe = |r: &Result<Flat, String>| match r {
+        Ok((_, _, a, b)) => format!("{} / {}", fmt_count(*b as f64), fmt_count(*a as f64)),
         Err(e) => e.clone(),
     };
-    let met = e.as_ref().ok().map(|(x, _, _)| *x <= 1.5);
+    let met = e.as_ref().ok().map(|(x, _, _, _)| *x <= 1.5);
+    let target_uncertain = e
+        .as_ref()
+        .is_ok_and(|(_, (lo, hi), _, _)| *lo <= 1.5 && *hi > 1.5);
     Figure {
         key: "wait_flatness".into(),
         label: "flatness: wait cost at most ÷ at fewest watched".into(),
@@ -809,18 +898,32 @@ fn flatness(
             describe(&e),
             describe(&k)
         )),
+        engine_spread: e.as_ref().ok().map(|x| x.1),
+        kernel_spread: k.as_ref().ok().map(|x| x.1),
         engine: e.map(|x| x.0),
         kernel: k.map(|x| x.0),
         target: Some(("eventpoll <= 1.5".into(), met)),
+        target_uncertain,
     }
 }
 
-fn value(v: &Result<f64, String>, unit: &str) -> String {
-    match v {
-        Ok(x) if unit == "ns" => fmt_ns(*x),
-        Ok(x) if unit == "x" => format!("{x:.2}"),
-        Ok(x) => format!("{x:.1} {unit}"),
-        Err(_) => "-".into(),
+fn number(x: f64, unit: &str) -> String {
+    match unit {
+        "ns" => fmt_ns(x),
+        "x" => format!("{x:.2}"),
+        _ => format!("{x:.1} {unit}"),
+    }
+}
+
+/// A value with its spread: "288 ns (281–301)"; a single count alone.
+fn value(v: &Result<f64, String>, spread: Option<(f64, f64)>, unit: &str) -> String {
+    match (v, spread) {
+        (Ok(x), Some((lo, hi))) if unit == "ns" => {
+            format!("{} ({}–{})", fmt_ns(*x), fmt_ns(lo), fmt_ns(hi))
+        }
+        (Ok(x), Some((lo, hi))) if unit == "x" => format!("{x:.2} ({lo:.2}–{hi:.2})"),
+        (Ok(x), _) => number(*x, unit),
+        (Err(_), _) => "-".into(),
     }
 }
 
@@ -838,15 +941,16 @@ pub fn text(r: &MicroReport) -> String {
     ]);
     let mut notes = crate::report::Footnotes::default();
     for f in &r.figures {
-        let ratio = match f.ratio() {
-            Some(x) if f.unit != "x" => format!("{x:.2}x"),
+        let ratio = match (f.ratio(), f.ratio_range()) {
+            (Some(x), Some((lo, hi))) if f.unit != "x" && lo != hi => {
+                format!("{x:.2}x ({lo:.2}–{hi:.2}x)")
+            }
+            (Some(x), _) if f.unit != "x" => format!("{x:.2}x"),
             _ => "-".into(),
         };
-        let target = match &f.target {
-            Some((text, Some(true))) => format!("{text}: met"),
-            Some((text, Some(false))) => format!("{text}: NOT met"),
-            Some((text, None)) => format!("{text}: not measured"),
-            None => String::new(),
+        let target = match (&f.target, f.verdict()) {
+            (Some((text, _)), Some(v)) => format!("{text}: {v}"),
+            _ => String::new(),
         };
         let mut marks = Vec::new();
         if let Some(n) = &f.note {
@@ -859,8 +963,8 @@ pub fn text(r: &MicroReport) -> String {
         }
         t.add_row(vec![
             f.label.clone(),
-            value(&f.engine, f.unit),
-            value(&f.kernel, f.unit),
+            value(&f.engine, f.engine_spread, f.unit),
+            value(&f.kernel, f.kernel_spread, f.unit),
             ratio,
             target,
             marks.join(", "),
@@ -872,9 +976,15 @@ pub fn text(r: &MicroReport) -> String {
         }
     }
     format!(
-        "eventpoll bench micro: eventpoll vs the kernel's epoll, same run (best of trials)\n{}\n\n{t}\n{notes}\
+        "eventpoll bench micro: eventpoll vs the kernel's epoll, same run\n{}\n\
+         Each timed figure is the best of {} trials of {} ms per side (the least disturbed), \
+         with (lowest–highest) over the trials; the ratio's range is\n\
+         what those spreads allow, and a target the range crosses gets no verdict. Byte counts \
+         are single counts.\n\n{t}\n{notes}\
          Timer cost {:.0} ns (subtracted where single calls are timed). {} figures in {:.1} s.\n",
         r.machine.summary(),
+        r.trials,
+        r.slice.as_millis(),
         r.timer_overhead_ns,
         r.figures.len(),
         r.elapsed.as_secs_f64()
@@ -883,8 +993,11 @@ pub fn text(r: &MicroReport) -> String {
 
 /// The micro report as JSON.
 pub fn json(r: &MicroReport) -> Value {
-    let side = |v: &Result<f64, String>| match v {
-        Ok(x) => json!({ "value": x }),
+    let side = |v: &Result<f64, String>, spread: Option<(f64, f64)>| match v {
+        Ok(x) => match spread {
+            Some((lo, hi)) => json!({ "value": x, "min": lo, "max": hi }),
+            None => json!({ "value": x }),
+        },
         Err(e) => json!({ "value": null, "reason": e }),
     };
     let figures: Vec<Value> = r
@@ -895,9 +1008,11 @@ pub fn json(r: &MicroReport) -> Value {
                 "key": f.key,
                 "label": f.label,
                 "unit": f.unit,
-                "eventpoll": side(&f.engine),
-                "kernel": side(&f.kernel),
+                "eventpoll": side(&f.engine, f.engine_spread),
+                "kernel": side(&f.kernel, f.kernel_spread),
                 "kernel_over_eventpoll": f.ratio(),
+                "kernel_over_eventpoll_range": f.ratio_range().map(|(lo, hi)| [lo, hi]),
+                "target_verdict": f.verdict(),
                 "target": f.target.as_ref().map(|(t, _)| t),
                 "target_met": f.target.as_ref().and_then(|(_, m)| *m),
                 "note": f.note,
@@ -924,15 +1039,16 @@ mod tests {
     };
 
     fn each_figure<A: Api>(api: &A) {
-        assert!(ctl_add_del(api, T).unwrap() > 0.0);
-        assert!(ctl_mod(api, T).unwrap() > 0.0);
+        assert!(ctl_add_del(api, T).unwrap().best > 0.0);
+        assert!(ctl_mod(api, T).unwrap().best > 0.0);
         for (ready, edge) in [(1, false), (3, true), (5, false)] {
-            assert!(wait_ready(api, ready, edge, T).unwrap() >= 0.0);
+            let c = wait_ready(api, ready, edge, T).unwrap();
+            assert!(c.best >= 0.0 && c.worst >= c.best);
         }
         let w = Watched::new(api, 50, 10).unwrap();
-        assert!(w.wait_ns(T).unwrap() > 0.0);
+        assert!(w.wait_ns(T).unwrap().best > 0.0);
         drop(w);
-        assert!(wake_round_trip(api, T).unwrap() > 0.0);
+        assert!(wake_round_trip(api, T).unwrap().best > 0.0);
     }
 
     #[test]
@@ -968,7 +1084,7 @@ mod tests {
     #[test]
     fn a_tiny_micro_run_reports_and_serialises() {
         let config = MicroConfig {
-            timing: T,
+            timing: Timing { trials: 2, ..T },
             flat_sizes: vec![100, 1_000],
             bytes_sizes: vec![1_000],
             groups: GROUPS.iter().map(|g| g.to_string()).collect(),
@@ -976,6 +1092,19 @@ mod tests {
         let r = run(&config, &mut |_| {});
         let ctl = r.figures.iter().find(|f| f.key == "ctl_add_del").unwrap();
         assert!(ctl.ratio().is_some_and(|x| x > 0.0));
+        // Every timed figure carries its spread, the value inside it; the ratio its range.
+        for f in r.figures.iter().filter(|f| f.unit != "bytes") {
+            for (v, sp) in [(&f.engine, f.engine_spread), (&f.kernel, f.kernel_spread)] {
+                let (lo, hi) = sp.unwrap_or_else(|| panic!("no spread: {f:?}"));
+                let x = *v.as_ref().unwrap();
+                assert!(lo <= x && x <= hi, "{f:?}");
+            }
+            if f.unit == "ns" {
+                let (lo, hi) = f.ratio_range().unwrap();
+                let x = f.ratio().unwrap();
+                assert!(lo <= x && x <= hi, "{f:?}");
+            }
+        }
         let flat = r.figures.iter().find(|f| f.key == "wait_flatness").unwrap();
         assert!(flat.engine.is_ok() && flat.kernel.is_ok(), "{flat:?}");
         let text = text(&r);
@@ -983,6 +1112,12 @@ mod tests {
         let v: Value = serde_json::from_str(&serde_json::to_string(&json(&r)).unwrap()).unwrap();
         assert_eq!(v["benchmark"], "micro");
         assert_eq!(v["figures"].as_array().unwrap().len(), r.figures.len());
+        let ctl = &v["figures"][0];
+        assert!(
+            ctl["eventpoll"]["min"].as_f64().unwrap() <= ctl["eventpoll"]["max"].as_f64().unwrap()
+        );
+        assert!(ctl["kernel_over_eventpoll_range"].is_array(), "{ctl}");
+        assert!(ctl["target_verdict"].is_string(), "{ctl}");
         assert!(v["machine"]["cpu_model"].is_string());
         let only_ctl = MicroConfig {
             groups: vec!["ctl".into()],

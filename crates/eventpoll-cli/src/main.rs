@@ -1,4 +1,5 @@
-//! The `eventpoll` command: `bench` runs the scalability benchmark (the project's main job),
+//! The `eventpoll` command: `bench` runs the scalability benchmark (the project's main job;
+//! `bench micro` and `bench contention` the single-operation and multi-producer ones),
 //! `conform` runs conformance scenarios against the kernel and the engine, `check` runs a
 //! program under the epoll run-time checker.
 
@@ -20,7 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The pipetest scalability benchmark: select, poll, the kernel's epoll and eventpoll.
+    /// The benchmarks: the pipetest (select, poll, the kernel's epoll and eventpoll); `bench
+    /// micro`, single operations; `bench contention`, many threads signalling eventfds watched
+    /// by one instance while others harvest them (e.g. `eventpoll bench contention --threads
+    /// 1,2,4,8`).
     Bench(eventpoll_bench::BenchArgs),
     /// Run .ep conformance scenarios against the kernel and the engine and compare.
     Conform(eventpoll_conform::ConformArgs),

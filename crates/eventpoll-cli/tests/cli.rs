@@ -479,3 +479,70 @@ fn check_without_its_library_is_a_clear_error() {
     assert!(err.contains("nope.so is not a file"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_small_contention_run_reports_both_sides_with_spreads() {
+    let d = scratch("contention");
+    let json = d.join("c.json");
+    let svg = d.join("c.svg");
+    let o = eventpoll()
+        .args([
+            "bench",
+            "contention",
+            "--threads",
+            "1,2",
+            "--modes",
+            "lt,oneshot",
+            "--eventfds",
+            "4",
+            "--duration",
+            "0.02",
+            "--passes",
+            "2",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(status(&o), 0, "{out}{err}");
+    for needle in [
+        "Available parallelism:",
+        "kernel epoll events/ms",
+        "eventpoll ÷ kernel",
+        "range from spreads",
+        "one-shot (MOD re-arm)",
+        ", lost 0.",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["benchmark"], "contention");
+    assert_eq!(j["cells"].as_array().unwrap().len(), 2 * 2 * 2);
+    assert!(j["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "ok" && c["events_per_ms_min"].as_f64().unwrap() > 0.0));
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("producer threads"));
+    let o = eventpoll()
+        .args(["bench", "contention", "--modes", "kqueue"])
+        .output()
+        .unwrap();
+    assert_eq!(status(&o), 2);
+    let o = eventpoll()
+        .args(["bench", "contention", "--help"])
+        .output()
+        .unwrap();
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("stress-epoll") && out.contains("--threads"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
