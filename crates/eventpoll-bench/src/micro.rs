@@ -975,13 +975,23 @@ pub fn text(r: &MicroReport) -> String {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
+    let cores = r.machine.cores.max(1) as f64;
+    let warning = if r.machine.load_1min >= cores * 0.5 {
+        format!(
+            "warning: load average {:.2} at start on {} cores: other work competes with the \
+             benchmark; spreads are wide and ratios can move by 2x between runs\n",
+            r.machine.load_1min, r.machine.cores
+        )
+    } else {
+        String::new()
+    };
     format!(
         "eventpoll bench micro: eventpoll vs the kernel's epoll, same run\n{}\n\
          Each timed figure is the best of {} trials of {} ms per side (the least disturbed), \
          with (lowest–highest) over the trials; the ratio's range is\n\
          what those spreads allow, and a target the range crosses gets no verdict. Byte counts \
          are single counts.\n\n{t}\n{notes}\
-         Timer cost {:.0} ns (subtracted where single calls are timed). {} figures in {:.1} s.\n",
+         Timer cost {:.0} ns (subtracted where single calls are timed). {} figures in {:.1} s.\n{warning}",
         r.machine.summary(),
         r.trials,
         r.slice.as_millis(),
