@@ -3,7 +3,7 @@
 
 use eventpoll_bench::contention::{self, trial, Mode, Side, Workload};
 use eventpoll_bench::experiment::Silent;
-use eventpoll_bench::micro::{EngineApi, KernelApi};
+use eventpoll_bench::micro::{Api, EngineApi, KernelApi};
 use std::time::Duration;
 
 fn tiny(mode: Mode, producers: usize, harvesters: usize) -> Workload {
@@ -88,4 +88,61 @@ fn a_tiny_contention_run_reports_every_cell() {
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.contains("producer threads"));
     std::fs::remove_file(&svg).unwrap();
+}
+
+/// The kernel with the events of the eventfd at data 0 hidden from every wait: what an epoll
+/// that loses wakeups would look like to the benchmark.
+#[derive(Default)]
+struct Lossy(KernelApi);
+
+impl Api for Lossy {
+    type Ev = libc::epoll_event;
+    fn buffer(&self, n: usize) -> Vec<Self::Ev> {
+        self.0.buffer(n)
+    }
+    fn eventfd(&self, init: u32) -> Result<i32, String> {
+        self.0.eventfd(init)
+    }
+    fn epoll(&self) -> Result<i32, String> {
+        self.0.epoll()
+    }
+    fn ctl(&self, ep: i32, op: i32, fd: i32, events: u32, data: u64) -> Result<(), String> {
+        self.0.ctl(ep, op, fd, events, data)
+    }
+    fn wait(&self, ep: i32, buf: &mut [Self::Ev], timeout_ms: i32) -> Result<usize, String> {
+        let n = self.0.wait(ep, buf, timeout_ms)?;
+        let kept: Vec<Self::Ev> = buf[..n]
+            .iter()
+            .copied()
+            .filter(|e| self.0.data_of(e) != 0)
+            .collect();
+        buf[..kept.len()].copy_from_slice(&kept);
+        Ok(kept.len())
+    }
+    fn data_of(&self, ev: &Self::Ev) -> u64 {
+        self.0.data_of(ev)
+    }
+    fn add(&self, fd: i32, v: u64) -> Result<(), String> {
+        self.0.add(fd, v)
+    }
+    fn take(&self, fd: i32) -> Result<Option<u64>, String> {
+        self.0.take(fd)
+    }
+    fn close(&self, fd: i32) {
+        self.0.close(fd)
+    }
+}
+
+/// Lost events are counted, not waited for forever: the trial ends after the grace period
+/// and reports what was never harvested.
+#[test]
+fn contention_counts_lost_events() {
+    let w = Workload {
+        grace: Duration::from_millis(100),
+        ..tiny(Mode::Level, 2, 1)
+    };
+    let t = trial(&Lossy::default(), &w).unwrap();
+    assert!(t.produced > 0 && t.harvested > 0, "{t:?}");
+    assert!(t.lost() > 0, "the hidden eventfd's signals are lost: {t:?}");
+    assert_eq!(t.lost(), t.produced - t.harvested);
 }
