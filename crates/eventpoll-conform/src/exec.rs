@@ -4,7 +4,7 @@
 
 use crate::backend::threads::{BlockingCall, Outcome, ThreadState, Worker, JOIN_BOUND};
 use crate::backend::{Backend, BackendKind, Event, SysResult};
-use crate::script::{bit_names, BgCall, Command, Create, FdRef, Script};
+use crate::script::{bit_names, BgCall, BulkKind, Command, Create, FdRef, Many, Script};
 use crate::watchdog::{Timeout, Watch};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -162,13 +162,53 @@ struct Runner<'a> {
     threads: HashMap<String, Worker>,
 }
 
-/// `N [DATA BITS, ...]`, a wait's result.
-fn events_text(events: &[Event]) -> String {
-    let list: Vec<String> = events
-        .iter()
-        .map(|(bits, data)| format!("{data} {}", bit_names(*bits)))
-        .collect();
+/// Lists of more events than this are printed compactly (see [`events_text`]).
+pub const COMPACT_AFTER: usize = 32;
+
+/// `N [DATA BITS, ...]`, a wait's result. A list of more than [`COMPACT_AFTER`] events
+/// (bulk scenarios) prints each run of three or more consecutive events with the same bits
+/// and data counting up by one as `FIRST..LAST BITS`: `1100 [1..1100 in]`.
+pub fn events_text(events: &[Event]) -> String {
+    let one = |(bits, data): &Event| format!("{data} {}", bit_names(*bits));
+    let mut list: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < events.len() {
+        let (bits, first) = events[i];
+        let mut end = i + 1;
+        if events.len() > COMPACT_AFTER {
+            while end < events.len()
+                && events[end].0 == bits
+                && first.checked_add((end - i) as u64) == Some(events[end].1)
+            {
+                end += 1;
+            }
+        }
+        if end - i >= 3 {
+            let last = events[end - 1].1;
+            list.push(format!("{first}..{last} {}", bit_names(bits)));
+        } else {
+            end = i + 1;
+            list.push(one(&events[i]));
+        }
+        i = end;
+    }
     format!("{} [{}]", events.len(), list.join(", "))
+}
+
+/// Results of a bulk command, in order, run-length encoded: `1100 ok`,
+/// `500 ok, 1 EINVAL`.
+fn runs_text(results: impl IntoIterator<Item = String>) -> String {
+    let mut runs: Vec<(usize, String)> = Vec::new();
+    for r in results {
+        match runs.last_mut() {
+            Some((n, last)) if *last == r => *n += 1,
+            _ => runs.push((1, r)),
+        }
+    }
+    runs.iter()
+        .map(|(n, r)| format!("{n} {r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn outcome_text(o: Outcome) -> String {
@@ -416,7 +456,74 @@ impl Runner<'_> {
                 std::thread::sleep(std::time::Duration::from_millis(u64::from(*ms)));
                 "ok".to_string()
             }
+            Command::Objects { .. } | Command::CtlAll { .. } | Command::EfdWriteAll { .. } => {
+                self.bulk(c)
+            }
         }
+    }
+
+    /// The bulk commands: one backend call per name, results run-length encoded.
+    fn bulk(&mut self, c: &Command) -> String {
+        let side = |runner: &Self, m: &Many, i: u32| match m {
+            Many::One(r) => runner.fd(r),
+            Many::Bulk(b) => runner.fd(&FdRef::Name(b.name(i))),
+        };
+        let mut results = Vec::new();
+        match c {
+            Command::Objects {
+                kind,
+                prefix,
+                write_prefix,
+                count,
+            } => {
+                for i in 0..*count {
+                    let name = format!("{prefix}{i}");
+                    let r = match kind {
+                        BulkKind::Epolls => self.backend.epoll_create1(0).map(|fd| vec![fd]),
+                        BulkKind::Eventfds { init } => {
+                            self.backend.eventfd(*init, false).map(|fd| vec![fd])
+                        }
+                        BulkKind::Pipes => self.backend.pipe().map(|(r, w)| vec![r, w]),
+                    };
+                    let write = write_prefix.as_ref().map(|w| format!("{w}{i}"));
+                    let names: Vec<&String> = std::iter::once(&name).chain(&write).collect();
+                    results.push(self.bind(&names, r));
+                }
+            }
+            Command::CtlAll {
+                epfd,
+                op,
+                target,
+                event,
+            } => {
+                let count = [epfd, target]
+                    .iter()
+                    .find_map(|m| match m {
+                        Many::Bulk(b) => Some(b.count),
+                        Many::One(_) => None,
+                    })
+                    .unwrap_or(0);
+                for i in 0..count {
+                    let (ep, t) = (side(self, epfd, i), side(self, target, i));
+                    let ev = event.map(|(bits, data)| (bits, data.wrapping_add(u64::from(i))));
+                    results.push(show(self.backend.epoll_ctl(ep, *op, t, ev), done));
+                }
+            }
+            Command::EfdWriteAll { fds, value } => {
+                for name in fds.names() {
+                    let fd = self.fd(&FdRef::Name(name));
+                    results.push(show(self.backend.write(fd, &value.to_ne_bytes()), |n| {
+                        if n == 8 {
+                            "ok".to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    }));
+                }
+            }
+            _ => {}
+        }
+        runs_text(results)
     }
 }
 
