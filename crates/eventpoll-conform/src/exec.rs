@@ -553,6 +553,22 @@ mod tests {
     }
 
     #[test]
+    fn long_event_lists_and_bulk_results_are_compact() {
+        let short: Vec<Event> = (1..=5).map(|d| (1, d)).collect();
+        assert_eq!(events_text(&short), "5 [1 in, 2 in, 3 in, 4 in, 5 in]");
+        let mut long: Vec<Event> = (10..=40).map(|d| (1, d)).collect();
+        long.extend([(4, 41), (4, 42), (1, 1), (1, 2), (1, 3), (1, 9)]);
+        assert_eq!(
+            events_text(&long),
+            "37 [10..40 in, 41 out, 42 out, 1..3 in, 9 in]"
+        );
+        assert_eq!(
+            runs_text(["ok", "ok", "EINVAL", "ok"].map(String::from)),
+            "2 ok, 1 EINVAL, 1 ok"
+        );
+    }
+
+    #[test]
     fn results_are_formatted_per_command() {
         let kinds = pair(|| Fake::boxed(Quirk::WriteThreeAfterPipe));
         let s = parse(

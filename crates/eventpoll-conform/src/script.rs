@@ -1334,6 +1334,57 @@ mod tests {
     }
 
     #[test]
+    fn bulk_commands() {
+        let s = parse(
+            "b.ep",
+            "epoll e\neventfds c 3 1\npipes r w 2\nepolls x 2\nctl-all e add c*3 in 5\n\
+             ctl-all x*2 add c*2 in 1\nctl-all e del w*2\nefd-write-all c*3 1\nclose c2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[1].command,
+            Command::Objects {
+                kind: BulkKind::Eventfds { init: 1 },
+                prefix: "c".into(),
+                write_prefix: None,
+                count: 3
+            }
+        );
+        assert_eq!(
+            s.lines[4].command,
+            Command::CtlAll {
+                epfd: Many::One(FdRef::Name("e".into())),
+                op: 1,
+                target: Many::Bulk(Bulk {
+                    prefix: "c".into(),
+                    count: 3
+                }),
+                event: Some((1, 5))
+            }
+        );
+        assert!(matches!(
+            s.lines[6].command,
+            Command::CtlAll { event: None, .. }
+        ));
+        for bad in [
+            "eventfds c 0\n",
+            "eventfds c 1901\n",
+            "pipes r w 951\n",
+            "eventfds c 1000\neventfds d 901\n",
+            "epoll e\neventfds c 3\nctl-all e add c*4 in 1\n",
+            "epoll e\neventfds c 3\nctl-all e add e in 1\n",
+            "epolls x 2\neventfds c 3\nctl-all x*2 add c*3 in 1\n",
+            "epoll e\neventfds c 3\nctl-all e add c*3\n",
+            "epoll e\neventfds c 3\nctl-all e op=4 c*3 in 1\n",
+            "eventfds c 3\nefd-write-all c 1\n",
+            "eventfds C 3\n",
+        ] {
+            assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+        assert!(parse("b.ep", "eventfds c 1000\npipes r w 450\n").is_ok());
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_int("0x2011"), Some(0x2011));
         assert_eq!(parse_int("-1"), Some(-1));
