@@ -3,8 +3,8 @@
 //! `TEXT => panic: MESSAGE` line instead of ending the run.
 
 use crate::backend::threads::{BlockingCall, Outcome, ThreadState, Worker, JOIN_BOUND};
-use crate::backend::{Backend, BackendKind, Event, SysResult};
-use crate::script::{bit_names, BgCall, BulkKind, Command, Create, FdRef, Many, Script};
+use crate::backend::{Backend, BackendKind, Event, Forked, SysResult};
+use crate::script::{bit_names, BgCall, BulkKind, Command, Create, FdRef, Line, Many, Script};
 use crate::watchdog::{Timeout, Watch};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -99,6 +99,9 @@ pub(crate) fn run_watched(
             backend: &mut *backend,
             names: HashMap::new(),
             threads: HashMap::new(),
+            lines: &script.lines,
+            current: 0,
+            children: HashMap::new(),
         };
         for (i, line) in script.lines.iter().enumerate() {
             if let Some(w) = watch {
@@ -110,6 +113,7 @@ pub(crate) fn run_watched(
                 }
                 w.line.store(i, Ordering::SeqCst);
             }
+            runner.current = i;
             let result = runner.command(&line.command);
             lines.push(format!("{} => {}", line.text, result));
         }
@@ -160,6 +164,131 @@ struct Runner<'a> {
     /// is dropped (end of script, or a panic) is interrupted and joined by its `Drop`,
     /// before the backend releases its descriptors.
     threads: HashMap<String, Worker>,
+    /// The script's lines (a real child gets the index of its `@P` line).
+    lines: &'a [Line],
+    /// Index of the command running.
+    current: usize,
+    /// Child processes (`fork P`) that have not exited; a real one still here when the
+    /// runner is dropped is told to exit (then killed) and waited for.
+    children: HashMap<String, Child>,
+}
+
+impl Drop for Runner<'_> {
+    fn drop(&mut self) {
+        // Children still running at the end of the script (or at a panic) exit now, before
+        // the backend releases its descriptors.
+        for (_, child) in self.children.drain() {
+            child.end();
+        }
+    }
+}
+
+/// A child process of a scenario (`fork P`). See [`Runner::fork`].
+enum Child {
+    /// The engine's: a backend of its own (a forked table) and its own names.
+    Local {
+        backend: Box<dyn Backend>,
+        names: HashMap<String, i32>,
+    },
+    /// A real child process running [`Runner::child_loop`], driven over two pipes.
+    Process {
+        pid: libc::pid_t,
+        /// Commands go down this pipe (line indexes; `u32::MAX`: exit).
+        to: i32,
+        /// Results come up this one (a length, then the text).
+        from: i32,
+    },
+}
+
+/// How long the parent waits for a real child's answer or exit.
+const CHILD_BOUND_MS: i32 = 5000;
+
+/// Read exactly `buf.len()` bytes from `fd`, waiting at most [`CHILD_BOUND_MS`] for each
+/// part; false on end of file, error or time-out.
+fn read_exact_bounded(fd: i32, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, CHILD_BOUND_MS) } != 1 {
+            return false;
+        }
+        // SAFETY: the pointer and length stay inside `buf`.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Read exactly `buf.len()` bytes from `fd`, however long it takes (the child waits for
+/// its parent's next command); false on end of file or error.
+fn read_exact_blocking(fd: i32, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length stay inside `buf`.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Write all of `data` to `fd` (a pipe); false on error.
+fn write_all(fd: i32, data: &[u8]) -> bool {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: the pointer and length stay inside `data`.
+        let n = unsafe { libc::write(fd, data[done..].as_ptr().cast(), data.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+impl Child {
+    /// End the child: a real one is told to exit, then (if it does not within the bound)
+    /// killed, and waited for. `ok`, or `killed` when it had to be.
+    fn end(self) -> String {
+        match self {
+            Child::Local { backend, .. } => {
+                drop(backend);
+                "ok".to_string()
+            }
+            Child::Process { pid, to, from } => {
+                let asked = write_all(to, &u32::MAX.to_ne_bytes());
+                // The child closes its end by exiting: end of file here.
+                let mut byte = [0u8; 1];
+                let exited = asked && !read_exact_bounded(from, &mut byte);
+                if !exited {
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let mut status = 0;
+                // SAFETY: waiting for our own child; `status` is a valid int.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                // SAFETY: our pipe ends, not used again.
+                unsafe {
+                    libc::close(to);
+                    libc::close(from);
+                }
+                if exited { "ok" } else { "killed" }.to_string()
+            }
+        }
+    }
 }
 
 /// Lists of more events than this are printed compactly (see [`events_text`]).
@@ -458,6 +587,132 @@ impl Runner<'_> {
             }
             Command::Objects { .. } | Command::CtlAll { .. } | Command::EfdWriteAll { .. } => {
                 self.bulk(c)
+            }
+            Command::Fork { process } => self.fork(process),
+            Command::InChild { process, command } => self.in_child(process, command),
+            Command::Exit { process } => match self.children.remove(process) {
+                Some(child) => child.end(),
+                None => "no such process".to_string(),
+            },
+        }
+    }
+
+    /// `fork P`. The engine's child is a forked table in this process; the kernel's and
+    /// the C ABI's is a real child process with a copy of this runner, which runs the
+    /// `@P` commands it is sent, one at a time, while the parent waits for each answer:
+    /// parent and child never run at once, so the transcript is a function of the script.
+    fn fork(&mut self, process: &str) -> String {
+        let (mut down, mut up) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: two valid arrays of two ints.
+        let piped = unsafe {
+            libc::pipe2(down.as_mut_ptr(), libc::O_CLOEXEC) == 0
+                && libc::pipe2(up.as_mut_ptr(), libc::O_CLOEXEC) == 0
+        };
+        if !piped {
+            return "runner: no pipe for the child".to_string();
+        }
+        let close = |fds: &[i32]| {
+            for &fd in fds {
+                // SAFETY: pipe ends this function made, not used after.
+                unsafe { libc::close(fd) };
+            }
+        };
+        match self.backend.fork() {
+            Forked::Local(backend) => {
+                close(&[down[0], down[1], up[0], up[1]]);
+                let names = self.names.clone();
+                self.children
+                    .insert(process.to_string(), Child::Local { backend, names });
+                "ok".to_string()
+            }
+            Forked::Failed(e) => {
+                close(&[down[0], down[1], up[0], up[1]]);
+                e.name()
+            }
+            Forked::Parent(pid) => {
+                close(&[down[0], up[1]]);
+                let child = Child::Process {
+                    pid,
+                    to: down[1],
+                    from: up[0],
+                };
+                self.children.insert(process.to_string(), child);
+                "ok".to_string()
+            }
+            Forked::Child => {
+                close(&[down[1], up[0]]);
+                // Earlier children's pipes are the parent's business.
+                for c in self.children.values() {
+                    if let Child::Process { to, from, .. } = c {
+                        close(&[*to, *from]);
+                    }
+                }
+                self.child_loop(down[0], up[1])
+            }
+        }
+    }
+
+    /// The real child's life: run each `@P` line whose index arrives on `rx`, answer on
+    /// `tx`; exit (without running any destructor: the parent owns everything copied) when
+    /// told to or when the parent is gone.
+    fn child_loop(&mut self, rx: i32, tx: i32) -> ! {
+        loop {
+            let mut index = [0u8; 4];
+            let command = if read_exact_blocking(rx, &mut index) {
+                self.lines
+                    .get(u32::from_ne_bytes(index) as usize)
+                    .map(|l| &l.command)
+            } else {
+                None
+            };
+            let Some(Command::InChild { command, .. }) = command else {
+                // SAFETY: ends this (child) process at once.
+                unsafe { libc::_exit(0) }
+            };
+            let text =
+                catch_unwind(AssertUnwindSafe(|| self.command(command))).unwrap_or_else(|_| {
+                    let msg = CAPTURED.with(|c| c.borrow_mut().take());
+                    format!("panic: {}", msg.unwrap_or_default())
+                });
+            let len = (text.len() as u32).to_ne_bytes();
+            if !write_all(tx, &len) || !write_all(tx, text.as_bytes()) {
+                // SAFETY: as above.
+                unsafe { libc::_exit(1) }
+            }
+        }
+    }
+
+    /// `@P CMD`: run CMD in child P.
+    fn in_child(&mut self, process: &str, command: &Command) -> String {
+        let (lines, current) = (self.lines, self.current);
+        match self.children.get_mut(process) {
+            None => "no such process".to_string(),
+            Some(Child::Local { backend, names }) => {
+                let mut sub = Runner {
+                    backend: &mut **backend,
+                    names: std::mem::take(names),
+                    threads: HashMap::new(),
+                    lines,
+                    current,
+                    children: HashMap::new(),
+                };
+                let text = sub.command(command);
+                *names = std::mem::take(&mut sub.names);
+                text
+            }
+            Some(Child::Process { to, from, .. }) => {
+                let (to, from) = (*to, *from);
+                let mut len = [0u8; 4];
+                if !write_all(to, &(current as u32).to_ne_bytes())
+                    || !read_exact_bounded(from, &mut len)
+                {
+                    return "child hung or gone".to_string();
+                }
+                let mut text = vec![0u8; u32::from_ne_bytes(len) as usize];
+                if !read_exact_bounded(from, &mut text) {
+                    return "child hung or gone".to_string();
+                }
+                String::from_utf8_lossy(&text).into_owned()
             }
         }
     }

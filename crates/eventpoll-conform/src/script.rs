@@ -369,6 +369,25 @@ pub enum Command {
         /// `(events, first data)`, or `None` (DEL).
         event: Option<(u32, u64)>,
     },
+    /// `fork P` (addition): fork the scenario's process; the child is named P (process
+    /// names are a namespace of their own) and runs only the commands given to it with `@P`.
+    Fork {
+        /// The child's name.
+        process: String,
+    },
+    /// `@P CMD` (addition): run CMD in child P (a foreground command: not `bg`, `fork`,
+    /// `exit` or another thread command).
+    InChild {
+        /// The child.
+        process: String,
+        /// The command it runs.
+        command: Box<Command>,
+    },
+    /// `exit P` (addition): child P exits (its descriptors close) and is waited for.
+    Exit {
+        /// The child.
+        process: String,
+    },
     /// `efd-write-all P*N VALUE` (addition): `efd-write` on each name.
     EfdWriteAll {
         /// The eventfds.
@@ -485,7 +504,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Every command of the format, for messages.
-pub const COMMANDS: [&str; 35] = [
+pub const COMMANDS: [&str; 37] = [
     "epoll",
     "pipe",
     "setpipesz",
@@ -521,6 +540,8 @@ pub const COMMANDS: [&str; 35] = [
     "pipes",
     "ctl-all",
     "efd-write-all",
+    "fork",
+    "exit",
 ];
 
 /// A [`ParseErrorKind::BadWord`] for `w` where `allowed` were expected.
@@ -554,6 +575,7 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
     let mut defined = HashSet::new();
     let mut running = HashSet::new();
     let mut bulk_descriptors = 0u32;
+    let mut processes = HashSet::new();
     for (i, raw) in source.lines().enumerate() {
         let lineno = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -575,14 +597,27 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
             lineno,
             kind,
         };
-        let command = LineParser {
-            words: &words,
-            pos: 1,
-            defined: &defined,
-            running: &running,
+        let command = match words[0] {
+            "fork" | "exit" => process_command(&words, &processes),
+            w if w.starts_with('@') => in_child(&words, &processes, &defined, &running),
+            _ => LineParser {
+                words: &words,
+                pos: 1,
+                defined: &defined,
+                running: &running,
+            }
+            .command(),
         }
-        .command()
         .map_err(err)?;
+        match &command {
+            Command::Fork { process } => {
+                processes.insert(process.clone());
+            }
+            Command::Exit { process } => {
+                processes.remove(process);
+            }
+            _ => {}
+        }
         for n in bound_names(&command) {
             defined.insert(n.to_string());
         }
@@ -638,8 +673,68 @@ pub fn bound_names(c: &Command) -> Vec<&str> {
         | Command::Dupfd { name, .. } => vec![name],
         Command::Pipe { read, write } => vec![read, write],
         Command::Socketpair { a, b, .. } => vec![a, b],
+        Command::InChild { command, .. } => bound_names(command),
         _ => vec![],
     }
+}
+
+/// `fork P` (P not a running child) or `exit P` (P a running child).
+fn process_command(words: &[&str], processes: &HashSet<String>) -> Result<Command, ParseErrorKind> {
+    let fork = words[0] == "fork";
+    let p = words
+        .get(1)
+        .ok_or(ParseErrorKind::MissingArgument("process name"))?;
+    if let Some(extra) = words.get(2) {
+        return Err(ParseErrorKind::ExtraArgument(extra.to_string()));
+    }
+    if !is_name(p) || processes.contains(*p) == fork {
+        return Err(ParseErrorKind::BadName(p.to_string()));
+    }
+    let process = p.to_string();
+    Ok(if fork {
+        Command::Fork { process }
+    } else {
+        Command::Exit { process }
+    })
+}
+
+/// `@P CMD`: CMD with the ordinary syntax, run by the running child P.
+fn in_child(
+    words: &[&str],
+    processes: &HashSet<String>,
+    defined: &HashSet<String>,
+    running: &HashSet<String>,
+) -> Result<Command, ParseErrorKind> {
+    let p = &words[0][1..];
+    if !processes.contains(p) {
+        return Err(ParseErrorKind::BadName(words[0].to_string()));
+    }
+    let rest = &words[1..];
+    let first = *rest
+        .first()
+        .ok_or(ParseErrorKind::MissingArgument("a command for the child"))?;
+    if [
+        "bg", "sleeping", "settle", "join", "signal", "fork", "exit", "epolls", "eventfds", "pipes",
+    ]
+    .contains(&first)
+        || first.starts_with('@')
+    {
+        return Err(word(
+            first,
+            "a foreground command (not a thread or process command)",
+        ));
+    }
+    let command = LineParser {
+        words: rest,
+        pos: 1,
+        defined,
+        running,
+    }
+    .command()?;
+    Ok(Command::InChild {
+        process: p.to_string(),
+        command: Box::new(command),
+    })
 }
 
 /// The names a bulk command binds (`P0` to `P(N-1)`).
@@ -654,6 +749,7 @@ pub fn bulk_names(c: &Command) -> Vec<String> {
             .chain(write_prefix)
             .flat_map(|p| (0..*count).map(move |i| format!("{p}{i}")))
             .collect(),
+        Command::InChild { command, .. } => bulk_names(command),
         _ => vec![],
     }
 }
