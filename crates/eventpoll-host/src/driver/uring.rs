@@ -490,8 +490,12 @@ impl Ring {
     /// eventfds woken at once a wait saw 20 of them, and the cancel of a closed pipe's
     /// poll, queued behind them, left the pipe open after its last close.
     fn drain_task_work(&self) {
-        let tail = || self.cq_map().atomic(self.p.cq_off.tail).load(Ordering::Acquire);
-        // Bounded: each round runs up to 20 items; the ring holds far fewer polls' worth.
+        let tail = || {
+            self.cq_map()
+                .atomic(self.p.cq_off.tail)
+                .load(Ordering::Acquire)
+        };
+        // Bounded (each round runs up to 20 items; 100,000 rounds outnumber any queue here).
         for _ in 0..MAX_TASK_WORK_ROUNDS {
             let before = tail();
             if self.enter(0, IORING_ENTER_GETEVENTS).is_err() {
