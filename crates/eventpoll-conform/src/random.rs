@@ -139,6 +139,10 @@ struct Gen {
     /// `(epoll, target)` pairs added so far (whether or not the add succeeded): MOD and DEL
     /// mostly pick one of these.
     items: Vec<(String, String)>,
+    /// Whether this scenario forks (see [`Gen::fork_step`]).
+    forks: bool,
+    /// The running child process, if any.
+    child: Option<String>,
 }
 
 /// Generate scenario number `index` of `seed`: `.ep` text (single-threaded).
@@ -170,6 +174,8 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
         items: Vec::new(),
         heavy_sockets: false,
         threads_blocked: false,
+        forks: false,
+        child: None,
     };
     g.heavy_sockets = g.rng.chance(20);
     let what = if threaded { "threaded " } else { "" };
@@ -202,6 +208,7 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
     // instances at the nesting limit, or a fan at a wakeup-path limit.
     if !threaded {
         g.limits_shape();
+        g.forks = g.rng.chance(6);
     }
     let ops = if threaded {
         4 + g.rng.below(20)
@@ -209,7 +216,11 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
         8 + g.rng.below(53)
     };
     for _ in 0..ops {
-        g.op();
+        if g.forks {
+            g.fork_step();
+        } else {
+            g.op();
+        }
     }
     if threaded {
         g.threads();
@@ -640,6 +651,32 @@ impl Gen {
             }
         };
         self.lines.push(line);
+    }
+
+    /// One operation of a forking scenario: now and then `fork P` (when no child runs) or
+    /// `exit P`; otherwise an ordinary operation, run by the child (`@P`, every line it
+    /// made) 40% of the time while one runs. The child shares the instances and open files
+    /// of the parent at the fork; names it binds exist in its own table only.
+    fn fork_step(&mut self) {
+        match self.child.clone() {
+            None if self.rng.chance(15) => {
+                let p = self.fresh("p");
+                self.lines.push(format!("fork {p}"));
+                self.child = Some(p);
+            }
+            Some(p) if self.rng.chance(6) => {
+                self.lines.push(format!("exit {p}"));
+                self.child = None;
+            }
+            Some(p) if self.rng.chance(40) => {
+                let before = self.lines.len();
+                self.op();
+                for line in &mut self.lines[before..] {
+                    *line = format!("@{p} {line}");
+                }
+            }
+            _ => self.op(),
+        }
     }
 
     /// One of the limits shapes, or nothing (most of the time): see [`Gen::bulk_ready`],
@@ -1379,6 +1416,33 @@ mod tests {
         ] {
             assert!(k > 0 && k < n / 10, "{what}: {k} of {n}");
         }
+    }
+
+    #[test]
+    fn some_scenarios_fork_and_run_commands_in_the_child() {
+        use crate::script::Command;
+        let (n, mut forking, mut in_child, mut exits) = (2000, 0, 0, 0);
+        for i in 0..n {
+            let text = generate(13, i);
+            let s = parse("f.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let forks = s
+                .lines
+                .iter()
+                .any(|l| matches!(l.command, Command::Fork { .. }));
+            forking += u64::from(forks);
+            for l in &s.lines {
+                match l.command {
+                    Command::InChild { .. } => in_child += 1,
+                    Command::Exit { .. } => exits += 1,
+                    _ => {}
+                }
+            }
+            let threaded = generate_threaded(13, i);
+            assert!(!threaded.contains("\nfork "), "{threaded}");
+        }
+        eprintln!("of {n}: {forking} fork, {in_child} commands in a child, {exits} exits");
+        assert!(forking > n / 100 && forking < n / 5, "{forking} of {n}");
+        assert!(in_child > forking && exits > 0, "{in_child} {exits}");
     }
 
     #[test]

@@ -1481,6 +1481,43 @@ mod tests {
     }
 
     #[test]
+    fn fork_commands() {
+        let s = parse(
+            "f.ep",
+            "epoll e\nfork p\n@p epoll f\n@p ctl f add e in 1\nexit p\nfork p\nclose f\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[1].command,
+            Command::Fork {
+                process: "p".into()
+            }
+        );
+        assert!(matches!(
+            &s.lines[3].command,
+            Command::InChild { process, command } if process == "p"
+                && matches!(**command, Command::Ctl { op: 1, .. })
+        ));
+        assert_eq!(s.lines[3].text, "@p ctl f add e in 1");
+        assert!(matches!(s.lines[4].command, Command::Exit { .. }));
+        for bad in [
+            "@p epoll e\n",
+            "fork p\nfork p\n",
+            "exit p\n",
+            "fork p\nexit p\n@p epoll e\n",
+            "fork p\n@p fork q\n",
+            "fork p\n@p exit p\n",
+            "fork p\n@p bg t wait e 1 -1\n",
+            "fork p\n@p eventfds c 3\n",
+            "fork p\n@p\n",
+            "fork P\n",
+            "fork p q\n",
+        ] {
+            assert!(parse("f.ep", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_int("0x2011"), Some(0x2011));
         assert_eq!(parse_int("-1"), Some(-1));
