@@ -80,6 +80,7 @@
 //! | `epolls P N` *(addition)* | N instances (`epoll_create1(0)`), named `P0` to `P(N-1)` | run-length results: `N ok` (`1899 ok, 1 EMFILE`) |
 //! | `eventfds P N [INIT]` *(addition)* | N eventfds with counter INIT (default 0), named `P0` .. | as `epolls` |
 //! | `pipes R W N` *(addition)* | N pipes, read ends `R0` .., write ends `W0` .. | as `epolls` |
+//! | `fork P`, `@P CMD`, `exit P` *(addition)* | fork; run CMD in child P; end child P (see Processes) | `ok`; CMD's result |
 //! | `ctl-all E add\|mod\|del T [EVENTS DATA]` *(addition)* | one `epoll_ctl` per name of a bulk reference `P*N` (the names `P0` to `P(N-1)`) given as E, as T, or as both (pairwise, same N); the i-th call's data is `DATA + i`; `del` takes no EVENTS DATA | run-length results in call order: `500 ok, 1 EINVAL` |
 //! | `efd-write-all P*N VALUE` *(addition)* | `efd-write` on each name | as `ctl-all` |
 //!
@@ -100,7 +101,37 @@
 //! more waiters), then `join T`. Real timeouts work as they do in the foreground (`wait e 8
 //! 100` sleeps 100 ms); a waiter with no timeout that is never woken prints `hung`, is
 //! interrupted, and the scenario fails instead of hanging. Threads still running at the end
-//! of a script are interrupted and joined. `fork` is not in the format.
+//! of a script are interrupted and joined.
+//!
+//! ## Processes *(addition)*
+//!
+//! `fork P` forks the scenario's process; `@P CMD` runs the foreground command CMD in child
+//! P (not a thread, process or bulk-creation command); `exit P` ends the child (its
+//! descriptors close, as at a process's exit) and waits for it; results `ok`. Process names
+//! are a namespace of their own; a child still running at the end of the script exits then.
+//! The child starts with the parent's names and descriptors (the same open files and
+//! instances); names it binds (`@p epoll f`) exist in its own table only, and numbers are
+//! allocated lowest-free in each process's table. On the kernel and the C ABI the child is
+//! a real process (`fork(2)`; the C ABI's own `pthread_atfork` hand-over runs) with a copy
+//! of the runner, which runs the `@P` commands it is sent over a pipe, one at a time,
+//! while the parent waits for each answer (at most 5 s: then `child hung or gone`); the
+//! engine's child is [`eventpoll::FdTable::fork`] of the scenario's table, run in the same
+//! thread. Parent and child never run at once, so the transcript is a function of the
+//! script. No C ABI scenario runs while a backend forks (the library's fork hand-over
+//! would change it).
+//!
+//! ```text
+//! # name: an item outlives the parent's close while the child keeps the file (a ghost)
+//! epoll e
+//! eventfd c 0
+//! ctl e add c in 7
+//! fork p
+//! close c
+//! @p efd-write c 1
+//! wait e 8 0        # => 1 [7 in]
+//! exit p            # the last reference goes: the item with it
+//! wait e 8 0        # => 0 []
+//! ```
 //!
 //! ```text
 //! # name: an LT event wakes every waiter blocked on the instance

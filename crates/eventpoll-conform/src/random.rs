@@ -13,7 +13,9 @@
 //! of four to seven instances linked in random order (the nesting depth limit, `ELOOP`, at
 //! and past its boundary, with loop links now and then), or a fan of outer instances at a
 //! wakeup-path limit (500/100/50/10 for paths of length 2–5, give or take one or two,
-//! `EINVAL`). It avoids what is nondeterministic on the kernel: a foreground wait's
+//! `EINVAL`). One single-threaded scenario in about 16 forks: `fork P`, then ordinary
+//! operations, 40% of them run by the child (`@P`), now and then `exit P` and another
+//! fork (ghosts across processes, instances shared by both, waits in the child). It avoids what is nondeterministic on the kernel: a foreground wait's
 //! timeout is 0 or a millisecond or two (nothing changes while it sleeps in a
 //! single-threaded script) and timers are only `expired` or `disarm`, so that the kernel's
 //! transcript is a function of the script.
