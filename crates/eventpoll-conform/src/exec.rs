@@ -3,8 +3,8 @@
 //! `TEXT => panic: MESSAGE` line instead of ending the run.
 
 use crate::backend::threads::{BlockingCall, Outcome, ThreadState, Worker, JOIN_BOUND};
-use crate::backend::{Backend, BackendKind, Event, SysResult};
-use crate::script::{bit_names, BgCall, Command, Create, FdRef, Script};
+use crate::backend::{Backend, BackendKind, Event, Forked, SysResult};
+use crate::script::{bit_names, BgCall, BulkKind, Command, Create, FdRef, Line, Many, Script};
 use crate::watchdog::{Timeout, Watch};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -99,6 +99,9 @@ pub(crate) fn run_watched(
             backend: &mut *backend,
             names: HashMap::new(),
             threads: HashMap::new(),
+            lines: &script.lines,
+            current: 0,
+            children: HashMap::new(),
         };
         for (i, line) in script.lines.iter().enumerate() {
             if let Some(w) = watch {
@@ -110,6 +113,7 @@ pub(crate) fn run_watched(
                 }
                 w.line.store(i, Ordering::SeqCst);
             }
+            runner.current = i;
             let result = runner.command(&line.command);
             lines.push(format!("{} => {}", line.text, result));
         }
@@ -160,15 +164,180 @@ struct Runner<'a> {
     /// is dropped (end of script, or a panic) is interrupted and joined by its `Drop`,
     /// before the backend releases its descriptors.
     threads: HashMap<String, Worker>,
+    /// The script's lines (a real child gets the index of its `@P` line).
+    lines: &'a [Line],
+    /// Index of the command running.
+    current: usize,
+    /// Child processes (`fork P`) that have not exited; a real one still here when the
+    /// runner is dropped is told to exit (then killed) and waited for.
+    children: HashMap<String, Child>,
 }
 
-/// `N [DATA BITS, ...]`, a wait's result.
-fn events_text(events: &[Event]) -> String {
-    let list: Vec<String> = events
-        .iter()
-        .map(|(bits, data)| format!("{data} {}", bit_names(*bits)))
-        .collect();
+impl Drop for Runner<'_> {
+    fn drop(&mut self) {
+        // Children still running at the end of the script (or at a panic) exit now, before
+        // the backend releases its descriptors.
+        for (_, child) in self.children.drain() {
+            child.end();
+        }
+    }
+}
+
+/// A child process of a scenario (`fork P`). See [`Runner::fork`].
+enum Child {
+    /// The engine's: a backend of its own (a forked table) and its own names.
+    Local {
+        backend: Box<dyn Backend>,
+        names: HashMap<String, i32>,
+    },
+    /// A real child process running [`Runner::child_loop`], driven over two pipes.
+    Process {
+        pid: libc::pid_t,
+        /// Commands go down this pipe (line indexes; `u32::MAX`: exit).
+        to: i32,
+        /// Results come up this one (a length, then the text).
+        from: i32,
+    },
+}
+
+/// How long the parent waits for a real child's answer or exit.
+const CHILD_BOUND_MS: i32 = 5000;
+
+/// Read exactly `buf.len()` bytes from `fd`, waiting at most [`CHILD_BOUND_MS`] for each
+/// part; false on end of file, error or time-out.
+fn read_exact_bounded(fd: i32, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, CHILD_BOUND_MS) } != 1 {
+            return false;
+        }
+        // SAFETY: the pointer and length stay inside `buf`.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Read exactly `buf.len()` bytes from `fd`, however long it takes (the child waits for
+/// its parent's next command); false on end of file or error.
+fn read_exact_blocking(fd: i32, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length stay inside `buf`.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+/// Write all of `data` to `fd` (a pipe); false on error.
+fn write_all(fd: i32, data: &[u8]) -> bool {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: the pointer and length stay inside `data`.
+        let n = unsafe { libc::write(fd, data[done..].as_ptr().cast(), data.len() - done) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+impl Child {
+    /// End the child: a real one is told to exit, then (if it does not within the bound)
+    /// killed, and waited for. `ok`, or `killed` when it had to be.
+    fn end(self) -> String {
+        match self {
+            Child::Local { backend, .. } => {
+                drop(backend);
+                "ok".to_string()
+            }
+            Child::Process { pid, to, from } => {
+                let asked = write_all(to, &u32::MAX.to_ne_bytes());
+                // The child closes its end by exiting: end of file here.
+                let mut byte = [0u8; 1];
+                let exited = asked && !read_exact_bounded(from, &mut byte);
+                if !exited {
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let mut status = 0;
+                // SAFETY: waiting for our own child; `status` is a valid int.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                // SAFETY: our pipe ends, not used again.
+                unsafe {
+                    libc::close(to);
+                    libc::close(from);
+                }
+                if exited { "ok" } else { "killed" }.to_string()
+            }
+        }
+    }
+}
+
+/// Lists of more events than this are printed compactly (see [`events_text`]).
+pub const COMPACT_AFTER: usize = 32;
+
+/// `N [DATA BITS, ...]`, a wait's result. A list of more than [`COMPACT_AFTER`] events
+/// (bulk scenarios) prints each run of three or more consecutive events with the same bits
+/// and data counting up by one as `FIRST..LAST BITS`: `1100 [1..1100 in]`.
+pub fn events_text(events: &[Event]) -> String {
+    let one = |(bits, data): &Event| format!("{data} {}", bit_names(*bits));
+    let mut list: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < events.len() {
+        let (bits, first) = events[i];
+        let mut end = i + 1;
+        if events.len() > COMPACT_AFTER {
+            while end < events.len()
+                && events[end].0 == bits
+                && first.checked_add((end - i) as u64) == Some(events[end].1)
+            {
+                end += 1;
+            }
+        }
+        if end - i >= 3 {
+            let last = events[end - 1].1;
+            list.push(format!("{first}..{last} {}", bit_names(bits)));
+        } else {
+            end = i + 1;
+            list.push(one(&events[i]));
+        }
+        i = end;
+    }
     format!("{} [{}]", events.len(), list.join(", "))
+}
+
+/// Results of a bulk command, in order, run-length encoded: `1100 ok`,
+/// `500 ok, 1 EINVAL`.
+fn runs_text(results: impl IntoIterator<Item = String>) -> String {
+    let mut runs: Vec<(usize, String)> = Vec::new();
+    for r in results {
+        match runs.last_mut() {
+            Some((n, last)) if *last == r => *n += 1,
+            _ => runs.push((1, r)),
+        }
+    }
+    runs.iter()
+        .map(|(n, r)| format!("{n} {r}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn outcome_text(o: Outcome) -> String {
@@ -416,7 +585,200 @@ impl Runner<'_> {
                 std::thread::sleep(std::time::Duration::from_millis(u64::from(*ms)));
                 "ok".to_string()
             }
+            Command::Objects { .. } | Command::CtlAll { .. } | Command::EfdWriteAll { .. } => {
+                self.bulk(c)
+            }
+            Command::Fork { process } => self.fork(process),
+            Command::InChild { process, command } => self.in_child(process, command),
+            Command::Exit { process } => match self.children.remove(process) {
+                Some(child) => child.end(),
+                None => "no such process".to_string(),
+            },
         }
+    }
+
+    /// `fork P`. The engine's child is a forked table in this process; the kernel's and
+    /// the C ABI's is a real child process with a copy of this runner, which runs the
+    /// `@P` commands it is sent, one at a time, while the parent waits for each answer:
+    /// parent and child never run at once, so the transcript is a function of the script.
+    fn fork(&mut self, process: &str) -> String {
+        let (mut down, mut up) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: two valid arrays of two ints.
+        let piped = unsafe {
+            libc::pipe2(down.as_mut_ptr(), libc::O_CLOEXEC) == 0
+                && libc::pipe2(up.as_mut_ptr(), libc::O_CLOEXEC) == 0
+        };
+        if !piped {
+            return "runner: no pipe for the child".to_string();
+        }
+        let close = |fds: &[i32]| {
+            for &fd in fds {
+                // SAFETY: pipe ends this function made, not used after.
+                unsafe { libc::close(fd) };
+            }
+        };
+        match self.backend.fork() {
+            Forked::Local(backend) => {
+                close(&[down[0], down[1], up[0], up[1]]);
+                let names = self.names.clone();
+                self.children
+                    .insert(process.to_string(), Child::Local { backend, names });
+                "ok".to_string()
+            }
+            Forked::Failed(e) => {
+                close(&[down[0], down[1], up[0], up[1]]);
+                e.name()
+            }
+            Forked::Parent(pid) => {
+                close(&[down[0], up[1]]);
+                let child = Child::Process {
+                    pid,
+                    to: down[1],
+                    from: up[0],
+                };
+                self.children.insert(process.to_string(), child);
+                "ok".to_string()
+            }
+            Forked::Child => {
+                close(&[down[1], up[0]]);
+                // Earlier children's pipes are the parent's business.
+                for c in self.children.values() {
+                    if let Child::Process { to, from, .. } = c {
+                        close(&[*to, *from]);
+                    }
+                }
+                self.child_loop(down[0], up[1])
+            }
+        }
+    }
+
+    /// The real child's life: run each `@P` line whose index arrives on `rx`, answer on
+    /// `tx`; exit (without running any destructor: the parent owns everything copied) when
+    /// told to or when the parent is gone.
+    fn child_loop(&mut self, rx: i32, tx: i32) -> ! {
+        loop {
+            let mut index = [0u8; 4];
+            let command = if read_exact_blocking(rx, &mut index) {
+                self.lines
+                    .get(u32::from_ne_bytes(index) as usize)
+                    .map(|l| &l.command)
+            } else {
+                None
+            };
+            let Some(Command::InChild { command, .. }) = command else {
+                // SAFETY: ends this (child) process at once.
+                unsafe { libc::_exit(0) }
+            };
+            let text =
+                catch_unwind(AssertUnwindSafe(|| self.command(command))).unwrap_or_else(|_| {
+                    let msg = CAPTURED.with(|c| c.borrow_mut().take());
+                    format!("panic: {}", msg.unwrap_or_default())
+                });
+            let len = (text.len() as u32).to_ne_bytes();
+            if !write_all(tx, &len) || !write_all(tx, text.as_bytes()) {
+                // SAFETY: as above.
+                unsafe { libc::_exit(1) }
+            }
+        }
+    }
+
+    /// `@P CMD`: run CMD in child P.
+    fn in_child(&mut self, process: &str, command: &Command) -> String {
+        let (lines, current) = (self.lines, self.current);
+        match self.children.get_mut(process) {
+            None => "no such process".to_string(),
+            Some(Child::Local { backend, names }) => {
+                let mut sub = Runner {
+                    backend: &mut **backend,
+                    names: std::mem::take(names),
+                    threads: HashMap::new(),
+                    lines,
+                    current,
+                    children: HashMap::new(),
+                };
+                let text = sub.command(command);
+                *names = std::mem::take(&mut sub.names);
+                text
+            }
+            Some(Child::Process { to, from, .. }) => {
+                let (to, from) = (*to, *from);
+                let mut len = [0u8; 4];
+                if !write_all(to, &(current as u32).to_ne_bytes())
+                    || !read_exact_bounded(from, &mut len)
+                {
+                    return "child hung or gone".to_string();
+                }
+                let mut text = vec![0u8; u32::from_ne_bytes(len) as usize];
+                if !read_exact_bounded(from, &mut text) {
+                    return "child hung or gone".to_string();
+                }
+                String::from_utf8_lossy(&text).into_owned()
+            }
+        }
+    }
+
+    /// The bulk commands: one backend call per name, results run-length encoded.
+    fn bulk(&mut self, c: &Command) -> String {
+        let side = |runner: &Self, m: &Many, i: u32| match m {
+            Many::One(r) => runner.fd(r),
+            Many::Bulk(b) => runner.fd(&FdRef::Name(b.name(i))),
+        };
+        let mut results = Vec::new();
+        match c {
+            Command::Objects {
+                kind,
+                prefix,
+                write_prefix,
+                count,
+            } => {
+                for i in 0..*count {
+                    let name = format!("{prefix}{i}");
+                    let r = match kind {
+                        BulkKind::Epolls => self.backend.epoll_create1(0).map(|fd| vec![fd]),
+                        BulkKind::Eventfds { init } => {
+                            self.backend.eventfd(*init, false).map(|fd| vec![fd])
+                        }
+                        BulkKind::Pipes => self.backend.pipe().map(|(r, w)| vec![r, w]),
+                    };
+                    let write = write_prefix.as_ref().map(|w| format!("{w}{i}"));
+                    let names: Vec<&String> = std::iter::once(&name).chain(&write).collect();
+                    results.push(self.bind(&names, r));
+                }
+            }
+            Command::CtlAll {
+                epfd,
+                op,
+                target,
+                event,
+            } => {
+                let count = [epfd, target]
+                    .iter()
+                    .find_map(|m| match m {
+                        Many::Bulk(b) => Some(b.count),
+                        Many::One(_) => None,
+                    })
+                    .unwrap_or(0);
+                for i in 0..count {
+                    let (ep, t) = (side(self, epfd, i), side(self, target, i));
+                    let ev = event.map(|(bits, data)| (bits, data.wrapping_add(u64::from(i))));
+                    results.push(show(self.backend.epoll_ctl(ep, *op, t, ev), done));
+                }
+            }
+            Command::EfdWriteAll { fds, value } => {
+                for name in fds.names() {
+                    let fd = self.fd(&FdRef::Name(name));
+                    results.push(show(self.backend.write(fd, &value.to_ne_bytes()), |n| {
+                        if n == 8 {
+                            "ok".to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    }));
+                }
+            }
+            _ => {}
+        }
+        runs_text(results)
     }
 }
 
@@ -443,6 +805,22 @@ mod tests {
         let again = run_script(&s, &kinds[0]);
         assert_eq!(again.lines[2], "wait e 1 0 => 1 [7 in]");
         assert_eq!(again.panic, None);
+    }
+
+    #[test]
+    fn long_event_lists_and_bulk_results_are_compact() {
+        let short: Vec<Event> = (1..=5).map(|d| (1, d)).collect();
+        assert_eq!(events_text(&short), "5 [1 in, 2 in, 3 in, 4 in, 5 in]");
+        let mut long: Vec<Event> = (10..=40).map(|d| (1, d)).collect();
+        long.extend([(4, 41), (4, 42), (1, 1), (1, 2), (1, 3), (1, 9)]);
+        assert_eq!(
+            events_text(&long),
+            "37 [10..40 in, 41 out, 42 out, 1..3 in, 9 in]"
+        );
+        assert_eq!(
+            runs_text(["ok", "ok", "EINVAL", "ok"].map(String::from)),
+            "2 ok, 1 EINVAL, 1 ok"
+        );
     }
 
     #[test]

@@ -77,6 +77,13 @@
 //! | `join T` *(addition)* | wait for T's call to return (bounded: 5 s) | the call's result (`wait`: as `wait`; `poll`: revents; `select`: `N [read, write, except]`), or `hung (…)` |
 //! | `sleep MS` *(addition)* | the main thread sleeps MS milliseconds | `ok` |
 //!
+//! | `epolls P N` *(addition)* | N instances (`epoll_create1(0)`), named `P0` to `P(N-1)` | run-length results: `N ok` (`1899 ok, 1 EMFILE`) |
+//! | `eventfds P N [INIT]` *(addition)* | N eventfds with counter INIT (default 0), named `P0` .. | as `epolls` |
+//! | `pipes R W N` *(addition)* | N pipes, read ends `R0` .., write ends `W0` .. | as `epolls` |
+//! | `fork P`, `@P CMD`, `exit P` *(addition)* | fork; run CMD in child P; end child P (see Processes) | `ok`; CMD's result |
+//! | `ctl-all E add\|mod\|del T [EVENTS DATA]` *(addition)* | one `epoll_ctl` per name of a bulk reference `P*N` (the names `P0` to `P(N-1)`) given as E, as T, or as both (pairwise, same N); the i-th call's data is `DATA + i`; `del` takes no EVENTS DATA | run-length results in call order: `500 ok, 1 EINVAL` |
+//! | `efd-write-all P*N VALUE` *(addition)* | `efd-write` on each name | as `ctl-all` |
+//!
 //! A failure prints the errno name instead (`EBADF`). The wait buffer has `min(MAX, 1024)`
 //! entries (at least one, so `MAX <= 0` reaches the `EINVAL` check), and never fewer than the
 //! number of interest items that could be reported. Every backend runs with `SIGPIPE`
@@ -94,7 +101,37 @@
 //! more waiters), then `join T`. Real timeouts work as they do in the foreground (`wait e 8
 //! 100` sleeps 100 ms); a waiter with no timeout that is never woken prints `hung`, is
 //! interrupted, and the scenario fails instead of hanging. Threads still running at the end
-//! of a script are interrupted and joined. `fork` is not in the format.
+//! of a script are interrupted and joined.
+//!
+//! ## Processes *(addition)*
+//!
+//! `fork P` forks the scenario's process; `@P CMD` runs the foreground command CMD in child
+//! P (not a thread, process or bulk-creation command); `exit P` ends the child (its
+//! descriptors close, as at a process's exit) and waits for it; results `ok`. Process names
+//! are a namespace of their own; a child still running at the end of the script exits then.
+//! The child starts with the parent's names and descriptors (the same open files and
+//! instances); names it binds (`@p epoll f`) exist in its own table only, and numbers are
+//! allocated lowest-free in each process's table. On the kernel and the C ABI the child is
+//! a real process (`fork(2)`; the C ABI's own `pthread_atfork` hand-over runs) with a copy
+//! of the runner, which runs the `@P` commands it is sent over a pipe, one at a time,
+//! while the parent waits for each answer (at most 5 s: then `child hung or gone`); the
+//! engine's child is [`eventpoll::FdTable::fork`] of the scenario's table, run in the same
+//! thread. Parent and child never run at once, so the transcript is a function of the
+//! script. No C ABI scenario runs while a backend forks (the library's fork hand-over
+//! would change it).
+//!
+//! ```text
+//! # name: an item outlives the parent's close while the child keeps the file (a ghost)
+//! epoll e
+//! eventfd c 0
+//! ctl e add c in 7
+//! fork p
+//! close c
+//! @p efd-write c 1
+//! wait e 8 0        # => 1 [7 in]
+//! exit p            # the last reference goes: the item with it
+//! wait e 8 0        # => 0 []
+//! ```
 //!
 //! ```text
 //! # name: an LT event wakes every waiter blocked on the instance
@@ -110,11 +147,30 @@
 //! join b            # => 1 [1 in]
 //! ```
 //!
+//! ## Bulk objects *(addition)*
+//!
+//! `epolls`, `eventfds` and `pipes` make many objects in one line, so that scenarios reach
+//! more than 1,024 ready items, wide fans at the wakeup-path limits and long chains of
+//! instances; `ctl-all` and `efd-write-all` act on all of them. Bulk commands of one
+//! scenario create at most 1,900 descriptors together (`script::MAX_BULK_DESCRIPTORS`: the
+//! kernel backend's range starts at descriptor 1000 and the C ABI's at 3000). Their results
+//! are run-length encoded in call order (`ctl-all e add c*40 in 1 => 20 EEXIST, 20 ok`), and
+//! a wait that reports more than 32 events prints each run of three or more consecutive
+//! events with the same bits and data counting up by one as `FIRST..LAST BITS`:
+//!
+//! ```text
+//! eventfds c 1100 1
+//! epoll e
+//! ctl-all e add c*1100 in 1          # => 1100 ok (data 1 to 1100)
+//! wait e 500 0                       # => 500 [1..500 in]
+//! wait e 2000 0                      # => 1100 [501..1100 in, 1..500 in]
+//! ```
+//!
 //! ## Transcript
 //!
 //! One line per command: the command as written (comments stripped, one space between
 //! words), ` => `, the result. `wait e 8 0 => 2 [7 in|rdnorm, 9 out|wrnorm]`; bits in
-//! ascending order; `0 []` for no events. A backend that panics prints
+//! ascending order; `0 []` for no events (more than 32 events: runs compacted, see above). A backend that panics prints
 //! `COMMAND => panic: MESSAGE` and stops.
 
 pub mod backend;

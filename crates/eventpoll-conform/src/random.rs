@@ -7,7 +7,15 @@
 //! of ready items, DEL then re-ADD, closed and raw descriptor numbers, raw and unknown event
 //! bits, data 0 and with the high bit, odd pipe sizes, counters near their limits, the
 //! `maxevents` limit, short timer reads, and now and then a wide universe (up to 6 instances
-//! and 10 objects). It avoids what is nondeterministic on the kernel: a foreground wait's
+//! and 10 objects). One scenario in about 11 also gets a **limits shape** (bulk commands):
+//! many ready items in one instance (more than 1,024 in half of them; LT, ET or ONESHOT;
+//! harvests with `maxevents` from 1 to past `EP_MAX_EVENTS`, bulk writes, MOD, DEL), a chain
+//! of four to seven instances linked in random order (the nesting depth limit, `ELOOP`, at
+//! and past its boundary, with loop links now and then), or a fan of outer instances at a
+//! wakeup-path limit (500/100/50/10 for paths of length 2–5, give or take one or two,
+//! `EINVAL`). One single-threaded scenario in about 16 forks: `fork P`, then ordinary
+//! operations, 40% of them run by the child (`@P`), now and then `exit P` and another
+//! fork (ghosts across processes, instances shared by both, waits in the child). It avoids what is nondeterministic on the kernel: a foreground wait's
 //! timeout is 0 or a millisecond or two (nothing changes while it sleeps in a
 //! single-threaded script) and timers are only `expired` or `disarm`, so that the kernel's
 //! transcript is a function of the script.
@@ -133,6 +141,10 @@ struct Gen {
     /// `(epoll, target)` pairs added so far (whether or not the add succeeded): MOD and DEL
     /// mostly pick one of these.
     items: Vec<(String, String)>,
+    /// Whether this scenario forks (see [`Gen::fork_step`]).
+    forks: bool,
+    /// The running child process, if any.
+    child: Option<String>,
 }
 
 /// Generate scenario number `index` of `seed`: `.ep` text (single-threaded).
@@ -164,6 +176,8 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
         items: Vec::new(),
         heavy_sockets: false,
         threads_blocked: false,
+        forks: false,
+        child: None,
     };
     g.heavy_sockets = g.rng.chance(20);
     let what = if threaded { "threaded " } else { "" };
@@ -192,13 +206,23 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
             g.lines.push(line);
         }
     }
+    // Now and then a limits shape (single-threaded only): many ready items, a chain of
+    // instances at the nesting limit, or a fan at a wakeup-path limit.
+    if !threaded {
+        g.limits_shape();
+        g.forks = g.rng.chance(6);
+    }
     let ops = if threaded {
         4 + g.rng.below(20)
     } else {
         8 + g.rng.below(53)
     };
     for _ in 0..ops {
-        g.op();
+        if g.forks {
+            g.fork_step();
+        } else {
+            g.op();
+        }
     }
     if threaded {
         g.threads();
@@ -629,6 +653,212 @@ impl Gen {
             }
         };
         self.lines.push(line);
+    }
+
+    /// One operation of a forking scenario: now and then `fork P` (when no child runs) or
+    /// `exit P`; otherwise an ordinary operation, run by the child (`@P`, every line it
+    /// made) 40% of the time while one runs. The child shares the instances and open files
+    /// of the parent at the fork; names it binds exist in its own table only.
+    fn fork_step(&mut self) {
+        match self.child.clone() {
+            None if self.rng.chance(15) => {
+                let p = self.fresh("p");
+                self.lines.push(format!("fork {p}"));
+                self.child = Some(p);
+            }
+            Some(p) if self.rng.chance(6) => {
+                self.lines.push(format!("exit {p}"));
+                self.child = None;
+            }
+            Some(p) if self.rng.chance(40) => {
+                let before = self.lines.len();
+                self.op();
+                for line in &mut self.lines[before..] {
+                    *line = format!("@{p} {line}");
+                }
+            }
+            _ => self.op(),
+        }
+    }
+
+    /// One of the limits shapes, or nothing (most of the time): see [`Gen::bulk_ready`],
+    /// [`Gen::chain`], [`Gen::path_fan`].
+    fn limits_shape(&mut self) {
+        match self.rng.below(100) {
+            0..=2 => self.bulk_ready(),
+            3..=6 => self.chain(),
+            7..=8 => self.path_fan(),
+            _ => {}
+        }
+    }
+
+    /// A fresh bulk prefix (`q7_`): its names `q7_0 ..` never collide with other names.
+    fn bulk_prefix(&mut self, letter: &str) -> String {
+        let p = self.fresh(letter);
+        format!("{p}_")
+    }
+
+    /// Many ready items (more than 1,024 half of the time): bulk eventfds or pipe write ends
+    /// in one instance, LT, ET or ONESHOT, then harvests with small and large `maxevents`
+    /// (round-robin across waits), bulk writes, MOD and DEL; the first and last objects join
+    /// the universe for the ordinary operations that follow.
+    fn bulk_ready(&mut self) {
+        let count = if self.rng.chance(50) {
+            1025 + self.rng.below(100)
+        } else {
+            30 + self.rng.below(40)
+        };
+        let e = self.fresh("e");
+        self.lines.push(format!("epoll {e}"));
+        self.bind(&e, Kind::Epoll);
+        let pipes = self.rng.chance(30);
+        let (objects, kind, bits) = if pipes {
+            let count = count.min(900);
+            let (r, w) = (self.bulk_prefix("r"), self.bulk_prefix("w"));
+            self.lines.push(format!("pipes {r} {w} {count}"));
+            self.bind(&format!("{r}0"), Kind::PipeRead);
+            self.bind(&format!("{w}{}", count - 1), Kind::PipeWrite);
+            (format!("{w}*{count}"), Kind::PipeWrite, "out")
+        } else {
+            let c = self.bulk_prefix("c");
+            let init = *self.rng.pick(&[1, 1, 0, 2]);
+            self.lines.push(format!("eventfds {c} {count} {init}"));
+            self.bind(&format!("{c}0"), Kind::Eventfd);
+            self.bind(&format!("{c}{}", count - 1), Kind::Eventfd);
+            (format!("{c}*{count}"), Kind::Eventfd, "in")
+        };
+        let mode = *self.rng.pick(&["", "|et", "|oneshot", "|et|oneshot"]);
+        let data = self.data();
+        self.lines
+            .push(format!("ctl-all {e} add {objects} {bits}{mode} {data}"));
+        for _ in 0..2 + self.rng.below(6) {
+            let line = match self.rng.below(10) {
+                0..=5 => {
+                    let max = *self.rng.pick(&[
+                        1,
+                        7,
+                        500,
+                        1000,
+                        1024,
+                        1025,
+                        2000,
+                        178_956_970,
+                        178_956_971,
+                    ]);
+                    format!("wait {e} {max} 0")
+                }
+                6 if kind == Kind::Eventfd => {
+                    format!("efd-write-all {objects} {}", self.rng.pick(&[1, 2]))
+                }
+                7 => {
+                    let data = self.data();
+                    let mode = *self.rng.pick(&["", "|et", "|oneshot"]);
+                    format!("ctl-all {e} mod {objects} {bits}{mode} {data}")
+                }
+                8 => format!("ctl-all {e} del {objects}"),
+                _ => {
+                    let inner = self.fresh("e");
+                    self.lines.push(format!("epoll {inner}"));
+                    self.bind(&inner, Kind::Epoll);
+                    let data = self.data();
+                    format!("ctl {inner} add {e} in {data}")
+                }
+            };
+            self.lines.push(line);
+        }
+    }
+
+    /// A chain of four to seven instances linked in a random order, sometimes with a loop
+    /// link, a DEL and re-ADD in the middle, or an object at the bottom: the nesting depth
+    /// limit (`ELOOP` once a chain would pass five instances) at its boundary and past it.
+    fn chain(&mut self) {
+        let n = 4 + self.rng.below(4);
+        let p = self.bulk_prefix("x");
+        self.lines.push(format!("epolls {p} {n}"));
+        let names: Vec<String> = (0..n).map(|i| format!("{p}{i}")).collect();
+        for x in &names {
+            self.bind(x, Kind::Epoll);
+        }
+        // Link k: names[k+1] watches names[k]; the links in a random order.
+        let mut links: Vec<u64> = (0..n - 1).collect();
+        for i in (1..links.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            links.swap(i, j);
+        }
+        if self.rng.chance(40) {
+            let t = self.target(&[Kind::Eventfd, Kind::PipeRead, Kind::Stream], 90);
+            let data = self.data();
+            self.lines
+                .push(format!("ctl {} add {t} in {data}", names[0]));
+        }
+        for k in links {
+            let (outer, inner) = (&names[k as usize + 1], &names[k as usize]);
+            let ev = if self.rng.chance(80) {
+                "in".to_string()
+            } else {
+                self.events(false)
+            };
+            let data = self.data();
+            self.lines
+                .push(format!("ctl {outer} add {inner} {ev} {data}"));
+            self.items.push((outer.clone(), inner.clone()));
+            if self.rng.chance(10) {
+                // A loop back to a lower instance, or a DEL and re-ADD.
+                let low = &names[self.rng.below(k + 1) as usize];
+                let line = if self.rng.chance(50) {
+                    format!("ctl {inner} add {outer} in {data}")
+                } else {
+                    format!("ctl {outer} del {inner}")
+                };
+                self.lines.push(line);
+                self.lines.push(format!("ctl {low} add {outer} in {data}"));
+            }
+        }
+    }
+
+    /// A fan at a wakeup-path limit: an object at the bottom of a chain of one to four
+    /// instances, and the limit's number of outer instances (500, 100, 50, 10 for paths of
+    /// length 2 to 5), give or take one or two, watching the chain's top; the object
+    /// arrives first or last.
+    fn path_fan(&mut self) {
+        let len = 2 + self.rng.below(4);
+        let limit = [500, 100, 50, 10][len as usize - 2];
+        let outers = (limit + self.rng.below(4)).saturating_sub(1);
+        let chain_p = self.bulk_prefix("y");
+        let chain: Vec<String> = (0..len - 1).map(|i| format!("{chain_p}{i}")).collect();
+        self.lines.push(format!("epolls {chain_p} {}", len - 1));
+        let t = self.target(&[Kind::Eventfd, Kind::PipeRead], 100);
+        let last = self.rng.chance(30);
+        let bottom_data = self.data();
+        if !last {
+            self.lines
+                .push(format!("ctl {} add {t} in {bottom_data}", chain[0]));
+        }
+        for k in 1..chain.len() {
+            let data = self.data();
+            self.lines
+                .push(format!("ctl {} add {} in {data}", chain[k], chain[k - 1]));
+        }
+        let top = chain[chain.len() - 1].clone();
+        let fan = self.bulk_prefix("z");
+        self.lines.push(format!("epolls {fan} {outers}"));
+        let data = self.data();
+        self.lines
+            .push(format!("ctl-all {fan}*{outers} add {top} in {data}"));
+        if last {
+            self.lines
+                .push(format!("ctl {} add {t} in {bottom_data}", chain[0]));
+        }
+        if self.rng.chance(50) {
+            self.lines.push(format!("ctl {fan}0 del {top}"));
+            self.lines
+                .push(format!("ctl {fan}{} add {top} in 7", outers - 1));
+        }
+        for x in chain {
+            self.bind(&x, Kind::Epoll);
+        }
+        self.bind(&format!("{fan}0"), Kind::Epoll);
+        self.bind(&format!("{fan}{}", outers - 1), Kind::Epoll);
     }
 
     /// The threaded tail of a scenario (see the module documentation).
@@ -1154,6 +1384,67 @@ mod tests {
         {
             assert!(seen.contains(*cmd), "generator never produced `{cmd}`");
         }
+    }
+
+    #[test]
+    fn limits_shapes_are_generated_now_and_then() {
+        use crate::script::{BulkKind, Command};
+        let (n, mut over_1024, mut chains, mut fans, mut pipes) = (2000, 0, 0, 0, 0);
+        for i in 0..n {
+            let text = generate(13, i);
+            let s = parse("l.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let mut bulk = 0u32;
+            for l in &s.lines {
+                if let Command::Objects { kind, count, .. } = &l.command {
+                    bulk += count * if *kind == BulkKind::Pipes { 2 } else { 1 };
+                    match kind {
+                        BulkKind::Eventfds { .. } if *count > 1024 => over_1024 += 1,
+                        BulkKind::Pipes => pipes += 1,
+                        BulkKind::Epolls if l.text.contains(" x") => chains += 1,
+                        BulkKind::Epolls if l.text.contains(" z") => fans += 1,
+                        _ => {}
+                    }
+                }
+            }
+            assert!(bulk <= crate::script::MAX_BULK_DESCRIPTORS, "{text}");
+        }
+        eprintln!("of {n}: {over_1024} over 1,024 eventfds, {pipes} bulk pipes, {chains} chains, {fans} fans");
+        // About 1.5%, 1%, 4% and 2% (limits_shape's weights); each seen, none common.
+        for (what, k) in [
+            ("over_1024", over_1024),
+            ("pipes", pipes),
+            ("chains", chains),
+            ("fans", fans),
+        ] {
+            assert!(k > 0 && k < n / 10, "{what}: {k} of {n}");
+        }
+    }
+
+    #[test]
+    fn some_scenarios_fork_and_run_commands_in_the_child() {
+        use crate::script::Command;
+        let (n, mut forking, mut in_child, mut exits) = (2000, 0, 0, 0);
+        for i in 0..n {
+            let text = generate(13, i);
+            let s = parse("f.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let forks = s
+                .lines
+                .iter()
+                .any(|l| matches!(l.command, Command::Fork { .. }));
+            forking += u64::from(forks);
+            for l in &s.lines {
+                match l.command {
+                    Command::InChild { .. } => in_child += 1,
+                    Command::Exit { .. } => exits += 1,
+                    _ => {}
+                }
+            }
+            let threaded = generate_threaded(13, i);
+            assert!(!threaded.contains("\nfork "), "{threaded}");
+        }
+        eprintln!("of {n}: {forking} fork, {in_child} commands in a child, {exits} exits");
+        assert!(forking > n / 100 && forking < n / 5, "{forking} of {n}");
+        assert!(in_child > forking && exits > 0, "{in_child} {exits}");
     }
 
     #[test]

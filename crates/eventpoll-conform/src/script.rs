@@ -106,6 +106,57 @@ pub enum Buffer {
     Slots(usize),
 }
 
+/// A bulk reference `P*N` (addition): the names `P0` to `P(N-1)` that a bulk command
+/// (`eventfds`, `pipes`, `epolls`) bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bulk {
+    /// The prefix (a NAME).
+    pub prefix: String,
+    /// How many names.
+    pub count: u32,
+}
+
+impl Bulk {
+    /// The `i`-th name: the prefix, then `i` in decimal.
+    pub fn name(&self, i: u32) -> String {
+        format!("{}{i}", self.prefix)
+    }
+
+    /// Every name, in order.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.count).map(|i| self.name(i))
+    }
+}
+
+/// One side of `ctl-all`: one descriptor, or a bulk reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Many {
+    /// The same descriptor every time.
+    One(FdRef),
+    /// `P*N`: the i-th call uses `Pi`.
+    Bulk(Bulk),
+}
+
+/// What a bulk creation command makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkKind {
+    /// `epolls P N`: `epoll_create1(0)` N times.
+    Epolls,
+    /// `eventfds P N [INIT]`: N eventfds with that initial counter.
+    Eventfds {
+        /// Initial counter of each.
+        init: u32,
+    },
+    /// `pipes R W N`: N pipes, read ends `R0..`, write ends `W0..`.
+    Pipes,
+}
+
+/// Most descriptors the bulk commands of one scenario may create, together. The kernel
+/// backend's range starts at descriptor 1000 and the C ABI backend's at 3000 (tests run
+/// scenarios of both at once), and the process's hard limit here is 20,000: 1,900 keeps a
+/// bulk scenario inside its own range.
+pub const MAX_BULK_DESCRIPTORS: u32 = 1900;
+
 /// One command of a scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -293,6 +344,57 @@ pub enum Command {
         /// Milliseconds.
         ms: u32,
     },
+    /// `epolls P N`, `eventfds P N [INIT]`, `pipes R W N` (addition): N objects at once,
+    /// named `P0` to `P(N-1)` (pipes: `R0..`, `W0..`).
+    Objects {
+        /// What to make.
+        kind: BulkKind,
+        /// Name prefix (pipes: of the read ends).
+        prefix: String,
+        /// Pipes: the write ends' prefix.
+        write_prefix: Option<String>,
+        /// How many.
+        count: u32,
+    },
+    /// `ctl-all E OP T [EVENTS DATA]` (addition): one `epoll_ctl` per name of the bulk
+    /// reference(s) among E and T (both bulk: pairwise, same count), the i-th with data
+    /// `DATA + i`.
+    CtlAll {
+        /// The epoll descriptor(s).
+        epfd: Many,
+        /// The raw op.
+        op: i32,
+        /// The target(s).
+        target: Many,
+        /// `(events, first data)`, or `None` (DEL).
+        event: Option<(u32, u64)>,
+    },
+    /// `fork P` (addition): fork the scenario's process; the child is named P (process
+    /// names are a namespace of their own) and runs only the commands given to it with `@P`.
+    Fork {
+        /// The child's name.
+        process: String,
+    },
+    /// `@P CMD` (addition): run CMD in child P (a foreground command: not `bg`, `fork`,
+    /// `exit` or another thread command).
+    InChild {
+        /// The child.
+        process: String,
+        /// The command it runs.
+        command: Box<Command>,
+    },
+    /// `exit P` (addition): child P exits (its descriptors close) and is waited for.
+    Exit {
+        /// The child.
+        process: String,
+    },
+    /// `efd-write-all P*N VALUE` (addition): `efd-write` on each name.
+    EfdWriteAll {
+        /// The eventfds.
+        fds: Bulk,
+        /// The 8-byte value.
+        value: u64,
+    },
 }
 
 /// A call a background thread makes (`bg T CALL`).
@@ -402,7 +504,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Every command of the format, for messages.
-pub const COMMANDS: [&str; 30] = [
+pub const COMMANDS: [&str; 37] = [
     "epoll",
     "pipe",
     "setpipesz",
@@ -433,6 +535,13 @@ pub const COMMANDS: [&str; 30] = [
     "join",
     "signal",
     "sleep",
+    "epolls",
+    "eventfds",
+    "pipes",
+    "ctl-all",
+    "efd-write-all",
+    "fork",
+    "exit",
 ];
 
 /// A [`ParseErrorKind::BadWord`] for `w` where `allowed` were expected.
@@ -465,6 +574,8 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
     let mut lines = Vec::new();
     let mut defined = HashSet::new();
     let mut running = HashSet::new();
+    let mut bulk_descriptors = 0u32;
+    let mut processes = HashSet::new();
     for (i, raw) in source.lines().enumerate() {
         let lineno = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -486,17 +597,44 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
             lineno,
             kind,
         };
-        let command = LineParser {
-            words: &words,
-            pos: 1,
-            defined: &defined,
-            running: &running,
+        let command = match words[0] {
+            "fork" | "exit" => process_command(&words, &processes),
+            w if w.starts_with('@') => in_child(&words, &processes, &defined, &running),
+            _ => LineParser {
+                words: &words,
+                pos: 1,
+                defined: &defined,
+                running: &running,
+            }
+            .command(),
         }
-        .command()
         .map_err(err)?;
+        match &command {
+            Command::Fork { process } => {
+                processes.insert(process.clone());
+            }
+            Command::Exit { process } => {
+                processes.remove(process);
+            }
+            _ => {}
+        }
         for n in bound_names(&command) {
             defined.insert(n.to_string());
         }
+        if let Command::Objects { kind, count, .. } = &command {
+            let per = if *kind == BulkKind::Pipes { 2 } else { 1 };
+            bulk_descriptors = bulk_descriptors.saturating_add(count.saturating_mul(per));
+            if bulk_descriptors > MAX_BULK_DESCRIPTORS {
+                return Err(err(ParseErrorKind::BadNumber(
+                    count.to_string(),
+                    format!(
+                        "bulk commands create at most {MAX_BULK_DESCRIPTORS} descriptors per \
+                         scenario (the backend's descriptor range)"
+                    ),
+                )));
+            }
+        }
+        defined.extend(bulk_names(&command));
         match &command {
             Command::Bg { thread, .. } => {
                 running.insert(thread.clone());
@@ -535,6 +673,83 @@ pub fn bound_names(c: &Command) -> Vec<&str> {
         | Command::Dupfd { name, .. } => vec![name],
         Command::Pipe { read, write } => vec![read, write],
         Command::Socketpair { a, b, .. } => vec![a, b],
+        Command::InChild { command, .. } => bound_names(command),
+        _ => vec![],
+    }
+}
+
+/// `fork P` (P not a running child) or `exit P` (P a running child).
+fn process_command(words: &[&str], processes: &HashSet<String>) -> Result<Command, ParseErrorKind> {
+    let fork = words[0] == "fork";
+    let p = words
+        .get(1)
+        .ok_or(ParseErrorKind::MissingArgument("process name"))?;
+    if let Some(extra) = words.get(2) {
+        return Err(ParseErrorKind::ExtraArgument(extra.to_string()));
+    }
+    if !is_name(p) || processes.contains(*p) == fork {
+        return Err(ParseErrorKind::BadName(p.to_string()));
+    }
+    let process = p.to_string();
+    Ok(if fork {
+        Command::Fork { process }
+    } else {
+        Command::Exit { process }
+    })
+}
+
+/// `@P CMD`: CMD with the ordinary syntax, run by the running child P.
+fn in_child(
+    words: &[&str],
+    processes: &HashSet<String>,
+    defined: &HashSet<String>,
+    running: &HashSet<String>,
+) -> Result<Command, ParseErrorKind> {
+    let p = &words[0][1..];
+    if !processes.contains(p) {
+        return Err(ParseErrorKind::BadName(words[0].to_string()));
+    }
+    let rest = &words[1..];
+    let first = *rest
+        .first()
+        .ok_or(ParseErrorKind::MissingArgument("a command for the child"))?;
+    if [
+        "bg", "sleeping", "settle", "join", "signal", "fork", "exit", "epolls", "eventfds", "pipes",
+    ]
+    .contains(&first)
+        || first.starts_with('@')
+    {
+        return Err(word(
+            first,
+            "a foreground command (not a thread or process command)",
+        ));
+    }
+    let command = LineParser {
+        words: rest,
+        pos: 1,
+        defined,
+        running,
+    }
+    .command()?;
+    Ok(Command::InChild {
+        process: p.to_string(),
+        command: Box::new(command),
+    })
+}
+
+/// The names a bulk command binds (`P0` to `P(N-1)`).
+pub fn bulk_names(c: &Command) -> Vec<String> {
+    match c {
+        Command::Objects {
+            prefix,
+            write_prefix,
+            count,
+            ..
+        } => std::iter::once(prefix)
+            .chain(write_prefix)
+            .flat_map(|p| (0..*count).map(move |i| format!("{p}{i}")))
+            .collect(),
+        Command::InChild { command, .. } => bulk_names(command),
         _ => vec![],
     }
 }
@@ -688,6 +903,124 @@ impl<'a> LineParser<'a> {
         } else {
             Err(ParseErrorKind::Unbound(w.to_string()))
         }
+    }
+
+    /// A bulk reference `P*N` whose names are all bound.
+    fn bulk(&mut self, what: &'static str) -> Result<Bulk, ParseErrorKind> {
+        let w = self.next(what)?;
+        let Some((prefix, n)) = w.split_once('*') else {
+            return Err(word(w, "P*N (the names P0 to P(N-1))"));
+        };
+        if !is_name(prefix) {
+            return Err(ParseErrorKind::BadName(prefix.to_string()));
+        }
+        let bulk = Bulk {
+            prefix: prefix.to_string(),
+            count: number(n)?,
+        };
+        if bulk.count == 0 {
+            return Err(ParseErrorKind::BadNumber(
+                n.to_string(),
+                "a bulk reference names at least one descriptor".into(),
+            ));
+        }
+        let missing = bulk.names().find(|n| !self.defined.contains(n));
+        match missing {
+            Some(missing) => Err(ParseErrorKind::Unbound(missing)),
+            None => Ok(bulk),
+        }
+    }
+
+    /// One side of `ctl-all`: `P*N` or a descriptor.
+    fn many(&mut self, what: &'static str) -> Result<Many, ParseErrorKind> {
+        match self.peek() {
+            Some(w) if w.contains('*') => Ok(Many::Bulk(self.bulk(what)?)),
+            _ => Ok(Many::One(self.fd(what)?)),
+        }
+    }
+
+    /// The count of a bulk creation command (1 to [`MAX_BULK_DESCRIPTORS`]).
+    fn bulk_count(&mut self) -> Result<u32, ParseErrorKind> {
+        let w = self.next("count")?;
+        match number::<u32>(w)? {
+            n @ 1..=MAX_BULK_DESCRIPTORS => Ok(n),
+            _ => Err(ParseErrorKind::BadNumber(
+                w.to_string(),
+                format!("a bulk count is from 1 to {MAX_BULK_DESCRIPTORS}"),
+            )),
+        }
+    }
+
+    /// The bulk commands (additions): `epolls`, `eventfds`, `pipes`, `ctl-all`,
+    /// `efd-write-all`.
+    fn bulk_command(&mut self, cmd: &str) -> Result<Command, ParseErrorKind> {
+        Ok(match cmd {
+            "epolls" | "eventfds" => {
+                let prefix = self.new_name("name prefix")?;
+                let count = self.bulk_count()?;
+                let kind = if cmd == "epolls" {
+                    BulkKind::Epolls
+                } else {
+                    let init = match self.peek() {
+                        Some(_) => self.num("initial value")?,
+                        None => 0,
+                    };
+                    BulkKind::Eventfds { init }
+                };
+                Command::Objects {
+                    kind,
+                    prefix,
+                    write_prefix: None,
+                    count,
+                }
+            }
+            "pipes" => Command::Objects {
+                kind: BulkKind::Pipes,
+                prefix: self.new_name("read end prefix")?,
+                write_prefix: Some(self.new_name("write end prefix")?),
+                count: self.bulk_count()?,
+            },
+            "ctl-all" => {
+                let epfd = self.many("epoll descriptor(s)")?;
+                let op = match self.next("add|mod|del")? {
+                    "add" => 1,
+                    "del" => 2,
+                    "mod" => 3,
+                    w => return Err(word(w, "add, mod or del")),
+                };
+                let target = self.many("target descriptor(s)")?;
+                match (&epfd, &target) {
+                    (Many::One(_), Many::One(_)) => {
+                        return Err(ParseErrorKind::MissingArgument(
+                            "a bulk reference P*N as E or T",
+                        ))
+                    }
+                    (Many::Bulk(a), Many::Bulk(b)) if a.count != b.count => {
+                        return Err(ParseErrorKind::BadNumber(
+                            b.count.to_string(),
+                            "two bulk references need the same count".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+                let event = if op == 2 {
+                    None
+                } else {
+                    let events = parse_events(self.next("events")?)?;
+                    Some((events, self.num("data")?))
+                };
+                Command::CtlAll {
+                    epfd,
+                    op,
+                    target,
+                    event,
+                }
+            }
+            _ => Command::EfdWriteAll {
+                fds: self.bulk("eventfds P*N")?,
+                value: self.num("value")?,
+            },
+        })
     }
 
     /// Optional trailing flags: `cloexec` (the value given) or `flags=N` (raw).
@@ -1022,6 +1355,9 @@ impl<'a> LineParser<'a> {
             "sleep" => Command::Sleep {
                 ms: self.num("milliseconds")?,
             },
+            "epolls" | "eventfds" | "pipes" | "ctl-all" | "efd-write-all" => {
+                self.bulk_command(cmd)?
+            }
             w => return Err(ParseErrorKind::UnknownCommand(w.to_string())),
         };
         self.end()?;
@@ -1090,6 +1426,94 @@ mod tests {
             "bg t wait e 8 -1\n",
         ] {
             assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_commands() {
+        let s = parse(
+            "b.ep",
+            "epoll e\neventfds c 3 1\npipes r w 2\nepolls x 2\nctl-all e add c*3 in 5\n\
+             ctl-all x*2 add c*2 in 1\nctl-all e del w*2\nefd-write-all c*3 1\nclose c2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[1].command,
+            Command::Objects {
+                kind: BulkKind::Eventfds { init: 1 },
+                prefix: "c".into(),
+                write_prefix: None,
+                count: 3
+            }
+        );
+        assert_eq!(
+            s.lines[4].command,
+            Command::CtlAll {
+                epfd: Many::One(FdRef::Name("e".into())),
+                op: 1,
+                target: Many::Bulk(Bulk {
+                    prefix: "c".into(),
+                    count: 3
+                }),
+                event: Some((1, 5))
+            }
+        );
+        assert!(matches!(
+            s.lines[6].command,
+            Command::CtlAll { event: None, .. }
+        ));
+        for bad in [
+            "eventfds c 0\n",
+            "eventfds c 1901\n",
+            "pipes r w 951\n",
+            "eventfds c 1000\neventfds d 901\n",
+            "epoll e\neventfds c 3\nctl-all e add c*4 in 1\n",
+            "epoll e\neventfds c 3\nctl-all e add e in 1\n",
+            "epolls x 2\neventfds c 3\nctl-all x*2 add c*3 in 1\n",
+            "epoll e\neventfds c 3\nctl-all e add c*3\n",
+            "epoll e\neventfds c 3\nctl-all e op=4 c*3 in 1\n",
+            "eventfds c 3\nefd-write-all c 1\n",
+            "eventfds C 3\n",
+        ] {
+            assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+        assert!(parse("b.ep", "eventfds c 1000\npipes r w 450\n").is_ok());
+    }
+
+    #[test]
+    fn fork_commands() {
+        let s = parse(
+            "f.ep",
+            "epoll e\nfork p\n@p epoll f\n@p ctl f add e in 1\nexit p\nfork p\nclose f\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[1].command,
+            Command::Fork {
+                process: "p".into()
+            }
+        );
+        assert!(matches!(
+            &s.lines[3].command,
+            Command::InChild { process, command } if process == "p"
+                && matches!(**command, Command::Ctl { op: 1, .. })
+        ));
+        assert_eq!(s.lines[3].text, "@p ctl f add e in 1");
+        assert!(matches!(s.lines[4].command, Command::Exit { .. }));
+        for bad in [
+            "@p epoll e\n",
+            "fork p\nfork p\n",
+            "exit p\n",
+            "fork p\nexit p\n@p epoll e\n",
+            "fork p\n@p fork q\n",
+            "fork p\n@p exit p\n",
+            "fork p\n@p bg t wait e 1 -1\n",
+            "fork p\n@p eventfds c 3\n",
+            "fork p\n@p\n",
+            "fork P\n",
+            "fork p q\n",
+        ] {
+            assert!(parse("f.ep", bad).is_err(), "{bad}");
         }
     }
 

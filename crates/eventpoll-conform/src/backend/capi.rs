@@ -29,6 +29,11 @@ pub const BASE: i32 = 3000;
 /// Serialises capi scenarios: the range and the library's table are per process.
 static RANGE_LOCK: Mutex<()> = Mutex::new(());
 
+/// Hold the capi range: no capi scenario runs until the guard goes (see `Real::fork`).
+pub(super) fn range_lock() -> std::sync::MutexGuard<'static, ()> {
+    RANGE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn candidates() -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(p) = std::env::var_os("EVENTPOLL_LIB") {

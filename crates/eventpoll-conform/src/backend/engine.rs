@@ -175,6 +175,15 @@ impl Backend for Engine {
         self.table.close_range(first, last, flags).map_err(err)
     }
 
+    fn fork(&mut self) -> super::Forked {
+        // The child's table refers to the same descriptions; dropping it (`exit P`) closes
+        // the child's descriptors.
+        super::Forked::Local(Box::new(Engine {
+            table: Arc::new(self.table.fork()),
+            items: self.items,
+        }))
+    }
+
     fn spawn(&mut self, call: BlockingCall) -> Worker {
         let table = self.table.clone();
         let items = self.items;

@@ -91,6 +91,19 @@ pub type SysResult<T> = Result<T, Errno>;
 /// One event as `epoll_wait` returns it: `(events, data)`.
 pub type Event = (u32, u64);
 
+/// What [`Backend::fork`] did.
+pub enum Forked {
+    /// The backend forked the process (`fork(2)`): this is the parent, and the child with
+    /// this pid goes on with a copy of everything (kernel, capi).
+    Parent(libc::pid_t),
+    /// The backend forked the process, and this is the child.
+    Child,
+    /// A child in this process: its own backend (engine: [`eventpoll::FdTable::fork`]).
+    Local(Box<dyn Backend>),
+    /// The call failed (nothing forked).
+    Failed(Errno),
+}
+
 /// The operations every backend offers, on scenario descriptor numbers. Negative numbers are
 /// passed through unchanged (they are invalid everywhere); non-negative numbers that are not
 /// open behave as closed descriptors.
@@ -154,6 +167,10 @@ pub trait Backend {
     /// Start `call` on a background thread of its own (`bg T CALL`): the call sees the
     /// backend's descriptors as the foreground commands do, while they go on.
     fn spawn(&mut self, call: BlockingCall) -> Worker;
+    /// `fork(2)` (`fork P`): see [`Forked`]. The default cannot fork (`ENOSYS`).
+    fn fork(&mut self) -> Forked {
+        Forked::Failed(Errno(libc::ENOSYS))
+    }
     /// Called instead of dropping the backend when a scenario panicked inside it. The
     /// default leaks the backend: its state may be inconsistent, and dropping it could
     /// panic again while unwinding. Backends that hold process-wide resources release them.

@@ -384,6 +384,21 @@ impl Backend for Real {
         Ok(())
     }
 
+    fn fork(&mut self) -> super::Forked {
+        // No C ABI scenario may run while any backend forks: the library's `pthread_atfork`
+        // handler hands every instance it has over to the kernel (see the capi README), which
+        // would change a capi scenario running on another thread. The capi backend's own
+        // fork holds that lock already (its range lock).
+        let _quiet = (self.calls.name != "capi").then(super::capi::range_lock);
+        // SAFETY: the child runs only the runner's loop of this thread (system calls and
+        // glibc's allocator, which `fork` leaves usable) and leaves with `_exit`.
+        match unsafe { libc::fork() } {
+            0 => super::Forked::Child,
+            pid if pid > 0 => super::Forked::Parent(pid),
+            _ => super::Forked::Failed(last_errno()),
+        }
+    }
+
     fn spawn(&mut self, call: BlockingCall) -> Worker {
         let calls = self.calls;
         // The kernel's own calls sleep in known system calls (glibc's poll is `poll` or
