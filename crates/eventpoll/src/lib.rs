@@ -81,7 +81,7 @@ pub mod wait_queue;
 #[cfg(all(test, loom))]
 mod loom_models;
 
-pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, ItemState, TakenItem, User};
+pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, ItemState, TakenItem, User, Waker};
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, EventSink, Events};
 pub use file::{File, FileOps, Pollable};

@@ -64,7 +64,7 @@
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::file::{File, FileOps};
-use crate::sync::{lock, Arc, AtomicUsize, Mutex, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
 use crate::table::FdTable;
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use hashbrown::HashTable;
@@ -72,8 +72,10 @@ use std::time::{Duration, Instant};
 
 mod nest;
 mod rust_api;
+mod waker;
 
 pub use rust_api::{Epoll, EventBuffer, Interest};
+pub use waker::Waker;
 
 /// Linux's `EP_MAX_NESTS`: the deepest chain of nested instances.
 pub const EP_MAX_NESTS: usize = 4;
@@ -362,6 +364,9 @@ pub struct EpollShared {
     /// Whoever polls this instance: outer instances' items, `poll(2)` callers.
     poll_wait: WaitQueue,
     user: Arc<User>,
+    /// A [`Waker`]'s pending wakeup: set under `ready`, taken by the next return of a wait.
+    /// Never set unless a `Waker` is used, so an instance without one is exactly Linux's.
+    notified: AtomicBool,
 }
 
 impl std::fmt::Debug for EpollShared {
@@ -393,6 +398,7 @@ impl EpollShared {
             wq: WaitQueue::new(),
             poll_wait: WaitQueue::new(),
             user,
+            notified: AtomicBool::new(false),
         });
         File::from_ops(ep, 0)
     }
@@ -708,10 +714,11 @@ impl EpollShared {
             if eavail {
                 let n = self.send_events(out, maxevents)?;
                 if n > 0 {
+                    self.take_notification();
                     return Ok(n);
                 }
             }
-            if timed_out {
+            if self.take_notification() || timed_out {
                 return Ok(0);
             }
             let signal = crate::signal::current();
@@ -722,7 +729,8 @@ impl EpollShared {
             let parker = Parker::for_current_thread();
             {
                 let r = lock(&self.ready);
-                eavail = r.events_available();
+                // A `Waker`'s wakeup counts as available: taken at the top of the loop.
+                eavail = r.events_available() || self.notified.load(Ordering::Relaxed);
                 if !eavail {
                     // At the head, as `ep_poll` does: the newest sleeper is woken first.
                     self.wq.insert_exclusive_head(Waiter::Thread {
