@@ -73,6 +73,7 @@ pub mod errno;
 pub mod event;
 pub mod file;
 pub mod objects;
+mod readiness;
 pub mod signal;
 pub(crate) mod sync;
 pub mod table;

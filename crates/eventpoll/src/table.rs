@@ -593,6 +593,8 @@ impl FdTable {
     }
 
     /// `epoll_create(size)`: `EINVAL` unless `size > 0`.
+    ///
+    /// Linux: [epoll_create(2)](https://man7.org/linux/man-pages/man2/epoll_create.2.html).
     pub fn epoll_create(&self, size: i32) -> Result<i32> {
         if size <= 0 {
             return Err(Errno::EINVAL);
@@ -601,6 +603,8 @@ impl FdTable {
     }
 
     /// `epoll_create1(flags)`: only `EPOLL_CLOEXEC` is allowed.
+    ///
+    /// Linux: [epoll_create(2)](https://man7.org/linux/man-pages/man2/epoll_create.2.html).
     pub fn epoll_create1(&self, flags: i32) -> Result<i32> {
         if flags & !EPOLL_CLOEXEC != 0 {
             return Err(Errno::EINVAL);
@@ -611,6 +615,8 @@ impl FdTable {
 
     /// `epoll_ctl(epfd, op, fd, event)`, with Linux's checks in Linux's order; `event: None`
     /// is a NULL pointer.
+    ///
+    /// Linux: [epoll_ctl(2)](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html).
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
         epoll::ctl(self, epfd, op, fd, event.copied())?;
         if let (Some(c), (Ok(ep), Ok(target))) = (&self.checker, self.get_pair(epfd, fd)) {
@@ -629,6 +635,8 @@ impl FdTable {
     /// `epoll_wait(epfd, events, maxevents, timeout)`: `timeout` in milliseconds, negative
     /// for no limit. `events` is the buffer; an event that does not fit in it is `EFAULT`
     /// (as a too-short user buffer is on Linux).
+    ///
+    /// Linux: [epoll_wait(2)](https://man7.org/linux/man-pages/man2/epoll_wait.2.html).
     pub fn epoll_wait(
         &self,
         epfd: i32,
@@ -643,6 +651,8 @@ impl FdTable {
     /// `epoll_pwait(epfd, events, maxevents, timeout, sigmask, sigsetsize)`: a signal mask
     /// of the wrong size is `EINVAL` (the engine has no signal mask to apply; blocked waits
     /// are interrupted through [`crate::Interrupt`]).
+    ///
+    /// Linux: [epoll_wait(2)](https://man7.org/linux/man-pages/man2/epoll_wait.2.html).
     pub fn epoll_pwait(
         &self,
         epfd: i32,
@@ -660,6 +670,8 @@ impl FdTable {
 
     /// `epoll_pwait2(epfd, events, maxevents, timeout)`: `None` is a NULL timespec (no
     /// limit); an invalid timespec is `EINVAL`, checked before anything else.
+    ///
+    /// Linux: [epoll_wait(2)](https://man7.org/linux/man-pages/man2/epoll_wait.2.html).
     pub fn epoll_pwait2(
         &self,
         epfd: i32,

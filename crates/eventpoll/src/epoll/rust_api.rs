@@ -117,7 +117,7 @@ impl<'a> IntoIterator for &'a EventBuffer {
     }
 }
 
-/// An epoll instance. Cloning shares the instance (like `dup`); the instance is released,
+/// An epoll instance ([epoll(7)]). Cloning shares the instance (like `dup`); the instance is released,
 /// and its items removed, when the last clone and every descriptor of it are gone.
 ///
 /// ```
@@ -132,6 +132,9 @@ impl<'a> IntoIterator for &'a EventBuffer {
 /// // Edge-triggered: nothing more until the next write.
 /// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
 /// ```
+///
+/// [epoll(7)]: https://man7.org/linux/man-pages/man7/epoll.7.html
+#[doc(alias = "epoll")]
 #[derive(Clone)]
 pub struct Epoll {
     file: File,
@@ -153,7 +156,10 @@ impl Default for Epoll {
 }
 
 impl Epoll {
-    /// A new instance with its own watch budget.
+    /// A new instance with its own watch budget ([epoll_create1(2)]).
+    ///
+    /// [epoll_create1(2)]: https://man7.org/linux/man-pages/man2/epoll_create.2.html
+    #[doc(alias = "epoll_create", alias = "epoll_create1")]
     pub fn new() -> Epoll {
         Epoll::with_user(User::new(DEFAULT_MAX_USER_WATCHES))
     }
@@ -187,18 +193,50 @@ impl Epoll {
         self.ctl(op, file, NO_FD, EpollEvent::new(interest.0, data))
     }
 
-    /// Watch `file` (`EPOLL_CTL_ADD`); `data` comes back with its events. Errors as Linux:
-    /// `EEXIST`, `EPERM` (not pollable), `ELOOP`, `EINVAL`, `ENOSPC`.
+    /// Watch `file` (`EPOLL_CTL_ADD`, [epoll_ctl(2)]); `data` comes back with its events.
+    /// Errors as Linux: `EEXIST`, `EPERM` (not pollable), `ELOOP`, `EINVAL`, `ENOSPC`.
+    ///
+    /// **The item lives only as long as the `File`.** The instance does not keep `file`
+    /// alive: when the last handle of the description is dropped (every clone, every
+    /// descriptor-table entry), the description is released and its item removed, as
+    /// closing the last descriptor of a file removes its items on Linux. Nothing is
+    /// reported for it afterwards — not even a hang-up. Keep the `File` for as long as you
+    /// want its events. The mistake:
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EventBuffer, Interest, objects::pipe::pipe};
+    /// use std::time::Duration;
+    /// let epoll = Epoll::new();
+    /// let (_, writer) = pipe(0); // `_` binds nothing: the read end is dropped right here
+    /// # let _ = writer;
+    /// let (reader, writer) = pipe(0);
+    /// epoll.add(&reader, Interest::READABLE, 1).unwrap();
+    /// drop(reader); // the last handle of the read end: its item goes with it
+    /// assert!(epoll.is_empty());
+    /// writer.write(b"lost").unwrap_err(); // no reader left (EPIPE)
+    /// let mut events = EventBuffer::with_capacity(4);
+    /// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+    /// ```
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    #[doc(alias = "epoll_ctl", alias = "EPOLL_CTL_ADD", alias = "register")]
     pub fn add(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
         self.ctl_interest(EPOLL_CTL_ADD, file, interest, data)
     }
 
-    /// Change an item's interest and data (`EPOLL_CTL_MOD`); re-arms a one-shot item.
+    /// Change an item's interest and data (`EPOLL_CTL_MOD`, [epoll_ctl(2)]); re-arms a
+    /// one-shot item.
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    #[doc(alias = "epoll_ctl", alias = "EPOLL_CTL_MOD", alias = "reregister")]
     pub fn modify(&self, file: &File, interest: Interest, data: u64) -> Result<()> {
         self.ctl_interest(EPOLL_CTL_MOD, file, interest, data)
     }
 
-    /// Stop watching `file` (`EPOLL_CTL_DEL`); a pending event is dropped.
+    /// Stop watching `file` (`EPOLL_CTL_DEL`, [epoll_ctl(2)]); a pending event is dropped.
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    #[doc(alias = "epoll_ctl", alias = "EPOLL_CTL_DEL", alias = "deregister")]
     pub fn delete(&self, file: &File) -> Result<()> {
         self.ctl_interest(EPOLL_CTL_DEL, file, Interest(Events::empty()), 0)
     }
@@ -220,7 +258,7 @@ impl Epoll {
         })
     }
 
-    /// `epoll_ctl` for an embedder that keeps its own descriptor numbers (a C ABI, a
+    /// [epoll_ctl(2)] for an embedder that keeps its own descriptor numbers (a C ABI, a
     /// user-space kernel): `op` is raw (`EPOLL_CTL_ADD`, ... or anything else for `EINVAL`),
     /// and the item is keyed by (`file`, `fd`) as on Linux, so two descriptors of one
     /// description make two items. The caller has already done Linux's first steps (the
@@ -238,6 +276,9 @@ impl Epoll {
     /// assert_eq!(epoll.ctl(EPOLL_CTL_ADD, &r, 3, ev), Err(Errno::EEXIST));
     /// assert_eq!(epoll.len(), 2);
     /// ```
+    ///
+    /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html
+    #[doc(alias = "epoll_ctl")]
     pub fn ctl(&self, op: i32, file: &File, fd: i32, event: EpollEvent) -> Result<()> {
         self.ep.ctl_files(&self.file, op, file, fd, event, false)
     }
@@ -384,9 +425,18 @@ impl Epoll {
         self.ep.wait(out, maxevents, timeout)
     }
 
-    /// Wait for events: `None` waits without limit, `Some(Duration::ZERO)` does not block.
-    /// Returns how many events `events` now holds. `EINTR` when the calling thread's
-    /// [`crate::Interrupt`] is raised.
+    /// Wait for events ([epoll_wait(2)]): `None` waits without limit, `Some(Duration::ZERO)`
+    /// does not block. Returns how many events `events` now holds. `EINTR` when the calling
+    /// thread's [`crate::Interrupt`] is raised; `Ok(0)` early when a [`Waker`](crate::Waker)
+    /// of the instance was used.
+    ///
+    /// [epoll_wait(2)]: https://man7.org/linux/man-pages/man2/epoll_wait.2.html
+    #[doc(
+        alias = "epoll_wait",
+        alias = "epoll_pwait",
+        alias = "epoll_pwait2",
+        alias = "poll"
+    )]
     pub fn wait(&self, events: &mut EventBuffer, timeout: Option<Duration>) -> Result<usize> {
         events.len = 0;
         let cap = events.buf.len();

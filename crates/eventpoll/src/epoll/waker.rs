@@ -1,28 +1,6 @@
 //! [`Waker`]: wake a thread blocked in a wait on an instance from any other thread, without
 //! an object of one's own — `polling`'s `Poller::notify`, and what mio's `Waker` is for.
-//!
-//! # Delivery
-//!
-//! A wakeup is a flag on the instance, not an item: nothing is added to the interest list,
-//! no watch is charged, no event is reported, and an instance whose waker is never used is
-//! exactly Linux's. [`Waker::wake`] sets the flag and wakes one blocked waiter (as one
-//! item's wakeup does). The next return of a wait on the instance — whichever thread makes
-//! it, and whatever it returns — takes the flag; if that wait has no event to report, it
-//! returns `Ok(0)` at once instead of sleeping until its timeout. Wakeups made before that
-//! return merge into one, as an eventfd's counter does for mio's waker.
-//!
-//! So the one visible difference from Linux, and only once `wake` is called, is an
-//! `epoll_wait` that returns 0 before its timeout. A caller that needs to know *why* it
-//! woke keeps its own state (a channel, an atomic) and checks it after every wait — the
-//! same loop mio and `polling` ask for. A caller that wants a wakeup to be an *event* with
-//! its own data (mio's token) watches an eventfd instead
-//! ([`objects::eventfd`](crate::objects::eventfd)).
-//!
-//! Waits through [`Epoll::wait`], [`Epoll::wait_into`], [`Epoll::wait_into_sink`] and the
-//! descriptor table's `epoll_wait` family see the flag. A thread queued with
-//! [`Epoll::queue_waiter`] (an embedder that sleeps in its host) has its callback called,
-//! and sees the flag on its next wait through the engine. Outer instances that watch this
-//! one are not woken: the instance does not become readable.
+//! How a wakeup is delivered is documented on [`Waker`].
 
 use super::{Epoll, EpollShared};
 use crate::errno::{Errno, Result};
@@ -30,8 +8,31 @@ use crate::event::Events;
 use crate::sync::{lock, Arc, Ordering};
 use crate::table::FdTable;
 
-/// Wakes a blocked wait on one epoll instance from any thread: see the [module
-/// docs](self) for how the wakeup is delivered. Cheap to clone; `Send` and `Sync`.
+/// Wakes a blocked wait on one epoll instance from any thread, without an object of one's
+/// own. Cheap to clone; `Send` and `Sync`.
+///
+/// # Delivery
+///
+/// A wakeup is a flag on the instance, not an item: nothing is added to the interest list,
+/// no watch is charged, no event is reported, and an instance whose waker is never used is
+/// exactly Linux's. [`Waker::wake`] sets the flag and wakes one blocked waiter (as one
+/// item's wakeup does). The next return of a wait on the instance — whichever thread makes
+/// it, and whatever it returns — takes the flag; if that wait has no event to report, it
+/// returns `Ok(0)` at once instead of sleeping until its timeout. Wakeups made before that
+/// return merge into one, as an eventfd's counter does for mio's waker.
+///
+/// So the one visible difference from Linux, and only once `wake` is called, is an
+/// `epoll_wait` that returns 0 before its timeout. A caller that needs to know *why* it
+/// woke keeps its own state (a channel, an atomic) and checks it after every wait — the
+/// same loop mio and `polling` ask for. A caller that wants a wakeup to be an *event* with
+/// its own data (mio's token) watches an eventfd instead
+/// ([`objects::eventfd`](crate::objects::eventfd)).
+///
+/// Waits through [`Epoll::wait`], [`Epoll::wait_into`], [`Epoll::wait_into_sink`] and the
+/// descriptor table's `epoll_wait` family see the flag. A thread queued with
+/// [`Epoll::queue_waiter`] (an embedder that sleeps in its host) has its callback called,
+/// and sees the flag on its next wait through the engine. Outer instances that watch this
+/// one are not woken: the instance does not become readable.
 ///
 /// Holding a `Waker` does not keep the instance's items alive: when the instance's last
 /// handle and descriptor are gone its items are removed as usual, and `wake` does nothing
