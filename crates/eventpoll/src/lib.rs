@@ -73,6 +73,7 @@ pub mod errno;
 pub mod event;
 pub mod file;
 pub mod objects;
+mod open_flags;
 mod readiness;
 pub mod signal;
 pub(crate) mod sync;
@@ -86,6 +87,7 @@ pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, ItemState, TakenItem, Us
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, EventSink, Events};
 pub use file::{File, FileOps, Pollable};
+pub use open_flags::OpenFlags;
 pub use signal::Interrupt;
 pub use table::{FdTable, ITimerSpec, PollFd, Timespec};
 pub use wait_queue::{WaitQueue, WakeCallback};

@@ -233,6 +233,7 @@ mod tests {
         let start = Instant::now();
         waker.wake();
         assert_eq!(rx.recv_timeout(PROMPT).unwrap(), Ok(0));
+        assert!(start.elapsed() < PROMPT);
         // The other one sleeps until its own timeout, 600 ms after it started waiting.
         assert_eq!(rx.recv_timeout(PROMPT).unwrap(), Ok(0));
         assert!(spawned.elapsed() >= Duration::from_millis(600));

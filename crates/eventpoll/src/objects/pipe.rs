@@ -148,8 +148,8 @@ impl std::fmt::Debug for PipeWriter {
 const READ_KEY: Events = Events::IN.union(Events::RDNORM);
 const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
 
-/// A new pipe: `(read end, write end)`. `flags` may hold `O_NONBLOCK` (both descriptions)
-/// and [`O_DIRECT`] (packet mode); other bits are ignored here (see [`FdTable::pipe2`] for
+/// A new pipe: `(read end, write end)`. `flags` ([`OpenFlags`](crate::OpenFlags), or a raw
+/// `i32`) may hold `NONBLOCK` (both descriptions) and `DIRECT` (packet mode); other bits are ignored here (see [`FdTable::pipe2`] for
 /// the checked call).
 ///
 /// ```
@@ -159,7 +159,8 @@ const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
 /// let mut b = [0u8; 1];
 /// assert_eq!(r.read(&mut b), Ok(1)); // blocking read, data is there
 /// ```
-pub fn pipe(flags: i32) -> (File, File) {
+pub fn pipe(flags: impl Into<crate::OpenFlags>) -> (File, File) {
+    let flags = flags.into().bits();
     let pipe = Arc::new(Pipe {
         ring: Mutex::new(Ring {
             bufs: VecDeque::new(),

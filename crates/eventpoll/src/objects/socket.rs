@@ -330,8 +330,8 @@ impl std::fmt::Debug for UnixSocket {
     }
 }
 
-/// A connected pair of unix sockets of type `ty`. `flags` may hold `O_NONBLOCK` (both
-/// descriptions); other bits are ignored here (see [`FdTable::socketpair`]).
+/// A connected pair of unix sockets of type `ty`. `flags` ([`OpenFlags`](crate::OpenFlags),
+/// or a raw `i32`) may hold `NONBLOCK` (both descriptions); other bits are ignored here (see [`FdTable::socketpair`]).
 ///
 /// ```
 /// use eventpoll::objects::socket::{socketpair, SocketType};
@@ -342,7 +342,8 @@ impl std::fmt::Debug for UnixSocket {
 /// assert_eq!(b.read(&mut buf), Ok(3)); // one message per read
 /// assert_eq!(&buf[..3], b"one");
 /// ```
-pub fn socketpair(ty: SocketType, flags: i32) -> (File, File) {
+pub fn socketpair(ty: SocketType, flags: impl Into<crate::OpenFlags>) -> (File, File) {
+    let flags = flags.into().bits();
     let pair = Arc::new(Pair {
         ty,
         ends: Mutex::new([End::new(), End::new()]),
