@@ -91,3 +91,8 @@ pub use open_flags::OpenFlags;
 pub use signal::Interrupt;
 pub use table::{FdTable, ITimerSpec, PollFd, Timespec};
 pub use wait_queue::{WaitQueue, WakeCallback};
+
+/// The crate README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
