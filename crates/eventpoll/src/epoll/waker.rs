@@ -263,3 +263,31 @@ mod tests {
         let _ = w;
     }
 }
+
+/// loom model (run by `scripts/loom.sh waker`): a wake racing a thread that is about to
+/// block is never lost — the waiter either sees the flag under the ready list's lock or
+/// is queued before the wake takes that lock, and is woken. A lost wakeup parks forever,
+/// which loom reports as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use crate::EventBuffer;
+
+    #[test]
+    fn loom_models_waker_vs_wait() {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(3);
+        }
+        b.check(|| {
+            let epoll = Epoll::new();
+            let waker = epoll.waker();
+            let t = loom::thread::spawn(move || waker.wake());
+            let mut events = EventBuffer::with_capacity(1);
+            assert_eq!(epoll.wait(&mut events, None), Ok(0));
+            t.join().unwrap();
+            // The one wakeup was taken by the wait that it ended.
+            assert!(!epoll.ep.notified.load(Ordering::Relaxed));
+        });
+    }
+}
