@@ -20,36 +20,52 @@ bitflags! {
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct Events: u32 {
         /// Readable (`EPOLLIN`).
+        #[doc(alias = "EPOLLIN", alias = "POLLIN")]
         const IN = 0x001;
         /// Urgent / priority data (`EPOLLPRI`).
+        #[doc(alias = "EPOLLPRI", alias = "POLLPRI")]
         const PRI = 0x002;
         /// Writable (`EPOLLOUT`).
+        #[doc(alias = "EPOLLOUT", alias = "POLLOUT")]
         const OUT = 0x004;
         /// Error condition (`EPOLLERR`); always reported, whatever the interest.
+        #[doc(alias = "EPOLLERR", alias = "POLLERR")]
         const ERR = 0x008;
         /// Hang-up (`EPOLLHUP`); always reported, whatever the interest.
+        #[doc(alias = "EPOLLHUP", alias = "POLLHUP")]
         const HUP = 0x010;
         /// Invalid descriptor (`POLLNVAL`); only `poll(2)` reports it.
+        #[doc(alias = "POLLNVAL")]
         const NVAL = 0x020;
         /// Normal data readable (`EPOLLRDNORM`).
+        #[doc(alias = "EPOLLRDNORM")]
         const RDNORM = 0x040;
         /// Priority band data readable (`EPOLLRDBAND`).
+        #[doc(alias = "EPOLLRDBAND")]
         const RDBAND = 0x080;
         /// Normal data writable (`EPOLLWRNORM`).
+        #[doc(alias = "EPOLLWRNORM")]
         const WRNORM = 0x100;
         /// Priority band data writable (`EPOLLWRBAND`).
+        #[doc(alias = "EPOLLWRBAND")]
         const WRBAND = 0x200;
         /// `EPOLLMSG` (unused by Linux itself).
+        #[doc(alias = "EPOLLMSG")]
         const MSG = 0x400;
         /// Peer closed its writing half / own read side shut down (`EPOLLRDHUP`).
+        #[doc(alias = "EPOLLRDHUP")]
         const RDHUP = 0x2000;
         /// Exclusive wakeup (`EPOLLEXCLUSIVE`, ADD only).
+        #[doc(alias = "EPOLLEXCLUSIVE")]
         const EXCLUSIVE = 1 << 28;
         /// Keep the system awake (`EPOLLWAKEUP`); needs `CAP_BLOCK_SUSPEND`.
+        #[doc(alias = "EPOLLWAKEUP")]
         const WAKEUP = 1 << 29;
         /// Report once, then disable until `EPOLL_CTL_MOD` (`EPOLLONESHOT`).
+        #[doc(alias = "EPOLLONESHOT")]
         const ONESHOT = 1 << 30;
         /// Edge-triggered: report once per wakeup (`EPOLLET`).
+        #[doc(alias = "EPOLLET")]
         const ET = 1 << 31;
     }
 }
