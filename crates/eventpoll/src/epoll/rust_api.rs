@@ -204,18 +204,24 @@ impl Epoll {
     /// want its events. The mistake:
     ///
     /// ```
-    /// use eventpoll::{Epoll, EventBuffer, Interest, objects::pipe::pipe};
+    /// use eventpoll::{Epoll, Errno, EventBuffer, File, Interest, objects::pipe::pipe};
     /// use std::time::Duration;
+    ///
+    /// /// Make a pipe, watch its read end, hand out the write end. The mistake: nothing
+    /// /// keeps `reader`, so it is dropped on return, and its item with it.
+    /// fn watched_pipe(epoll: &Epoll) -> File {
+    ///     let (reader, writer) = pipe(0);
+    ///     epoll.add(&reader, Interest::READABLE, 1).unwrap();
+    ///     writer
+    /// }
+    ///
     /// let epoll = Epoll::new();
-    /// let (_, writer) = pipe(0); // `_` binds nothing: the read end is dropped right here
-    /// # let _ = writer;
-    /// let (reader, writer) = pipe(0);
-    /// epoll.add(&reader, Interest::READABLE, 1).unwrap();
-    /// drop(reader); // the last handle of the read end: its item goes with it
-    /// assert!(epoll.is_empty());
-    /// writer.write(b"lost").unwrap_err(); // no reader left (EPIPE)
+    /// let writer = watched_pipe(&epoll);
+    /// assert!(epoll.is_empty()); // the item is gone
+    /// assert_eq!(writer.write(b"lost"), Err(Errno::EPIPE)); // and so is the reader
     /// let mut events = EventBuffer::with_capacity(4);
     /// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+    /// // The fix: return (or store) `reader` too, for as long as its events matter.
     /// ```
     ///
     /// [epoll_ctl(2)]: https://man7.org/linux/man-pages/man2/epoll_ctl.2.html

@@ -60,6 +60,12 @@ pub struct Waker {
     ep: Arc<EpollShared>,
 }
 
+// Checked at compile time: a waker can be sent to, and shared with, any thread.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Waker>();
+};
+
 impl std::fmt::Debug for Waker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waker")
