@@ -124,6 +124,17 @@ impl std::fmt::Debug for FdTable {
     }
 }
 
+/// A table dropped is a process's table at exit (or an exec's unshared one): its numbers
+/// are closed as by `close_range(0, ~0U, 0)` — Linux's `close_files` puts every file in
+/// ascending order and the final puts run as task work, newest first, so the files go
+/// highest number first and each release wakes its peers before the next one
+/// (`scenarios/fork/exit-releases-highest-first.ep`).
+impl Drop for FdTable {
+    fn drop(&mut self) {
+        let _ = self.close_range(0, u32::MAX, 0);
+    }
+}
+
 impl Default for FdTable {
     fn default() -> Self {
         Self::new()
