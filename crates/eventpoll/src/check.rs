@@ -28,10 +28,13 @@
 use crate::epoll::{EpollShared, ItemState};
 use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL};
 use crate::file::File;
+use crate::prelude::*;
 use crate::sync::{lock, Mutex};
 use crate::table::FdTable;
-use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use core::time::Duration;
+
+/// Identifies the task (thread) that made a call: the platform's per-task identity.
+type ThreadId = usize;
 
 /// What to check (the table checks when [`TableConfig::check`](crate::table::TableConfig)
 /// is `Some`).
@@ -130,7 +133,8 @@ struct Fired {
     fd: i32,
     target: usize,
     interest: u32,
-    since: Instant,
+    /// On the table's clock.
+    since: Duration,
 }
 
 #[derive(Default)]
@@ -189,7 +193,7 @@ impl Checker {
     }
 
     pub(crate) fn take(&self) -> Vec<Finding> {
-        std::mem::take(&mut lock(&self.state).findings)
+        core::mem::take(&mut lock(&self.state).findings)
     }
 
     /// After a successful `epoll_ctl`.
@@ -257,12 +261,12 @@ impl Checker {
         may_block: bool,
     ) {
         let key = ep.description_id();
-        let me = std::thread::current().id();
+        let me = crate::platform::park::task_id();
         let mut st = lock(&self.state);
-        let now = Instant::now();
+        let now = table.clock.now();
         let due = self.config.oneshot_after;
         let edges: Vec<EdgeReport> = if may_block {
-            let (mine, rest) = std::mem::take(&mut st.edges)
+            let (mine, rest) = core::mem::take(&mut st.edges)
                 .into_iter()
                 .partition(|r| r.ep == key && r.thread == me);
             st.edges = rest;
@@ -270,7 +274,12 @@ impl Checker {
         } else {
             Vec::new()
         };
-        if edges.is_empty() && !st.fired.iter().any(|f| f.ep == key && now - f.since >= due) {
+        if edges.is_empty()
+            && !st
+                .fired
+                .iter()
+                .any(|f| f.ep == key && now.saturating_sub(f.since) >= due)
+        {
             return;
         }
         let states = shared.item_states();
@@ -298,9 +307,9 @@ impl Checker {
                 )
             });
         }
-        let fired = std::mem::take(&mut st.fired);
+        let fired = core::mem::take(&mut st.fired);
         for f in fired {
-            if f.ep != key || now - f.since < due {
+            if f.ep != key || now.saturating_sub(f.since) < due {
                 st.fired.push(f);
                 continue;
             }
@@ -313,7 +322,7 @@ impl Checker {
                 st.fired.push(f);
                 continue;
             }
-            let ms = (now - f.since).as_millis();
+            let ms = (now.saturating_sub(f.since)).as_millis();
             self.report(&mut st, Kind::OneshotUnarmed, epfd, f.fd, s.data, || {
                 format!(
                     "the one-shot item of fd {} fired {ms} ms ago and was neither re-armed \
@@ -336,8 +345,8 @@ impl Checker {
     ) {
         let key = ep.description_id();
         let states = shared.item_states();
-        let me = std::thread::current().id();
-        let now = Instant::now();
+        let me = crate::platform::park::task_id();
+        let now = table.clock.now();
         let mut st = lock(&self.state);
         for ev in got {
             let (bits, data) = (ev.events, ev.data);

@@ -3,7 +3,7 @@
 //! Every fallible operation returns `Result<T, Errno>`; the variant *is* the errno, so the C
 //! ABI and the conformance runner pass it through unchanged (`Errno::EBADF as i32 == 9`).
 
-use std::fmt;
+use core::fmt;
 
 /// An errno value, numbered exactly as on Linux (x86-64 and the generic table agree for all
 /// of these).
@@ -132,8 +132,9 @@ impl fmt::Display for Errno {
     }
 }
 
-impl std::error::Error for Errno {}
+impl core::error::Error for Errno {}
 
+#[cfg(feature = "std")]
 impl From<Errno> for std::io::Error {
     fn from(e: Errno) -> Self {
         std::io::Error::from_raw_os_error(e as i32)
@@ -141,7 +142,7 @@ impl From<Errno> for std::io::Error {
 }
 
 /// The engine's result type.
-pub type Result<T> = std::result::Result<T, Errno>;
+pub type Result<T> = core::result::Result<T, Errno>;
 
 #[cfg(test)]
 mod tests {

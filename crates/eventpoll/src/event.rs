@@ -3,6 +3,7 @@
 //! The bit values are those of `<sys/epoll.h>` (and of `poll(2)` for the low bits), so a mask
 //! computed here can be handed to or compared with the kernel unchanged.
 
+use crate::prelude::*;
 use bitflags::bitflags;
 
 bitflags! {
@@ -177,8 +178,8 @@ impl EpollEvent {
     }
 }
 
-impl std::fmt::Debug for EpollEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for EpollEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let (events, data) = (self.events, self.data);
         f.debug_struct("EpollEvent")
             .field("events", &Events::from_bits_retain(events))
@@ -232,7 +233,7 @@ pub const O_NONBLOCK: i32 = 0o4000;
 pub const O_CLOEXEC: i32 = 0o2000000;
 
 /// The largest `maxevents` Linux accepts: `INT_MAX / sizeof(struct epoll_event)`.
-pub const EP_MAX_EVENTS: i32 = i32::MAX / std::mem::size_of::<EpollEvent>() as i32;
+pub const EP_MAX_EVENTS: i32 = i32::MAX / core::mem::size_of::<EpollEvent>() as i32;
 
 #[cfg(test)]
 mod tests {
@@ -241,7 +242,7 @@ mod tests {
     #[test]
     fn layout_matches_linux() {
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(std::mem::size_of::<EpollEvent>(), 12);
+        assert_eq!(core::mem::size_of::<EpollEvent>(), 12);
         assert_eq!(Events::ET.bits(), 0x8000_0000);
         assert_eq!(Events::PRIVATE.bits(), 0xf000_0000);
         assert_eq!(EP_MAX_EVENTS, i32::MAX / 12);

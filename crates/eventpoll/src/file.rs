@@ -52,7 +52,7 @@ use crate::errno::{Errno, Result};
 use crate::event::Events;
 use crate::sync::{Arc, AtomicU32, Ordering};
 use crate::wait_queue::WaitQueue;
-use std::any::Any;
+use core::any::Any;
 
 /// The pollable contract: an object that reports a poll mask and owns a wait queue that it
 /// wakes (with the bits that changed, or empty for "unspecified") whenever the mask may have
@@ -166,8 +166,8 @@ pub struct File {
     pub(crate) inner: Arc<OpenFile>,
 }
 
-impl std::fmt::Debug for File {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for File {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("File")
             .field("description", &Arc::as_ptr(&self.inner))
             .finish()

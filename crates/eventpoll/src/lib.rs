@@ -64,8 +64,35 @@
 //!
 //! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`](mod@crate::file).
 
+#![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", loom, test))]
+extern crate std;
+
+/// What the unit tests import besides their module: std's prelude (the crate is `no_std`).
+#[cfg(test)]
+#[allow(unused_imports)]
+pub(crate) mod test_prelude {
+    pub(crate) use std::borrow::ToOwned;
+    pub(crate) use std::boxed::Box;
+    pub(crate) use std::string::{String, ToString};
+    pub(crate) use std::time::Instant;
+    pub(crate) use std::vec::Vec;
+    pub(crate) use std::{eprintln, format, println, vec};
+}
+
+/// What every module of the engine imports: `alloc`'s types that std's prelude would give.
+#[allow(unused_imports)]
+pub(crate) mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+    pub(crate) use alloc::{format, vec};
+}
 
 pub mod check;
 pub mod epoll;
@@ -74,9 +101,11 @@ pub mod event;
 pub mod file;
 pub mod objects;
 mod open_flags;
+pub mod platform;
 mod readiness;
 pub mod signal;
-pub(crate) mod sync;
+/// The engine's import point for the two lock kinds and the atomics (see [`platform`]).
+pub(crate) use platform::sync;
 pub mod table;
 pub mod wait_queue;
 

@@ -54,6 +54,7 @@
 
 use crate::epoll::EpollShared;
 use crate::sync::{Arc, AtomicU32, Mutex, Ordering};
+use crate::test_prelude::*;
 use crate::{Epoll, Errno, EventBuffer, Events, File, Interest, Interrupt, Pollable, User};
 use crate::{Result, WaitQueue};
 use loom::thread;

@@ -1,14 +1,15 @@
 //! Interrupting blocked calls: the engine's analogue of a signal.
 //!
-//! Every thread has an [`Interrupt`]. Raising it makes the thread's blocked call (an
+//! Every task (thread) has an [`Interrupt`], kept with its per-task state by the
+//! [platform seam](crate::platform). Raising it makes the thread's blocked call (an
 //! `epoll_wait`, a blocking pipe read, ...) return `EINTR`; raised while the thread is not
 //! blocked, it stays pending and the next call that would block returns `EINTR` at once
 //! instead of sleeping — as a pending, unblocked signal does on Linux. A call that finds
 //! events to return does not check it (Linux checks for signals only before sleeping).
 
-use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
-use crate::wait_queue::{Parker, WakeReason};
-use std::time::Instant;
+use crate::platform::park::{with_task, InterruptState, Parker, WakeReason};
+use crate::platform::Deadline;
+use crate::sync::{lock, Arc, Ordering};
 
 /// A handle that interrupts one thread's blocked calls with `EINTR`.
 ///
@@ -22,33 +23,15 @@ use std::time::Instant;
 /// ```
 #[derive(Clone)]
 pub struct Interrupt {
-    state: Arc<SignalState>,
+    state: Arc<InterruptState>,
 }
 
-impl std::fmt::Debug for Interrupt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Interrupt")
             .field("pending", &self.is_pending())
             .finish()
     }
-}
-
-#[derive(Default)]
-struct SignalState {
-    pending: AtomicBool,
-    sleeper: Mutex<Option<Arc<Parker>>>,
-}
-
-#[cfg(not(loom))]
-thread_local! {
-    static CURRENT: Interrupt = Interrupt { state: Arc::new(SignalState::default()) };
-}
-// loom runs a model's threads as coroutines on one OS thread, and reruns the model many
-// times: a std thread-local would be shared by all of them and outlive the execution that
-// created its loom mutex. loom's thread-local is per model thread and per execution.
-#[cfg(loom)]
-loom::thread_local! {
-    static CURRENT: Interrupt = Interrupt { state: Arc::new(SignalState::default()) };
 }
 
 /// The calling thread's interrupt state.
@@ -60,7 +43,9 @@ impl Interrupt {
     /// The calling thread's interrupt handle; clone it and give it to whoever may cancel
     /// this thread's waits.
     pub fn current() -> Interrupt {
-        CURRENT.with(|c| c.clone())
+        with_task(|t| Interrupt {
+            state: t.interrupt.clone(),
+        })
     }
 
     /// Interrupt the thread: its blocked call (or the next one that would block) returns
@@ -116,7 +101,7 @@ impl Interrupt {
     pub(crate) fn sleep_interruptibly(
         &self,
         parker: &Arc<Parker>,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline<'_>>,
     ) -> WakeReason {
         *lock(&self.state.sleeper) = Some(parker.clone());
         if self.is_pending() {

@@ -25,9 +25,11 @@ use crate::epoll::{self, EpollShared, User};
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
 use crate::file::File;
+use crate::platform::Deadline;
+use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex};
 use crate::wait_queue::{Parker, WaitQueue, WakeReason};
-use std::time::{Duration, Instant};
+use core::time::Duration;
 
 /// Linux's `struct timespec` (seconds and nanoseconds, both signed), as `epoll_pwait2` and
 /// timerfd take it. Validity is checked where Linux checks it.
@@ -116,8 +118,8 @@ pub struct FdTable {
     checker: Option<Checker>,
 }
 
-impl std::fmt::Debug for FdTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for FdTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FdTable")
             .field("open", &lock(&self.slots).slots.iter().flatten().count())
             .finish()
@@ -142,8 +144,8 @@ impl Default for FdTable {
 }
 
 impl FdTable {
-    /// An empty table with default limits, its own watch budget and the host's monotonic
-    /// clock for timerfds.
+    /// An empty table with default limits, its own watch budget and the platform's default
+    /// clock (with `std`: the host's monotonic clock) for timerfds and timeouts.
     pub fn new() -> FdTable {
         FdTable::with_config(
             TableConfig::default(),
@@ -153,14 +155,11 @@ impl FdTable {
 
     /// A table with explicit limits and a (possibly shared) watch budget.
     pub fn with_config(config: TableConfig, user: Arc<User>) -> FdTable {
-        FdTable::with_clock(
-            config,
-            user,
-            Arc::new(crate::objects::clock::MonotonicClock),
-        )
+        FdTable::with_clock(config, user, crate::platform::default_clock())
     }
 
-    /// A table whose timerfds run on `clock`.
+    /// A table whose timerfds run on `clock`, and whose timeouts (`epoll_wait`, `poll`) are
+    /// measured on it: one time source.
     pub fn with_clock(
         config: TableConfig,
         user: Arc<User>,
@@ -451,8 +450,8 @@ impl FdTable {
         // when the call returns: a description is released where its last number in the
         // range was, and those releases go last first (so a range of closes wakes the
         // peers in reverse order).
-        let mut last_at: std::collections::HashMap<usize, usize> =
-            std::collections::HashMap::with_capacity(taken.len());
+        let mut last_at: alloc::collections::BTreeMap<usize, usize> =
+            alloc::collections::BTreeMap::new();
         for (i, slot) in taken.iter().enumerate() {
             last_at.insert(slot.file.description_id(), i);
         }
@@ -513,7 +512,7 @@ impl FdTable {
     /// (kept alive while the call sleeps), but every scan looks each number up again: a
     /// descriptor closed by another thread during the wait gives `NVAL` at the next wakeup.
     pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
-        let deadline = ms_deadline(timeout_ms);
+        let deadline = ms_deadline(&*self.clock, timeout_ms);
         let files: Vec<Option<File>> = fds
             .iter()
             .map(|p| (p.fd >= 0).then(|| self.get(p.fd).ok()).flatten())
@@ -545,7 +544,7 @@ impl FdTable {
             return Ok(n);
         }
         // Sleep on every queue at once: hang the thread's parker on each.
-        let parker = Parker::for_current_thread();
+        let parker = Parker::for_current_task();
         let cb: Arc<dyn crate::WakeCallback> = parker.clone();
         let queues: Vec<&WaitQueue> = files
             .iter()
@@ -620,7 +619,7 @@ impl FdTable {
         if flags & !EPOLL_CLOEXEC != 0 {
             return Err(Errno::EINVAL);
         }
-        let file = EpollShared::new_file(self.user.clone());
+        let file = EpollShared::new_file(self.user.clone(), self.clock.clone());
         self.install(file, flags & EPOLL_CLOEXEC != 0)
     }
 
@@ -773,9 +772,14 @@ impl FdTable {
     }
 }
 
-/// The deadline of a millisecond timeout (negative: none).
-pub(crate) fn ms_deadline(timeout_ms: i32) -> Option<Instant> {
-    (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+/// The deadline of a millisecond timeout on `clock` (negative: none).
+pub(crate) fn ms_deadline(
+    clock: &dyn crate::platform::Clock,
+    timeout_ms: i32,
+) -> Option<Deadline<'_>> {
+    u64::try_from(timeout_ms)
+        .ok()
+        .and_then(|ms| Deadline::after(clock, Duration::from_millis(ms)))
 }
 
 #[cfg(test)]

@@ -23,8 +23,9 @@
 //! held while waking it (see the lock order in `epoll`).
 
 use crate::event::Events;
-use crate::sync::{lock, thread, Arc, AtomicU32, AtomicUsize, Mutex, Ordering};
-use std::time::Instant;
+use crate::platform::Deadline;
+use crate::prelude::*;
+use crate::sync::{lock, Arc, AtomicUsize, Ordering, SpinLock};
 
 /// A callback hung on a [`WaitQueue`].
 ///
@@ -96,7 +97,7 @@ impl Waiter {
 /// ```
 #[derive(Default)]
 pub struct WaitQueue {
-    entries: Mutex<Vec<Waiter>>,
+    entries: SpinLock<Vec<Waiter>>,
     /// `entries.len()`, readable without the lock (Linux's lockless `waitqueue_active`);
     /// written only under the lock. Release/acquire is enough: the epoll callback reads it
     /// under its instance's `ready` lock, and every insertion it must not miss (a waiter
@@ -105,196 +106,15 @@ pub struct WaitQueue {
     len: AtomicUsize,
 }
 
-impl std::fmt::Debug for WaitQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("WaitQueue")
             .field("entries", &lock(&self.entries).len())
             .finish()
     }
 }
 
-/// Why a blocked thread stopped sleeping.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum WakeReason {
-    Woken,
-    TimedOut,
-    Interrupted,
-}
-
-const PARKED: u32 = 0;
-const WOKEN: u32 = 1;
-const INTERRUPTED: u32 = 2;
-
-/// A blocked thread's token: the waker flips `state` and unparks the thread.
-pub(crate) struct Parker {
-    state: AtomicU32,
-    thread: thread::Thread,
-}
-
-/// Deferred unparking. A waker marks a parked thread woken at once (under whatever locks it
-/// holds), but calls `unpark` only when the outermost [`deferred::Unparks`] guard of the
-/// waking thread drops — after those locks are released — so the woken thread does not
-/// wake straight into a mutex its waker still holds (a lock convoy: observed as extra
-/// futex calls per wakeup). The woken state is set first, so a thread that has not parked
-/// yet never sleeps; one that has is unparked when the guard drops, also on unwinding.
-pub(crate) mod deferred {
-    use crate::sync::thread::Thread;
-
-    #[cfg(not(loom))]
-    thread_local! {
-        static PENDING: std::cell::RefCell<(usize, Vec<Thread>)> =
-            const { std::cell::RefCell::new((0, Vec::new())) };
-    }
-    // Modelled too: loom runs model threads as coroutines of one OS thread, so the list is
-    // a loom thread-local.
-    #[cfg(loom)]
-    loom::thread_local! {
-        static PENDING: std::cell::RefCell<(usize, Vec<Thread>)> =
-            std::cell::RefCell::new((0, Vec::new()));
-    }
-
-    /// While one of these is alive on a thread, its unparks are deferred.
-    pub(crate) struct Unparks(());
-
-    impl Unparks {
-        pub(crate) fn begin() -> Unparks {
-            PENDING.with(|p| p.borrow_mut().0 += 1);
-            Unparks(())
-        }
-    }
-
-    impl Drop for Unparks {
-        fn drop(&mut self) {
-            let ready = PENDING.with(|p| {
-                let mut p = p.borrow_mut();
-                p.0 -= 1;
-                if p.0 == 0 && !p.1.is_empty() {
-                    Some(std::mem::take(&mut p.1))
-                } else {
-                    None
-                }
-            });
-            if let Some(mut threads) = ready {
-                for t in threads.drain(..) {
-                    t.unpark();
-                }
-                // Give the (now empty) allocation back for the next wakeup.
-                PENDING.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.1.capacity() == 0 {
-                        p.1 = threads;
-                    }
-                });
-            }
-        }
-    }
-
-    /// Unpark now every thread this thread's guards deferred (the guards stay): a thread
-    /// about to sleep must not keep the wakeups it made waiting behind its own sleep.
-    pub(crate) fn flush() {
-        let ready = PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            (!p.1.is_empty()).then(|| std::mem::take(&mut p.1))
-        });
-        if let Some(threads) = ready {
-            for t in threads {
-                t.unpark();
-            }
-        }
-    }
-
-    /// Unpark `thread` now, or when the outermost guard drops.
-    pub(crate) fn unpark(thread: &Thread) {
-        let deferred = PENDING.with(|p| {
-            let mut p = p.borrow_mut();
-            if p.0 > 0 {
-                p.1.push(thread.clone());
-                true
-            } else {
-                false
-            }
-        });
-        if !deferred {
-            thread.unpark();
-        }
-    }
-}
-
-impl Parker {
-    pub(crate) fn for_current_thread() -> Arc<Parker> {
-        Arc::new(Parker {
-            state: AtomicU32::new(PARKED),
-            thread: thread::current(),
-        })
-    }
-
-    /// Whether the thread is still waiting for a wakeup (not woken, not interrupted, not
-    /// timed out): a waker's transition is immediate, like a kernel task's `TASK_RUNNING`.
-    pub(crate) fn is_parked(&self) -> bool {
-        self.state.load(Ordering::Acquire) == PARKED
-    }
-
-    /// Wake the thread; false if it was already woken or interrupted.
-    pub(crate) fn notify(&self) -> bool {
-        self.transition(WOKEN)
-    }
-
-    /// Re-arm after a wakeup, before re-checking the condition the thread sleeps on.
-    pub(crate) fn reset(&self) {
-        let _ = self
-            .state
-            .compare_exchange(WOKEN, PARKED, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Interrupt the thread (the analogue of a signal).
-    pub(crate) fn interrupt(&self) -> bool {
-        self.transition(INTERRUPTED)
-    }
-
-    fn transition(&self, to: u32) -> bool {
-        let ok = self
-            .state
-            .compare_exchange(PARKED, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if ok {
-            deferred::unpark(&self.thread);
-        }
-        ok
-    }
-
-    /// Sleep until woken, interrupted, or `deadline` passes. (No spinning first: measured
-    /// here, spinning before parking costs ~20 µs per wakeup when waker and sleeper share
-    /// a CPU, and gains nothing measurable otherwise.)
-    pub(crate) fn sleep(&self, deadline: Option<Instant>) -> WakeReason {
-        // Wakeups this thread made inside a call that now blocks go out before it sleeps.
-        deferred::flush();
-        loop {
-            match self.state.load(Ordering::Acquire) {
-                WOKEN => return WakeReason::Woken,
-                INTERRUPTED => return WakeReason::Interrupted,
-                _ => {}
-            }
-            match deadline {
-                None => thread::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        // Claim the timeout; lose to a concurrent waker if it came first.
-                        if self
-                            .state
-                            .compare_exchange(PARKED, WOKEN, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok()
-                        {
-                            return WakeReason::TimedOut;
-                        }
-                        continue;
-                    }
-                    thread::park_timeout(d - now);
-                }
-            }
-        }
-    }
-}
+pub(crate) use crate::platform::park::{deferred, Parker, WakeReason};
 
 /// A parked thread can hang on several queues at once through this (as `poll(2)` does).
 impl WakeCallback for Parker {
@@ -464,22 +284,25 @@ impl WaitQueue {
     ///
     /// ```
     /// use eventpoll::{Errno, WaitQueue};
-    /// use std::time::{Duration, Instant};
+    /// use eventpoll::objects::clock::MonotonicClock;
+    /// use eventpoll::platform::Deadline;
+    /// use std::time::Duration;
     /// let q = WaitQueue::new();
-    /// let r: Result<(), Errno> = q.block_until(true, Some(Instant::now() + Duration::from_millis(5)), || None);
+    /// let deadline = Deadline::after(&MonotonicClock, Duration::from_millis(5));
+    /// let r: Result<(), Errno> = q.block_until(true, deadline, || None);
     /// assert_eq!(r, Err(Errno::EAGAIN));
     /// ```
     pub fn block_until<T>(
         &self,
         exclusive: bool,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline<'_>>,
         mut attempt: impl FnMut() -> Option<T>,
     ) -> crate::Result<T> {
         loop {
             if let Some(v) = attempt() {
                 return Ok(v);
             }
-            let parker = Parker::for_current_thread();
+            let parker = Parker::for_current_task();
             self.insert(Waiter::Thread {
                 parker: parker.clone(),
                 exclusive,

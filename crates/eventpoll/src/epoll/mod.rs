@@ -64,11 +64,13 @@
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::file::{File, FileOps};
-use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::platform::{Clock, Deadline};
+use crate::prelude::*;
+use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
 use crate::table::FdTable;
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
+use core::time::Duration;
 use hashbrown::HashTable;
-use std::time::{Duration, Instant};
 
 mod nest;
 mod rust_api;
@@ -152,7 +154,7 @@ struct Watch {
 
 /// The next item's registration number (see `Watch::seq`; not a synchronisation point, so
 /// a plain atomic outside the loom shim).
-static NEXT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static NEXT_SEQ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// List-link sentinels of `ReadySlot::next`.
 const NIL: u32 = u32::MAX;
@@ -358,7 +360,7 @@ impl TakenItem {
 /// An epoll instance: the object behind an epoll file description.
 pub struct EpollShared {
     mtx: Mutex<InterestList>,
-    ready: Mutex<Ready>,
+    ready: SpinLock<Ready>,
     /// Threads blocked in `wait` (exclusive entries: a wakeup wakes one).
     wq: WaitQueue,
     /// Whoever polls this instance: outer instances' items, `poll(2)` callers.
@@ -367,10 +369,13 @@ pub struct EpollShared {
     /// A [`Waker`]'s pending wakeup: set under `ready`, taken by the next return of a wait.
     /// Never set unless a `Waker` is used, so an instance without one is exactly Linux's.
     notified: AtomicBool,
+    /// What `wait`'s timeouts are measured on: the creating table's clock (its timerfds'),
+    /// or the platform's default.
+    clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for EpollShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for EpollShared {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EpollShared")
             .field("watches", &self.len())
             .finish()
@@ -379,7 +384,7 @@ impl std::fmt::Debug for EpollShared {
 
 impl EpollShared {
     /// A new instance and its open file description.
-    pub(crate) fn new_file(user: Arc<User>) -> File {
+    pub(crate) fn new_file(user: Arc<User>, clock: Arc<dyn Clock>) -> File {
         let ep = Arc::new(EpollShared {
             mtx: Mutex::new(InterestList {
                 watches: Vec::new(),
@@ -388,7 +393,7 @@ impl EpollShared {
                 scratch: Vec::new(),
                 masks: Vec::new(),
             }),
-            ready: Mutex::new(Ready {
+            ready: SpinLock::new(Ready {
                 slots: Vec::new(),
                 head: NIL,
                 tail: NIL,
@@ -399,6 +404,7 @@ impl EpollShared {
             poll_wait: WaitQueue::new(),
             user,
             notified: AtomicBool::new(false),
+            clock,
         });
         File::from_ops(ep, 0)
     }
@@ -624,9 +630,9 @@ impl EpollShared {
         maxevents: usize,
     ) -> Result<usize> {
         let mut il = lock(&self.mtx);
-        let mut tx = std::mem::take(&mut il.scratch);
+        let mut tx = core::mem::take(&mut il.scratch);
         self.start_scan(&mut tx);
-        let mut masks = std::mem::take(&mut il.masks);
+        let mut masks = core::mem::take(&mut il.masks);
         masks.clear();
         masks.resize(tx.len(), Events::empty());
         let mut polled = 0;
@@ -677,7 +683,7 @@ impl EpollShared {
     /// on the ready list is really ready; items found not ready before it are dropped.
     fn poll_mask(&self) -> Events {
         let mut il = lock(&self.mtx);
-        let mut tx = std::mem::take(&mut il.scratch);
+        let mut tx = core::mem::take(&mut il.scratch);
         self.start_scan(&mut tx);
         let mut processed = tx.len();
         let mut mask = Events::empty();
@@ -708,7 +714,7 @@ impl EpollShared {
         let mut timed_out = timeout.is_some_and(|t| t.is_zero());
         let deadline = timeout
             .filter(|t| !t.is_zero())
-            .and_then(|t| Instant::now().checked_add(t));
+            .and_then(|t| Deadline::after(&*self.clock, t));
         let mut eavail = self.events_available();
         loop {
             if eavail {
@@ -726,7 +732,7 @@ impl EpollShared {
                 signal.clear(); // delivered, as an EINTR return delivers a signal
                 return Err(Errno::EINTR);
             }
-            let parker = Parker::for_current_thread();
+            let parker = Parker::for_current_task();
             {
                 let r = lock(&self.ready);
                 // A `Waker`'s wakeup counts as available: taken at the top of the loop.
@@ -816,7 +822,7 @@ impl EpollShared {
                 .epoll_arc()
                 .expect("ep_file is this instance's file");
             // Full check: loops, depth and wakeup paths, serialised globally.
-            let _nest = nest::NEST_CHECK.lock().unwrap_or_else(|e| e.into_inner());
+            let _nest = lock(&nest::NEST_CHECK);
             let mut check_files = Vec::new();
             if let Some(tep) = target.epoll_arc() {
                 nest::loop_check(&me, &tep, &mut check_files)?;
@@ -874,7 +880,7 @@ impl EpollShared {
             ops: ops.clone(),
             key,
             fd,
-            seq: NEXT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seq: NEXT_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         });
         {
             let mut r = lock(&self.ready);
@@ -966,7 +972,7 @@ impl EpollShared {
         if let Some(q) = w.ops.wait_queue() {
             let me: *const EpollShared = self;
             q.remove_where(
-                |x| matches!(x, Waiter::Item { ep, slot: s, .. } if std::ptr::eq(&**ep, me) && *s == slot),
+                |x| matches!(x, Waiter::Item { ep, slot: s, .. } if core::ptr::eq(&**ep, me) && *s == slot),
             );
         }
         // 2. Index, ready list, slot.
@@ -1101,7 +1107,7 @@ fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
 
 /// The epoll instance behind an object, if it is one.
 pub(crate) fn epoll_of(ops: &Arc<dyn FileOps>) -> Option<Arc<EpollShared>> {
-    let any: Arc<dyn std::any::Any + Send + Sync> = ops.clone();
+    let any: Arc<dyn core::any::Any + Send + Sync> = ops.clone();
     any.downcast::<EpollShared>().ok()
 }
 

@@ -16,8 +16,9 @@
 use super::{EpollShared, EP_MAX_NESTS};
 use crate::errno::{Errno, Result};
 use crate::file::FileOps;
+use crate::prelude::*;
 use crate::sync::Arc;
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
 
 /// Serialises every nesting check (Linux's `epnested_mutex`).
 pub(super) static NEST_CHECK: crate::sync::GlobalMutex<()> = crate::sync::GlobalMutex::new(());
@@ -36,7 +37,7 @@ pub(super) fn loop_check(
     to: &Arc<EpollShared>,
     files: &mut Vec<Arc<dyn FileOps>>,
 ) -> Result<()> {
-    let mut memo = HashMap::new();
+    let mut memo = BTreeMap::new();
     let down = depth_below(to, 0, id(ep), &mut memo, files);
     if down > EP_MAX_NESTS {
         return Err(Errno::ELOOP);
@@ -52,7 +53,7 @@ fn depth_below(
     ep: &EpollShared,
     depth: usize,
     inserting_into: usize,
-    memo: &mut HashMap<usize, usize>,
+    memo: &mut BTreeMap<usize, usize>,
     files: &mut Vec<Arc<dyn FileOps>>,
 ) -> usize {
     if let Some(&d) = memo.get(&id(ep)) {
@@ -62,7 +63,7 @@ fn depth_below(
     for f in plain {
         if !files
             .iter()
-            .any(|g| std::ptr::addr_eq(Arc::as_ptr(g), Arc::as_ptr(&f)))
+            .any(|g| core::ptr::addr_eq(Arc::as_ptr(g), Arc::as_ptr(&f)))
         {
             files.push(f);
         }
@@ -82,7 +83,7 @@ fn depth_below(
     result
 }
 
-fn depth_above(ep: &EpollShared, memo: &mut HashMap<usize, usize>) -> usize {
+fn depth_above(ep: &EpollShared, memo: &mut BTreeMap<usize, usize>) -> usize {
     if let Some(&d) = memo.get(&id(ep)) {
         return d;
     }

@@ -9,9 +9,10 @@ use super::{EpollShared, User, DEFAULT_MAX_USER_WATCHES};
 use crate::errno::Result;
 use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use crate::file::File;
+use crate::prelude::*;
 use crate::sync::Arc;
-use std::ops::BitOr;
-use std::time::Duration;
+use core::ops::BitOr;
+use core::time::Duration;
 
 /// The descriptor number used in interest keys by this layer.
 const NO_FD: i32 = -1;
@@ -100,7 +101,7 @@ impl EventBuffer {
         self.len == 0
     }
     /// The events returned by the last wait, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, EpollEvent> {
+    pub fn iter(&self) -> core::slice::Iter<'_, EpollEvent> {
         self.buf[..self.len].iter()
     }
     /// The events as a slice.
@@ -111,7 +112,7 @@ impl EventBuffer {
 
 impl<'a> IntoIterator for &'a EventBuffer {
     type Item = &'a EpollEvent;
-    type IntoIter = std::slice::Iter<'a, EpollEvent>;
+    type IntoIter = core::slice::Iter<'a, EpollEvent>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
@@ -141,8 +142,8 @@ pub struct Epoll {
     pub(super) ep: Arc<EpollShared>,
 }
 
-impl std::fmt::Debug for Epoll {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Epoll {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Epoll")
             .field("watches", &self.len())
             .finish()
@@ -166,7 +167,30 @@ impl Epoll {
 
     /// A new instance charging `user`'s watch budget.
     pub fn with_user(user: Arc<User>) -> Epoll {
-        let file = EpollShared::new_file(user);
+        Epoll::with_clock(user, crate::platform::default_clock())
+    }
+
+    /// A new instance charging `user`'s watch budget whose `wait` timeouts are measured on
+    /// `clock` (a [`ManualClock`](crate::objects::clock::ManualClock): they end when it is
+    /// advanced past them).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EventBuffer, User};
+    /// use eventpoll::objects::clock::ManualClock;
+    /// use std::{sync::Arc, time::Duration};
+    /// let clock = Arc::new(ManualClock::new());
+    /// let epoll = Epoll::with_clock(User::new(16), clock.clone());
+    /// let c = clock.clone();
+    /// let advancer = std::thread::spawn(move || {
+    ///     while c.pending() == 0 { std::thread::yield_now(); } // the waiter's timer
+    ///     c.advance(Duration::from_secs(60));
+    /// });
+    /// let mut events = EventBuffer::with_capacity(4);
+    /// assert_eq!(epoll.wait(&mut events, Some(Duration::from_secs(60))), Ok(0));
+    /// advancer.join().unwrap();
+    /// ```
+    pub fn with_clock(user: Arc<User>, clock: Arc<dyn crate::platform::Clock>) -> Epoll {
+        let file = EpollShared::new_file(user, clock);
         let ep = file
             .epoll_arc()
             .expect("a new epoll file is an epoll instance");

@@ -66,8 +66,8 @@ const _: fn() = || {
     shareable::<Waker>();
 };
 
-impl std::fmt::Debug for Waker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Waker")
             .field("pending", &self.ep.notified.load(Ordering::Relaxed))
             .finish()
@@ -153,6 +153,7 @@ impl FdTable {
 mod tests {
     use super::*;
     use crate::objects::pipe::pipe;
+    use crate::test_prelude::*;
     use crate::{EventBuffer, Interest};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};

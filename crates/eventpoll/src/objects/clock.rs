@@ -28,49 +28,13 @@
 //! assert!(fired.load(Ordering::SeqCst));
 //! ```
 
-use crate::sync::{lock, Mutex};
-use std::collections::BTreeMap;
-use std::time::Duration;
-#[cfg(any(test, not(unix)))]
+use crate::sync::{lock, SpinLock};
+use alloc::collections::BTreeMap;
+use core::time::Duration;
+#[cfg(all(feature = "std", any(test, not(unix))))]
 use std::time::Instant;
 
-/// A callback scheduled on a [`Clock`].
-pub type TimerCallback = Box<dyn FnOnce() + Send>;
-
-/// Identifies a scheduled callback, for [`Clock::cancel`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId {
-    deadline: Duration,
-    seq: u64,
-}
-
-impl TimerId {
-    /// The deadline the callback was scheduled for.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
-    }
-}
-
-/// A clock that timerfds run on.
-///
-/// Implementations must be monotonic (`now` never goes backwards) and must run every
-/// scheduled callback exactly once, at or after its deadline, unless it was cancelled first.
-/// Callbacks must be run with no lock held that [`Clock::now`], [`Clock::schedule`] or
-/// [`Clock::cancel`] take (a timerfd's callback wakes epoll instances, which may re-arm
-/// timers).
-pub trait Clock: Send + Sync + 'static {
-    /// Time since the clock's epoch.
-    fn now(&self) -> Duration;
-    /// Run `callback` once the clock reaches `deadline` (a deadline already reached runs it
-    /// as soon as the clock next gets to its callbacks).
-    fn schedule(&self, deadline: Duration, callback: TimerCallback) -> TimerId;
-    /// Cancel a scheduled callback; `false` when it has run, is running, or was cancelled.
-    fn cancel(&self, id: TimerId) -> bool;
-    /// `CLOCK_REALTIME` minus this clock: how absolute wall-clock times map onto it.
-    fn realtime_offset(&self) -> Duration {
-        Duration::ZERO
-    }
-}
+pub use crate::platform::{Clock, TimerCallback, TimerId};
 
 /// Callbacks ordered by deadline (then by scheduling order).
 ///
@@ -87,7 +51,7 @@ pub trait Clock: Send + Sync + 'static {
 /// ```
 #[derive(Default)]
 pub struct TimerQueue {
-    inner: Mutex<QueueInner>,
+    inner: SpinLock<QueueInner>,
 }
 
 #[derive(Default)]
@@ -96,8 +60,8 @@ struct QueueInner {
     next_seq: u64,
 }
 
-impl std::fmt::Debug for TimerQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for TimerQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("TimerQueue")
             .field("pending", &lock(&self.inner).timers.len())
             .finish()
@@ -113,10 +77,7 @@ impl TimerQueue {
     /// Add a callback.
     pub fn insert(&self, deadline: Duration, callback: TimerCallback) -> TimerId {
         let mut q = lock(&self.inner);
-        let id = TimerId {
-            deadline,
-            seq: q.next_seq,
-        };
+        let id = TimerId::new(deadline, q.next_seq);
         q.next_seq += 1;
         q.timers.insert(id, callback);
         id
@@ -129,14 +90,18 @@ impl TimerQueue {
 
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Duration> {
-        lock(&self.inner).timers.keys().next().map(|id| id.deadline)
+        lock(&self.inner)
+            .timers
+            .keys()
+            .next()
+            .map(|id| id.deadline())
     }
 
     /// Remove and return the earliest callback if it is due at `now`.
     pub fn pop_due(&self, now: Duration) -> Option<TimerCallback> {
         let mut q = lock(&self.inner);
         let first = *q.timers.keys().next()?;
-        if first.deadline > now {
+        if first.deadline() > now {
             return None;
         }
         q.timers.remove(&first)
@@ -153,7 +118,8 @@ impl TimerQueue {
     }
 }
 
-/// The host's monotonic clock (`CLOCK_MONOTONIC`), with a process-wide timer thread.
+/// The host's monotonic clock (`CLOCK_MONOTONIC`), with a process-wide timer thread
+/// (with `std` only).
 ///
 /// ```
 /// use eventpoll::objects::clock::{Clock, MonotonicClock};
@@ -161,11 +127,12 @@ impl TimerQueue {
 /// let a = c.now();
 /// assert!(c.now() >= a);
 /// ```
+#[cfg(feature = "std")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MonotonicClock;
 
 /// `clock_gettime(id)` as a duration since that clock's epoch.
-#[cfg(unix)]
+#[cfg(all(feature = "std", unix))]
 #[allow(unsafe_code)]
 fn clock_gettime(id: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -184,6 +151,7 @@ fn clock_gettime(id: libc::clockid_t) -> Duration {
     )
 }
 
+#[cfg(feature = "std")]
 impl Clock for MonotonicClock {
     #[cfg(unix)]
     fn now(&self) -> Duration {
@@ -210,6 +178,19 @@ impl Clock for MonotonicClock {
         service().queue.cancel(id)
     }
 
+    /// std's timed park: no timer round trip for a timed wait (unless a platform is
+    /// registered: its tasks park through it, and the timer thread unparks them).
+    fn park_until(&self, deadline: Duration) {
+        #[cfg(not(loom))]
+        if crate::platform::registered().is_some() {
+            return crate::platform::park::park_until_by_timer(self, deadline);
+        }
+        let now = self.now();
+        if deadline > now {
+            crate::platform::park::park_timeout(deadline - now);
+        }
+    }
+
     fn realtime_offset(&self) -> Duration {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -220,12 +201,14 @@ impl Clock for MonotonicClock {
 
 /// The process-wide timer service of [`MonotonicClock`]. It lives in a `std` `OnceLock`
 /// (outside the loom shim): the timer thread is not part of the modelled wait/wake protocol.
+#[cfg(feature = "std")]
 struct Service {
     queue: TimerQueue,
     /// The timer thread (`None` if it could not be started: timers then never fire).
     thread: Option<std::thread::Thread>,
 }
 
+#[cfg(feature = "std")]
 fn service() -> &'static Service {
     static SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
     SERVICE.get_or_init(|| {
@@ -242,6 +225,7 @@ fn service() -> &'static Service {
 }
 
 /// Run due callbacks; sleep until the earliest deadline or an unpark (a new timer).
+#[cfg(feature = "std")]
 fn timer_thread(s: &'static Service) {
     let clock = MonotonicClock;
     loop {
@@ -274,7 +258,7 @@ fn timer_thread(s: &'static Service) {
 /// ```
 #[derive(Debug)]
 pub struct ManualClock {
-    now: Mutex<Duration>,
+    now: SpinLock<Duration>,
     queue: TimerQueue,
     realtime_offset: Duration,
 }
@@ -294,7 +278,7 @@ impl ManualClock {
     /// A clock at `now`.
     pub fn starting_at(now: Duration) -> ManualClock {
         ManualClock {
-            now: Mutex::new(now),
+            now: SpinLock::new(now),
             queue: TimerQueue::new(),
             realtime_offset: Duration::ZERO,
         }
@@ -329,6 +313,12 @@ impl ManualClock {
     pub fn pending(&self) -> usize {
         self.queue.len()
     }
+
+    /// The earliest deadline of a waiting callback: where a simulator whose tasks all
+    /// sleep moves the clock next.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.queue.next_deadline()
+    }
 }
 
 impl Clock for ManualClock {
@@ -350,6 +340,8 @@ impl Clock for ManualClock {
 mod tests {
     use super::*;
     use crate::sync::Arc;
+    use crate::sync::Mutex;
+    use crate::test_prelude::*;
     use std::sync::mpsc;
 
     #[test]

@@ -189,6 +189,7 @@ impl FdTable {
 mod tests {
     use super::*;
     use crate::objects::testutil::{join_within, Recorder};
+    use crate::test_prelude::*;
     use crate::Interrupt;
     use std::time::Duration;
 

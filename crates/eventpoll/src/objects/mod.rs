@@ -20,6 +20,7 @@ pub mod timerfd;
 #[cfg(test)]
 pub(crate) mod testutil {
     use crate::sync::{lock, Arc, Mutex};
+    use crate::test_prelude::*;
     use crate::{Events, WaitQueue, WakeCallback};
     use std::time::Duration;
 

@@ -55,10 +55,11 @@
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
 use crate::file::{File, FileOps};
+use crate::prelude::*;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
 use crate::table::FdTable;
 use crate::wait_queue::WaitQueue;
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 /// The size of one pipe slot (a page).
 pub const PAGE_SIZE: usize = 4096;
@@ -129,16 +130,16 @@ pub struct PipeWriter {
     pipe: Arc<Pipe>,
 }
 
-impl std::fmt::Debug for PipeReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for PipeReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PipeReader")
             .field("len", &self.pipe.len())
             .finish()
     }
 }
 
-impl std::fmt::Debug for PipeWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for PipeWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PipeWriter")
             .field("len", &self.pipe.len())
             .finish()

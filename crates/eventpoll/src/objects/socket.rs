@@ -97,10 +97,11 @@
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
 use crate::file::{File, FileOps};
+use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex, MutexGuard};
 use crate::table::FdTable;
 use crate::wait_queue::WaitQueue;
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 /// The kind of socket pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -321,8 +322,8 @@ pub struct UnixSocket {
     me: usize,
 }
 
-impl std::fmt::Debug for UnixSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for UnixSocket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("UnixSocket")
             .field("type", &self.pair.ty)
             .field("end", &self.me)
@@ -671,7 +672,7 @@ impl UnixSocket {
             let had_data = q.len() > usize::from(head_empty);
             ends[me].shutdown = SHUTDOWN_MASK;
             ends[me].released = true;
-            let connected = std::mem::replace(&mut ends[me].connected, false);
+            let connected = core::mem::replace(&mut ends[me].connected, false);
             if connected && self.pair.ty.connection_based() && !ends[peer].released {
                 ends[peer].shutdown = SHUTDOWN_MASK;
                 if had_data {

@@ -45,10 +45,11 @@ use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
 use crate::file::{File, FileOps};
 use crate::objects::clock::{Clock, TimerId};
+use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex};
 use crate::table::{FdTable, ITimerSpec, Timespec};
 use crate::wait_queue::WaitQueue;
-use std::time::Duration;
+use core::time::Duration;
 
 /// `CLOCK_REALTIME`.
 pub const CLOCK_REALTIME: i32 = 0;
@@ -140,8 +141,8 @@ pub struct TimerFd {
     clockid: i32,
 }
 
-impl std::fmt::Debug for TimerFd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for TimerFd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let st = lock(&self.shared.state);
         f.debug_struct("TimerFd")
             .field("clockid", &self.clockid)
