@@ -818,4 +818,63 @@ mod tests {
         assert_eq!(t.write(w, &[1]), Ok(1));
         assert_eq!(poller.join().unwrap(), (Ok(1), Events::NVAL.bits() as i16));
     }
+
+    /// One time source: on a table built on a `ManualClock`, a timed `epoll_wait` and a
+    /// timed `poll` sleep until that clock — not the host's — passes their deadline. Each
+    /// waiter is checked still asleep (after real time has passed) with the clock 1 ms short
+    /// of its one-minute deadline, and returns at once when the clock reaches it (a wait on
+    /// the host's time would outlast `join_within`), reading the deadline.
+    #[test]
+    fn timeouts_end_exactly_when_the_manual_clock_passes_the_deadline() {
+        use crate::objects::clock::{Clock, ManualClock};
+        use crate::objects::testutil::join_within;
+        let clock = Arc::new(ManualClock::new());
+        let t = Arc::new(FdTable::with_clock(
+            TableConfig::default(),
+            User::new(16),
+            clock.clone(),
+        ));
+        let ep = t.epoll_create1(0).unwrap();
+        let (r, _w) = t.pipe2(0).unwrap();
+        t.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(&EpollEvent::new(Events::IN, 1)))
+            .unwrap();
+        for call in ["epoll_wait", "poll"] {
+            let start = clock.now();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (t2, c2) = (t.clone(), clock.clone());
+            let waiter = std::thread::spawn(move || {
+                tx.send(Interrupt::current()).unwrap();
+                let n = if call == "epoll_wait" {
+                    let mut out = [EpollEvent::default(); 1];
+                    t2.epoll_wait(ep, &mut out, 1, 60_000)
+                } else {
+                    let mut fds = [PollFd {
+                        fd: r,
+                        events: Events::IN.bits() as i16,
+                        revents: 0,
+                    }];
+                    t2.poll(&mut fds, 60_000)
+                };
+                (n, c2.now())
+            });
+            let its = rx.recv().unwrap();
+            let since = std::time::Instant::now();
+            while !(its.is_sleeping() && clock.pending() == 1) {
+                assert!(
+                    since.elapsed() < Duration::from_secs(10),
+                    "{call} never slept"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            clock.advance(Duration::from_millis(59_999));
+            std::thread::sleep(Duration::from_millis(50)); // real time does not end it
+            assert!(!waiter.is_finished(), "{call} returned before its deadline");
+            assert!(its.is_sleeping());
+            clock.advance(Duration::from_millis(1));
+            let (n, woke_at) = join_within(waiter);
+            assert_eq!(n, Ok(0), "{call}");
+            assert_eq!(woke_at, start + Duration::from_secs(60), "{call}");
+            assert_eq!(clock.pending(), 0, "{call}: its timer is gone");
+        }
+    }
 }
