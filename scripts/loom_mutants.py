@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOLL = "crates/eventpoll/src/epoll/mod.rs"
 WQ = "crates/eventpoll/src/wait_queue.rs"
 SIGNAL = "crates/eventpoll/src/signal.rs"
+PARK = "crates/eventpoll/src/platform/park.rs"
 
 # (name, what it breaks, [(file, old text, new text), ...])
 MUTANTS = [
@@ -30,9 +31,9 @@ MUTANTS = [
         [
             (
                 EPOLL,
-                """                eavail = !r.is_empty() || r.scanning;
+                """                eavail = r.events_available();
                 if !eavail {""",
-                """                eavail = !r.is_empty() || r.scanning;
+                """                eavail = r.events_available();
                 drop(r);
                 if !eavail {""",
             ),
@@ -161,7 +162,7 @@ MUTANTS = [
         'a timed-out waiter swallows a wake-one meant for another waiter (both safeguards removed: the timeout claim CAS in Parker::sleep and the re-harvest after a timeout that was dequeued by a waker; either alone is enough)',
         [
             (
-                WQ,
+                PARK,
                 """                        if self
                             .state
                             .compare_exchange(PARKED, WOKEN, Ordering::AcqRel, Ordering::Acquire)
@@ -185,9 +186,9 @@ MUTANTS = [
         'lost wakeup: unparks deferred under a waker guard are never issued',
         [
             (
-                WQ,
-                """                if p.0 == 0 && !p.1.is_empty() {""",
-                """                if p.0 == 0 && p.1.is_empty() {""",
+                PARK,
+                """                if p.depth == 0 && !p.tasks.is_empty() {""",
+                """                if p.depth == 0 && p.tasks.is_empty() {""",
             ),
         ],
     ),

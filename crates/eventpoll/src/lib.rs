@@ -63,6 +63,13 @@
 //! ```
 //!
 //! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`](mod@crate::file).
+//!
+//! ## `no_std`
+//!
+//! The crate is `#![no_std]` + `alloc`. The `std` feature (default) runs it on std's
+//! mutexes, threads and thread-locals with the host's monotonic clock; without it, the
+//! embedder registers a [`platform::Platform`] (tasks, park, unpark, a [`platform::Clock`])
+//! at start-up. Everything the engine needs from its host goes through [`platform`].
 
 #![no_std]
 #![deny(unsafe_code)]
