@@ -1,6 +1,6 @@
 //! loom models of the wait/wake protocol: every interleaving (up to a preemption bound) of
 //! two or three threads running the *real* engine code — the engine's mutexes, atomics and
-//! thread parking come from `crate::sync`, which is loom's under `--cfg loom`.
+//! thread parking come from the platform seam (`crate::platform`), which is loom's under `--cfg loom`.
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=/work/target-loom cargo test -p eventpoll --lib --release loom_models`

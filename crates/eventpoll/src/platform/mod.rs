@@ -101,7 +101,9 @@ use alloc::sync::Arc;
 pub trait Platform: Sync {
     /// The calling task's [`Task`]: the *same* one (clones of it) every time a given task
     /// calls. The engine keeps its per-task state there (the task's interrupt, its cached
-    /// parker, the unparks it deferred).
+    /// parker, the unparks it deferred). Anything that wakes a queue calls it too — a
+    /// timer callback, an interrupt handler: give such a context a `Task` of its own (one
+    /// per CPU for interrupt context), never one that the interrupted task may be using.
     fn current_task(&self) -> Task;
     /// Block the calling task until its [`Unpark`] handle is called. An unpark that comes
     /// first is kept as a token and makes the next `park` return at once; returning
