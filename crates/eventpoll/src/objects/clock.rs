@@ -3,7 +3,7 @@
 //! - [`Clock`] is the contract: [`Clock::now`] (time since the clock's epoch),
 //!   [`Clock::schedule`] (run a callback once the clock reaches a deadline) and
 //!   [`Clock::cancel`].
-//! - [`MonotonicClock`] is the host's `CLOCK_MONOTONIC` — the same epoch as the kernel's, so
+//! - `MonotonicClock` (with `std`) is the host's `CLOCK_MONOTONIC` — the same epoch as the kernel's, so
 //!   an absolute expiry of "1 ns after the epoch" is in the past, as it is for a kernel
 //!   timerfd. Its callbacks run on one process-wide background thread, started the first time
 //!   something is scheduled.

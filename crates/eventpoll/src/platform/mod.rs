@@ -9,7 +9,7 @@
 //! | a *short* lock a wakeup may take from any context | `ep->lock`, wait-queue locks | `std::sync::Mutex` | a spin lock |
 //! | the current task, park, unpark | `current`, `schedule()`, `wake_up_process` | `std::thread` | [`Platform::current_task`], [`Platform::park`], [`Unpark`] |
 //! | per-task state: the interrupt, the cached parker, the deferred unparks | `current->pending`, `task_struct` | thread-locals | kept in the [`Task`] the platform returns |
-//! | time, and a timed sleep | `ktime_get`, hrtimers | [`MonotonicClock`](crate::objects::clock::MonotonicClock) | [`Platform::clock`] |
+//! | time, and a timed sleep | `ktime_get`, hrtimers | `MonotonicClock` (`objects::clock`) | [`Platform::clock`] |
 //!
 //! Under `--cfg loom` the locks, atomics and parking are loom's, so the loom models run the
 //! real engine on the same seam.
