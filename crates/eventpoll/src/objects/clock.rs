@@ -31,7 +31,7 @@
 use crate::sync::{lock, SpinLock};
 use alloc::collections::BTreeMap;
 use core::time::Duration;
-#[cfg(all(feature = "std", any(test, not(unix))))]
+#[cfg(all(any(feature = "std", test), any(test, not(unix))))]
 use std::time::Instant;
 
 pub use crate::platform::{Clock, TimerCallback, TimerId};
@@ -127,12 +127,12 @@ impl TimerQueue {
 /// let a = c.now();
 /// assert!(c.now() >= a);
 /// ```
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MonotonicClock;
 
 /// `clock_gettime(id)` as a duration since that clock's epoch.
-#[cfg(all(feature = "std", unix))]
+#[cfg(all(any(feature = "std", test), unix))]
 #[allow(unsafe_code)]
 fn clock_gettime(id: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -151,7 +151,7 @@ fn clock_gettime(id: libc::clockid_t) -> Duration {
     )
 }
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 impl Clock for MonotonicClock {
     #[cfg(unix)]
     fn now(&self) -> Duration {
@@ -182,12 +182,19 @@ impl Clock for MonotonicClock {
     /// registered: its tasks park through it, and the timer thread unparks them).
     fn park_until(&self, deadline: Duration) {
         #[cfg(not(loom))]
-        if crate::platform::registered().is_some() {
-            return crate::platform::park::park_until_by_timer(self, deadline);
-        }
-        let now = self.now();
-        if deadline > now {
-            crate::platform::park::park_timeout(deadline - now);
+        let registered = crate::platform::registered().is_some();
+        #[cfg(loom)]
+        let registered = false;
+        if registered {
+            crate::platform::park::park_until_by_timer(self, deadline);
+        } else {
+            #[cfg(any(feature = "std", loom))]
+            {
+                let now = self.now();
+                if deadline > now {
+                    crate::platform::park::park_timeout(deadline - now);
+                }
+            }
         }
     }
 
@@ -201,14 +208,14 @@ impl Clock for MonotonicClock {
 
 /// The process-wide timer service of [`MonotonicClock`]. It lives in a `std` `OnceLock`
 /// (outside the loom shim): the timer thread is not part of the modelled wait/wake protocol.
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 struct Service {
     queue: TimerQueue,
     /// The timer thread (`None` if it could not be started: timers then never fire).
     thread: Option<std::thread::Thread>,
 }
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 fn service() -> &'static Service {
     static SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
     SERVICE.get_or_init(|| {
@@ -225,7 +232,7 @@ fn service() -> &'static Service {
 }
 
 /// Run due callbacks; sleep until the earliest deadline or an unpark (a new timer).
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 fn timer_thread(s: &'static Service) {
     let clock = MonotonicClock;
     loop {

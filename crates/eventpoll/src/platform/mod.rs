@@ -202,9 +202,52 @@ pub fn registered() -> Option<&'static dyn Platform> {
 /// The registered platform; without `std` there is no other.
 #[cfg(all(not(feature = "std"), not(loom)))]
 pub(crate) fn platform() -> &'static dyn Platform {
+    // The unit tests without `std` run on std threads through the seam (see `test_platform`).
+    #[cfg(test)]
+    if registered().is_none() {
+        let _ = register(&test_platform::THREADS);
+    }
     registered().expect(
         "eventpoll: no platform registered (call eventpoll::platform::register at start-up)",
     )
+}
+
+/// The platform the unit tests run on when built without `std`
+/// (`cargo test -p eventpoll --lib --no-default-features`): every task an OS thread with its
+/// [`Task`] in a thread-local, parking std's, `MonotonicClock` time — so the whole suite runs
+/// through the `no_std` engine: its own locks, per-task state kept in `Task`s, timed sleeps by
+/// timer.
+#[cfg(all(test, not(feature = "std"), not(loom)))]
+mod test_platform {
+    use super::{Arc, Clock, Platform, Task, Unpark};
+
+    struct ThreadUnpark(std::thread::Thread);
+
+    impl Unpark for ThreadUnpark {
+        fn unpark(&self) {
+            self.0.unpark()
+        }
+    }
+
+    std::thread_local! {
+        static TASK: Task = Task::new(Arc::new(ThreadUnpark(std::thread::current())));
+    }
+
+    pub(super) struct Threads;
+
+    impl Platform for Threads {
+        fn current_task(&self) -> Task {
+            TASK.with(|t| t.clone())
+        }
+        fn park(&self) {
+            std::thread::park()
+        }
+        fn clock(&self) -> Arc<dyn Clock> {
+            Arc::new(crate::objects::clock::MonotonicClock)
+        }
+    }
+
+    pub(super) static THREADS: Threads = Threads;
 }
 
 /// The clock of tables and instances made without one.
