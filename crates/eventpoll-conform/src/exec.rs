@@ -423,6 +423,25 @@ impl Runner<'_> {
                 let r = b.regular_file();
                 self.bind(&[name], r.map(|fd| vec![fd]))
             }
+            Command::DevNull { name } => {
+                let r = b.dev_null();
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::Mkfifo { fifo } => show(b.mkfifo(fifo), done),
+            Command::OpenFifo { name, fifo, mode } => {
+                let r = b.open_fifo(fifo, *mode);
+                self.bind(&[name], r.map(|fd| vec![fd]))
+            }
+            Command::TimerRead { fd } => {
+                let fd = self.fd(fd);
+                let mut buf = [0u8; 8];
+                show(self.backend.read(fd, &mut buf), |n| match n {
+                    // The count depends on timing for a periodic timer: only "some".
+                    8 if u64::from_ne_bytes(buf) >= 1 => ">=1".to_string(),
+                    8 => "0".to_string(),
+                    n => format!("short read {n}"),
+                })
+            }
             Command::Settime { fd, setting } => {
                 let fd = self.fd(fd);
                 show(self.backend.settime(fd, *setting), done)
@@ -443,11 +462,27 @@ impl Runner<'_> {
                     |events| events_text(&events),
                 )
             }
-            Command::Poll { fd } => {
+            Command::Poll { fd, timeout_ms: 0 } => {
                 let fd = self.fd(fd);
                 show(self.backend.poll(fd, POLL_ALL), |rev| {
                     bit_names(u32::from(rev as u16))
                 })
+            }
+            Command::Poll { fd, timeout_ms } => {
+                // A poll that may sleep: on a thread of its own (as `bg`), joined at once,
+                // so that a call that never returns is bounded like a `join`.
+                let call = BlockingCall::Poll {
+                    fd: self.fd(fd),
+                    timeout_ms: *timeout_ms,
+                };
+                let mut w = self.backend.spawn(call);
+                match w.join(JOIN_BOUND) {
+                    Some(o) => outcome_text(o),
+                    None => {
+                        let late = w.stop().map_or_else(|| "none".to_string(), outcome_text);
+                        format!("hung (after interrupts: {late})")
+                    }
+                }
             }
             Command::Write { fd, len } => {
                 let fd = self.fd(fd);

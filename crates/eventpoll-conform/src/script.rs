@@ -58,6 +58,27 @@ pub enum TimerSetting {
     Expired,
     /// Disarm.
     Disarm,
+    /// `every MS` / `expired every MS` (addition): a periodic timer. With `at_once`, the
+    /// first expiry comes at once (a relative value of 1 ns; the backend waits until it
+    /// has fired, as for [`TimerSetting::Expired`]), else `interval_ms` after the call;
+    /// then one every `interval_ms`.
+    Every {
+        /// The period in milliseconds (at least 1).
+        interval_ms: u32,
+        /// Whether the first expiry comes at once.
+        at_once: bool,
+    },
+}
+
+/// How `open X P MODE` opens a FIFO (always with `O_NONBLOCK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FifoMode {
+    /// `rdonly`: `O_RDONLY`.
+    Read,
+    /// `wronly`: `O_WRONLY` (`ENXIO` while the FIFO has no reader).
+    Write,
+    /// `rdwr`: `O_RDWR` (counts as a reader and a writer).
+    ReadWrite,
 }
 
 /// The timeout argument of the three wait calls.
@@ -216,6 +237,33 @@ pub enum Command {
         /// Name bound to the file.
         name: String,
     },
+    /// `null N` (addition): `open("/dev/null", O_RDWR | O_NONBLOCK)`.
+    DevNull {
+        /// Name bound to the descriptor.
+        name: String,
+    },
+    /// `mkfifo P` (addition): a FIFO at a fresh path of the scenario's own (P names the
+    /// path, not a descriptor: FIFO names are a namespace of their own).
+    Mkfifo {
+        /// The FIFO's name.
+        fifo: String,
+    },
+    /// `open X P rdonly|wronly|rdwr` (addition): open FIFO P with `O_NONBLOCK`.
+    OpenFifo {
+        /// Name bound to the new descriptor.
+        name: String,
+        /// The FIFO (bound by `mkfifo`).
+        fifo: String,
+        /// The access mode.
+        mode: FifoMode,
+    },
+    /// `timer-read T` (addition): an 8-byte read of a timerfd that prints the expiration
+    /// count normalised (`>=1`), so that periodic timers, whose counts depend on timing,
+    /// keep transcripts deterministic.
+    TimerRead {
+        /// The timerfd.
+        fd: FdRef,
+    },
     /// `ctl E add|mod|del|op=N TARGET [EVENTS DATA | null]`.
     Ctl {
         /// The epoll descriptor.
@@ -229,10 +277,12 @@ pub enum Command {
     },
     /// `wait`, `pwait` or `pwait2`.
     Wait(WaitCall),
-    /// `poll X`.
+    /// `poll X [MS]`: timeout 0, or MS (addition; negative: none).
     Poll {
         /// The descriptor.
         fd: FdRef,
+        /// Milliseconds.
+        timeout_ms: i32,
     },
     /// `write W N`.
     Write {
@@ -489,7 +539,8 @@ impl fmt::Display for ParseError {
             ParseErrorKind::Unbound(w) => write!(
                 f,
                 "`{w}` was never created: no earlier line makes it (epoll, pipe, eventfd, \
-                 socketpair, timerfd, file or dup); use fd:N for a raw number"
+                 socketpair, timerfd, file, null, open or dup; a FIFO by mkfifo); use fd:N for a \
+                 raw number"
             ),
             ParseErrorKind::BadNumber(w, range) => write!(f, "bad number `{w}`: {range}"),
             ParseErrorKind::BadWord(w, allowed) => {
@@ -504,7 +555,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Every command of the format, for messages.
-pub const COMMANDS: [&str; 37] = [
+pub const COMMANDS: [&str; 41] = [
     "epoll",
     "pipe",
     "setpipesz",
@@ -542,6 +593,10 @@ pub const COMMANDS: [&str; 37] = [
     "efd-write-all",
     "fork",
     "exit",
+    "null",
+    "mkfifo",
+    "open",
+    "timer-read",
 ];
 
 /// A [`ParseErrorKind::BadWord`] for `w` where `allowed` were expected.
@@ -576,6 +631,7 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
     let mut running = HashSet::new();
     let mut bulk_descriptors = 0u32;
     let mut processes = HashSet::new();
+    let mut fifos = HashSet::new();
     for (i, raw) in source.lines().enumerate() {
         let lineno = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -599,12 +655,13 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
         };
         let command = match words[0] {
             "fork" | "exit" => process_command(&words, &processes),
-            w if w.starts_with('@') => in_child(&words, &processes, &defined, &running),
+            w if w.starts_with('@') => in_child(&words, &processes, &defined, &running, &fifos),
             _ => LineParser {
                 words: &words,
                 pos: 1,
                 defined: &defined,
                 running: &running,
+                fifos: &fifos,
             }
             .command(),
         }
@@ -617,6 +674,9 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
                 processes.remove(process);
             }
             _ => {}
+        }
+        if let Command::Mkfifo { fifo } = &command {
+            fifos.insert(fifo.clone());
         }
         for n in bound_names(&command) {
             defined.insert(n.to_string());
@@ -669,6 +729,8 @@ pub fn bound_names(c: &Command) -> Vec<&str> {
         | Command::Eventfd { name, .. }
         | Command::Timerfd { name }
         | Command::File { name }
+        | Command::DevNull { name }
+        | Command::OpenFifo { name, .. }
         | Command::Dup { name, .. }
         | Command::Dupfd { name, .. } => vec![name],
         Command::Pipe { read, write } => vec![read, write],
@@ -704,6 +766,7 @@ fn in_child(
     processes: &HashSet<String>,
     defined: &HashSet<String>,
     running: &HashSet<String>,
+    fifos: &HashSet<String>,
 ) -> Result<Command, ParseErrorKind> {
     let p = &words[0][1..];
     if !processes.contains(p) {
@@ -724,11 +787,19 @@ fn in_child(
             "a foreground command (not a thread or process command)",
         ));
     }
+    if first == "mkfifo" {
+        // FIFO names are the main process's (the real backends' directory is made there).
+        return Err(word(
+            first,
+            "a command other than mkfifo (FIFOs are made by the main process)",
+        ));
+    }
     let command = LineParser {
         words: rest,
         pos: 1,
         defined,
         running,
+        fifos,
     }
     .command()?;
     Ok(Command::InChild {
@@ -857,6 +928,8 @@ struct LineParser<'a> {
     defined: &'a HashSet<String>,
     /// Background threads started and not joined yet.
     running: &'a HashSet<String>,
+    /// FIFO names bound by `mkfifo`.
+    fifos: &'a HashSet<String>,
 }
 
 impl<'a> LineParser<'a> {
@@ -1061,6 +1134,7 @@ impl<'a> LineParser<'a> {
             pos: 1,
             defined: self.defined,
             running: self.running,
+            fifos: self.fifos,
         };
         let call = match call_word {
             "wait" | "pwait" | "pwait2" => match sub.command()? {
@@ -1081,6 +1155,21 @@ impl<'a> LineParser<'a> {
         };
         self.pos = self.words.len();
         Ok(Command::Bg { thread, call })
+    }
+
+    /// The `MS` of `settime T [expired] every MS`: 1 to 2,147,483,647 milliseconds.
+    fn period(&mut self, at_once: bool) -> Result<TimerSetting, ParseErrorKind> {
+        let w = self.next("period in milliseconds")?;
+        match number::<u32>(w) {
+            Ok(ms) if (1..=i32::MAX as u32).contains(&ms) => Ok(TimerSetting::Every {
+                interval_ms: ms,
+                at_once,
+            }),
+            _ => Err(ParseErrorKind::BadNumber(
+                w.to_string(),
+                "a period is from 1 to 2,147,483,647 milliseconds".into(),
+            )),
+        }
     }
 
     fn num<T: Bounded>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
@@ -1195,15 +1284,50 @@ impl<'a> LineParser<'a> {
             },
             "settime" => {
                 let fd = self.fd("timerfd")?;
-                let setting = match self.next("expired|disarm")? {
+                let setting = match self.next("expired|disarm|every")? {
+                    "expired" if self.peek() == Some("every") => {
+                        self.pos += 1;
+                        self.period(true)?
+                    }
                     "expired" => TimerSetting::Expired,
                     "disarm" => TimerSetting::Disarm,
-                    w => return Err(word(w, "expired or disarm")),
+                    "every" => self.period(false)?,
+                    w => return Err(word(w, "expired, disarm or every")),
                 };
                 Command::Settime { fd, setting }
             }
             "file" => Command::File {
                 name: self.new_name("file name")?,
+            },
+            "null" => Command::DevNull {
+                name: self.new_name("descriptor name")?,
+            },
+            "mkfifo" => Command::Mkfifo {
+                fifo: self.new_name("FIFO name")?,
+            },
+            "open" => {
+                let name = self.new_name("descriptor name")?;
+                let fifo = self.next("FIFO name")?;
+                if !is_name(fifo) {
+                    return Err(ParseErrorKind::BadName(fifo.to_string()));
+                }
+                if !self.fifos.contains(fifo) {
+                    return Err(ParseErrorKind::Unbound(fifo.to_string()));
+                }
+                let mode = match self.next("rdonly|wronly|rdwr")? {
+                    "rdonly" => FifoMode::Read,
+                    "wronly" => FifoMode::Write,
+                    "rdwr" => FifoMode::ReadWrite,
+                    w => return Err(word(w, "rdonly, wronly or rdwr")),
+                };
+                Command::OpenFifo {
+                    name,
+                    fifo: fifo.to_string(),
+                    mode,
+                }
+            }
+            "timer-read" => Command::TimerRead {
+                fd: self.fd("timerfd")?,
             },
             "ctl" => {
                 let epfd = self.fd("epoll descriptor")?;
@@ -1280,6 +1404,10 @@ impl<'a> LineParser<'a> {
             }
             "poll" => Command::Poll {
                 fd: self.fd("descriptor")?,
+                timeout_ms: match self.peek() {
+                    Some(_) => self.num("timeout")?,
+                    None => 0,
+                },
             },
             "write" => Command::Write {
                 fd: self.fd("descriptor")?,

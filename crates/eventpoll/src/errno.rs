@@ -25,6 +25,8 @@ pub enum Errno {
     ENOENT = 2,
     /// Interrupted by a signal (see [`crate::Interrupt`]).
     EINTR = 4,
+    /// No such device or address (a non-blocking FIFO writer without a reader).
+    ENXIO = 6,
     /// Bad file descriptor.
     EBADF = 9,
     /// Try again: a non-blocking operation would block.
@@ -64,10 +66,11 @@ pub enum Errno {
 }
 
 impl Errno {
-    const ALL: [Errno; 21] = [
+    const ALL: [Errno; 22] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::EINTR,
+        Errno::ENXIO,
         Errno::EBADF,
         Errno::EAGAIN,
         Errno::ENOMEM,
@@ -114,6 +117,7 @@ impl Errno {
             Errno::EMFILE => "EMFILE",
             Errno::ENOSPC => "ENOSPC",
             Errno::EPIPE => "EPIPE",
+            Errno::ENXIO => "ENXIO",
             Errno::ENOSYS => "ENOSYS",
             Errno::ELOOP => "ELOOP",
             Errno::ENOTSOCK => "ENOTSOCK",

@@ -87,6 +87,13 @@ pub trait FileOps: Any + Send + Sync {
     /// refuses it with `EPERM`; `poll(2)` reports its [`FileOps::poll`] mask without
     /// waiting).
     fn wait_queue(&self) -> Option<&WaitQueue>;
+    /// A second queue the object's epoll items (and `poll(2)` sleepers) also hang on, woken
+    /// separately: Linux's FIFO opened `O_RDWR` polls both its pipe's reader and writer
+    /// queues, so a wakeup of either reaches its items, each in its own queue's order.
+    /// `None` (the default) for every other object.
+    fn extra_wait_queue(&self) -> Option<&WaitQueue> {
+        None
+    }
     /// `read(2)`. `nonblock` is the description's `O_NONBLOCK`.
     fn read(&self, _buf: &mut [u8], _nonblock: bool) -> Result<usize> {
         Err(Errno::EINVAL)

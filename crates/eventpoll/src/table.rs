@@ -549,7 +549,8 @@ impl FdTable {
         let queues: Vec<&WaitQueue> = files
             .iter()
             .flatten()
-            .filter_map(|f| f.ops().wait_queue())
+            .flat_map(|f| [f.ops().wait_queue(), f.ops().extra_wait_queue()])
+            .flatten()
             .collect();
         for q in &queues {
             q.add(cb.clone(), false);

@@ -5,11 +5,13 @@
 
 use super::threads::{BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
-use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
+use eventpoll::objects::fifo::Fifo;
 use eventpoll::table::TableConfig;
 use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The engine backend. See the module documentation.
 pub struct Engine {
@@ -17,6 +19,9 @@ pub struct Engine {
     table: Arc<FdTable>,
     /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
     items: usize,
+    /// The FIFOs `mkfifo` made, by name: the engine's stand-in for their paths (shared
+    /// with forked children, as a file system is).
+    fifos: Arc<Mutex<HashMap<String, Arc<Fifo>>>>,
 }
 
 /// A fresh engine backend with an empty table.
@@ -32,6 +37,7 @@ pub fn create() -> Box<dyn Backend> {
             User::new(DEFAULT_MAX_USER_WATCHES),
         )),
         items: 0,
+        fifos: Arc::default(),
     })
 }
 
@@ -89,29 +95,68 @@ impl Backend for Engine {
     }
 
     fn settime(&mut self, fd: i32, setting: TimerSetting) -> SysResult<()> {
-        let (flags, value) = match setting {
+        let one_ns = Timespec {
+            tv_sec: 0,
+            tv_nsec: 1,
+        };
+        let (flags, value, interval) = match setting {
             // 1 ns after the clock's epoch: in the past for any clock.
-            TimerSetting::Expired => (
-                TFD_TIMER_ABSTIME,
-                Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 1,
-                },
-            ),
-            TimerSetting::Disarm => (0, Timespec::default()),
+            TimerSetting::Expired => (TFD_TIMER_ABSTIME, one_ns, Timespec::default()),
+            TimerSetting::Disarm => (0, Timespec::default(), Timespec::default()),
+            TimerSetting::Every {
+                interval_ms,
+                at_once,
+            } => {
+                let period = Timespec {
+                    tv_sec: i64::from(interval_ms / 1000),
+                    tv_nsec: i64::from(interval_ms % 1000) * 1_000_000,
+                };
+                (0, if at_once { one_ns } else { period }, period)
+            }
         };
-        let spec = ITimerSpec {
-            interval: Timespec::default(),
-            value,
-        };
-        self.table
-            .timerfd_settime(fd, flags, &spec)
-            .map(drop)
-            .map_err(err)
+        let spec = ITimerSpec { interval, value };
+        self.table.timerfd_settime(fd, flags, &spec).map_err(err)?;
+        if let TimerSetting::Every { at_once: true, .. } = setting {
+            // A relative 1 ns fires from the clock's timer thread: wait (bounded) until it
+            // has, as the kernel backend does.
+            poll_call(&self.table, fd, Events::IN.bits() as i16, 1000)?;
+        }
+        Ok(())
     }
 
     fn regular_file(&mut self) -> SysResult<i32> {
         self.table.open_regular().map_err(err)
+    }
+
+    fn dev_null(&mut self) -> SysResult<i32> {
+        self.table.open_null(O_NONBLOCK).map_err(err)
+    }
+
+    fn mkfifo(&mut self, name: &str) -> SysResult<()> {
+        let mut fifos = self.fifos.lock().unwrap_or_else(|e| e.into_inner());
+        if fifos.contains_key(name) {
+            return Err(Errno(libc::EEXIST));
+        }
+        fifos.insert(name.to_string(), Fifo::new());
+        Ok(())
+    }
+
+    fn open_fifo(&mut self, name: &str, mode: FifoMode) -> SysResult<i32> {
+        let fifo = self
+            .fifos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or(Errno(libc::ENOENT))?;
+        let access = match mode {
+            FifoMode::Read => libc::O_RDONLY,
+            FifoMode::Write => libc::O_WRONLY,
+            FifoMode::ReadWrite => libc::O_RDWR,
+        };
+        self.table
+            .open_fifo(&fifo, access | O_NONBLOCK)
+            .map_err(err)
     }
 
     fn epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: Option<Event>) -> SysResult<()> {
@@ -181,6 +226,7 @@ impl Backend for Engine {
         super::Forked::Local(Box::new(Engine {
             table: Arc::new(self.table.fork()),
             items: self.items,
+            fifos: self.fifos.clone(),
         }))
     }
 

@@ -14,7 +14,7 @@ pub mod kernel;
 mod real;
 pub mod threads;
 
-use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use std::fmt;
 use threads::{BlockingCall, Worker};
 
@@ -127,12 +127,20 @@ pub trait Backend {
     fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)>;
     /// `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)`.
     fn timerfd(&mut self) -> SysResult<i32>;
-    /// `timerfd_settime`: fire at once (absolute expiry in the past), or disarm. When this
-    /// returns `Ok` for [`TimerSetting::Expired`], the expiry has happened (its wakeup has
-    /// been delivered).
+    /// `timerfd_settime`: fire at once (absolute expiry in the past), disarm, or arm a
+    /// periodic timer. When this returns `Ok` for [`TimerSetting::Expired`] or an `at_once`
+    /// [`TimerSetting::Every`], the first expiry has happened (its wakeup has been
+    /// delivered).
     fn settime(&mut self, fd: i32, setting: TimerSetting) -> SysResult<()>;
     /// A regular file (not pollable).
     fn regular_file(&mut self) -> SysResult<i32>;
+    /// `open("/dev/null", O_RDWR | O_NONBLOCK)` (not pollable).
+    fn dev_null(&mut self) -> SysResult<i32>;
+    /// `mkfifo(2)` at a path private to this backend run, one per FIFO `name` (a name made
+    /// twice is `EEXIST`, as the same path would be).
+    fn mkfifo(&mut self, name: &str) -> SysResult<()>;
+    /// `open(2)` of FIFO `name` with `mode | O_NONBLOCK`.
+    fn open_fifo(&mut self, name: &str, mode: FifoMode) -> SysResult<i32>;
     /// `epoll_ctl(epfd, op, fd, event)`; `None` is a NULL pointer.
     fn epoll_ctl(&mut self, epfd: i32, op: i32, fd: i32, event: Option<Event>) -> SysResult<()>;
     /// `epoll_wait`, `epoll_pwait` or `epoll_pwait2` with `maxevents` passed unchanged. The
@@ -322,6 +330,15 @@ pub(crate) mod fake {
             Ok(())
         }
         fn regular_file(&mut self) -> SysResult<i32> {
+            Ok(self.new_fd())
+        }
+        fn dev_null(&mut self) -> SysResult<i32> {
+            Ok(self.new_fd())
+        }
+        fn mkfifo(&mut self, _: &str) -> SysResult<()> {
+            Ok(())
+        }
+        fn open_fifo(&mut self, _: &str, _: FifoMode) -> SysResult<i32> {
             Ok(self.new_fd())
         }
         fn epoll_ctl(&mut self, _: i32, _: i32, _: i32, _: Option<Event>) -> SysResult<()> {

@@ -13,9 +13,10 @@
 
 use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
-use crate::script::{Buffer, SockType, TimerSetting, WaitKind};
+use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
 use std::ffi::c_int;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 type EpollEventC = libc::epoll_event;
@@ -85,6 +86,8 @@ pub(super) struct Real {
     open: BTreeSet<i32>,
     /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
     items: usize,
+    /// The directory of this run's FIFOs (made at the first `mkfifo`, removed on drop).
+    fifo_dir: Option<PathBuf>,
 }
 
 fn last_errno() -> Errno {
@@ -116,7 +119,35 @@ impl Real {
             _range: guard,
             open: BTreeSet::new(),
             items: 0,
+            fifo_dir: None,
         }
+    }
+
+    /// The path of FIFO `name`, making this run's directory first if need be.
+    fn fifo_path(&mut self, name: &str) -> SysResult<std::ffi::CString> {
+        let dir = match &self.fifo_dir {
+            Some(d) => d.clone(),
+            None => {
+                let template = std::env::temp_dir().join("eventpoll-conform-fifo-XXXXXX");
+                let mut bytes = template.into_os_string().into_encoded_bytes();
+                bytes.push(0);
+                // SAFETY: `bytes` is a NUL-terminated template ending in XXXXXX, which
+                // mkdtemp rewrites in place.
+                let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+                if p.is_null() {
+                    return Err(last_errno());
+                }
+                bytes.pop();
+                // SAFETY: the bytes came from an OsString (plus the XXXXXX rewrite, ASCII).
+                let dir = PathBuf::from(unsafe {
+                    std::ffi::OsString::from_encoded_bytes_unchecked(bytes)
+                });
+                self.fifo_dir = Some(dir.clone());
+                dir
+            }
+        };
+        let path = dir.join(name).into_os_string().into_encoded_bytes();
+        std::ffi::CString::new(path).map_err(|_| Errno(libc::EINVAL))
     }
 
     /// Scenario number → descriptor.
@@ -174,6 +205,9 @@ impl Drop for Real {
             // SAFETY: descriptors of our private range that this backend opened; nothing
             // else in the process uses the range while we hold its lock.
             unsafe { (self.calls.close)(fd) };
+        }
+        if let Some(dir) = &self.fifo_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -239,24 +273,33 @@ impl Backend for Real {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        let (flags, value) = match setting {
-            TimerSetting::Expired => (
-                libc::TFD_TIMER_ABSTIME,
-                libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 1,
-                },
-            ),
-            TimerSetting::Disarm => (0, zero),
+        let one_ns = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1,
+        };
+        // (flags, first expiry, period)
+        let (flags, value, interval) = match setting {
+            TimerSetting::Expired => (libc::TFD_TIMER_ABSTIME, one_ns, zero),
+            TimerSetting::Disarm => (0, zero, zero),
+            TimerSetting::Every {
+                interval_ms,
+                at_once,
+            } => {
+                let period = ms_timespec(interval_ms);
+                (0, if at_once { one_ns } else { period }, period)
+            }
         };
         let spec = libc::itimerspec {
-            it_interval: zero,
+            it_interval: interval,
             it_value: value,
         };
         let k = self.kfd(fd);
         // SAFETY: `spec` is a valid itimerspec; the old-value pointer may be NULL.
         cvt(unsafe { libc::timerfd_settime(k, flags, &spec, std::ptr::null_mut()) })?;
-        if setting == TimerSetting::Expired {
+        if matches!(
+            setting,
+            TimerSetting::Expired | TimerSetting::Every { at_once: true, .. }
+        ) {
             // The expiry is delivered by the timer interrupt: wait (bounded) until it has
             // (see the kernel backend's documentation).
             let mut p = libc::pollfd {
@@ -274,6 +317,31 @@ impl Backend for Real {
         // A memfd is a regular (shmem) file: S_ISREG, no poll method.
         // SAFETY: the name is a valid NUL-terminated string.
         let fd = cvt(unsafe { libc::memfd_create(c"eventpoll-conform".as_ptr(), 0) })?;
+        self.adopt(fd)
+    }
+
+    fn dev_null(&mut self) -> SysResult<i32> {
+        // SAFETY: the path is a valid NUL-terminated string.
+        let fd =
+            cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK) })?;
+        self.adopt(fd)
+    }
+
+    fn mkfifo(&mut self, name: &str) -> SysResult<()> {
+        let path = self.fifo_path(name)?;
+        // SAFETY: `path` is a valid NUL-terminated string.
+        cvt(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }).map(drop)
+    }
+
+    fn open_fifo(&mut self, name: &str, mode: FifoMode) -> SysResult<i32> {
+        let path = self.fifo_path(name)?;
+        let access = match mode {
+            FifoMode::Read => libc::O_RDONLY,
+            FifoMode::Write => libc::O_WRONLY,
+            FifoMode::ReadWrite => libc::O_RDWR,
+        };
+        // SAFETY: `path` is a valid NUL-terminated string.
+        let fd = cvt(unsafe { libc::open(path.as_ptr(), access | libc::O_NONBLOCK) })?;
         self.adopt(fd)
     }
 
@@ -446,6 +514,14 @@ impl Backend for Real {
     fn abandon(self: Box<Self>) {
         // Nothing here can be left inconsistent: close the descriptors, release the range.
         drop(self);
+    }
+}
+
+/// `ms` milliseconds as a timespec.
+fn ms_timespec(ms: u32) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::from(ms / 1000),
+        tv_nsec: libc::c_long::from(ms % 1000) * 1_000_000,
     }
 }
 

@@ -906,11 +906,22 @@ impl EpollShared {
             // full check consistently (see `ctl_files`). Released before the poll below,
             // which takes it again.
             let _inner = target.as_epoll().map(|inner| lock(&inner.mtx));
+            let exclusive = interest.contains(Events::EXCLUSIVE);
+            // On both queues when the object has two, in Linux's order (the pipe's reader
+            // queue first).
+            let extra = ops.extra_wait_queue().map(|q| (q, me.clone()));
             queue.insert(Waiter::Item {
                 ep: me,
                 slot,
-                exclusive: interest.contains(Events::EXCLUSIVE),
+                exclusive,
             });
+            if let Some((extra, me)) = extra {
+                extra.insert(Waiter::Item {
+                    ep: me,
+                    slot,
+                    exclusive,
+                });
+            }
         }
         if let Some(files) = full_check {
             if !nest::reverse_path_check(files) {
@@ -969,8 +980,11 @@ impl EpollShared {
             return;
         };
         // 1. Unhook: afterwards no callback for this slot runs or can start.
-        if let Some(q) = w.ops.wait_queue() {
-            let me: *const EpollShared = self;
+        let me: *const EpollShared = self;
+        for q in [w.ops.wait_queue(), w.ops.extra_wait_queue()]
+            .into_iter()
+            .flatten()
+        {
             q.remove_where(
                 |x| matches!(x, Waiter::Item { ep, slot: s, .. } if core::ptr::eq(&**ep, me) && *s == slot),
             );

@@ -1,5 +1,5 @@
-//! Linux-faithful in-process objects: pipe, eventfd, unix socket pairs, timerfd (with a
-//! pluggable clock) and a non-pollable regular file. Each reproduces the poll mask and the
+//! Linux-faithful in-process objects: pipe, FIFO, eventfd, unix socket pairs, timerfd (with a
+//! pluggable clock) and non-pollable files (a regular file, `/dev/null`). Each reproduces the poll mask and the
 //! wakeups (which operations wake, with which key) of its Linux counterpart, because those
 //! decide what epoll reports, edge-triggered mode above all.
 //!
@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod eventfd;
+pub mod fifo;
 pub mod pipe;
 pub mod regular;
 pub mod socket;

@@ -87,19 +87,23 @@ impl Buffer {
 }
 
 /// The pipe's state, under its mutex (Linux's `pipe->mutex`).
-struct Ring {
+pub(super) struct Ring {
     bufs: VecDeque<Buffer>,
     /// Capacity in slots (Linux's `max_usage`).
     max_usage: usize,
-    readers: usize,
-    writers: usize,
+    pub(super) readers: usize,
+    pub(super) writers: usize,
+    /// Opens for reading so far (Linux's `r_counter`; FIFOs wait on it and compare it).
+    pub(super) r_counter: u64,
+    /// Opens for writing so far (Linux's `w_counter`).
+    pub(super) w_counter: u64,
 }
 
 impl Ring {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.bufs.is_empty()
     }
-    fn is_full(&self) -> bool {
+    pub(super) fn is_full(&self) -> bool {
         self.bufs.len() >= self.max_usage
     }
     fn readable(&self) -> bool {
@@ -111,13 +115,13 @@ impl Ring {
 }
 
 /// The shared pipe (Linux's `pipe_inode_info`).
-struct Pipe {
-    ring: Mutex<Ring>,
+pub(super) struct Pipe {
+    pub(super) ring: Mutex<Ring>,
     /// Set by the first poll of either end; from then on every write wakes the readers.
-    poll_usage: AtomicBool,
+    pub(super) poll_usage: AtomicBool,
     packet: bool,
-    rd_wait: WaitQueue,
-    wr_wait: WaitQueue,
+    pub(super) rd_wait: WaitQueue,
+    pub(super) wr_wait: WaitQueue,
 }
 
 /// The read end of a pipe.
@@ -146,8 +150,8 @@ impl core::fmt::Debug for PipeWriter {
     }
 }
 
-const READ_KEY: Events = Events::IN.union(Events::RDNORM);
-const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
+pub(super) const READ_KEY: Events = Events::IN.union(Events::RDNORM);
+pub(super) const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
 
 /// A new pipe: `(read end, write end)`. `flags` ([`OpenFlags`](crate::OpenFlags), or a raw
 /// `i32`) may hold `NONBLOCK` (both descriptions) and `DIRECT` (packet mode); other bits are ignored here (see [`FdTable::pipe2`] for
@@ -162,18 +166,8 @@ const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
 /// ```
 pub fn pipe(flags: impl Into<crate::OpenFlags>) -> (File, File) {
     let flags = flags.into().bits();
-    let pipe = Arc::new(Pipe {
-        ring: Mutex::new(Ring {
-            bufs: VecDeque::new(),
-            max_usage: PIPE_DEF_BUFFERS,
-            readers: 1,
-            writers: 1,
-        }),
-        poll_usage: AtomicBool::new(false),
-        packet: flags & O_DIRECT != 0,
-        rd_wait: WaitQueue::new(),
-        wr_wait: WaitQueue::new(),
-    });
+    // Linux's get_pipe_inode: one reader, one writer, both counters at 1.
+    let pipe = Arc::new(Pipe::new(1, flags & O_DIRECT != 0));
     let status = flags & (O_NONBLOCK | O_DIRECT);
     let r = File::with_flags(Arc::new(PipeReader { pipe: pipe.clone() }), status);
     let w = File::with_flags(Arc::new(PipeWriter { pipe }), status);
@@ -181,12 +175,31 @@ pub fn pipe(flags: impl Into<crate::OpenFlags>) -> (File, File) {
 }
 
 impl Pipe {
-    fn len(&self) -> usize {
+    /// An empty pipe of the default size with `ends` readers and writers (and opens of
+    /// each counted).
+    pub(super) fn new(ends: usize, packet: bool) -> Pipe {
+        Pipe {
+            ring: Mutex::new(Ring {
+                bufs: VecDeque::new(),
+                max_usage: PIPE_DEF_BUFFERS,
+                readers: ends,
+                writers: ends,
+                r_counter: ends as u64,
+                w_counter: ends as u64,
+            }),
+            poll_usage: AtomicBool::new(false),
+            packet,
+            rd_wait: WaitQueue::new(),
+            wr_wait: WaitQueue::new(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
         lock(&self.ring).bufs.iter().map(Buffer::remaining).sum()
     }
 
     /// Linux's `pipe_read`.
-    fn read(&self, dst: &mut [u8], nonblock: bool) -> Result<usize> {
+    pub(super) fn read(&self, dst: &mut [u8], nonblock: bool) -> Result<usize> {
         if dst.is_empty() {
             return Ok(0);
         }
@@ -252,7 +265,7 @@ impl Pipe {
     }
 
     /// Linux's `pipe_write`.
-    fn write(&self, src: &[u8], nonblock: bool) -> Result<usize> {
+    pub(super) fn write(&self, src: &[u8], nonblock: bool) -> Result<usize> {
         if src.is_empty() {
             return Ok(0);
         }
@@ -349,7 +362,7 @@ impl Pipe {
     }
 
     /// Linux's `pipe_set_size` for an unprivileged process.
-    fn set_size(&self, size: i32) -> Result<i32> {
+    pub(super) fn set_size(&self, size: i32) -> Result<i32> {
         let arg = size as u32;
         // round_pipe_size: > 2^31 is invalid, below a page is one page, else a power of two.
         if arg > 1 << 31 {
@@ -372,17 +385,19 @@ impl Pipe {
         Ok((nr_slots * PAGE_SIZE) as i32)
     }
 
-    fn size(&self) -> i32 {
+    pub(super) fn size(&self) -> i32 {
         (lock(&self.ring).max_usage * PAGE_SIZE) as i32
     }
 
-    /// Linux's `pipe_release`: wake everyone when one side just lost its last end.
-    fn release(&self, reader: bool) {
+    /// Linux's `pipe_release` of a description open for reading, writing or both: wake
+    /// everyone when one side just lost its last end.
+    pub(super) fn release(&self, read: bool, write: bool) {
         let (readers, writers) = {
             let mut ring = lock(&self.ring);
-            if reader {
+            if read {
                 ring.readers -= 1;
-            } else {
+            }
+            if write {
                 ring.writers -= 1;
             }
             (ring.readers, ring.writers)
@@ -447,7 +462,7 @@ impl FileOps for PipeReader {
         Err(Errno::EBADF) // not open for writing
     }
     fn release(&self) {
-        self.pipe.release(true)
+        self.pipe.release(true, false)
     }
 }
 
@@ -474,7 +489,7 @@ impl FileOps for PipeWriter {
         self.pipe.write(buf, nonblock)
     }
     fn release(&self) {
-        self.pipe.release(false)
+        self.pipe.release(false, true)
     }
 }
 
@@ -484,6 +499,9 @@ fn pipe_of(file: &File) -> Result<&Pipe> {
     }
     if let Some(w) = file.downcast::<PipeWriter>() {
         return Ok(&w.pipe);
+    }
+    if let Some(f) = file.downcast::<super::fifo::FifoFile>() {
+        return Ok(f.pipe());
     }
     Err(Errno::EBADF)
 }

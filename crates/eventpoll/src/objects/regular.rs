@@ -3,6 +3,9 @@
 //! `IN|OUT|RDNORM|WRNORM` at once. This one stands for a file whose offset is at its end:
 //! reads return 0 (end of file) and writes always succeed in full (and are discarded).
 //!
+//! `/dev/null` behaves the same way on Linux (its `null_fops` have no `poll` either; reads
+//! return 0, writes the whole count), so [`FdTable::open_null`] opens one of these too.
+//!
 //! ```
 //! use eventpoll::FdTable;
 //! let t = FdTable::new();
@@ -49,6 +52,28 @@ impl FdTable {
     /// Open a regular file (`open("file", O_RDWR)`) at the lowest free number.
     pub fn open_regular(&self) -> Result<i32> {
         self.install(File::new(RegularFile::new()), false)
+    }
+
+    /// `open("/dev/null", O_RDWR | flags)` at the lowest free number: not pollable (epoll
+    /// `EPERM`, `poll(2)` the default mask), reads return 0, writes the count. `flags` may
+    /// hold `O_NONBLOCK` (which changes nothing here) and `O_CLOEXEC`.
+    ///
+    /// ```
+    /// use eventpoll::{Errno, EpollEvent, Events, FdTable};
+    /// let t = FdTable::new();
+    /// let null = t.open_null(0).unwrap();
+    /// let ep = t.epoll_create1(0).unwrap();
+    /// let ev = EpollEvent::new(Events::IN, 1);
+    /// assert_eq!(t.epoll_ctl(ep, 1, null, Some(&ev)), Err(Errno::EPERM));
+    /// assert_eq!(t.write(null, &[0u8; 100_000]), Ok(100_000));
+    /// assert_eq!(t.read(null, &mut [0u8; 8]), Ok(0));
+    /// ```
+    pub fn open_null(&self, flags: i32) -> Result<i32> {
+        let status = flags & crate::event::O_NONBLOCK;
+        self.install(
+            File::with_flags(RegularFile::new(), status),
+            flags & crate::event::O_CLOEXEC != 0,
+        )
     }
 }
 
