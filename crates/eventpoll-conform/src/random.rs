@@ -115,6 +115,13 @@ enum Kind {
     SeqPacket,
     Timer,
     File,
+    /// `/dev/null`.
+    Null,
+    /// A FIFO opened `O_RDWR` (FIFO readers and writers are `PipeRead` and `PipeWrite`).
+    FifoRdwr,
+    /// A timerfd with a short period (see [`Gen::ticker_op`]): only the ticker operations
+    /// touch it.
+    Ticker,
 }
 
 impl Kind {
@@ -145,6 +152,10 @@ struct Gen {
     forks: bool,
     /// The running child process, if any.
     child: Option<String>,
+    /// FIFO names made so far.
+    fifos: Vec<String>,
+    /// Short-period timers, and whether each is armed (closed ones are dropped).
+    tickers: Vec<(String, bool)>,
 }
 
 /// Generate scenario number `index` of `seed`: `.ep` text (single-threaded).
@@ -178,6 +189,8 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
         threads_blocked: false,
         forks: false,
         child: None,
+        fifos: Vec::new(),
+        tickers: Vec::new(),
     };
     g.heavy_sockets = g.rng.chance(20);
     let what = if threaded { "threaded " } else { "" };
@@ -193,11 +206,16 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
     for _ in 0..2 + g.rng.below(objects - 1) {
         g.create(None);
     }
+    // Now and then a short-period timer, made before anything is closed (so that no stale
+    // name can share its number; see `Gen::ticker_op`).
+    if g.rng.chance(8) {
+        g.create(Some(Kind::Ticker));
+    }
     // Most objects start out watched.
     let objects: Vec<String> = g
         .names
         .iter()
-        .filter(|(_, k)| *k != Kind::Epoll && *k != Kind::File)
+        .filter(|(_, k)| !matches!(k, Kind::Epoll | Kind::File | Kind::Null))
         .map(|(n, _)| n.clone())
         .collect();
     for t in objects {
@@ -232,7 +250,9 @@ fn generate_with(seed: u64, index: u64, threaded: bool) -> String {
     text
 }
 
-const POLLABLE: [Kind; 8] = [
+const POLLABLE: [Kind; 10] = [
+    Kind::FifoRdwr,
+    Kind::Null,
     Kind::PipeRead,
     Kind::PipeWrite,
     Kind::Eventfd,
@@ -296,6 +316,8 @@ impl Gen {
                 Kind::Timer,
                 Kind::Epoll,
                 Kind::File,
+                Kind::Null,
+                Kind::FifoRdwr, // a FIFO, opened one way or another
             ])
         });
         match kind {
@@ -350,6 +372,114 @@ impl Gen {
                 self.lines.push(format!("file {f}"));
                 self.bind(&f, Kind::File);
             }
+            Kind::Null => {
+                let n = self.fresh("n");
+                self.lines.push(format!("null {n}"));
+                self.bind(&n, Kind::Null);
+            }
+            Kind::FifoRdwr => self.fifo(),
+            Kind::Ticker => {
+                let k = self.fresh("k");
+                self.lines.push(format!("timerfd {k}"));
+                self.bind(&k, Kind::Ticker);
+                self.tickers.push((k.clone(), false));
+                self.arm_ticker(&k);
+            }
+        }
+    }
+
+    /// A new FIFO and some opens of it (a reader and a writer, or one `O_RDWR` open, or a
+    /// writer too early: `ENXIO`, or a reader alone).
+    fn fifo(&mut self) {
+        let p = self.fresh("p");
+        self.lines.push(format!("mkfifo {p}"));
+        self.fifos.push(p.clone());
+        match self.rng.below(20) {
+            0..=9 => {
+                self.open_fifo(&p, Some("rdonly"));
+                self.open_fifo(&p, Some("wronly"));
+            }
+            10..=13 => self.open_fifo(&p, Some("rdwr")),
+            14..=16 => {
+                self.open_fifo(&p, Some("wronly")); // ENXIO
+                self.open_fifo(&p, Some("rdonly"));
+            }
+            _ => self.open_fifo(&p, Some("rdonly")),
+        }
+    }
+
+    /// `open X P MODE` (a random mode when `None`).
+    fn open_fifo(&mut self, p: &str, mode: Option<&str>) {
+        let mode = mode.unwrap_or_else(|| *self.rng.pick(&["rdonly", "wronly", "wronly", "rdwr"]));
+        let (prefix, kind) = match mode {
+            "rdonly" => ("r", Kind::PipeRead),
+            "wronly" => ("w", Kind::PipeWrite),
+            _ => ("x", Kind::FifoRdwr),
+        };
+        let x = self.fresh(prefix);
+        self.lines.push(format!("open {x} {p} {mode}"));
+        self.bind(&x, kind);
+    }
+
+    /// `settime K expired every P` (the backend returns once it fired), or `settime K every
+    /// P` and a poll that sleeps until the first expiry: the timer's state changes only
+    /// inside those lines.
+    fn arm_ticker(&mut self, k: &str) {
+        let period = *self.rng.pick(&[1, 2, 5, 10]);
+        if self.rng.chance(40) {
+            // The first expiry comes at once: the backend waits until it has.
+            self.lines
+                .push(format!("settime {k} expired every {period}"));
+        } else {
+            self.lines.push(format!("settime {k} every {period}"));
+            self.lines.push(format!("poll {k} 3000"));
+        }
+        if let Some(t) = self.tickers.iter_mut().find(|(n, _)| n == k) {
+            t.1 = true;
+        }
+    }
+
+    /// An operation on a short-period timer. Its expiries happen at times no script
+    /// controls, so the generator keeps its state still everywhere else: once expired, an
+    /// unread periodic timer stays expired (Linux restarts it only in `read`), so only
+    /// the lines that change it — a read (`timer-read`, which prints the count normalised)
+    /// or an arming `settime` — are each followed at once by a `poll K 3000` that sleeps
+    /// until the next expiry (made with its wakeups, before the poll returns). Nothing
+    /// else reaches it: it is left out of every other operation's targets, raw numbers and
+    /// `close-range` are not generated while it exists, and it is made before anything is
+    /// closed, so that no stale name shares its number.
+    fn ticker_op(&mut self) {
+        if self.tickers.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.tickers.len() as u64) as usize;
+        let (k, armed) = self.tickers[i].clone();
+        match self.rng.below(10) {
+            0..=3 if armed => {
+                self.lines.push(format!("timer-read {k}"));
+                self.lines.push(format!("poll {k} 3000"));
+            }
+            0..=3 | 4 => self.arm_ticker(&k),
+            5 => {
+                self.lines.push(format!("settime {k} disarm"));
+                self.tickers[i].1 = false;
+            }
+            6 | 7 => {
+                let line = self.add(&k);
+                self.lines.push(line);
+            }
+            8 => self.lines.push(format!("poll {k}")),
+            _ => {
+                if self.rng.chance(30) {
+                    self.lines.push(format!("close {k}"));
+                    self.tickers.remove(i);
+                } else {
+                    self.lines.push(format!("timer-read {k}"));
+                    if armed {
+                        self.lines.push(format!("poll {k} 3000"));
+                    }
+                }
+            }
         }
     }
 
@@ -372,13 +502,22 @@ impl Gen {
         if !preferred.is_empty() && self.rng.chance(pref) {
             return self.rng.pick(&preferred).clone();
         }
-        if self.rng.chance(3) {
+        // Raw numbers could reach a short-period timer (see `ticker_op`).
+        if self.tickers.is_empty() && self.rng.chance(3) {
             return self
                 .rng
                 .pick(&["fd:-1", "fd:4000", "fd:0", "fd:1", "fd:5"])
                 .to_string();
         }
-        let all: Vec<String> = self.names.iter().map(|(n, _)| n.clone()).collect();
+        let all: Vec<String> = self
+            .names
+            .iter()
+            .filter(|(_, k)| *k != Kind::Ticker)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if all.is_empty() {
+            return "fd:-1".to_string();
+        }
         self.rng.pick(&all).clone()
     }
 
@@ -467,6 +606,8 @@ impl Gen {
             2,  // 16 dup2
             3,  // 17 settime / timer read
             1,  // 18 setpipesz
+            2,  // 19 FIFO: open another end, or a new FIFO
+            2,  // 20 short-period timer (when there is one)
         ];
         let line = match self.rng.weighted(WEIGHTS) {
             0 => {
@@ -554,7 +695,14 @@ impl Gen {
             9 => return self.write(),
             10 => {
                 let t = self.target(
-                    &[Kind::PipeRead, Kind::Stream, Kind::Dgram, Kind::SeqPacket],
+                    &[
+                        Kind::PipeRead,
+                        Kind::Stream,
+                        Kind::Dgram,
+                        Kind::SeqPacket,
+                        Kind::FifoRdwr,
+                        Kind::Null,
+                    ],
                     80,
                 );
                 let n = if self.threads_blocked && self.kind_of(&t) == Some(Kind::Stream) {
@@ -594,7 +742,7 @@ impl Gen {
                 format!("shutdown {t} {how}")
             }
             14 => {
-                if self.rng.chance(10) {
+                if self.tickers.is_empty() && self.rng.chance(10) {
                     // close_range over a few numbers (sometimes close-on-exec only, or
                     // bad flags, or first > last).
                     let first = self.rng.below(12);
@@ -635,16 +783,36 @@ impl Gen {
             }
             17 => {
                 let t = self.target(&[Kind::Timer], 90);
-                match self.rng.below(5) {
+                match self.rng.below(8) {
                     0 | 1 => format!("settime {t} expired"),
                     2 => format!("settime {t} disarm"),
                     3 => format!("read {t} 8"),
+                    // Periodic timers whose period never passes in a scenario: their
+                    // counts stay exact (one expiry at most, the `expired` one).
+                    4 => {
+                        let at_once = *self.rng.pick(&["", "expired "]);
+                        format!("settime {t} {at_once}every 3600000")
+                    }
+                    5 => format!("timer-read {t}"),
                     // Short and long timer reads.
                     _ => format!("read {t} {}", self.rng.pick(&[0, 4, 7, 9, 16])),
                 }
             }
+            19 => {
+                if self.fifos.is_empty() || self.rng.chance(20) {
+                    self.fifo();
+                } else if self.rng.chance(5) {
+                    let p = self.rng.pick(&self.fifos).clone();
+                    self.lines.push(format!("mkfifo {p}")); // EEXIST
+                } else {
+                    let p = self.rng.pick(&self.fifos).clone();
+                    self.open_fifo(&p, None);
+                }
+                return;
+            }
+            20 => return self.ticker_op(),
             _ => {
-                let t = self.target(&[Kind::PipeRead, Kind::PipeWrite], 90);
+                let t = self.target(&[Kind::PipeRead, Kind::PipeWrite, Kind::FifoRdwr], 90);
                 // Powers of two and not, 0, negative, at and above the limit.
                 let n = *self.rng.pick(&[
                     4096, 8192, 65536, 1, 0, -1, 5000, 100_000, 1_048_576, 1_048_577,
@@ -673,8 +841,22 @@ impl Gen {
             Some(p) if self.rng.chance(40) => {
                 let before = self.lines.len();
                 self.op();
-                for line in &mut self.lines[before..] {
-                    *line = format!("@{p} {line}");
+                // A short-period timer's lines stay the parent's (its sleeping poll runs on
+                // a thread of its own, which a forked child does not start), and so does
+                // `mkfifo` (FIFOs are made by the main process).
+                let ticker = |l: &String| {
+                    l.split(' ').any(|w| {
+                        w.len() > 1
+                            && w.starts_with('k')
+                            && w[1..].bytes().all(|b| b.is_ascii_digit())
+                    })
+                };
+                if !self.lines[before..].iter().any(ticker) {
+                    for line in &mut self.lines[before..] {
+                        if !line.starts_with("mkfifo ") {
+                            *line = format!("@{p} {line}");
+                        }
+                    }
                 }
             }
             _ => self.op(),
@@ -884,8 +1066,19 @@ impl Gen {
         for _ in 0..1 + self.rng.below(5) {
             let before = self.lines.len();
             self.op();
-            if self.lines.len() > before {
-                self.lines.push("settle".to_string());
+            // An operation may be several lines (an object made first, a FIFO and its
+            // opens): each is followed by `settle` (else `settled` rejects the scenario),
+            // except a short-period timer's read or arming, which its sleeping poll must
+            // follow at once (see `ticker_op`).
+            let new = self.lines.split_off(before);
+            for (j, line) in new.iter().enumerate() {
+                self.lines.push(line.clone());
+                let expiry_poll_next = new
+                    .get(j + 1)
+                    .is_some_and(|n| n.starts_with("poll k") && n.ends_with(" 3000"));
+                if !expiry_poll_next {
+                    self.lines.push("settle".to_string());
+                }
             }
         }
         for t in &waiters {
@@ -958,6 +1151,8 @@ impl Gen {
                 Kind::Stream,
                 Kind::Dgram,
                 Kind::SeqPacket,
+                Kind::FifoRdwr,
+                Kind::Null,
             ],
             85,
         );
@@ -1047,10 +1242,20 @@ fn mismatch_of(text: &str, kinds: &[BackendKind], racy: &mut bool) -> Option<Out
     if o.passed() {
         return None;
     }
-    let threaded = script
-        .lines
-        .iter()
-        .any(|l| matches!(l.command, crate::script::Command::Bg { .. }));
+    // Threads, and timers whose period can pass during a run: a disagreement must repeat.
+    let threaded = script.lines.iter().any(|l| {
+        matches!(
+            l.command,
+            crate::script::Command::Bg { .. }
+                | crate::script::Command::Settime {
+                    setting: crate::script::TimerSetting::Every {
+                        interval_ms: 0..=59_999,
+                        ..
+                    },
+                    ..
+                }
+        )
+    });
     if threaded {
         for _ in 1..THREADED_RUNS {
             if compare(&script, kinds).passed() {
@@ -1108,6 +1313,18 @@ pub fn settled(script: &Script) -> bool {
                     return false;
                 }
                 unsettled.insert(thread);
+            }
+            // A timerfd read, and arming a timer that does not fire at once, wake nobody
+            // (the generator follows each on a short-period timer by a poll that sleeps
+            // until its expiry, after which threads settle).
+            Command::TimerRead { .. }
+            | Command::Settime {
+                setting: crate::script::TimerSetting::Every { at_once: false, .. },
+                ..
+            } => {
+                if !unsettled.is_empty() {
+                    return false;
+                }
             }
             _ => {
                 if !unsettled.is_empty() {
@@ -1383,6 +1600,61 @@ mod tests {
             .filter(|c| !threaded.contains(c))
         {
             assert!(seen.contains(*cmd), "generator never produced `{cmd}`");
+        }
+    }
+
+    /// Share of 1,000 scenarios (per mode) that use FIFOs, `/dev/null`, long periodic
+    /// timers and short-period ones; each must be made in both modes, modestly.
+    #[test]
+    fn fifos_null_and_periodic_timers_in_both_modes() {
+        for threaded in [false, true] {
+            let mut counts = [0u32; 5];
+            for i in 0..1000 {
+                let text = generate_with(21, i, threaded);
+                let s = parse("f.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                assert!(settled(&s), "unsettled:\n{text}");
+                let has = |p: &str| text.lines().any(|l| l.starts_with(p));
+                let flags = [
+                    has("mkfifo "),
+                    has("null "),
+                    text.contains(" every 3600000"),
+                    has("settime k"),
+                    text.lines()
+                        .any(|l| l.starts_with("poll k") && l.ends_with(" 3000")),
+                ];
+                for (c, f) in counts.iter_mut().zip(flags) {
+                    *c += u32::from(f);
+                }
+                // A short-period timer is read only right before a poll that sleeps until
+                // its next expiry.
+                let lines: Vec<&str> = text.lines().collect();
+                for (j, l) in lines.iter().enumerate() {
+                    if let Some(k) = l.strip_prefix("timer-read k") {
+                        let next = lines.get(j + 1).copied().unwrap_or("");
+                        let disarmed = lines[..j]
+                            .iter()
+                            .rev()
+                            .find(|x| x.starts_with(&format!("settime k{k} ")))
+                            .is_some_and(|x| x.ends_with("disarm"));
+                        assert!(disarmed || next == format!("poll k{k} 3000"), "{text}");
+                    }
+                }
+            }
+            for (what, c) in [
+                "FIFO",
+                "/dev/null",
+                "long period",
+                "short period",
+                "re-expiry",
+            ]
+            .iter()
+            .zip(counts)
+            {
+                assert!(
+                    (20..=700).contains(&c),
+                    "{what}: {c} of 1,000 (threaded: {threaded})"
+                );
+            }
         }
     }
 

@@ -802,6 +802,13 @@ fn in_child(
         fifos,
     }
     .command()?;
+    if matches!(command, Command::Poll { timeout_ms, .. } if timeout_ms != 0) {
+        // A poll that may sleep runs on a thread of its own, which a child does not start.
+        return Err(word(
+            first,
+            "a poll with timeout 0 (a child starts no thread)",
+        ));
+    }
     Ok(Command::InChild {
         process: p.to_string(),
         command: Box::new(command),
