@@ -31,9 +31,10 @@
 //! - NAMEs are `[a-z][a-z0-9_]*` and refer to descriptors created by the script. A closed
 //!   NAME still refers to its old number (so `ctl` on it gives `EBADF`, unless a later command
 //!   reused the number). `fd:N` is a raw descriptor number (`fd:-1`, `fd:4000`). A NAME must be
-//!   bound (by `epoll`, `pipe`, `eventfd`, `socketpair`, `timerfd`, `file` or `dup`) on an
-//!   earlier line; binding it again rebinds it. A NAME whose creating call failed refers to
-//!   `-1`.
+//!   bound (by `epoll`, `pipe`, `eventfd`, `socketpair`, `timerfd`, `file`, `null`, `open`
+//!   or `dup`) on an earlier line; binding it again rebinds it. A NAME whose creating call
+//!   failed refers to `-1`. FIFO names (bound by `mkfifo`) are a namespace of their own:
+//!   they name paths, not descriptors.
 //! - Descriptor numbers are allocated lowest-free inside a range private to the scenario, the
 //!   same way in every backend (kernel: scenario number `n` is descriptor 1000 + `n`, `fd:N`
 //!   likewise for `N >= 0`, negative `N` unchanged; engine: `n`). Numbers never appear in
@@ -55,12 +56,18 @@
 //! | `socketpair A B stream\|dgram\|seqpacket` | `socketpair(AF_UNIX, TYPE\|SOCK_NONBLOCK, 0)` | `ok` |
 //! | `timerfd T` | `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK)` | `ok` |
 //! | `settime T expired\|disarm` | arm with an absolute expiry already in the past (1 ns after the clock's epoch; the kernel backend then waits, at most 1 s, until the timer has fired), or disarm | `ok` |
+//! | `settime T every MS` *(addition)* | a periodic timer: first expiry MS after the call (relative), then every MS (1 to 2,147,483,647) | `ok` |
+//! | `settime T expired every MS` *(addition)* | a periodic timer that fires at once (relative value 1 ns; every backend waits, at most 1 s, until it has fired), then every MS | `ok` |
+//! | `timer-read T` *(addition)* | 8-byte read of a timerfd, the count normalised (see below) | `>=1` |
 //! | `file F` | a regular file (kernel: a memfd) | `ok` |
+//! | `null N` *(addition)* | `open("/dev/null", O_RDWR\|O_NONBLOCK)` | `ok` |
+//! | `mkfifo P` *(addition)* | `mkfifo(2)` at a fresh path of the run's own (kernel and C ABI: a temporary directory per run, removed at its end; engine: a FIFO registry); P is a FIFO name; P again is `EEXIST` | `ok` |
+//! | `open X P rdonly\|wronly\|rdwr` *(addition)* | `open(P's path, O_RDONLY\|O_WRONLY\|O_RDWR \| O_NONBLOCK)` (`wronly` without a reader: `ENXIO`) | `ok` |
 //! | `ctl E add\|mod\|del\|op=N TARGET [EVENTS DATA \| null]` | `epoll_ctl`; `null` passes a NULL event; `add`/`mod` need one of the two, `del` and `op=N` without either pass NULL | `ok` |
 //! | `wait E MAX TIMEOUT [buf=null\|buf=N]` | `epoll_wait(E, buf, MAX, TIMEOUT ms)`; `buf=null` *(addition)* passes a NULL events pointer, `buf=N` *(addition)* a buffer whose first N entries (0 to 1,024) are writable and the next one is in an unmapped page | `N [DATA BITS, ...]` |
 //! | `pwait E MAX TIMEOUT [sigsetsize=N] [buf=null\|buf=N]` *(addition)* | `epoll_pwait` with an empty signal mask of size N (default 8) | as `wait` |
 //! | `pwait2 E MAX SEC NSEC\|null [buf=null\|buf=N]` | `epoll_pwait2` with that timespec (`null`: NULL, no limit) | as `wait` |
-//! | `poll X` | `poll()` on X asking for every bit, timeout 0 | revents bits, `0`, `nval` |
+//! | `poll X [MS]` | `poll()` on X asking for every bit, timeout 0, or MS *(addition; negative: none; run like `bg` + `join`, bounded at 5 s)* | revents bits, `0`, `nval` |
 //! | `write W N` | write N bytes | the count |
 //! | `read R N` | read up to N bytes | the count |
 //! | `efd-write N VALUE` | 8-byte write of VALUE (u64) | `ok` |
@@ -164,6 +171,38 @@
 //! ctl-all e add c*1100 in 1          # => 1100 ok (data 1 to 1100)
 //! wait e 500 0                       # => 500 [1..500 in]
 //! wait e 2000 0                      # => 1100 [501..1100 in, 1..500 in]
+//! ```
+//!
+//! ## FIFOs, `/dev/null` and periodic timers *(addition)*
+//!
+//! `mkfifo P` makes a FIFO; `open X P MODE` opens it, always non-blocking, so nothing waits
+//! for a partner: a reader opens alone (and reports no `HUP` until a writer has come and
+//! gone), a writer without a reader gets `ENXIO`, `rdwr` counts as both. `null N` is
+//! `/dev/null`: not pollable (`epoll_ctl` `EPERM`, `poll` the default mask), reads return 0,
+//! writes the count.
+//!
+//! A periodic timer's expiries come at times no script controls, so transcripts stay a
+//! function of the script only where its state is still. Linux helps: an unread periodic
+//! timer fires once and then waits for a read (`timerfd_read` restarts the timer and
+//! counts the periods that passed), so between a read (or an arming) and the next expiry
+//! is the only window where timing shows. Scenarios therefore close that window at once
+//! with a call that sleeps until the expiry — `poll T MS` (a timeout well above the
+//! period), `wait E 8 -1` on an instance watching it, or a background waiter and its
+//! `join` — and read such a timer with `timer-read T`, which prints `>=1` for any count
+//! (`read T 8` prints the byte count, `efd-read T` the exact count: exact only for timers
+//! whose period cannot pass during the scenario).
+//!
+//! ```text
+//! # name: each period of a timer wakes a wait once per read
+//! epoll e
+//! timerfd t
+//! ctl e add t in|et 1
+//! settime t expired every 5
+//! wait e 8 0          # => 1 [1 in]
+//! sleep 30
+//! wait e 8 0          # => 0 []   (unread: no second expiry)
+//! timer-read t        # => >=1
+//! wait e 8 -1         # => 1 [1 in]   (the next period)
 //! ```
 //!
 //! ## Transcript

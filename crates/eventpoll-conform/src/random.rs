@@ -6,19 +6,25 @@
 //! instances, `dup`/`close`/number reuse, ONESHOT/ET/EXCLUSIVE mixes, small `maxevents`, MOD
 //! of ready items, DEL then re-ADD, closed and raw descriptor numbers, raw and unknown event
 //! bits, data 0 and with the high bit, odd pipe sizes, counters near their limits, the
-//! `maxevents` limit, short timer reads, and now and then a wide universe (up to 6 instances
-//! and 10 objects). One scenario in about 11 also gets a **limits shape** (bulk commands):
-//! many ready items in one instance (more than 1,024 in half of them; LT, ET or ONESHOT;
+//! `maxevents` limit, short timer reads, FIFOs (readers, writers and `O_RDWR` opens of one
+//! FIFO, writers too early, readers after the last writer left), `/dev/null`, periodic
+//! timers, and now and then a wide universe (up to 6 instances and 10 objects). One
+//! scenario in about 11 also gets a **limits shape** (bulk commands): many ready items in one instance (more than 1,024 in half of them; LT, ET or ONESHOT;
 //! harvests with `maxevents` from 1 to past `EP_MAX_EVENTS`, bulk writes, MOD, DEL), a chain
 //! of four to seven instances linked in random order (the nesting depth limit, `ELOOP`, at
 //! and past its boundary, with loop links now and then), or a fan of outer instances at a
 //! wakeup-path limit (500/100/50/10 for paths of length 2–5, give or take one or two,
 //! `EINVAL`). One single-threaded scenario in about 16 forks: `fork P`, then ordinary
 //! operations, 40% of them run by the child (`@P`), now and then `exit P` and another
-//! fork (ghosts across processes, instances shared by both, waits in the child). It avoids what is nondeterministic on the kernel: a foreground wait's
-//! timeout is 0 or a millisecond or two (nothing changes while it sleeps in a
-//! single-threaded script) and timers are only `expired` or `disarm`, so that the kernel's
-//! transcript is a function of the script.
+//! fork (ghosts across processes, instances shared by both, waits in the child). It avoids
+//! what is nondeterministic on the kernel: a foreground wait's timeout is 0 or a
+//! millisecond or two (nothing changes while it sleeps in a single-threaded script);
+//! periodic timers either have a period no scenario lasts (an hour: counts stay exact) or
+//! are *short-period timers* (1 to 10 ms) whose every read or arming is followed at once by
+//! a `poll` that sleeps until the next expiry, and which nothing else touches (see
+//! `Gen::ticker_op`); so the kernel's transcript is a function of the script. Scenarios
+//! with a short-period timer count as mismatches only when they disagree on
+//! [`THREADED_RUNS`] runs in a row, as threaded ones do.
 //!
 //! **Threaded scenarios** ([`generate_threaded`], `--random N --threaded`): after the
 //! single-threaded part, one to three background calls — `epoll_wait`/`pwait`/`pwait2`,
