@@ -465,7 +465,7 @@ impl Gen {
                 self.lines.push(format!("timer-read {k}"));
                 self.lines.push(format!("poll {k} 3000"));
             }
-            0..=3 | 4 => self.arm_ticker(&k),
+            0..=4 => self.arm_ticker(&k), // an armed one takes 0..=3 above
             5 => {
                 self.lines.push(format!("settime {k} disarm"));
                 self.tickers[i].1 = false;
