@@ -1653,6 +1653,70 @@ mod tests {
     }
 
     #[test]
+    fn fifo_null_and_periodic_commands() {
+        let s = parse(
+            "f.ep",
+            "mkfifo p\nopen r p rdonly\nopen x p rdwr\nnull n\ntimerfd t\n\
+             settime t every 5\nsettime t expired every 3600000\ntimer-read t\npoll t 3000\n\
+             poll t\nclose r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[2].command,
+            Command::OpenFifo {
+                name: "x".into(),
+                fifo: "p".into(),
+                mode: FifoMode::ReadWrite
+            }
+        );
+        assert_eq!(
+            s.lines[5].command,
+            Command::Settime {
+                fd: FdRef::Name("t".into()),
+                setting: TimerSetting::Every {
+                    interval_ms: 5,
+                    at_once: false
+                }
+            }
+        );
+        assert!(matches!(
+            s.lines[6].command,
+            Command::Settime {
+                setting: TimerSetting::Every {
+                    interval_ms: 3_600_000,
+                    at_once: true
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.lines[8].command,
+            Command::Poll {
+                timeout_ms: 3000,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.lines[9].command,
+            Command::Poll { timeout_ms: 0, .. }
+        ));
+        // FIFO names are not descriptors, descriptors not FIFOs; periods are positive.
+        for bad in [
+            "open r p rdonly\n",
+            "pipe r w\nopen x r rdonly\n",
+            "mkfifo p\nclose p\n",
+            "mkfifo p\nopen x p append\n",
+            "timerfd t\nsettime t every 0\n",
+            "timerfd t\nsettime t every\n",
+            "timerfd t\nsettime t disarm every 5\n",
+            "fork c\n@c mkfifo q\n",
+            "timerfd t\nfork c\n@c poll t 5\n",
+        ] {
+            assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_int("0x2011"), Some(0x2011));
         assert_eq!(parse_int("-1"), Some(-1));
