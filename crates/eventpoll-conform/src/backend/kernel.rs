@@ -14,7 +14,9 @@
 //! second) until the timer is readable: the expiry and its wakeups have happened before the
 //! next command runs. On this machine (Linux 6.18) the wait is never needed — 200,000 tries of
 //! `timerfd_settime` followed at once by `epoll_wait(.., 0)` (and by `poll(.., 0)`) never
-//! missed the expiry — so it is a safety net that costs one `poll` call.
+//! missed the expiry — so it is a safety net that costs one `poll` call. `settime T expired
+//! every MS` arms a relative 1 ns first expiry (an absolute one in the past would count
+//! every period since boot at the first read) and waits the same way.
 
 use super::real::{Calls, Real};
 use super::Backend;

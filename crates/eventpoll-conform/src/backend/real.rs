@@ -10,6 +10,10 @@
 //! the engine's table, which counts from 0. Raw numbers `fd:N` map the same way for `N >= 0`
 //! and pass unchanged when negative. The range belongs to the process, so a backend holds its
 //! range lock from creation to drop, and closes every descriptor it opened when dropped.
+//!
+//! FIFOs (`mkfifo P`) live in a temporary directory of the backend's own, made at the first
+//! `mkfifo` (`mkdtemp`) and removed with its FIFOs when the backend is dropped: a FIFO
+//! name is a file name there, so making it twice is the kernel's `EEXIST`.
 
 use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
