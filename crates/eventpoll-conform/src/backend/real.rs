@@ -11,15 +11,17 @@
 //! and pass unchanged when negative. The range belongs to the process, so a backend holds its
 //! range lock from creation to drop, and closes every descriptor it opened when dropped.
 //!
-//! FIFOs (`mkfifo P`) live in a temporary directory of the backend's own, made at the first
-//! `mkfifo` (`mkdtemp`) and removed with its FIFOs when the backend is dropped: a FIFO
-//! name is a file name there, so making it twice is the kernel's `EEXIST`.
+//! FIFOs (`mkfifo P`) live in a temporary directory of the backend's own (named by process,
+//! backend and run, so that a forked child finds it), made at the first `mkfifo` and
+//! removed with its FIFOs when the backend is dropped: a FIFO name is a file name there, so
+//! making it twice is the kernel's `EEXIST`.
 
 use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
 use std::ffi::c_int;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -90,8 +92,11 @@ pub(super) struct Real {
     open: BTreeSet<i32>,
     /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
     items: usize,
-    /// The directory of this run's FIFOs (made at the first `mkfifo`, removed on drop).
-    fifo_dir: Option<PathBuf>,
+    /// The directory of this run's FIFOs: named at creation (so that a forked child, a
+    /// copy, knows it), made at the first `mkfifo`, removed on drop.
+    fifo_dir: PathBuf,
+    /// Whether `fifo_dir` was made.
+    fifo_dir_made: bool,
 }
 
 fn last_errno() -> Errno {
@@ -123,34 +128,27 @@ impl Real {
             _range: guard,
             open: BTreeSet::new(),
             items: 0,
-            fifo_dir: None,
+            fifo_dir: fifo_dir_name(calls.name),
+            fifo_dir_made: false,
         }
     }
 
-    /// The path of FIFO `name`, making this run's directory first if need be.
-    fn fifo_path(&mut self, name: &str) -> SysResult<std::ffi::CString> {
-        let dir = match &self.fifo_dir {
-            Some(d) => d.clone(),
-            None => {
-                let template = std::env::temp_dir().join("eventpoll-conform-fifo-XXXXXX");
-                let mut bytes = template.into_os_string().into_encoded_bytes();
-                bytes.push(0);
-                // SAFETY: `bytes` is a NUL-terminated template ending in XXXXXX, which
-                // mkdtemp rewrites in place.
-                let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-                if p.is_null() {
-                    return Err(last_errno());
-                }
-                bytes.pop();
-                // SAFETY: the bytes came from an OsString (plus the XXXXXX rewrite, ASCII).
-                let dir = PathBuf::from(unsafe {
-                    std::ffi::OsString::from_encoded_bytes_unchecked(bytes)
-                });
-                self.fifo_dir = Some(dir.clone());
-                dir
-            }
-        };
-        let path = dir.join(name).into_os_string().into_encoded_bytes();
+    /// The path of FIFO `name`; with `make`, the run's directory is made first if need be.
+    fn fifo_path(&mut self, name: &str, make: bool) -> SysResult<std::ffi::CString> {
+        if make && !self.fifo_dir_made {
+            // A directory of the name left by a process of the same pid is stale.
+            let _ = std::fs::remove_dir_all(&self.fifo_dir);
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.fifo_dir)
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            self.fifo_dir_made = true;
+        }
+        let path = self
+            .fifo_dir
+            .join(name)
+            .into_os_string()
+            .into_encoded_bytes();
         std::ffi::CString::new(path).map_err(|_| Errno(libc::EINVAL))
     }
 
@@ -210,8 +208,8 @@ impl Drop for Real {
             // else in the process uses the range while we hold its lock.
             unsafe { (self.calls.close)(fd) };
         }
-        if let Some(dir) = &self.fifo_dir {
-            let _ = std::fs::remove_dir_all(dir);
+        if self.fifo_dir_made {
+            let _ = std::fs::remove_dir_all(&self.fifo_dir);
         }
     }
 }
@@ -332,13 +330,13 @@ impl Backend for Real {
     }
 
     fn mkfifo(&mut self, name: &str) -> SysResult<()> {
-        let path = self.fifo_path(name)?;
+        let path = self.fifo_path(name, true)?;
         // SAFETY: `path` is a valid NUL-terminated string.
         cvt(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }).map(drop)
     }
 
     fn open_fifo(&mut self, name: &str, mode: FifoMode) -> SysResult<i32> {
-        let path = self.fifo_path(name)?;
+        let path = self.fifo_path(name, false)?;
         let access = match mode {
             FifoMode::Read => libc::O_RDONLY,
             FifoMode::Write => libc::O_WRONLY,
@@ -519,6 +517,16 @@ impl Backend for Real {
         // Nothing here can be left inconsistent: close the descriptors, release the range.
         drop(self);
     }
+}
+
+/// A directory name for one backend run's FIFOs: the process, the backend and a count.
+fn fifo_dir_name(backend: &str) -> PathBuf {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "eventpoll-conform-fifo-{}-{backend}-{run}",
+        std::process::id()
+    ))
 }
 
 /// `ms` milliseconds as a timespec.
