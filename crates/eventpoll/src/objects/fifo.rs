@@ -78,8 +78,8 @@ pub struct Fifo {
     node: Mutex<Node>,
 }
 
-impl std::fmt::Debug for Fifo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Fifo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Fifo")
             .field("files", &lock(&self.node).files)
             .finish()
@@ -97,8 +97,8 @@ pub struct FifoFile {
     seen_writers: u64,
 }
 
-impl std::fmt::Debug for FifoFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for FifoFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FifoFile")
             .field("read", &self.read)
             .field("write", &self.write)
@@ -407,8 +407,8 @@ mod tests {
         assert_eq!(t.epoll_wait(ep, &mut out, 4, 0), Ok(1));
         assert_eq!(t.epoll_wait(ep, &mut out, 4, 0), Ok(0));
         // Filling it and reading a slot back wakes the writer queue: the ET item fires.
-        assert_eq!(t.write(rw, &vec![0u8; 65536]), Ok(65536));
-        assert_eq!(t.read(rw, &mut vec![0u8; 4096]), Ok(4096));
+        assert_eq!(t.write(rw, &alloc::vec![0u8; 65536]), Ok(65536));
+        assert_eq!(t.read(rw, &mut alloc::vec![0u8; 4096]), Ok(4096));
         assert_eq!(t.epoll_wait(ep, &mut out, 4, 0), Ok(1));
         t.epoll_ctl(ep, 2, rw, None).unwrap();
         assert!(!queue(&file).has_items());
