@@ -5,8 +5,16 @@
 //! [`Finding`] value (kind, instance, number, data, a sentence), which
 //! [`FdTable::take_findings`] hands over — so simulators and tests get the checks without
 //! a preload. The kinds have the public names of the library's (`ghost-item`,
-//! `ghost-event`, `undrained-edge`, `oneshot-unarmed`, `et-blocking-fd`); `herd` is
-//! recognised by the library only (it needs the host's wakeup counts).
+//! `ghost-event`, `undrained-edge`, `oneshot-unarmed`, `herd`, `et-blocking-fd`).
+//!
+//! A wait costs what it reported, not what its instance holds: the table's harvest hands
+//! over the item of each event ([`crate::event::RecordingSink`]), and the checker keeps the
+//! edge-triggered items reported and not queued again, and the fired one-shot items, in
+//! small sets per instance, updated at report and `epoll_ctl` time; a wait looks at those
+//! only. A `herd` is two reports of one wakeup of a file (its [`WaitQueue::wakeups`]
+//! count) to threads that had blocked.
+//!
+//! [`WaitQueue::wakeups`]: crate::WaitQueue::wakeups
 //!
 //! ```
 //! use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
@@ -23,14 +31,45 @@
 //! # let _ = (w, keep);
 //! ```
 //!
-//! With checking off (the default) every hook is one test of an `Option`.
+//! A herd, with real threads: two threads block in two instances that watch one pipe
+//! without `EPOLLEXCLUSIVE`, and one write wakes both.
+//!
+//! ```
+//! use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
+//! use eventpoll::{event::{EPOLL_CTL_ADD, O_NONBLOCK}, table::TableConfig};
+//! use std::{sync::{Arc, Barrier}, thread, time::Duration};
+//! let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
+//! let t = Arc::new(FdTable::with_config(config, User::new(1 << 20)));
+//! let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+//! let start = Arc::new(Barrier::new(3));
+//! let waiters: Vec<_> = (0..2).map(|i| {
+//!     let (t, start) = (t.clone(), start.clone());
+//!     let ep = t.epoll_create1(0).unwrap();
+//!     t.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(&EpollEvent::new(Events::IN, i))).unwrap();
+//!     thread::spawn(move || {
+//!         start.wait();
+//!         let mut buf = [EpollEvent::default(); 1];
+//!         t.epoll_wait(ep, &mut buf, 1, 5000)
+//!     })
+//! }).collect();
+//! start.wait();
+//! thread::sleep(Duration::from_millis(50)); // both block
+//! t.write(w, b"x").unwrap();
+//! for h in waiters { assert_eq!(h.join().unwrap(), Ok(1)); }
+//! assert!(t.take_findings().iter().any(|f| f.kind == Kind::Herd));
+//! ```
+//!
+//! With checking off (the default) every hook is one test of an `Option`; the only cost
+//! left is the wakeup count every [`crate::WaitQueue`] keeps (a load and a store under the
+//! lock it already holds).
 
-use crate::epoll::{EpollShared, ItemState};
-use crate::event::{EpollEvent, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL};
+use crate::epoll::EpollShared;
+use crate::event::{EpollEvent, Events, ReportedItem, EPOLL_CTL_ADD, EPOLL_CTL_DEL};
 use crate::file::File;
 use crate::prelude::*;
 use crate::sync::{lock, Mutex};
 use crate::table::FdTable;
+use alloc::collections::BTreeMap;
 use core::time::Duration;
 
 /// Identifies the task (thread) that made a call: the platform's per-task identity.
@@ -67,7 +106,9 @@ pub enum Kind {
     /// A one-shot item stayed disabled longer than [`CheckConfig::oneshot_after`] while its
     /// file is ready for its interest.
     OneshotUnarmed,
-    /// One wakeup woke several waiters (recognised by `libeventpoll` only).
+    /// One wakeup of a file was reported to threads blocked in two instances through
+    /// non-exclusive items, or to two threads of one instance through a level-triggered
+    /// item.
     Herd,
     /// An edge-triggered item for a description without `O_NONBLOCK`.
     EtBlockingFd,
@@ -120,30 +161,56 @@ pub struct Finding {
     pub count: u64,
 }
 
+/// An edge-triggered item reported to a thread, not queued again since (for
+/// `undrained-edge`).
 struct EdgeReport {
-    ep: usize,
-    fd: i32,
-    target: usize,
     bits: u32,
     thread: ThreadId,
 }
 
+/// A one-shot item that fired and has been neither re-armed nor deleted since.
 struct Fired {
-    ep: usize,
-    fd: i32,
     target: usize,
     interest: u32,
     /// On the table's clock.
     since: Duration,
 }
 
+/// The fired one-shot items of one instance, and when the first of them is due.
+struct FiredItems {
+    items: BTreeMap<i32, Fired>,
+    /// No item is due before this (an item's due time is its firing plus
+    /// [`CheckConfig::oneshot_after`]): a wait before it looks at none.
+    next_due: Duration,
+}
+
+/// A report of a file to a thread that was blocked (for `herd`).
+struct WakeMark {
+    wakeups: u64,
+    ep: usize,
+    thread: ThreadId,
+    exclusive: bool,
+    level: bool,
+}
+
+/// The checker's memory. Everything a wait looks at is kept small and up to date when it
+/// changes (a report, an `epoll_ctl`), so that a wait costs what it reported, not what
+/// the instance holds.
 #[derive(Default)]
 struct State {
     findings: Vec<Finding>,
-    /// Interest of every item as the program set it, by (instance, number).
-    interests: Vec<(usize, i32, u32)>,
-    edges: Vec<EdgeReport>,
-    fired: Vec<Fired>,
+    /// By instance, then (number, description): edge-triggered items reported and not
+    /// looked at since by the thread they were reported to.
+    edges: BTreeMap<usize, BTreeMap<(i32, usize), EdgeReport>>,
+    /// By instance: its fired one-shot items.
+    fired: BTreeMap<usize, FiredItems>,
+    /// By watched description: the reports of its latest wakeup to threads that slept.
+    wakes: BTreeMap<usize, Vec<WakeMark>>,
+}
+
+/// What a wait's start found, for its end.
+pub(crate) struct WaitMark {
+    slept: bool,
 }
 
 /// A table's checker (present when checking is on).
@@ -196,7 +263,8 @@ impl Checker {
         core::mem::take(&mut lock(&self.state).findings)
     }
 
-    /// After a successful `epoll_ctl`.
+    /// After a successful `epoll_ctl`: the item's reports are forgotten (a MOD queues it
+    /// again, re-arms it), and an edge-triggered item's descriptor is checked.
     pub(crate) fn ctl_done(
         &self,
         epfd: i32,
@@ -208,13 +276,15 @@ impl Checker {
     ) {
         let key = ep.description_id();
         let mut st = lock(&self.state);
-        st.edges.retain(|r| (r.ep, r.fd) != (key, fd));
-        st.fired.retain(|f| (f.ep, f.fd) != (key, fd));
-        st.interests.retain(|&(e, n, _)| (e, n) != (key, fd));
+        if let Some(edges) = st.edges.get_mut(&key) {
+            edges.remove(&(fd, target.description_id()));
+        }
+        if let Some(fired) = st.fired.get_mut(&key) {
+            fired.items.remove(&fd);
+        }
         if op == EPOLL_CTL_DEL {
             return;
         }
-        st.interests.push((key, fd, ev.events));
         if ev.events & Events::ET.bits() != 0 && !target.is_nonblocking() {
             let how = if op == EPOLL_CTL_ADD { "ADD" } else { "MOD" };
             self.report(&mut st, Kind::EtBlockingFd, epfd, fd, ev.data, || {
@@ -236,22 +306,23 @@ impl Checker {
         let mut st = lock(&self.state);
         for (epfd, ep) in table.epolls() {
             let Some(ep) = ep.as_epoll() else { continue };
-            for s in ep.item_states() {
-                if s.fd == fd && s.target == target {
-                    self.report(&mut st, Kind::GhostItem, epfd, fd, s.data, || {
-                        format!(
-                            "{how}({fd}) leaves its item in epoll {epfd} registered, because fd \
-                             {keeper} still refers to the same open file description; the \
-                             item keeps reporting under the closed number. Delete it \
-                             (EPOLL_CTL_DEL) before closing fd {fd}"
-                        )
-                    });
-                }
-            }
+            let Some(s) = ep.item_state(fd, target) else {
+                continue;
+            };
+            self.report(&mut st, Kind::GhostItem, epfd, fd, s.data, || {
+                format!(
+                    "{how}({fd}) leaves its item in epoll {epfd} registered, because fd \
+                     {keeper} still refers to the same open file description; the item \
+                     keeps reporting under the closed number. Delete it (EPOLL_CTL_DEL) \
+                     before closing fd {fd}"
+                )
+            });
         }
     }
 
     /// A wait on `ep` starts: undrained edges (when it may block) and unarmed one-shots.
+    /// Looks at this thread's unchecked edge-triggered reports and, once one is due, the
+    /// instance's fired one-shot items — never at the whole interest list.
     pub(crate) fn wait_starts(
         &self,
         table: &FdTable,
@@ -259,156 +330,202 @@ impl Checker {
         ep: &File,
         shared: &EpollShared,
         may_block: bool,
-    ) {
+    ) -> WaitMark {
+        let mark = WaitMark {
+            slept: may_block && !shared.events_available(),
+        };
         let key = ep.description_id();
         let me = crate::platform::park::task_id();
         let mut st = lock(&self.state);
         let now = table.clock.now();
-        let due = self.config.oneshot_after;
-        let edges: Vec<EdgeReport> = if may_block {
-            let (mine, rest) = core::mem::take(&mut st.edges)
-                .into_iter()
-                .partition(|r| r.ep == key && r.thread == me);
-            st.edges = rest;
-            mine
-        } else {
-            Vec::new()
-        };
-        if edges.is_empty()
-            && !st
-                .fired
-                .iter()
-                .any(|f| f.ep == key && now.saturating_sub(f.since) >= due)
-        {
-            return;
+        let mut mine = Vec::new();
+        if may_block {
+            if let Some(edges) = st.edges.get_mut(&key) {
+                edges.retain(|&(fd, target), r| {
+                    if r.thread == me {
+                        mine.push((fd, target, r.bits));
+                    }
+                    r.thread != me
+                });
+            }
         }
-        let states = shared.item_states();
-        let find =
-            |fd: i32, target: usize| states.iter().find(|s| s.fd == fd && s.target == target);
         let gone = (Events::HUP | Events::RDHUP | Events::ERR).bits();
-        for r in edges {
-            let Some(s) = find(r.fd, r.target) else {
+        for (fd, target, bits) in mine {
+            let Some(s) = shared.item_state(fd, target) else {
                 continue;
             };
-            let Some(file) = table.file_at(r.fd, r.target) else {
+            let Some(file) = table.file_at(fd, target) else {
                 continue;
             };
             let mask = file.poll().bits();
-            if s.queued || mask & gone != 0 || mask & r.bits == 0 {
+            if s.queued || mask & gone != 0 || mask & bits == 0 {
                 continue;
             }
-            self.report(&mut st, Kind::UndrainedEdge, epfd, r.fd, s.data, || {
+            self.report(&mut st, Kind::UndrainedEdge, epfd, fd, s.data, || {
                 format!(
-                    "a wait that may block starts while the edge-triggered item of fd {} was \
+                    "a wait that may block starts while the edge-triggered item of fd {fd} was \
                      reported and is still ready ({:#x}): no new edge comes for what is already \
                      there. Read (or write) until EAGAIN before waiting",
-                    r.fd,
-                    mask & r.bits
+                    mask & bits
                 )
             });
         }
-        let fired = core::mem::take(&mut st.fired);
-        for f in fired {
-            if f.ep != key || now.saturating_sub(f.since) < due {
-                st.fired.push(f);
-                continue;
-            }
-            let disabled = find(f.fd, f.target).filter(|s| s.events.bits() & INTEREST == 0);
-            let (Some(s), Some(file)) = (disabled, table.file_at(f.fd, f.target)) else {
-                continue; // re-armed or gone
-            };
-            let want = f.interest & INTEREST | (Events::ERR | Events::HUP).bits();
-            if file.poll().bits() & want == 0 {
-                st.fired.push(f);
-                continue;
-            }
-            let ms = (now.saturating_sub(f.since)).as_millis();
-            self.report(&mut st, Kind::OneshotUnarmed, epfd, f.fd, s.data, || {
+        let due = self.config.oneshot_after;
+        let mut unarmed = Vec::new();
+        if let Some(fired) = st.fired.get_mut(&key).filter(|f| now >= f.next_due) {
+            let mut next = None::<Duration>;
+            fired.items.retain(|&fd, f| {
+                if now.saturating_sub(f.since) < due {
+                    next = Some(next.map_or(f.since + due, |n| n.min(f.since + due)));
+                    return true;
+                }
+                let disabled = shared
+                    .item_state(fd, f.target)
+                    .filter(|s| s.events.bits() & INTEREST == 0);
+                let (Some(s), Some(file)) = (disabled, table.file_at(fd, f.target)) else {
+                    return false; // re-armed or gone
+                };
+                let want = f.interest & INTEREST | (Events::ERR | Events::HUP).bits();
+                if file.poll().bits() & want == 0 {
+                    return true; // not ready: looked at again at the next due wait
+                }
+                unarmed.push((fd, s.data, (now.saturating_sub(f.since)).as_millis()));
+                false
+            });
+            fired.next_due = next.unwrap_or(now).min(now + due);
+        }
+        for (fd, data, ms) in unarmed {
+            self.report(&mut st, Kind::OneshotUnarmed, epfd, fd, data, || {
                 format!(
-                    "the one-shot item of fd {} fired {ms} ms ago and was neither re-armed \
+                    "the one-shot item of fd {fd} fired {ms} ms ago and was neither re-armed \
                      (EPOLL_CTL_MOD) nor deleted, and its file is ready: it starves. Re-arm \
-                     it once the event is handled",
-                    f.fd
+                     it once the event is handled"
                 )
             });
         }
+        mark
     }
 
-    /// A wait on `ep` reported `got`: ghosts, and the edge-triggered and one-shot reports.
+    /// A wait on `ep` reported the events of `items`: ghosts, herds, and the
+    /// edge-triggered and one-shot reports to remember. Costs what was reported.
     pub(crate) fn wait_ends(
         &self,
         table: &FdTable,
         epfd: i32,
         ep: &File,
-        shared: &EpollShared,
-        got: &[EpollEvent],
+        items: &[ReportedItem],
+        mark: WaitMark,
     ) {
         let key = ep.description_id();
-        let states = shared.item_states();
         let me = crate::platform::park::task_id();
         let now = table.clock.now();
         let mut st = lock(&self.state);
-        for ev in got {
-            let (bits, data) = (ev.events, ev.data);
-            let cands: Vec<&ItemState> = states.iter().filter(|s| s.data == data).collect();
-            let (live, ghosts): (Vec<&ItemState>, Vec<&ItemState>) = cands
-                .into_iter()
-                .partition(|s| table.file_at(s.fd, s.target).is_some());
-            if live.is_empty() {
-                for g in ghosts {
-                    let now_is = match table.get(g.fd) {
-                        Ok(_) => {
-                            "now refers to a different file: a program that maps the data \
-                                  to the number acts on the wrong file"
-                        }
-                        Err(_) => "is closed",
+        for it in items {
+            let (fd, bits, ev) = (it.fd, it.revents.bits(), it.events.bits());
+            let Some(file) = table.file_at(fd, it.target) else {
+                let now_is = match table.get(fd) {
+                    Ok(_) => {
+                        "now refers to a different file: a program that maps the data to the \
+                         number acts on the wrong file"
+                    }
+                    Err(_) => "is closed",
+                };
+                self.report(&mut st, Kind::GhostEvent, epfd, fd, it.data, || {
+                    format!(
+                        "a wait reported events {bits:#x} of the item registered as fd {fd}, \
+                         which {now_is}; another reference keeps its file open. Delete the \
+                         item (EPOLL_CTL_DEL) before closing its number"
+                    )
+                });
+                continue;
+            };
+            if ev & Events::ET.bits() != 0 && ev & Events::ONESHOT.bits() == 0 {
+                let mut watch = Events::IN.bits();
+                if ev & Events::IN.bits() == 0 {
+                    watch |= Events::OUT.bits();
+                }
+                let edges = st.edges.entry(key).or_default();
+                if bits & watch != 0 {
+                    let r = EdgeReport {
+                        bits: bits & watch,
+                        thread: me,
                     };
-                    self.report(&mut st, Kind::GhostEvent, epfd, g.fd, data, || {
-                        format!(
-                            "a wait reported events {bits:#x} of the item registered as fd {}, \
-                             which {now_is}; another reference keeps its file open. Delete \
-                             the item (EPOLL_CTL_DEL) before closing its number",
-                            g.fd
-                        )
-                    });
+                    edges.insert((fd, it.target), r);
+                } else {
+                    edges.remove(&(fd, it.target));
                 }
             }
-            for s in live {
-                let ev_bits = s.events.bits();
-                let interest = st
-                    .interests
-                    .iter()
-                    .find(|&&(e, n, _)| (e, n) == (key, s.fd))
-                    .map_or(ev_bits, |&(_, _, i)| i);
-                if ev_bits & Events::ET.bits() != 0 && ev_bits & Events::ONESHOT.bits() == 0 {
-                    let mut watch = Events::IN.bits();
-                    if interest & Events::IN.bits() == 0 {
-                        watch |= Events::OUT.bits();
-                    }
-                    st.edges
-                        .retain(|r| (r.ep, r.fd, r.target) != (key, s.fd, s.target));
-                    if bits & watch != 0 {
-                        st.edges.push(EdgeReport {
-                            ep: key,
-                            fd: s.fd,
-                            target: s.target,
-                            bits: bits & watch,
-                            thread: me,
-                        });
-                    }
-                }
-                if ev_bits & Events::ONESHOT.bits() != 0 && ev_bits & INTEREST == 0 {
-                    st.fired.retain(|f| (f.ep, f.fd) != (key, s.fd));
-                    st.fired.push(Fired {
-                        ep: key,
-                        fd: s.fd,
-                        target: s.target,
-                        interest,
-                        since: now,
-                    });
-                }
+            if ev & Events::ONESHOT.bits() != 0 {
+                let due = now + self.config.oneshot_after;
+                let fired = st.fired.entry(key).or_insert_with(|| FiredItems {
+                    items: BTreeMap::new(),
+                    next_due: due,
+                });
+                fired.next_due = fired.next_due.min(due);
+                let f = Fired {
+                    target: it.target,
+                    interest: ev,
+                    since: now,
+                };
+                fired.items.insert(fd, f);
+            }
+            if mark.slept {
+                self.herd(&mut st, &file, key, epfd, it, me);
             }
         }
+    }
+
+    /// A thread that had blocked got `it` reported: another thread woken by the same wakeup
+    /// of the same file (in another instance through non-exclusive items, or in this
+    /// instance through a level-triggered item) makes a herd.
+    fn herd(
+        &self,
+        st: &mut State,
+        file: &File,
+        key: usize,
+        epfd: i32,
+        it: &ReportedItem,
+        me: ThreadId,
+    ) {
+        let Some(q) = file.ops().wait_queue() else {
+            return;
+        };
+        let wakeups = q.wakeups();
+        let ev = it.events;
+        let mine = WakeMark {
+            wakeups,
+            ep: key,
+            thread: me,
+            exclusive: ev.contains(Events::EXCLUSIVE),
+            level: !ev.intersects(Events::ET | Events::ONESHOT),
+        };
+        let marks = st.wakes.entry(it.target).or_default();
+        marks.retain(|m| m.wakeups == wakeups);
+        let other = marks.iter().find(|m| {
+            m.thread != me
+                && ((m.ep != key && !m.exclusive && !mine.exclusive)
+                    || (m.ep == key && m.level && mine.level))
+        });
+        let same_instance = other.map(|m| m.ep == key);
+        marks.push(mine);
+        let Some(same) = same_instance else { return };
+        let fd = it.fd;
+        self.report(st, Kind::Herd, epfd, fd, it.data, || {
+            if same {
+                format!(
+                    "one wakeup of fd {fd} was reported to two threads waiting on epoll {epfd} \
+                     through its level-triggered item: both run for one event and one finds \
+                     nothing. Use EPOLLET|EPOLLONESHOT (re-armed by the thread that handled \
+                     it) or EPOLLEXCLUSIVE"
+                )
+            } else {
+                format!(
+                    "one wakeup of fd {fd} woke threads blocked in two epoll instances through \
+                     non-exclusive items: all of them run for one event and all but one find \
+                     nothing. Add the items with EPOLLEXCLUSIVE"
+                )
+            }
+        });
     }
 }
 
@@ -581,5 +698,148 @@ mod tests {
         let (r, _w) = off.pipe2(0).unwrap();
         ctl(&off, ep, EPOLL_CTL_ADD, r, Events::IN | Events::ET, 4);
         assert!(off.take_findings().is_empty());
+    }
+
+    /// Threads that block in `epoll_wait` on their instance (`waiters[i]` waits on
+    /// `eps[i]` for `timeout_ms`), a write to `w` once all of them sleep, and what each
+    /// wait returned (in bounded time: each wait has its timeout).
+    fn one_wakeup(
+        t: &std::sync::Arc<FdTable>,
+        eps: &[i32],
+        w: i32,
+        timeout_ms: i32,
+    ) -> Vec<crate::errno::Result<usize>> {
+        let waiters: Vec<_> = eps
+            .iter()
+            .map(|&ep| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [EpollEvent::default(); 4];
+                    t.epoll_wait(ep, &mut buf, 4, timeout_ms)
+                })
+            })
+            .collect();
+        let blocked = |ep: i32| t.get(ep).unwrap().as_epoll().unwrap().blocked_threads();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut want: Vec<(i32, usize)> = Vec::new();
+        for &ep in eps {
+            match want.iter_mut().find(|(e, _)| *e == ep) {
+                Some((_, n)) => *n += 1,
+                None => want.push((ep, 1)),
+            }
+        }
+        while want.iter().any(|&(ep, n)| blocked(ep) < n) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiters never blocked"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(t.write(w, b"x"), Ok(1));
+        waiters.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    fn shared_checked() -> std::sync::Arc<FdTable> {
+        std::sync::Arc::new(checked(1000))
+    }
+
+    #[test]
+    fn one_wakeup_reported_in_two_instances_through_plain_items_is_a_herd() {
+        let t = shared_checked();
+        let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+        let a = t.epoll_create1(0).unwrap();
+        let b = t.epoll_create1(0).unwrap();
+        ctl(&t, a, EPOLL_CTL_ADD, r, Events::IN, 1);
+        ctl(&t, b, EPOLL_CTL_ADD, r, Events::IN, 2);
+        assert_eq!(one_wakeup(&t, &[a, b], w, 5000), [Ok(1), Ok(1)]);
+        let f = t.take_findings();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].kind, f[0].fd), (Kind::Herd, r));
+        assert!(f[0].epfd == a || f[0].epfd == b);
+        assert!(
+            f[0].message.contains("two epoll instances"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("EPOLLEXCLUSIVE"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn exclusive_items_in_two_instances_wake_one_thread_and_are_clean() {
+        let t = shared_checked();
+        let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+        let a = t.epoll_create1(0).unwrap();
+        let b = t.epoll_create1(0).unwrap();
+        ctl(&t, a, EPOLL_CTL_ADD, r, Events::IN | Events::EXCLUSIVE, 1);
+        ctl(&t, b, EPOLL_CTL_ADD, r, Events::IN | Events::EXCLUSIVE, 2);
+        let mut got: Vec<usize> = one_wakeup(&t, &[a, b], w, 300)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(t.take_findings(), []);
+    }
+
+    #[test]
+    fn a_level_triggered_item_reported_to_two_threads_of_one_instance_is_a_herd() {
+        let t = shared_checked();
+        let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+        let ep = t.epoll_create1(0).unwrap();
+        ctl(&t, ep, EPOLL_CTL_ADD, r, Events::IN, 7);
+        // Nobody reads: the item stays ready, and the first thread's harvest wakes the next.
+        assert_eq!(one_wakeup(&t, &[ep, ep], w, 5000), [Ok(1), Ok(1)]);
+        let f = t.take_findings();
+        assert_eq!(
+            f.iter()
+                .map(|f| (f.kind, f.epfd, f.fd, f.data))
+                .collect::<Vec<_>>(),
+            [(Kind::Herd, ep, r, 7)]
+        );
+        assert!(f[0].message.contains("two threads"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("EPOLLET|EPOLLONESHOT"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn an_edge_triggered_one_shot_item_goes_to_one_thread_of_one_instance_and_is_clean() {
+        let t = shared_checked();
+        let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+        let ep = t.epoll_create1(0).unwrap();
+        ctl(
+            &t,
+            ep,
+            EPOLL_CTL_ADD,
+            r,
+            Events::IN | Events::ET | Events::ONESHOT,
+            7,
+        );
+        let mut got: Vec<usize> = one_wakeup(&t, &[ep, ep], w, 300)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert_eq!(t.take_findings(), []);
+    }
+
+    #[test]
+    fn a_wait_that_did_not_block_is_no_herd() {
+        // Two instances, plain items, but the events were there before the waits: nobody
+        // was woken, so nothing is a herd.
+        let t = checked(1000);
+        let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
+        let a = t.epoll_create1(0).unwrap();
+        let b = t.epoll_create1(0).unwrap();
+        ctl(&t, a, EPOLL_CTL_ADD, r, Events::IN, 1);
+        ctl(&t, b, EPOLL_CTL_ADD, r, Events::IN, 2);
+        assert_eq!(t.write(w, b"x"), Ok(1));
+        let mut buf = [EpollEvent::default(); 4];
+        assert_eq!(t.epoll_wait(a, &mut buf, 4, 1000), Ok(1));
+        assert_eq!(t.epoll_wait(b, &mut buf, 4, 1000), Ok(1));
+        assert_eq!(t.take_findings(), []);
     }
 }

@@ -201,6 +201,74 @@ pub trait EventSink {
     /// the first that cannot: the harvest polls no further ahead than that (an item beyond
     /// a failing copy must not be polled, as on Linux).
     fn room(&mut self, from: usize, want: usize) -> usize;
+
+    /// The item behind the event just stored by [`EventSink::put`] (called right after a
+    /// successful `put`, with the interest list locked: store, do not call back into the
+    /// engine). A run-time checker records which item each event came from, so that it
+    /// looks at the reported items only; the default ignores it and costs nothing.
+    #[inline]
+    fn reported(&mut self, _item: ReportedItem) {}
+}
+
+/// The item an event came from, as a harvest hands it to [`EventSink::reported`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedItem {
+    /// The descriptor number the item was added with.
+    pub fd: i32,
+    /// The watched description's [`File::description_id`](crate::File::description_id).
+    pub target: usize,
+    /// The item's stored mask when it was reported (flags included; a one-shot item is
+    /// disabled just after).
+    pub events: Events,
+    /// The reported bits.
+    pub revents: Events,
+    /// The user data.
+    pub data: u64,
+}
+
+/// An [`EventSink`] that passes everything on to `inner` and keeps the
+/// [`ReportedItem`]s of the harvest in `items`.
+///
+/// ```
+/// use eventpoll::{Epoll, EpollEvent, Interest, event::RecordingSink, objects::pipe::pipe};
+/// let epoll = Epoll::new();
+/// let (r, w) = pipe(0);
+/// epoll.add(&r, Interest::READABLE, 3).unwrap();
+/// w.write(b"x").unwrap();
+/// let mut buf = [EpollEvent::default(); 4];
+/// let mut sink = RecordingSink::new(&mut buf[..]);
+/// assert_eq!(epoll.wait_into_sink(&mut sink, 4, None), Ok(1));
+/// assert_eq!(sink.items[0].target, r.description_id());
+/// ```
+pub struct RecordingSink<'a, S: EventSink + ?Sized> {
+    /// Where the events go.
+    pub inner: &'a mut S,
+    /// The items of the events stored, in order.
+    pub items: Vec<ReportedItem>,
+}
+
+impl<'a, S: EventSink + ?Sized> RecordingSink<'a, S> {
+    /// Record the items of the events put into `inner`.
+    pub fn new(inner: &'a mut S) -> Self {
+        RecordingSink {
+            inner,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<S: EventSink + ?Sized> EventSink for RecordingSink<'_, S> {
+    fn put(&mut self, i: usize, event: EpollEvent) -> bool {
+        self.inner.put(i, event)
+    }
+
+    fn room(&mut self, from: usize, want: usize) -> usize {
+        self.inner.room(from, want)
+    }
+
+    fn reported(&mut self, item: ReportedItem) {
+        self.items.push(item);
+    }
 }
 
 impl EventSink for [EpollEvent] {

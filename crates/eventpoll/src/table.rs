@@ -713,10 +713,11 @@ impl FdTable {
         let Some(c) = &self.checker else {
             return ep.wait(events, maxevents as usize, timeout);
         };
-        c.wait_starts(self, epfd, &file, ep, timeout != Some(Duration::ZERO));
-        let r = ep.wait(events, maxevents as usize, timeout);
-        if let Ok(n) = r {
-            c.wait_ends(self, epfd, &file, ep, &events[..n.min(events.len())]);
+        let mark = c.wait_starts(self, epfd, &file, ep, timeout != Some(Duration::ZERO));
+        let mut sink = crate::event::RecordingSink::new(events);
+        let r = ep.wait(&mut sink, maxevents as usize, timeout);
+        if r.is_ok() {
+            c.wait_ends(self, epfd, &file, &sink.items, mark);
         }
         r
     }

@@ -25,7 +25,7 @@
 use crate::event::Events;
 use crate::platform::Deadline;
 use crate::prelude::*;
-use crate::sync::{lock, Arc, AtomicUsize, Ordering, SpinLock};
+use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Ordering, SpinLock};
 
 /// A callback hung on a [`WaitQueue`].
 ///
@@ -104,6 +104,9 @@ pub struct WaitQueue {
     /// queueing itself in `wait`, an outer instance hooking itself before polling) is
     /// ordered before that lock by the same lock.
     len: AtomicUsize,
+    /// How many times the queue was woken ([`WaitQueue::wakeups`]); written only under the
+    /// lock, so a plain load and store count exactly.
+    wakeups: AtomicU64,
 }
 
 impl core::fmt::Debug for WaitQueue {
@@ -137,6 +140,21 @@ impl WaitQueue {
     /// Number of entries hung on the queue.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
+    }
+
+    /// How many times the queue has been woken ([`WaitQueue::wake`] or
+    /// [`WaitQueue::wake_all`]): the identity of one wakeup, for a checker that asks
+    /// whether two reports came from the same one (the `herd` of [`crate::check`]).
+    ///
+    /// ```
+    /// use eventpoll::{Events, WaitQueue};
+    /// let q = WaitQueue::new();
+    /// q.wake(Events::IN);
+    /// q.wake_all(Events::empty());
+    /// assert_eq!(q.wakeups(), 2);
+    /// ```
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
@@ -186,6 +204,8 @@ impl WaitQueue {
         // released, instead of waking straight into a contended mutex.
         let _unparks = deferred::Unparks::begin();
         let mut entries = lock(&self.entries);
+        let n = self.wakeups.load(Ordering::Relaxed);
+        self.wakeups.store(n.wrapping_add(1), Ordering::Relaxed);
         let mut i = 0;
         while i < entries.len() {
             let exclusive = entries[i].is_exclusive();

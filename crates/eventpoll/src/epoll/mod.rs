@@ -454,6 +454,22 @@ impl EpollShared {
             .collect()
     }
 
+    /// The item of `fd` watching description `target`, if the list has it (see
+    /// [`Epoll::item_state`]).
+    pub fn item_state(&self, fd: i32, target: usize) -> Option<ItemState> {
+        let il = lock(&self.mtx);
+        let slot = il.find(target, fd)?;
+        let w = il.watch(slot);
+        let r = lock(&self.ready);
+        Some(ItemState {
+            fd: w.fd,
+            events: Events::from_bits_retain(r.slots[slot as usize].events),
+            data: r.slots[slot as usize].data,
+            target: w.key,
+            queued: r.is_linked(slot),
+        })
+    }
+
     /// Remove every item and return them, ready-list items first in ready-list order, then
     /// the others in slot order (see [`Epoll::take_items`]). The instance stays usable.
     pub(crate) fn take_items(&self) -> Vec<TakenItem> {
@@ -664,6 +680,14 @@ impl EpollShared {
                     fault = reported == 0;
                     break;
                 }
+                let w = il.watch(e.slot);
+                out.reported(crate::event::ReportedItem {
+                    fd: w.fd,
+                    target: w.key,
+                    events: interest,
+                    revents,
+                    data: e.data,
+                });
                 reported += 1;
             }
             e.revents = revents.bits();
@@ -1053,6 +1077,14 @@ impl EpollShared {
             .into_iter()
             .map(|(ep, _)| ep)
             .collect()
+    }
+}
+
+#[cfg(test)]
+impl EpollShared {
+    /// How many threads are blocked in `wait` (tests that need threads asleep first).
+    pub(crate) fn blocked_threads(&self) -> usize {
+        self.wq.len()
     }
 }
 

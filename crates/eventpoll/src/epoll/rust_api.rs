@@ -354,6 +354,23 @@ impl Epoll {
         self.ep.item_states()
     }
 
+    /// One item of [`Epoll::item_states`], found by its number and description without
+    /// walking the list: `None` when the instance has no such item.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, _w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 9).unwrap();
+    /// let fd = epoll.item_states()[0].fd;
+    /// let s = epoll.item_state(fd, r.description_id()).unwrap();
+    /// assert!(!s.queued && s.data == 9);
+    /// assert_eq!(epoll.item_state(fd + 1, r.description_id()), None);
+    /// ```
+    pub fn item_state(&self, fd: i32, target: usize) -> Option<super::ItemState> {
+        self.ep.item_state(fd, target)
+    }
+
     /// Whether the ready list holds an item — one that *may* be ready: a harvest, or a poll
     /// of the instance, re-polls it (Linux's `ep_events_available`). Unlike polling the
     /// instance's [`Epoll::file`], this changes nothing (a poll drops items found not
