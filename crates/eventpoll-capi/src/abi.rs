@@ -244,7 +244,7 @@ fn ctl(
     r?;
     inst.sync();
     if crate::check::on() {
-        crate::check::ctl_done(&inst, epfd, op, fd, &ev);
+        crate::check::ctl_done(&inst, epfd, op, fd, target.description_id(), &ev);
     }
     Ok(0)
 }
@@ -309,15 +309,23 @@ unsafe fn wait(
     }
     let mut out = user::UserEvents::new(events);
     let start = Instant::now();
-    let ck = crate::check::on().then(|| crate::check::wait_starts(p, &inst, epfd, timeout));
-    let r = inst
-        .hep
-        .wait_guarded(&mut out, maxevents as usize, timeout, sigmask, || {
-            p.gate.enter()
-        });
-    if let Some(ck) = ck {
-        crate::check::wait_ends(p, &inst, epfd, events, &r, ck);
-    }
+    let r = if crate::check::on() {
+        let mark = crate::check::wait_starts(p, &inst, epfd, timeout);
+        // The harvest names the item of each event: the checker looks at those only.
+        let mut sink = eventpoll::event::RecordingSink::new(&mut out);
+        let r = inst
+            .hep
+            .wait_guarded(&mut sink, maxevents as usize, timeout, sigmask, || {
+                p.gate.enter()
+            });
+        crate::check::wait_ends(p, &inst, epfd, &sink.items, &r, mark);
+        r
+    } else {
+        inst.hep
+            .wait_guarded(&mut out, maxevents as usize, timeout, sigmask, || {
+                p.gate.enter()
+            })
+    };
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
         let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));

@@ -24,7 +24,8 @@
 
 use crate::process::notice;
 use crate::process::{Instance, Process, Slot};
-use eventpoll::{EpollEvent, Events, ItemState};
+use eventpoll::event::ReportedItem;
+use eventpoll::{EpollEvent, Events};
 use eventpoll_host::{sys, Host};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,23 +45,29 @@ pub fn on() -> bool {
 /// one list for the library and for Rust users of the engine.
 pub use eventpoll::check::Kind;
 
-/// An edge-triggered item reported to a thread (for `undrained-edge`).
+/// An edge-triggered item reported to a thread and not queued again since (for
+/// `undrained-edge`).
 struct EdgeReport {
-    fd: i32,
-    target: usize,
     bits: u32,
     tid: i32,
 }
 
 /// A one-shot item that fired and has not been re-armed or deleted since.
 struct Fired {
-    inst: usize,
-    fd: i32,
     target: usize,
     data: u64,
     interest: u32,
     since: Instant,
+    /// When it was last found not ready (it is looked at again one period later).
     checked: Instant,
+}
+
+/// The fired one-shot items of one instance, by number, and when the first is due.
+struct FiredItems {
+    items: HashMap<i32, Fired>,
+    /// No item is due before this (an item is due one period after it was last checked):
+    /// a wait before it looks at none.
+    next_due: Instant,
 }
 
 /// A report of a file to a thread that was blocked (for `herd`).
@@ -72,15 +79,17 @@ struct WakeMark {
     level: bool,
 }
 
+/// The checker's memory. What a wait looks at is kept small and up to date where it
+/// changes (a report, an `epoll_ctl`): a wait costs what it reported and what is pending
+/// for it, not what its instance holds.
 #[derive(Default)]
 struct State {
     /// (kind, epfd, fd, data) → how many times.
     counts: HashMap<(Kind, i32, i32, u64), u64>,
-    /// Interest of every item as the program set it, by (instance, number).
-    interests: HashMap<(usize, i32), u32>,
-    /// Edge-triggered reports not checked yet, by instance.
-    edges: HashMap<usize, Vec<EdgeReport>>,
-    fired: Vec<Fired>,
+    /// By instance, then (number, description): edge-triggered reports not checked yet.
+    edges: HashMap<usize, HashMap<(i32, usize), EdgeReport>>,
+    /// By instance: its fired one-shot items.
+    fired: HashMap<usize, FiredItems>,
     /// By watched description: the reports of its latest wakeup to blocked threads.
     wakes: HashMap<usize, Vec<WakeMark>>,
 }
@@ -301,15 +310,15 @@ fn other_number(p: &Process, target: usize, not: i32) -> Option<i32> {
     })
 }
 
-/// The number of instance `key` (the first one the table knows).
-fn epfd_of(p: &Process, key: usize) -> i32 {
+/// The number of instance `key` (the first one the table knows) and the instance.
+fn epoll_of(p: &Process, key: usize) -> (i32, Option<Arc<Instance>>) {
     p.slots()
         .into_iter()
         .find_map(|(n, s)| match s {
-            Slot::Epoll(i) if Arc::as_ptr(&i) as usize == key => Some(n),
+            Slot::Epoll(i) if Arc::as_ptr(&i) as usize == key => Some((n, Some(i))),
             _ => None,
         })
-        .unwrap_or(-1)
+        .unwrap_or((-1, None))
 }
 
 /// How long an undrained edge must stay ready and unqueued before it is named: far longer
@@ -325,22 +334,22 @@ const INTEREST_BITS: u32 = !(Events::ET.bits()
 
 /// After a successful `epoll_ctl` (gate held): remember the interest, forget the item's
 /// reports, and check an edge-triggered item's descriptor for `O_NONBLOCK`.
-pub fn ctl_done(inst: &Arc<Instance>, epfd: i32, op: i32, fd: i32, ev: &EpollEvent) {
+pub fn ctl_done(inst: &Arc<Instance>, epfd: i32, op: i32, fd: i32, target: usize, ev: &EpollEvent) {
     let Some(c) = checker() else { return };
     let _e = KeepErrno::new();
     c.calls.fetch_add(1, Ordering::Relaxed);
     let key = inst_key(inst);
     let (events, data): (u32, u64) = (ev.events, ev.data);
     let mut st = c.state();
-    if let Some(list) = st.edges.get_mut(&key) {
-        list.retain(|r| r.fd != fd);
+    if let Some(edges) = st.edges.get_mut(&key) {
+        edges.remove(&(fd, target));
     }
-    st.fired.retain(|f| (f.inst, f.fd) != (key, fd));
+    if let Some(fired) = st.fired.get_mut(&key) {
+        fired.items.remove(&fd);
+    }
     if op == libc::EPOLL_CTL_DEL {
-        st.interests.remove(&(key, fd));
         return;
     }
-    st.interests.insert((key, fd), events);
     if events & Events::ET.bits() != 0 {
         let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(libc::O_NONBLOCK);
         if flags & libc::O_NONBLOCK == 0 {
@@ -381,17 +390,10 @@ pub fn closing(p: &Process, fd: i32, how: &str) {
     }
     let target = desc.file.description_id();
     for (key, _, _) in items {
-        let epfd = epfd_of(p, key);
-        let data = p.slots().into_iter().find_map(|(_, s)| match s {
-            Slot::Epoll(i) if Arc::as_ptr(&i) as usize == key => i
-                .hep
-                .epoll()
-                .item_states()
-                .into_iter()
-                .find(|s| s.fd == fd && s.target == target)
-                .map(|s| s.data),
-            _ => None,
-        });
+        let (epfd, inst) = epoll_of(p, key);
+        let data = inst
+            .and_then(|i| i.hep.epoll().item_state(fd, target))
+            .map(|s| s.data);
         let mut st = c.state();
         report(c, &mut st, Kind::GhostItem, epfd, fd, data, || {
             format!(
@@ -410,8 +412,10 @@ pub struct WaitMark {
     slept: bool,
 }
 
-/// A wait on `inst` starts (arguments already checked): check its edge-triggered reports
-/// (when it may block) and its fired one-shot items.
+/// A wait on `inst` starts (arguments already checked): check this thread's unchecked
+/// edge-triggered reports (when it may block) and, once one is due, the instance's fired
+/// one-shot items. Never walks the interest list: each candidate is found by its number
+/// and description.
 pub fn wait_starts(
     p: &Process,
     inst: &Arc<Instance>,
@@ -430,62 +434,48 @@ pub fn wait_starts(
     c.calls.fetch_add(1, Ordering::Relaxed);
     let key = inst_key(inst);
     let mut st = c.state();
-    let edges: Vec<EdgeReport> = if may_block {
-        match st.edges.get_mut(&key) {
-            Some(list) => {
-                let (mine, rest) = std::mem::take(list).into_iter().partition(|r| r.tid == tid);
-                *list = rest;
-                mine
-            }
-            None => Vec::new(),
+    let mut edges: Vec<(i32, usize, u32)> = Vec::new();
+    if may_block {
+        if let Some(list) = st.edges.get_mut(&key) {
+            list.retain(|&(fd, target), r| {
+                if r.tid == tid {
+                    edges.push((fd, target, r.bits));
+                }
+                r.tid != tid
+            });
         }
-    } else {
-        Vec::new()
-    };
+    }
     let now = Instant::now();
-    let due: Vec<usize> = st
+    let due = st
         .fired
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            f.inst == key
-                && now.duration_since(f.since) >= c.oneshot
-                && now.duration_since(f.checked) >= c.oneshot
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if edges.is_empty() && due.is_empty() {
+        .get(&key)
+        .is_some_and(|f| now >= f.next_due && !f.items.is_empty());
+    if edges.is_empty() && !due {
         return mark;
     }
     drop(st);
     // Wakeups the host has now reach the ready lists first: an item queued again is fine.
     p.host.pump();
-    let states = inst.hep.epoll().item_states();
-    let find = |fd: i32, target: usize| {
-        states
-            .iter()
-            .find(|s| s.fd == fd && s.target == target)
-            .copied()
-    };
+    let epoll = inst.hep.epoll();
     let mut undrained = Vec::new();
-    for r in &edges {
-        let Some(s) = find(r.fd, r.target) else {
+    for &(fd, target, bits) in &edges {
+        let Some(s) = epoll.item_state(fd, target) else {
             continue;
         };
         let ev = s.events.bits();
         if s.queued || ev & Events::ET.bits() == 0 || ev & INTEREST_BITS == 0 {
             continue;
         }
-        if !refers_to(p, r.fd, r.target) {
+        if !refers_to(p, fd, target) {
             continue;
         }
-        let mask = sys::poll_mask(r.fd);
+        let mask = sys::poll_mask(fd);
         let gone = (Events::HUP | Events::RDHUP | Events::ERR).bits();
         if mask & gone != 0 || mask & libc::POLLNVAL as u32 != 0 {
             continue; // end of file or error: reading it once is draining it
         }
-        if mask & r.bits != 0 {
-            undrained.push((s, mask & r.bits));
+        if mask & bits != 0 {
+            undrained.push((s, mask & bits));
         }
     }
     if !undrained.is_empty() {
@@ -495,11 +485,8 @@ pub fn wait_starts(
         // its way a moment, then the item must still be unqueued and ready: no wakeup came.
         std::thread::sleep(CONFIRM_PAUSE);
         p.host.pump();
-        let again = inst.hep.epoll().item_states();
         undrained.retain(|(s, bits)| {
-            again
-                .iter()
-                .any(|a| a.fd == s.fd && a.target == s.target && !a.queued)
+            epoll.item_state(s.fd, s.target).is_some_and(|a| !a.queued)
                 && sys::poll_mask(s.fd) & bits != 0
         });
     }
@@ -528,38 +515,44 @@ pub fn wait_starts(
         );
     }
     let mut unarmed = Vec::new();
-    for &i in due.iter().rev() {
-        let Some(f) = st.fired.get_mut(i) else {
-            continue;
-        };
-        f.checked = now;
-        let (fd, target, interest) = (f.fd, f.target, f.interest);
-        let still = find(fd, target).is_some_and(|s| s.events.bits() & INTEREST_BITS == 0);
-        if !still || !refers_to(p, fd, target) {
-            st.fired.remove(i);
-            continue;
-        }
-        let want = interest & INTEREST_BITS | (Events::ERR | Events::HUP).bits();
-        if sys::poll_mask(fd) & want != 0 {
-            let f = st.fired.remove(i);
-            unarmed.push(f);
-        }
+    let period = c.oneshot;
+    if let Some(fired) = st.fired.get_mut(&key).filter(|f| now >= f.next_due) {
+        let mut next = now + period;
+        fired.items.retain(|&fd, f| {
+            let at = f.checked.max(f.since) + period;
+            if now < at {
+                next = next.min(at);
+                return true;
+            }
+            f.checked = now;
+            let still = epoll
+                .item_state(fd, f.target)
+                .is_some_and(|s| s.events.bits() & INTEREST_BITS == 0);
+            if !still || !refers_to(p, fd, f.target) {
+                return false; // re-armed, deleted, or its number is another file now
+            }
+            let want = f.interest & INTEREST_BITS | (Events::ERR | Events::HUP).bits();
+            if sys::poll_mask(fd) & want != 0 {
+                unarmed.push((fd, f.data, now.duration_since(f.since).as_millis()));
+                return false;
+            }
+            true
+        });
+        fired.next_due = next;
     }
-    for f in unarmed {
-        let ms = now.duration_since(f.since).as_millis();
+    for (fd, data, ms) in unarmed {
         report(
             c,
             &mut st,
             Kind::OneshotUnarmed,
             epfd,
-            f.fd,
-            Some(f.data),
+            fd,
+            Some(data),
             || {
                 format!(
-                    "the one-shot item of fd {} fired {ms} ms ago and was neither re-armed \
+                    "the one-shot item of fd {fd} fired {ms} ms ago and was neither re-armed \
                  (EPOLL_CTL_MOD) nor deleted, and its file is ready: the connection starves. \
-                 Re-arm it with EPOLL_CTL_MOD once the event is handled",
-                    f.fd
+                 Re-arm it with EPOLL_CTL_MOD once the event is handled"
                 )
             },
         );
@@ -567,105 +560,84 @@ pub fn wait_starts(
     mark
 }
 
-/// A wait on `inst` returned `r` with its events in the caller's buffer: check them for
-/// ghosts and herds, and remember edge-triggered and one-shot reports.
+/// A wait on `inst` returned `r`, the events of `items` (the harvest's
+/// [`eventpoll::event::RecordingSink`]): check them for ghosts and herds, and remember
+/// edge-triggered and one-shot reports. Costs what was reported.
 pub fn wait_ends(
     p: &Process,
     inst: &Arc<Instance>,
     epfd: i32,
-    events: *const EpollEvent,
+    items: &[ReportedItem],
     r: &Result<usize, eventpoll::Errno>,
     mark: WaitMark,
 ) {
     let Some(c) = checker() else { return };
-    let n = match r {
-        Ok(n) if *n > 0 => *n,
-        _ => return,
-    };
-    let _e = KeepErrno::new();
-    let Some(got) = crate::user::read_slice(events, n) else {
+    if !matches!(r, Ok(n) if *n > 0) || items.is_empty() {
         return;
-    };
+    }
+    let _e = KeepErrno::new();
     let _g = p.gate.enter();
     let key = inst_key(inst);
-    let states = inst.hep.epoll().item_states();
-    let mut by_data: HashMap<u64, Vec<&ItemState>> = HashMap::new();
-    for s in &states {
-        by_data.entry(s.data).or_default().push(s);
-    }
     let now = Instant::now();
     let mut st = c.state();
-    for ev in &got {
-        let (bits, data): (u32, u64) = (ev.events, ev.data);
-        let Some(cands) = by_data.get(&data) else {
+    for it in items {
+        let (fd, bits, ev, data) = (it.fd, it.revents.bits(), it.events.bits(), it.data);
+        if !refers_to(p, fd, it.target) {
+            let keeper = other_number(p, it.target, fd);
+            let now_is = if sys::is_open(fd) {
+                format!(
+                    "now refers to a different file ({}): a program that maps the data to \
+                     the number acts on the wrong file",
+                    file_kind(fd)
+                )
+            } else {
+                "is closed".to_string()
+            };
+            let kept =
+                keeper.map_or_else(|| "another reference".to_string(), |k| format!("fd {k}"));
+            report(c, &mut st, Kind::GhostEvent, epfd, fd, Some(data), || {
+                format!(
+                    "a wait reported events {bits:#x} of the item registered as fd {fd}, \
+                     which {now_is}; the item lives on because {kept} keeps its file open. \
+                     Delete the item (EPOLL_CTL_DEL) before closing its number"
+                )
+            });
             continue;
-        };
-        let (live, ghosts): (Vec<&ItemState>, Vec<&ItemState>) =
-            cands.iter().partition(|s| refers_to(p, s.fd, s.target));
-        // Ghosts: only when no live item with this data can explain the event.
-        let live_explains = live
-            .iter()
-            .any(|s| sys::poll_mask(s.fd) & bits & (Events::IN | Events::OUT).bits() != 0);
-        if !ghosts.is_empty() && (live.is_empty() || !live_explains) {
-            for g in &ghosts {
-                let keeper = other_number(p, g.target, g.fd);
-                let open = sys::is_open(g.fd);
-                let now_is = if open {
-                    format!(
-                        "now refers to a different file ({}): a program that maps the data \
-                         to the number acts on the wrong file",
-                        file_kind(g.fd)
-                    )
-                } else {
-                    "is closed".to_string()
+        }
+        if ev & Events::ET.bits() != 0 && ev & Events::ONESHOT.bits() == 0 {
+            let mut watch = Events::IN.bits();
+            if ev & Events::IN.bits() == 0 {
+                watch |= Events::OUT.bits();
+            }
+            let edges = st.edges.entry(key).or_default();
+            if bits & watch != 0 {
+                let r = EdgeReport {
+                    bits: bits & watch,
+                    tid: mark.tid,
                 };
-                let kept =
-                    keeper.map_or_else(|| "another reference".to_string(), |k| format!("fd {k}"));
-                report(c, &mut st, Kind::GhostEvent, epfd, g.fd, Some(data), || {
-                    format!(
-                        "a wait reported events {bits:#x} of the item registered as fd {}, \
-                         which {now_is}; the item lives on because {kept} keeps its file \
-                         open. Delete the item (EPOLL_CTL_DEL) before closing its number",
-                        g.fd
-                    )
-                });
+                edges.insert((fd, it.target), r);
+            } else {
+                edges.remove(&(fd, it.target));
             }
         }
-        for s in &live {
-            let ev = s.events.bits();
-            if ev & Events::ET.bits() != 0 && ev & Events::ONESHOT.bits() == 0 {
-                let interest = st.interests.get(&(key, s.fd)).copied().unwrap_or(ev);
-                let mut watch = Events::IN.bits();
-                if interest & Events::IN.bits() == 0 {
-                    watch |= Events::OUT.bits();
-                }
-                let list = st.edges.entry(key).or_default();
-                list.retain(|r| (r.fd, r.target) != (s.fd, s.target));
-                if bits & watch != 0 {
-                    list.push(EdgeReport {
-                        fd: s.fd,
-                        target: s.target,
-                        bits: bits & watch,
-                        tid: mark.tid,
-                    });
-                }
-            }
-            if ev & Events::ONESHOT.bits() != 0 && ev & INTEREST_BITS == 0 {
-                let interest = st.interests.get(&(key, s.fd)).copied().unwrap_or(0);
-                st.fired.retain(|f| (f.inst, f.fd) != (key, s.fd));
-                st.fired.push(Fired {
-                    inst: key,
-                    fd: s.fd,
-                    target: s.target,
-                    data,
-                    interest,
-                    since: now,
-                    checked: now,
-                });
-            }
-            if mark.slept {
-                herd(c, &mut st, p, key, epfd, s, data, mark.tid);
-            }
+        if ev & Events::ONESHOT.bits() != 0 {
+            let due = now + c.oneshot;
+            let fired = st.fired.entry(key).or_insert_with(|| FiredItems {
+                items: HashMap::new(),
+                next_due: due,
+            });
+            fired.next_due = fired.next_due.min(due);
+            let f = Fired {
+                target: it.target,
+                data,
+                interest: ev,
+                since: now,
+                checked: now,
+            };
+            fired.items.insert(fd, f);
+        }
+        if mark.slept {
+            herd(c, &mut st, p, key, epfd, it, mark.tid);
         }
     }
 }
@@ -673,17 +645,16 @@ pub fn wait_ends(
 /// A thread that was blocked got `s` reported: another thread woken by the same wakeup of
 /// the same file (in another instance through non-exclusive items, or in this instance
 /// through a level-triggered item) makes a herd.
-#[allow(clippy::too_many_arguments)]
 fn herd(
     c: &Checker,
     st: &mut State,
     p: &Process,
     key: usize,
     epfd: i32,
-    s: &ItemState,
-    data: u64,
+    s: &ReportedItem,
     tid: i32,
 ) {
+    let data = s.data;
     let Some(desc) = p.host_desc(s.fd) else {
         return;
     };
