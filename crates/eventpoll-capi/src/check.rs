@@ -181,6 +181,7 @@ pub fn init(hidden_base: i32) -> Option<i32> {
 
 /// In the child after `fork`: its own findings only (the parent reports its own).
 pub fn after_fork() {
+    TID.with(|t| t.set(0));
     if let Some(c) = checker() {
         *c.state() = State::default();
         c.calls.store(0, Ordering::Relaxed);
@@ -291,11 +292,23 @@ fn inst_key(inst: &Arc<Instance>) -> usize {
 
 /// Whether `fd` still refers to the description `target`.
 fn refers_to(p: &Process, fd: i32, target: usize) -> bool {
-    match p.slot(fd) {
-        Some(Slot::Host(d)) => d.file.description_id() == target,
-        Some(Slot::Epoll(i)) => i.hep.epoll().file().description_id() == target,
-        _ => false,
-    }
+    p.refers_to(fd, target)
+}
+
+thread_local! {
+    /// The calling thread's id, asked of the kernel once (0: not yet; reset in a `fork`'s
+    /// child, whose one thread has a new id).
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's id, without a system call per wait.
+fn thread_id() -> i32 {
+    TID.with(|t| {
+        if t.get() == 0 {
+            t.set(sys::gettid());
+        }
+        t.get()
+    })
 }
 
 /// A number that refers to `target` now, other than `not`.
@@ -422,7 +435,7 @@ pub fn wait_starts(
     epfd: i32,
     timeout: Option<Duration>,
 ) -> WaitMark {
-    let tid = sys::gettid();
+    let tid = thread_id();
     let may_block = timeout != Some(Duration::ZERO);
     let mark = WaitMark {
         tid,

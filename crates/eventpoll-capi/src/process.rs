@@ -447,6 +447,17 @@ impl Process {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `fd` refers to the description `target` (a `File::description_id`), read in
+    /// place (the checker asks it for every event it looks at).
+    pub fn refers_to(&self, fd: i32, target: usize) -> bool {
+        let t = self.table();
+        match usize::try_from(fd).ok().and_then(|i| t.get(i)) {
+            Some(Some(Slot::Host(d))) => d.file.description_id() == target,
+            Some(Some(Slot::Epoll(i))) => i.hep.epoll().file().description_id() == target,
+            _ => false,
+        }
+    }
+
     /// What `fd` is, if the table knows.
     pub fn slot(&self, fd: i32) -> Option<Slot> {
         let t = self.table();

@@ -252,7 +252,7 @@ impl<'a, S: EventSink + ?Sized> RecordingSink<'a, S> {
     pub fn new(inner: &'a mut S) -> Self {
         RecordingSink {
             inner,
-            items: Vec::new(),
+            items: Vec::with_capacity(16),
         }
     }
 }
