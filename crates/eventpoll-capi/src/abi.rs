@@ -850,6 +850,165 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     r
 }
 
+// ----- recvmsg: numbers received over a unix socket -----
+
+/// glibc's `recvmsg`/`recvmmsg` (the next definitions after the library's; cancellation
+/// points), found once; `0` until then.
+static NEXT_RECVMSG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static NEXT_RECVMMSG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The next definition of `name` after this library's (`None`: none found).
+fn next_definition(cache: &std::sync::atomic::AtomicUsize, name: &std::ffi::CStr) -> Option<usize> {
+    use std::sync::atomic::Ordering;
+    let mut f = cache.load(Ordering::Relaxed);
+    if f == 0 {
+        // SAFETY: `name` is a NUL-terminated string; RTLD_NEXT looks the symbol up in the
+        // objects loaded after this one.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(f, Ordering::Relaxed);
+    }
+    (f != 0).then_some(f)
+}
+
+/// The numbers an `SCM_RIGHTS` message of `msg` (filled by a successful receive) carries.
+///
+/// # Safety
+/// `msg` is a `msghdr` the kernel has just filled: it and its control buffer, of the
+/// length the kernel wrote back, are readable.
+unsafe fn received_numbers(msg: *const libc::msghdr, out: &mut Vec<c_int>) {
+    // SAFETY: as the caller promises; the CMSG_* walk stays within msg_controllen.
+    unsafe {
+        if (*msg).msg_control.is_null() || (*msg).msg_controllen == 0 {
+            return;
+        }
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let head = libc::CMSG_LEN(0) as usize;
+                let n =
+                    ((*c).cmsg_len as usize).saturating_sub(head) / std::mem::size_of::<c_int>();
+                let data = libc::CMSG_DATA(c).cast::<c_int>();
+                for i in 0..n {
+                    out.push(std::ptr::read_unaligned(data.add(i)));
+                }
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+}
+
+/// After a receive that delivered `numbers`: each becomes a number of the description
+/// the table knows for it ([`process::Process::received`]).
+fn numbers_received(numbers: &[c_int]) {
+    if numbers.is_empty() || process::INSTANCES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        return; // no instance, no item to keep
+    }
+    let Some(p) = process::existing() else { return };
+    let _g = p.gate.enter();
+    for &fd in numbers {
+        p.received(fd);
+    }
+}
+
+/// `recvmsg(2)`: glibc's; the numbers an `SCM_RIGHTS` message brings are recorded as
+/// numbers of the descriptions the library knows (a description with items received
+/// back keeps them when its first number is closed, as on Linux). `EBADF` on the
+/// library's own descriptors.
+///
+/// # Safety
+/// As `recvmsg(2)`: the kernel checks `msg`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    if process::is_hidden(fd) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
+    let r = match next_definition(&NEXT_RECVMSG, c"recvmsg") {
+        Some(f) => {
+            // SAFETY: glibc's recvmsg, which has this signature; the caller's arguments.
+            let f: unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> isize =
+                unsafe { std::mem::transmute(f) };
+            // SAFETY: the caller's arguments, passed on unchanged.
+            unsafe { f(fd, msg, flags) }
+        }
+        // SAFETY: the caller's arguments; the kernel checks `msg`.
+        None => unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as isize },
+    };
+    if r >= 0 && !msg.is_null() {
+        let keep = KeepErrnoAcross::new();
+        let mut got = Vec::new();
+        // SAFETY: the kernel has just filled `msg` (the receive succeeded).
+        unsafe { received_numbers(msg, &mut got) };
+        let _ = catch_unwind(AssertUnwindSafe(|| numbers_received(&got)));
+        drop(keep);
+    }
+    r
+}
+
+/// `recvmmsg(2)`: glibc's, with the numbers of each message recorded as for `recvmsg`.
+///
+/// # Safety
+/// As `recvmmsg(2)`: the kernel checks `msgvec` and `timeout`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgvec: *mut libc::mmsghdr,
+    vlen: c_uint,
+    flags: c_int,
+    timeout: *mut libc::timespec,
+) -> c_int {
+    if process::is_hidden(fd) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
+    type Recvmmsg = unsafe extern "C" fn(
+        c_int,
+        *mut libc::mmsghdr,
+        c_uint,
+        c_int,
+        *mut libc::timespec,
+    ) -> c_int;
+    let r = match next_definition(&NEXT_RECVMMSG, c"recvmmsg") {
+        Some(f) => {
+            // SAFETY: glibc's recvmmsg, which has this signature.
+            let f: Recvmmsg = unsafe { std::mem::transmute(f) };
+            // SAFETY: the caller's arguments, passed on unchanged.
+            unsafe { f(fd, msgvec, vlen, flags, timeout) }
+        }
+        // SAFETY: the caller's arguments; the kernel checks the pointers.
+        None => unsafe {
+            libc::syscall(libc::SYS_recvmmsg, fd, msgvec, vlen, flags, timeout) as c_int
+        },
+    };
+    if r > 0 && !msgvec.is_null() {
+        let keep = KeepErrnoAcross::new();
+        let mut got = Vec::new();
+        for i in 0..r as usize {
+            // SAFETY: the kernel has just filled the first `r` entries.
+            unsafe { received_numbers(&(*msgvec.add(i)).msg_hdr, &mut got) };
+        }
+        let _ = catch_unwind(AssertUnwindSafe(|| numbers_received(&got)));
+        drop(keep);
+    }
+    r
+}
+
+/// Keeps the calling thread's `errno` across the library's bookkeeping after a call.
+struct KeepErrnoAcross(c_int);
+
+impl KeepErrnoAcross {
+    fn new() -> Self {
+        // SAFETY: the calling thread's errno slot.
+        KeepErrnoAcross(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for KeepErrnoAcross {
+    fn drop(&mut self) {
+        set_errno(self.0);
+    }
+}
+
 // ----- read and write: the library's own descriptors are closed ones -----
 
 extern "C" {

@@ -587,6 +587,30 @@ impl Process {
         drop(self.set(newfd, slot));
     }
 
+    /// `fd` has just arrived over a unix socket (`SCM_RIGHTS`): when it refers to an
+    /// instance or to a watched description the table knows, it becomes one more of its
+    /// numbers, as a `dup` would — so that closing the other number leaves the items
+    /// registered, as on Linux, and the checker can name `fd` as the one keeping them.
+    /// Costs one `kcmp` per known instance and watched description (only when a number
+    /// is received).
+    pub fn received(&self, fd: i32) {
+        if matches!(self.slot(fd), Some(Slot::Host(_) | Slot::Epoll(_))) {
+            // The kernel gave out this number: what the table had there was closed unseen.
+            drop(self.forget(fd));
+        }
+        let same = self.slots().into_iter().find_map(|(n, s)| {
+            let candidate = match &s {
+                Slot::Epoll(_) => true,
+                Slot::Host(d) => !d.interests().is_empty(),
+                Slot::Hidden => false,
+            };
+            (candidate && n != fd && sys::same_file(n, fd) == Some(true)).then_some(n)
+        });
+        if let Some(n) = same {
+            self.duplicated(n, fd);
+        }
+    }
+
     /// A new instance: a kernel epoll (the number the program gets) watching a hidden
     /// eventfd bell.
     pub fn create_instance(&self, flags: i32) -> Result<i32, i32> {

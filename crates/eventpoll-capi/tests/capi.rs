@@ -354,10 +354,15 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
 
 /// The checker's programs (`tests/c/check/`): each pitfall, and the expected summary of
 /// `EVENTPOLL_CHECK` (the kinds in the library's order), or `0 findings` for the correct
-/// forms. A ghost event needs a ghost item: that program has both.
-pub const CHECK_PROGRAMS: [(&str, &str); 11] = [
+/// forms. A ghost event needs a ghost item: that program has both (and so has the one that
+/// keeps the description by a number received over a unix socket, which reports as Linux).
+pub const CHECK_PROGRAMS: [(&str, &str); 12] = [
     ("ghost_item", "1 findings (ghost-item 1)"),
     ("ghost_event", "2 findings (ghost-item 1, ghost-event 1)"),
+    (
+        "ghost_item_received",
+        "2 findings (ghost-item 1, ghost-event 1)",
+    ),
     ("undrained_edge", "1 findings (undrained-edge 1)"),
     ("oneshot_unarmed", "1 findings (oneshot-unarmed 1)"),
     ("herd", "1 findings (herd 1)"),
@@ -424,6 +429,55 @@ fn check_programs_name_exactly_their_pitfall() {
         }
         let named = summary.matches(" 1").count();
         assert_eq!(kinds.len(), named, "{name}:\n{err}");
+    }
+}
+
+/// A number received over a unix socket (`SCM_RIGHTS`) that keeps a description with an
+/// item alive: with each driver, the item survives the close of the registered number and
+/// reports (as natively: the program checks it), and the ghost-item names the received
+/// number, which the program prints.
+#[test]
+fn a_ghost_item_kept_by_a_received_number_names_it() {
+    if !have("cc") {
+        eprintln!("skipped: no cc");
+        return;
+    }
+    let so = lib_dir().join("libeventpoll.so");
+    let exe = out_dir().join("check-ghost_item_received-keeper");
+    cc_file("check/ghost_item_received.c", &exe, &["-pthread"]);
+    for driver in ["uring", "epoll", "poll"] {
+        let o = Command::new(&exe)
+            .env("LD_PRELOAD", &so)
+            .env("EVENTPOLL_CHECK", "1")
+            .env("EVENTPOLL_DRIVER", driver)
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(o.status.success(), "{driver}: {:?}\n{err}", o.status);
+        let keeper: i32 = out
+            .trim()
+            .strip_prefix("keeper=")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("{driver}: no keeper in {out:?}"));
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("eventpoll-check: ghost-item "))
+            .unwrap_or_else(|| panic!("{driver}: no ghost-item in\n{err}"));
+        assert!(
+            line.contains(&format!("because fd {keeper} still refers")),
+            "{driver}: {line}"
+        );
+        // Checking off: the same behaviour (the program asserts the event), no line.
+        let o = Command::new(&exe)
+            .env("LD_PRELOAD", &so)
+            .env("EVENTPOLL_DRIVER", driver)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{driver}, checking off: {o:?}");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("eventpoll-check"));
     }
 }
 

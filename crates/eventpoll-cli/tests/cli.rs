@@ -365,6 +365,7 @@ fn check_names_each_pitfall_and_passes_correct_programs() {
     let cases = [
         ("ghost_item", &["ghost-item"][..]),
         ("ghost_event", &["ghost-item", "ghost-event"][..]),
+        ("ghost_item_received", &["ghost-item", "ghost-event"][..]),
         ("undrained_edge", &["undrained-edge"][..]),
         ("oneshot_unarmed", &["oneshot-unarmed"][..]),
         ("herd", &["herd"][..]),
