@@ -35,25 +35,26 @@
 //! without `EPOLLEXCLUSIVE`, and one write wakes both.
 //!
 //! ```
-//! use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
+//! use eventpoll::{Epoll, FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
 //! use eventpoll::{event::{EPOLL_CTL_ADD, O_NONBLOCK}, table::TableConfig};
-//! use std::{sync::{Arc, Barrier}, thread, time::Duration};
+//! use std::{sync::Arc, thread, time::Duration};
 //! let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
 //! let t = Arc::new(FdTable::with_config(config, User::new(1 << 20)));
 //! let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
-//! let start = Arc::new(Barrier::new(3));
+//! let mut instances = Vec::new();
 //! let waiters: Vec<_> = (0..2).map(|i| {
-//!     let (t, start) = (t.clone(), start.clone());
+//!     let t = t.clone();
 //!     let ep = t.epoll_create1(0).unwrap();
 //!     t.epoll_ctl(ep, EPOLL_CTL_ADD, r, Some(&EpollEvent::new(Events::IN, i))).unwrap();
+//!     instances.push(Epoll::from_file(&t.get(ep).unwrap()).unwrap());
 //!     thread::spawn(move || {
-//!         start.wait();
 //!         let mut buf = [EpollEvent::default(); 1];
 //!         t.epoll_wait(ep, &mut buf, 1, 5000)
 //!     })
 //! }).collect();
-//! start.wait();
-//! thread::sleep(Duration::from_millis(50)); // both block
+//! while instances.iter().any(|e| e.blocked_threads() == 0) {
+//!     thread::sleep(Duration::from_millis(1)); // until both block
+//! }
 //! t.write(w, b"x").unwrap();
 //! for h in waiters { assert_eq!(h.join().unwrap(), Ok(1)); }
 //! assert!(t.take_findings().iter().any(|f| f.kind == Kind::Herd));
@@ -772,7 +773,7 @@ mod tests {
         let b = t.epoll_create1(0).unwrap();
         ctl(&t, a, EPOLL_CTL_ADD, r, Events::IN | Events::EXCLUSIVE, 1);
         ctl(&t, b, EPOLL_CTL_ADD, r, Events::IN | Events::EXCLUSIVE, 2);
-        let mut got: Vec<usize> = one_wakeup(&t, &[a, b], w, 300)
+        let mut got: Vec<usize> = one_wakeup(&t, &[a, b], w, 1000)
             .into_iter()
             .map(Result::unwrap)
             .collect();
@@ -817,7 +818,7 @@ mod tests {
             Events::IN | Events::ET | Events::ONESHOT,
             7,
         );
-        let mut got: Vec<usize> = one_wakeup(&t, &[ep, ep], w, 300)
+        let mut got: Vec<usize> = one_wakeup(&t, &[ep, ep], w, 1000)
             .into_iter()
             .map(Result::unwrap)
             .collect();

@@ -409,6 +409,12 @@ impl EpollShared {
         File::from_ops(ep, 0)
     }
 
+    /// How many threads are blocked in a wait on this instance (see
+    /// [`Epoll::blocked_threads`]).
+    pub fn blocked_threads(&self) -> usize {
+        self.wq.len()
+    }
+
     /// Number of items in the interest list.
     pub fn len(&self) -> usize {
         let il = lock(&self.mtx);
@@ -1077,14 +1083,6 @@ impl EpollShared {
             .into_iter()
             .map(|(ep, _)| ep)
             .collect()
-    }
-}
-
-#[cfg(test)]
-impl EpollShared {
-    /// How many threads are blocked in `wait` (tests that need threads asleep first).
-    pub(crate) fn blocked_threads(&self) -> usize {
-        self.wq.len()
     }
 }
 

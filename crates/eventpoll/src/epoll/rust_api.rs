@@ -371,6 +371,26 @@ impl Epoll {
         self.ep.item_state(fd, target)
     }
 
+    /// How many threads are blocked in a wait on this instance now (and waiters queued
+    /// with [`Epoll::queue_waiter`]): a test that needs its threads asleep before it wakes
+    /// them waits for this count.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, EventBuffer};
+    /// use std::{sync::Arc, time::Duration};
+    /// let epoll = Arc::new(Epoll::new());
+    /// assert_eq!(epoll.blocked_threads(), 0);
+    /// let e = epoll.clone();
+    /// let t = std::thread::spawn(move || {
+    ///     e.wait(&mut EventBuffer::with_capacity(1), Some(Duration::from_millis(100)))
+    /// });
+    /// assert_eq!(t.join().unwrap(), Ok(0));
+    /// assert_eq!(epoll.blocked_threads(), 0); // gone after its timeout
+    /// ```
+    pub fn blocked_threads(&self) -> usize {
+        self.ep.blocked_threads()
+    }
+
     /// Whether the ready list holds an item — one that *may* be ready: a harvest, or a poll
     /// of the instance, re-polls it (Linux's `ep_events_available`). Unlike polling the
     /// instance's [`Epoll::file`], this changes nothing (a poll drops items found not
