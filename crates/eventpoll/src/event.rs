@@ -203,11 +203,19 @@ pub trait EventSink {
     fn room(&mut self, from: usize, want: usize) -> usize;
 
     /// The item behind the event just stored by [`EventSink::put`] (called right after a
-    /// successful `put`, with the interest list locked: store, do not call back into the
-    /// engine). A run-time checker records which item each event came from, so that it
-    /// looks at the reported items only; the default ignores it and costs nothing.
+    /// successful `put` when [`EventSink::records`], with the interest list locked: store,
+    /// do not call back into the engine). A run-time checker records which item each
+    /// event came from, so that it looks at the reported items only; the default ignores
+    /// it.
     #[inline]
     fn reported(&mut self, _item: ReportedItem) {}
+
+    /// Whether this sink wants [`EventSink::reported`] calls: a harvest into a sink that
+    /// does not (the default) skips even looking the item up.
+    #[inline]
+    fn records(&self) -> bool {
+        false
+    }
 }
 
 /// The item an event came from, as a harvest hands it to [`EventSink::reported`].
@@ -268,6 +276,10 @@ impl<S: EventSink + ?Sized> EventSink for RecordingSink<'_, S> {
 
     fn reported(&mut self, item: ReportedItem) {
         self.items.push(item);
+    }
+
+    fn records(&self) -> bool {
+        true
     }
 }
 

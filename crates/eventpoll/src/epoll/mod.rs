@@ -686,14 +686,16 @@ impl EpollShared {
                     fault = reported == 0;
                     break;
                 }
-                let w = il.watch(e.slot);
-                out.reported(crate::event::ReportedItem {
-                    fd: w.fd,
-                    target: w.key,
-                    events: interest,
-                    revents,
-                    data: e.data,
-                });
+                if out.records() {
+                    let w = il.watch(e.slot);
+                    out.reported(crate::event::ReportedItem {
+                        fd: w.fd,
+                        target: w.key,
+                        events: interest,
+                        revents,
+                        data: e.data,
+                    });
+                }
                 reported += 1;
             }
             e.revents = revents.bits();
