@@ -1,4 +1,4 @@
-//! Linux-faithful in-process objects: pipe, eventfd, unix socket pairs, timerfd (with a
+//! Linux-faithful in-process objects: pipe, eventfd, unix socket pairs and listeners, timerfd (with a
 //! pluggable clock) and a non-pollable regular file. Each reproduces the poll mask and the
 //! wakeups (which operations wake, with which key) of its Linux counterpart, because those
 //! decide what epoll reports, edge-triggered mode above all.
@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod eventfd;
+pub mod listener;
 pub mod pipe;
 pub mod regular;
 pub mod socket;
