@@ -214,6 +214,12 @@ pub struct ConformArgs {
     /// `--random 1 --index K` reruns the one a failure report names).
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub index: u64,
+    /// With `--random`: generate TCP and UDP (loopback) commands too. On by default when
+    /// EVENTPOLL_CONFORM_CAPI=1; such scenarios are compared between the kernel and the C
+    /// ABI only (the engine has no inet sockets), and without the C ABI they run on the
+    /// kernel only and are counted as not compared.
+    #[arg(long)]
+    pub inet: bool,
     /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
@@ -230,6 +236,7 @@ impl Default for ConformArgs {
             threaded: false,
             index: 0,
             save: None,
+            inet: false,
         }
     }
 }
@@ -337,6 +344,9 @@ pub fn run(args: ConformArgs) -> ExitCode {
                 eprintln!("eventpoll conform: --save: {e}");
                 return ExitCode::from(2);
             }
+        }
+        if args.inet {
+            random::set_inet_mode(Some(true));
         }
         let report = random::run_random_range(
             args.index..args.index.saturating_add(n),

@@ -1726,6 +1726,55 @@ mod tests {
     }
 
     #[test]
+    fn socket_commands_need_the_right_address() {
+        let s = parse(
+            "s.ep",
+            "listen l seqpacket backlog=3\nconnect c l\naccept a l\ntcp-listen t\n\
+             tcp-connect d t\nudp u\nudp v\nudp-connect u v\nlisten m stream\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[0].command,
+            Command::Socket(SocketCommand::Listen {
+                name: "l".into(),
+                ty: SockType::SeqPacket,
+                backlog: 3
+            })
+        );
+        assert_eq!(
+            s.lines[8].command,
+            Command::Socket(SocketCommand::Listen {
+                name: "m".into(),
+                ty: SockType::Stream,
+                backlog: DEFAULT_BACKLOG
+            })
+        );
+        assert!(!s.lines[..3]
+            .iter()
+            .any(|l| matches!(&l.command, Command::Socket(c) if c.is_inet())));
+        assert!(s.needs_inet());
+        assert!(!parse("u.ep", "listen l stream\nconnect c l\n")
+            .unwrap()
+            .needs_inet());
+        for (bad, needle) in [
+            (
+                "tcp-listen t\nconnect c t\n",
+                "expected a name bound by `listen`",
+            ),
+            ("listen l stream\ntcp-connect c l\n", "by `tcp-listen`"),
+            ("listen l stream\nudp u\nudp-connect u l\n", "by `udp`"),
+            ("listen l stream\npipe l w\nconnect c l\n", "by `listen`"),
+            ("connect c nowhere\n", "was never created"),
+            ("listen l dgram\n", "expected stream or seqpacket"),
+            ("listen l stream backlog=x\n", "bad number"),
+            ("listen l stream depth=2\n", "extra argument"),
+        ] {
+            let m = parse("b.ep", bad).unwrap_err().to_string();
+            assert!(m.contains(needle), "{bad}: {m}");
+        }
+    }
+
+    #[test]
     fn numbers() {
         assert_eq!(parse_int("0x2011"), Some(0x2011));
         assert_eq!(parse_int("-1"), Some(-1));
