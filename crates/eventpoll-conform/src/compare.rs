@@ -127,6 +127,17 @@ pub fn compare_within(script: &Script, kinds: &[BackendKind], limit: Duration) -
         .iter()
         .filter(|k| crate::backend::available(k))
         .collect();
+    compare_these(script, available, limit)
+}
+
+/// Run `script` on exactly these backends (the first is the oracle), whether or not they
+/// are [`crate::backend::available`] here — `capi` without `EVENTPOLL_CONFORM_CAPI`, say —
+/// except those that cannot run it ([`BackendKind::runs`]).
+pub fn compare_exactly(script: &Script, kinds: &[BackendKind]) -> Outcome {
+    compare_these(script, kinds.iter().collect(), DEFAULT_LIMIT)
+}
+
+fn compare_these(script: &Script, available: Vec<&BackendKind>, limit: Duration) -> Outcome {
     let skipped = available
         .iter()
         .filter(|k| !k.runs(script))

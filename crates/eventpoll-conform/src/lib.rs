@@ -251,8 +251,8 @@ pub struct ConformArgs {
     pub index: u64,
     /// With `--random`: generate TCP and UDP (loopback) commands too. On by default when
     /// EVENTPOLL_CONFORM_CAPI=1; such scenarios are compared between the kernel and the C
-    /// ABI only (the engine has no inet sockets), and without the C ABI they run on the
-    /// kernel only and are counted as not compared.
+    /// ABI only (the engine has no inet sockets), and without the C ABI they are not run
+    /// and are counted as not compared.
     #[arg(long)]
     pub inet: bool,
     /// Save each shrunk failing random scenario in DIR as `random-SEED-K.ep`.

@@ -48,8 +48,8 @@
 //! loopback (`tcp-listen`, `tcp-connect`, `accept`, `udp`, `udp-connect`, small writes,
 //! shutdowns and closes) to half their scenarios. The engine has no inet sockets, so such a
 //! scenario is compared between the kernel and the C ABI only, and the closing line of a run
-//! says how many there were; without the C ABI they run on the kernel alone and are counted
-//! as not compared ([`Report::uncompared`]), never as passed. TCP connections stay within
+//! says how many there were; without the C ABI (`--inet` alone) they are generated but not
+//! run, and counted as not compared ([`Report::uncompared`]), never as passed. TCP connections stay within
 //! the listener's backlog (at most 4 per listener, backlog 8) and writes small, so that the
 //! kernel's transcript is a function of the script (see the backends' settling of loopback
 //! traffic in the format docs).
@@ -1278,8 +1278,8 @@ pub struct Report {
     pub racy: Vec<u64>,
     /// Scenarios that use TCP or UDP (counted in `passed` or `failed` when compared).
     pub inet: u64,
-    /// Of those, the ones run on the kernel only (no C ABI backend to compare them with):
-    /// not counted as passed.
+    /// Of those, the ones not run because no backend but the kernel could run them (no C
+    /// ABI backend): not counted as passed.
     pub uncompared: u64,
 }
 
@@ -1575,8 +1575,8 @@ pub fn run_random_range(
         let _ = writeln!(
             out,
             "{} scenario(s) used TCP or UDP: {} compared between the kernel and the C ABI \
-             (the engine has no inet sockets), {} run on the kernel only and not compared \
-             (not counted as passed; set EVENTPOLL_CONFORM_CAPI=1)",
+             (the engine has no inet sockets), {} not run, there being nothing to compare \
+             them with (not counted as passed; set EVENTPOLL_CONFORM_CAPI=1)",
             report.inet,
             report.inet - report.uncompared,
             report.uncompared
