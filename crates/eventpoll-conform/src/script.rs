@@ -530,9 +530,13 @@ impl Script {
     /// `udp-connect`): the in-process engine has no inet objects, so such a script is
     /// compared between the kernel and the C ABI only (see [`crate::compare`]).
     pub fn needs_inet(&self) -> bool {
-        self.lines
-            .iter()
-            .any(|l| matches!(&l.command, Command::Socket(c) if c.is_inet()))
+        self.lines.iter().any(|l| {
+            let own = match &l.command {
+                Command::InChild { command, .. } => &**command,
+                c => c,
+            };
+            matches!(own, Command::Socket(c) if c.is_inet())
+        })
     }
 }
 
@@ -1753,6 +1757,9 @@ mod tests {
             .iter()
             .any(|l| matches!(&l.command, Command::Socket(c) if c.is_inet())));
         assert!(s.needs_inet());
+        assert!(parse("c.ep", "fork p\n@p udp u\nexit p\n")
+            .unwrap()
+            .needs_inet());
         assert!(!parse("u.ep", "listen l stream\nconnect c l\n")
             .unwrap()
             .needs_inet());
