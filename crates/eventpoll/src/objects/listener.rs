@@ -55,8 +55,8 @@ use crate::file::{File, FileOps};
 use crate::sync::{lock, Arc, Mutex};
 use crate::table::FdTable;
 use crate::wait_queue::WaitQueue;
-use std::collections::VecDeque;
-use std::sync::Weak;
+use alloc::collections::VecDeque;
+use alloc::sync::Weak;
 
 /// `net.core.somaxconn` on the reference machine: the largest backlog `listen` keeps.
 pub const SOMAXCONN: usize = 4096;
@@ -88,8 +88,8 @@ pub struct UnixListener {
     wq: WaitQueue,
 }
 
-impl std::fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for UnixListener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("UnixListener")
             .field("type", &self.ty)
             .finish()
@@ -229,7 +229,7 @@ impl FileOps for UnixListener {
             let mut st = lock(&self.state);
             st.released = true;
             st.shutdown = SHUTDOWN_MASK;
-            std::mem::take(&mut st.queue)
+            core::mem::take(&mut st.queue)
         };
         for e in embryos {
             e.release_embryo();
@@ -294,6 +294,7 @@ impl FdTable {
 mod tests {
     use super::*;
     use crate::objects::testutil::Recorder;
+    use crate::test_prelude::*;
 
     const NB: i32 = O_NONBLOCK;
     const IN_RD: Events = Events::IN.union(Events::RDNORM);
