@@ -828,7 +828,8 @@ fn keyless_after(
 /// `shutdown(2)`: Linux wakes the socket, then a connected peer, without a key; the
 /// library passes both wakeups on to the items watching them (a unix peer is found with
 /// the kernel's socket diagnostics; other peers wake with the readiness they gain, as the
-/// driver sees it).
+/// driver sees it — for TCP before the socket itself, since the FIN reaches a loopback peer
+/// during the call).
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     let r = ffi(|| {
@@ -838,10 +839,17 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
                 // SAFETY: no pointers.
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
-            |host| {
-                host.wake_keyless(fd, false);
-                if let Some(peer) = sys::unix_peer(fd) {
+            |host| match sys::unix_peer(fd) {
+                Some(peer) => {
+                    host.wake_keyless(fd, false);
                     host.wake_keyless_file(peer, false);
+                }
+                None => {
+                    // Not a connected unix socket (TCP, say): what the call sent woke the
+                    // peer before Linux's key-less wakeup of the socket itself, at the end
+                    // of `inet_shutdown` — the peer's wakeup goes first.
+                    host.pump();
+                    host.wake_keyless(fd, false);
                 }
             },
         )

@@ -16,15 +16,47 @@ pub struct Outcome {
     pub oracle: (&'static str, Transcript),
     /// Every other backend's name and transcript.
     pub others: Vec<(&'static str, Transcript)>,
+    /// Backends that did not run the scenario because it needs what they lack (TCP and UDP
+    /// sockets, for the engine: [`BackendKind::runs`]).
+    pub skipped: Vec<&'static str>,
 }
 
 impl Outcome {
     /// Whether every backend printed the oracle's transcript (and none panicked or ran out
-    /// of time).
+    /// of time). A scenario that no backend but the oracle ran has not passed (see
+    /// [`Outcome::uncompared`]).
     pub fn passed(&self) -> bool {
-        self.oracle.1.panic.is_none()
+        !self.others.is_empty()
+            && self.oracle.1.panic.is_none()
             && self.oracle.1.timeout.is_none()
             && self.others.iter().all(|(_, t)| *t == self.oracle.1)
+    }
+
+    /// Whether the oracle was the only backend that ran the scenario (the others skipped
+    /// it, or none was available): nothing was compared.
+    pub fn uncompared(&self) -> bool {
+        self.others.is_empty()
+    }
+
+    /// `kernel vs capi only: engine has no TCP or UDP sockets`-style note for a scenario
+    /// some backends skipped, or `None`.
+    pub fn skip_note(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let ran: Vec<&str> = std::iter::once(self.oracle.0)
+            .chain(self.others.iter().map(|(n, _)| *n))
+            .collect();
+        Some(format!(
+            "{} only: {} {} no TCP or UDP sockets",
+            ran.join(" vs "),
+            self.skipped.join(", "),
+            if self.skipped.len() == 1 {
+                "has"
+            } else {
+                "have"
+            }
+        ))
     }
 
     /// The backends whose transcript differs from the oracle's, or that ran out of time.
@@ -91,9 +123,29 @@ pub fn compare(script: &Script, kinds: &[BackendKind]) -> Outcome {
 
 /// [`compare`] with each backend's run bounded by `limit` (see [`crate::watchdog`]).
 pub fn compare_within(script: &Script, kinds: &[BackendKind], limit: Duration) -> Outcome {
-    let mut runs = kinds
+    let available: Vec<&BackendKind> = kinds
         .iter()
         .filter(|k| crate::backend::available(k))
+        .collect();
+    compare_these(script, available, limit)
+}
+
+/// Run `script` on exactly these backends (the first is the oracle), whether or not they
+/// are [`crate::backend::available`] here — `capi` without `EVENTPOLL_CONFORM_CAPI`, say —
+/// except those that cannot run it ([`BackendKind::runs`]).
+pub fn compare_exactly(script: &Script, kinds: &[BackendKind]) -> Outcome {
+    compare_these(script, kinds.iter().collect(), DEFAULT_LIMIT)
+}
+
+fn compare_these(script: &Script, available: Vec<&BackendKind>, limit: Duration) -> Outcome {
+    let skipped = available
+        .iter()
+        .filter(|k| !k.runs(script))
+        .map(|k| k.name)
+        .collect();
+    let mut runs = available
+        .into_iter()
+        .filter(|k| k.runs(script))
         .map(|k| (k.name, run_within(script, k, limit)));
     let oracle = runs.next().unwrap_or((
         "none",
@@ -107,5 +159,6 @@ pub fn compare_within(script: &Script, kinds: &[BackendKind], limit: Duration) -
         path: script.path.clone(),
         oracle,
         others: runs.collect(),
+        skipped,
     }
 }

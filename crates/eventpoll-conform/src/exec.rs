@@ -3,8 +3,12 @@
 //! `TEXT => panic: MESSAGE` line instead of ending the run.
 
 use crate::backend::threads::{BlockingCall, Outcome, ThreadState, Worker, JOIN_BOUND};
-use crate::backend::{Backend, BackendKind, Event, Forked, SysResult};
-use crate::script::{bit_names, BgCall, BulkKind, Command, Create, FdRef, Line, Many, Script};
+use crate::backend::{
+    Address, Backend, BackendKind, Errno, Event, Forked, InetCall, InetDone, SysResult,
+};
+use crate::script::{
+    bit_names, BgCall, BulkKind, Command, Create, FdRef, Line, Many, Script, SocketCommand,
+};
 use crate::watchdog::{Timeout, Watch};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -102,6 +106,7 @@ pub(crate) fn run_watched(
             lines: &script.lines,
             current: 0,
             children: HashMap::new(),
+            addresses: HashMap::new(),
         };
         for (i, line) in script.lines.iter().enumerate() {
             if let Some(w) = watch {
@@ -171,6 +176,9 @@ struct Runner<'a> {
     /// Child processes (`fork P`) that have not exited; a real one still here when the
     /// runner is dropped is told to exit (then killed) and waited for.
     children: HashMap<String, Child>,
+    /// NAME → the address its `listen`, `tcp-listen` or `udp` bound (none when that call
+    /// failed: connecting to it is then `ECONNREFUSED`, in every backend alike).
+    addresses: HashMap<String, Address>,
 }
 
 impl Drop for Runner<'_> {
@@ -189,6 +197,8 @@ enum Child {
     Local {
         backend: Box<dyn Backend>,
         names: HashMap<String, i32>,
+        /// Its copy of the parent's listener and UDP addresses (see [`Runner::addresses`]).
+        addresses: HashMap<String, Address>,
     },
     /// A real child process running [`Runner::child_loop`], driven over two pipes.
     Process {
@@ -629,6 +639,7 @@ impl Runner<'_> {
                 Some(child) => child.end(),
                 None => "no such process".to_string(),
             },
+            Command::Socket(c) => self.socket_command(c),
         }
     }
 
@@ -656,8 +667,14 @@ impl Runner<'_> {
             Forked::Local(backend) => {
                 close(&[down[0], down[1], up[0], up[1]]);
                 let names = self.names.clone();
-                self.children
-                    .insert(process.to_string(), Child::Local { backend, names });
+                self.children.insert(
+                    process.to_string(),
+                    Child::Local {
+                        backend,
+                        names,
+                        addresses: self.addresses.clone(),
+                    },
+                );
                 "ok".to_string()
             }
             Forked::Failed(e) => {
@@ -722,7 +739,11 @@ impl Runner<'_> {
         let (lines, current) = (self.lines, self.current);
         match self.children.get_mut(process) {
             None => "no such process".to_string(),
-            Some(Child::Local { backend, names }) => {
+            Some(Child::Local {
+                backend,
+                names,
+                addresses,
+            }) => {
                 let mut sub = Runner {
                     backend: &mut **backend,
                     names: std::mem::take(names),
@@ -730,9 +751,11 @@ impl Runner<'_> {
                     lines,
                     current,
                     children: HashMap::new(),
+                    addresses: std::mem::take(addresses),
                 };
                 let text = sub.command(command);
                 *names = std::mem::take(&mut sub.names);
+                *addresses = std::mem::take(&mut sub.addresses);
                 text
             }
             Some(Child::Process { to, from, .. }) => {
@@ -814,6 +837,81 @@ impl Runner<'_> {
             _ => {}
         }
         runs_text(results)
+    }
+}
+
+/// The socket commands beyond `socketpair` (see [`SocketCommand`]).
+impl Runner<'_> {
+    /// The address bound to `name` (see [`Runner::addresses`]).
+    fn address(&self, name: &str) -> SysResult<Address> {
+        self.addresses
+            .get(name)
+            .copied()
+            .ok_or(Errno(libc::ECONNREFUSED))
+    }
+
+    /// Bind `name` to a new socket and, for a listener or UDP socket, to its address.
+    fn bind_socket(&mut self, name: &String, r: SysResult<(i32, Option<Address>)>) -> String {
+        self.addresses.remove(name);
+        if let Ok((_, Some(a))) = r {
+            self.addresses.insert(name.clone(), a);
+        }
+        self.bind(&[name], r.map(|(fd, _)| vec![fd]))
+    }
+
+    fn socket_command(&mut self, c: &SocketCommand) -> String {
+        match c {
+            SocketCommand::Listen { name, ty, backlog } => {
+                let r = self.backend.unix_listen(*ty, *backlog);
+                self.bind_socket(name, r.map(|(fd, a)| (fd, Some(a))))
+            }
+            SocketCommand::Connect { name, listener } => {
+                let r = self
+                    .address(listener)
+                    .and_then(|a| self.backend.unix_connect(a));
+                self.bind_socket(name, r.map(|fd| (fd, None)))
+            }
+            SocketCommand::Accept { name, fd } => {
+                let fd = self.fd(fd);
+                let r = self.backend.accept(fd);
+                self.bind_socket(name, r.map(|fd| (fd, None)))
+            }
+            SocketCommand::TcpListen { name, backlog } => {
+                let r = self.backend.inet(InetCall::TcpListen { backlog: *backlog });
+                self.bind_inet(name, r)
+            }
+            SocketCommand::Udp { name } => {
+                let r = self.backend.inet(InetCall::Udp);
+                self.bind_inet(name, r)
+            }
+            SocketCommand::TcpConnect { name, listener } => {
+                let r = self
+                    .address(listener)
+                    .and_then(|addr| self.backend.inet(InetCall::TcpConnect { addr }));
+                self.bind_inet(name, r)
+            }
+            SocketCommand::UdpConnect { fd, peer } => {
+                let fd = self.fd(fd);
+                let r = self
+                    .address(peer)
+                    .and_then(|addr| self.backend.inet(InetCall::UdpConnect { fd, addr }));
+                show(r, |_| "ok".to_string())
+            }
+        }
+    }
+
+    /// Bind `name` to what an inet call made; a connecting socket's line says what
+    /// `connect` returned (`EINPROGRESS`).
+    fn bind_inet(&mut self, name: &String, r: SysResult<InetDone>) -> String {
+        match r {
+            Ok(InetDone::Bound(fd, a)) => self.bind_socket(name, Ok((fd, Some(a)))),
+            Ok(InetDone::Connecting(fd, said)) => {
+                let text = self.bind_socket(name, Ok((fd, None)));
+                said.map_or(text, |e| e.name())
+            }
+            Ok(InetDone::Done) => self.bind_socket(name, Err(Errno(libc::EINVAL))),
+            Err(e) => self.bind_socket(name, Err(e)),
+        }
     }
 }
 

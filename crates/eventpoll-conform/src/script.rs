@@ -18,6 +18,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
+/// The backlog of `listen` and `tcp-listen` without `backlog=N`.
+pub const DEFAULT_BACKLOG: i32 = 8;
+
 /// Largest byte count a `write`/`read` command may ask for (16 MiB): larger counts are
 /// rejected at parse time instead of allocating without bound.
 pub const MAX_IO_BYTES: usize = 1 << 24;
@@ -445,6 +448,87 @@ pub enum Command {
         /// The 8-byte value.
         value: u64,
     },
+    /// A listening, connecting or accepting socket (additions): see [`SocketCommand`].
+    Socket(SocketCommand),
+}
+
+/// The socket commands beyond `socketpair` (additions): unix listeners, and TCP and UDP on
+/// loopback (which only the kernel and the C ABI backends run: see [`Script::needs_inet`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketCommand {
+    /// `listen L stream|seqpacket [backlog=N]`: a non-blocking unix socket bound to a fresh
+    /// abstract address, listening.
+    Listen {
+        /// Name bound to the listener (and to its address, for `connect`).
+        name: String,
+        /// `Stream` or `SeqPacket`.
+        ty: SockType,
+        /// `listen`'s backlog.
+        backlog: i32,
+    },
+    /// `connect C L`: a new non-blocking unix socket of L's type connected to L's address.
+    Connect {
+        /// Name bound to the client.
+        name: String,
+        /// The `listen` name whose address is connected to.
+        listener: String,
+    },
+    /// `accept A L`: `accept4(L, NULL, NULL, SOCK_NONBLOCK)` (unix or TCP).
+    Accept {
+        /// Name bound to the accepted socket.
+        name: String,
+        /// The listening descriptor.
+        fd: FdRef,
+    },
+    /// `tcp-listen L [backlog=N]`: a non-blocking TCP socket bound to 127.0.0.1, port 0,
+    /// listening.
+    TcpListen {
+        /// Name bound to the listener (and to its address).
+        name: String,
+        /// `listen`'s backlog.
+        backlog: i32,
+    },
+    /// `tcp-connect C L`: a new non-blocking TCP socket connected to L's address.
+    TcpConnect {
+        /// Name bound to the client.
+        name: String,
+        /// The `tcp-listen` name whose address is connected to.
+        listener: String,
+    },
+    /// `udp U`: a non-blocking UDP socket bound to 127.0.0.1, port 0.
+    Udp {
+        /// Name bound to the socket (and to its address).
+        name: String,
+    },
+    /// `udp-connect U V`: `connect(U, V's address)`.
+    UdpConnect {
+        /// The connecting socket.
+        fd: FdRef,
+        /// The `udp` name whose address is connected to.
+        peer: String,
+    },
+}
+
+impl SocketCommand {
+    /// Whether the command makes or uses an inet (TCP or UDP) socket.
+    pub fn is_inet(&self) -> bool {
+        matches!(
+            self,
+            SocketCommand::TcpListen { .. }
+                | SocketCommand::TcpConnect { .. }
+                | SocketCommand::Udp { .. }
+                | SocketCommand::UdpConnect { .. }
+        )
+    }
+}
+
+/// What an address name (a `listen`, `tcp-listen` or `udp` name) was made by: `connect`,
+/// `tcp-connect` and `udp-connect` each need their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AddressKind {
+    Unix,
+    Tcp,
+    Udp,
 }
 
 /// A call a background thread makes (`bg T CALL`).
@@ -489,6 +573,21 @@ pub struct Script {
     pub path: String,
     /// The commands, in order.
     pub lines: Vec<Line>,
+}
+
+impl Script {
+    /// Whether the script uses TCP or UDP sockets (`tcp-listen`, `tcp-connect`, `udp`,
+    /// `udp-connect`): the in-process engine has no inet objects, so such a script is
+    /// compared between the kernel and the C ABI only (see [`crate::compare`]).
+    pub fn needs_inet(&self) -> bool {
+        self.lines.iter().any(|l| {
+            let own = match &l.command {
+                Command::InChild { command, .. } => &**command,
+                c => c,
+            };
+            matches!(own, Command::Socket(c) if c.is_inet())
+        })
+    }
 }
 
 /// What went wrong on a line.
@@ -539,8 +638,8 @@ impl fmt::Display for ParseError {
             ParseErrorKind::Unbound(w) => write!(
                 f,
                 "`{w}` was never created: no earlier line makes it (epoll, pipe, eventfd, \
-                 socketpair, timerfd, file, null, open or dup; a FIFO by mkfifo); use fd:N for a \
-                 raw number"
+                 socketpair, timerfd, file, null, open, dup, listen, connect, accept, \
+                 tcp-listen, tcp-connect or udp; a FIFO by mkfifo); use fd:N for a raw number"
             ),
             ParseErrorKind::BadNumber(w, range) => write!(f, "bad number `{w}`: {range}"),
             ParseErrorKind::BadWord(w, allowed) => {
@@ -555,7 +654,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// Every command of the format, for messages.
-pub const COMMANDS: [&str; 41] = [
+pub const COMMANDS: [&str; 48] = [
     "epoll",
     "pipe",
     "setpipesz",
@@ -597,7 +696,18 @@ pub const COMMANDS: [&str; 41] = [
     "mkfifo",
     "open",
     "timer-read",
+    "listen",
+    "connect",
+    "accept",
+    "tcp-listen",
+    "tcp-connect",
+    "udp",
+    "udp-connect",
 ];
+
+/// The commands of [`COMMANDS`] that make or use TCP and UDP sockets (run on the kernel and
+/// the C ABI only).
+pub const INET_COMMANDS: [&str; 4] = ["tcp-listen", "tcp-connect", "udp", "udp-connect"];
 
 /// A [`ParseErrorKind::BadWord`] for `w` where `allowed` were expected.
 fn word(w: &str, allowed: &str) -> ParseErrorKind {
@@ -632,6 +742,7 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
     let mut bulk_descriptors = 0u32;
     let mut processes = HashSet::new();
     let mut fifos = HashSet::new();
+    let mut addresses = std::collections::HashMap::new();
     for (i, raw) in source.lines().enumerate() {
         let lineno = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -655,13 +766,16 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
         };
         let command = match words[0] {
             "fork" | "exit" => process_command(&words, &processes),
-            w if w.starts_with('@') => in_child(&words, &processes, &defined, &running, &fifos),
+            w if w.starts_with('@') => {
+                in_child(&words, &processes, &defined, &running, &fifos, &addresses)
+            }
             _ => LineParser {
                 words: &words,
                 pos: 1,
                 defined: &defined,
                 running: &running,
                 fifos: &fifos,
+                addresses: &addresses,
             }
             .command(),
         }
@@ -680,6 +794,25 @@ pub fn parse(path: &str, source: &str) -> Result<Script, ParseError> {
         }
         for n in bound_names(&command) {
             defined.insert(n.to_string());
+            addresses.remove(n);
+        }
+        let own = match &command {
+            Command::InChild { command, .. } => &**command,
+            c => c,
+        };
+        if let Command::Socket(c) = own {
+            match c {
+                SocketCommand::Listen { name, .. } => {
+                    addresses.insert(name.clone(), AddressKind::Unix);
+                }
+                SocketCommand::TcpListen { name, .. } => {
+                    addresses.insert(name.clone(), AddressKind::Tcp);
+                }
+                SocketCommand::Udp { name } => {
+                    addresses.insert(name.clone(), AddressKind::Udp);
+                }
+                _ => {}
+            }
         }
         if let Command::Objects { kind, count, .. } = &command {
             let per = if *kind == BulkKind::Pipes { 2 } else { 1 };
@@ -735,6 +868,14 @@ pub fn bound_names(c: &Command) -> Vec<&str> {
         | Command::Dupfd { name, .. } => vec![name],
         Command::Pipe { read, write } => vec![read, write],
         Command::Socketpair { a, b, .. } => vec![a, b],
+        Command::Socket(
+            SocketCommand::Listen { name, .. }
+            | SocketCommand::Connect { name, .. }
+            | SocketCommand::Accept { name, .. }
+            | SocketCommand::TcpListen { name, .. }
+            | SocketCommand::TcpConnect { name, .. }
+            | SocketCommand::Udp { name },
+        ) => vec![name],
         Command::InChild { command, .. } => bound_names(command),
         _ => vec![],
     }
@@ -767,6 +908,7 @@ fn in_child(
     defined: &HashSet<String>,
     running: &HashSet<String>,
     fifos: &HashSet<String>,
+    addresses: &std::collections::HashMap<String, AddressKind>,
 ) -> Result<Command, ParseErrorKind> {
     let p = &words[0][1..];
     if !processes.contains(p) {
@@ -800,6 +942,7 @@ fn in_child(
         defined,
         running,
         fifos,
+        addresses,
     }
     .command()?;
     if matches!(command, Command::Poll { timeout_ms, .. } if timeout_ms != 0) {
@@ -937,6 +1080,8 @@ struct LineParser<'a> {
     running: &'a HashSet<String>,
     /// FIFO names bound by `mkfifo`.
     fifos: &'a HashSet<String>,
+    /// Names whose latest binding made an address (`listen`, `tcp-listen`, `udp`).
+    addresses: &'a std::collections::HashMap<String, AddressKind>,
 }
 
 impl<'a> LineParser<'a> {
@@ -1142,6 +1287,7 @@ impl<'a> LineParser<'a> {
             defined: self.defined,
             running: self.running,
             fifos: self.fifos,
+            addresses: self.addresses,
         };
         let call = match call_word {
             "wait" | "pwait" | "pwait2" => match sub.command()? {
@@ -1177,6 +1323,71 @@ impl<'a> LineParser<'a> {
                 "a period is from 1 to 2,147,483,647 milliseconds".into(),
             )),
         }
+    }
+
+    /// A name whose latest binding made an address of `kind` (`made_by` names the command,
+    /// for messages).
+    fn address(
+        &mut self,
+        kind: AddressKind,
+        made_by: &'static str,
+    ) -> Result<String, ParseErrorKind> {
+        let w = self.next("address name")?;
+        if !is_name(w) {
+            return Err(ParseErrorKind::BadName(w.to_string()));
+        }
+        match self.addresses.get(w) {
+            Some(k) if *k == kind => Ok(w.to_string()),
+            _ if !self.defined.contains(w) => Err(ParseErrorKind::Unbound(w.to_string())),
+            _ => Err(word(w, made_by)),
+        }
+    }
+
+    /// Optional `backlog=N` (default [`DEFAULT_BACKLOG`]).
+    fn backlog(&mut self) -> Result<i32, ParseErrorKind> {
+        match self.options(&["backlog"])?.first() {
+            Some((_, v)) => number(v),
+            None => Ok(DEFAULT_BACKLOG),
+        }
+    }
+
+    /// The socket commands beyond `socketpair` (see [`SocketCommand`]).
+    fn socket_command(&mut self, cmd: &str) -> Result<SocketCommand, ParseErrorKind> {
+        Ok(match cmd {
+            "listen" => {
+                let name = self.new_name("listener name")?;
+                let ty = match self.next("stream|seqpacket")? {
+                    "stream" => SockType::Stream,
+                    "seqpacket" => SockType::SeqPacket,
+                    w => return Err(word(w, "stream or seqpacket")),
+                };
+                let backlog = self.backlog()?;
+                SocketCommand::Listen { name, ty, backlog }
+            }
+            "connect" => SocketCommand::Connect {
+                name: self.new_name("client name")?,
+                listener: self.address(AddressKind::Unix, "a name bound by `listen`")?,
+            },
+            "accept" => SocketCommand::Accept {
+                name: self.new_name("accepted socket name")?,
+                fd: self.fd("listening descriptor")?,
+            },
+            "tcp-listen" => SocketCommand::TcpListen {
+                name: self.new_name("listener name")?,
+                backlog: self.backlog()?,
+            },
+            "tcp-connect" => SocketCommand::TcpConnect {
+                name: self.new_name("client name")?,
+                listener: self.address(AddressKind::Tcp, "a name bound by `tcp-listen`")?,
+            },
+            "udp" => SocketCommand::Udp {
+                name: self.new_name("socket name")?,
+            },
+            _ => SocketCommand::UdpConnect {
+                fd: self.fd("socket")?,
+                peer: self.address(AddressKind::Udp, "a name bound by `udp`")?,
+            },
+        })
     }
 
     fn num<T: Bounded>(&mut self, what: &'static str) -> Result<T, ParseErrorKind> {
@@ -1493,6 +1704,8 @@ impl<'a> LineParser<'a> {
             "epolls" | "eventfds" | "pipes" | "ctl-all" | "efd-write-all" => {
                 self.bulk_command(cmd)?
             }
+            "listen" | "connect" | "accept" | "tcp-listen" | "tcp-connect" | "udp"
+            | "udp-connect" => Command::Socket(self.socket_command(cmd)?),
             w => return Err(ParseErrorKind::UnknownCommand(w.to_string())),
         };
         self.end()?;
@@ -1713,6 +1926,58 @@ mod tests {
             "timerfd t\nfork c\n@c poll t 5\n",
         ] {
             assert!(parse("b.ep", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn socket_commands_need_the_right_address() {
+        let s = parse(
+            "s.ep",
+            "listen l seqpacket backlog=3\nconnect c l\naccept a l\ntcp-listen t\n\
+             tcp-connect d t\nudp u\nudp v\nudp-connect u v\nlisten m stream\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.lines[0].command,
+            Command::Socket(SocketCommand::Listen {
+                name: "l".into(),
+                ty: SockType::SeqPacket,
+                backlog: 3
+            })
+        );
+        assert_eq!(
+            s.lines[8].command,
+            Command::Socket(SocketCommand::Listen {
+                name: "m".into(),
+                ty: SockType::Stream,
+                backlog: DEFAULT_BACKLOG
+            })
+        );
+        assert!(!s.lines[..3]
+            .iter()
+            .any(|l| matches!(&l.command, Command::Socket(c) if c.is_inet())));
+        assert!(s.needs_inet());
+        assert!(parse("c.ep", "fork p\n@p udp u\nexit p\n")
+            .unwrap()
+            .needs_inet());
+        assert!(!parse("u.ep", "listen l stream\nconnect c l\n")
+            .unwrap()
+            .needs_inet());
+        for (bad, needle) in [
+            (
+                "tcp-listen t\nconnect c t\n",
+                "expected a name bound by `listen`",
+            ),
+            ("listen l stream\ntcp-connect c l\n", "by `tcp-listen`"),
+            ("listen l stream\nudp u\nudp-connect u l\n", "by `udp`"),
+            ("listen l stream\npipe l w\nconnect c l\n", "by `listen`"),
+            ("connect c nowhere\n", "was never created"),
+            ("listen l dgram\n", "expected stream or seqpacket"),
+            ("listen l stream backlog=x\n", "bad number"),
+            ("listen l stream depth=2\n", "extra argument"),
+        ] {
+            let m = parse("b.ep", bad).unwrap_err().to_string();
+            assert!(m.contains(needle), "{bad}: {m}");
         }
     }
 

@@ -4,7 +4,7 @@
 //! ([`super::kernel::scenario_fd_limit`]), so raw numbers past the end fail alike.
 
 use super::threads::{BlockingCall, Outcome, SelectSets, Worker};
-use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
+use super::{wait_buffer_len, Address, Backend, Errno, Event, SysResult};
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
 use eventpoll::objects::fifo::Fifo;
@@ -22,6 +22,8 @@ pub struct Engine {
     /// The FIFOs `mkfifo` made, by name: the engine's stand-in for their paths (shared
     /// with forked children, as a file system is).
     fifos: Arc<Mutex<HashMap<String, Arc<Fifo>>>>,
+    /// The addresses `listen` made ([`Address`] indexes them).
+    addresses: Vec<eventpoll::objects::listener::UnixAddress>,
 }
 
 /// A fresh engine backend with an empty table.
@@ -38,7 +40,18 @@ pub fn create() -> Box<dyn Backend> {
         )),
         items: 0,
         fifos: Arc::default(),
+        addresses: Vec::new(),
     })
+}
+
+/// The engine's socket type for the format's.
+fn socket_type(ty: SockType) -> eventpoll::objects::socket::SocketType {
+    use eventpoll::objects::socket::SocketType;
+    match ty {
+        SockType::Stream => SocketType::Stream,
+        SockType::Dgram => SocketType::Dgram,
+        SockType::SeqPacket => SocketType::SeqPacket,
+    }
 }
 
 fn err(e: eventpoll::Errno) -> Errno {
@@ -79,13 +92,9 @@ impl Backend for Engine {
     }
 
     fn socketpair(&mut self, ty: SockType) -> SysResult<(i32, i32)> {
-        use eventpoll::objects::socket::SocketType;
-        let ty = match ty {
-            SockType::Stream => SocketType::Stream,
-            SockType::Dgram => SocketType::Dgram,
-            SockType::SeqPacket => SocketType::SeqPacket,
-        };
-        self.table.socketpair(ty, O_NONBLOCK).map_err(err)
+        self.table
+            .socketpair(socket_type(ty), O_NONBLOCK)
+            .map_err(err)
     }
 
     fn timerfd(&mut self) -> SysResult<i32> {
@@ -227,7 +236,29 @@ impl Backend for Engine {
             table: Arc::new(self.table.fork()),
             items: self.items,
             fifos: self.fifos.clone(),
+            addresses: self.addresses.clone(),
         }))
+    }
+
+    fn unix_listen(&mut self, ty: SockType, backlog: i32) -> SysResult<(i32, Address)> {
+        let (fd, addr) = self
+            .table
+            .unix_listen(socket_type(ty), backlog, O_NONBLOCK)
+            .map_err(err)?;
+        self.addresses.push(addr);
+        Ok((fd, Address(self.addresses.len() - 1)))
+    }
+
+    fn unix_connect(&mut self, addr: Address) -> SysResult<i32> {
+        let a = self
+            .addresses
+            .get(addr.0)
+            .ok_or(Errno(libc::ECONNREFUSED))?;
+        self.table.unix_connect(a, O_NONBLOCK).map_err(err)
+    }
+
+    fn accept(&mut self, fd: i32) -> SysResult<i32> {
+        self.table.accept4(fd, O_NONBLOCK).map_err(err)
     }
 
     fn spawn(&mut self, call: BlockingCall) -> Worker {

@@ -71,6 +71,11 @@ impl Errno {
             (libc::ESHUTDOWN, "ESHUTDOWN"),
             (libc::ETIMEDOUT, "ETIMEDOUT"),
             (libc::ECONNREFUSED, "ECONNREFUSED"),
+            (libc::EADDRINUSE, "EADDRINUSE"),
+            (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+            (libc::EALREADY, "EALREADY"),
+            (libc::EINPROGRESS, "EINPROGRESS"),
+            (libc::ENETUNREACH, "ENETUNREACH"),
         ];
         NAMES
             .iter()
@@ -83,6 +88,48 @@ impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
     }
+}
+
+/// The address of a listener or UDP socket a backend made (`listen`, `tcp-listen`, `udp`):
+/// an index into the backend's own list of addresses, which outlive their sockets (so that
+/// connecting after a close is refused, as on Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address(pub usize);
+
+/// A TCP or UDP call on loopback (see [`Backend::inet`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InetCall {
+    /// `tcp-listen`: socket, bind to 127.0.0.1 port 0, listen.
+    TcpListen {
+        /// `listen`'s backlog.
+        backlog: i32,
+    },
+    /// `tcp-connect`: a new non-blocking socket connected to a `tcp-listen` address.
+    TcpConnect {
+        /// The listener's address.
+        addr: Address,
+    },
+    /// `udp`: socket, bind to 127.0.0.1 port 0.
+    Udp,
+    /// `udp-connect`: `connect(fd, addr)`.
+    UdpConnect {
+        /// The socket (a scenario number).
+        fd: i32,
+        /// The `udp` address.
+        addr: Address,
+    },
+}
+
+/// What an [`InetCall`] made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InetDone {
+    /// A bound socket (`tcp-listen`, `udp`) and its address.
+    Bound(i32, Address),
+    /// A connecting socket (`tcp-connect`) and what `connect` said (`EINPROGRESS`, or `None`
+    /// for 0); the backend returns once the connection is established or has failed.
+    Connecting(i32, Option<Errno>),
+    /// Done (`udp-connect`).
+    Done,
 }
 
 /// The result of a backend call.
@@ -172,6 +219,24 @@ pub trait Backend {
     fn dupfd(&mut self, fd: i32, min: i32) -> SysResult<i32>;
     /// `close_range(2)` over scenario numbers `first` to `last` (at most 999).
     fn close_range(&mut self, first: u32, last: u32, flags: u32) -> SysResult<()>;
+    /// `listen L TYPE [backlog=N]`: a non-blocking unix socket of type `ty` (stream or
+    /// seqpacket) bound to a fresh abstract address and listening.
+    fn unix_listen(&mut self, ty: SockType, backlog: i32) -> SysResult<(i32, Address)>;
+    /// `connect C L`: a new non-blocking unix socket (of the listener's type) connected to
+    /// `addr`; nothing is left open when the connection fails.
+    fn unix_connect(&mut self, addr: Address) -> SysResult<i32>;
+    /// `accept4(fd, NULL, NULL, SOCK_NONBLOCK)`.
+    fn accept(&mut self, fd: i32) -> SysResult<i32>;
+    /// TCP and UDP on loopback. Backends without inet sockets (the engine) keep this
+    /// default, which panics saying so; comparisons never run a scenario that needs them
+    /// on such a backend ([`BackendKind::inet`], [`crate::script::Script::needs_inet`]).
+    fn inet(&mut self, call: InetCall) -> SysResult<InetDone> {
+        panic!(
+            "the {} backend has no TCP or UDP sockets ({call:?}): scenarios using them are \
+             compared between the kernel and the C ABI only",
+            self.name()
+        )
+    }
     /// Start `call` on a background thread of its own (`bg T CALL`): the call sees the
     /// backend's descriptors as the foreground commands do, while they go on.
     fn spawn(&mut self, call: BlockingCall) -> Worker;
@@ -204,6 +269,16 @@ pub struct BackendKind {
     pub name: &'static str,
     /// A fresh backend with an empty descriptor range.
     pub create: fn() -> Box<dyn Backend>,
+    /// Whether it runs TCP and UDP scenarios ([`Backend::inet`]).
+    pub inet: bool,
+}
+
+impl BackendKind {
+    /// Whether this backend runs `script` (a backend without inet sockets does not run a
+    /// script that needs them).
+    pub fn runs(&self, script: &crate::script::Script) -> bool {
+        self.inet || !script.needs_inet()
+    }
 }
 
 /// Every backend, the oracle (`kernel`) first.
@@ -211,14 +286,17 @@ pub const ALL: &[BackendKind] = &[
     BackendKind {
         name: "kernel",
         create: kernel::create,
+        inet: true,
     },
     BackendKind {
         name: "engine",
         create: engine::create,
+        inet: false,
     },
     BackendKind {
         name: "capi",
         create: capi::create,
+        inet: true,
     },
 ];
 
@@ -382,6 +460,15 @@ pub(crate) mod fake {
         fn close_range(&mut self, _: u32, _: u32, _: u32) -> SysResult<()> {
             Ok(())
         }
+        fn unix_listen(&mut self, _: SockType, _: i32) -> SysResult<(i32, Address)> {
+            Ok((self.new_fd(), Address(0)))
+        }
+        fn unix_connect(&mut self, _: Address) -> SysResult<i32> {
+            Ok(self.new_fd())
+        }
+        fn accept(&mut self, _: i32) -> SysResult<i32> {
+            Err(Errno(libc::EAGAIN))
+        }
         fn spawn(&mut self, _: BlockingCall) -> Worker {
             Worker::spawn_os(None, || threads::Outcome::Events(Ok(vec![(1, 7)])))
         }
@@ -393,10 +480,12 @@ pub(crate) mod fake {
             BackendKind {
                 name: "good",
                 create: || Fake::boxed(Quirk::None),
+                inet: false,
             },
             BackendKind {
                 name: "quirky",
                 create: quirk,
+                inet: false,
             },
         ]
     }

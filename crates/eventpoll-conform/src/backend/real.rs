@@ -16,8 +16,10 @@
 //! removed with its FIFOs when the backend is dropped: a FIFO name is a file name there, so
 //! making it twice is the kernel's `EEXIST`.
 
+mod sockets;
+
 use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
-use super::{wait_buffer_len, Backend, Errno, Event, SysResult};
+use super::{wait_buffer_len, Address, Backend, Errno, Event, InetCall, InetDone, SysResult};
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
 use std::ffi::c_int;
@@ -97,6 +99,8 @@ pub(super) struct Real {
     fifo_dir: PathBuf,
     /// Whether `fifo_dir` was made.
     fifo_dir_made: bool,
+    /// Addresses of listeners and UDP sockets ([`Address`] indexes them).
+    addresses: Vec<sockets::Bound>,
 }
 
 fn last_errno() -> Errno {
@@ -130,6 +134,7 @@ impl Real {
             items: 0,
             fifo_dir: fifo_dir_name(calls.name),
             fifo_dir_made: false,
+            addresses: Vec::new(),
         }
     }
 
@@ -390,8 +395,11 @@ impl Backend for Real {
     }
 
     fn write(&mut self, fd: i32, data: &[u8]) -> SysResult<usize> {
+        let k = self.kfd(fd);
         // SAFETY: `data` is valid for `data.len()` bytes.
-        cvt_size(unsafe { libc::write(self.kfd(fd), data.as_ptr().cast(), data.len()) })
+        let n = cvt_size(unsafe { libc::write(k, data.as_ptr().cast(), data.len()) })?;
+        self.settle_write(k);
+        Ok(n)
     }
 
     fn read(&mut self, fd: i32, buf: &mut [u8]) -> SysResult<usize> {
@@ -400,15 +408,25 @@ impl Backend for Real {
     }
 
     fn shutdown(&mut self, fd: i32, how: i32) -> SysResult<()> {
+        let k = self.kfd(fd);
+        let peers = if how == libc::SHUT_RD {
+            Vec::new()
+        } else {
+            self.tcp_peers(k, false)
+        };
         // SAFETY: no pointers.
-        cvt(unsafe { (self.calls.shutdown)(self.kfd(fd), how) }).map(drop)
+        cvt(unsafe { (self.calls.shutdown)(k, how) })?;
+        self.settle_peers(&peers);
+        Ok(())
     }
 
     fn close(&mut self, fd: i32) -> SysResult<()> {
         let k = self.kfd(fd);
+        let peers = self.tcp_peers(k, true);
         // SAFETY: closes a number of our private range (or an invalid negative one).
         cvt(unsafe { (self.calls.close)(k) })?;
         self.open.remove(&k);
+        self.settle_peers(&peers);
         Ok(())
     }
 
@@ -467,6 +485,22 @@ impl Backend for Real {
             pid if pid > 0 => super::Forked::Parent(pid),
             _ => super::Forked::Failed(last_errno()),
         }
+    }
+
+    fn unix_listen(&mut self, ty: SockType, backlog: i32) -> SysResult<(i32, Address)> {
+        self.unix_listen_socket(ty, backlog)
+    }
+
+    fn unix_connect(&mut self, addr: Address) -> SysResult<i32> {
+        self.unix_connect_socket(addr)
+    }
+
+    fn accept(&mut self, fd: i32) -> SysResult<i32> {
+        self.accept_socket(fd)
+    }
+
+    fn inet(&mut self, call: InetCall) -> SysResult<InetDone> {
+        self.inet_call(call)
     }
 
     fn spawn(&mut self, call: BlockingCall) -> Worker {

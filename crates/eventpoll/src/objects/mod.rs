@@ -1,5 +1,6 @@
-//! Linux-faithful in-process objects: pipe, FIFO, eventfd, unix socket pairs, timerfd (with a
-//! pluggable clock) and non-pollable files (a regular file, `/dev/null`). Each reproduces the poll mask and the
+//! Linux-faithful in-process objects: pipe, FIFO, eventfd, unix socket pairs and listeners,
+//! timerfd (with a pluggable clock) and non-pollable files (a regular file, `/dev/null`). Each
+//! reproduces the poll mask and the
 //! wakeups (which operations wake, with which key) of its Linux counterpart, because those
 //! decide what epoll reports, edge-triggered mode above all.
 //!
@@ -12,6 +13,7 @@
 pub mod clock;
 pub mod eventfd;
 pub mod fifo;
+pub mod listener;
 pub mod pipe;
 pub mod regular;
 pub mod socket;

@@ -658,8 +658,9 @@ impl UnixSocket {
         }
     }
 
-    /// `unix_release_sock`.
-    fn release_sock(&self) {
+    /// `unix_release_sock`. An `embryo` (a connection a listener never accepted, released
+    /// with its listener) always gives its peer `ECONNRESET`, unread data or not.
+    fn release_sock(&self, embryo: bool) {
         let (me, peer) = (self.me, self.peer());
         let mut wakes = Wakes::default();
         {
@@ -669,7 +670,7 @@ impl UnixSocket {
             // peer ECONNRESET, two do (measured).
             let q = &ends[me].recv;
             let head_empty = q.front().is_some_and(|s| s.data.len() == s.consumed);
-            let had_data = q.len() > usize::from(head_empty);
+            let had_data = embryo || q.len() > usize::from(head_empty);
             ends[me].shutdown = SHUTDOWN_MASK;
             ends[me].released = true;
             let connected = core::mem::replace(&mut ends[me].connected, false);
@@ -729,7 +730,30 @@ impl FileOps for UnixSocket {
         }
     }
     fn release(&self) {
-        self.release_sock()
+        self.release_sock(false)
+    }
+}
+
+/// A connected pair of ends not yet wrapped in descriptions: a client and its embryo (the
+/// end a listener queues until `accept`; see [`super::listener`]).
+pub(crate) fn connected_ends(ty: SocketType) -> (Arc<UnixSocket>, Arc<UnixSocket>) {
+    let pair = Arc::new(Pair {
+        ty,
+        ends: Mutex::new([End::new(), End::new()]),
+        wq: [WaitQueue::new(), WaitQueue::new()],
+    });
+    let client = Arc::new(UnixSocket {
+        pair: pair.clone(),
+        me: 0,
+    });
+    (client, Arc::new(UnixSocket { pair, me: 1 }))
+}
+
+impl UnixSocket {
+    /// Release an embryo whose listener was closed before accepting it (see
+    /// [`UnixSocket::release_sock`]).
+    pub(crate) fn release_embryo(&self) {
+        self.release_sock(true)
     }
 }
 
@@ -762,6 +786,9 @@ impl FdTable {
     pub fn shutdown(&self, fd: i32, how: i32) -> Result<()> {
         let _wakes = crate::wait_queue::deferred::Unparks::begin(); // as FdTable::write
         let file = self.get(fd)?;
+        if let Some(l) = file.downcast::<super::listener::UnixListener>() {
+            return l.shutdown(how);
+        }
         socket_of(&file)?.shutdown(how)
     }
 
