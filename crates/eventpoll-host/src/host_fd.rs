@@ -57,6 +57,12 @@ pub struct HostFd {
     /// exiting thread, with bit 31 set (0: not moved). The io_uring driver counts the
     /// arming report of the new poll as a wakeup only for bits not in that mask.
     pub(crate) moved: [AtomicU32; 2],
+    /// The file's activity level ([`crate::sys::activity_level`]) when its polls were
+    /// moved, or when a wakeup of the old polls was delivered after that (`u64::MAX`:
+    /// unknown). The io_uring driver also counts the new poll's arming report as a wakeup
+    /// when the level moved since: a wakeup between the old polls' end and the new poll's
+    /// arming, which changed no bit (a write to an eventfd or pipe that was readable).
+    pub(crate) moved_level: AtomicU64,
     /// Wakeups the drivers delivered (see [`HostFd::wakeups`]).
     wakes: AtomicU64,
     queue: WaitQueue,
@@ -90,6 +96,7 @@ impl HostFd {
             unarmed: AtomicBool::new(false),
             armer: AtomicI32::new(0),
             moved: [AtomicU32::new(0), AtomicU32::new(0)],
+            moved_level: AtomicU64::new(u64::MAX),
             wakes: AtomicU64::new(0),
             queue: WaitQueue::new(),
             pollable,

@@ -402,6 +402,60 @@ pub fn file_type(fd: c_int) -> SysResult<libc::mode_t> {
     fstat(fd).map(|st| st.st_mode & libc::S_IFMT)
 }
 
+/// A count that moves with a file's activity and can be read without consuming anything,
+/// or `None` for a file that has none: the bytes queued in a pipe (`FIONREAD`), in a
+/// socket's receive and send queues (`FIONREAD` plus `SIOCOUTQ`), an eventfd's counter or a
+/// timerfd's expirations (`/proc/self/fdinfo`). Two equal readings around a moment when
+/// nothing watched the file say (nearly always) that nobody wrote to it or read from it
+/// meanwhile: the io_uring driver uses it for the moment a poll is moved off an exiting
+/// thread (`driver::uring`).
+pub fn activity_level(fd: c_int) -> Option<u64> {
+    fn queued(fd: c_int, request: libc::c_ulong) -> Option<u64> {
+        let mut n: c_int = 0;
+        // SAFETY: `n` is a valid, writable int for the two ioctls used here.
+        let r = unsafe { crate::raw_syscall!(libc::SYS_ioctl, fd, request, &mut n as *mut c_int) };
+        (r >= 0).then_some(n as u64)
+    }
+    match file_type(fd).ok()? {
+        libc::S_IFIFO => queued(fd, libc::FIONREAD),
+        libc::S_IFSOCK => {
+            let inq = queued(fd, libc::FIONREAD);
+            let outq = queued(fd, libc::TIOCOUTQ); // SIOCOUTQ
+            if inq.is_none() && outq.is_none() {
+                return None;
+            }
+            Some(inq.unwrap_or(0) << 32 ^ outq.unwrap_or(0))
+        }
+        _ => fdinfo_counter(fd),
+    }
+}
+
+/// The `eventfd-count:` (hexadecimal) or `ticks:` (decimal) line of `/proc/self/fdinfo/N`.
+fn fdinfo_counter(fd: c_int) -> Option<u64> {
+    let path = format!("/proc/self/fdinfo/{fd}\0");
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC
+        )
+    };
+    let info = cvt(r).ok()? as c_int;
+    let mut buf = [0u8; 512];
+    let n = read(info, &mut buf);
+    let _ = close(info);
+    let text = std::str::from_utf8(&buf[..n.ok()?]).ok()?;
+    text.lines().find_map(|line| {
+        if let Some(v) = line.strip_prefix("eventfd-count:") {
+            u64::from_str_radix(v.trim(), 16).ok()
+        } else {
+            line.strip_prefix("ticks:").and_then(|v| v.trim().parse().ok())
+        }
+    })
+}
+
 /// A file's device and inode numbers: while a file is alive no other file has the same
 /// pair.
 pub fn identity(st: &libc::stat) -> (u64, u64) {

@@ -708,12 +708,22 @@ thread_local! {
 const MOVED: u32 = 1 << 31;
 const ARMING: u32 = 1 << 30;
 
-/// Record the masks of `host`'s polls before they are moved off an exiting thread.
+/// Record the masks of `host`'s polls, and its activity level, before they are moved off an
+/// exiting thread.
 fn mark_moved(host: &HostFd) {
+    let level = sys::activity_level(host.fd()).unwrap_or(u64::MAX);
+    host.moved_level.store(level, Ordering::Release);
     let mask = sys::poll_mask(host.fd());
     for (class, m) in host.moved.iter().enumerate() {
         m.store(MOVED | (mask & CLASSES[class]), Ordering::Release);
     }
+}
+
+/// Whether `host`'s activity level is known and differs from the one recorded when its
+/// polls were moved (see `HostFd::moved_level`).
+fn level_moved(host: &HostFd) -> bool {
+    let then = host.moved_level.load(Ordering::Acquire);
+    then != u64::MAX && sys::activity_level(host.fd()).is_some_and(|now| now != then)
 }
 
 /// `owner` of a driver whose owner thread exited: every thread is then "another thread",
@@ -981,10 +991,19 @@ impl UringDriver {
                     }
                     let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
                     let was = h.moved[class].load(Ordering::Acquire);
-                    if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 {
+                    if was & ARMING != 0
+                        && bits & !was & !(MOVED | ARMING) == 0
+                        && !level_moved(h)
+                    {
                         // The arming report of a poll moved off an exiting thread: a wakeup
-                        // for what the file gained meanwhile only.
+                        // for what the file gained meanwhile only, or if its activity level
+                        // moved (a write that left the bits as they were).
                         bits = 0;
+                    } else if was & (MOVED | ARMING) == MOVED && bits != 0 {
+                        // A wakeup of the old poll, delivered: the level the new poll's
+                        // arming report is compared with starts here.
+                        let level = sys::activity_level(h.fd()).unwrap_or(u64::MAX);
+                        h.moved_level.store(level, Ordering::Release);
                     }
                     if bits != 0 {
                         let socket = h.socket.load(Ordering::Relaxed);
@@ -1338,6 +1357,14 @@ impl Driver for UringDriver {
         // wakeup (issue 12, finding 7). Cancel them now, and run the cancellations: the
         // next pump, in whichever thread, sees them end and arms them again; their
         // arming report stands for a wakeup in between.
+        //
+        // First run this thread's queued task work: a wakeup that came since its last
+        // entry into the kernel (another thread's write while this one returned from a
+        // wait that timed out) becomes a completion now, before the mask and activity
+        // level are recorded; cancelled, it would be eaten by the cancellation. A wakeup
+        // after the recording and before the new poll is armed is stood for by the new
+        // poll's arming report when it moved the mask or the level (see `level_moved`).
+        let _ = ring.enter(0, IORING_ENTER_GETEVENTS);
         let mine: Vec<Sqe> = self
             .registry
             .all()
