@@ -204,6 +204,17 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
             .env("EVENTPOLL_DRIVER", driver);
         run_at_least(&mut cmd, &format!("threads f7 alone: driver {driver}"), 2);
     }
+    // The second thread's wait is the process's first call from another thread (the
+    // io_uring driver's switch to shared mode), with no wakeup owed or one.
+    for case in ["one-edge", "two-edges"] {
+        for driver in ["uring", "epoll", "poll"] {
+            let mut cmd = Command::new(&exe);
+            cmd.arg(case)
+                .env("LD_PRELOAD", &so)
+                .env("EVENTPOLL_DRIVER", driver);
+            run_at_least(&mut cmd, &format!("threads {case} alone: driver {driver}"), 2);
+        }
+    }
     let _ = std::fs::remove_dir_all(out);
 }
 

@@ -24,9 +24,10 @@
 //! must sleep in `ppoll` switches the driver to shared mode. The first call from another thread switches the driver to **shared** mode
 //! for good (below): it delivers the completions already posted, replaces the ring by a
 //! shared one under the same descriptor number, arms every registered descriptor on it
-//! (their arming reports count as wakeups: work the old ring had queued but not run is
-//! replaced by them, so a ready file is reported, while a wakeup that left no readiness in
-//! that instant is not seen), and signals the eventfd so a sleeping owner wakes and goes on
+//! (when the old ring had work queued but not run, which only its owner may run, the
+//! arming reports count as wakeups in its place, so a ready file is reported, while a
+//! wakeup that left no readiness in that instant is not seen; when it had none, they are
+//! dropped), and signals the eventfd so a sleeping owner wakes and goes on
 //! with the new ring. The descriptors are then armed by the thread that switched; if it
 //! exits, each is armed again by the next pump after its next wakeup, a few milliseconds
 //! late (the kernel cancels an exited thread's polls lazily).
@@ -203,6 +204,8 @@ const CQ_ENTRIES: u32 = 8192;
 const REMOVE_MARK: u64 = u64::MAX;
 /// A token no object has.
 const NO_SKIP: u64 = u64::MAX - 1;
+/// Skip every object's completions (the arming reports of a switch that owes no wakeup).
+const SKIP_ALL: u64 = u64::MAX - 3;
 /// The `user_data` of the owner's sleep polls (one-shot polls of the descriptors a
 /// sleeping owner waits for, see `UringDriver::block_owned`): `SLEEP_BASE + i`. Every
 /// `user_data` from here up is the driver's own, never a registered object's.
@@ -889,17 +892,29 @@ impl UringDriver {
     /// the ring by a shared one under the same number, arm every registered descriptor on
     /// it, and wake the owner if it sleeps. Work the old ring had queued but not run is
     /// replaced by the arming reports, delivered as wakeups at the next pump (a file that
-    /// is ready is reported; a wakeup that left no readiness is not seen).
+    /// is ready is reported; a wakeup that left no readiness is not seen); without such
+    /// work they are dropped.
     fn share(&self, ring: &mut Ring) {
         // Completions already in the ring are readable by any thread (the kernel refuses
         // to run the owner's task work for us: that part of the pump fails harmlessly).
         self.pump_locked(ring, NO_SKIP);
+        // Whether the old ring owes wakeups: work queued for the owner and not run (only
+        // the owner can run it) makes the ring's descriptor readable. If it owes none, the
+        // new polls' arming reports stand for nothing and are dropped: an edge-triggered
+        // item already reported is not reported again because a second thread came (an
+        // edge went to two threads before, `tests/c/threads.c` `one-edge`). A ring whose
+        // owner exited is left to the moved-poll rules (`mark_moved`).
+        let owes = self.owner.load(Ordering::Acquire) == ORPHANED
+            || sys::poll_mask(ring.fd) & (libc::POLLIN as u32) != 0;
         let Ok(new) = Ring::new(self.hidden_base, false) else {
             return; // stay owned: this thread's ring calls fail (EEXIST), nothing is lost
         };
         self.replace_ring(ring, new);
         self.owner.store(0, Ordering::Release);
         self.arm_all(&mut *ring);
+        if !owes {
+            self.pump_locked(ring, SKIP_ALL);
+        }
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             let _ = sys::write(efd, &1u64.to_ne_bytes());
@@ -985,7 +1000,7 @@ impl UringDriver {
                     } else {
                         0
                     };
-                    if token == skip {
+                    if token == skip || skip == SKIP_ALL {
                         skip_ended |= ended;
                         continue;
                     }
