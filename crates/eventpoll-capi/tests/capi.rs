@@ -212,7 +212,11 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
             cmd.arg(case)
                 .env("LD_PRELOAD", &so)
                 .env("EVENTPOLL_DRIVER", driver);
-            run_at_least(&mut cmd, &format!("threads {case} alone: driver {driver}"), 2);
+            run_at_least(
+                &mut cmd,
+                &format!("threads {case} alone: driver {driver}"),
+                2,
+            );
         }
     }
     let _ = std::fs::remove_dir_all(out);

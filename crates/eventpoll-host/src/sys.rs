@@ -451,7 +451,8 @@ fn fdinfo_counter(fd: c_int) -> Option<u64> {
         if let Some(v) = line.strip_prefix("eventfd-count:") {
             u64::from_str_radix(v.trim(), 16).ok()
         } else {
-            line.strip_prefix("ticks:").and_then(|v| v.trim().parse().ok())
+            line.strip_prefix("ticks:")
+                .and_then(|v| v.trim().parse().ok())
         }
     })
 }

@@ -1006,9 +1006,7 @@ impl UringDriver {
                     }
                     let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
                     let was = h.moved[class].load(Ordering::Acquire);
-                    if was & ARMING != 0
-                        && bits & !was & !(MOVED | ARMING) == 0
-                        && !level_moved(h)
+                    if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 && !level_moved(h)
                     {
                         // The arming report of a poll moved off an exiting thread: a wakeup
                         // for what the file gained meanwhile only, or if its activity level
