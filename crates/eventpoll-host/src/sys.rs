@@ -424,7 +424,7 @@ pub fn activity_level(fd: c_int) -> Option<u64> {
             if inq.is_none() && outq.is_none() {
                 return None;
             }
-            Some(inq.unwrap_or(0) << 32 ^ outq.unwrap_or(0))
+            Some((inq.unwrap_or(0) << 32) ^ outq.unwrap_or(0))
         }
         _ => fdinfo_counter(fd),
     }
