@@ -1,9 +1,9 @@
 //! The epoll checker for programs built on the engine: the checks `EVENTPOLL_CHECK` makes in
-//! `libeventpoll`, for an [`FdTable`] whose
+//! `libeventpoll`, for an [`FdTable`](crate::FdTable) whose
 //! [`TableConfig::check`](crate::table::TableConfig::check) is set. The table then watches
 //! its own `close`, `dup2`, `epoll_ctl` and waits, and keeps each pitfall it sees as a
 //! [`Finding`] value (kind, instance, number, data, a sentence), which
-//! [`FdTable::take_findings`] hands over — so simulators and tests get the checks without
+//! [`FdTable::take_findings`](crate::FdTable::take_findings) hands over — so simulators and tests get the checks without
 //! a preload. The kinds have the public names of the library's (`ghost-item`,
 //! `ghost-event`, `undrained-edge`, `oneshot-unarmed`, `herd`, `et-blocking-fd`).
 //!
@@ -69,9 +69,23 @@ use crate::event::{EpollEvent, Events, ReportedItem, EPOLL_CTL_ADD, EPOLL_CTL_DE
 use crate::file::File;
 use crate::prelude::*;
 use crate::sync::{lock, Mutex};
-use crate::table::FdTable;
 use alloc::collections::BTreeMap;
 use core::time::Duration;
+
+/// What the checker reads of the descriptor table that calls it. The table implements it:
+/// the checker is a layer below the table and does not name it (see `tests/layering.rs`).
+pub(crate) trait Descriptors {
+    /// The numbers that refer to `file`'s description.
+    fn numbers_of(&self, file: &File) -> Vec<i32>;
+    /// The open epoll instances, with their numbers.
+    fn epolls(&self) -> Vec<(i32, File)>;
+    /// The file at `fd` if it is the description `target`.
+    fn file_at(&self, fd: i32, target: usize) -> Option<File>;
+    /// Whether `fd` is open.
+    fn is_open(&self, fd: i32) -> bool;
+    /// The table's clock, now.
+    fn now(&self) -> Duration;
+}
 
 /// Identifies the task (thread) that made a call: the platform's per-task identity.
 type ThreadId = usize;
@@ -300,7 +314,7 @@ impl Checker {
 
     /// Before `fd` (referring to `file`) is closed or replaced: its items stay when another
     /// number of `table` keeps the description open.
-    pub(crate) fn closing(&self, table: &FdTable, fd: i32, file: &File, how: &str) {
+    pub(crate) fn closing(&self, table: &dyn Descriptors, fd: i32, file: &File, how: &str) {
         let target = file.description_id();
         let keeper = table.numbers_of(file).into_iter().find(|&n| n != fd);
         let Some(keeper) = keeper else { return };
@@ -326,7 +340,7 @@ impl Checker {
     /// instance's fired one-shot items — never at the whole interest list.
     pub(crate) fn wait_starts(
         &self,
-        table: &FdTable,
+        table: &dyn Descriptors,
         epfd: i32,
         ep: &File,
         shared: &EpollShared,
@@ -338,7 +352,7 @@ impl Checker {
         let key = ep.description_id();
         let me = crate::platform::park::task_id();
         let mut st = lock(&self.state);
-        let now = table.clock.now();
+        let now = table.now();
         let mut mine = Vec::new();
         if may_block {
             if let Some(edges) = st.edges.get_mut(&key) {
@@ -411,7 +425,7 @@ impl Checker {
     /// edge-triggered and one-shot reports to remember. Costs what was reported.
     pub(crate) fn wait_ends(
         &self,
-        table: &FdTable,
+        table: &dyn Descriptors,
         epfd: i32,
         ep: &File,
         items: &[ReportedItem],
@@ -419,17 +433,16 @@ impl Checker {
     ) {
         let key = ep.description_id();
         let me = crate::platform::park::task_id();
-        let now = table.clock.now();
+        let now = table.now();
         let mut st = lock(&self.state);
         for it in items {
             let (fd, bits, ev) = (it.fd, it.revents.bits(), it.events.bits());
             let Some(file) = table.file_at(fd, it.target) else {
-                let now_is = match table.get(fd) {
-                    Ok(_) => {
-                        "now refers to a different file: a program that maps the data to the \
-                         number acts on the wrong file"
-                    }
-                    Err(_) => "is closed",
+                let now_is = if table.is_open(fd) {
+                    "now refers to a different file: a program that maps the data to the \
+                     number acts on the wrong file"
+                } else {
+                    "is closed"
                 };
                 self.report(&mut st, Kind::GhostEvent, epfd, fd, it.data, || {
                     format!(
@@ -534,7 +547,7 @@ impl Checker {
 mod tests {
     use super::*;
     use crate::event::{EPOLL_CTL_MOD, O_NONBLOCK};
-    use crate::table::TableConfig;
+    use crate::table::{FdTable, TableConfig};
     use crate::User;
 
     fn checked(oneshot_ms: u64) -> FdTable {

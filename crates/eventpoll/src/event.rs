@@ -311,6 +311,8 @@ pub const EPOLL_CLOEXEC: i32 = 0o2000000;
 pub const O_NONBLOCK: i32 = 0o4000;
 /// `O_CLOEXEC`.
 pub const O_CLOEXEC: i32 = 0o2000000;
+/// `O_DIRECT` (x86-64, generic): packet mode for `pipe2`.
+pub const O_DIRECT: i32 = 0o40000;
 
 /// The largest `maxevents` Linux accepts: `INT_MAX / sizeof(struct epoll_event)`.
 pub const EP_MAX_EVENTS: i32 = i32::MAX / core::mem::size_of::<EpollEvent>() as i32;

@@ -47,7 +47,6 @@
 //! assert_eq!(events.iter().next().map(|e| e.data()), Some(42));
 //! ```
 
-use crate::epoll::EpollShared;
 use crate::errno::{Errno, Result};
 use crate::event::Events;
 use crate::sync::{Arc, AtomicU32, Ordering};
@@ -150,9 +149,7 @@ impl Drop for OpenFile {
         // Linux's __fput: eventpoll_release() first, then the object's release. The items
         // watching this description are hooked on its object's queue.
         if let Some(queue) = self.ops.wait_queue() {
-            for (ep, slot) in queue.items() {
-                ep.release_file_item(slot, self.key());
-            }
+            queue.release_items(self.key());
         }
         self.ops.release();
     }
@@ -258,15 +255,5 @@ impl File {
     /// `write(2)` on the description.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
         self.inner.ops.write(buf, self.is_nonblocking())
-    }
-
-    /// The epoll instance behind this description, if it is one.
-    pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
-        self.downcast::<EpollShared>()
-    }
-
-    /// The epoll instance behind this description, shared, if it is one.
-    pub(crate) fn epoll_arc(&self) -> Option<Arc<EpollShared>> {
-        crate::epoll::epoll_of(&self.inner.ops)
     }
 }

@@ -25,7 +25,7 @@ bitflags! {
         /// `O_CLOEXEC`: closed by `exec` (meaningful to a descriptor table only).
         const CLOEXEC = crate::event::O_CLOEXEC;
         /// `O_DIRECT`: a pipe in packet mode (each write is one packet).
-        const DIRECT = crate::objects::pipe::O_DIRECT;
+        const DIRECT = crate::event::O_DIRECT;
     }
 }
 

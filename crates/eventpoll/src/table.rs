@@ -20,10 +20,10 @@
 //! assert_eq!(buf[0].data(), 5);
 //! ```
 
-use crate::check::Checker;
-use crate::epoll::{self, EpollShared, User};
+use crate::check::{Checker, Descriptors};
+use crate::epoll::{self, EpollShared, User, Waker};
 use crate::errno::{Errno, Result};
-use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC};
+use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC, EPOLL_CTL_DEL};
 use crate::file::File;
 use crate::platform::Deadline;
 use crate::prelude::*;
@@ -114,7 +114,7 @@ pub struct FdTable {
     slots: Mutex<Slots>,
     config: TableConfig,
     user: Arc<User>,
-    pub(crate) clock: Arc<dyn crate::objects::clock::Clock>,
+    pub(crate) clock: Arc<dyn crate::platform::Clock>,
     checker: Option<Checker>,
 }
 
@@ -163,7 +163,7 @@ impl FdTable {
     pub fn with_clock(
         config: TableConfig,
         user: Arc<User>,
-        clock: Arc<dyn crate::objects::clock::Clock>,
+        clock: Arc<dyn crate::platform::Clock>,
     ) -> FdTable {
         FdTable {
             slots: Mutex::new(Slots {
@@ -624,12 +624,73 @@ impl FdTable {
         self.install(file, flags & EPOLL_CLOEXEC != 0)
     }
 
+    /// `epoll_ctl`'s descriptor side, in Linux's order: the copy-in (`EFAULT`), the two
+    /// `fdget`s (`EBADF`), a target that cannot be polled (`EPERM`) before an `epfd` that is
+    /// no instance (`EINVAL`); then the instance's own checks
+    /// ([`EpollShared::ctl_files`]).
+    fn ctl_descriptors(
+        &self,
+        epfd: i32,
+        op: i32,
+        fd: i32,
+        event: Option<EpollEvent>,
+    ) -> Result<()> {
+        let event = if op != EPOLL_CTL_DEL {
+            event.ok_or(Errno::EFAULT)?
+        } else {
+            EpollEvent::default()
+        };
+        let (ep_file, target) = self.get_pair(epfd, fd);
+        let (ep_file, target) = (ep_file?, target?);
+        let Some(ep) = ep_file.as_epoll() else {
+            // Step 4 (a target that cannot be polled) comes before step 6 (`epfd` is not an
+            // instance); for an instance, `ctl_files` checks step 4 itself.
+            return Err(if target.ops().wait_queue().is_none() {
+                Errno::EPERM
+            } else {
+                Errno::EINVAL
+            });
+        };
+        ep.ctl_files(
+            &ep_file,
+            op,
+            &target,
+            fd,
+            event,
+            self.config().cap_block_suspend,
+        )
+    }
+
+    /// A [`Waker`] for the epoll instance `epfd` of this table: wakes a thread blocked in
+    /// [`FdTable::epoll_wait`] (or `epoll_pwait`, `epoll_pwait2`) on it, which then returns
+    /// 0 if it has no event. `EBADF` if `epfd` is not open, `EINVAL` if it is not an epoll
+    /// instance (as `epoll_wait` would say).
+    ///
+    /// ```
+    /// use eventpoll::{EpollEvent, FdTable};
+    /// let table = FdTable::new();
+    /// let epfd = table.epoll_create1(0).unwrap();
+    /// let waker = table.epoll_waker(epfd).unwrap();
+    /// let t = std::thread::spawn(move || {
+    ///     let mut events = [EpollEvent::default(); 4];
+    ///     table.epoll_wait(epfd, &mut events, 4, -1) // no limit: only the waker ends it
+    /// });
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// waker.wake();
+    /// assert_eq!(t.join().unwrap(), Ok(0));
+    /// ```
+    pub fn epoll_waker(&self, epfd: i32) -> Result<Waker> {
+        let file = self.get(epfd)?;
+        let ep = file.epoll_arc().ok_or(Errno::EINVAL)?;
+        Ok(Waker::of(ep))
+    }
+
     /// `epoll_ctl(epfd, op, fd, event)`, with Linux's checks in Linux's order; `event: None`
     /// is a NULL pointer.
     ///
     /// Linux: [epoll_ctl(2)](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html).
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
-        epoll::ctl(self, epfd, op, fd, event.copied())?;
+        self.ctl_descriptors(epfd, op, fd, event.copied())?;
         if let (Some(c), (Ok(ep), Ok(target))) = (&self.checker, self.get_pair(epfd, fd)) {
             c.ctl_done(
                 epfd,
@@ -784,6 +845,26 @@ pub(crate) fn ms_deadline(
         .and_then(|ms| Deadline::after(clock, Duration::from_millis(ms)))
 }
 
+/// What the checker reads of the table (the checker is below the table and does not name
+/// it).
+impl Descriptors for FdTable {
+    fn numbers_of(&self, file: &File) -> Vec<i32> {
+        FdTable::numbers_of(self, file)
+    }
+    fn epolls(&self) -> Vec<(i32, File)> {
+        FdTable::epolls(self)
+    }
+    fn file_at(&self, fd: i32, target: usize) -> Option<File> {
+        FdTable::file_at(self, fd, target)
+    }
+    fn is_open(&self, fd: i32) -> bool {
+        self.get(fd).is_ok()
+    }
+    fn now(&self) -> Duration {
+        self.clock.now()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -828,8 +909,8 @@ mod tests {
     /// the host's time would outlast `join_within`), reading the deadline.
     #[test]
     fn timeouts_end_exactly_when_the_manual_clock_passes_the_deadline() {
-        use crate::objects::clock::{Clock, ManualClock};
         use crate::objects::testutil::join_within;
+        use crate::platform::{Clock, ManualClock};
         let clock = Arc::new(ManualClock::new());
         let t = Arc::new(FdTable::with_clock(
             TableConfig::default(),

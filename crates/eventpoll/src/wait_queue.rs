@@ -22,6 +22,8 @@
 //! run again. A callback must therefore never wait on this same queue or take a lock that is
 //! held while waking it (see the lock order in `epoll`).
 
+// The declared back edge (see `Waiter`): the owner of an epoll item's entry.
+use crate::epoll::EpollShared;
 use crate::event::Events;
 use crate::platform::Deadline;
 use crate::prelude::*;
@@ -56,10 +58,17 @@ pub trait WakeCallback: Send + Sync {
 
 /// One entry of a queue: what it does when woken, and whether it is exclusive. Kept to 16
 /// bytes (one per watch), so every variant holds a thin pointer.
+///
+/// The one declared back edge of the module graph (`tests/layering.rs`): an epoll item's
+/// entry names its instance, `Arc<EpollShared>` — as the kernel's `container_of` reaches
+/// the epitem from its wait entry. A `dyn` owner would be a fat pointer and make every
+/// entry 24 bytes, with an indirect call per wakeup, on the engine's hottest path (one
+/// entry per watch, one callback per wakeup). Everything else of the wait queue is below
+/// `epoll`, and files reach their items only through [`WaitQueue::release_items`].
 pub(crate) enum Waiter {
     /// An epoll item: run the epoll callback for `slot` of `ep`.
     Item {
-        ep: Arc<crate::epoll::EpollShared>,
+        ep: Arc<EpollShared>,
         slot: u32,
         exclusive: bool,
     },
@@ -270,7 +279,24 @@ impl WaitQueue {
     }
 
     /// The epoll items hooked on this queue, as (instance, slot) pairs.
-    pub(crate) fn items(&self) -> Vec<(Arc<crate::epoll::EpollShared>, u32)> {
+    pub(crate) fn items(&self) -> Vec<(Arc<EpollShared>, u32)> {
+        self.items_inner()
+    }
+
+    /// The open file description `description` (its identity, `File::description_id`)
+    /// whose object owns this queue is being released: every epoll item watching it is
+    /// removed (Linux's `eventpoll_release`, which `__fput` calls before the object's
+    /// release). This is how a file reaches its items without naming epoll.
+    pub(crate) fn release_items(&self, description: usize) {
+        if self.is_empty() {
+            return;
+        }
+        for (ep, slot) in self.items_inner() {
+            ep.release_file_item(slot, description);
+        }
+    }
+
+    fn items_inner(&self) -> Vec<(Arc<EpollShared>, u32)> {
         lock(&self.entries)
             .iter()
             .filter_map(|e| match e {
@@ -304,7 +330,7 @@ impl WaitQueue {
     ///
     /// ```
     /// use eventpoll::{Errno, WaitQueue};
-    /// use eventpoll::objects::clock::MonotonicClock;
+    /// use eventpoll::platform::MonotonicClock;
     /// use eventpoll::platform::Deadline;
     /// use std::time::Duration;
     /// let q = WaitQueue::new();

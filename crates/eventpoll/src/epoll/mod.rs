@@ -67,7 +67,6 @@ use crate::file::{File, FileOps};
 use crate::platform::{Clock, Deadline};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
-use crate::table::FdTable;
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use core::time::Duration;
 use hashbrown::HashTable;
@@ -1151,6 +1150,19 @@ fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
     }
 }
 
+/// The epoll side of a [`File`] (here, not in `file`, which is below `epoll`).
+impl File {
+    /// The epoll instance behind this description, if it is one.
+    pub(crate) fn as_epoll(&self) -> Option<&EpollShared> {
+        self.downcast::<EpollShared>()
+    }
+
+    /// The epoll instance behind this description, shared, if it is one.
+    pub(crate) fn epoll_arc(&self) -> Option<Arc<EpollShared>> {
+        epoll_of(self.ops())
+    }
+}
+
 /// The epoll instance behind an object, if it is one.
 pub(crate) fn epoll_of(ops: &Arc<dyn FileOps>) -> Option<Arc<EpollShared>> {
     let any: Arc<dyn core::any::Any + Send + Sync> = ops.clone();
@@ -1168,41 +1180,6 @@ impl FileOps for EpollShared {
     fn release(&self) {
         self.release_all();
     }
-}
-
-/// `epoll_ctl` on a descriptor table: the copy-in and the two `fdget`s, then
-/// [`EpollShared::ctl_files`].
-pub(crate) fn ctl(
-    table: &FdTable,
-    epfd: i32,
-    op: i32,
-    fd: i32,
-    event: Option<EpollEvent>,
-) -> Result<()> {
-    let event = if op != EPOLL_CTL_DEL {
-        event.ok_or(Errno::EFAULT)?
-    } else {
-        EpollEvent::default()
-    };
-    let (ep_file, target) = table.get_pair(epfd, fd);
-    let (ep_file, target) = (ep_file?, target?);
-    let Some(ep) = ep_file.as_epoll() else {
-        // Step 4 (a target that cannot be polled) comes before step 6 (`epfd` is not an
-        // instance); for an instance, `ctl_files` checks step 4 itself.
-        return Err(if target.ops().wait_queue().is_none() {
-            Errno::EPERM
-        } else {
-            Errno::EINVAL
-        });
-    };
-    ep.ctl_files(
-        &ep_file,
-        op,
-        &target,
-        fd,
-        event,
-        table.config().cap_block_suspend,
-    )
 }
 
 #[cfg(test)]

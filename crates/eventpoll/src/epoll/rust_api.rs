@@ -171,12 +171,12 @@ impl Epoll {
     }
 
     /// A new instance charging `user`'s watch budget whose `wait` timeouts are measured on
-    /// `clock` (a [`ManualClock`](crate::objects::clock::ManualClock): they end when it is
+    /// `clock` (a [`ManualClock`](crate::platform::ManualClock): they end when it is
     /// advanced past them).
     ///
     /// ```
     /// use eventpoll::{Epoll, EventBuffer, User};
-    /// use eventpoll::objects::clock::ManualClock;
+    /// use eventpoll::platform::ManualClock;
     /// use std::{sync::Arc, time::Duration};
     /// let clock = Arc::new(ManualClock::new());
     /// let epoll = Epoll::with_clock(User::new(16), clock.clone());

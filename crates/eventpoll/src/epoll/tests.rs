@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::event::{EPOLL_CTL_ADD as ADD, EPOLL_CTL_DEL as DEL, EPOLL_CTL_MOD as MOD};
+use crate::table::FdTable;
 use crate::test_prelude::*;
 use crate::{Interest, Pollable};
 use std::sync::atomic::AtomicU32 as StdAtomicU32;

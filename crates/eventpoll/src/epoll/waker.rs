@@ -3,10 +3,8 @@
 //! How a wakeup is delivered is documented on [`Waker`].
 
 use super::{Epoll, EpollShared};
-use crate::errno::{Errno, Result};
 use crate::event::Events;
 use crate::sync::{lock, Arc, Ordering};
-use crate::table::FdTable;
 
 /// Wakes a blocked wait on one epoll instance from any thread, without an object of one's
 /// own. Cheap to clone; `Send` and `Sync`.
@@ -102,6 +100,13 @@ impl EpollShared {
     }
 }
 
+impl Waker {
+    /// The waker of instance `ep` (for the descriptor table's `epoll_waker`).
+    pub(crate) fn of(ep: Arc<EpollShared>) -> Waker {
+        Waker { ep }
+    }
+}
+
 impl Epoll {
     /// A [`Waker`] for this instance: wakes a thread blocked in [`Epoll::wait`] from another
     /// thread. Every waker of an instance sets the same flag (see [`Waker`]).
@@ -123,38 +128,12 @@ impl Epoll {
     }
 }
 
-impl FdTable {
-    /// A [`Waker`] for the epoll instance `epfd` of this table: wakes a thread blocked in
-    /// [`FdTable::epoll_wait`] (or `epoll_pwait`, `epoll_pwait2`) on it, which then returns
-    /// 0 if it has no event. `EBADF` if `epfd` is not open, `EINVAL` if it is not an epoll
-    /// instance (as `epoll_wait` would say).
-    ///
-    /// ```
-    /// use eventpoll::{EpollEvent, FdTable};
-    /// let table = FdTable::new();
-    /// let epfd = table.epoll_create1(0).unwrap();
-    /// let waker = table.epoll_waker(epfd).unwrap();
-    /// let t = std::thread::spawn(move || {
-    ///     let mut events = [EpollEvent::default(); 4];
-    ///     table.epoll_wait(epfd, &mut events, 4, -1) // no limit: only the waker ends it
-    /// });
-    /// std::thread::sleep(std::time::Duration::from_millis(20));
-    /// waker.wake();
-    /// assert_eq!(t.join().unwrap(), Ok(0));
-    /// ```
-    pub fn epoll_waker(&self, epfd: i32) -> Result<Waker> {
-        let file = self.get(epfd)?;
-        let ep = file.epoll_arc().ok_or(Errno::EINVAL)?;
-        Ok(Waker { ep })
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::objects::pipe::pipe;
     use crate::test_prelude::*;
-    use crate::{EventBuffer, Interest};
+    use crate::{Errno, EventBuffer, FdTable, Interest};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 

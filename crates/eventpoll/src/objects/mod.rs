@@ -10,7 +10,6 @@
 //! is the one Linux passes, because that key decides whether an edge-triggered item fires.
 //! The kernel observations each model rests on are written next to the code and its tests.
 
-pub mod clock;
 pub mod eventfd;
 pub mod fifo;
 pub mod listener;

@@ -53,7 +53,7 @@
 //! ```
 
 use crate::errno::{Errno, Result};
-use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
+use crate::event::{Events, O_CLOEXEC, O_DIRECT, O_NONBLOCK};
 use crate::file::{File, FileOps};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
@@ -69,8 +69,6 @@ pub const PIPE_BUF: usize = 4096;
 pub const PIPE_DEF_BUFFERS: usize = 16;
 /// `/proc/sys/fs/pipe-max-size`: an unprivileged `F_SETPIPE_SZ` may not grow a pipe beyond it.
 pub const PIPE_MAX_SIZE: usize = 1 << 20;
-/// `O_DIRECT` (x86-64, generic): packet mode for `pipe2`.
-pub const O_DIRECT: i32 = 0o40000;
 
 /// One slot: a page of data, `data[offset..]` not yet read.
 struct Buffer {

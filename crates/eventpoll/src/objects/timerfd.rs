@@ -1,5 +1,5 @@
 //! timerfd, modelled on Linux `fs/timerfd.c` (hrtimer-based clocks), running on a
-//! [`Clock`] — the host's monotonic clock, or a [`ManualClock`](super::clock::ManualClock)
+//! [`Clock`] — the host's monotonic clock, or a [`ManualClock`](crate::platform::ManualClock)
 //! for deterministic tests.
 //!
 //! - The state is an expiration count (`ticks`), an "expired" flag, the interval, and the
@@ -25,7 +25,7 @@
 //!   are never set, so it never cancels.
 //!
 //! ```
-//! use eventpoll::objects::clock::ManualClock;
+//! use eventpoll::platform::ManualClock;
 //! use eventpoll::{FdTable, ITimerSpec, Timespec, User, table::TableConfig};
 //! use eventpoll::objects::timerfd::{CLOCK_MONOTONIC, TFD_NONBLOCK};
 //! use std::{sync::Arc, time::Duration};
@@ -44,7 +44,7 @@
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
 use crate::file::{File, FileOps};
-use crate::objects::clock::{Clock, TimerId};
+use crate::platform::{Clock, TimerId};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex};
 use crate::table::{FdTable, ITimerSpec, Timespec};
@@ -431,8 +431,8 @@ impl FdTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::clock::{ManualClock, MonotonicClock};
     use crate::objects::testutil::{join_within, Recorder};
+    use crate::platform::{ManualClock, MonotonicClock};
     use crate::table::TableConfig;
     use crate::{Interrupt, User};
 

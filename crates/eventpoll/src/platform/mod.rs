@@ -9,7 +9,7 @@
 //! | a *short* lock a wakeup may take from any context | `ep->lock`, wait-queue locks | `std::sync::Mutex` | a spin lock |
 //! | the current task, park, unpark | `current`, `schedule()`, `wake_up_process` | `std::thread` | [`Platform::current_task`], [`Platform::park`], [`Unpark`] |
 //! | per-task state: the interrupt, the cached parker, the deferred unparks | `current->pending`, `task_struct` | thread-locals | kept in the [`Task`] the platform returns |
-//! | time, and a timed sleep | `ktime_get`, hrtimers | `MonotonicClock` (`objects::clock`) | [`Platform::clock`] |
+//! | time, and a timed sleep | `ktime_get`, hrtimers | `MonotonicClock` (`platform`) | [`Platform::clock`] |
 //!
 //! Under `--cfg loom` the locks, atomics and parking are loom's, so the loom models run the
 //! real engine on the same seam.
@@ -19,7 +19,7 @@
 //! Every deadline — `epoll_wait`'s timeout, `poll`'s, a blocking read's — is a point on a
 //! [`Clock`], the same clock a table's timerfds run on. A timed sleep is "schedule an
 //! unpark of this task at the deadline, then park" ([`Clock::park_until`]'s default), so a
-//! port needs no timed park, and a wait on a [`ManualClock`](crate::objects::clock::ManualClock)
+//! port needs no timed park, and a wait on a [`ManualClock`]
 //! table ends exactly when that clock is advanced past its deadline. `MonotonicClock`
 //! overrides `park_until` with std's `park_timeout` (no timer round trip).
 //!
@@ -43,7 +43,7 @@
 //!
 //! ```
 //! use eventpoll::platform::{self, Platform, Task, Unpark};
-//! use eventpoll::objects::clock::{Clock, ManualClock};
+//! use eventpoll::platform::{Clock, ManualClock};
 //! use eventpoll::{Epoll, EventBuffer};
 //! use std::{sync::Arc, time::Duration};
 //!
@@ -87,10 +87,14 @@
 
 #[cfg(any(all(not(feature = "std"), not(loom)), test))]
 pub(crate) mod bare_lock;
+mod clock;
 pub(crate) mod park;
 pub(crate) mod sync;
 pub(crate) mod time;
 
+#[cfg(any(feature = "std", test))]
+pub use clock::MonotonicClock;
+pub use clock::{ManualClock, TimerQueue};
 pub use time::{Clock, Deadline, TimerCallback, TimerId};
 
 use crate::prelude::*;
@@ -243,7 +247,7 @@ mod test_platform {
             std::thread::park()
         }
         fn clock(&self) -> Arc<dyn Clock> {
-            Arc::new(crate::objects::clock::MonotonicClock)
+            Arc::new(crate::platform::MonotonicClock)
         }
     }
 
@@ -256,7 +260,7 @@ pub fn default_clock() -> Arc<dyn Clock> {
     {
         match registered() {
             Some(p) => p.clock(),
-            None => Arc::new(crate::objects::clock::MonotonicClock),
+            None => Arc::new(crate::platform::MonotonicClock),
         }
     }
     #[cfg(not(feature = "std"))]

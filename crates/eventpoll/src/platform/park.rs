@@ -54,7 +54,7 @@ pub(crate) fn park() {
 
 /// Park for at most `d` (a clock with a native timed park: [`MonotonicClock`]).
 ///
-/// [`MonotonicClock`]: crate::objects::clock::MonotonicClock
+/// [`MonotonicClock`]: crate::platform::MonotonicClock
 #[cfg(all(feature = "std", not(loom)))]
 pub(crate) fn park_timeout(d: core::time::Duration) {
     std::thread::park_timeout(d)

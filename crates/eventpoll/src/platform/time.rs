@@ -53,7 +53,7 @@ pub trait Clock: Send + Sync + 'static {
     /// The default schedules an unpark of the calling task at `deadline`, parks through
     /// the platform, and cancels the unpark: a timed sleep needs nothing but
     /// [`Clock::schedule`], and on a clock that moves only when told to (a
-    /// [`ManualClock`](crate::objects::clock::ManualClock)) it ends exactly when the clock
+    /// [`ManualClock`](crate::platform::ManualClock)) it ends exactly when the clock
     /// is moved past `deadline`.
     fn park_until(&self, deadline: Duration) {
         super::park::park_until_by_timer(self, deadline)
@@ -63,7 +63,7 @@ pub trait Clock: Send + Sync + 'static {
 /// A point in time on a [`Clock`]: when a blocking call gives up.
 ///
 /// ```
-/// use eventpoll::objects::clock::{Clock, ManualClock};
+/// use eventpoll::platform::{Clock, ManualClock};
 /// use eventpoll::platform::Deadline;
 /// use std::time::Duration;
 /// let clock = ManualClock::new();

@@ -14,7 +14,7 @@
 //!   it too.
 //!
 //! ```
-//! use eventpoll::objects::clock::{Clock, ManualClock};
+//! use eventpoll::platform::{Clock, ManualClock};
 //! use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
 //! use std::time::Duration;
 //!
@@ -34,12 +34,12 @@ use core::time::Duration;
 #[cfg(all(any(feature = "std", test), any(test, not(unix))))]
 use std::time::Instant;
 
-pub use crate::platform::{Clock, TimerCallback, TimerId};
+use super::{Clock, TimerCallback, TimerId};
 
 /// Callbacks ordered by deadline (then by scheduling order).
 ///
 /// ```
-/// use eventpoll::objects::clock::TimerQueue;
+/// use eventpoll::platform::TimerQueue;
 /// use std::time::Duration;
 /// let q = TimerQueue::new();
 /// let late = q.insert(Duration::from_secs(2), Box::new(|| {}));
@@ -122,7 +122,7 @@ impl TimerQueue {
 /// (with `std` only).
 ///
 /// ```
-/// use eventpoll::objects::clock::{Clock, MonotonicClock};
+/// use eventpoll::platform::{Clock, MonotonicClock};
 /// let c = MonotonicClock;
 /// let a = c.now();
 /// assert!(c.now() >= a);
@@ -256,7 +256,7 @@ fn timer_thread(s: &'static Service) {
 /// epoch are in the past, as they are on the kernel's `CLOCK_MONOTONIC`.
 ///
 /// ```
-/// use eventpoll::objects::clock::{Clock, ManualClock};
+/// use eventpoll::platform::{Clock, ManualClock};
 /// use std::time::Duration;
 /// let c = ManualClock::new();
 /// assert_eq!(c.now(), Duration::from_secs(1));
