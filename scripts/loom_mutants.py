@@ -31,9 +31,9 @@ MUTANTS = [
         [
             (
                 EPOLL,
-                """                eavail = r.events_available();
+                """                eavail = r.events_available() || self.notified.load(Ordering::Relaxed);
                 if !eavail {""",
-                """                eavail = r.events_available();
+                """                eavail = r.events_available() || self.notified.load(Ordering::Relaxed);
                 drop(r);
                 if !eavail {""",
             ),
