@@ -44,7 +44,7 @@ fn io(r: eventpoll::Result<usize>, what: &str) -> Result<Io, String> {
     match r {
         Ok(n) => Ok(Io::Done(n)),
         Err(Errno::EAGAIN) => Ok(Io::WouldBlock),
-        Err(e) => Err(format!("{what}: {}", e.name())),
+        Err(e) => Err(format!("{what}: {}", e)),
     }
 }
 
@@ -53,7 +53,7 @@ pub fn rig(n: usize, edge: bool) -> Result<EngineRig, String> {
     let table = table_for(2 * n + 16, n + 16);
     let epfd = table
         .epoll_create1(0)
-        .map_err(|e| format!("epoll_create1: {}", e.name()))?;
+        .map_err(|e| format!("epoll_create1: {}", e))?;
     let mut read_fds = Vec::with_capacity(n);
     let mut write_fds = Vec::with_capacity(n);
     let mut bits = Events::IN;
@@ -63,7 +63,7 @@ pub fn rig(n: usize, edge: bool) -> Result<EngineRig, String> {
     for i in 0..n {
         let (r, w) = table
             .pipe2(O_NONBLOCK)
-            .map_err(|e| format!("pipe2 #{i}: {}", e.name()))?;
+            .map_err(|e| format!("pipe2 #{i}: {}", e))?;
         table
             .epoll_ctl(
                 epfd,
@@ -71,7 +71,7 @@ pub fn rig(n: usize, edge: bool) -> Result<EngineRig, String> {
                 r,
                 Some(&EpollEvent::new(bits, i as u64)),
             )
-            .map_err(|e| format!("epoll_ctl(ADD) #{i}: {}", e.name()))?;
+            .map_err(|e| format!("epoll_ctl(ADD) #{i}: {}", e))?;
         read_fds.push(r);
         write_fds.push(w);
     }
@@ -91,7 +91,7 @@ impl Rig for EngineRig {
         let n = self
             .table
             .epoll_wait(self.epfd, &mut self.events, max, timeout_ms)
-            .map_err(|e| format!("epoll_wait: {}", e.name()))?;
+            .map_err(|e| format!("epoll_wait: {}", e))?;
         ready.extend(self.events[..n].iter().map(|e| e.data() as u32));
         Ok(())
     }

@@ -131,7 +131,7 @@ impl EngineApi {
 }
 
 fn errno(what: &str) -> impl Fn(Errno) -> String + '_ {
-    move |e| format!("{what}: {}", e.name())
+    move |e| format!("{what}: {}", e)
 }
 
 impl Api for EngineApi {

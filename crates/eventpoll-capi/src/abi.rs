@@ -31,6 +31,7 @@ use crate::process::{self, Slot};
 use crate::user;
 use eventpoll::event::EP_MAX_EVENTS;
 use eventpoll::EpollEvent;
+use eventpoll::Errno;
 use eventpoll_host::sys;
 use libc::{c_int, c_long, c_uint, c_ulong, c_void, size_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,11 +44,11 @@ pub(crate) fn set_errno(e: c_int) {
 }
 
 /// Run `body`, map `Err(errno)` to `-1` + errno and a panic to `-1` + `EIO`.
-pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            set_errno(e);
+            set_errno(e.raw_os_error());
             -1
         }
         Err(_) => {
@@ -58,11 +59,9 @@ pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
 }
 
 /// A raw syscall's `-1`/errno as a result.
-pub(crate) fn raw(r: c_long) -> Result<c_int, c_int> {
+pub(crate) fn raw(r: c_long) -> Result<c_int, Errno> {
     if r < 0 {
-        Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
+        Err(eventpoll_host::sys::last_errno())
     } else {
         Ok(r as c_int)
     }
@@ -70,9 +69,9 @@ pub(crate) fn raw(r: c_long) -> Result<c_int, c_int> {
 
 /// A caller's timespec as a duration: `EINVAL` for a negative one or nanoseconds out of
 /// range, as the kernel checks it.
-pub(crate) fn duration_of(ts: &libc::timespec) -> Result<Duration, c_int> {
+pub(crate) fn duration_of(ts: &libc::timespec) -> Result<Duration, Errno> {
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
@@ -94,7 +93,7 @@ fn sigset_readable(p: *const libc::sigset_t) -> bool {
 pub extern "C" fn epoll_create(size: c_int) -> c_int {
     let r = ffi(|| {
         if size <= 0 {
-            return Err(libc::EINVAL);
+            return Err(Errno::EINVAL);
         }
         create(0)
     });
@@ -107,7 +106,7 @@ pub extern "C" fn epoll_create(size: c_int) -> c_int {
 pub extern "C" fn epoll_create1(flags: c_int) -> c_int {
     let r = ffi(|| {
         if flags & !libc::EPOLL_CLOEXEC != 0 {
-            return Err(libc::EINVAL);
+            return Err(Errno::EINVAL);
         }
         create(flags)
     });
@@ -115,7 +114,7 @@ pub extern "C" fn epoll_create1(flags: c_int) -> c_int {
     r
 }
 
-fn create(flags: c_int) -> Result<c_int, c_int> {
+fn create(flags: c_int) -> Result<c_int, Errno> {
     match process::get() {
         Some(p) => {
             let _g = p.gate.enter();
@@ -177,7 +176,7 @@ fn ctl(
     fd: c_int,
     event: *mut EpollEvent,
     seen: &mut Option<EpollEvent>,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let Some(p) = process::get() else {
         // SAFETY: the kernel validates everything.
         return raw(unsafe {
@@ -187,7 +186,7 @@ fn ctl(
     // Linux copies the event in first (every op but DEL): EFAULT before any EBADF.
     let has_event = op != libc::EPOLL_CTL_DEL;
     let ev = if has_event {
-        let e = user::read(event).ok_or(libc::EFAULT)?;
+        let e = user::read(event).ok_or(Errno::EFAULT)?;
         *seen = Some(e);
         e
     } else {
@@ -196,7 +195,7 @@ fn ctl(
     let _g = p.gate.enter();
     // A hidden number is a closed one, as `epfd` or as `fd`: EBADF either way.
     if process::is_hidden(epfd) || process::is_hidden(fd) {
-        return Err(libc::EBADF);
+        return Err(Errno::EBADF);
     }
     let inst = match p.slot(epfd) {
         Some(Slot::Epoll(inst)) => inst,
@@ -228,11 +227,7 @@ fn ctl(
             d.ask_host(Some((key, fd, ev.events)))?;
         }
     }
-    let r = inst
-        .hep
-        .epoll()
-        .ctl(op, &target, fd, ev)
-        .map_err(|e| e.raw());
+    let r = inst.hep.epoll().ctl(op, &target, fd, ev);
     if let Some(d) = &desc {
         if r.is_ok() && is_add_or_mod {
             d.record(key, fd, Some(ev.events));
@@ -268,7 +263,7 @@ unsafe fn wait(
     timeout: Option<Duration>,
     mask: Mask,
     raw_wait: impl FnOnce() -> c_long,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let Some(p) = process::get() else {
         return raw(raw_wait());
     };
@@ -278,34 +273,34 @@ unsafe fn wait(
             // A closed number: the signal set's checks come first.
             if let Mask::Some(m, size) = mask {
                 if !m.is_null() && size != 8 {
-                    return Err(libc::EINVAL);
+                    return Err(Errno::EINVAL);
                 }
                 if !m.is_null() && !sigset_readable(m) {
-                    return Err(libc::EFAULT);
+                    return Err(Errno::EFAULT);
                 }
             }
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         _ => return raw(raw_wait()),
     };
     let sigmask = match mask {
         Mask::None => None,
         Mask::Some(m, _) if m.is_null() => None,
-        Mask::Some(_, size) if size != 8 => return Err(libc::EINVAL),
+        Mask::Some(_, size) if size != 8 => return Err(Errno::EINVAL),
         Mask::Some(m, _) => {
             if !sigset_readable(m) {
-                return Err(libc::EFAULT);
+                return Err(Errno::EFAULT);
             }
             Some(m)
         }
     };
     if maxevents <= 0 || maxevents > EP_MAX_EVENTS {
-        return Err(libc::EINVAL);
+        return Err(Errno::EINVAL);
     }
     // Linux's access_ok on the whole buffer; each slot is checked when an event goes there.
     let len = maxevents as usize * std::mem::size_of::<EpollEvent>();
     if !user::in_user_space(events as usize, len) {
-        return Err(libc::EFAULT);
+        return Err(Errno::EFAULT);
     }
     let mut out = user::UserEvents::new(events);
     let start = Instant::now();
@@ -338,7 +333,7 @@ unsafe fn wait(
         let _g = p.gate.enter();
         inst.sync();
     }
-    r.map(|n| n as c_int).map_err(|e| e.raw())
+    r.map(|n| n as c_int)
 }
 
 fn ms(timeout: c_int) -> Option<Duration> {
@@ -519,7 +514,7 @@ pub(crate) unsafe fn epoll_pwait2_sized(
         let t = if timeout.is_null() {
             None
         } else {
-            let ts = user::read(timeout).ok_or(libc::EFAULT)?;
+            let ts = user::read(timeout).ok_or(Errno::EFAULT)?;
             shown = format!("{{{}, {}}}", ts.tv_sec, ts.tv_nsec);
             Some(duration_of(&ts)?)
         };
@@ -565,7 +560,7 @@ pub extern "C" fn close(fd: c_int) -> c_int {
         let _g = p.gate.enter();
         match p.slot(fd) {
             None => return raw_close(),
-            Some(Slot::Hidden) => return Err(libc::EBADF),
+            Some(Slot::Hidden) => return Err(Errno::EBADF),
             Some(_) => known = true,
         }
         if crate::check::on() {
@@ -608,7 +603,7 @@ pub extern "C" fn closefrom(low: c_int) {
     let _ = ffi(|| close_range_impl(first, c_uint::MAX, 0));
 }
 
-fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, c_int> {
+fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, Errno> {
     let raw_range = |a: c_uint, b: c_uint| {
         // SAFETY: no pointers; closing numbers is memory-safe.
         raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_close_range, a, b, flags) })
@@ -637,7 +632,7 @@ fn close_range_impl(first: c_uint, last: c_uint, flags: c_int) -> Result<c_int, 
     let known = p.known_in(first, last);
     let mut closed_early: Vec<c_int> = Vec::new();
     let mut hi = i64::from(last);
-    let close_gap = |lo: i64, hi: i64| -> Result<(), c_int> {
+    let close_gap = |lo: i64, hi: i64| -> Result<(), Errno> {
         if lo <= hi {
             raw_range(lo as c_uint, hi as c_uint)?;
         }
@@ -699,7 +694,7 @@ pub extern "C" fn dup(old: c_int) -> c_int {
         let p = process::existing();
         let _g = p.map(|p| p.gate.enter());
         if hidden(old) {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         // SAFETY: no pointers. (x86-64 has SYS_dup; elsewhere F_DUPFD 0 is the same.)
         let new =
@@ -716,14 +711,14 @@ pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
         let p = process::existing();
         let _g = p.map(|p| p.gate.enter());
         if hidden(old) || hidden(new) {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         if old == new {
             // dup2 of a number onto itself only checks it.
             return if sys::is_open(old) {
                 Ok(new)
             } else {
-                Err(libc::EBADF)
+                Err(Errno::EBADF)
             };
         }
         // SAFETY: no pointers.
@@ -740,7 +735,7 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
         let p = process::existing();
         let _g = p.map(|p| p.gate.enter());
         if hidden(old) || hidden(new) {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         // SAFETY: no pointers.
         let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, flags) })?;
@@ -763,9 +758,9 @@ pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     ffi(|| fcntl_impl(fd, cmd, arg))
 }
 
-fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
+fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
     if hidden(fd) {
-        return Err(libc::EBADF);
+        return Err(Errno::EBADF);
     }
     if cmd == libc::F_SETPIPE_SZ {
         // Linux wakes the pipe's writers without a key (every item of theirs is queued);
@@ -790,7 +785,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
     let p = process::existing();
     let _g = p.map(|p| p.gate.enter());
     if hidden(fd) {
-        return Err(libc::EBADF);
+        return Err(Errno::EBADF);
     }
     // SAFETY: integer argument.
     let new = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })?;
@@ -805,15 +800,15 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, c_int> {
 /// `EBADF`.
 fn keyless_after(
     fd: c_int,
-    call: impl FnOnce() -> Result<c_int, c_int>,
+    call: impl FnOnce() -> Result<c_int, Errno>,
     wake: impl FnOnce(&eventpoll_host::Host),
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let Some(p) = process::existing() else {
         return call();
     };
     let _g = p.gate.enter();
     if matches!(p.slot(fd), Some(Slot::Hidden)) {
-        return Err(libc::EBADF);
+        return Err(Errno::EBADF);
     }
     if process::INSTANCES.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         // No instance, no item to wake: the call alone.

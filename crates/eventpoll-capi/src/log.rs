@@ -21,8 +21,9 @@ pub fn trace(call: impl FnOnce() -> String, ret: Ret) {
     }
     let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let result = if ret.0 < 0 {
-        let name = eventpoll::Errno::from_raw(err)
-            .map_or_else(|| format!("errno {err}"), |e| e.name().to_string());
+        let name = eventpoll::Errno::from_raw_os_error(err)
+            .name()
+            .map_or_else(|| format!("errno {err}"), str::to_string);
         format!("-1 {name}")
     } else {
         ret.0.to_string()

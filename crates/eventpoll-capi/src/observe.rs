@@ -16,6 +16,7 @@
 use crate::abi::{duration_of, ffi, raw};
 use crate::process::{self, Instance, INSTANCES};
 use crate::user;
+use eventpoll::Errno;
 use eventpoll_host::sys;
 use libc::{c_int, nfds_t, pollfd};
 use std::sync::atomic::Ordering;
@@ -49,7 +50,7 @@ fn poll_instances(
     fds: &mut [pollfd],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mask = (!sigmask.is_null()).then_some(sigmask);
     // Counted as sleepers of each instance before the first check: whichever thread pumps
@@ -119,7 +120,7 @@ fn poll_copy(
     fds: &mut [pollfd],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let hidden: Vec<usize> = (0..fds.len())
         .filter(|&i| process::is_hidden(fds[i].fd))
         .collect();
@@ -141,7 +142,7 @@ fn poll_copy(
         }
     };
     let n = match r {
-        Err(libc::EINTR) if !hidden.is_empty() => 0,
+        Err(Errno::EINTR) if !hidden.is_empty() => 0,
         other => other?,
     };
     for (&i, &fd) in hidden.iter().zip(&originals) {
@@ -157,7 +158,7 @@ fn ppoll_impl(
     timeout: Option<Duration>,
     tsp: *const libc::timespec,
     sigmask: *const libc::sigset_t,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let raw_call = || {
         // SAFETY: the kernel validates every pointer.
         raw(unsafe {
@@ -186,7 +187,7 @@ fn ppoll_impl(
         // found writable.
         let at = unsafe { std::ptr::addr_of_mut!((*fds.add(i)).revents) };
         if at as usize + std::mem::size_of::<i16>() > ok {
-            return Err(libc::EFAULT);
+            return Err(Errno::EFAULT);
         }
         // SAFETY: within the writable prefix (pollfd fields are aligned as the C struct).
         unsafe { std::ptr::write_unaligned(at, f.revents) };
@@ -269,12 +270,12 @@ fn read_sets(nfds: usize, sets: [*mut libc::fd_set; 3]) -> Option<[Set; 3]> {
 }
 
 /// Write the result sets back; `EFAULT` if one cannot be written.
-fn write_sets(sets: [*mut libc::fd_set; 3], copies: &[Set; 3]) -> Result<(), c_int> {
+fn write_sets(sets: [*mut libc::fd_set; 3], copies: &[Set; 3]) -> Result<(), Errno> {
     for (&s, c) in sets.iter().zip(copies) {
         if let Some(words) = c {
             let len = std::mem::size_of_val(words.as_slice());
             if user::writable_prefix(s as usize, s as usize + len) < s as usize + len {
-                return Err(libc::EFAULT);
+                return Err(Errno::EFAULT);
             }
             // SAFETY: the whole range was just found writable.
             unsafe {
@@ -292,7 +293,7 @@ fn select_copies(
     sets: &mut [Set; 3],
     timeout: Option<Duration>,
     sigmask: *const libc::sigset_t,
-) -> Result<Option<c_int>, c_int> {
+) -> Result<Option<c_int>, Errno> {
     const RD: i16 = libc::POLLIN
         | libc::POLLRDNORM
         | libc::POLLRDBAND
@@ -316,7 +317,7 @@ fn select_copies(
         }
         if ev != 0 {
             if process::is_hidden(fd as c_int) {
-                return Err(libc::EBADF);
+                return Err(Errno::EBADF);
             }
             fds.push(pollfd {
                 fd: fd as c_int,
@@ -333,7 +334,7 @@ fn select_copies(
     // below in every set it was asked in (Linux 6.x: EPOLLNVAL is in POLLIN_SET,
     // POLLOUT_SET and POLLEX_SET).
     if fds.iter().any(|f| !sys::is_open(f.fd)) {
-        return Err(libc::EBADF);
+        return Err(Errno::EBADF);
     }
     poll_instances(p, &insts, &mut fds, timeout, sigmask)?;
     for words in sets.iter_mut().flatten() {
@@ -392,7 +393,7 @@ pub unsafe extern "C" fn select(
         };
         let t = match tv {
             None => None,
-            Some(tv) if tv.tv_sec < 0 || tv.tv_usec < 0 => return Err(libc::EINVAL),
+            Some(tv) if tv.tv_sec < 0 || tv.tv_usec < 0 => return Err(Errno::EINVAL),
             Some(tv) => Some(
                 Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64),
             ),

@@ -41,6 +41,7 @@
 
 #![allow(unsafe_code)] // errno, getrlimit, pthread_atfork: FFI only, each block commented.
 
+use eventpoll::Errno;
 use eventpoll::{Epoll, File, User};
 use eventpoll_host::{sys, Bell, DriverKind, Host, HostEpoll, HostFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -122,7 +123,7 @@ impl HostDesc {
 
     /// Ask the host for the union of the items' interests, with `extra` (an item about to
     /// be added or modified: its key and new interest) counted in and replacing its entry.
-    pub fn ask_host(&self, extra: Option<(usize, i32, u32)>) -> Result<(), i32> {
+    pub fn ask_host(&self, extra: Option<(usize, i32, u32)>) -> Result<(), Errno> {
         let Some(h) = self.host_fd() else {
             return Ok(());
         };
@@ -138,7 +139,6 @@ impl HostDesc {
         }
         drop(list);
         h.set_interest(eventpoll::Events::from_bits_retain(union))
-            .map_err(|e| e.raw())
     }
 
     /// The numbers known to refer to this description.
@@ -613,7 +613,7 @@ impl Process {
 
     /// A new instance: a kernel epoll (the number the program gets) watching a hidden
     /// eventfd bell.
-    pub fn create_instance(&self, flags: i32) -> Result<i32, i32> {
+    pub fn create_instance(&self, flags: i32) -> Result<i32, Errno> {
         let e = sys::epoll_create1(flags)?;
         let d = match sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) {
             Ok(d) => sys::move_high(d, self.hidden_base),
@@ -641,7 +641,7 @@ impl Process {
     /// description, or a new host description for a host number seen for the first time
     /// (or whose number was closed and reused behind our back). `Err(EBADF)` when `fd` is
     /// not open.
-    pub fn target(&self, fd: i32) -> Result<File, i32> {
+    pub fn target(&self, fd: i32) -> Result<File, Errno> {
         match self.slot(fd) {
             Some(Slot::Epoll(inst)) => {
                 // Still the kernel epoll watching this instance's bell? A number closed by
@@ -658,7 +658,7 @@ impl Process {
                 );
                 drop(self.forget(fd));
             }
-            Some(Slot::Hidden) => return Err(libc::EBADF),
+            Some(Slot::Hidden) => return Err(Errno::EBADF),
             Some(Slot::Host(desc)) => {
                 // A description that cannot be polled holds no items, so there is nothing
                 // to keep — and its number may have been closed where the library does not
@@ -677,13 +677,10 @@ impl Process {
             None => {}
         }
         if !sys::is_open(fd) {
-            return Err(libc::EBADF);
+            return Err(Errno::EBADF);
         }
         // Output readiness is watched once an item asks for it (abi::ctl calls watch).
-        let file = self
-            .host
-            .open_for(fd, eventpoll::Events::empty())
-            .map_err(|e| e.raw())?;
+        let file = self.host.open_for(fd, eventpoll::Events::empty())?;
         let desc = Arc::new(HostDesc {
             file: file.clone(),
             numbers: Mutex::new(vec![fd]),

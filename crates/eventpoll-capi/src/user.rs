@@ -19,6 +19,7 @@
 
 #![allow(unsafe_code)]
 
+use eventpoll::Errno;
 use eventpoll::{EpollEvent, EventSink};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -50,12 +51,12 @@ fn page() -> usize {
     p
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+fn errno() -> Errno {
+    eventpoll_host::sys::last_errno()
 }
 
 /// `madvise(addr, len, advice)` on whole pages, retried when interrupted.
-fn populate(addr: usize, len: usize, advice: libc::c_int) -> Result<(), i32> {
+fn populate(addr: usize, len: usize, advice: libc::c_int) -> Result<(), Errno> {
     loop {
         // SAFETY: populating pages changes no byte of them; the kernel checks the range.
         let r = unsafe { eventpoll_host::raw_syscall!(libc::SYS_madvise, addr, len, advice) };
@@ -63,7 +64,7 @@ fn populate(addr: usize, len: usize, advice: libc::c_int) -> Result<(), i32> {
             return Ok(());
         }
         let e = errno();
-        if e != libc::EINTR && e != libc::EAGAIN {
+        if e != Errno::EINTR && e != Errno::EAGAIN {
             return Err(e);
         }
     }
@@ -71,7 +72,7 @@ fn populate(addr: usize, len: usize, advice: libc::c_int) -> Result<(), i32> {
 
 /// Copy one byte of the program's memory at `addr` through the kernel (`process_vm_readv`
 /// on this process), and with `write_back` write it back (`process_vm_writev`).
-fn copy_byte(addr: usize, write_back: bool) -> Result<(), i32> {
+fn copy_byte(addr: usize, write_back: bool) -> Result<(), Errno> {
     let mut b = 0u8;
     let local = libc::iovec {
         iov_base: (&mut b as *mut u8).cast(),

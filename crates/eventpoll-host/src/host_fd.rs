@@ -137,9 +137,7 @@ impl HostFd {
     /// so that a description nobody watches for output costs no output wakeups.
     pub fn watch(&self, interest: Events) -> Result<(), eventpoll::Errno> {
         if self.pollable && self.unarmed.load(Ordering::Acquire) {
-            if let Err(e) = self.driver.ensure_armed(self) {
-                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
-            }
+            self.driver.ensure_armed(self)?;
         }
         if self.pollable
             && interest.intersects(Self::OUT_BITS)
@@ -147,7 +145,7 @@ impl HostFd {
         {
             if let Err(e) = self.driver.watch_out(self) {
                 self.out.store(false, Ordering::Release);
-                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
+                return Err(e);
             }
         }
         Ok(())
@@ -173,9 +171,7 @@ impl HostFd {
         self.watch(union)?;
         let bits = (union & Self::IN_BITS).bits();
         if self.pollable && self.input.swap(bits, Ordering::AcqRel) != bits {
-            if let Err(e) = self.driver.set_input(self, bits) {
-                return Err(eventpoll::Errno::from_raw(e).unwrap_or(eventpoll::Errno::ENOMEM));
-            }
+            self.driver.set_input(self, bits)?;
         }
         Ok(())
     }

@@ -96,15 +96,9 @@ impl Host {
     /// above `hidden_base`, out of the way of a program that expects lowest-free numbering.
     pub fn with_hidden_base(kind: DriverKind, hidden_base: i32) -> Result<Host, Errno> {
         let driver: Arc<dyn Driver> = match kind {
-            DriverKind::KernelEpoll => Arc::new(
-                driver::kernel::KernelDriver::new(hidden_base)
-                    .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOMEM))?,
-            ),
+            DriverKind::KernelEpoll => Arc::new(driver::kernel::KernelDriver::new(hidden_base)?),
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            DriverKind::IoUring => Arc::new(
-                driver::uring::UringDriver::new(hidden_base)
-                    .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOSYS))?,
-            ),
+            DriverKind::IoUring => Arc::new(driver::uring::UringDriver::new(hidden_base)?),
             #[cfg(not(any(target_os = "linux", target_os = "android")))]
             DriverKind::IoUring => return Err(Errno::ENOSYS),
             DriverKind::Poll => Arc::new(driver::poll::PollDriver::new()),
@@ -224,7 +218,7 @@ impl Host {
         }
         match self.driver.register(&host) {
             Ok(()) => Ok(File::new(host)),
-            Err(libc::EPERM) => Ok(File::new(Arc::new(HostFd::new(
+            Err(Errno::EPERM) => Ok(File::new(Arc::new(HostFd::new(
                 fd,
                 owned,
                 false,
@@ -234,7 +228,7 @@ impl Host {
                 if owned {
                     let _ = sys::close(fd);
                 }
-                Err(Errno::from_raw(e).unwrap_or(Errno::EINVAL))
+                Err(e)
             }
         }
     }
@@ -310,6 +304,6 @@ impl Host {
     pub fn block(&self, extra: &[i32], timeout: Option<Duration>) -> Result<(), Errno> {
         let r = self.driver.block(extra, timeout, None);
         self.pump();
-        r.map_err(|e| Errno::from_raw(e).unwrap_or(Errno::EINVAL))
+        r
     }
 }

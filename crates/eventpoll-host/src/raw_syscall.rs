@@ -89,9 +89,7 @@ pub unsafe fn kernel(n: c_long, a: [usize; 6]) -> isize {
     // SAFETY: the caller's contract.
     let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
     if r == -1 {
-        -(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO) as isize)
+        -(sys::last_errno().raw_os_error() as isize)
     } else {
         r as isize
     }

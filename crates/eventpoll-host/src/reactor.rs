@@ -51,7 +51,7 @@ impl Bell {
     /// A bell on a new non-blocking, close-on-exec eventfd (closed when the bell is
     /// dropped).
     pub fn new() -> Result<Bell, Errno> {
-        let fd = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(errno)?;
+        let fd = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
         Ok(Bell::on_fd(fd, true))
     }
 
@@ -160,10 +160,6 @@ impl WakeCallback for Bell {
         }
         true
     }
-}
-
-fn errno(raw: i32) -> Errno {
-    Errno::from_raw(raw).unwrap_or(Errno::EINVAL)
 }
 
 /// An engine instance with a host driver and a doorbell: waits that pump the driver and
@@ -434,7 +430,7 @@ impl HostEpoll {
                 if waker.is_woken() {
                     return Ok(Slept::Woken);
                 }
-                return Err(errno(e));
+                return Err(e);
             }
         }
     }
@@ -482,12 +478,10 @@ impl HostEpoll {
             let _g = enter();
             if self.is_retired() {
                 // The bell stays rung for the other sleepers; a signal still interrupts.
-                return r.map(|_| 0).map_err(errno);
+                return r.map(|_| 0);
             }
             self.bell.clear();
-            if let Err(e) = r {
-                return Err(errno(e));
-            }
+            r?;
             let n = self.poll_once(out, maxevents)?;
             if n > 0 {
                 return Ok(n);

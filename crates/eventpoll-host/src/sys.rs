@@ -4,27 +4,32 @@
 //! This crate runs inside `libeventpoll.so`, which interposes `close`, `dup`, `fcntl`, the
 //! epoll calls and (optionally) `poll`: calling those symbols from here would re-enter the
 //! interposer. Everything that touches the kernel goes through this module, which also
-//! turns `-1`/`errno` into `Errno`-like raw values (`Err(i32)`).
+//! turns `-1`/`errno` into the engine's [`Errno`] (`Err(Errno)`): the host's number, kept
+//! as it is.
 
 #![allow(unsafe_code)]
 
 use libc::{c_int, c_long};
 
-/// A raw errno value.
-pub type RawErrno = i32;
+pub use eventpoll::Errno;
+
+/// The errno of a raw call: the engine's [`Errno`], which holds any host number unchanged.
+pub type RawErrno = Errno;
 
 /// The result of a raw call: the non-negative return value, or the errno.
 pub type SysResult<T> = Result<T, RawErrno>;
 
-fn errno() -> RawErrno {
+/// The calling thread's errno, as the engine's [`Errno`].
+pub fn last_errno() -> RawErrno {
+    // `last_os_error` always carries a number; EIO is never taken.
     std::io::Error::last_os_error()
         .raw_os_error()
-        .unwrap_or(libc::EIO)
+        .map_or(Errno::EIO, Errno::from_raw_os_error)
 }
 
 fn cvt(r: c_long) -> SysResult<c_long> {
     if r < 0 {
-        Err(errno())
+        Err(last_errno())
     } else {
         Ok(r)
     }
@@ -154,7 +159,7 @@ pub unsafe fn epoll_pwait2(
             8usize,
         )
     });
-    if r != Err(libc::ENOSYS) {
+    if r != Err(Errno::ENOSYS) {
         return r.map(|n| n as usize);
     }
     let ms = timeout.map_or(-1, |t| {
@@ -316,9 +321,9 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
             return Some(true);
         }
         if r < 0 {
-            return match errno() {
+            return match last_errno() {
                 // No (more) items with this target number, or `fd` is not open: not ours.
-                libc::ENOENT | libc::EBADF => Some(false),
+                Errno::ENOENT | Errno::EBADF => Some(false),
                 // kcmp unavailable: cannot tell.
                 _ if !compared => None,
                 _ => Some(false),
@@ -359,8 +364,8 @@ pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
         0 => Some(true),
         r if r > 0 => Some(false),
         // `fd` closed, not an epoll, or without such an item.
-        _ => match errno() {
-            libc::EBADF | libc::EINVAL | libc::ENOENT => Some(false),
+        _ => match last_errno() {
+            Errno::EBADF | Errno::EINVAL | Errno::ENOENT => Some(false),
             _ => None,
         },
     }
@@ -392,7 +397,7 @@ pub fn fstat(fd: c_int) -> SysResult<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat buffer.
     if unsafe { libc::fstat(fd, &mut st) } < 0 {
-        return Err(errno());
+        return Err(last_errno());
     }
     Ok(st)
 }

@@ -76,8 +76,7 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn new_eventfd(hidden_base: i32) -> Result<i32, Errno> {
-    let fd = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
-        .map_err(|e| Errno::from_raw(e).unwrap_or(Errno::ENOMEM))?;
+    let fd = sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
     Ok(if hidden_base > 0 {
         sys::move_high(fd, hidden_base)
     } else {

@@ -442,8 +442,7 @@ impl World {
             }
             Err(e) => self.violation(format!(
                 "channel {c}: ctl op {op} on instance {inst} failed with {} (harness state {:?})",
-                e.name(),
-                st.reg
+                e, st.reg
             )),
         }
     }
@@ -467,7 +466,7 @@ impl World {
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(e) => {
-                    self.violation(format!("read of fd {} failed with {}", st.fd, e.name()));
+                    self.violation(format!("read of fd {} failed with {}", st.fd, e));
                     break;
                 }
             }
@@ -590,7 +589,7 @@ impl World {
                     self.process(inst, *ev, start, rng);
                 }
             }
-            Err(e) => self.violation(format!("epoll_wait on instance {inst}: {}", e.name())),
+            Err(e) => self.violation(format!("epoll_wait on instance {inst}: {}", e)),
         }
     }
 
@@ -613,7 +612,7 @@ impl World {
             }
             // Full, or the read end was closed under us.
             Err(Errno::EAGAIN | Errno::EPIPE) => {}
-            Err(e) => self.violation(format!("write to channel {c}: {}", e.name())),
+            Err(e) => self.violation(format!("write to channel {c}: {}", e)),
         }
         true
     }
@@ -655,7 +654,7 @@ impl World {
                         self.retire(&mut st);
                         self.count(&self.counts.dels);
                     }
-                    Err(e) => self.violation(format!("channel {c}: DEL failed with {}", e.name())),
+                    Err(e) => self.violation(format!("channel {c}: DEL failed with {}", e)),
                 }
             }
             (30..=54, None) => {
@@ -686,9 +685,7 @@ impl World {
                         self.retire(&mut st);
                         self.count(&self.counts.closes);
                     }
-                    Err(e) => {
-                        self.violation(format!("channel {c}: close failed with {}", e.name()))
-                    }
+                    Err(e) => self.violation(format!("channel {c}: close failed with {}", e)),
                 }
                 match Self::make_object(&self.table, Kind::Pipe) {
                     Ok((fd, inc)) => {
@@ -696,7 +693,7 @@ impl World {
                         st.fd = fd;
                         lock(&self.dead).push(old.tokens.clone());
                     }
-                    Err(e) => self.violation(format!("new pipe: {}", e.name())),
+                    Err(e) => self.violation(format!("new pipe: {}", e)),
                 }
             }
             _ => {
@@ -735,7 +732,7 @@ impl World {
                 .epoll_wait(self.eps[inst], &mut buf, cap as i32, 0)
             {
                 Ok(n) => reported[inst] = buf[..n].to_vec(),
-                Err(e) => self.violation(format!("checkpoint wait: {}", e.name())),
+                Err(e) => self.violation(format!("checkpoint wait: {}", e)),
             }
         }
         for inst in 0..INSTANCES {
@@ -814,7 +811,7 @@ pub fn run(cfg: Config) -> Report {
                 elapsed: started.elapsed(),
                 counts: Counts::default(),
                 violations: 1,
-                first_violations: vec![format!("setup failed: {}", e.name())],
+                first_violations: vec![format!("setup failed: {}", e)],
             }
         }
     };

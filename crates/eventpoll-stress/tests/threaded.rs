@@ -136,7 +136,7 @@ impl Backend for Kernel {
 struct Engine(FdTable);
 
 fn engine_events(buf: &[EpollEvent], r: eventpoll::Result<usize>) -> Vec<(Events, u64)> {
-    let n = r.unwrap_or_else(|e| panic!("engine epoll_wait: {}", e.name()));
+    let n = r.unwrap_or_else(|e| panic!("engine epoll_wait: {}", e));
     buf[..n].iter().map(|e| (e.events(), e.data())).collect()
 }
 
@@ -150,7 +150,7 @@ impl Backend for Engine {
     fn ctl(&self, ep: i32, op: i32, fd: i32, events: Events, data: u64) -> Result<(), i32> {
         self.0
             .epoll_ctl(ep, op, fd, Some(&EpollEvent::new(events, data)))
-            .map_err(Errno::raw)
+            .map_err(Errno::raw_os_error)
     }
     fn wait(&self, ep: i32, max: usize, timeout_ms: i32) -> Vec<(Events, u64)> {
         let mut buf = vec![EpollEvent::default(); max];

@@ -55,7 +55,7 @@ fn socket_type(ty: SockType) -> eventpoll::objects::socket::SocketType {
 }
 
 fn err(e: eventpoll::Errno) -> Errno {
-    Errno(e.raw())
+    Errno(e.raw_os_error())
 }
 
 const O_NONBLOCK: i32 = eventpoll::event::O_NONBLOCK;

@@ -16,7 +16,7 @@
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
-use crate::sys::{self, SysResult};
+use crate::sys::{self, Errno, SysResult};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
@@ -278,7 +278,7 @@ impl Driver for KernelDriver {
                 cur,
                 Some((input_bits(host), token)),
             ) {
-                Ok(()) | Err(libc::EEXIST) => {}
+                Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -310,7 +310,7 @@ impl Driver for KernelDriver {
                 self.pump_skipping(token);
                 Ok(())
             }
-            Err(libc::EEXIST) => Ok(()),
+            Err(Errno::EEXIST) => Ok(()),
             Err(e) => Err(e),
         }
     }

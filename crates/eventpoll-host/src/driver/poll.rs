@@ -19,7 +19,7 @@
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
-use crate::sys::{self, SysResult};
+use crate::sys::{self, Errno, SysResult};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ impl Driver for PollDriver {
 
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         if !pollable(host.fd())? {
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
         host.last
             .store(sys::poll_mask(host.fd()), Ordering::Relaxed);

@@ -86,7 +86,7 @@
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
-use crate::sys::{self, SysResult};
+use crate::sys::{self, Errno, SysResult};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -344,9 +344,7 @@ impl Map {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ENOMEM));
+            return Err(sys::last_errno());
         }
         Ok(Map {
             ptr: ptr.cast(),
@@ -417,9 +415,7 @@ impl Ring {
                 crate::raw_syscall!(libc::SYS_io_uring_setup, SQ_ENTRIES, &mut p as *mut Params)
             };
             if fd < 0 {
-                Err(std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::ENOSYS))
+                Err(sys::last_errno())
             } else {
                 Ok((fd, p))
             }
@@ -429,7 +425,7 @@ impl Ring {
         let (fd, p) = match owned.then(|| setup(owned_flags)) {
             Some(Ok(r)) => r,
             _ => match setup(IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG) {
-                Err(libc::EINVAL) => setup(0)?,
+                Err(Errno::EINVAL) => setup(0)?,
                 r => r?,
             },
         };
@@ -548,10 +544,8 @@ impl Ring {
             if r >= 0 {
                 return Ok(());
             }
-            let e = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            if e != libc::EINTR {
+            let e = sys::last_errno();
+            if e != Errno::EINTR {
                 return Err(e);
             }
         }
@@ -578,7 +572,7 @@ impl Ring {
         let tail = tail_a.load(Ordering::Relaxed);
         let head = self.sq.atomic(self.p.sq_off.head).load(Ordering::Acquire);
         if tail.wrapping_sub(head) as usize + sqes.len() > self.p.sq_entries as usize {
-            return Err(libc::EBUSY);
+            return Err(Errno::EBUSY);
         }
         let mask = self
             .sq
@@ -627,7 +621,7 @@ impl Ring {
         if ok {
             Ok(())
         } else {
-            Err(libc::ENOSYS)
+            Err(Errno::ENOSYS)
         }
     }
 
@@ -1143,7 +1137,7 @@ impl UringDriver {
         }
         let _ = sys::close(fd);
         Some(match r {
-            Err(libc::EINTR) => Err(libc::EINTR),
+            Err(Errno::EINTR) => Err(Errno::EINTR),
             _ => Ok(()),
         })
     }
@@ -1178,9 +1172,7 @@ fn enter_wait(
         )
     };
     if r < 0 {
-        Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
+        Err(sys::last_errno())
     } else {
         Ok(())
     }
@@ -1218,7 +1210,7 @@ impl Driver for UringDriver {
         if ended {
             self.registry.remove(token);
             let _ = ring.submit(&removals(host, token));
-            return Err(libc::EPERM);
+            return Err(Errno::EPERM);
         }
         Ok(())
     }
