@@ -4,7 +4,7 @@
 //! lookups, plus the `FdTable` path where the lookups are part of the question.
 
 use divan::{black_box, Bencher};
-use eventpoll::event::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, O_NONBLOCK};
+use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, O_NONBLOCK};
 use eventpoll::objects::eventfd::{EventFd, EFD_NONBLOCK};
 use eventpoll::{Epoll, EpollEvent, EventBuffer, Events, FdTable, File, Interest};
 use std::time::{Duration, Instant};

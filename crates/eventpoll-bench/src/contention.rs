@@ -23,7 +23,7 @@ use crate::machine::Machine;
 use crate::micro::{Api, EngineApi, KernelApi};
 use crate::report::{fmt_rate, Footnotes};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
-use eventpoll::event::{EPOLL_CTL_ADD, EPOLL_CTL_MOD};
+use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_MOD};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};

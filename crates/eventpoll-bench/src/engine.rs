@@ -6,8 +6,8 @@
 use crate::experiment::Outcome;
 use crate::pipetest::Rig;
 use crate::sys::Io;
-use eventpoll::event::{EPOLL_CTL_ADD, O_NONBLOCK};
-use eventpoll::table::TableConfig;
+use eventpoll::linux::{EPOLL_CTL_ADD, O_NONBLOCK};
+use eventpoll::TableConfig;
 use eventpoll::{EpollEvent, Errno, Events, FdTable, User};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ pub fn table_for(fds: usize, watches: usize) -> FdTable {
         max_fds: fds.max(TableConfig::default().max_fds),
         ..TableConfig::default()
     };
-    let user = User::new(watches.max(eventpoll::epoll::DEFAULT_MAX_USER_WATCHES));
+    let user = User::new(watches.max(eventpoll::linux::DEFAULT_MAX_USER_WATCHES));
     FdTable::with_config(config, user)
 }
 

@@ -14,7 +14,7 @@ use crate::engine::table_for;
 use crate::experiment::{fmt_count, fmt_ns};
 use crate::sys::{self, Io};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
-use eventpoll::event::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
+use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use eventpoll::objects::eventfd::EFD_NONBLOCK;
 use eventpoll::{EpollEvent, Errno, FdTable};
 use serde_json::{json, Value};

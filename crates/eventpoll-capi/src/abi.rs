@@ -29,7 +29,7 @@
 use crate::log::{trace, Ret};
 use crate::process::{self, Slot};
 use crate::user;
-use eventpoll::event::EP_MAX_EVENTS;
+use eventpoll::linux::EP_MAX_EVENTS;
 use eventpoll::EpollEvent;
 use eventpoll::Errno;
 use eventpoll_host::sys;
@@ -307,7 +307,7 @@ unsafe fn wait(
     let r = if crate::check::on() {
         let mark = crate::check::wait_starts(p, &inst, epfd, timeout);
         // The harvest names the item of each event: the checker looks at those only.
-        let mut sink = eventpoll::event::RecordingSink::new(&mut out);
+        let mut sink = eventpoll::RecordingSink::new(&mut out);
         let r = inst
             .hep
             .wait_guarded(&mut sink, maxevents as usize, timeout, sigmask, || {

@@ -24,7 +24,7 @@
 
 use crate::process::notice;
 use crate::process::{Instance, Process, Slot};
-use eventpoll::event::ReportedItem;
+use eventpoll::ReportedItem;
 use eventpoll::{EpollEvent, Events};
 use eventpoll_host::{sys, Host};
 use std::collections::HashMap;
@@ -574,7 +574,7 @@ pub fn wait_starts(
 }
 
 /// A wait on `inst` returned `r`, the events of `items` (the harvest's
-/// [`eventpoll::event::RecordingSink`]): check them for ghosts and herds, and remember
+/// [`eventpoll::RecordingSink`]): check them for ghosts and herds, and remember
 /// edge-triggered and one-shot reports. Costs what was reported.
 pub fn wait_ends(
     p: &Process,

@@ -285,7 +285,7 @@ fn max_user_watches() -> usize {
     std::fs::read_to_string("/proc/sys/fs/epoll/max_user_watches")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(eventpoll::epoll::DEFAULT_MAX_USER_WATCHES)
+        .unwrap_or(eventpoll::linux::DEFAULT_MAX_USER_WATCHES)
 }
 
 /// `EVENTPOLL_LOG`: unset, empty or `0` → no tracing; an absolute path → that file

@@ -38,7 +38,7 @@
 //!    tokens written for every live channel (and never exceed them for closed pipes, whose
 //!    unread bytes die with them).
 
-use eventpoll::event::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, O_NONBLOCK};
+use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, O_NONBLOCK};
 use eventpoll::{EpollEvent, Errno, Events, FdTable, File, PollFd, Timespec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};

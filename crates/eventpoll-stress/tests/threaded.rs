@@ -8,7 +8,7 @@
 //! the kernel sleeping in `ep_poll` and the engine parked on a futex — after the thread has
 //! announced it is about to wait; no assertion depends on exact timings.
 
-use eventpoll::event::{EPOLL_CTL_ADD, EPOLL_CTL_MOD, O_NONBLOCK};
+use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_MOD, O_NONBLOCK};
 use eventpoll::{EpollEvent, Errno, Events, FdTable, Timespec};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};

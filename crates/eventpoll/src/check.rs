@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
-//! use eventpoll::{event::EPOLL_CTL_ADD, table::TableConfig};
+//! use eventpoll::{linux::EPOLL_CTL_ADD, TableConfig};
 //! let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
 //! let t = FdTable::with_config(config, User::new(1 << 20));
 //! let ep = t.epoll_create1(0).unwrap();
@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use eventpoll::{Epoll, FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
-//! use eventpoll::{event::{EPOLL_CTL_ADD, O_NONBLOCK}, table::TableConfig};
+//! use eventpoll::{linux::{EPOLL_CTL_ADD, O_NONBLOCK}, TableConfig};
 //! use std::{sync::Arc, thread, time::Duration};
 //! let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
 //! let t = Arc::new(FdTable::with_config(config, User::new(1 << 20)));

@@ -238,7 +238,7 @@ pub struct ReportedItem {
 /// [`ReportedItem`]s of the harvest in `items`.
 ///
 /// ```
-/// use eventpoll::{Epoll, EpollEvent, Interest, event::RecordingSink, objects::pipe::pipe};
+/// use eventpoll::{Epoll, EpollEvent, Interest, RecordingSink, objects::pipe::pipe};
 /// let epoll = Epoll::new();
 /// let (r, w) = pipe(0);
 /// epoll.add(&r, Interest::READABLE, 3).unwrap();

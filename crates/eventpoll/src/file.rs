@@ -10,42 +10,6 @@
 //!   first every epoll item watching it is removed, then the object's
 //!   [`FileOps::release`] runs (so a pipe's peer sees `HUP`) — the order of Linux's
 //!   `__fput`.
-//!
-//! # A user-defined object
-//!
-//! A doorbell that is readable once rung; ringing wakes its queue with the bits that became
-//! true, which is all an epoll instance needs to watch it.
-//!
-//! ```
-//! use eventpoll::{Epoll, Events, File, Interest, Pollable, WaitQueue, EventBuffer};
-//! use std::sync::atomic::{AtomicBool, Ordering};
-//! use std::time::Duration;
-//!
-//! #[derive(Default)]
-//! struct Doorbell { rung: AtomicBool, queue: WaitQueue }
-//! impl Pollable for Doorbell {
-//!     fn poll(&self) -> Events {
-//!         if self.rung.load(Ordering::Acquire) { Events::IN } else { Events::empty() }
-//!     }
-//!     fn wait_queue(&self) -> &WaitQueue { &self.queue }
-//! }
-//! impl Doorbell {
-//!     fn ring(&self) {
-//!         self.rung.store(true, Ordering::Release);
-//!         self.queue.wake(Events::IN); // after the state change, never before
-//!     }
-//! }
-//!
-//! let bell = std::sync::Arc::new(Doorbell::default());
-//! let file = File::new(bell.clone());
-//! let epoll = Epoll::new();
-//! epoll.add(&file, Interest::READABLE, 42).unwrap();
-//! let mut events = EventBuffer::with_capacity(8);
-//! assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
-//! bell.ring();
-//! assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
-//! assert_eq!(events.iter().next().map(|e| e.data()), Some(42));
-//! ```
 
 use crate::errno::{Errno, Result};
 use crate::event::Events;
@@ -57,7 +21,41 @@ use core::any::Any;
 /// wakes (with the bits that changed, or empty for "unspecified") whenever the mask may have
 /// changed. Wake *after* changing the state the mask is computed from.
 ///
-/// See the [module documentation](self) for a worked example.
+/// # Example: a user-defined object
+///
+/// A doorbell that is readable once rung; ringing wakes its queue with the bits that became
+/// true, which is all an epoll instance needs to watch it.
+///
+/// ```
+/// use eventpoll::{Epoll, Events, File, Interest, Pollable, WaitQueue, EventBuffer};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+///
+/// #[derive(Default)]
+/// struct Doorbell { rung: AtomicBool, queue: WaitQueue }
+/// impl Pollable for Doorbell {
+///     fn poll(&self) -> Events {
+///         if self.rung.load(Ordering::Acquire) { Events::IN } else { Events::empty() }
+///     }
+///     fn wait_queue(&self) -> &WaitQueue { &self.queue }
+/// }
+/// impl Doorbell {
+///     fn ring(&self) {
+///         self.rung.store(true, Ordering::Release);
+///         self.queue.wake(Events::IN); // after the state change, never before
+///     }
+/// }
+///
+/// let bell = std::sync::Arc::new(Doorbell::default());
+/// let file = File::new(bell.clone());
+/// let epoll = Epoll::new();
+/// epoll.add(&file, Interest::READABLE, 42).unwrap();
+/// let mut events = EventBuffer::with_capacity(8);
+/// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+/// bell.ring();
+/// assert_eq!(epoll.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
+/// assert_eq!(events.iter().next().map(|e| e.data()), Some(42));
+/// ```
 pub trait Pollable: Send + Sync + 'static {
     /// The current readiness (`EPOLLIN`, `EPOLLOUT`, `EPOLLHUP`, ...). Must not block and
     /// must not wake the object's own queue.

@@ -62,7 +62,7 @@
 //! assert!(ev.events().contains(eventpoll::Events::IN));
 //! ```
 //!
-//! Objects of your own need only [`Pollable`]: see the doorbell example in [`file`](mod@crate::file).
+//! Objects of your own need only [`Pollable`]: see the doorbell example there.
 //!
 //! ## `no_std`
 //!
@@ -101,32 +101,46 @@ pub(crate) mod prelude {
     pub(crate) use alloc::{format, vec};
 }
 
-pub mod check;
-pub mod epoll;
-pub mod errno;
-pub mod event;
-pub mod file;
-pub mod objects;
-mod open_flags;
+// The modules, lowest layer first (tests/layering.rs checks that each names only those
+// before it). Most are private: their public items are re-exported here, one path each.
 pub mod platform;
-mod readiness;
-pub mod signal;
 /// The engine's import point for the two lock kinds and the atomics (see [`platform`]).
 pub(crate) use platform::sync;
-pub mod table;
-pub mod wait_queue;
+pub mod check;
+mod epoll;
+mod errno;
+mod event;
+mod file;
+pub mod objects;
+mod open_flags;
+mod readiness;
+mod signal;
+mod table;
+mod wait_queue;
 
 #[cfg(all(test, loom))]
 mod loom_models;
 
 pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, ItemState, TakenItem, User, Waker};
 pub use errno::{Errno, Result};
-pub use event::{EpollEvent, EventSink, Events};
+pub use event::{EpollEvent, EventSink, Events, RecordingSink, ReportedItem};
 pub use file::{File, FileOps, Pollable};
 pub use open_flags::OpenFlags;
 pub use signal::Interrupt;
-pub use table::{FdTable, ITimerSpec, PollFd, Timespec};
+pub use table::{FdTable, ITimerSpec, PollFd, TableConfig, Timespec};
 pub use wait_queue::{WaitQueue, WakeCallback};
+
+/// The raw constants of the Linux-shaped layer ([`FdTable`]), with Linux's values: the
+/// `epoll_ctl` operations, the flags of `epoll_create1` and of the calls that open files,
+/// and the kernel's limits. The objects' own flags (`EFD_SEMAPHORE`, `TFD_TIMER_ABSTIME`,
+/// `SHUT_WR`, ...) are in their modules under [`objects`].
+pub mod linux {
+    pub use crate::epoll::{DEFAULT_MAX_USER_WATCHES, EP_MAX_NESTS};
+    pub use crate::event::{
+        EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EP_MAX_EVENTS, O_CLOEXEC,
+        O_DIRECT, O_NONBLOCK,
+    };
+}
 
 /// The crate README's example, compiled and run as a doctest.
 #[cfg(doctest)]

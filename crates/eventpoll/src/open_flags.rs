@@ -16,7 +16,7 @@ bitflags! {
     /// let (reader, _writer) = pipe(OpenFlags::NONBLOCK);
     /// let mut buf = [0u8; 8];
     /// assert_eq!(reader.read(&mut buf), Err(eventpoll::Errno::EAGAIN)); // empty, nonblocking
-    /// assert_eq!(OpenFlags::from(eventpoll::event::O_NONBLOCK), OpenFlags::NONBLOCK);
+    /// assert_eq!(OpenFlags::from(eventpoll::linux::O_NONBLOCK), OpenFlags::NONBLOCK);
     /// ```
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct OpenFlags: i32 {

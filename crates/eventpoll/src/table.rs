@@ -10,7 +10,7 @@
 //! file leaves its epoll items in place ("ghost events").
 //!
 //! ```
-//! use eventpoll::{FdTable, EpollEvent, Events, event::EPOLL_CTL_ADD};
+//! use eventpoll::{FdTable, EpollEvent, Events, linux::EPOLL_CTL_ADD};
 //! let t = FdTable::new();
 //! let ep = t.epoll_create1(0).unwrap();
 //! let efd = t.eventfd(1, 0).unwrap();
@@ -288,6 +288,8 @@ impl FdTable {
 
     /// `close(2)`. The description is released (outside the table's lock) when this was its
     /// last descriptor.
+    ///
+    /// Linux: [close(2)](https://man7.org/linux/man-pages/man2/close.2.html).
     pub fn close(&self, fd: i32) -> Result<()> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -305,12 +307,17 @@ impl FdTable {
     }
 
     /// `dup(2)`: the lowest free number, same description.
+    ///
+    /// Linux: [dup(2)](https://man7.org/linux/man-pages/man2/dup.2.html).
     pub fn dup(&self, fd: i32) -> Result<i32> {
         let file = self.get(fd)?;
         self.install(file, false)
     }
 
     /// `fcntl(fd, F_DUPFD, min)`: the lowest free number at or above `min`.
+    ///
+    /// Linux: [fcntl(2) (`F_DUPFD`)](https://man7.org/linux/man-pages/man2/fcntl.2.html).
+    #[doc(alias = "F_DUPFD", alias = "fcntl")]
     pub fn dup_min(&self, fd: i32, min: i32) -> Result<i32> {
         // fcntl looks the descriptor up first: a bad one is EBADF whatever `min` is.
         let file = self.get(fd)?;
@@ -331,6 +338,8 @@ impl FdTable {
     }
 
     /// `dup2(2)`: make `newfd` refer to `oldfd`'s description, closing what `newfd` had.
+    ///
+    /// Linux: [dup2(2)](https://man7.org/linux/man-pages/man2/dup.2.html).
     pub fn dup2(&self, oldfd: i32, newfd: i32) -> Result<i32> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -370,7 +379,7 @@ impl FdTable {
     /// flags, equal numbers, `newfd` out of range (`EBADF`), then `oldfd` (`EBADF`).
     ///
     /// ```
-    /// use eventpoll::{Errno, FdTable, event::O_CLOEXEC};
+    /// use eventpoll::{Errno, FdTable, linux::O_CLOEXEC};
     /// let t = FdTable::new();
     /// let (r, _w) = t.pipe2(0).unwrap();
     /// assert_eq!(t.dup3(r, 9, O_CLOEXEC), Ok(9));
@@ -378,6 +387,8 @@ impl FdTable {
     /// assert_eq!(t.dup3(r, r, 0), Err(Errno::EINVAL));
     /// assert_eq!(t.dup3(r, 9, 1), Err(Errno::EINVAL));
     /// ```
+    ///
+    /// Linux: [dup3(2)](https://man7.org/linux/man-pages/man2/dup.2.html).
     pub fn dup3(&self, oldfd: i32, newfd: i32, flags: i32) -> Result<i32> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -420,6 +431,8 @@ impl FdTable {
     /// assert_eq!(t.close_range(0, u32::MAX, 0), Ok(()));
     /// assert!(t.close(r).is_err() && t.close(w).is_err());
     /// ```
+    ///
+    /// Linux: [close_range(2)](https://man7.org/linux/man-pages/man2/close_range.2.html).
     pub fn close_range(&self, first: u32, last: u32, flags: u32) -> Result<()> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -470,6 +483,9 @@ impl FdTable {
     }
 
     /// Whether `fd` has close-on-exec set.
+    ///
+    /// Linux: [fcntl(2) (`F_GETFD`)](https://man7.org/linux/man-pages/man2/fcntl.2.html).
+    #[doc(alias = "F_GETFD", alias = "FD_CLOEXEC")]
     pub fn cloexec(&self, fd: i32) -> Result<bool> {
         Self::slot(&lock(&self.slots), fd).map(|slot| slot.cloexec)
     }
@@ -486,6 +502,8 @@ impl FdTable {
     }
 
     /// `read(2)`.
+    ///
+    /// Linux: [read(2)](https://man7.org/linux/man-pages/man2/read.2.html).
     pub fn read(&self, fd: i32, buf: &mut [u8]) -> Result<usize> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -495,6 +513,8 @@ impl FdTable {
     }
 
     /// `write(2)`.
+    ///
+    /// Linux: [write(2)](https://man7.org/linux/man-pages/man2/write.2.html).
     pub fn write(&self, fd: i32, buf: &[u8]) -> Result<usize> {
         // The threads this call wakes run once it returns (its wakeups are made first, as
         // a woken task usually runs after its waker's system call): see
@@ -511,6 +531,8 @@ impl FdTable {
     /// As in Linux's `do_poll`, the queues are those of the files found at the first scan
     /// (kept alive while the call sleeps), but every scan looks each number up again: a
     /// descriptor closed by another thread during the wait gives `NVAL` at the next wakeup.
+    ///
+    /// Linux: [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html).
     pub fn poll(&self, fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
         let deadline = ms_deadline(&*self.clock, timeout_ms);
         let files: Vec<Option<File>> = fds
@@ -587,7 +609,7 @@ impl FdTable {
     /// (`EBADF`, or `EINVAL` when `epfd` is not an instance), sorted by descriptor number.
     ///
     /// ```
-    /// use eventpoll::{FdTable, EpollEvent, Events, table::TableConfig};
+    /// use eventpoll::{FdTable, EpollEvent, Events, TableConfig};
     /// let t = FdTable::new(); // no CAP_BLOCK_SUSPEND: EPOLLWAKEUP is dropped
     /// let ep = t.epoll_create1(0).unwrap();
     /// let efd = t.eventfd(0, 0).unwrap();
@@ -595,6 +617,9 @@ impl FdTable {
     /// let info = t.epoll_items(ep).unwrap();
     /// assert_eq!(info[0].events, Events::IN | Events::ERR | Events::HUP);
     /// ```
+    ///
+    /// Linux: [proc_pid_fdinfo(5)](https://man7.org/linux/man-pages/man5/proc_pid_fdinfo.5.html).
+    #[doc(alias = "fdinfo")]
     pub fn epoll_items(&self, epfd: i32) -> Result<Vec<crate::epoll::ItemInfo>> {
         let file = self.get(epfd)?;
         let ep = file.as_epoll().ok_or(Errno::EINVAL)?;
@@ -788,7 +813,7 @@ impl FdTable {
     ///
     /// ```
     /// use eventpoll::{FdTable, EpollEvent, Events, User, check::{CheckConfig, Kind}};
-    /// use eventpoll::{event::{EPOLL_CTL_ADD, O_NONBLOCK}, table::TableConfig};
+    /// use eventpoll::{linux::{EPOLL_CTL_ADD, O_NONBLOCK}, TableConfig};
     /// let config = TableConfig { check: Some(CheckConfig::default()), ..TableConfig::default() };
     /// let t = FdTable::with_config(config, User::new(1 << 20));
     /// let ep = t.epoll_create1(0).unwrap();

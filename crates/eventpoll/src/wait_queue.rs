@@ -1,26 +1,4 @@
-//! Wait queues: the one wakeup mechanism of the engine.
-//!
-//! A [`WaitQueue`] is what Linux calls a `wait_queue_head`: an ordered list of entries that a
-//! pollable object wakes when its state may have changed, passing a *key* (the poll bits that
-//! changed; empty means "unspecified"). Three kinds of entry hang on the same queue:
-//!
-//! - an epoll *item* hook: the epoll callback, which moves the item to its instance's ready
-//!   list;
-//! - a *blocked thread* (a blocking pipe read, a thread in `epoll_wait`), woken and removed;
-//! - a user [`WakeCallback`]; one hung as a *waiter* ([`WaitQueue::add_waiter_head`]) is,
-//!   like a blocked thread, removed when it is called (Linux's `autoremove_wake_function`):
-//!   an embedder's thread that sleeps outside the engine (in the host) but must count as
-//!   blocked in `epoll_wait`.
-//!
-//! Ordering and exclusivity follow the kernel: non-exclusive entries are added at the head,
-//! exclusive ones at the tail; [`WaitQueue::wake`] calls every non-exclusive entry and stops
-//! after the first exclusive entry that *accepts* the wakeup (returns `true`);
-//! [`WaitQueue::wake_all`] calls everything.
-//!
-//! Callbacks run with the queue's lock held (as in the kernel), which is what makes removal
-//! safe: once [`WaitQueue::remove`] returns, the entry's callback is not running and will not
-//! run again. A callback must therefore never wait on this same queue or take a lock that is
-//! held while waking it (see the lock order in `epoll`).
+//! Wait queues: the one wakeup mechanism of the engine. See [`WaitQueue`] for what a queue is and how it wakes.
 
 // The declared back edge (see `Waiter`): the owner of an epoll item's entry.
 use crate::epoll::EpollShared;
@@ -96,7 +74,27 @@ impl Waiter {
     }
 }
 
-/// A wait queue (Linux's `wait_queue_head_t`). See the module documentation.
+/// A wait queue (Linux's `wait_queue_head_t`): an ordered list of entries that a
+/// pollable object wakes when its state may have changed, passing a *key* (the poll bits that
+/// changed; empty means "unspecified"). Three kinds of entry hang on the same queue:
+///
+/// - an epoll *item* hook: the epoll callback, which moves the item to its instance's ready
+///   list;
+/// - a *blocked thread* (a blocking pipe read, a thread in `epoll_wait`), woken and removed;
+/// - a user [`WakeCallback`]; one hung as a *waiter* ([`WaitQueue::add_waiter_head`]) is,
+///   like a blocked thread, removed when it is called (Linux's `autoremove_wake_function`):
+///   an embedder's thread that sleeps outside the engine (in the host) but must count as
+///   blocked in `epoll_wait`.
+///
+/// Ordering and exclusivity follow the kernel: non-exclusive entries are added at the head,
+/// exclusive ones at the tail; [`WaitQueue::wake`] calls every non-exclusive entry and stops
+/// after the first exclusive entry that *accepts* the wakeup (returns `true`);
+/// [`WaitQueue::wake_all`] calls everything.
+///
+/// Callbacks run with the queue's lock held (as in the kernel), which is what makes removal
+/// safe: once [`WaitQueue::remove`] returns, the entry's callback is not running and will not
+/// run again. A callback must therefore never wait on this same queue or take a lock that is
+/// held while waking it (see the lock order in `epoll`).
 ///
 /// ```
 /// use eventpoll::{Events, WaitQueue};

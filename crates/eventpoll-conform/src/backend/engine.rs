@@ -6,9 +6,9 @@
 use super::threads::{BlockingCall, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Address, Backend, Errno, Event, SysResult};
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
-use eventpoll::epoll::DEFAULT_MAX_USER_WATCHES;
+use eventpoll::linux::DEFAULT_MAX_USER_WATCHES;
 use eventpoll::objects::fifo::Fifo;
-use eventpoll::table::TableConfig;
+use eventpoll::TableConfig;
 use eventpoll::{EpollEvent, Events, FdTable, ITimerSpec, PollFd, Timespec, User};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,7 @@ fn err(e: eventpoll::Errno) -> Errno {
     Errno(e.raw_os_error())
 }
 
-const O_NONBLOCK: i32 = eventpoll::event::O_NONBLOCK;
+const O_NONBLOCK: i32 = eventpoll::linux::O_NONBLOCK;
 
 /// `SHUT_*` and other constants the engine takes as Linux numbers.
 const EFD_SEMAPHORE: i32 = 1;
@@ -173,7 +173,7 @@ impl Backend for Engine {
         self.table
             .epoll_ctl(epfd, op, fd, ev.as_ref())
             .map_err(err)?;
-        if op == eventpoll::event::EPOLL_CTL_ADD {
+        if op == eventpoll::linux::EPOLL_CTL_ADD {
             self.items += 1;
         }
         Ok(())

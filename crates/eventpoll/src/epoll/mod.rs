@@ -89,7 +89,7 @@ pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 24;
 /// against `/proc/sys/fs/epoll/max_user_watches`): an ADD beyond it fails with `ENOSPC`.
 ///
 /// ```
-/// use eventpoll::{User, FdTable, table::TableConfig, EpollEvent, Events, Errno};
+/// use eventpoll::{User, FdTable, TableConfig, EpollEvent, Events, Errno};
 /// let user = User::new(1);
 /// let t = FdTable::with_config(TableConfig::default(), user.clone());
 /// let ep = t.epoll_create1(0).unwrap();
@@ -295,7 +295,7 @@ impl InterestList {
     }
 }
 
-/// One item of an interest list, as [`EpollShared::items_info`] reports it (the `tfd:`
+/// One item of an interest list, as [`FdTable::epoll_items`](crate::FdTable::epoll_items) reports it (the `tfd:`
 /// lines of Linux's fdinfo).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ItemInfo {
@@ -356,8 +356,9 @@ impl TakenItem {
     }
 }
 
-/// An epoll instance: the object behind an epoll file description.
-pub struct EpollShared {
+/// An epoll instance: the object behind an epoll file description (Linux's `struct
+/// eventpoll`). Not public: [`Epoll`] and the descriptor table are its two faces.
+pub(crate) struct EpollShared {
     mtx: Mutex<InterestList>,
     ready: SpinLock<Ready>,
     /// Threads blocked in `wait` (exclusive entries: a wakeup wakes one).
@@ -410,25 +411,20 @@ impl EpollShared {
 
     /// How many threads are blocked in a wait on this instance (see
     /// [`Epoll::blocked_threads`]).
-    pub fn blocked_threads(&self) -> usize {
+    pub(crate) fn blocked_threads(&self) -> usize {
         self.wq.len()
     }
 
     /// Number of items in the interest list.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         let il = lock(&self.mtx);
         il.watches.len() - il.free.len()
-    }
-
-    /// Whether the interest list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The interest list as Linux's `/proc/PID/fdinfo/EPFD` shows it: one entry per item,
     /// in no particular order, with the stored interest mask (including the flags, and
     /// `ERR|HUP`, and `WAKEUP` only when the caller had the capability) and data.
-    pub fn items_info(&self) -> Vec<ItemInfo> {
+    pub(crate) fn items_info(&self) -> Vec<ItemInfo> {
         self.item_states()
             .into_iter()
             .map(|s| ItemInfo {
@@ -441,7 +437,7 @@ impl EpollShared {
 
     /// Every item with its description and whether it is queued, in slot order (read
     /// only; see [`Epoll::item_states`]).
-    pub fn item_states(&self) -> Vec<ItemState> {
+    pub(crate) fn item_states(&self) -> Vec<ItemState> {
         let il = lock(&self.mtx);
         let r = lock(&self.ready);
         il.watches
@@ -461,7 +457,7 @@ impl EpollShared {
 
     /// The item of `fd` watching description `target`, if the list has it (see
     /// [`Epoll::item_state`]).
-    pub fn item_state(&self, fd: i32, target: usize) -> Option<ItemState> {
+    pub(crate) fn item_state(&self, fd: i32, target: usize) -> Option<ItemState> {
         let il = lock(&self.mtx);
         let slot = il.find(target, fd)?;
         let w = il.watch(slot);

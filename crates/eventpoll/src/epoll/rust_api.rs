@@ -297,7 +297,7 @@ impl Epoll {
     /// `event` is ignored for `EPOLL_CTL_DEL`.
     ///
     /// ```
-    /// use eventpoll::{Epoll, EpollEvent, Errno, Events, event::EPOLL_CTL_ADD, objects::pipe::pipe};
+    /// use eventpoll::{Epoll, EpollEvent, Errno, Events, linux::EPOLL_CTL_ADD, objects::pipe::pipe};
     /// let epoll = Epoll::new();
     /// let (r, _w) = pipe(0);
     /// let ev = EpollEvent::new(Events::IN, 1);
@@ -471,6 +471,9 @@ impl Epoll {
     /// assert_eq!(epoll.wait_into(&mut out, 4, Some(Duration::ZERO)), Ok(1));
     /// assert_eq!(out[0].data(), 9);
     /// ```
+    ///
+    /// Linux: [epoll_wait(2)](https://man7.org/linux/man-pages/man2/epoll_wait.2.html).
+    #[doc(alias = "epoll_wait")]
     pub fn wait_into(
         &self,
         out: &mut [EpollEvent],
@@ -483,6 +486,9 @@ impl Epoll {
     /// [`Epoll::wait_into`] with any [`EventSink`](crate::EventSink): the sink decides, slot
     /// by slot, whether an event can be stored (a C caller's buffer that ends in an
     /// unwritable page). The first event that cannot be stored stays on the ready list.
+    ///
+    /// Linux: [epoll_wait(2)](https://man7.org/linux/man-pages/man2/epoll_wait.2.html).
+    #[doc(alias = "epoll_wait")]
     pub fn wait_into_sink<S: crate::EventSink + ?Sized>(
         &self,
         out: &mut S,

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use eventpoll::objects::eventfd::EventFd;
-//! use eventpoll::{Errno, Events, File, event::O_NONBLOCK};
+//! use eventpoll::{Errno, Events, File, linux::O_NONBLOCK};
 //! let efd = File::with_flags(EventFd::new(0, false), O_NONBLOCK);
 //! assert_eq!(efd.poll(), Events::OUT);
 //! efd.write(&3u64.to_ne_bytes()).unwrap();
@@ -175,6 +175,9 @@ impl FdTable {
     /// t.read(fd, &mut buf).unwrap();
     /// assert_eq!(u64::from_ne_bytes(buf), 1);
     /// ```
+    ///
+    /// Linux: [eventfd(2)](https://man7.org/linux/man-pages/man2/eventfd.2.html).
+    #[doc(alias = "eventfd2")]
     pub fn eventfd(&self, initval: u32, flags: i32) -> Result<i32> {
         if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC) != 0 {
             return Err(Errno::EINVAL);

@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use eventpoll::objects::fifo::Fifo;
-//! use eventpoll::{Errno, Events, FdTable, event::O_NONBLOCK};
+//! use eventpoll::{Errno, Events, FdTable, linux::O_NONBLOCK};
 //! const O_RDONLY: i32 = 0;
 //! const O_WRONLY: i32 = 1;
 //! let t = FdTable::new();
@@ -305,7 +305,7 @@ impl FdTable {
     ///
     /// ```
     /// use eventpoll::objects::fifo::{Fifo, O_RDWR};
-    /// use eventpoll::{FdTable, Events, event::O_NONBLOCK};
+    /// use eventpoll::{FdTable, Events, linux::O_NONBLOCK};
     /// let t = FdTable::new();
     /// let fifo = Fifo::new();
     /// let both = t.open_fifo(&fifo, O_RDWR | O_NONBLOCK).unwrap();

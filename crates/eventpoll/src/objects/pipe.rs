@@ -39,7 +39,7 @@
 //! ```
 //! use eventpoll::objects::pipe::pipe;
 //! use eventpoll::{Errno, Events};
-//! let (r, w) = pipe(eventpoll::event::O_NONBLOCK);
+//! let (r, w) = pipe(eventpoll::linux::O_NONBLOCK);
 //! assert_eq!(w.poll(), Events::OUT | Events::WRNORM);
 //! assert_eq!(w.write(b"hello"), Ok(5));
 //! assert_eq!(r.poll(), Events::IN | Events::RDNORM);
@@ -162,6 +162,9 @@ pub(super) const WRITE_KEY: Events = Events::OUT.union(Events::WRNORM);
 /// let mut b = [0u8; 1];
 /// assert_eq!(r.read(&mut b), Ok(1)); // blocking read, data is there
 /// ```
+///
+/// Linux: [pipe(2)](https://man7.org/linux/man-pages/man2/pipe.2.html).
+#[doc(alias = "pipe2")]
 pub fn pipe(flags: impl Into<crate::OpenFlags>) -> (File, File) {
     let flags = flags.into().bits();
     // Linux's get_pipe_inode: one reader, one writer, both counters at 1.
@@ -510,7 +513,7 @@ impl FdTable {
     /// `EINVAL`.
     ///
     /// ```
-    /// use eventpoll::{FdTable, event::O_NONBLOCK};
+    /// use eventpoll::{FdTable, linux::O_NONBLOCK};
     /// let t = FdTable::new();
     /// let (r, w) = t.pipe2(O_NONBLOCK).unwrap();
     /// assert_eq!((r, w), (0, 1));
@@ -518,6 +521,9 @@ impl FdTable {
     /// let mut buf = [0u8; 8];
     /// assert_eq!(t.read(r, &mut buf), Ok(3));
     /// ```
+    ///
+    /// Linux: [pipe(2)](https://man7.org/linux/man-pages/man2/pipe.2.html).
+    #[doc(alias = "pipe")]
     pub fn pipe2(&self, flags: i32) -> Result<(i32, i32)> {
         if flags & !(O_NONBLOCK | O_CLOEXEC | O_DIRECT) != 0 {
             return Err(Errno::EINVAL);
@@ -539,12 +545,18 @@ impl FdTable {
     /// assert_eq!(t.set_pipe_size(r, 5000), Ok(8192));
     /// assert_eq!(t.pipe_size(r), Ok(8192));
     /// ```
+    ///
+    /// Linux: [fcntl(2) (`F_SETPIPE_SZ`)](https://man7.org/linux/man-pages/man2/fcntl.2.html).
+    #[doc(alias = "F_SETPIPE_SZ")]
     pub fn set_pipe_size(&self, fd: i32, size: i32) -> Result<i32> {
         let file = self.get(fd)?;
         pipe_of(&file)?.set_size(size)
     }
 
     /// `fcntl(fd, F_GETPIPE_SZ)`: the capacity in bytes.
+    ///
+    /// Linux: [fcntl(2) (`F_GETPIPE_SZ`)](https://man7.org/linux/man-pages/man2/fcntl.2.html).
+    #[doc(alias = "F_GETPIPE_SZ")]
     pub fn pipe_size(&self, fd: i32) -> Result<i32> {
         let file = self.get(fd)?;
         Ok(pipe_of(&file)?.size())

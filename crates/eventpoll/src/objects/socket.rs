@@ -84,7 +84,7 @@
 //!
 //! ```
 //! use eventpoll::objects::socket::{socketpair, SocketType};
-//! use eventpoll::{Events, event::O_NONBLOCK};
+//! use eventpoll::{Events, linux::O_NONBLOCK};
 //! let (a, b) = socketpair(SocketType::Stream, O_NONBLOCK);
 //! let writable = Events::OUT | Events::WRNORM | Events::WRBAND;
 //! assert_eq!(a.poll(), writable);
@@ -343,6 +343,8 @@ impl core::fmt::Debug for UnixSocket {
 /// assert_eq!(b.read(&mut buf), Ok(3)); // one message per read
 /// assert_eq!(&buf[..3], b"one");
 /// ```
+///
+/// Linux: [socketpair(2)](https://man7.org/linux/man-pages/man2/socketpair.2.html).
 pub fn socketpair(ty: SocketType, flags: impl Into<crate::OpenFlags>) -> (File, File) {
     let flags = flags.into().bits();
     let pair = Arc::new(Pair {
@@ -410,6 +412,8 @@ impl UnixSocket {
     }
 
     /// `shutdown(how)`: `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`; anything else is `EINVAL`.
+    ///
+    /// Linux: [shutdown(2)](https://man7.org/linux/man-pages/man2/shutdown.2.html).
     pub fn shutdown(&self, how: i32) -> Result<()> {
         if !(SHUT_RD..=SHUT_RDWR).contains(&how) {
             return Err(Errno::EINVAL);
@@ -793,6 +797,9 @@ impl FdTable {
     }
 
     /// `setsockopt(fd, SOL_SOCKET, SO_SNDBUF, val)`.
+    ///
+    /// Linux: [socket(7) (`SO_SNDBUF`)](https://man7.org/linux/man-pages/man7/socket.7.html).
+    #[doc(alias = "SO_SNDBUF", alias = "setsockopt")]
     pub fn set_sndbuf(&self, fd: i32, val: i32) -> Result<()> {
         let file = self.get(fd)?;
         socket_of(&file)?.set_send_buffer_size(val);

@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use eventpoll::platform::ManualClock;
-//! use eventpoll::{FdTable, ITimerSpec, Timespec, User, table::TableConfig};
+//! use eventpoll::{FdTable, ITimerSpec, Timespec, User, TableConfig};
 //! use eventpoll::objects::timerfd::{CLOCK_MONOTONIC, TFD_NONBLOCK};
 //! use std::{sync::Arc, time::Duration};
 //!
@@ -266,6 +266,9 @@ impl TimerFd {
     }
 
     /// `timerfd_settime(flags, new)`: returns the previous setting.
+    ///
+    /// Linux: [timerfd_settime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
+    #[doc(alias = "timerfd_settime")]
     pub fn settime(&self, flags: i32, new: &ITimerSpec) -> Result<ITimerSpec> {
         check_settime_args(flags, new)?;
         let fired;
@@ -303,6 +306,9 @@ impl TimerFd {
 
     /// `timerfd_gettime`: the remaining time and the interval. Like Linux, this restarts an
     /// expired interval timer (counting the periods missed).
+    ///
+    /// Linux: [timerfd_gettime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
+    #[doc(alias = "timerfd_gettime")]
     pub fn gettime(&self) -> ITimerSpec {
         let (cur, fired) = {
             let mut st = lock(&self.shared.state);
@@ -401,6 +407,8 @@ fn timerfd_of(file: &File) -> Result<&TimerFd> {
 impl FdTable {
     /// `timerfd_create(clockid, flags)` on the table's clock: `EINVAL` for an unknown clock
     /// or flags other than `TFD_NONBLOCK`/`TFD_CLOEXEC`.
+    ///
+    /// Linux: [timerfd_create(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
     pub fn timerfd_create(&self, clockid: i32, flags: i32) -> Result<i32> {
         if flags & !(TFD_NONBLOCK | TFD_CLOEXEC) != 0 {
             return Err(Errno::EINVAL);
@@ -415,6 +423,8 @@ impl FdTable {
     /// `timerfd_settime(fd, flags, new)`: returns the previous setting. Bad flags or an
     /// invalid timespec is `EINVAL` (checked first), a closed `fd` `EBADF`, a descriptor that
     /// is not a timerfd `EINVAL`.
+    ///
+    /// Linux: [timerfd_settime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
     pub fn timerfd_settime(&self, fd: i32, flags: i32, new: &ITimerSpec) -> Result<ITimerSpec> {
         check_settime_args(flags, new)?;
         let file = self.get(fd)?;
@@ -422,6 +432,8 @@ impl FdTable {
     }
 
     /// `timerfd_gettime(fd)`.
+    ///
+    /// Linux: [timerfd_gettime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
     pub fn timerfd_gettime(&self, fd: i32) -> Result<ITimerSpec> {
         let file = self.get(fd)?;
         Ok(timerfd_of(&file)?.gettime())
