@@ -5,7 +5,7 @@
 
 use divan::{black_box, Bencher};
 use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, O_NONBLOCK};
-use eventpoll::objects::eventfd::{EventFd, EFD_NONBLOCK};
+use eventpoll::objects::eventfd::{EventFd, EventFdMode, EFD_NONBLOCK};
 use eventpoll::{Epoll, EpollEvent, EventBuffer, Events, FdTable, File, Interest};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ fn main() {
 }
 
 fn eventfd(init: u64) -> File {
-    File::with_flags(EventFd::new(init, false), O_NONBLOCK)
+    File::with_flags(EventFd::new(init, EventFdMode::Counter), O_NONBLOCK)
 }
 
 /// `epoll_ctl` ADD then DEL of one eventfd on an empty instance (Rust layer).

@@ -20,7 +20,7 @@
 
 use crate::sys;
 use crate::{Host, ThreadWaker};
-use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, WakeCallback};
+use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,7 +216,7 @@ impl HostEpoll {
     /// Wrap an existing instance with a given bell (hooked on the instance's poll queue).
     pub fn with_bell(epoll: Epoll, host: Host, bell: Arc<Bell>) -> HostEpoll {
         if let Some(q) = epoll.file().ops().wait_queue() {
-            q.add(bell.clone(), false);
+            q.add(bell.clone(), Exclusivity::NonExclusive);
         }
         HostEpoll {
             epoll,

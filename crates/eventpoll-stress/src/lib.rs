@@ -365,7 +365,7 @@ impl World {
             }
             Kind::Pipe => {
                 let (r, w) = eventpoll::objects::pipe::pipe(O_NONBLOCK);
-                (table.install(r, false)?, w)
+                (table.install(r, eventpoll::OpenFlags::empty())?, w)
             }
         };
         let inc = Arc::new(Incarnation {

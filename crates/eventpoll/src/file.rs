@@ -64,6 +64,24 @@ pub trait Pollable: Send + Sync + 'static {
     fn wait_queue(&self) -> &WaitQueue;
 }
 
+/// Whether an operation that cannot proceed at once waits: the description's `O_NONBLOCK`
+/// as `read(2)` and `write(2)` see it ([`File::io_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// Wait until the operation can proceed (no `O_NONBLOCK`).
+    #[default]
+    Blocking,
+    /// Fail with `EAGAIN` instead of waiting (`O_NONBLOCK`).
+    NonBlocking,
+}
+
+impl IoMode {
+    /// Whether this is [`IoMode::NonBlocking`].
+    pub fn is_nonblocking(self) -> bool {
+        self == IoMode::NonBlocking
+    }
+}
+
 /// The operations of an open file's object. Implement [`Pollable`] instead when the object
 /// only needs to be watched; implement this directly to add reads, writes, a release hook,
 /// or to be non-pollable (like a regular file).
@@ -91,12 +109,12 @@ pub trait FileOps: Any + Send + Sync {
     fn extra_wait_queue(&self) -> Option<&WaitQueue> {
         None
     }
-    /// `read(2)`. `nonblock` is the description's `O_NONBLOCK`.
-    fn read(&self, _buf: &mut [u8], _nonblock: bool) -> Result<usize> {
+    /// `read(2)`. `mode` is the description's `O_NONBLOCK`.
+    fn read(&self, _buf: &mut [u8], _mode: IoMode) -> Result<usize> {
         Err(Errno::EINVAL)
     }
     /// `write(2)`.
-    fn write(&self, _buf: &[u8], _nonblock: bool) -> Result<usize> {
+    fn write(&self, _buf: &[u8], _mode: IoMode) -> Result<usize> {
         Err(Errno::EINVAL)
     }
     /// Called once, when the last descriptor of the description is closed, after every
@@ -158,8 +176,8 @@ impl Drop for OpenFile {
 /// the last one releases the description.
 ///
 /// ```
-/// use eventpoll::{File, objects::eventfd::EventFd};
-/// let f = File::new(EventFd::new(0, false));
+/// use eventpoll::{File, objects::eventfd::{EventFd, EventFdMode}};
+/// let f = File::new(EventFd::new(0, EventFdMode::Counter));
 /// let g = f.clone(); // same description
 /// assert!(f.same_description(&g));
 /// ```
@@ -240,6 +258,15 @@ impl File {
         self.flags() & crate::event::O_NONBLOCK != 0
     }
 
+    /// How reads and writes on the description behave when they cannot proceed.
+    pub fn io_mode(&self) -> IoMode {
+        if self.is_nonblocking() {
+            IoMode::NonBlocking
+        } else {
+            IoMode::Blocking
+        }
+    }
+
     /// The current poll mask of the object.
     pub fn poll(&self) -> Events {
         self.inner.ops.poll()
@@ -247,11 +274,11 @@ impl File {
 
     /// `read(2)` on the description.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize> {
-        self.inner.ops.read(buf, self.is_nonblocking())
+        self.inner.ops.read(buf, self.io_mode())
     }
 
     /// `write(2)` on the description.
     pub fn write(&self, buf: &[u8]) -> Result<usize> {
-        self.inner.ops.write(buf, self.is_nonblocking())
+        self.inner.ops.write(buf, self.io_mode())
     }
 }

@@ -124,11 +124,11 @@ mod loom_models;
 pub use epoll::{Epoll, EventBuffer, Interest, ItemInfo, ItemState, TakenItem, User, Waker};
 pub use errno::{Errno, Result};
 pub use event::{EpollEvent, EventSink, Events, RecordingSink, ReportedItem};
-pub use file::{File, FileOps, Pollable};
+pub use file::{File, FileOps, IoMode, Pollable};
 pub use open_flags::OpenFlags;
 pub use signal::Interrupt;
 pub use table::{FdTable, ITimerSpec, PollFd, TableConfig, Timespec};
-pub use wait_queue::{WaitQueue, WakeCallback};
+pub use wait_queue::{Exclusivity, WaitQueue, WakeCallback};
 
 /// The raw constants of the Linux-shaped layer ([`FdTable`]), with Linux's values: the
 /// `epoll_ctl` operations, the flags of `epoll_create1` and of the calls that open files,

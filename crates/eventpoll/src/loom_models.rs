@@ -765,12 +765,16 @@ fn loom_models_interrupt_and_zero_timeout_vs_wake() {
 /// on a pipe with a thread blocked in `wait`, and `FdTable::poll` on an eventfd.
 #[test]
 fn loom_models_objects() {
-    use crate::objects::{eventfd::EventFd, pipe::pipe};
+    use crate::objects::{
+        eventfd::{EventFd, EventFdMode},
+        pipe::pipe,
+    };
+    use crate::IoMode;
     check("eventfd_blocking_read_vs_write", || {
-        let e = EventFd::new(0, false);
+        let e = EventFd::new(0, EventFdMode::Counter);
         let e2 = e.clone();
-        let reader = thread::spawn(move || e2.take(false));
-        e.add(1, false).unwrap();
+        let reader = thread::spawn(move || e2.take(IoMode::Blocking));
+        e.add(1, IoMode::Blocking).unwrap();
         assert_eq!(reader.join().unwrap(), Ok(1));
     });
     check("pipe_blocking_read_vs_write_then_close", || {

@@ -14,11 +14,11 @@ use crate::sync::{lock, Arc, Ordering};
 /// A handle that interrupts one thread's blocked calls with `EINTR`.
 ///
 /// ```
-/// use eventpoll::{Errno, Interrupt, WaitQueue};
+/// use eventpoll::{Errno, Exclusivity, Interrupt, WaitQueue};
 /// let me = Interrupt::current();
 /// me.raise(); // pending: the next blocking call returns EINTR instead of sleeping
 /// let q = WaitQueue::new();
-/// assert_eq!(q.block_until(true, None, || None::<()>), Err(Errno::EINTR));
+/// assert_eq!(q.block_until(Exclusivity::Exclusive, None, || None::<()>), Err(Errno::EINTR));
 /// assert!(!me.is_pending());
 /// ```
 #[derive(Clone)]

@@ -25,10 +25,11 @@ use crate::epoll::{self, EpollShared, User, Waker};
 use crate::errno::{Errno, Result};
 use crate::event::{EpollEvent, Events, EPOLL_CLOEXEC, EPOLL_CTL_DEL};
 use crate::file::File;
+use crate::open_flags::OpenFlags;
 use crate::platform::Deadline;
 use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex};
-use crate::wait_queue::{Parker, WaitQueue, WakeReason};
+use crate::wait_queue::{Exclusivity, Parker, WaitQueue, WakeReason};
 use core::time::Duration;
 
 /// Linux's `struct timespec` (seconds and nanoseconds, both signed), as `epoll_pwait2` and
@@ -224,16 +225,35 @@ impl FdTable {
         (get(a), get(b))
     }
 
-    /// Install `file` at the lowest free number.
-    pub fn install(&self, file: File, cloexec: bool) -> Result<i32> {
+    /// Install `file` at the lowest free number. Of `flags` only
+    /// [`OpenFlags::CLOEXEC`] counts: it is the descriptor's `FD_CLOEXEC` (the status flags,
+    /// `O_NONBLOCK`, belong to the description: [`File::with_flags`]). A raw `i32` converts,
+    /// so `flags & O_CLOEXEC` of a system call passes through (every `*_CLOEXEC` of Linux is
+    /// `O_CLOEXEC`).
+    ///
+    /// ```
+    /// use eventpoll::{FdTable, File, OpenFlags, objects::eventfd::{EventFd, EventFdMode}};
+    /// let t = FdTable::new();
+    /// let fd = t.install(File::new(EventFd::new(0, EventFdMode::Counter)), OpenFlags::CLOEXEC).unwrap();
+    /// assert_eq!(t.cloexec(fd), Ok(true));
+    /// ```
+    pub fn install(&self, file: File, flags: impl Into<OpenFlags>) -> Result<i32> {
+        let cloexec = flags.into().contains(OpenFlags::CLOEXEC);
         let mut s = lock(&self.slots);
         let fd = Self::lowest_free(&s, 0, self.config.max_fds)?;
         Self::put(&mut s, fd, Slot { file, cloexec });
         Ok(fd as i32)
     }
 
-    /// Install two files at the two lowest free numbers (pipe2, socketpair), or neither.
-    pub fn install_pair(&self, a: File, b: File, cloexec: bool) -> Result<(i32, i32)> {
+    /// Install two files at the two lowest free numbers (pipe2, socketpair), or neither;
+    /// `flags` as for [`FdTable::install`].
+    pub fn install_pair(
+        &self,
+        a: File,
+        b: File,
+        flags: impl Into<OpenFlags>,
+    ) -> Result<(i32, i32)> {
+        let cloexec = flags.into().contains(OpenFlags::CLOEXEC);
         let mut s = lock(&self.slots);
         let fa = Self::lowest_free(&s, 0, self.config.max_fds)?;
         Self::put(&mut s, fa, Slot { file: a, cloexec });
@@ -311,7 +331,7 @@ impl FdTable {
     /// Linux: [dup(2)](https://man7.org/linux/man-pages/man2/dup.2.html).
     pub fn dup(&self, fd: i32) -> Result<i32> {
         let file = self.get(fd)?;
-        self.install(file, false)
+        self.install(file, OpenFlags::empty())
     }
 
     /// `fcntl(fd, F_DUPFD, min)`: the lowest free number at or above `min`.
@@ -575,7 +595,7 @@ impl FdTable {
             .flatten()
             .collect();
         for q in &queues {
-            q.add(cb.clone(), false);
+            q.add(cb.clone(), Exclusivity::NonExclusive);
         }
         let signal = crate::signal::current();
         let result = loop {
@@ -646,7 +666,7 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let file = EpollShared::new_file(self.user.clone(), self.clock.clone());
-        self.install(file, flags & EPOLL_CLOEXEC != 0)
+        self.install(file, flags & EPOLL_CLOEXEC)
     }
 
     /// `epoll_ctl`'s descriptor side, in Linux's order: the copy-in (`EFAULT`), the two

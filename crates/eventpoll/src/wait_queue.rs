@@ -10,7 +10,7 @@ use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Ordering, SpinLock};
 /// A callback hung on a [`WaitQueue`].
 ///
 /// ```
-/// use eventpoll::{Events, WaitQueue, WakeCallback};
+/// use eventpoll::{Events, Exclusivity, WaitQueue, WakeCallback};
 /// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
 ///
 /// struct Counter(AtomicU32);
@@ -22,7 +22,7 @@ use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Ordering, SpinLock};
 /// }
 /// let q = WaitQueue::new();
 /// let c = Arc::new(Counter(AtomicU32::new(0)));
-/// q.add(c.clone(), false);
+/// q.add(c.clone(), Exclusivity::NonExclusive);
 /// q.wake(Events::IN);
 /// assert!(q.remove(&(c.clone() as Arc<dyn WakeCallback>)));
 /// q.wake(Events::IN);
@@ -32,6 +32,24 @@ pub trait WakeCallback: Send + Sync {
     /// Called with the queue's lock held. Returns whether this entry *accepted* the wakeup;
     /// for an exclusive entry, acceptance ends a [`WaitQueue::wake`].
     fn wake(&self, key: Events) -> bool;
+}
+
+/// Whether a queue entry is exclusive (Linux's `WQ_FLAG_EXCLUSIVE`): a
+/// [`WaitQueue::wake`] calls every non-exclusive entry and stops after the first exclusive
+/// one that accepts it. Blocked readers and writers of an object that one byte can satisfy
+/// wait exclusively (a wakeup wakes one of them); callbacks that must all run do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exclusivity {
+    /// Called by every wakeup; added at the head.
+    NonExclusive,
+    /// Ends a wake-one when it accepts; added at the tail.
+    Exclusive,
+}
+
+impl Exclusivity {
+    fn is_exclusive(self) -> bool {
+        self == Exclusivity::Exclusive
+    }
 }
 
 /// One entry of a queue: what it does when woken, and whether it is exclusive. Kept to 16
@@ -164,12 +182,12 @@ impl WaitQueue {
         self.wakeups.load(Ordering::Relaxed)
     }
 
-    /// Hang a callback on the queue; `exclusive` entries go to the tail and stop a
+    /// Hang a callback on the queue; exclusive entries go to the tail and stop a
     /// [`WaitQueue::wake`] when they accept it, others go to the head.
-    pub fn add(&self, callback: Arc<dyn WakeCallback>, exclusive: bool) {
+    pub fn add(&self, callback: Arc<dyn WakeCallback>, exclusivity: Exclusivity) {
         self.insert(Waiter::Callback {
             cb: Box::new(callback),
-            exclusive,
+            exclusive: exclusivity.is_exclusive(),
             once: false,
         });
     }
@@ -327,21 +345,22 @@ impl WaitQueue {
     /// when the thread's [`crate::Interrupt`] is raised.
     ///
     /// ```
-    /// use eventpoll::{Errno, WaitQueue};
+    /// use eventpoll::{Errno, Exclusivity, WaitQueue};
     /// use eventpoll::platform::MonotonicClock;
     /// use eventpoll::platform::Deadline;
     /// use std::time::Duration;
     /// let q = WaitQueue::new();
     /// let deadline = Deadline::after(&MonotonicClock, Duration::from_millis(5));
-    /// let r: Result<(), Errno> = q.block_until(true, deadline, || None);
+    /// let r: Result<(), Errno> = q.block_until(Exclusivity::Exclusive, deadline, || None);
     /// assert_eq!(r, Err(Errno::EAGAIN));
     /// ```
     pub fn block_until<T>(
         &self,
-        exclusive: bool,
+        exclusivity: Exclusivity,
         deadline: Option<Deadline<'_>>,
         mut attempt: impl FnMut() -> Option<T>,
     ) -> crate::Result<T> {
+        let exclusive = exclusivity.is_exclusive();
         loop {
             if let Some(v) = attempt() {
                 return Ok(v);
@@ -396,10 +415,10 @@ mod tests {
     fn exclusive_wake_stops_after_first_accepting_exclusive() {
         let q = WaitQueue::new();
         let (a, b, c, d) = (probe(true), probe(false), probe(true), probe(true));
-        q.add(b.clone(), true); // exclusive, refuses
-        q.add(c.clone(), true); // exclusive, accepts: stops here
-        q.add(d.clone(), true); // never reached by wake()
-        q.add(a.clone(), false); // non-exclusive, at the head
+        q.add(b.clone(), Exclusivity::Exclusive); // exclusive, refuses
+        q.add(c.clone(), Exclusivity::Exclusive); // exclusive, accepts: stops here
+        q.add(d.clone(), Exclusivity::Exclusive); // never reached by wake()
+        q.add(a.clone(), Exclusivity::NonExclusive); // non-exclusive, at the head
         q.wake(Events::IN);
         let n = |p: &Arc<Probe>| p.calls.load(Ordering::Relaxed);
         assert_eq!((n(&a), n(&b), n(&c), n(&d)), (1, 1, 1, 0));
@@ -411,7 +430,7 @@ mod tests {
     fn a_waiter_is_woken_newest_first_and_removed_when_called() {
         let q = WaitQueue::new();
         let (old, new, item) = (probe(true), probe(true), probe(false));
-        q.add(item.clone(), true); // an exclusive item-like entry that refuses
+        q.add(item.clone(), Exclusivity::Exclusive); // an exclusive item-like entry that refuses
         q.add_waiter_head(old.clone());
         q.add_waiter_head(new.clone());
         assert_eq!(q.len(), 3);
@@ -438,7 +457,9 @@ mod tests {
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (q2, f2) = (q.clone(), flag.clone());
         let t = std::thread::spawn(move || {
-            q2.block_until(true, None, || f2.load(Ordering::Acquire).then_some(7))
+            q2.block_until(Exclusivity::Exclusive, None, || {
+                f2.load(Ordering::Acquire).then_some(7)
+            })
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
         flag.store(true, Ordering::Release);

@@ -5,6 +5,7 @@ use super::*;
 use crate::event::{EPOLL_CTL_ADD as ADD, EPOLL_CTL_DEL as DEL, EPOLL_CTL_MOD as MOD};
 use crate::table::FdTable;
 use crate::test_prelude::*;
+use crate::OpenFlags;
 use crate::{Interest, Pollable};
 use std::sync::atomic::AtomicU32 as StdAtomicU32;
 
@@ -173,7 +174,7 @@ fn efault_when_buffer_shorter_than_maxevents() {
     let t = FdTable::new();
     let (l, f) = level();
     l.set(Events::IN, Events::empty());
-    let fd = t.install(f, false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
     let ep = t.epoll_create1(0).unwrap();
     t.epoll_ctl(ep, ADD, fd, Some(&ev(Events::IN, 1))).unwrap();
     assert_eq!(t.epoll_wait(ep, &mut [], 4, 0), Err(Errno::EFAULT));
@@ -191,8 +192,10 @@ fn ctl_error_order() {
     let t = FdTable::new();
     let ep = t.epoll_create1(0).unwrap();
     let (_l, f) = level();
-    let fd = t.install(f, false).unwrap();
-    let plain = t.install(File::new(Arc::new(Plain)), false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
+    let plain = t
+        .install(File::new(Arc::new(Plain)), OpenFlags::empty())
+        .unwrap();
     let e = ev(Events::IN, 1);
     assert_eq!(t.epoll_ctl(ep, ADD, fd, None), Err(Errno::EFAULT));
     assert_eq!(t.epoll_ctl(-1, ADD, fd, None), Err(Errno::EFAULT));
@@ -232,7 +235,7 @@ fn wait_argument_errors() {
     let t = FdTable::new();
     let ep = t.epoll_create1(0).unwrap();
     let (_l, f) = level();
-    let fd = t.install(f, false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
     let mut buf = [EpollEvent::default(); 1];
     assert_eq!(t.epoll_wait(ep, &mut buf, 0, 0), Err(Errno::EINVAL));
     assert_eq!(t.epoll_wait(ep, &mut buf, -1, 0), Err(Errno::EINVAL));
@@ -274,7 +277,7 @@ fn ghost_events_after_closing_one_of_two_descriptors() {
     let t = FdTable::new();
     let ep = t.epoll_create1(0).unwrap();
     let (l, f) = level();
-    let fd = t.install(f, false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
     let fd2 = t.dup(fd).unwrap();
     t.epoll_ctl(ep, ADD, fd, Some(&ev(Events::IN, 7))).unwrap();
     t.close(fd).unwrap();
@@ -295,7 +298,7 @@ fn two_descriptors_of_one_file_are_two_items() {
     let t = FdTable::new();
     let ep = t.epoll_create1(0).unwrap();
     let (l, f) = level();
-    let fd = t.install(f, false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
     let fd2 = t.dup(fd).unwrap();
     t.epoll_ctl(ep, ADD, fd, Some(&ev(Events::IN, 1))).unwrap();
     t.epoll_ctl(ep, ADD, fd2, Some(&ev(Events::IN, 2))).unwrap();
@@ -706,7 +709,7 @@ fn wakeup_flag_needs_the_capability() {
         );
         let ep = t.epoll_create1(0).unwrap();
         let (_l, f) = level();
-        let fd = t.install(f, false).unwrap();
+        let fd = t.install(f, OpenFlags::empty()).unwrap();
         t.epoll_ctl(ep, ADD, fd, Some(&ev_wakeup)).unwrap();
         let info = t.epoll_items(ep).unwrap();
         assert_eq!(info.len(), 1);
@@ -731,7 +734,7 @@ fn fork_shares_descriptions_until_both_close() {
     let t = FdTable::new();
     let ep = t.epoll_create1(0).unwrap();
     let (l, f) = level();
-    let fd = t.install(f, false).unwrap();
+    let fd = t.install(f, OpenFlags::empty()).unwrap();
     t.epoll_ctl(ep, ADD, fd, Some(&ev(Events::IN, 4))).unwrap();
     let child = t.fork();
     t.close(fd).unwrap();

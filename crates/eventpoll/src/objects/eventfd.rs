@@ -15,9 +15,9 @@
 //!   `wait_event_interruptible_locked_irq`).
 //!
 //! ```
-//! use eventpoll::objects::eventfd::EventFd;
+//! use eventpoll::objects::eventfd::{EventFd, EventFdMode};
 //! use eventpoll::{Errno, Events, File, linux::O_NONBLOCK};
-//! let efd = File::with_flags(EventFd::new(0, false), O_NONBLOCK);
+//! let efd = File::with_flags(EventFd::new(0, EventFdMode::Counter), O_NONBLOCK);
 //! assert_eq!(efd.poll(), Events::OUT);
 //! efd.write(&3u64.to_ne_bytes()).unwrap();
 //! efd.write(&4u64.to_ne_bytes()).unwrap();
@@ -30,10 +30,10 @@
 
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::table::FdTable;
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 
 /// `EFD_SEMAPHORE`: reads take 1 instead of the whole counter.
 pub const EFD_SEMAPHORE: i32 = 1;
@@ -41,6 +41,16 @@ pub const EFD_SEMAPHORE: i32 = 1;
 pub const EFD_NONBLOCK: i32 = O_NONBLOCK;
 /// `EFD_CLOEXEC` (= `O_CLOEXEC`).
 pub const EFD_CLOEXEC: i32 = O_CLOEXEC;
+
+/// What a read of an eventfd takes: the whole counter, or 1 (`EFD_SEMAPHORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EventFdMode {
+    /// A read returns the counter and resets it to 0.
+    #[default]
+    Counter,
+    /// A read returns 1 and decrements the counter (`EFD_SEMAPHORE`).
+    Semaphore,
+}
 
 /// An eventfd counter. See the [module documentation](self).
 #[derive(Debug, Default)]
@@ -53,17 +63,17 @@ pub struct EventFd {
 }
 
 impl EventFd {
-    /// `eventfd(init, semaphore ? EFD_SEMAPHORE : 0)`.
+    /// `eventfd(init, mode)` (`EFD_SEMAPHORE` is [`EventFdMode::Semaphore`]).
     ///
     /// ```
-    /// use eventpoll::{objects::eventfd::EventFd, Events, FileOps};
-    /// let e = EventFd::new(u64::MAX, false);
+    /// use eventpoll::{objects::eventfd::{EventFd, EventFdMode}, Events, FileOps};
+    /// let e = EventFd::new(u64::MAX, EventFdMode::Counter);
     /// assert_eq!(e.poll(), Events::IN | Events::ERR);
     /// ```
-    pub fn new(init: u64, semaphore: bool) -> Arc<EventFd> {
+    pub fn new(init: u64, mode: EventFdMode) -> Arc<EventFd> {
         Arc::new(EventFd {
             count: AtomicU64::new(init),
-            semaphore,
+            semaphore: mode == EventFdMode::Semaphore,
             queue: WaitQueue::new(),
         })
     }
@@ -84,7 +94,7 @@ impl EventFd {
     }
 
     /// Add `value` to the counter (`eventfd_write` without the byte handling).
-    pub fn add(&self, value: u64, nonblock: bool) -> Result<()> {
+    pub fn add(&self, value: u64, mode: IoMode) -> Result<()> {
         if value == u64::MAX {
             return Err(Errno::EINVAL);
         }
@@ -97,17 +107,18 @@ impl EventFd {
                 .map(|_| ())
         };
         if try_add().is_none() {
-            if nonblock {
+            if mode.is_nonblocking() {
                 return Err(Errno::EAGAIN);
             }
-            self.queue.block_until(false, None, try_add)?;
+            self.queue
+                .block_until(Exclusivity::NonExclusive, None, try_add)?;
         }
         self.queue.wake(Events::IN);
         Ok(())
     }
 
     /// Take the counter (or 1 in semaphore mode) (`eventfd_read` without the byte handling).
-    pub fn take(&self, nonblock: bool) -> Result<u64> {
+    pub fn take(&self, mode: IoMode) -> Result<u64> {
         let try_take = || {
             let semaphore = self.semaphore;
             self.count
@@ -121,8 +132,10 @@ impl EventFd {
         };
         let value = match try_take() {
             Some(v) => v,
-            None if nonblock => return Err(Errno::EAGAIN),
-            None => self.queue.block_until(false, None, try_take)?,
+            None if mode.is_nonblocking() => return Err(Errno::EAGAIN),
+            None => self
+                .queue
+                .block_until(Exclusivity::NonExclusive, None, try_take)?,
         };
         self.queue.wake(Events::OUT);
         Ok(value)
@@ -147,18 +160,18 @@ impl FileOps for EventFd {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.queue)
     }
-    fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], mode: IoMode) -> Result<usize> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
         }
-        let v = self.take(nonblock)?;
+        let v = self.take(mode)?;
         buf[..8].copy_from_slice(&v.to_ne_bytes());
         Ok(8)
     }
-    fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize> {
+    fn write(&self, buf: &[u8], mode: IoMode) -> Result<usize> {
         // Kernel 6.18: 7 and 9 and 16 bytes are all EINVAL.
         let bytes: [u8; 8] = buf.try_into().map_err(|_| Errno::EINVAL)?;
-        self.add(u64::from_ne_bytes(bytes), nonblock)?;
+        self.add(u64::from_ne_bytes(bytes), mode)?;
         Ok(8)
     }
 }
@@ -182,9 +195,16 @@ impl FdTable {
         if flags & !(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        let efd = EventFd::new(initval as u64, flags & EFD_SEMAPHORE != 0);
+        let efd = EventFd::new(
+            initval as u64,
+            if flags & EFD_SEMAPHORE != 0 {
+                EventFdMode::Semaphore
+            } else {
+                EventFdMode::Counter
+            },
+        );
         let file = File::with_flags(efd, flags & O_NONBLOCK);
-        self.install(file, flags & EFD_CLOEXEC != 0)
+        self.install(file, flags & EFD_CLOEXEC)
     }
 }
 
@@ -197,7 +217,14 @@ mod tests {
     use std::time::Duration;
 
     fn nb(init: u64, sem: bool) -> (Arc<EventFd>, File) {
-        let e = EventFd::new(init, sem);
+        let e = EventFd::new(
+            init,
+            if sem {
+                EventFdMode::Semaphore
+            } else {
+                EventFdMode::Counter
+            },
+        );
         (e.clone(), File::with_flags(e, O_NONBLOCK))
     }
     fn w(f: &File, v: u64) -> Result<usize> {
@@ -212,7 +239,7 @@ mod tests {
     // c=2^64-2 -> IN only.
     #[test]
     fn masks_at_boundaries() {
-        let mask = |c| FileOps::poll(&*EventFd::new(c, false));
+        let mask = |c| FileOps::poll(&*EventFd::new(c, EventFdMode::Counter));
         assert_eq!(mask(0), Events::OUT);
         assert_eq!(mask(1), Events::IN | Events::OUT);
         assert_eq!(mask(u64::MAX - 2), Events::IN | Events::OUT);
@@ -295,31 +322,31 @@ mod tests {
 
     #[test]
     fn blocking_read_waits_for_write() {
-        let e = EventFd::new(0, false);
+        let e = EventFd::new(0, EventFdMode::Counter);
         let f = File::new(e.clone());
         let g = f.clone();
         let t = std::thread::spawn(move || r(&g));
         std::thread::sleep(Duration::from_millis(30));
-        e.add(9, true).unwrap();
+        e.add(9, IoMode::NonBlocking).unwrap();
         assert_eq!(join_within(t), Ok(9));
         assert_eq!(e.count(), 0);
     }
 
     #[test]
     fn blocking_write_waits_for_read() {
-        let e = EventFd::new(u64::MAX - 1, false);
+        let e = EventFd::new(u64::MAX - 1, EventFdMode::Counter);
         let f = File::new(e.clone());
         let g = f.clone();
         let t = std::thread::spawn(move || w(&g, 5));
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(e.take(true), Ok(u64::MAX - 1));
+        assert_eq!(e.take(IoMode::NonBlocking), Ok(u64::MAX - 1));
         assert_eq!(join_within(t), Ok(8));
         assert_eq!(e.count(), 5);
     }
 
     #[test]
     fn blocked_read_is_interrupted() {
-        let f = File::new(EventFd::new(0, false));
+        let f = File::new(EventFd::new(0, EventFdMode::Counter));
         let g = f.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {

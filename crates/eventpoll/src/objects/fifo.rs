@@ -49,10 +49,10 @@
 use super::pipe::{Pipe, READ_KEY, WRITE_KEY};
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::table::FdTable;
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 
 /// `O_ACCMODE`: the access-mode bits of open flags.
 pub const O_ACCMODE: i32 = 3;
@@ -213,9 +213,11 @@ impl Fifo {
         // Linux's wait_for_partner: sleep on the reader queue until the other side's open
         // count moves.
         let start = counter(&lock(&pipe.ring));
-        let waited = pipe.rd_wait.block_until(false, None, || {
-            (counter(&lock(&pipe.ring)) != start).then_some(())
-        });
+        let waited = pipe
+            .rd_wait
+            .block_until(Exclusivity::NonExclusive, None, || {
+                (counter(&lock(&pipe.ring)) != start).then_some(())
+            });
         if let Err(e) = waited {
             // Undo this open's count; the last of its side wakes the other side.
             let mut ring = lock(&pipe.ring);
@@ -281,13 +283,15 @@ impl FileOps for FifoFile {
     fn extra_wait_queue(&self) -> Option<&WaitQueue> {
         (self.read && self.write).then_some(&self.pipe.wr_wait)
     }
-    fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         if !self.read {
             return Err(Errno::EBADF);
         }
         self.pipe.read(buf, nonblock)
     }
-    fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize> {
+    fn write(&self, buf: &[u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         if !self.write {
             return Err(Errno::EBADF);
         }
@@ -315,7 +319,7 @@ impl FdTable {
     /// ```
     pub fn open_fifo(&self, fifo: &Arc<Fifo>, flags: i32) -> Result<i32> {
         let file = fifo.open(flags)?;
-        self.install(file, flags & O_CLOEXEC != 0)
+        self.install(file, flags & O_CLOEXEC)
     }
 }
 

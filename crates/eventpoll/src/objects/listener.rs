@@ -34,7 +34,7 @@
 //! after the close is refused as on Linux.
 //!
 //! ```
-//! use eventpoll::{FdTable, objects::socket::SocketType, event::O_NONBLOCK};
+//! use eventpoll::{FdTable, objects::socket::SocketType, linux::O_NONBLOCK};
 //! let t = FdTable::new();
 //! let (l, addr) = t.unix_listen(SocketType::Stream, 0, O_NONBLOCK).unwrap();
 //! let c = t.unix_connect(&addr, O_NONBLOCK).unwrap();
@@ -51,10 +51,10 @@
 use super::socket::{connected_ends, SocketType, UnixSocket, SHUT_RD, SHUT_RDWR};
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::sync::{lock, Arc, Mutex};
 use crate::table::FdTable;
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 use alloc::collections::VecDeque;
 use alloc::sync::Weak;
 
@@ -175,7 +175,7 @@ impl UnixListener {
         if nonblock {
             return take().ok_or(Errno::EAGAIN);
         }
-        self.wq.block_until(true, None, take)
+        self.wq.block_until(Exclusivity::Exclusive, None, take)
     }
 
     /// Put an embryo back at the head of the queue (its descriptor could not be made).
@@ -212,7 +212,7 @@ impl FileOps for UnixListener {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.wq)
     }
-    fn read(&self, buf: &mut [u8], _nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], _mode: IoMode) -> Result<usize> {
         if buf.is_empty() {
             return Ok(0); // sock_read_iter
         }
@@ -221,7 +221,7 @@ impl FileOps for UnixListener {
             _ => Err(Errno::ENOTCONN),
         }
     }
-    fn write(&self, _buf: &[u8], _nonblock: bool) -> Result<usize> {
+    fn write(&self, _buf: &[u8], _mode: IoMode) -> Result<usize> {
         Err(Errno::ENOTCONN)
     }
     fn release(&self) {
@@ -250,7 +250,7 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let (file, addr) = listen(ty, backlog, flags)?;
-        let fd = self.install(file, flags & O_CLOEXEC != 0)?;
+        let fd = self.install(file, flags & O_CLOEXEC)?;
         Ok((fd, addr))
     }
 
@@ -262,7 +262,7 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let file = addr.connect(flags)?;
-        self.install(file, flags & O_CLOEXEC != 0)
+        self.install(file, flags & O_CLOEXEC)
     }
 
     /// `accept4(fd, NULL, NULL, flags)`: `SOCK_NONBLOCK`, `SOCK_CLOEXEC`.
@@ -280,7 +280,7 @@ impl FdTable {
         };
         let embryo = l.accept(file.is_nonblocking())?;
         let accepted = File::with_flags(embryo.clone(), flags & O_NONBLOCK);
-        match self.install(accepted, flags & O_CLOEXEC != 0) {
+        match self.install(accepted, flags & O_CLOEXEC) {
             Ok(fd) => Ok(fd),
             Err(e) => {
                 l.requeue(embryo);

@@ -23,7 +23,7 @@ pub mod timerfd;
 pub(crate) mod testutil {
     use crate::sync::{lock, Arc, Mutex};
     use crate::test_prelude::*;
-    use crate::{Events, WaitQueue, WakeCallback};
+    use crate::{Events, Exclusivity, WaitQueue, WakeCallback};
     use std::time::Duration;
 
     /// The longest any blocking test may take before it is declared hung.
@@ -46,7 +46,7 @@ pub(crate) mod testutil {
         /// A recorder hung (non-exclusively) on `q`.
         pub(crate) fn attach(q: &WaitQueue) -> Arc<Recorder> {
             let r = Arc::new(Recorder::default());
-            q.add(r.clone(), false);
+            q.add(r.clone(), Exclusivity::NonExclusive);
             r
         }
         pub(crate) fn keys(&self) -> Vec<Events> {

@@ -54,11 +54,11 @@
 
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_DIRECT, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
 use crate::table::FdTable;
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 use alloc::collections::VecDeque;
 
 /// The size of one pipe slot (a page).
@@ -243,9 +243,9 @@ impl Pipe {
                 self.wr_wait.wake(WRITE_KEY);
             }
             wake_writer = false;
-            let waited = self
-                .rd_wait
-                .block_until(true, None, || lock(&self.ring).readable().then_some(()));
+            let waited = self.rd_wait.block_until(Exclusivity::Exclusive, None, || {
+                lock(&self.ring).readable().then_some(())
+            });
             // Interrupted: nothing was read and the wakeups are done, return at once
             // (Linux's -ERESTARTSYS).
             waited?;
@@ -329,9 +329,9 @@ impl Pipe {
                 if was_empty {
                     self.wr_wake_readers();
                 }
-                let waited = self
-                    .wr_wait
-                    .block_until(true, None, || lock(&self.ring).writable().then_some(()));
+                let waited = self.wr_wait.block_until(Exclusivity::Exclusive, None, || {
+                    lock(&self.ring).writable().then_some(())
+                });
                 ring = lock(&self.ring);
                 was_empty = ring.is_empty();
                 wake_next_writer = true;
@@ -456,10 +456,11 @@ impl FileOps for PipeReader {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.pipe.rd_wait)
     }
-    fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         self.pipe.read(buf, nonblock)
     }
-    fn write(&self, _buf: &[u8], _nonblock: bool) -> Result<usize> {
+    fn write(&self, _buf: &[u8], _mode: IoMode) -> Result<usize> {
         Err(Errno::EBADF) // not open for writing
     }
     fn release(&self) {
@@ -483,10 +484,11 @@ impl FileOps for PipeWriter {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.pipe.wr_wait)
     }
-    fn read(&self, _buf: &mut [u8], _nonblock: bool) -> Result<usize> {
+    fn read(&self, _buf: &mut [u8], _mode: IoMode) -> Result<usize> {
         Err(Errno::EBADF) // not open for reading
     }
-    fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize> {
+    fn write(&self, buf: &[u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         self.pipe.write(buf, nonblock)
     }
     fn release(&self) {
@@ -529,7 +531,7 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let (r, w) = pipe(flags);
-        self.install_pair(r, w, flags & O_CLOEXEC != 0)
+        self.install_pair(r, w, flags & O_CLOEXEC)
     }
 
     /// `fcntl(fd, F_SETPIPE_SZ, size)` on either end: the capacity becomes `size` rounded up

@@ -16,7 +16,8 @@
 
 use crate::errno::Result;
 use crate::event::Events;
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
+use crate::open_flags::OpenFlags;
 use crate::sync::Arc;
 use crate::table::FdTable;
 use crate::wait_queue::WaitQueue;
@@ -40,10 +41,10 @@ impl FileOps for RegularFile {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         None
     }
-    fn read(&self, _buf: &mut [u8], _nonblock: bool) -> Result<usize> {
+    fn read(&self, _buf: &mut [u8], _mode: IoMode) -> Result<usize> {
         Ok(0)
     }
-    fn write(&self, buf: &[u8], _nonblock: bool) -> Result<usize> {
+    fn write(&self, buf: &[u8], _mode: IoMode) -> Result<usize> {
         Ok(buf.len())
     }
 }
@@ -51,7 +52,7 @@ impl FileOps for RegularFile {
 impl FdTable {
     /// Open a regular file (`open("file", O_RDWR)`) at the lowest free number.
     pub fn open_regular(&self) -> Result<i32> {
-        self.install(File::new(RegularFile::new()), false)
+        self.install(File::new(RegularFile::new()), OpenFlags::empty())
     }
 
     /// `open("/dev/null", O_RDWR | flags)` at the lowest free number: not pollable (epoll
@@ -72,7 +73,7 @@ impl FdTable {
         let status = flags & crate::event::O_NONBLOCK;
         self.install(
             File::with_flags(RegularFile::new(), status),
-            flags & crate::event::O_CLOEXEC != 0,
+            flags & crate::event::O_CLOEXEC,
         )
     }
 }

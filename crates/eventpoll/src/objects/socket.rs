@@ -96,11 +96,11 @@
 
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex, MutexGuard};
 use crate::table::FdTable;
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 use alloc::collections::VecDeque;
 
 /// The kind of socket pair.
@@ -448,14 +448,14 @@ impl UnixSocket {
     fn wait(
         &self,
         nonblock: bool,
-        exclusive: bool,
+        exclusivity: Exclusivity,
         ready: impl Fn(&[End; 2]) -> bool,
     ) -> Result<()> {
         if nonblock {
             return Err(Errno::EAGAIN);
         }
         self.pair.wq[self.me]
-            .block_until(exclusive, None, || ready(&self.pair.lock()).then_some(()))
+            .block_until(exclusivity, None, || ready(&self.pair.lock()).then_some(()))
     }
 
     /// `sock_alloc_send_pskb`: charge an skb of `truesize` to this end, waiting for room.
@@ -475,7 +475,7 @@ impl UnixSocket {
                 return Ok(ends);
             }
             drop(ends);
-            self.wait(nonblock, false, |e| {
+            self.wait(nonblock, Exclusivity::NonExclusive, |e| {
                 let e = &e[me];
                 e.wmem < e.sndbuf || e.err.is_some() || e.shutdown & SEND_SHUTDOWN != 0
             })?;
@@ -595,7 +595,7 @@ impl UnixSocket {
                     return Ok(0);
                 }
                 drop(ends);
-                self.wait(nonblock, false, |e| {
+                self.wait(nonblock, Exclusivity::NonExclusive, |e| {
                     let e = &e[me];
                     !e.recv.is_empty() || e.err.is_some() || e.shutdown & RCV_SHUTDOWN != 0
                 })?;
@@ -655,7 +655,7 @@ impl UnixSocket {
             if shut {
                 return Ok(0);
             }
-            self.wait(false, true, |e| {
+            self.wait(false, Exclusivity::Exclusive, |e| {
                 let e = &e[me];
                 !e.recv.is_empty() || e.err.is_some() || e.shutdown & RCV_SHUTDOWN != 0
             })?;
@@ -718,7 +718,8 @@ impl FileOps for UnixSocket {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.pair.wq[self.me])
     }
-    fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         if buf.is_empty() {
             return Ok(0); // sock_read_iter: "Match SYS5 behaviour"
         }
@@ -727,7 +728,8 @@ impl FileOps for UnixSocket {
             _ => self.dgram_recv(buf, nonblock),
         }
     }
-    fn write(&self, buf: &[u8], nonblock: bool) -> Result<usize> {
+    fn write(&self, buf: &[u8], mode: IoMode) -> Result<usize> {
+        let nonblock = mode.is_nonblocking();
         match self.pair.ty {
             SocketType::Stream => self.stream_send(buf, nonblock),
             _ => self.dgram_send(buf, nonblock),
@@ -782,7 +784,7 @@ impl FdTable {
             return Err(Errno::EINVAL);
         }
         let (a, b) = socketpair(ty, flags);
-        self.install_pair(a, b, flags & SOCK_CLOEXEC != 0)
+        self.install_pair(a, b, flags & SOCK_CLOEXEC)
     }
 
     /// `shutdown(fd, how)`: `ENOTSOCK` for a descriptor that is not a socket, `EINVAL` for

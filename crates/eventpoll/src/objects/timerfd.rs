@@ -43,12 +43,12 @@
 
 use crate::errno::{Errno, Result};
 use crate::event::{Events, O_CLOEXEC, O_NONBLOCK};
-use crate::file::{File, FileOps};
+use crate::file::{File, FileOps, IoMode};
 use crate::platform::{Clock, TimerId};
 use crate::prelude::*;
 use crate::sync::{lock, Arc, Mutex};
 use crate::table::{FdTable, ITimerSpec, Timespec};
-use crate::wait_queue::WaitQueue;
+use crate::wait_queue::{Exclusivity, WaitQueue};
 use core::time::Duration;
 
 /// `CLOCK_REALTIME`.
@@ -346,14 +346,14 @@ impl TimerFd {
     }
 
     /// Read the expiration count (`timerfd_read`).
-    pub fn take(&self, nonblock: bool) -> Result<u64> {
+    pub fn take(&self, mode: IoMode) -> Result<u64> {
         let (ticks, fired) = match self.try_take() {
             Some(v) => v,
-            None if nonblock => return Err(Errno::EAGAIN),
+            None if mode.is_nonblocking() => return Err(Errno::EAGAIN),
             None => self
                 .shared
                 .queue
-                .block_until(false, None, || self.try_take())?,
+                .block_until(Exclusivity::NonExclusive, None, || self.try_take())?,
         };
         self.wake_if(fired);
         Ok(ticks)
@@ -386,11 +386,11 @@ impl FileOps for TimerFd {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.shared.queue)
     }
-    fn read(&self, buf: &mut [u8], nonblock: bool) -> Result<usize> {
+    fn read(&self, buf: &mut [u8], mode: IoMode) -> Result<usize> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
         }
-        let ticks = self.take(nonblock)?;
+        let ticks = self.take(mode)?;
         buf[..8].copy_from_slice(&ticks.to_ne_bytes());
         Ok(8)
     }
@@ -416,7 +416,7 @@ impl FdTable {
         let tfd = TimerFd::new(self.clock.clone(), clockid)?;
         self.install(
             File::with_flags(tfd, flags & O_NONBLOCK),
-            flags & TFD_CLOEXEC != 0,
+            flags & TFD_CLOEXEC,
         )
     }
 
