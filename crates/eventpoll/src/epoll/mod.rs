@@ -850,12 +850,16 @@ impl EpollShared {
                 .expect("ep_file is this instance's file");
             // Full check: loops, depth and wakeup paths, serialised globally.
             let _nest = lock(&nest::NEST_CHECK);
-            let mut check_files = Vec::new();
-            if let Some(tep) = target.epoll_arc() {
-                nest::loop_check(&me, &tep, &mut check_files)?;
+            let mut below = Vec::new();
+            let check_files: Vec<nest::PathFile> = if let Some(tep) = target.epoll_arc() {
+                nest::loop_check(&me, &tep, &mut below)?;
+                below
+                    .iter()
+                    .map(|(k, ops)| nest::PathFile::of(*k, ops))
+                    .collect()
             } else {
-                check_files.push(target.ops().clone());
-            }
+                vec![nest::PathFile::of(key, target.ops()).with_new_item(me.clone())]
+            };
             let mut il = lock(&self.mtx);
             if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
@@ -890,7 +894,7 @@ impl EpollShared {
         target: &File,
         fd: i32,
         mut event: EpollEvent,
-        full_check: Option<&[Arc<dyn FileOps>]>,
+        full_check: Option<&[nest::PathFile]>,
     ) -> Result<()> {
         event.events |= (Events::ERR | Events::HUP).bits();
         self.user.charge()?;
@@ -1060,17 +1064,28 @@ impl EpollShared {
 
     /// The items' targets that are epoll instances, and the other targets (for the nesting
     /// checks).
-    fn children(&self) -> (Vec<Arc<EpollShared>>, Vec<Arc<dyn FileOps>>) {
+    #[allow(clippy::type_complexity)]
+    fn children(&self) -> (Vec<Arc<EpollShared>>, Vec<(usize, Arc<dyn FileOps>)>) {
         let il = lock(&self.mtx);
         let mut eps = Vec::new();
         let mut files = Vec::new();
         for w in il.watches.iter().flatten() {
             match epoll_of(&w.ops) {
                 Some(ep) => eps.push(ep),
-                None => files.push(w.ops.clone()),
+                None => files.push((w.key, w.ops.clone())),
             }
         }
         (eps, files)
+    }
+
+    /// The description key of the item in `slot`, if the slot is in use (for the wakeup-path
+    /// check, which must tell a description's items from its object's other ones).
+    fn item_key(&self, slot: u32) -> Option<usize> {
+        lock(&self.mtx)
+            .watches
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|w| w.key)
     }
 
     /// The instances whose items watch this one.

@@ -12,6 +12,11 @@
 //!   the target, or the plain files below a target instance — count the paths from it up to
 //!   top-level instances by length; paths through 1, 2, 3, 4 intermediate instances are
 //!   limited to 500, 100, 50, 10 (direct watches are unlimited), and longer ones refused.
+//!   Paths start at the items of that *open file description* (Linux walks the file's
+//!   `f_ep`), not at everything hooked on its object's wait queue: two opens of one FIFO, or
+//!   a pipe's two ends, share wait queues but not paths. Which items watch a description is
+//!   read before the instance's `mtx` is taken ([`PathFile::of`]), since reading another
+//!   instance's items needs its `mtx`, which may not be taken while ours is held.
 
 use super::{EpollShared, EP_MAX_NESTS};
 use crate::errno::{Errno, Result};
@@ -30,12 +35,42 @@ fn id(ep: &EpollShared) -> usize {
     ep as *const EpollShared as usize
 }
 
+/// A plain file (an open file description) whose wakeup paths an ADD changes, with the
+/// instances whose items watch it (one entry per item: Linux's `f_ep`).
+pub(super) struct PathFile {
+    watchers: Vec<Arc<EpollShared>>,
+}
+
+impl PathFile {
+    /// The items that watch the description `key` of object `ops` now, found through the
+    /// object's wait queue, each instance asked under its `mtx` whether its item there is
+    /// for this description. Called under `NEST_CHECK`, with no instance's `mtx` held.
+    pub(super) fn of(key: usize, ops: &Arc<dyn FileOps>) -> PathFile {
+        let watchers = ops
+            .wait_queue()
+            .map(|q| q.items())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(ep, slot)| ep.item_key(*slot) == Some(key))
+            .map(|(ep, _)| ep)
+            .collect();
+        PathFile { watchers }
+    }
+
+    /// Count the item being added (watching this description from `ep`).
+    pub(super) fn with_new_item(mut self, ep: Arc<EpollShared>) -> PathFile {
+        self.watchers.push(ep);
+        self
+    }
+}
+
 /// Refuse (with `ELOOP`) adding `to` into `ep` when it would close a loop or nest too deep.
-/// Plain files below `to` are appended to `files` for the wakeup-path check.
+/// Plain files below `to` (descriptions, by key) are appended to `files` for the wakeup-path
+/// check.
 pub(super) fn loop_check(
     ep: &Arc<EpollShared>,
     to: &Arc<EpollShared>,
-    files: &mut Vec<Arc<dyn FileOps>>,
+    files: &mut Vec<(usize, Arc<dyn FileOps>)>,
 ) -> Result<()> {
     let mut memo = BTreeMap::new();
     let down = depth_below(to, 0, id(ep), &mut memo, files);
@@ -54,18 +89,15 @@ fn depth_below(
     depth: usize,
     inserting_into: usize,
     memo: &mut BTreeMap<usize, usize>,
-    files: &mut Vec<Arc<dyn FileOps>>,
+    files: &mut Vec<(usize, Arc<dyn FileOps>)>,
 ) -> usize {
     if let Some(&d) = memo.get(&id(ep)) {
         return d;
     }
     let (children, plain) = ep.children();
-    for f in plain {
-        if !files
-            .iter()
-            .any(|g| core::ptr::addr_eq(Arc::as_ptr(g), Arc::as_ptr(&f)))
-        {
-            files.push(f);
+    for (key, f) in plain {
+        if !files.iter().any(|(k, _)| *k == key) {
+            files.push((key, f));
         }
     }
     let mut result = 0;
@@ -98,14 +130,10 @@ fn depth_above(ep: &EpollShared, memo: &mut BTreeMap<usize, usize>) -> usize {
 }
 
 /// Whether every file in `files` stays within the wakeup-path limits.
-pub(super) fn reverse_path_check(files: &[Arc<dyn FileOps>]) -> bool {
+pub(super) fn reverse_path_check(files: &[PathFile]) -> bool {
     files.iter().all(|f| {
-        let watchers: Vec<Arc<EpollShared>> = f
-            .wait_queue()
-            .map(|q| q.items().into_iter().map(|(ep, _)| ep).collect())
-            .unwrap_or_default();
         let mut counts = [0usize; EP_MAX_NESTS + 1];
-        paths_ok(&watchers, 0, &mut counts)
+        paths_ok(&f.watchers, 0, &mut counts)
     })
 }
 
