@@ -117,6 +117,9 @@ mod readiness;
 mod signal;
 mod table;
 mod wait_queue;
+/// The deterministic platform, on top of everything (it runs the whole engine).
+#[cfg(feature = "sim")]
+pub mod sim;
 
 #[cfg(all(test, loom))]
 mod loom_models;

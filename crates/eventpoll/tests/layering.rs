@@ -32,6 +32,9 @@ const LAYERS: &[&str] = &[
     "table",
     // The objects, whose system calls (pipe2, eventfd, ...) install files in the table.
     "objects",
+    // The deterministic platform (feature `sim`): a platform implementation that drives the
+    // whole engine, so it sits on top rather than beside `platform`.
+    "sim",
 ];
 
 /// Back edges kept on purpose, each with its reason (repeated where the edge is declared).

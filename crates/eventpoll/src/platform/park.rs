@@ -161,9 +161,12 @@ impl TaskState {
     }
 }
 
+// A thread's state is made at its first use of the engine: a thread that starts after a
+// platform was registered is unparked through that platform's `Task` (a simulated task's
+// wakeups go through its scheduler), one that started before stays a plain thread.
 #[cfg(all(feature = "std", not(loom)))]
 std::thread_local! {
-    static TASK: TaskState = TaskState::new(Unparker::Thread(std::thread::current()));
+    static TASK: TaskState = TaskState::new(current_unparker());
 }
 // loom runs a model's threads as coroutines on one OS thread, and reruns the model many
 // times: a std thread-local would be shared by all of them and outlive the execution that
