@@ -583,6 +583,7 @@ impl Runner<'_> {
                 // Quiescence: two passes in a row that agree. A thread seen asleep while
                 // another still runs may be woken by it; that other thread returns only
                 // after its wakeups are made, so the next pass sees the change.
+                self.backend.settle();
                 let mut names: Vec<String> = self.threads.keys().cloned().collect();
                 names.sort();
                 let mut last: Option<Vec<ThreadState>> = None;
@@ -627,7 +628,8 @@ impl Runner<'_> {
                 None => "no such thread".to_string(),
             },
             Command::Sleep { ms } => {
-                std::thread::sleep(std::time::Duration::from_millis(u64::from(*ms)));
+                self.backend
+                    .sleep(std::time::Duration::from_millis(u64::from(*ms)));
                 "ok".to_string()
             }
             Command::Objects { .. } | Command::CtlAll { .. } | Command::EfdWriteAll { .. } => {

@@ -138,7 +138,15 @@ struct WorldState {
     trace: String,
     /// A `run` is driving the simulation.
     driving: bool,
+    /// The task that runs what [`Sim::run`] is given, once there is one.
+    runner: Option<TaskId>,
+    /// The closure given to the latest `run`, until the runner task takes it.
+    job: Option<Job>,
+    /// The latest `run`'s closure has not returned yet.
+    job_running: bool,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 struct World {
     state: Mutex<WorldState>,
@@ -171,12 +179,17 @@ impl World {
 
     /// Give up the baton (the caller is task `me`, holding it) and wait until the
     /// scheduler hands it back.
-    fn switch_away(&self, mut st: MutexGuard<'_, WorldState>, me: TaskId) {
+    fn switch_away<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, WorldState>,
+        me: TaskId,
+    ) -> MutexGuard<'a, WorldState> {
         st.running = None;
         self.changed.notify_all();
         while st.running != Some(me) {
             st = self.wait(st);
         }
+        st
     }
 
     fn park(&self, me: TaskId) {
@@ -185,7 +198,7 @@ impl World {
             return;
         }
         st.tasks[me].state = TaskState::Parked;
-        self.switch_away(st, me);
+        drop(self.switch_away(st, me));
     }
 
     fn unpark(&self, id: TaskId) {
@@ -197,7 +210,7 @@ impl World {
     fn yield_now(&self, me: TaskId) {
         let mut st = lock(self);
         st.yielded = Some(me);
-        self.switch_away(st, me);
+        drop(self.switch_away(st, me));
     }
 
     fn now_text(&self) -> String {
@@ -345,6 +358,9 @@ impl Sim {
                 rng: seed,
                 trace: String::new(),
                 driving: false,
+                runner: None,
+                job: None,
+                job_running: false,
             }),
             changed: Condvar::new(),
             clock: Arc::new(ManualClock::new()),
@@ -373,11 +389,14 @@ impl Sim {
         spawn_in(&self.0, name, f)
     }
 
-    /// Run `f` as a new task and drive the simulation — every runnable task, in the seeded
+    /// Run `f` on the simulation's *runner task* (made by the first `run`, the same task
+    /// every time — one OS thread, one engine task state — named `name` in the trace
+    /// while it runs `f`) and drive the simulation — every runnable task, in the seeded
     /// scheduler's order, and the clock when all sleep — until `f` returns; then leave the
     /// other tasks where they are until the next `run`. Call it from outside the
     /// simulation (not from one of its tasks), one `run` at a time. A panic in `f` is
-    /// resumed here.
+    /// resumed here. After a [`Stalled`] run, the next `run` first drives the stalled `f`
+    /// to its end (interrupt it first: [`Sim::interrupt`]).
     pub fn run<T, F>(&self, name: &str, f: F) -> Result<T, Stalled>
     where
         T: Send + 'static,
@@ -387,23 +406,71 @@ impl Sim {
             current().is_none(),
             "eventpoll::sim: Sim::run is for the driver, not for a simulated task"
         );
-        let handle = self.spawn(name, f);
-        self.drive(handle.id)?;
-        match handle.take() {
+        let runner = self.runner_task();
+        if lock(&self.0).job_running {
+            self.drive(runner)?; // a stalled run's closure, first
+        }
+        let slot: Arc<Mutex<Option<std::thread::Result<T>>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        {
+            let mut st = lock(&self.0);
+            st.tasks[runner].name = name.into();
+            st.job = Some(Box::new(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            }));
+            st.job_running = true;
+            unpark_locked(&mut st, runner);
+        }
+        self.drive(runner)?;
+        let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match result {
             Some(Ok(v)) => Ok(v),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => unreachable!("a finished task left its result"),
+            None => unreachable!("a finished run left its result"),
         }
     }
 
-    /// Schedule until task `id` has finished, or every task sleeps with no timer pending.
+    /// The runner task: takes each `run`'s closure, runs it, and parks until the next one.
+    fn runner_task(&self) -> TaskId {
+        if let Some(id) = lock(&self.0).runner {
+            return id;
+        }
+        let handle = self.spawn("run", || {
+            let c = current().expect("the runner is a task");
+            let w = &*c.world;
+            loop {
+                let mut st = lock(w);
+                let job = loop {
+                    if let Some(job) = st.job.take() {
+                        break job;
+                    }
+                    st.tasks[c.id].state = TaskState::Parked;
+                    st = w.switch_away(st, c.id);
+                };
+                drop(st);
+                job();
+                // Done and parked in one step: `drive` sees the run end with the baton free.
+                let mut st = lock(w);
+                st.job_running = false;
+                st.tasks[c.id].state = TaskState::Parked;
+                drop(w.switch_away(st, c.id));
+            }
+        });
+        let id = handle.id();
+        lock(&self.0).runner = Some(id);
+        id
+    }
+
+    /// Schedule until the runner task's closure has returned, or every task sleeps with no
+    /// timer pending.
     fn drive(&self, id: TaskId) -> Result<(), Stalled> {
         let w = &*self.0;
         let mut st = lock(w);
         assert!(!st.driving, "eventpoll::sim: one Sim::run at a time");
         st.driving = true;
         let result = loop {
-            if st.tasks[id].state == TaskState::Finished {
+            if !st.job_running {
                 break Ok(());
             }
             if st.running.is_none() {
@@ -756,22 +823,21 @@ mod tests {
         table.epoll_ctl(epfd, 1, efd, Some(&ev)).unwrap();
         // Nothing will ever write the eventfd: the run's own task sleeps forever.
         let t = table.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
         let stalled = sim
             .run("waiter", move || {
                 let mut out = [EpollEvent::default(); 1];
-                t.epoll_wait(epfd, &mut out, 1, -1)
+                let _ = tx.send(t.epoll_wait(epfd, &mut out, 1, -1));
             })
             .unwrap_err();
+        assert!(rx.try_recv().is_err(), "the wait has not returned");
         assert_eq!(sim.task_state(stalled.task), Some(TaskState::Parked));
         assert!(sim.trace().ends_with("stalled\n"), "{}", sim.trace());
         assert!(sim.interrupt(stalled.task));
-        let (s, id) = (sim.clone(), stalled.task);
-        sim.run("reap", move || {
-            while s.task_state(id) != Some(TaskState::Finished) {
-                yield_now()
-            }
-        })
-        .unwrap();
-        assert_eq!(sim.task_state(id), Some(TaskState::Finished));
+        // The next run first takes the stalled closure to its end (EINTR), then its own.
+        assert_eq!(sim.run("after", || 5), Ok(5));
+        assert_eq!(rx.try_recv(), Ok(Err(Errno::EINTR)));
+        assert_eq!(sim.task_state(stalled.task), Some(TaskState::Parked));
+        assert!(!sim.trace().ends_with("stalled\n"));
     }
 }

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 /// The engine backend. See the module documentation.
 pub struct Engine {
     /// Shared with background calls ([`Backend::spawn`]).
-    table: Arc<FdTable>,
+    pub(crate) table: Arc<FdTable>,
     /// Successful `EPOLL_CTL_ADD`s: bounds how many events a wait can return.
-    items: usize,
+    pub(crate) items: usize,
     /// The FIFOs `mkfifo` made, by name: the engine's stand-in for their paths (shared
     /// with forked children, as a file system is).
     fifos: Arc<Mutex<HashMap<String, Arc<Fifo>>>>,
@@ -28,20 +28,38 @@ pub struct Engine {
 
 /// A fresh engine backend with an empty table.
 pub fn create() -> Box<dyn Backend> {
-    // The kernel range's size, so that raw numbers beyond it fail the same way.
-    let config = TableConfig {
-        max_fds: super::kernel::scenario_fd_limit(),
-        ..TableConfig::default()
-    };
-    Box::new(Engine {
-        table: Arc::new(FdTable::with_config(
-            config,
-            User::new(DEFAULT_MAX_USER_WATCHES),
-        )),
-        items: 0,
-        fifos: Arc::default(),
-        addresses: Vec::new(),
-    })
+    Box::new(Engine::on_clock(eventpoll::platform::default_clock()))
+}
+
+impl Engine {
+    /// An engine backend whose table runs on `clock` (its timerfds and timeouts).
+    pub(crate) fn on_clock(clock: Arc<dyn eventpoll::platform::Clock>) -> Engine {
+        // The kernel range's size, so that raw numbers beyond it fail the same way.
+        let config = TableConfig {
+            max_fds: super::kernel::scenario_fd_limit(),
+            ..TableConfig::default()
+        };
+        Engine {
+            table: Arc::new(FdTable::with_clock(
+                config,
+                User::new(DEFAULT_MAX_USER_WATCHES),
+                clock,
+            )),
+            items: 0,
+            fifos: Arc::default(),
+            addresses: Vec::new(),
+        }
+    }
+
+    /// The table of a child process (`fork P`): the same descriptions.
+    pub(crate) fn forked(&self) -> Engine {
+        Engine {
+            table: Arc::new(self.table.fork()),
+            items: self.items,
+            fifos: self.fifos.clone(),
+            addresses: self.addresses.clone(),
+        }
+    }
 }
 
 /// The engine's socket type for the format's.
@@ -232,12 +250,7 @@ impl Backend for Engine {
     fn fork(&mut self) -> super::Forked {
         // The child's table refers to the same descriptions; dropping it (`exit P`) closes
         // the child's descriptors.
-        super::Forked::Local(Box::new(Engine {
-            table: Arc::new(self.table.fork()),
-            items: self.items,
-            fifos: self.fifos.clone(),
-            addresses: self.addresses.clone(),
-        }))
+        super::Forked::Local(Box::new(self.forked()))
     }
 
     fn unix_listen(&mut self, ty: SockType, backlog: i32) -> SysResult<(i32, Address)> {
@@ -264,20 +277,25 @@ impl Backend for Engine {
     fn spawn(&mut self, call: BlockingCall) -> Worker {
         let table = self.table.clone();
         let items = self.items;
-        Worker::spawn_engine(move || match call {
+        Worker::spawn_engine(move || blocking_call(&table, items, call))
+    }
+}
+
+/// A background call on the engine (run on the thread or task that blocks in it).
+pub(crate) fn blocking_call(table: &FdTable, items: usize, call: BlockingCall) -> Outcome {
+    match call {
             BlockingCall::Wait {
                 epfd,
                 maxevents,
                 kind,
                 buffer,
-            } => Outcome::Events(wait_call(&table, epfd, maxevents, kind, buffer, items)),
+            } => Outcome::Events(wait_call(table, epfd, maxevents, kind, buffer, items)),
             BlockingCall::Poll { fd, timeout_ms } => {
-                Outcome::Poll(poll_call(&table, fd, crate::exec::POLL_ALL, timeout_ms))
+                Outcome::Poll(poll_call(table, fd, crate::exec::POLL_ALL, timeout_ms))
             }
             BlockingCall::Select { fd, timeout_ms } => {
-                Outcome::Select(select_call(&table, fd, timeout_ms))
+                Outcome::Select(select_call(table, fd, timeout_ms))
             }
-        })
     }
 }
 

@@ -12,6 +12,7 @@ pub mod capi;
 pub mod engine;
 pub mod kernel;
 mod real;
+pub mod sim;
 pub mod threads;
 
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
@@ -244,6 +245,15 @@ pub trait Backend {
     fn fork(&mut self) -> Forked {
         Forked::Failed(Errno(libc::ENOSYS))
     }
+    /// `sleep MS`: let `d` pass. The default sleeps in real time; a simulated backend moves
+    /// its clock.
+    fn sleep(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+    /// Before `settle` looks at the background calls: let them run until none can make
+    /// progress without the script. The default does nothing (real threads run by
+    /// themselves; `settle` watches them until two passes agree).
+    fn settle(&mut self) {}
     /// Called instead of dropping the backend when a scenario panicked inside it. The
     /// default leaks the backend: its state may be inconsistent, and dropping it could
     /// panic again while unwinding. Backends that hold process-wide resources release them.
@@ -297,6 +307,11 @@ pub const ALL: &[BackendKind] = &[
         name: "capi",
         create: capi::create,
         inet: true,
+    },
+    BackendKind {
+        name: "sim",
+        create: sim::create,
+        inet: false,
     },
 ];
 

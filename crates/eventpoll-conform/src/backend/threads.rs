@@ -24,6 +24,7 @@ use super::{Event, SysResult};
 use crate::script::{Buffer, WaitKind};
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use eventpoll::sim::TaskState;
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,6 +156,15 @@ enum Sleeper {
     Os(Arc<AtomicI32>, Option<&'static [i64]>),
     /// An engine thread observed through its interrupt state.
     Engine(eventpoll::Interrupt),
+    /// A task of a simulation (the `sim` backend), observed through its scheduler.
+    Sim(SimTask),
+}
+
+/// A background call's task in a simulation. Waiting for it is simulated too: `sleeping`
+/// and `join` run the simulation (their bounds are on its clock), nothing waits in real time.
+struct SimTask {
+    sim: eventpoll::sim::Sim,
+    handle: Arc<eventpoll::sim::JoinHandle<()>>,
 }
 
 /// One background call on its own thread. See the module documentation.
@@ -259,9 +269,43 @@ impl Worker {
         }
     }
 
+    /// Run `call` as a task of `sim` (the `sim` backend): it runs when the simulation's
+    /// scheduler picks it, while the runner drives the simulation.
+    pub fn spawn_sim(
+        sim: &eventpoll::sim::Sim,
+        call: impl FnOnce() -> Outcome + Send + 'static,
+    ) -> Worker {
+        let (tx, rx) = mpsc::channel();
+        let handle = sim.spawn("bg", move || {
+            let _ = tx.send(call());
+        });
+        Worker {
+            handle: None,
+            rx,
+            done: None,
+            sleeper: Sleeper::Sim(SimTask {
+                sim: sim.clone(),
+                handle: Arc::new(handle),
+            }),
+        }
+    }
+
     /// Take the result if the call has returned, waiting at most `bound`.
     fn poll_done(&mut self, bound: Duration) -> bool {
         if self.done.is_some() {
+            return true;
+        }
+        if let Sleeper::Sim(t) = &self.sleeper {
+            // Simulated time: the simulation runs until the task returns or its clock has
+            // moved on by `bound`.
+            if !bound.is_zero() && !t.handle.is_finished() {
+                let h = t.handle.clone();
+                let _ = t.sim.run("join", move || h.join_within(bound).is_some());
+            }
+            if !t.handle.is_finished() {
+                return false;
+            }
+            self.done = Some(self.rx.try_recv().unwrap_or(Outcome::Panicked));
             return true;
         }
         match self.rx.recv_timeout(bound) {
@@ -285,16 +329,37 @@ impl Worker {
                 tid != 0 && os_asleep(tid, *calls)
             }
             Sleeper::Engine(i) => i.is_sleeping(),
+            Sleeper::Sim(t) => t.sim.task_state(t.handle.id()) == Some(TaskState::Parked),
         }
     }
 
     /// Wait (at most [`SLEEP_BOUND`]) until the thread is asleep in its call or the call
     /// has returned.
     pub fn state(&mut self) -> ThreadState {
+        if let Sleeper::Sim(t) = &self.sleeper {
+            // Run the simulation until the task is parked (asleep in its call: the engine
+            // parks nowhere else) or has returned; the clock does not move meanwhile (the
+            // runner's own task stays runnable).
+            let (sim, id) = (t.sim.clone(), t.handle.id());
+            let _ = t.sim.run("sleeping", move || {
+                while sim.task_state(id) == Some(TaskState::Runnable) {
+                    eventpoll::sim::yield_now();
+                }
+            });
+            return if self.poll_done(Duration::ZERO) {
+                ThreadState::Returned
+            } else if self.asleep_now() {
+                ThreadState::Asleep
+            } else {
+                ThreadState::Running
+            };
+        }
         let deadline = Instant::now() + SLEEP_BOUND;
         let (needed, gap) = match self.sleeper {
             Sleeper::Os(_, None) => (3, Duration::from_millis(5)),
-            Sleeper::Os(_, Some(_)) | Sleeper::Engine(_) => (1, Duration::from_millis(1)),
+            Sleeper::Os(_, Some(_)) | Sleeper::Engine(_) | Sleeper::Sim(_) => {
+                (1, Duration::from_millis(1))
+            }
         };
         let mut seen = 0;
         while Instant::now() < deadline {
@@ -324,6 +389,9 @@ impl Worker {
                 }
             }
             Sleeper::Engine(i) => i.raise(),
+            Sleeper::Sim(t) => {
+                t.sim.interrupt(t.handle.id());
+            }
         }
     }
 
@@ -341,6 +409,22 @@ impl Worker {
     /// Interrupt until the call returns (bounded), then join the thread. Returns the
     /// result if it came.
     pub fn stop(&mut self) -> Option<Outcome> {
+        if let Sleeper::Sim(_) = self.sleeper {
+            // As below, on the simulation's clock: 150 interrupts 20 ms apart.
+            for _ in 0..150 {
+                if self.poll_done(Duration::ZERO) {
+                    return self.join(Duration::ZERO);
+                }
+                self.interrupt();
+                if self.poll_done(Duration::from_millis(20)) {
+                    return self.join(Duration::ZERO);
+                }
+            }
+            eprintln!(
+                "eventpoll conform: a simulated background call did not return after interrupts"
+            );
+            return None;
+        }
         let deadline = Instant::now() + STOP_BOUND;
         while Instant::now() < deadline {
             if self.poll_done(Duration::ZERO) {
@@ -362,7 +446,11 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.handle.is_some() {
+        let unfinished_task = match &self.sleeper {
+            Sleeper::Sim(t) => self.done.is_none() && !t.handle.is_finished(),
+            _ => false,
+        };
+        if self.handle.is_some() || unfinished_task {
             self.stop();
         }
     }
