@@ -185,9 +185,17 @@ impl Drop for Runner<'_> {
     fn drop(&mut self) {
         // Children still running at the end of the script (or at a panic) exit now, before
         // the backend releases its descriptors.
-        for (_, child) in self.children.drain() {
+        // In name order, not the map's (random) order, so that a simulated backend's run
+        // is the same every time.
+        let mut children: Vec<_> = self.children.drain().collect();
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, child) in children {
             child.end();
         }
+        // Then background calls never joined are interrupted and joined, in name order too.
+        let mut threads: Vec<_> = self.threads.drain().collect();
+        threads.sort_by(|a, b| a.0.cmp(&b.0));
+        drop(threads);
     }
 }
 

@@ -103,10 +103,11 @@
 //! failed, connecting to it is `ECONNREFUSED` in every backend. Reads, writes, `poll`,
 //! `ctl`, `shutdown` and `close` work on these sockets as on any descriptor.
 //!
-//! **The engine has no inet sockets.** A scenario with an inet command is detected as such
-//! (`Script::needs_inet`) and not run on the engine: it is compared between the kernel and
+//! **The engine has no inet sockets** (nor has the `sim` backend, which runs the engine).
+//! A scenario with an inet command is detected as such (`Script::needs_inet`) and not run on
+//! the engine or sim: it is compared between the kernel and
 //! the C ABI (`EVENTPOLL_CONFORM_CAPI=1`); without the C ABI it runs on the kernel alone and
-//! the runner prints `not compared NAME (kernel only: engine has no TCP or UDP sockets)` and
+//! the runner prints `not compared NAME (kernel only: engine, sim have no TCP or UDP sockets)` and
 //! counts it apart from the passed ones — never a silent skip. Run on the engine with
 //! `--backend engine`, an inet command is a `panic:` line that says so.
 //!
@@ -554,16 +555,16 @@ pub fn run(args: ConformArgs) -> ExitCode {
     if partial > 0 {
         let _ = writeln!(
             out,
-            "{partial} of the passed scenarios use TCP or UDP: compared without the engine, \
-             which has no inet sockets"
+            "{partial} of the passed scenarios use TCP or UDP: compared without the engine and \
+             sim backends, which have no inet sockets"
         );
     }
     if uncompared > 0 {
         let _ = writeln!(
             out,
             "{uncompared} scenario(s) use TCP or UDP and were run on the kernel only, not \
-             compared: the engine has no inet sockets; set EVENTPOLL_CONFORM_CAPI=1 to compare \
-             them with the C ABI"
+             compared: the engine and sim backends have no inet sockets; set \
+             EVENTPOLL_CONFORM_CAPI=1 to compare them with the C ABI"
         );
     }
     if failed == 0 {

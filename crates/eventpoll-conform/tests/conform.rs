@@ -193,10 +193,11 @@ fn corpus_matches_kernel_on_every_backend() {
     for s in &scripts {
         let o = compare::compare(s, backend::ALL);
         if o.uncompared() && s.needs_inet() && o.oracle.1.panic.is_none() {
-            // TCP/UDP without the C ABI backend: only the kernel ran it (the engine has no
-            // inet sockets); `inet_and_socket_corpus_through_the_c_abi_matches_kernel`
-            // compares these with the C ABI.
-            assert_eq!(o.skipped, ["engine"], "{}", s.name);
+            // TCP/UDP without the C ABI backend: only the kernel ran it (the engine, and the
+            // sim backend that runs it, have no inet sockets);
+            // `inet_and_socket_corpus_through_the_c_abi_matches_kernel` compares these with
+            // the C ABI.
+            assert_eq!(o.skipped, ["engine", "sim"], "{}", s.name);
             kernel_only += 1;
             continue;
         }
@@ -258,7 +259,18 @@ fn a_scenario_that_never_ends_is_stopped_and_fails() {
     assert!(!o.passed());
     assert_eq!(&o.failing()[..2], ["kernel", "engine"]);
     assert_eq!(o.abandoned(), None);
-    for t in std::iter::once(&o.oracle.1).chain(o.others.iter().map(|(_, t)| t)) {
+    // The sim backend sees at once that nothing can ever wake its only task, and says so.
+    let (_, sim) = o.others.iter().find(|(n, _)| *n == "sim").expect("sim ran");
+    assert!(o.failing().contains(&"sim"));
+    assert_eq!(sim.timeout, None);
+    assert!(
+        sim.lines[1].starts_with("wait e 8 -1 => panic: sim: every simulated task is asleep"),
+        "{:?}",
+        sim.lines
+    );
+    for t in std::iter::once(&o.oracle.1)
+        .chain(o.others.iter().filter(|(n, _)| *n != "sim").map(|(_, t)| t))
+    {
         let to = t.timeout.expect("timed out");
         assert_eq!((to.line, to.abandoned), (1, false));
         assert_eq!(t.lines[0], "epoll e => ok");

@@ -76,8 +76,8 @@
 
 use crate::platform::{Clock, ManualClock, MonotonicClock};
 use crate::platform::{self, Platform, Task, Unpark};
-use crate::signal::Interrupt;
 use crate::prelude::*;
+use crate::signal::Interrupt;
 use core::fmt::Write as _;
 use core::time::Duration;
 use std::cell::RefCell;
@@ -475,11 +475,8 @@ impl Sim {
             }
             if st.running.is_none() {
                 if let Some(next) = st.pick() {
-                    let line = std::format!(
-                        "{} run {}#{next}\n",
-                        w.now_text(),
-                        st.tasks[next].name
-                    );
+                    let line =
+                        std::format!("{} run {}#{next}\n", w.now_text(), st.tasks[next].name);
                     st.trace.push_str(&line);
                     st.running = Some(next);
                     w.changed.notify_all();
@@ -532,7 +529,10 @@ impl Sim {
     /// Interrupt task `id` (the engine's analogue of a signal: its blocked call returns
     /// `EINTR`, see [`Interrupt`]); false for a number never given.
     pub fn interrupt(&self, id: TaskId) -> bool {
-        let i = lock(&self.0).tasks.get(id).and_then(|t| t.interrupt.clone());
+        let i = lock(&self.0)
+            .tasks
+            .get(id)
+            .and_then(|t| t.interrupt.clone());
         match i {
             Some(i) => {
                 i.raise();
@@ -544,7 +544,10 @@ impl Sim {
 
     /// Task `id`'s [`Interrupt`] (whether it sleeps inside a blocking call).
     pub fn interrupt_of(&self, id: TaskId) -> Option<Interrupt> {
-        lock(&self.0).tasks.get(id).and_then(|t| t.interrupt.clone())
+        lock(&self.0)
+            .tasks
+            .get(id)
+            .and_then(|t| t.interrupt.clone())
     }
 }
 
@@ -657,7 +660,10 @@ pub fn sleep(d: Duration) {
     };
     let until = c.world.clock.now().saturating_add(d);
     let task = c.task.clone();
-    let timer = c.world.clock.schedule(until, Box::new(move || task.unpark()));
+    let timer = c
+        .world
+        .clock
+        .schedule(until, Box::new(move || task.unpark()));
     while c.world.clock.now() < until {
         c.world.park(c.id);
     }
@@ -717,7 +723,9 @@ impl<T> JoinHandle<T> {
             .expect("eventpoll::sim: join from a task of the same simulation");
         let timer = until.map(|at| {
             let task = c.task.clone();
-            self.world.clock.schedule(at, Box::new(move || task.unpark()))
+            self.world
+                .clock
+                .schedule(at, Box::new(move || task.unpark()))
         });
         let finished = loop {
             {
@@ -806,7 +814,11 @@ mod tests {
         assert_eq!(n, Ok(0));
         assert_eq!(clock.now(), Duration::from_secs(601));
         assert!(started.elapsed() < Duration::from_secs(30));
-        assert!(sim.trace().contains("clock +600000000000ns"), "{}", sim.trace());
+        assert!(
+            sim.trace().contains("clock +600000000000ns"),
+            "{}",
+            sim.trace()
+        );
     }
 
     #[test]

@@ -284,18 +284,18 @@ impl Backend for Engine {
 /// A background call on the engine (run on the thread or task that blocks in it).
 pub(crate) fn blocking_call(table: &FdTable, items: usize, call: BlockingCall) -> Outcome {
     match call {
-            BlockingCall::Wait {
-                epfd,
-                maxevents,
-                kind,
-                buffer,
-            } => Outcome::Events(wait_call(table, epfd, maxevents, kind, buffer, items)),
-            BlockingCall::Poll { fd, timeout_ms } => {
-                Outcome::Poll(poll_call(table, fd, crate::exec::POLL_ALL, timeout_ms))
-            }
-            BlockingCall::Select { fd, timeout_ms } => {
-                Outcome::Select(select_call(table, fd, timeout_ms))
-            }
+        BlockingCall::Wait {
+            epfd,
+            maxevents,
+            kind,
+            buffer,
+        } => Outcome::Events(wait_call(table, epfd, maxevents, kind, buffer, items)),
+        BlockingCall::Poll { fd, timeout_ms } => {
+            Outcome::Poll(poll_call(table, fd, crate::exec::POLL_ALL, timeout_ms))
+        }
+        BlockingCall::Select { fd, timeout_ms } => {
+            Outcome::Select(select_call(table, fd, timeout_ms))
+        }
     }
 }
 

@@ -13,9 +13,11 @@
 //! task sleeps with no timer pending (a real system would hang) ends in a panic line that
 //! says so.
 //!
-//! The transcripts must be the kernel's, like the engine backend's. [`trace`](last_trace)
-//! is the scheduler's log of the last run on this thread: with the transcript, what the
-//! determinism test compares.
+//! The transcripts must be the kernel's, like the engine backend's. [`last_trace`] is the
+//! scheduler's log of the last run on this thread (its seed, then one line per task picked
+//! and per move of the clock): with the transcript, what the determinism test compares;
+//! `EVENTPOLL_SIM_TRACE=1` prints it on stderr after each scenario. `EVENTPOLL_SIM_SEED=N`
+//! chooses the seed (default [`DEFAULT_SEED`]).
 
 use super::engine::{self, Engine};
 use super::threads::{BlockingCall, Worker};
@@ -103,6 +105,9 @@ impl Drop for SimBackend {
     fn drop(&mut self) {
         if !self.child {
             let text = format!("seed {}\n{}", self.sim.seed(), self.sim.trace());
+            if std::env::var_os("EVENTPOLL_SIM_TRACE").is_some_and(|v| !v.is_empty() && v != "0") {
+                eprint!("{text}");
+            }
             LAST_TRACE.with(|t| *t.borrow_mut() = Some(text));
         }
     }

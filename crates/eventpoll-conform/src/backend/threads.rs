@@ -22,9 +22,9 @@
 
 use super::{Event, SysResult};
 use crate::script::{Buffer, WaitKind};
+use eventpoll::sim::TaskState;
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use eventpoll::sim::TaskState;
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
