@@ -29,6 +29,7 @@ echo "-- examples of the engine crate"
 for example in echo_server custom_pollable; do
     timeout 120 cargo run -q -p eventpoll --example "$example"
 done
+timeout 120 cargo run -q -p eventpoll --features sim --example deterministic
 
 if [[ $msrv -eq 1 ]]; then
     # The manifests' rust-version values, read back so that this check follows them.

@@ -144,7 +144,13 @@
 //! more waiters), then `join T`. Real timeouts work as they do in the foreground (`wait e 8
 //! 100` sleeps 100 ms); a waiter with no timeout that is never woken prints `hung`, is
 //! interrupted, and the scenario fails instead of hanging. Threads still running at the end
-//! of a script are interrupted and joined.
+//! of a script are interrupted and joined, in name order.
+//!
+//! On the `sim` backend (the engine on the deterministic platform, [`backend::sim`]) a
+//! background call is a simulated task: `sleeping T` runs the simulation until T is parked
+//! in its call or has returned, `settle` until no other task can run, `join T` until T
+//! returns or the simulated clock has moved on by the join bound, and `sleep MS` moves that
+//! clock — timeouts are simulated time, and the same seed gives the same run.
 //!
 //! ## Processes *(addition)*
 //!
@@ -265,8 +271,9 @@ pub struct ConformArgs {
     /// Scenario files or directories (searched recursively for `.ep` files, in sorted order).
     pub paths: Vec<PathBuf>,
     /// Print this backend's transcript of each scenario instead of comparing backends
-    /// (`kernel`, `engine`, or `capi`: libeventpoll.so, found through EVENTPOLL_LIB or next
-    /// to this program). Comparisons run kernel and engine, and capi too when
+    /// (`kernel`, `engine`, `sim`: the engine on the deterministic platform, seeded by
+    /// EVENTPOLL_SIM_SEED, or `capi`: libeventpoll.so, found through EVENTPOLL_LIB or next
+    /// to this program). Comparisons run kernel, engine and sim, and capi too when
     /// EVENTPOLL_CONFORM_CAPI=1.
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,

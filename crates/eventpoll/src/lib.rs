@@ -70,6 +70,14 @@
 //! mutexes, threads and thread-locals with the host's monotonic clock; without it, the
 //! embedder registers a [`platform::Platform`] (tasks, park, unpark, a [`platform::Clock`])
 //! at start-up. Everything the engine needs from its host goes through [`platform`].
+//!
+//! ## Deterministic simulation
+//!
+//! The `sim` feature adds `eventpoll::sim`, a deterministic platform: simulated tasks, one
+//! running at a time, picked by a seeded scheduler, on a `ManualClock` that jumps to the
+//! next timer when every task sleeps — the same seed gives the same run, byte for byte, and
+//! timeouts cost no real time. The conformance corpus runs through it (`eventpoll conform`,
+//! backend `sim`); `cargo run -p eventpoll --features sim --example deterministic` shows it.
 
 #![no_std]
 #![deny(unsafe_code)]
