@@ -8,7 +8,7 @@
 //! # Design
 //!
 //! With `std` the engine keeps its per-task state in thread-locals (see
-//! [`platform`](crate::platform)), so each simulated task is an OS thread of its own — but
+//! [`platform`]), so each simulated task is an OS thread of its own — but
 //! only the task holding the *baton* runs; every other one waits for it. The baton changes
 //! hands only at the platform's switch points: a task parks ([`Platform::park`], which is
 //! where every blocking call of the engine sleeps), yields ([`yield_now`]), sleeps
@@ -30,7 +30,7 @@
 //! Threads that are not tasks of a simulation (the driver, threads of other parts of the
 //! program) keep std's parking and the host's monotonic clock: the platform registered by
 //! [`Sim::new`] serves both. It must be the program's platform
-//! ([`platform::register`](crate::platform::register)): `Sim::new` registers it, and panics
+//! ([`platform::register`]): `Sim::new` registers it, and panics
 //! if another platform was registered first. A thread that used the engine *before* the
 //! registration stays a plain thread; tasks are always new threads.
 //!
@@ -144,6 +144,8 @@ struct WorldState {
     job: Option<Job>,
     /// The latest `run`'s closure has not returned yet.
     job_running: bool,
+    /// Every [`Sim`] handle is gone: the runner task ends.
+    closed: bool,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -157,12 +159,39 @@ struct World {
 
 /// One simulation: its tasks, its scheduler and its clock. Cheap to clone (a handle).
 /// See the [module documentation](self).
+///
+/// When the last handle goes, the runner task of [`Sim::run`] ends (its thread exits);
+/// tasks still parked then stay parked, their threads blocked for good — end them first.
 #[derive(Clone)]
-pub struct Sim(Arc<World>);
+pub struct Sim(Arc<Owner>);
+
+/// The outside's hold on a simulation (what [`Sim`] clones share): tasks hold the world,
+/// not this, so the world learns when the outside has let go.
+struct Owner {
+    world: Arc<World>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mut st = lock(&self.world);
+        st.closed = true;
+        // An idle runner task (parked between runs, with the baton free) gets the baton
+        // back, sees `closed` and returns.
+        if let Some(r) = st.runner {
+            if st.running.is_none() && !st.job_running && st.tasks[r].state == TaskState::Parked {
+                st.tasks[r].state = TaskState::Runnable;
+                st.running = Some(r);
+                self.world.changed.notify_all();
+            }
+        }
+    }
+}
 
 impl core::fmt::Debug for Sim {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Sim").field("seed", &self.0.seed).finish()
+        f.debug_struct("Sim")
+            .field("seed", &self.0.world.seed)
+            .finish()
     }
 }
 
@@ -350,33 +379,36 @@ impl Sim {
         if install().is_err() {
             panic!("eventpoll::sim: another platform is registered (one per program)");
         }
-        Sim(Arc::new(World {
-            state: Mutex::new(WorldState {
-                tasks: Vec::new(),
-                running: None,
-                yielded: None,
-                rng: seed,
-                trace: String::new(),
-                driving: false,
-                runner: None,
-                job: None,
-                job_running: false,
+        Sim(Arc::new(Owner {
+            world: Arc::new(World {
+                state: Mutex::new(WorldState {
+                    tasks: Vec::new(),
+                    running: None,
+                    yielded: None,
+                    rng: seed,
+                    trace: String::new(),
+                    driving: false,
+                    runner: None,
+                    job: None,
+                    job_running: false,
+                    closed: false,
+                }),
+                changed: Condvar::new(),
+                clock: Arc::new(ManualClock::new()),
+                seed,
             }),
-            changed: Condvar::new(),
-            clock: Arc::new(ManualClock::new()),
-            seed,
         }))
     }
 
     /// The simulation's clock: what its tasks' timeouts, sleeps and timerfds run on (the
     /// default clock of tables and instances made by its tasks).
     pub fn clock(&self) -> Arc<ManualClock> {
-        self.0.clock.clone()
+        self.0.world.clock.clone()
     }
 
     /// The seed the scheduler was made with.
     pub fn seed(&self) -> u64 {
-        self.0.seed
+        self.0.world.seed
     }
 
     /// Start `f` as a new task, runnable; it runs when the scheduler picks it (during a
@@ -386,7 +418,7 @@ impl Sim {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        spawn_in(&self.0, name, f)
+        spawn_in(&self.0.world, name, f)
     }
 
     /// Run `f` on the simulation's *runner task* (made by the first `run`, the same task
@@ -407,13 +439,13 @@ impl Sim {
             "eventpoll::sim: Sim::run is for the driver, not for a simulated task"
         );
         let runner = self.runner_task();
-        if lock(&self.0).job_running {
+        if lock(&self.0.world).job_running {
             self.drive(runner)?; // a stalled run's closure, first
         }
         let slot: Arc<Mutex<Option<std::thread::Result<T>>>> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         {
-            let mut st = lock(&self.0);
+            let mut st = lock(&self.0.world);
             st.tasks[runner].name = name.into();
             st.job = Some(Box::new(move || {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -433,7 +465,7 @@ impl Sim {
 
     /// The runner task: takes each `run`'s closure, runs it, and parks until the next one.
     fn runner_task(&self) -> TaskId {
-        if let Some(id) = lock(&self.0).runner {
+        if let Some(id) = lock(&self.0.world).runner {
             return id;
         }
         let handle = self.spawn("run", || {
@@ -443,10 +475,16 @@ impl Sim {
                 let mut st = lock(w);
                 let job = loop {
                     if let Some(job) = st.job.take() {
-                        break job;
+                        break Some(job);
+                    }
+                    if st.closed {
+                        break None;
                     }
                     st.tasks[c.id].state = TaskState::Parked;
                     st = w.switch_away(st, c.id);
+                };
+                let Some(job) = job else {
+                    return; // the task finishes, its thread exits
                 };
                 drop(st);
                 job();
@@ -458,14 +496,14 @@ impl Sim {
             }
         });
         let id = handle.id();
-        lock(&self.0).runner = Some(id);
+        lock(&self.0.world).runner = Some(id);
         id
     }
 
     /// Schedule until the runner task's closure has returned, or every task sleeps with no
     /// timer pending.
     fn drive(&self, id: TaskId) -> Result<(), Stalled> {
-        let w = &*self.0;
+        let w = &*self.0.world;
         let mut st = lock(w);
         assert!(!st.driving, "eventpoll::sim: one Sim::run at a time");
         st.driving = true;
@@ -509,17 +547,17 @@ impl Sim {
     /// of the clock (`TIME clock +Nns`), and `stalled` lines. The same program with the same
     /// seed gives the same trace, byte for byte.
     pub fn trace(&self) -> String {
-        lock(&self.0).trace.clone()
+        lock(&self.0.world).trace.clone()
     }
 
     /// Where task `id` is; `None` for a number never given.
     pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
-        lock(&self.0).tasks.get(id).map(|t| t.state)
+        lock(&self.0.world).tasks.get(id).map(|t| t.state)
     }
 
     /// Whether any task other than `except` is runnable.
     pub fn others_runnable(&self, except: TaskId) -> bool {
-        lock(&self.0)
+        lock(&self.0.world)
             .tasks
             .iter()
             .enumerate()
@@ -529,7 +567,7 @@ impl Sim {
     /// Interrupt task `id` (the engine's analogue of a signal: its blocked call returns
     /// `EINTR`, see [`Interrupt`]); false for a number never given.
     pub fn interrupt(&self, id: TaskId) -> bool {
-        let i = lock(&self.0)
+        let i = lock(&self.0.world)
             .tasks
             .get(id)
             .and_then(|t| t.interrupt.clone());
@@ -544,7 +582,7 @@ impl Sim {
 
     /// Task `id`'s [`Interrupt`] (whether it sleeps inside a blocking call).
     pub fn interrupt_of(&self, id: TaskId) -> Option<Interrupt> {
-        lock(&self.0)
+        lock(&self.0.world)
             .tasks
             .get(id)
             .and_then(|t| t.interrupt.clone())
@@ -851,5 +889,25 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Err(Errno::EINTR)));
         assert_eq!(sim.task_state(stalled.task), Some(TaskState::Parked));
         assert!(!sim.trace().ends_with("stalled\n"));
+    }
+
+    #[test]
+    fn the_runner_task_ends_with_the_last_handle() {
+        let sim = Sim::new(9);
+        assert_eq!(sim.run("main", || 1), Ok(1));
+        let world = sim.0.world.clone();
+        let runner = lock(&world).runner.unwrap();
+        let other = sim.clone();
+        drop(sim);
+        assert_eq!(lock(&world).tasks[runner].state, TaskState::Parked);
+        drop(other);
+        let start = Instant::now();
+        while lock(&world).tasks[runner].state != TaskState::Finished {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the runner task is still there"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }

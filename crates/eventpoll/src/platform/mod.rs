@@ -83,7 +83,10 @@
 //!
 //! With `std`, registering is optional: when a platform is registered, parking, unparking
 //! and the default clock go through it, and per-task state stays in thread-locals (so each
-//! of its tasks must run on an OS thread of its own, as a baton-passing simulator's do).
+//! of its tasks must run on an OS thread of its own, as a baton-passing simulator's do —
+//! `eventpoll::sim` with the `sim` feature). A thread's state is made at its first use of the
+//! engine: a thread that starts after the registration is unparked through the platform's
+//! [`Task`], one that used the engine before it stays a plain std thread.
 
 #[cfg(any(all(not(feature = "std"), not(loom)), test))]
 pub(crate) mod bare_lock;
