@@ -10,8 +10,8 @@
 //! the same results, and that the simulated minute cost no real minute.
 //! Run: `cargo run -p eventpoll --features sim --example deterministic`.
 
-use eventpoll::objects::clock::Clock;
 use eventpoll::objects::socket::SocketType;
+use eventpoll::platform::Clock;
 use eventpoll::sim::{self, Sim};
 use eventpoll::{EpollEvent, Errno, Events, FdTable};
 use std::sync::Arc;

@@ -123,11 +123,11 @@ pub mod objects;
 mod open_flags;
 mod readiness;
 mod signal;
-mod table;
-mod wait_queue;
 /// The deterministic platform, on top of everything (it runs the whole engine).
 #[cfg(feature = "sim")]
 pub mod sim;
+mod table;
+mod wait_queue;
 
 #[cfg(all(test, loom))]
 mod loom_models;

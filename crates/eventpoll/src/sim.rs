@@ -74,8 +74,8 @@
 //! assert_eq!(simulate(42).0, trace); // byte for byte
 //! ```
 
-use crate::platform::{Clock, ManualClock, MonotonicClock};
 use crate::platform::{self, Platform, Task, Unpark};
+use crate::platform::{Clock, ManualClock, MonotonicClock};
 use crate::prelude::*;
 use crate::signal::Interrupt;
 use core::fmt::Write as _;

@@ -1,7 +1,7 @@
 //! The `sim` backend: the engine backend run on [`eventpoll::sim`], the deterministic
 //! platform. Every call of a scenario is a task of one simulation per scenario, and so is
 //! every background call (`bg T`); one task runs at a time, picked by a scheduler seeded
-//! with [`seed`], and the simulation's [`ManualClock`](eventpoll::objects::clock::ManualClock)
+//! with [`seed`], and the simulation's [`ManualClock`](eventpoll::platform::ManualClock)
 //! moves only when every task sleeps — so `wait e 8 60000` with nothing to report returns
 //! at once, one simulated minute later, and the same seed gives the same run.
 //!
