@@ -123,7 +123,7 @@ pub mod objects;
 mod open_flags;
 mod readiness;
 mod signal;
-/// The deterministic platform, on top of everything (it runs the whole engine).
+// The deterministic platform, on top of everything (it runs the whole engine).
 #[cfg(feature = "sim")]
 pub mod sim;
 mod table;
