@@ -2,9 +2,8 @@
 //! transcripts recorded (and reviewed) in `tests/examples/*.kernel` and `probes/*.kernel`,
 //! the kernel's determinism on random scenarios, and the comparison of every backend with
 //! the kernel on the whole corpus and on 2,000 random scenarios.
-//!
-//! The two comparison tests fail until the engine and its objects are implemented. Set
-//! `EVENTPOLL_CONFORM_SKIP_ENGINE=1` to skip them (they then say so on stderr).
+
+mod sim;
 
 use eventpoll_conform::{backend, compare, exec, random, run, script, ConformArgs};
 use std::path::{Path, PathBuf};
@@ -164,19 +163,8 @@ fn kernel_is_deterministic_on_random_scenarios() {
     }
 }
 
-fn engine_comparison_enabled(test: &str) -> bool {
-    if std::env::var_os("EVENTPOLL_CONFORM_SKIP_ENGINE").is_some() {
-        eprintln!("{test}: SKIPPED because EVENTPOLL_CONFORM_SKIP_ENGINE is set");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn corpus_matches_kernel_on_every_backend() {
-    if !engine_comparison_enabled("corpus_matches_kernel_on_every_backend") {
-        return;
-    }
     let mut paths = vec![
         crate_dir().join("tests/examples"),
         crate_dir().join("probes"),
@@ -238,9 +226,6 @@ fn random_run_matches_kernel(n: u64, seed: u64, threaded: bool) {
 
 #[test]
 fn random_scenarios_match_kernel() {
-    if !engine_comparison_enabled("random_scenarios_match_kernel") {
-        return;
-    }
     random_run_matches_kernel(2000, 20_251_121, false);
 }
 
@@ -299,9 +284,6 @@ fn a_scenario_that_never_ends_is_stopped_and_fails() {
 
 #[test]
 fn threaded_random_scenarios_match_kernel() {
-    if !engine_comparison_enabled("threaded_random_scenarios_match_kernel") {
-        return;
-    }
     random_run_matches_kernel(150, 20_261_205, true);
 }
 

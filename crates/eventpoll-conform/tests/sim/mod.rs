@@ -1,4 +1,4 @@
-//! The `sim` backend (the engine on `eventpoll::sim`, the deterministic platform) is
+//! (Part of the crate's one integration-test binary, `tests/conform.rs`.) The `sim` backend (the engine on `eventpoll::sim`, the deterministic platform) is
 //! deterministic: the threaded corpus (`scenarios/threads/`) run twice with one seed gives
 //! the same trace byte for byte — each scenario's transcript and the scheduler's log of
 //! every task it picked and every move of its clock — and another seed picks differently
