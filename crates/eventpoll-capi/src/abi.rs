@@ -283,6 +283,29 @@ unsafe fn wait(
         }
         _ => return raw(raw_wait()),
     };
+    if timeout != Some(Duration::ZERO) {
+        // Before this wait's own system calls (see `claim_lead`); the wait gives it up.
+        let _g = p.gate.enter();
+        inst.hep.claim_lead();
+    }
+    let r = wait_checked(p, &inst, epfd, events, maxevents, timeout, mask);
+    if r.is_err() && timeout != Some(Duration::ZERO) {
+        let _g = p.gate.enter();
+        inst.hep.release_lead();
+    }
+    r
+}
+
+/// [`wait`] for an instance of ours, from the argument checks on.
+unsafe fn wait_checked(
+    p: &'static process::Process,
+    inst: &std::sync::Arc<process::Instance>,
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: Option<Duration>,
+    mask: Mask,
+) -> Result<c_int, c_int> {
     let sigmask = match mask {
         Mask::None => None,
         Mask::Some(m, _) if m.is_null() => None,

@@ -1262,6 +1262,10 @@ impl Driver for UringDriver {
         self.pump_locked(&mut ring, NO_SKIP).0
     }
 
+    fn relayable(&self) -> bool {
+        true
+    }
+
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
         if self.owner.load(Ordering::Acquire) != 0 {
             // Owned mode: queued work makes nothing readable that `ppoll` could wait on
