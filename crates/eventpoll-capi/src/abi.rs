@@ -328,7 +328,7 @@ unsafe fn wait_checked(
     let mut out = user::UserEvents::new(events);
     let start = Instant::now();
     let r = if crate::check::on() {
-        let mark = crate::check::wait_starts(p, &inst, epfd, timeout);
+        let mark = crate::check::wait_starts(p, inst, epfd, timeout);
         // The harvest names the item of each event: the checker looks at those only.
         let mut sink = eventpoll::RecordingSink::new(&mut out);
         let r = inst
@@ -336,7 +336,7 @@ unsafe fn wait_checked(
             .wait_guarded(&mut sink, maxevents as usize, timeout, sigmask, || {
                 p.gate.enter()
             });
-        crate::check::wait_ends(p, &inst, epfd, &sink.items, &r, mark);
+        crate::check::wait_ends(p, inst, epfd, &sink.items, &r, mark);
         r
     } else {
         inst.hep
