@@ -283,17 +283,21 @@ unsafe fn wait(
         }
         _ => return raw(raw_wait()),
     };
-    if timeout != Some(Duration::ZERO) {
-        // Before this wait's own system calls (see `claim_lead`); the wait gives it up.
+    // Before this wait's own system calls (see `claim_lead`). The wait gives the lead up
+    // when it returns; this guard when the checks fail first (or anything unwinds).
+    struct Release<'a>(&'static process::Process, &'a process::Instance);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            let _g = self.0.gate.enter();
+            self.1.hep.release_lead();
+        }
+    }
+    let _release = (timeout != Some(Duration::ZERO)).then(|| {
         let _g = p.gate.enter();
         inst.hep.claim_lead();
-    }
-    let r = wait_checked(p, &inst, epfd, events, maxevents, timeout, mask);
-    if r.is_err() && timeout != Some(Duration::ZERO) {
-        let _g = p.gate.enter();
-        inst.hep.release_lead();
-    }
-    r
+        Release(p, &inst)
+    });
+    wait_checked(p, &inst, epfd, events, maxevents, timeout, mask)
 }
 
 /// [`wait`] for an instance of ours, from the argument checks on.

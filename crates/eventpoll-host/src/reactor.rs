@@ -336,10 +336,17 @@ impl HostEpoll {
             let _g = enter();
             self.host.watch().claim(&**self.host.driver());
         }
-        let r = self.wait_steps(out, maxevents, timeout, sigmask, &enter);
-        let _g = enter();
-        self.host.watch().release(&**self.host.driver());
-        r
+        // Given up however the wait ends (also by unwinding: a lead kept by a thread that
+        // never waits again would leave the followers unwatched).
+        struct Release<'a, G, F: Fn() -> G>(&'a Host, &'a F);
+        impl<G, F: Fn() -> G> Drop for Release<'_, G, F> {
+            fn drop(&mut self) {
+                let _g = (self.1)();
+                self.0.watch().release(&**self.0.driver());
+            }
+        }
+        let _release = Release(&self.host, &enter);
+        self.wait_steps(out, maxevents, timeout, sigmask, &enter)
     }
 
     fn wait_steps<G, S: EventSink + ?Sized>(

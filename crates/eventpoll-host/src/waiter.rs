@@ -60,12 +60,14 @@
 //! wakers' relays are replaced by fresh ones, as their eventfds are). Drivers whose
 //! notification descriptors cannot be watched through an epoll (`poll(2)`'s: the
 //! registered descriptors themselves, by level) are not relayed: there every blocked thread
-//! watches the host, as before.
+//! watches the host, as before. A wait gives the lead up however it ends, unwinding
+//! included; a thread that leaves one by `longjmp` from a signal handler keeps it (as it
+//! leaves its waker queued: such a program is already outside what the library follows).
 
 use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Errno, Events, WakeCallback};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// A blocked thread's entry in an engine instance's queue of blocked threads: calling it
@@ -228,6 +230,10 @@ pub(crate) enum Role {
 /// Leader/follower state of a host's blocked threads (see the module documentation).
 pub(crate) struct Watch {
     state: Mutex<WatchState>,
+    /// The leader's thread id (0: none), written under the mutex, read without it by
+    /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
+    /// another id is not the leader and need not lock.
+    leader_id: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -276,12 +282,14 @@ impl Watch {
     pub(crate) fn new() -> Watch {
         Watch {
             state: Mutex::new(WatchState::default()),
+            leader_id: AtomicUsize::new(0),
         }
     }
 
     /// This thread leads from now on (the lead was free, or its leader idle too long).
-    fn lead(s: &mut WatchState, driver: &dyn Driver) {
+    fn lead(&self, s: &mut WatchState, driver: &dyn Driver) {
         s.leader = Some(thread_id());
+        self.leader_id.store(thread_id(), Ordering::SeqCst);
         s.idle_streak = 0;
         if let Some((_, relay)) = s.relay_on.take() {
             relay_off(relay, driver);
@@ -297,7 +305,7 @@ impl Watch {
         let mut s = locked(&self.state);
         let me = thread_id();
         if s.leader.is_none() || (s.leader != Some(me) && s.idle_streak >= STEAL_AFTER) {
-            Watch::lead(&mut s, driver);
+            self.lead(&mut s, driver);
         }
     }
 
@@ -315,7 +323,7 @@ impl Watch {
                 Role::Follower(waker.relay)
             }
             _ => {
-                Watch::lead(&mut s, driver);
+                self.lead(&mut s, driver);
                 Role::Leader
             }
         }
@@ -334,7 +342,7 @@ impl Watch {
                 if s.relay_on.is_some_and(|(t, _)| t == me) {
                     // It stood in for the absent leader and is awake in its wait now: it
                     // leads until that wait returns.
-                    Watch::lead(&mut s, driver);
+                    self.lead(&mut s, driver);
                 }
             }
             Role::Leader if s.leader == Some(me) => {
@@ -350,11 +358,15 @@ impl Watch {
         if !driver.relayable() {
             return;
         }
+        if self.leader_id.load(Ordering::SeqCst) != thread_id() {
+            return;
+        }
         let mut s = locked(&self.state);
         if s.leader != Some(thread_id()) {
             return;
         }
         s.leader = None;
+        self.leader_id.store(0, Ordering::SeqCst);
         if s.relay_on.is_none() {
             if let Some(&(t, relay)) = s.followers.last() {
                 relay_on(relay, driver);
@@ -366,5 +378,6 @@ impl Watch {
     /// In a `fork` child: the parent's other threads are not here.
     pub(crate) fn after_fork_child(&self) {
         *locked(&self.state) = WatchState::default();
+        self.leader_id.store(0, Ordering::SeqCst);
     }
 }

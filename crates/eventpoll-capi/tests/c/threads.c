@@ -687,10 +687,10 @@ static void idle_thread_not_woken(void) {
     CHECK(acked == ROUNDS && busy.got == ROUNDS && idle.got == 1,
           "busy rounds %d (woken %d), idle thread's wait gave %d", acked, busy.got, idle.got);
     /* The poll driver has no relay: every blocked thread watches the host (README). */
-    /* Typically 4-7 here now (~ROUNDS before); a loaded machine adds some: the busy thread
-     * preempted between two waits leaves the lead free, and a completion then wakes the
-     * idle thread through its relay (41 once, with the other C tests running beside). */
-    CHECK(idle.nvcsw <= ROUNDS / 3 || deviates("poll"),
+    /* Typically 4-7 here now (150-200 before); a loaded machine adds some: the busy thread
+     * descheduled between two waits leaves the lead free, and a completion then wakes the
+     * idle thread through its relay (20-50 at load average 12-15 on 2 cores, 117 once). */
+    CHECK(idle.nvcsw <= ROUNDS / 2 || deviates("poll"),
           "idle thread woken %ld times while another instance had %d wakeups", idle.nvcsw,
           ROUNDS);
     close(pa[0]), close(pa[1]), close(pb[0]), close(pb[1]);
