@@ -249,12 +249,22 @@ struct WatchState {
 }
 
 thread_local! {
-    static THREAD_MARK: u8 = const { 0 };
+    static THREAD_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// A number that tells this thread from the other live ones (its thread-local's address).
+/// A number of the calling thread that no other thread of the process ever has (from a
+/// counter: the address of a read-only thread-local is not one, an optimiser may fold it
+/// into one constant — the release build did, and every thread took itself for the leader).
 fn thread_id() -> usize {
-    THREAD_MARK.with(|m| m as *const u8 as usize)
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    THREAD_ID.with(|c| match c.get() {
+        0 => {
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            c.set(id);
+            id
+        }
+        id => id,
+    })
 }
 
 fn relay_off(relay: i32, driver: &dyn Driver) {
