@@ -309,7 +309,7 @@ unsafe fn wait_checked(
     maxevents: c_int,
     timeout: Option<Duration>,
     mask: Mask,
-) -> Result<c_int, c_int> {
+) -> Result<c_int, Errno> {
     let sigmask = match mask {
         Mask::None => None,
         Mask::Some(m, _) if m.is_null() => None,
