@@ -283,6 +283,33 @@ unsafe fn wait(
         }
         _ => return raw(raw_wait()),
     };
+    // Before this wait's own system calls (see `claim_lead`). The wait gives the lead up
+    // when it returns; this guard when the checks fail first (or anything unwinds).
+    struct Release<'a>(&'static process::Process, &'a process::Instance);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            let _g = self.0.gate.enter();
+            self.1.hep.release_lead();
+        }
+    }
+    let _release = (timeout != Some(Duration::ZERO)).then(|| {
+        let _g = p.gate.enter();
+        inst.hep.claim_lead();
+        Release(p, &inst)
+    });
+    wait_checked(p, &inst, epfd, events, maxevents, timeout, mask)
+}
+
+/// [`wait`] for an instance of ours, from the argument checks on.
+unsafe fn wait_checked(
+    p: &'static process::Process,
+    inst: &std::sync::Arc<process::Instance>,
+    epfd: c_int,
+    events: *mut EpollEvent,
+    maxevents: c_int,
+    timeout: Option<Duration>,
+    mask: Mask,
+) -> Result<c_int, Errno> {
     let sigmask = match mask {
         Mask::None => None,
         Mask::Some(m, _) if m.is_null() => None,
@@ -305,7 +332,7 @@ unsafe fn wait(
     let mut out = user::UserEvents::new(events);
     let start = Instant::now();
     let r = if crate::check::on() {
-        let mark = crate::check::wait_starts(p, &inst, epfd, timeout);
+        let mark = crate::check::wait_starts(p, inst, epfd, timeout);
         // The harvest names the item of each event: the checker looks at those only.
         let mut sink = eventpoll::RecordingSink::new(&mut out);
         let r = inst
@@ -313,7 +340,7 @@ unsafe fn wait(
             .wait_guarded(&mut sink, maxevents as usize, timeout, sigmask, || {
                 p.gate.enter()
             });
-        crate::check::wait_ends(p, &inst, epfd, &sink.items, &r, mark);
+        crate::check::wait_ends(p, inst, epfd, &sink.items, &r, mark);
         r
     } else {
         inst.hep

@@ -13,6 +13,9 @@ pub struct Ret(pub i32);
 
 /// Trace one call (the text is built only when tracing is on). Keeps `errno`.
 pub fn trace(call: impl FnOnce() -> String, ret: Ret) {
+    if !process::tracing() {
+        return;
+    }
     let Some(p) = process::existing() else {
         return;
     };

@@ -259,6 +259,15 @@ pub fn get() -> Option<&'static Process> {
     (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
+/// Whether calls are traced (`EVENTPOLL_LOG`), without the process check's `getpid`: a
+/// wait asks this after every call, and tracing is off but when asked for.
+pub fn tracing() -> bool {
+    PROCESS
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|p| p.log_fd >= 0)
+}
+
 /// The process state if it exists already (interposed `close`/`dup` do not create it: a
 /// program that never used epoll pays nothing).
 pub fn existing() -> Option<&'static Process> {

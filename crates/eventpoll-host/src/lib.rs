@@ -75,6 +75,8 @@ pub struct Host {
     driver: Arc<dyn Driver>,
     /// The eventfds that threads blocked in a wait sleep on (see `waiter`).
     wakers: Arc<waiter::WakerPool>,
+    /// Which blocked thread watches the driver (see `waiter`).
+    watch: Arc<waiter::Watch>,
 }
 
 impl std::fmt::Debug for Host {
@@ -106,6 +108,7 @@ impl Host {
         Ok(Host {
             driver,
             wakers: Arc::new(waiter::WakerPool::new(hidden_base)),
+            watch: Arc::new(waiter::Watch::new()),
         })
     }
 
@@ -157,6 +160,7 @@ impl Host {
     pub fn after_fork_child(&self) {
         self.driver.after_fork_child();
         self.wakers.after_fork_child();
+        self.watch.after_fork_child();
     }
 
     /// A waker for a thread about to block in a wait; give it back with
@@ -167,6 +171,11 @@ impl Host {
 
     pub(crate) fn give_back_waker(&self, w: Arc<ThreadWaker>) {
         self.wakers.give_back(w)
+    }
+
+    /// Leader/follower state of the threads blocked in waits (see `waiter`).
+    pub(crate) fn watch(&self) -> &waiter::Watch {
+        &self.watch
     }
 
     /// A new open file description for host descriptor `fd`, which stays the caller's: it

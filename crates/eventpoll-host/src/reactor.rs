@@ -19,6 +19,7 @@
 //! holds a driver lock.
 
 use crate::sys;
+use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -256,6 +257,21 @@ impl HostEpoll {
         &self.bell
     }
 
+    /// Take the lead of the host's blocked threads now, for a wait that may block and is
+    /// about to start (see `waiter`, "Who watches the host"): an embedder that makes
+    /// system calls of its own before [`HostEpoll::wait_guarded`] calls this first, so
+    /// that host activity those calls deliver (io_uring task work runs at every system
+    /// call) does not wake a follower. The wait gives the lead up when it returns; call
+    /// [`HostEpoll::release_lead`] if no wait follows. Call under the embedder's guard.
+    pub fn claim_lead(&self) {
+        self.host.watch().claim(&**self.host.driver());
+    }
+
+    /// Give up the lead taken by [`HostEpoll::claim_lead`] when no wait follows.
+    pub fn release_lead(&self) {
+        self.host.watch().release(&**self.host.driver());
+    }
+
     /// Harvest once without blocking (after pumping the driver). When other threads sleep
     /// on this instance and it is still ready afterwards (level-triggered items went back
     /// on the ready list), ring for them: on Linux the harvester of a level-triggered item
@@ -301,6 +317,10 @@ impl HostEpoll {
     /// still in its place in the queue. So of several threads blocked on one instance a
     /// wakeup reaches the newest only, and an `EXCLUSIVE` wakeup stops at the first
     /// instance with a blocked thread, as on Linux.
+    ///
+    /// Of the threads in waits that may block, one at a time watches the driver (see
+    /// `waiter`, "Who watches the host"): the others sleep on their eventfd only, so host
+    /// activity wakes them only when it is for them.
     pub fn wait_guarded<G, S: EventSink + ?Sized>(
         &self,
         out: &mut S,
@@ -308,6 +328,34 @@ impl HostEpoll {
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
         enter: impl Fn() -> G,
+    ) -> Result<usize, Errno> {
+        if timeout == Some(Duration::ZERO) {
+            return self.wait_steps(out, maxevents, timeout, sigmask, &enter);
+        }
+        {
+            let _g = enter();
+            self.host.watch().claim(&**self.host.driver());
+        }
+        // Given up however the wait ends (also by unwinding: a lead kept by a thread that
+        // never waits again would leave the followers unwatched).
+        struct Release<'a, G, F: Fn() -> G>(&'a Host, &'a F);
+        impl<G, F: Fn() -> G> Drop for Release<'_, G, F> {
+            fn drop(&mut self) {
+                let _g = (self.1)();
+                self.0.watch().release(&**self.0.driver());
+            }
+        }
+        let _release = Release(&self.host, &enter);
+        self.wait_steps(out, maxevents, timeout, sigmask, &enter)
+    }
+
+    fn wait_steps<G, S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: &impl Fn() -> G,
     ) -> Result<usize, Errno> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let n = {
@@ -333,7 +381,7 @@ impl HostEpoll {
         let sleep_mask = sigmask.or(old_mask
             .as_ref()
             .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
-        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, &enter);
+        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter);
         if let Some(m) = old_mask {
             sys::set_signal_mask(m);
         }
@@ -395,7 +443,9 @@ impl HostEpoll {
     }
 
     /// Sleep in the host until `waker` is called: host activity in between is pumped (it
-    /// may call this waker, another thread's, or none) and the sleep goes on.
+    /// may call this waker, another thread's, or none) and the sleep goes on. Only the
+    /// leader of the host's blocked threads sleeps on the driver and pumps; the others
+    /// sleep on their eventfd and the relay (see `waiter`, "Who watches the host").
     fn sleep_as_waiter<G>(
         &self,
         waker: &ThreadWaker,
@@ -420,10 +470,29 @@ impl HostEpoll {
                     Some(d - now)
                 }
             };
-            let r = self.host.driver().block(&[waker.fd()], remaining, sigmask);
+            let role = {
+                let _g = enter();
+                self.host.watch().settle(waker, &**self.host.driver())
+            };
+            let r = match role {
+                Role::Leader => self.host.driver().block(&[waker.fd()], remaining, sigmask),
+                Role::Follower(relay) => {
+                    let mut fds = [waker.fd(), relay].map(|fd| libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                    sys::ppoll(&mut fds, remaining.map(sys::timespec), sigmask).map(drop)
+                }
+            };
             {
                 let _g = enter();
-                self.host.pump();
+                if role == Role::Leader {
+                    self.host.pump();
+                }
+                self.host
+                    .watch()
+                    .woke(role, waker.is_woken(), &**self.host.driver());
             }
             if let Err(e) = r {
                 // Woken and interrupted at once: the events first, as `ep_poll` does.

@@ -16,10 +16,58 @@
 //! The eventfds come from a pool shared by the host's instances (one per thread asleep at
 //! once, created on demand at hidden numbers, never closed but in a `fork` child, where
 //! each is replaced by a fresh one under the same number, as the parent's are not ours).
+//!
+//! **Who watches the host** ([`Watch`]). Host activity is one stream for the whole process
+//! (the io_uring driver's completion ring, the kernel driver's private epoll): whoever
+//! sleeps on it is woken by every completion, whichever instance it concerns. If every
+//! blocked thread slept on it, every completion would wake every blocked thread (issue 16:
+//! an idle thread made ~10,000 context switches a second). So at most one thread — the
+//! *leader* — watches it: a thread takes the lead when it enters a blocking wait and the
+//! lead is free ([`Watch::claim`]), holds it while it pumps, harvests and sleeps on the
+//! driver's descriptor (plus its own eventfd), and gives it up when the wait returns
+//! ([`Watch::release`]). The pump calls the wakers the engine picks, which writes the
+//! eventfds of the threads concerned. The other blocked threads — *followers* — sleep on
+//! their own eventfd and their *relay*: a private kernel epoll per waker that holds the
+//! driver's descriptors, switched off (no events) but while it is the one that stands in
+//! for an absent leader.
+//!
+//! No lost wakeup: when the leader returns to its program while followers sleep, it
+//! switches on the relay of the follower that went to sleep last; the relay is
+//! level-triggered, so host activity pending or to come wakes that follower, which then
+//! pumps — it holds the lead from then on until its own wait returns. The next thread to
+//! enter a blocking wait while the lead is free takes it and switches the relay off again
+//! (a wakeup it sees meanwhile is a spurious one: the follower pumps and sleeps on). A
+//! follower woken for its own instance while its relay is on takes the lead likewise. So
+//! whenever a follower sleeps, either a thread is inside a wait holding the lead (it pumps
+//! before it sleeps and sleeps on the driver, level-triggered: it misses nothing) or one
+//! follower's relay watches the driver. The price: one `epoll_ctl(2)` when the lead is
+//! given up with followers asleep and one when it is taken while a relay is on — none
+//! while no other thread sleeps.
+//!
+//! Holding the lead for the whole wait, not only for the sleep, matters with io_uring:
+//! the completions of a thread's own polls are posted by its own task work at its next
+//! system call, which is the pump at the start of its next wait — the relay is already off.
+//! Which thread leads matters for the idle ones: a leader that keeps being woken for other
+//! threads' work ([`STEAL_AFTER`] times in a row) gives way to the next thread that enters
+//! a blocking wait (the old leader, still asleep on the driver, notices at its next wakeup
+//! and sleeps as a follower from then on). A thread blocked on an idle instance is woken a
+//! few times at most, while threads with work pass the lead between them. Zero-timeout
+//! waits neither take nor give up the lead (they never sleep).
+//!
+//! Locks: [`Watch`]'s mutex is a leaf (only `epoll_ctl` on relays is called under it); it
+//! is taken under the embedder's `enter` guard only, so a `fork` never finds it held, and
+//! the child starts with no leader and no follower ([`Watch::after_fork_child`]; the
+//! wakers' relays are replaced by fresh ones, as their eventfds are). Drivers whose
+//! notification descriptors cannot be watched through an epoll (`poll(2)`'s: the
+//! registered descriptors themselves, by level) are not relayed: there every blocked thread
+//! watches the host, as before. A wait gives the lead up however it ends, unwinding
+//! included; a thread that leaves one by `longjmp` from a signal handler keeps it (as it
+//! leaves its waker queued: such a program is already outside what the library follows).
 
+use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Errno, Events, WakeCallback};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// A blocked thread's entry in an engine instance's queue of blocked threads: calling it
@@ -29,6 +77,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub struct ThreadWaker {
     fd: i32,
     woken: AtomicBool,
+    /// The relay epoll (see "Who watches the host"); `-1` if none could be made.
+    relay: i32,
 }
 
 impl ThreadWaker {
@@ -106,13 +156,22 @@ impl WakerPool {
             return Ok(w);
         }
         let fd = new_eventfd(self.hidden_base)?;
+        let relay = match sys::epoll_create1(libc::EPOLL_CLOEXEC) {
+            Ok(r) if self.hidden_base > 0 => sys::move_high(r, self.hidden_base),
+            Ok(r) => r,
+            Err(_) => -1,
+        };
         let w = Arc::new(ThreadWaker {
             fd,
             woken: AtomicBool::new(false),
+            relay,
         });
         locked(&self.all).push(w.clone());
         if let Some(hook) = self.on_new.get() {
             hook(fd);
+            if relay >= 0 {
+                hook(relay);
+            }
         }
         Ok(w)
     }
@@ -124,7 +183,12 @@ impl WakerPool {
 
     /// Every waker's eventfd.
     pub(crate) fn fds(&self, out: &mut Vec<i32>) {
-        out.extend(locked(&self.all).iter().map(|w| w.fd));
+        for w in locked(&self.all).iter() {
+            out.push(w.fd);
+            if w.relay >= 0 {
+                out.push(w.relay);
+            }
+        }
     }
 
     /// In a `fork` child: the eventfds are shared with the parent, whose callbacks write
@@ -137,8 +201,193 @@ impl WakerPool {
                 let _ = sys::dup3(nd, w.fd, libc::O_CLOEXEC);
                 let _ = sys::close(nd);
             }
+            // The relay too (the parent's may be switched on and off by its threads).
+            if w.relay >= 0 {
+                if let Ok(nd) = sys::epoll_create1(libc::EPOLL_CLOEXEC) {
+                    let _ = sys::dup3(nd, w.relay, libc::O_CLOEXEC);
+                    let _ = sys::close(nd);
+                }
+            }
             w.woken.store(false, Ordering::SeqCst);
         }
         *locked(&self.free) = all;
+    }
+}
+
+/// Consecutive wakeups for other threads' work after which a leader gives way to the next
+/// thread that enters a blocking wait (see the module documentation).
+pub(crate) const STEAL_AFTER: u32 = 2;
+
+/// How a blocked thread sleeps: on the driver (the leader) or on its eventfd and its relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Sleeps on the driver's descriptors and its own eventfd, and pumps when woken.
+    Leader,
+    /// Sleeps on its own eventfd and its relay (this descriptor).
+    Follower(i32),
+}
+
+/// Leader/follower state of a host's blocked threads (see the module documentation).
+pub(crate) struct Watch {
+    state: Mutex<WatchState>,
+    /// The leader's thread id (0: none), written under the mutex, read without it by
+    /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
+    /// another id is not the leader and need not lock.
+    leader_id: AtomicUsize,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// The leading thread (see [`thread_id`]).
+    leader: Option<usize>,
+    /// The leader's wakeups in a row that were not for itself.
+    idle_streak: u32,
+    /// Followers asleep (thread, relay), in the order they went to sleep.
+    followers: Vec<(usize, i32)>,
+    /// The follower whose relay watches the driver while the lead is free.
+    relay_on: Option<(usize, i32)>,
+}
+
+thread_local! {
+    static THREAD_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A number of the calling thread that no other thread of the process ever has (from a
+/// counter: the address of a read-only thread-local is not one, an optimiser may fold it
+/// into one constant — the release build did, and every thread took itself for the leader).
+fn thread_id() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    THREAD_ID.with(|c| match c.get() {
+        0 => {
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            c.set(id);
+            id
+        }
+        id => id,
+    })
+}
+
+fn relay_off(relay: i32, driver: &dyn Driver) {
+    let mut fds = Vec::with_capacity(1);
+    driver.notify_fds(&mut fds);
+    for p in &fds {
+        let _ = sys::epoll_ctl(relay, libc::EPOLL_CTL_MOD, p.fd, Some((0, 0)));
+    }
+}
+
+fn relay_on(relay: i32, driver: &dyn Driver) {
+    let mut fds = Vec::with_capacity(1);
+    driver.notify_fds(&mut fds);
+    for p in &fds {
+        let ev = Some((libc::EPOLLIN as u32, p.fd as u64));
+        // Not there yet, or the descriptor was replaced (the io_uring driver's switch to
+        // shared mode puts a new ring under the same number; the old one left the relay).
+        if sys::epoll_ctl(relay, libc::EPOLL_CTL_MOD, p.fd, ev).is_err() {
+            let _ = sys::epoll_ctl(relay, libc::EPOLL_CTL_ADD, p.fd, ev);
+        }
+    }
+}
+
+impl Watch {
+    pub(crate) fn new() -> Watch {
+        Watch {
+            state: Mutex::new(WatchState::default()),
+            leader_id: AtomicUsize::new(0),
+        }
+    }
+
+    /// This thread leads from now on (the lead was free, or its leader idle too long).
+    fn lead(&self, s: &mut WatchState, driver: &dyn Driver) {
+        s.leader = Some(thread_id());
+        self.leader_id.store(thread_id(), Ordering::SeqCst);
+        s.idle_streak = 0;
+        if let Some((_, relay)) = s.relay_on.take() {
+            relay_off(relay, driver);
+        }
+    }
+
+    /// The calling thread enters a wait that may block: it takes the lead if it is free
+    /// (or its leader idle too long), before it pumps.
+    pub(crate) fn claim(&self, driver: &dyn Driver) {
+        if !driver.relayable() {
+            return;
+        }
+        let mut s = locked(&self.state);
+        let me = thread_id();
+        if s.leader.is_none() || (s.leader != Some(me) && s.idle_streak >= STEAL_AFTER) {
+            self.lead(&mut s, driver);
+        }
+    }
+
+    /// How `waker`'s thread sleeps next (before each sleep).
+    pub(crate) fn settle(&self, waker: &ThreadWaker, driver: &dyn Driver) -> Role {
+        if waker.relay < 0 || !driver.relayable() {
+            return Role::Leader;
+        }
+        let mut s = locked(&self.state);
+        let me = thread_id();
+        match s.leader {
+            Some(l) if l == me => Role::Leader,
+            Some(_) if s.idle_streak < STEAL_AFTER => {
+                s.followers.push((me, waker.relay));
+                Role::Follower(waker.relay)
+            }
+            _ => {
+                self.lead(&mut s, driver);
+                Role::Leader
+            }
+        }
+    }
+
+    /// `waker`'s thread woke from a sleep as `role`; `own`: its waker was called.
+    pub(crate) fn woke(&self, role: Role, own: bool, driver: &dyn Driver) {
+        if !driver.relayable() {
+            return;
+        }
+        let mut s = locked(&self.state);
+        let me = thread_id();
+        match role {
+            Role::Follower(_) => {
+                s.followers.retain(|&(t, _)| t != me);
+                if s.relay_on.is_some_and(|(t, _)| t == me) {
+                    // It stood in for the absent leader and is awake in its wait now: it
+                    // leads until that wait returns.
+                    self.lead(&mut s, driver);
+                }
+            }
+            Role::Leader if s.leader == Some(me) => {
+                s.idle_streak = if own { 0 } else { s.idle_streak + 1 };
+            }
+            Role::Leader => {}
+        }
+    }
+
+    /// The calling thread's wait returns to its program: if it leads, the lead is free,
+    /// and the follower that went to sleep last watches the host through its relay.
+    pub(crate) fn release(&self, driver: &dyn Driver) {
+        if !driver.relayable() {
+            return;
+        }
+        if self.leader_id.load(Ordering::SeqCst) != thread_id() {
+            return;
+        }
+        let mut s = locked(&self.state);
+        if s.leader != Some(thread_id()) {
+            return;
+        }
+        s.leader = None;
+        self.leader_id.store(0, Ordering::SeqCst);
+        if s.relay_on.is_none() {
+            if let Some(&(t, relay)) = s.followers.last() {
+                relay_on(relay, driver);
+                s.relay_on = Some((t, relay));
+            }
+        }
+    }
+
+    /// In a `fork` child: the parent's other threads are not here.
+    pub(crate) fn after_fork_child(&self) {
+        *locked(&self.state) = WatchState::default();
+        self.leader_id.store(0, Ordering::SeqCst);
     }
 }

@@ -18,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -570,6 +572,131 @@ static void edge_goes_to_one_thread(int write_again) {
     close(ep);
 }
 
+/* Issue 16: a thread blocked on an idle instance is not woken by another instance's work.
+ * Each thread adds its own descriptor (as memcached's workers and Node's helper thread do),
+ * the idle one first, so that it is the first to sleep; then the busy thread is woken ROUNDS
+ * times through its own instance, each time once it is asleep again (its system call in /proc:
+ * activity that comes while no thread is inside a wait is another matter, see the
+ * README's deviation 9). Linux wakes the idle thread once (its own
+ * wakeup at the end); before the fix every completion of the process's ring woke it too
+ * (~ROUNDS). Counted with getrusage(RUSAGE_THREAD)'s voluntary context switches, bounded
+ * well above the kernel's. */
+
+struct idle_pair {
+    int ep, fd, ack;
+    long nvcsw;
+    int got;
+    volatile int tid;
+};
+
+/* The first line of /proc/self/task/TID/NAME, or "" . */
+static void task_file(int tid, const char *name, char *buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, name);
+    buf[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+}
+
+/* Whether thread `tid` of this process sleeps (state S, not merely preempted) in a system
+ * call other than futex: in the busy thread's loop, that is its wait. */
+static int asleep(int tid) {
+    char buf[512];
+    task_file(tid, "stat", buf, sizeof buf);
+    char *paren = strrchr(buf, ')');
+    if (!paren || paren[1] != ' ' || paren[2] != 'S')
+        return 0;
+    task_file(tid, "syscall", buf, sizeof buf);
+    char *end;
+    long nr = strtol(buf, &end, 10);
+    return end != buf && nr >= 0 && nr != SYS_futex;
+}
+
+static long thread_nvcsw(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return ru.ru_nvcsw;
+}
+
+static void *idle_waiter(void *arg) {
+    struct idle_pair *p = arg;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 2}, out;
+    epoll_ctl(p->ep, EPOLL_CTL_ADD, p->fd, &ev);
+    eventfd_add(p->ack, 1);
+    long before = thread_nvcsw();
+    p->got = epoll_wait(p->ep, &out, 1, 20000);
+    p->nvcsw = thread_nvcsw() - before;
+    return NULL;
+}
+
+static void *busy_waiter(void *arg) {
+    struct idle_pair *p = arg;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1}, out;
+    epoll_ctl(p->ep, EPOLL_CTL_ADD, p->fd, &ev);
+    p->tid = (int)syscall(SYS_gettid);
+    eventfd_add(p->ack, 1);
+    for (;;) {
+        int n = epoll_wait(p->ep, &out, 1, 5000);
+        char c;
+        if (n != 1 || read(p->fd, &c, 1) != 1 || c == 'q')
+            break;
+        p->got++;
+        eventfd_add(p->ack, 1);
+    }
+    return NULL;
+}
+
+static void idle_thread_not_woken(void) {
+    enum { ROUNDS = 200 };
+    int pa[2], pb[2];
+    CHECK(pipe2(pa, O_CLOEXEC) == 0 && pipe2(pb, O_CLOEXEC) == 0, "pipes");
+    struct idle_pair idle = {.ep = epoll_create1(EPOLL_CLOEXEC), .fd = pb[0],
+                             .ack = eventfd(0, EFD_CLOEXEC)};
+    struct idle_pair busy = {.ep = epoll_create1(EPOLL_CLOEXEC), .fd = pa[0],
+                             .ack = eventfd(0, EFD_CLOEXEC)};
+    uint64_t v;
+    pthread_t ti, tb;
+    pthread_create(&ti, NULL, idle_waiter, &idle);
+    CHECK(read(idle.ack, &v, 8) == 8, "idle thread ready");
+    usleep(20000); /* asleep in its wait */
+    pthread_create(&tb, NULL, busy_waiter, &busy);
+    CHECK(read(busy.ack, &v, 8) == 8, "busy thread ready");
+    int acked = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        /* Once the busy thread is asleep again (at most 1 s). */
+        for (int w = 0; w < 5000 && !asleep(busy.tid); w++)
+            usleep(200);
+        if (write(pa[1], "x", 1) != 1)
+            break;
+        struct pollfd pf = {.fd = busy.ack, .events = POLLIN};
+        if (poll(&pf, 1, 5000) != 1 || read(busy.ack, &v, 8) != 8)
+            break;
+        acked++;
+    }
+    ssize_t r = write(pa[1], "q", 1);
+    r = write(pb[1], "y", 1);
+    (void)r;
+    pthread_join(tb, NULL);
+    pthread_join(ti, NULL);
+    printf("rounds: idle thread's voluntary context switches while another thread was woken "
+           "%d times: %ld\n", acked, idle.nvcsw);
+    CHECK(acked == ROUNDS && busy.got == ROUNDS && idle.got == 1,
+          "busy rounds %d (woken %d), idle thread's wait gave %d", acked, busy.got, idle.got);
+    /* The poll driver has no relay: every blocked thread watches the host (README). */
+    /* Typically 4-7 here now (150-200 before); a loaded machine adds some: the busy thread
+     * descheduled between two waits leaves the lead free, and a completion then wakes the
+     * idle thread through its relay (20-50 at load average 12-15 on 2 cores, 117 once). */
+    CHECK(idle.nvcsw <= ROUNDS / 2 || deviates("poll"),
+          "idle thread woken %ld times while another instance had %d wakeups", idle.nvcsw,
+          ROUNDS);
+    close(pa[0]), close(pa[1]), close(pb[0]), close(pb[1]);
+    close(idle.ep), close(busy.ep), close(idle.ack), close(busy.ack);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *preload = getenv("LD_PRELOAD");
@@ -590,6 +717,7 @@ int main(int argc, char **argv) {
     RUN("deadline", wakeup_at_a_deadline());
     RUN("one-edge", edge_goes_to_one_thread(0));
     RUN("two-edges", edge_goes_to_one_thread(1));
+    RUN("idle", idle_thread_not_woken());
     /* Last: the helper threads that armed polls exit. */
     RUN("f7", (armer_exits(0), armer_exits(1)));
     printf("%d passed, %d failed\n", passed, failed);

@@ -333,6 +333,10 @@ impl Driver for KernelDriver {
         self.pump_skipping(NO_SKIP)
     }
 
+    fn relayable(&self) -> bool {
+        true
+    }
+
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
         out.push(libc::pollfd {
             fd: self.epfd(0),

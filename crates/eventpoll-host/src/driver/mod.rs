@@ -101,6 +101,12 @@ pub trait Driver: Send + Sync {
     ) -> SysResult<()> {
         block_in_ppoll(self, extra, timeout, sigmask)
     }
+    /// Whether the [notification descriptors](Driver::notify_fds) are few, stable and
+    /// pollable through a kernel epoll, so that threads blocked in waits can leave watching
+    /// them to one of them (`waiter::Watch`); otherwise every blocked thread watches them.
+    fn relayable(&self) -> bool {
+        false
+    }
     /// In the child after `fork`: stop sharing host state with the parent (the kernel
     /// driver makes a new kernel epoll and registers every live descriptor again).
     fn after_fork_child(&self);
