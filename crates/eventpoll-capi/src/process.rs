@@ -584,7 +584,12 @@ impl Process {
     pub fn duplicated(&self, oldfd: i32, newfd: i32) {
         let slot = match self.slot(oldfd) {
             Some(Slot::Hidden) => None,
-            None => self.target(oldfd).ok().and_then(|_| self.slot(oldfd)),
+            // Registered unwatched: in a forked child, a poll armed for it would hold the
+            // file past the child's exit (see `Host::open_unwatched`).
+            None => self
+                .describe(oldfd, true)
+                .ok()
+                .and_then(|_| self.slot(oldfd)),
             other => other,
         };
         if let Some(Slot::Host(desc)) = &slot {
@@ -651,6 +656,13 @@ impl Process {
     /// (or whose number was closed and reused behind our back). `Err(EBADF)` when `fd` is
     /// not open.
     pub fn target(&self, fd: i32) -> Result<File, Errno> {
+        self.describe(fd, false)
+    }
+
+    /// [`Process::target`]; a new host description is registered unwatched when
+    /// `unwatched` ([`eventpoll_host::Host::open_unwatched`]: a number learnt from a `dup`,
+    /// which no item watches yet).
+    fn describe(&self, fd: i32, unwatched: bool) -> Result<File, Errno> {
         match self.slot(fd) {
             Some(Slot::Epoll(inst)) => {
                 // Still the kernel epoll watching this instance's bell? A number closed by
@@ -689,7 +701,11 @@ impl Process {
             return Err(Errno::EBADF);
         }
         // Output readiness is watched once an item asks for it (abi::ctl calls watch).
-        let file = self.host.open_for(fd, eventpoll::Events::empty())?;
+        let file = if unwatched {
+            self.host.open_unwatched(fd)?
+        } else {
+            self.host.open_for(fd, eventpoll::Events::empty())?
+        };
         let desc = Arc::new(HostDesc {
             file: file.clone(),
             numbers: Mutex::new(vec![fd]),

@@ -222,6 +222,44 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// `tests/c/fork_exit.c`: a forked child that duplicated a descriptor (through the calls
+/// the library interposes) and exited has closed it before its parent's `waitpid` returns
+/// (a FIFO's reader is gone: a writer's open is `ENXIO`; a pipe's writer is gone: end of
+/// file), against glibc alone and under `LD_PRELOAD` with each driver and the io_uring
+/// driver's shared mode.
+#[test]
+fn c_child_exit_releases_its_files_with_every_driver() {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    let out = std::env::temp_dir().join(format!("eventpoll-capi-fork-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let exe = out.join("fork_exit_native");
+    cc_file("fork_exit.c", &exe, &[]);
+    run_at_least(&mut Command::new(&exe), "fork_exit: kernel (glibc)", 10);
+    let so = lib.join("libeventpoll.so");
+    for (driver, shared) in [
+        ("uring", false),
+        ("uring", true),
+        ("epoll", false),
+        ("poll", false),
+    ] {
+        let mut cmd = Command::new(&exe);
+        cmd.env("LD_PRELOAD", &so).env("EVENTPOLL_DRIVER", driver);
+        if shared {
+            cmd.env("EVENTPOLL_URING_SHARED", "1");
+        }
+        run_at_least(
+            &mut cmd,
+            &format!("fork_exit: LD_PRELOAD, driver {driver}, shared {shared}"),
+            10,
+        );
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
 const PY_SMOKE: &str = r#"
 import os, select, socket
 ep = select.epoll()

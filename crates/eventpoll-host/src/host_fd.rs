@@ -45,7 +45,8 @@ pub struct HostFd {
     /// Linux drivers: an input report of a socket that has hung up is key-less).
     pub(crate) socket: AtomicBool,
     /// Registered but not armed (the io_uring driver, in a child after `fork`, arms only
-    /// what is watched; the rest is armed by [`HostFd::watch`] / [`HostFd::set_interest`],
+    /// what is watched, and [`crate::Host::open_unwatched`] arms nothing; the rest is
+    /// armed by [`HostFd::watch`] / [`HostFd::set_interest`],
     /// which an embedder calls before adding an item — one that adds items in a `fork`
     /// child without calling either gets no wakeups for such a descriptor).
     pub(crate) unarmed: AtomicBool,

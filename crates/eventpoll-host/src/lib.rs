@@ -184,13 +184,13 @@ impl Host {
     /// file that does not support poll gives a description that epoll refuses with
     /// `EPERM`, as Linux does; a closed descriptor is `EBADF`.
     pub fn open(&self, fd: i32) -> Result<File, Errno> {
-        self.open_impl(fd, false, true, None)
+        self.open_impl(fd, false, true, None, false)
     }
 
     /// Like [`Host::open`], but the description owns the descriptor and closes it when it
     /// is released.
     pub fn open_owned(&self, fd: OwnedFd) -> Result<File, Errno> {
-        self.open_impl(fd.into_raw_fd(), true, true, None)
+        self.open_impl(fd.into_raw_fd(), true, true, None, false)
     }
 
     /// Like [`Host::open`], but the host is asked only for the wakeups an item with
@@ -204,7 +204,20 @@ impl Host {
             false,
             interest.intersects(HostFd::OUT_BITS),
             Some(interest),
+            false,
         )
+    }
+
+    /// A description for `fd` that no item watches yet (an embedder learns of it from a
+    /// `dup`, to know the numbers that share it): registered — its identity known, and
+    /// `EPERM` later for a file without poll support, as with [`Host::open_for`] — but
+    /// unwatched until [`HostFd::watch`] or [`HostFd::set_interest`] (which an embedder
+    /// calls before adding an item). The io_uring driver then holds no poll on the file: an
+    /// armed poll holds a reference to it, which a process's exit releases only when its
+    /// ring is torn down, some milliseconds after the parent's `waitpid` has returned (a
+    /// FIFO's reader or a pipe's writer would outlive the process).
+    pub fn open_unwatched(&self, fd: i32) -> Result<File, Errno> {
+        self.open_impl(fd, false, false, Some(eventpoll::Events::empty()), true)
     }
 
     fn open_impl(
@@ -213,6 +226,7 @@ impl Host {
         owned: bool,
         out: bool,
         input: Option<eventpoll::Events>,
+        unwatched: bool,
     ) -> Result<File, Errno> {
         if !sys::is_open(fd) {
             return Err(Errno::EBADF);
@@ -225,7 +239,12 @@ impl Host {
                 std::sync::atomic::Ordering::Release,
             );
         }
-        match self.driver.register(&host) {
+        let registered = if unwatched {
+            self.driver.register_unarmed(&host)
+        } else {
+            self.driver.register(&host)
+        };
+        match registered {
             Ok(()) => Ok(File::new(host)),
             Err(Errno::EPERM) => Ok(File::new(Arc::new(HostFd::new(
                 fd,

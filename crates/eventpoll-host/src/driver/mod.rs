@@ -68,6 +68,13 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Start watching `host`; `Err(EPERM)` when the host file does not support poll.
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()>;
+    /// Like [`Driver::register`], but leave `host` unarmed (see `HostFd::unarmed`) until
+    /// [`Driver::ensure_armed`]: the io_uring driver holds no poll, and so no reference,
+    /// on a file nobody watches. The others register as usual (their registrations hold
+    /// no reference to the file).
+    fn register_unarmed(&self, host: &Arc<HostFd>) -> SysResult<()> {
+        self.register(host)
+    }
     /// Start reporting output wakeups for `host` too (see [`HostFd::watch`]).
     fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
         Ok(())

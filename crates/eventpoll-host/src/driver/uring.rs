@@ -861,6 +861,19 @@ fn removals(host: &HostFd, token: u64) -> Vec<Sqe> {
     v
 }
 
+/// Whether the file behind `fd` supports poll, asked of a scratch kernel epoll: it refuses
+/// (`EPERM`) exactly the files without poll support, those whose io_uring poll ends at once.
+fn supports_poll(fd: i32) -> SysResult<bool> {
+    let ep = sys::epoll_create1(libc::EPOLL_CLOEXEC)?;
+    let added = sys::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, Some((0, 0)));
+    let _ = sys::close(ep);
+    match added {
+        Ok(()) => Ok(true),
+        Err(Errno::EPERM) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The polls `host` needs: input always, output once watched.
 fn polls(host: &HostFd, token: u64) -> Vec<Sqe> {
     let fd = host.fd();
@@ -1319,6 +1332,28 @@ impl Driver for UringDriver {
             let _ = ring.submit(&removals(host, token));
             return Err(Errno::EPERM);
         }
+        Ok(())
+    }
+
+    fn register_unarmed(&self, host: &Arc<HostFd>) -> SysResult<()> {
+        let fd = host.fd();
+        let st = sys::fstat(fd)?;
+        let _ = host.identity.set(sys::identity(&st));
+        host.socket.store(
+            st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+            Ordering::Relaxed,
+        );
+        // The files whose poll would end at once are those epoll refuses: ask a scratch
+        // kernel epoll, which keeps no reference to the file once closed.
+        if !supports_poll(fd)? {
+            return Err(Errno::EPERM);
+        }
+        // Unarmed before it is in the registry, so that a switch to shared mode
+        // (`arm_all`) leaves it alone too.
+        host.unarmed.store(true, Ordering::Release);
+        let _ring = self.lock();
+        let token = self.registry.insert(host);
+        host.token.store(token, Ordering::Release);
         Ok(())
     }
 
