@@ -58,10 +58,19 @@ fn poll_instances(
     // wakes), an instance that becomes ready rings its bell, which makes its descriptor
     // readable for this call (issue 12, finding 4).
     let _sleepers: Vec<_> = insts.iter().map(|i| i.hep.bell().sleeper()).collect();
-    let is_instance: Vec<bool> = fds
+    // What the call sleeps on: an instance's bell instead of its number (the kernel epoll
+    // behind the number watches only the bell, so they are readable together). Linux's
+    // poll holds each file it sleeps on: an instance whose number another thread closes
+    // meanwhile still wakes it, and nothing else does. Host activity wakes this call too
+    // (to pump), and a `ppoll` on the numbers would then find a closed one `POLLNVAL`;
+    // the bell stays open while `insts` holds the instance. An instance handed over to the
+    // kernel by a `fork` meanwhile (retired: its bell rung, its items now in the kernel
+    // epoll) is slept on under its number again.
+    let inst_of: Vec<Option<Arc<Instance>>> = fds
         .iter()
-        .map(|f| !p.instances_among(std::iter::once(f.fd)).is_empty())
+        .map(|f| p.instances_among(std::iter::once(f.fd)).pop())
         .collect();
+    let user = fds.len();
     loop {
         refresh(p, insts);
         let remaining = match deadline {
@@ -69,28 +78,59 @@ fn poll_instances(
             None => None,
             Some(d) => Some(d.saturating_duration_since(Instant::now())),
         };
-        let mut all: Vec<pollfd> = fds.to_vec();
-        let user = all.len();
-        if remaining != Some(Duration::ZERO) {
+        let sleeps = remaining != Some(Duration::ZERO);
+        let mut all: Vec<pollfd> = if sleeps {
+            fds.iter()
+                .zip(&inst_of)
+                .map(|(f, inst)| match inst {
+                    Some(i) if !i.hep.is_retired() => pollfd {
+                        fd: i.hep.bell().fd(),
+                        events: f.events & (libc::POLLIN | libc::POLLRDNORM),
+                        revents: 0,
+                    },
+                    _ => *f,
+                })
+                .collect()
+        } else {
+            fds.to_vec()
+        };
+        if sleeps {
             p.host.driver().notify_fds(&mut all);
         }
-        sys::ppoll(&mut all, remaining.map(sys::timespec), mask)?;
-        // An instance's bell may have been rung by a wakeup that another thread pumped
-        // (its item then found not ready by a harvest or a settle that has not reached the
-        // bell yet). Linux's poll of an epoll file looks at the items again when woken and
-        // sleeps on if none is ready: settle and ask once more, without blocking, before
-        // reporting an instance as readable.
-        if all[..user]
-            .iter()
-            .zip(&is_instance)
-            .any(|(f, &inst)| inst && f.revents != 0)
-        {
+        let slept = sys::ppoll(&mut all, remaining.map(sys::timespec), mask);
+        let interrupted = slept == Err(Errno::EINTR);
+        // Whether to look at every number again — settled, without blocking — and report
+        // what the numbers say (a number closed meanwhile is `POLLNVAL`): Linux's poll does
+        // after every wakeup of its own, that is one of its files' (an instance's bell
+        // stands for its file), a signal or the time-out; but not after host activity
+        // alone, which would not have woken it. Also after a zero-timeout look at an
+        // instance found readable: its bell may have been rung by a wakeup that another
+        // thread pumped (its item then found not ready by a harvest or a settle that has
+        // not reached the bell yet), and Linux's poll of an epoll file looks at the items
+        // again when woken and sleeps on if none is ready.
+        let look_again = match slept {
+            Err(Errno::EINTR) => true,
+            Err(e) => return Err(e),
+            Ok(_) if !sleeps => all
+                .iter()
+                .zip(&inst_of)
+                .any(|(f, inst)| inst.is_some() && f.revents != 0),
+            Ok(0) => true,
+            Ok(_) => all[..user].iter().any(|f| f.revents != 0),
+        };
+        if look_again {
             refresh(p, insts);
-            all.truncate(user);
+            all.clear();
+            all.extend_from_slice(fds);
             for f in &mut all {
                 f.revents = 0;
             }
-            sys::ppoll(&mut all, Some(sys::timespec(Duration::ZERO)), mask)?;
+            sys::ppoll(&mut all, Some(sys::timespec(Duration::ZERO)), None)?;
+        } else if sleeps {
+            // Only host activity: no number is looked at again.
+            for f in &mut all[..user] {
+                f.revents = 0;
+            }
         }
         let mut count = 0;
         for (dst, src) in fds.iter_mut().zip(&all[..user]) {
@@ -99,8 +139,11 @@ fn poll_instances(
                 count += 1;
             }
         }
-        if count > 0 || remaining == Some(Duration::ZERO) {
+        if count > 0 || !sleeps {
             return Ok(count);
+        }
+        if interrupted {
+            return Err(Errno::EINTR);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(0);

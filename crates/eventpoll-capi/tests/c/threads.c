@@ -697,6 +697,66 @@ static void idle_thread_not_woken(void) {
     close(idle.ep), close(busy.ep), close(idle.ack), close(busy.ack);
 }
 
+/* ---- A poll() asleep on an instance whose number another thread closed: Linux's poll
+ * holds the file it sleeps on and looks its numbers up again only when one of its own
+ * queues wakes it, a signal comes or its time-out ends. Activity of a file the instance
+ * does not watch (another instance does: the library's host sees it) leaves it asleep; at
+ * its time-out it looks again and finds the number closed: 1, POLLNVAL. */
+
+struct closed_poller {
+    int ep;
+    int n;
+    short revents;
+    volatile int done;
+};
+
+static void *poll_until_timeout(void *arg) {
+    struct closed_poller *c = arg;
+    struct pollfd pf = {.fd = c->ep, .events = POLLIN};
+    c->n = poll(&pf, 1, 400);
+    c->revents = pf.revents;
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void poll_on_closed_instance(void) {
+    enum { ROUNDS = 4 };
+    int early = 0, wrong = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0)
+            break;
+        int other = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+        epoll_ctl(other, EPOLL_CTL_ADD, sv[0], &ev);
+        struct closed_poller c = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+        pthread_t t;
+        long t0 = now_ms();
+        pthread_create(&t, NULL, poll_until_timeout, &c);
+        usleep(50000); /* asleep in poll */
+        close(c.ep);
+        usleep(20000);
+        ssize_t r = write(sv[1], "x", 1);
+        (void)r;
+        usleep(80000);
+        if (__atomic_load_n(&c.done, __ATOMIC_SEQ_CST))
+            early++;
+        pthread_join(t, NULL);
+        long took = now_ms() - t0;
+        if (c.n != 1 || c.revents != POLLNVAL || took < 380)
+            wrong++;
+        close(other);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    printf("rounds: poll on an instance closed by another thread, unrelated wakeup: %d returned "
+           "early, %d not (1, POLLNVAL) at the time-out, of %d\n",
+           early, wrong, ROUNDS);
+    CHECK(early == 0 && wrong == 0,
+          "poll on a closed instance: %d returned early, %d wrong at the time-out, of %d", early,
+          wrong, ROUNDS);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *preload = getenv("LD_PRELOAD");
@@ -718,6 +778,7 @@ int main(int argc, char **argv) {
     RUN("one-edge", edge_goes_to_one_thread(0));
     RUN("two-edges", edge_goes_to_one_thread(1));
     RUN("idle", idle_thread_not_woken());
+    RUN("poll-closed", poll_on_closed_instance());
     /* Last: the helper threads that armed polls exit. */
     RUN("f7", (armer_exits(0), armer_exits(1)));
     printf("%d passed, %d failed\n", passed, failed);
