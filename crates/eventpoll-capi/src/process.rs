@@ -584,6 +584,10 @@ impl Process {
     pub fn duplicated(&self, oldfd: i32, newfd: i32) {
         let slot = match self.slot(oldfd) {
             Some(Slot::Hidden) => None,
+            // A kernel epoll the table does not know (an instance handed over at a `fork`):
+            // not registered, as that would poll it, and a poll of an epoll file drops
+            // items from its ready list (Linux's `dup` touches nothing).
+            None if sys::is_epoll(oldfd) == Some(true) => None,
             // Registered unwatched: in a forked child, a poll armed for it would hold the
             // file past the child's exit (see `Host::open_unwatched`).
             None => self

@@ -371,6 +371,45 @@ pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
     }
 }
 
+/// Whether `fd` is a kernel epoll, asked without polling it (`kcmp(KCMP_EPOLL_TFD)` for an
+/// item of `fd` itself, which an epoll cannot hold: `ENOENT` from an epoll, `EINVAL` from
+/// any other file). A poll of an epoll file drops the items of its ready list found not
+/// ready before the first ready one, which changes what its next wait reports. `None` when
+/// kcmp cannot tell.
+pub fn is_epoll(fd: c_int) -> Option<bool> {
+    #[repr(C)]
+    struct KcmpEpollSlot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let pid = getpid();
+    let slot = KcmpEpollSlot {
+        efd: fd as u32,
+        tfd: fd as u32,
+        toff: 0,
+    };
+    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            7, /* KCMP_EPOLL_TFD */
+            fd,
+            &slot as *const KcmpEpollSlot
+        )
+    };
+    if r >= 0 {
+        return Some(true);
+    }
+    match last_errno() {
+        Errno::ENOENT => Some(true),
+        Errno::EINVAL | Errno::EBADF => Some(false),
+        _ => None,
+    }
+}
+
 /// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original
 /// is closed); on failure `fd` is kept where it is.
 pub fn move_high(fd: c_int, min: c_int) -> c_int {
