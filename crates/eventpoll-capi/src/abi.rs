@@ -213,6 +213,16 @@ fn ctl(
             });
         }
     };
+    // A kernel epoll the table does not track (an instance handed over at a `fork`) is a
+    // host file to the engine, which would accept it with `EXCLUSIVE`: Linux refuses an
+    // epoll target with `EXCLUSIVE` (`EINVAL`) before it polls anything.
+    if op == libc::EPOLL_CTL_ADD
+        && ev.events & libc::EPOLLEXCLUSIVE as u32 != 0
+        && !matches!(p.slot(fd), Some(Slot::Epoll(_)))
+        && sys::is_epoll(fd) == Some(true)
+    {
+        return Err(Errno::EINVAL);
+    }
     let target = p.target(fd)?;
     // Host wakeups that happened before this call reach the ready lists first, in their
     // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time).
