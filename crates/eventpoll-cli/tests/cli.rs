@@ -151,7 +151,7 @@ fn the_capi_backend_without_its_library_is_a_clear_error() {
     let (out, err) = text(&o);
     assert_eq!(status(&o), 0, "{out}{err}");
     assert!(
-        err.contains("comparing engine with the kernel; the C ABI backend (capi) is compared too with EVENTPOLL_CONFORM_CAPI=1"),
+        err.contains("comparing engine, sim with the kernel; the C ABI backend (capi) is compared too with EVENTPOLL_CONFORM_CAPI=1"),
         "{err}"
     );
     assert!(
@@ -167,7 +167,11 @@ fn conform_help_lists_every_backend_and_the_time_limit() {
     let (out, _) = text(&o);
     assert_eq!(status(&o), 0);
     let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains("`kernel`, `engine`, or `capi`"), "{out}");
+    assert!(
+        flat.contains("`kernel`, `engine`, `sim`: the engine on the deterministic platform")
+            && flat.contains("or `capi`: libeventpoll.so"),
+        "{out}"
+    );
     assert!(
         flat.contains("--timeout <SECS>") && flat.contains("[default: 10]"),
         "{out}"
