@@ -24,6 +24,7 @@
 
 use crate::process::notice;
 use crate::process::{Instance, Process, Slot};
+use eventpoll::check::WakeMark;
 use eventpoll::ReportedItem;
 use eventpoll::{EpollEvent, Events};
 use eventpoll_host::{sys, Host};
@@ -70,15 +71,6 @@ struct FiredItems {
     next_due: Instant,
 }
 
-/// A report of a file to a thread that was blocked (for `herd`).
-struct WakeMark {
-    wakeups: u64,
-    inst: usize,
-    tid: i32,
-    exclusive: bool,
-    level: bool,
-}
-
 /// The checker's memory. What a wait looks at is kept small and up to date where it
 /// changes (a report, an `epoll_ctl`): a wait costs what it reported and what is pending
 /// for it, not what its instance holds.
@@ -91,7 +83,7 @@ struct State {
     /// By instance: its fired one-shot items.
     fired: HashMap<usize, FiredItems>,
     /// By watched description: the reports of its latest wakeup to blocked threads.
-    wakes: HashMap<usize, Vec<WakeMark>>,
+    wakes: HashMap<usize, Vec<WakeMark<i32>>>,
 }
 
 struct Checker {
@@ -674,25 +666,11 @@ fn herd(
     let Some(h) = Host::host_fd(&desc.file) else {
         return;
     };
-    let wakeups = h.wakeups();
-    let ev = s.events.bits();
-    let me = WakeMark {
-        wakeups,
-        inst: key,
-        tid,
-        exclusive: ev & Events::EXCLUSIVE.bits() != 0,
-        level: ev & (Events::ET | Events::ONESHOT).bits() == 0,
-    };
+    let me = WakeMark::new(h.wakeups(), key, tid, s.events);
     let marks = st.wakes.entry(s.target).or_default();
-    marks.retain(|m| m.wakeups == wakeups);
-    let other = marks.iter().find(|m| {
-        m.tid != tid
-            && ((m.inst != key && !m.exclusive && !me.exclusive)
-                || (m.inst == key && m.level && me.level))
-    });
-    let same_instance = other.map(|m| m.inst == key);
-    marks.push(me);
-    let Some(same) = same_instance else { return };
+    let Some(same) = eventpoll::check::herd(marks, me) else {
+        return;
+    };
     let fd = s.fd;
     report(c, st, Kind::Herd, epfd, fd, Some(data), || {
         if same {

@@ -334,9 +334,11 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
     Some(false)
 }
 
-/// Whether number `fd` is (still) a kernel epoll holding an item for the file at number
-/// `tfd` under that number (`kcmp(KCMP_EPOLL_TFD)`); `None` when kcmp cannot tell.
-pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
+/// `kcmp(KCMP_EPOLL_TFD)` of this process: whether the kernel epoll at number `efd` holds
+/// an item for the file at number `tfd` under that number — 0 when it does, positive when
+/// it holds another file there, else the errno (`EBADF`: `efd` closed; `EINVAL`: not an
+/// epoll; `ENOENT`: no such item).
+fn kcmp_epoll_tfd(efd: c_int, tfd: c_int) -> SysResult<c_long> {
     #[repr(C)]
     struct KcmpEpollSlot {
         efd: u32,
@@ -345,7 +347,7 @@ pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
     }
     let pid = getpid();
     let slot = KcmpEpollSlot {
-        efd: fd as u32,
+        efd: efd as u32,
         tfd: tfd as u32,
         toff: 0,
     };
@@ -355,19 +357,22 @@ pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
             libc::SYS_kcmp,
             pid,
             pid,
-            7, /* KCMP_EPOLL_TFD */
-            tfd,
+            7,   /* KCMP_EPOLL_TFD */
+            tfd, // idx1: the target file, in this process
             &slot as *const KcmpEpollSlot
         )
     };
-    match r {
-        0 => Some(true),
-        r if r > 0 => Some(false),
+    cvt(r)
+}
+
+/// Whether number `fd` is (still) a kernel epoll holding an item for the file at number
+/// `tfd` under that number (`kcmp(KCMP_EPOLL_TFD)`); `None` when kcmp cannot tell.
+pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
+    match kcmp_epoll_tfd(fd, tfd) {
+        Ok(r) => Some(r == 0),
         // `fd` closed, not an epoll, or without such an item.
-        _ => match last_errno() {
-            Errno::EBADF | Errno::EINVAL | Errno::ENOENT => Some(false),
-            _ => None,
-        },
+        Err(Errno::EBADF | Errno::EINVAL | Errno::ENOENT) => Some(false),
+        Err(_) => None,
     }
 }
 
@@ -377,36 +382,10 @@ pub fn epoll_holds(fd: c_int, tfd: c_int) -> Option<bool> {
 /// ready before the first ready one, which changes what its next wait reports. `None` when
 /// kcmp cannot tell.
 pub fn is_epoll(fd: c_int) -> Option<bool> {
-    #[repr(C)]
-    struct KcmpEpollSlot {
-        efd: u32,
-        tfd: u32,
-        toff: u32,
-    }
-    let pid = getpid();
-    let slot = KcmpEpollSlot {
-        efd: fd as u32,
-        tfd: fd as u32,
-        toff: 0,
-    };
-    // SAFETY: `slot` is a valid kcmp_epoll_slot living across the call.
-    let r = unsafe {
-        crate::raw_syscall!(
-            libc::SYS_kcmp,
-            pid,
-            pid,
-            7, /* KCMP_EPOLL_TFD */
-            fd,
-            &slot as *const KcmpEpollSlot
-        )
-    };
-    if r >= 0 {
-        return Some(true);
-    }
-    match last_errno() {
-        Errno::ENOENT => Some(true),
-        Errno::EINVAL | Errno::EBADF => Some(false),
-        _ => None,
+    match kcmp_epoll_tfd(fd, fd) {
+        Ok(_) | Err(Errno::ENOENT) => Some(true),
+        Err(Errno::EINVAL | Errno::EBADF) => Some(false),
+        Err(_) => None,
     }
 }
 

@@ -199,13 +199,64 @@ struct FiredItems {
     next_due: Duration,
 }
 
-/// A report of a file to a thread that was blocked (for `herd`).
-struct WakeMark {
-    wakeups: u64,
-    ep: usize,
-    thread: ThreadId,
-    exclusive: bool,
-    level: bool,
+/// A report of a file to a thread that had blocked, as the `herd` rule remembers it (see
+/// [`herd`]); `T` names the thread. Shared with the C ABI's checker, which keeps its own
+/// marks by host file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeMark<T> {
+    /// The file's wakeup count when the item was reported (one wakeup, one value).
+    pub wakeups: u64,
+    /// The instance that reported it.
+    pub instance: usize,
+    /// The thread it was reported to.
+    pub thread: T,
+    /// The item is `EPOLLEXCLUSIVE`.
+    pub exclusive: bool,
+    /// The item is level-triggered (neither `EPOLLET` nor `EPOLLONESHOT`).
+    pub level: bool,
+}
+
+impl<T> WakeMark<T> {
+    /// The mark of an item with interest `events` reported by `instance` to `thread` at
+    /// the file's wakeup count `wakeups`.
+    pub fn new(wakeups: u64, instance: usize, thread: T, events: Events) -> WakeMark<T> {
+        WakeMark {
+            wakeups,
+            instance,
+            thread,
+            exclusive: events.contains(Events::EXCLUSIVE),
+            level: !events.intersects(Events::ET | Events::ONESHOT),
+        }
+    }
+}
+
+/// The `herd` rule over the marks of one file: `mine` is a report to a thread that had
+/// blocked. Marks of older wakeups are dropped, `mine` is kept, and the answer is
+/// `Some(same_instance)` when another thread got the same wakeup — through non-exclusive
+/// items of another instance (`Some(false)`) or a level-triggered item of this one
+/// (`Some(true)`) — else `None`.
+///
+/// ```
+/// use eventpoll::check::{herd, WakeMark};
+/// use eventpoll::Events;
+/// let mut marks = Vec::new();
+/// assert_eq!(herd(&mut marks, WakeMark::new(1, 10, "a", Events::IN)), None);
+/// assert_eq!(herd(&mut marks, WakeMark::new(1, 20, "b", Events::IN)), Some(false));
+/// let ex = Events::IN | Events::EXCLUSIVE;
+/// assert_eq!(herd(&mut Vec::new(), WakeMark::new(2, 10, "a", ex)), None);
+/// ```
+pub fn herd<T: PartialEq>(marks: &mut Vec<WakeMark<T>>, mine: WakeMark<T>) -> Option<bool> {
+    marks.retain(|m| m.wakeups == mine.wakeups);
+    let same_instance = marks
+        .iter()
+        .find(|m| {
+            m.thread != mine.thread
+                && ((m.instance != mine.instance && !m.exclusive && !mine.exclusive)
+                    || (m.instance == mine.instance && m.level && mine.level))
+        })
+        .map(|m| m.instance == mine.instance);
+    marks.push(mine);
+    same_instance
 }
 
 /// The checker's memory. Everything a wait looks at is kept small and up to date when it
@@ -220,7 +271,7 @@ struct State {
     /// By instance: its fired one-shot items.
     fired: BTreeMap<usize, FiredItems>,
     /// By watched description: the reports of its latest wakeup to threads that slept.
-    wakes: BTreeMap<usize, Vec<WakeMark>>,
+    wakes: BTreeMap<usize, Vec<WakeMark<ThreadId>>>,
 }
 
 /// What a wait's start found, for its end.
@@ -504,25 +555,11 @@ impl Checker {
         let Some(q) = file.ops().wait_queue() else {
             return;
         };
-        let wakeups = q.wakeups();
-        let ev = it.events;
-        let mine = WakeMark {
-            wakeups,
-            ep: key,
-            thread: me,
-            exclusive: ev.contains(Events::EXCLUSIVE),
-            level: !ev.intersects(Events::ET | Events::ONESHOT),
-        };
+        let mine = WakeMark::new(q.wakeups(), key, me, it.events);
         let marks = st.wakes.entry(it.target).or_default();
-        marks.retain(|m| m.wakeups == wakeups);
-        let other = marks.iter().find(|m| {
-            m.thread != me
-                && ((m.ep != key && !m.exclusive && !mine.exclusive)
-                    || (m.ep == key && m.level && mine.level))
-        });
-        let same_instance = other.map(|m| m.ep == key);
-        marks.push(mine);
-        let Some(same) = same_instance else { return };
+        let Some(same) = herd(marks, mine) else {
+            return;
+        };
         let fd = it.fd;
         self.report(st, Kind::Herd, epfd, fd, it.data, || {
             if same {
