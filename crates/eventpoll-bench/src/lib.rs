@@ -206,6 +206,24 @@ pub fn contention_config(args: &ContentionArgs) -> Result<contention::Config, St
     Ok(c)
 }
 
+/// Check, before anything runs, that the `--svg` path (when a plot is wanted) and the
+/// `--json` path can be written; the error names the flag, prefixed with `who`.
+fn check_outputs(
+    who: &str,
+    svg: Option<&std::path::Path>,
+    json: Option<&std::path::Path>,
+) -> Result<(), ExitCode> {
+    for (flag, path) in [("--svg", svg), ("--json", json)] {
+        if let Some(path) = path {
+            if let Err(e) = check_writable(path) {
+                eprintln!("{who}: {flag}: {e}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run `eventpoll bench contention` and print the report.
 pub fn run_contention(args: &ContentionArgs, quick: bool) -> ExitCode {
     let args = &ContentionArgs {
@@ -219,18 +237,12 @@ pub fn run_contention(args: &ContentionArgs, quick: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut outputs: Vec<(&str, &std::path::Path)> = Vec::new();
-    if !args.no_svg {
-        outputs.push(("--svg", &args.svg));
-    }
-    if let Some(p) = &args.json {
-        outputs.push(("--json", p));
-    }
-    for (flag, path) in outputs {
-        if let Err(e) = check_writable(path) {
-            eprintln!("eventpoll bench contention: {flag}: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(code) = check_outputs(
+        "eventpoll bench contention",
+        (!args.no_svg).then_some(&*args.svg),
+        args.json.as_deref(),
+    ) {
+        return code;
     }
     if let Err(e) = sys::raise_fd_limit() {
         eprintln!("eventpoll bench contention: could not raise the descriptor limit: {e}");
@@ -484,18 +496,12 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut outputs: Vec<(&str, &std::path::Path)> = Vec::new();
-    if !args.no_svg {
-        outputs.push(("--svg", &args.svg));
-    }
-    if let Some(p) = &args.json {
-        outputs.push(("--json", p));
-    }
-    for (flag, path) in outputs {
-        if let Err(e) = check_writable(path) {
-            eprintln!("eventpoll bench: {flag}: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(code) = check_outputs(
+        "eventpoll bench",
+        (!args.no_svg).then_some(&*args.svg),
+        args.json.as_deref(),
+    ) {
+        return code;
     }
     if let Err(e) = sys::raise_fd_limit() {
         eprintln!("eventpoll bench: could not raise the descriptor limit: {e}");
