@@ -2054,6 +2054,52 @@ mod tests {
     }
 
     #[test]
+    fn with_threads_blocked_no_call_makes_several_socket_wakeups() {
+        // Once a background call is started: no shutdown, no socket write over one piece,
+        // no unix-stream read of more than a byte (each wakes several times in one call,
+        // and the woken thread races the rest on the kernel too).
+        let mut tails = 0;
+        for i in 0..2000 {
+            let text = generate_threaded(11, i);
+            let Some(start) = text.find("\nbg ") else {
+                continue;
+            };
+            tails += 1;
+            let head = &text[..start];
+            let socket = |name: &str| {
+                head.lines().any(|l| {
+                    let w: Vec<&str> = l.split(' ').collect();
+                    (w.first() == Some(&"socketpair") && w[1..3].contains(&name))
+                        || (matches!(w.first(), Some(&"connect") | Some(&"accept"))
+                            && w.get(1) == Some(&name))
+                })
+            };
+            let stream_pair = |name: &str| {
+                head.lines().any(|l| {
+                    let w: Vec<&str> = l.split(' ').collect();
+                    w.first() == Some(&"socketpair")
+                        && w[1..3].contains(&name)
+                        && w.get(3) == Some(&"stream")
+                })
+            };
+            for l in text[start..].lines() {
+                let w: Vec<&str> = l.split(' ').collect();
+                assert_ne!(w[0], "shutdown", "{text}");
+                if matches!(w[0], "write" | "read") && socket(w[1]) {
+                    let n: u64 = w[2].parse().unwrap();
+                    let limit = match w[0] {
+                        "write" => 4096,
+                        _ if stream_pair(w[1]) => 1,
+                        _ => 70_000,
+                    };
+                    assert!(n <= limit, "{l}\n{text}");
+                }
+            }
+        }
+        assert!(tails > 1000, "{tails}");
+    }
+
+    #[test]
     fn threaded_scripts_start_settle_signal_and_join_every_thread() {
         let mut calls = std::collections::HashSet::new();
         for i in 0..300 {
