@@ -15,6 +15,14 @@ msrv=1
 if [[ "${1:-}" == "--no-msrv" ]]; then msrv=0; fi
 
 echo "-- cargo publish --workspace --dry-run"
+# Cargo extracts the packages of this run into an overlay registry under
+# $CARGO_HOME/registry/src/-<hash>/ and does not extract them again while their version is
+# unchanged: a stale copy from an earlier run (same version, older sources) would be what
+# the dependents are verified against. Remove those copies of this workspace's packages.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+for d in "$cargo_home"/registry/src/-*/eventpoll*-[0-9]*; do
+    [[ -d "$d" ]] && rm -rf "$d"
+done
 dirty=()
 if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then dirty=(--allow-dirty); fi
 log=target/publish-check.log
