@@ -20,7 +20,8 @@
 # of a shared, noisy machine, printed loudly.
 #   PROFILE=release scripts/capi-servers.sh [memcached|nginx|node|all]
 #   ROUNDS (3), REQUESTS (8000 per run), DRIVERS ("uring"; "uring epoll" for both),
-#   NODE_UV ("default"), TARGET (1.10)
+#   NODE_UV ("default"), TARGET (1.10), BUDGET (300: seconds of measured runs; once spent,
+#   the rounds left are skipped, loudly, and the report covers the rounds done)
 export LC_ALL=C
 PROFILE="${PROFILE:-release}"
 source "$(dirname "$0")/capi-lib.sh"
@@ -30,6 +31,7 @@ REQUESTS="${REQUESTS:-8000}"
 DRIVERS="${DRIVERS:-uring}"
 NODE_UV="${NODE_UV:-default}"
 TARGET="${TARGET:-1.10}"
+BUDGET="${BUDGET:-300}"
 WARMUP=500
 CONCURRENCY=20
 case "$WHICH" in
@@ -210,6 +212,10 @@ for server in $SERVERS; do
             [ "$uv" = default ] || name+=" UV_USE_IO_URING=$uv"
             n=$(requests_of "$l" "$REQUESTS")
             for round in $(seq "$ROUNDS"); do
+                if [ $(( $(date +%s) - start )) -ge "$BUDGET" ]; then
+                    echo "SKIPPED: $name rounds $round-$ROUNDS (the time budget of $BUDGET s is spent)"
+                    break
+                fi
                 for side in native $DRIVERS; do
                     start_server "$server" "$side" "$uv" || { fail "$name ($side) round $round: start"; continue; }
                     load "$server" "$l" "$WARMUP" || fail "$name ($side) round $round: warm-up load"

@@ -20,6 +20,7 @@
 
 import json
 import os
+import re
 import socket
 import statistics
 import sys
@@ -71,7 +72,8 @@ def snapshot(root):
         for tid in tids:
             sched = read(f"/proc/{pid}/task/{tid}/schedstat")
             status = read(f"/proc/{pid}/task/{tid}/status")
-            name = (read(f"/proc/{pid}/task/{tid}/comm") or "?").strip()
+            # Without the number some kernel threads carry (iou-sqp-PID, iou-wrk-PID).
+            name = re.sub(r"-[0-9]+$", "", (read(f"/proc/{pid}/task/{tid}/comm") or "?").strip())
             if tid == str(pid):
                 name += "[main]"  # a process's first thread: its event loop, mostly
             if sched is None or status is None:
