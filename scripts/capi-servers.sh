@@ -21,7 +21,8 @@
 #   PROFILE=release scripts/capi-servers.sh [memcached|nginx|node|all]
 #   ROUNDS (3), REQUESTS (8000 per run), DRIVERS ("uring"; "uring epoll" for both),
 #   NODE_UV ("default"), TARGET (1.10), BUDGET (300: seconds of measured runs; once spent,
-#   the rounds left are skipped, loudly, and the report covers the rounds done)
+#   the rounds left are skipped, loudly, and the report covers the rounds done),
+#   RESULTS_OUT (a file to keep every run's measure in, one JSON line each)
 export LC_ALL=C
 PROFILE="${PROFILE:-release}"
 source "$(dirname "$0")/capi-lib.sh"
@@ -246,6 +247,7 @@ PY
 )
 [ -z "$bad" ] || fail "preload check: $bad"
 "$PY" "$HELP" summary "$RESULTS" "$TARGET" || fail "summary"
+[ -z "${RESULTS_OUT:-}" ] || cp "$RESULTS" "$RESULTS_OUT"
 [ $status = 0 ] && echo "capi-servers: every run served every request on eventpoll (ratios above are figures, not failures)" \
     || echo "capi-servers: FAILED (see FAILED lines above)"
 exit $status

@@ -15,7 +15,9 @@
                                 median and min-max CPU per request and voluntary switches per
                                 request, the ratio preload/native with the range the spreads
                                 allow, and the verdict against TARGET (met / NOT met /
-                                uncertain: a verdict only when the whole range is on one side)
+                                uncertain: a verdict only when the whole range is on one side);
+                                also, as information, the ratios of each round's preloaded run
+                                to the native run just before it
 """
 
 import json
@@ -187,7 +189,13 @@ def summary(results_path, target):
             lo, hi = min(pre) / max(nat), max(pre) / min(nat)
             v = verdict(lo, hi, target)
             verdicts.append((case, side, ratio, lo, hi, v))
-            print(f"   {side}/native CPU per request: {ratio:.2f}x (range {lo:.2f}-{hi:.2f})")
+            # Each round's preloaded run against the native run just before it: the load of
+            # the machine drifts between rounds more than within one.
+            native_of = {r["round"]: r["cpu_ns"] / r["requests"] for r in mine if r["side"] == "native"}
+            paired = [r["cpu_ns"] / r["requests"] / native_of[r["round"]]
+                      for r in mine if r["side"] == side and r["round"] in native_of]
+            pairs = f", round by round {min(paired):.2f}-{max(paired):.2f}" if paired else ""
+            print(f"   {side}/native CPU per request: {ratio:.2f}x (range {lo:.2f}-{hi:.2f}{pairs})")
     print(f"== verdicts: server CPU per request under LD_PRELOAD vs native, target <= {target:.2f}x")
     for case, side, ratio, lo, hi, v in verdicts:
         mark = "  " if v == "met" else ">>"
