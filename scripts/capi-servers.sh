@@ -69,6 +69,7 @@ stop_server() { # TERM to the bounding `timeout`, which passes it to the server'
     SPID=
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM # through the EXIT trap: no server outlives the script
 free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
