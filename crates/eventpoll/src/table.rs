@@ -673,6 +673,22 @@ impl FdTable {
     /// `fdget`s (`EBADF`), a target that cannot be polled (`EPERM`) before an `epfd` that is
     /// no instance (`EINVAL`); then the instance's own checks
     /// ([`EpollShared::ctl_files`]).
+    ///
+    /// The whole call runs while the table lends the two descriptions, under one
+    /// acquisition of the table's lock: no reference is taken or dropped (Linux's `fdget`
+    /// takes none in a process whose table is not shared). Holding the table's lock across
+    /// the instance's work adds no lock-order edge that can close a cycle or block:
+    /// - the table's lock is outermost: nothing takes it under `NEST_CHECK`, an instance's
+    ///   `mtx`, a queue lock or `ready` — a harvest polls objects, and no object reaches a
+    ///   table; the checker's hooks, which read the table, run after it is released
+    ///   ([`FdTable::epoll_ctl`]); a forked table sharing the instance takes its own lock,
+    ///   never this one;
+    /// - ctl never sleeps but for those locks (no wait, no blocking read or write), and its
+    ///   wakeups are unparked after the table's lock is released (the `Unparks` guard of
+    ///   [`FdTable::epoll_ctl`]);
+    /// - nothing is released under it: the table holds both descriptions throughout, so a
+    ///   DEL's dropped references (the item's queue entry and object handle) are never the
+    ///   last ones.
     fn ctl_descriptors(
         &self,
         epfd: i32,
@@ -685,8 +701,9 @@ impl FdTable {
         } else {
             EpollEvent::default()
         };
-        let (ep_file, target) = self.get_pair(epfd, fd);
-        let (ep_file, target) = (ep_file?, target?);
+        let s = lock(&self.slots);
+        let ep_file = &Self::slot(&s, epfd)?.file;
+        let target = &Self::slot(&s, fd)?.file;
         let Some(ep) = ep_file.as_epoll() else {
             // Step 4 (a target that cannot be polled) comes before step 6 (`epfd` is not an
             // instance); for an instance, `ctl_files` checks step 4 itself.
@@ -697,9 +714,9 @@ impl FdTable {
             });
         };
         ep.ctl_files(
-            &ep_file,
+            ep_file,
             op,
-            &target,
+            target,
             fd,
             event,
             self.config().cap_block_suspend,
@@ -735,8 +752,14 @@ impl FdTable {
     ///
     /// Linux: [epoll_ctl(2)](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html).
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
+        // An ADD or MOD of a ready item wakes waiters: they run once the table's lock, held
+        // across the call, is released.
+        let _wakes = crate::wait_queue::deferred::Unparks::begin();
         self.ctl_descriptors(epfd, op, fd, event.copied())?;
-        if let (Some(c), (Ok(ep), Ok(target))) = (&self.checker, self.get_pair(epfd, fd)) {
+        let Some(c) = &self.checker else {
+            return Ok(());
+        };
+        if let (Ok(ep), Ok(target)) = self.get_pair(epfd, fd) {
             c.ctl_done(
                 epfd,
                 &ep,
