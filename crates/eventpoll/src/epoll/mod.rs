@@ -66,15 +66,17 @@ use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, 
 use crate::file::{File, FileOps};
 use crate::platform::{Clock, Deadline};
 use crate::prelude::*;
-use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering, SpinLock};
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use core::time::Duration;
 use hashbrown::HashTable;
 
+mod budget;
 mod nest;
 mod rust_api;
 mod waker;
 
+pub use budget::User;
 pub use rust_api::{Epoll, EventBuffer, Interest};
 pub use waker::Waker;
 
@@ -84,60 +86,6 @@ pub const EP_MAX_NESTS: usize = 4;
 /// The default `max_user_watches` of a new [`User`] (Linux: 4% of low memory divided by the
 /// cost of a watch; here a fixed, generous figure).
 pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 24;
-
-/// A watch budget shared by every instance of one user (Linux's per-user `epoll_watches`
-/// against `/proc/sys/fs/epoll/max_user_watches`): an ADD beyond it fails with `ENOSPC`.
-///
-/// ```
-/// use eventpoll::{User, FdTable, TableConfig, EpollEvent, Events, Errno};
-/// let user = User::new(1);
-/// let t = FdTable::with_config(TableConfig::default(), user.clone());
-/// let ep = t.epoll_create1(0).unwrap();
-/// let (a, b) = (t.eventfd(0, 0).unwrap(), t.eventfd(0, 0).unwrap());
-/// let ev = EpollEvent::new(Events::IN, 0);
-/// t.epoll_ctl(ep, 1, a, Some(&ev)).unwrap();
-/// assert_eq!(t.epoll_ctl(ep, 1, b, Some(&ev)), Err(Errno::ENOSPC));
-/// assert_eq!(user.watches(), 1);
-/// ```
-#[derive(Debug)]
-pub struct User {
-    watches: AtomicUsize,
-    max: AtomicUsize,
-}
-
-impl User {
-    /// A budget of `max_watches`.
-    pub fn new(max_watches: usize) -> Arc<User> {
-        Arc::new(User {
-            watches: AtomicUsize::new(0),
-            max: AtomicUsize::new(max_watches),
-        })
-    }
-    /// Watches currently charged.
-    pub fn watches(&self) -> usize {
-        self.watches.load(Ordering::Relaxed)
-    }
-    /// The budget.
-    pub fn max_watches(&self) -> usize {
-        self.max.load(Ordering::Relaxed)
-    }
-    /// Change the budget (as writing `max_user_watches` does); existing watches stay.
-    pub fn set_max_watches(&self, max: usize) {
-        self.max.store(max, Ordering::Relaxed)
-    }
-    fn charge(&self) -> Result<()> {
-        let max = self.max_watches();
-        self.watches
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                (w < max).then_some(w + 1)
-            })
-            .map(|_| ())
-            .map_err(|_| Errno::ENOSPC)
-    }
-    fn refund(&self) {
-        self.watches.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 // ----- the two halves of an item -----
 
@@ -366,12 +314,21 @@ pub(crate) struct EpollShared {
     /// Whoever polls this instance: outer instances' items, `poll(2)` callers.
     poll_wait: WaitQueue,
     user: Arc<User>,
+    /// This instance's share of `user`'s budget (see [`budget`]); used under `mtx`.
+    reserve: Arc<budget::Reserve>,
     /// A [`Waker`]'s pending wakeup: set under `ready`, taken by the next return of a wait.
     /// Never set unless a `Waker` is used, so an instance without one is exactly Linux's.
     notified: AtomicBool,
     /// What `wait`'s timeouts are measured on: the creating table's clock (its timerfds'),
     /// or the platform's default.
     clock: Arc<dyn Clock>,
+}
+
+/// The instance's reservation goes back to its user with it.
+impl Drop for EpollShared {
+    fn drop(&mut self) {
+        self.user.unregister(&self.reserve);
+    }
 }
 
 impl core::fmt::Debug for EpollShared {
@@ -402,6 +359,7 @@ impl EpollShared {
             }),
             wq: WaitQueue::new(),
             poll_wait: WaitQueue::new(),
+            reserve: user.register(),
             user,
             notified: AtomicBool::new(false),
             clock,
@@ -897,8 +855,8 @@ impl EpollShared {
         full_check: Option<&[nest::PathFile]>,
     ) -> Result<()> {
         event.events |= (Events::ERR | Events::HUP).bits();
-        self.user.charge()?;
-        let ops = target.ops().clone();
+        self.user.charge(&self.reserve)?;
+        let ops = target.ops();
         let key = target.inner.key();
         let slot = match il.free.pop() {
             Some(s) => s,
@@ -1033,7 +991,7 @@ impl EpollShared {
             r.slots[slot as usize] = ReadySlot::FREE;
         }
         il.free.push(slot);
-        self.user.refund();
+        self.user.refund(&self.reserve);
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
@@ -1060,6 +1018,7 @@ impl EpollShared {
         }
         il.watches.clear();
         il.free.clear();
+        self.user.give_back_all(&self.reserve);
     }
 
     /// The items' targets that are epoll instances, and the other targets (for the nesting
