@@ -91,12 +91,41 @@ pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 24;
 
 /// The `mtx` half of an item.
 struct Watch {
-    ops: Arc<dyn FileOps>,
-    /// The target description's key (`OpenFile::key`).
-    key: usize,
+    /// The target description, borrowed: an item holds no reference to it (as Linux's
+    /// epitem holds none to its file). Alive whenever `mtx` is held and the watch is in
+    /// `InterestList::watches` or being removed: `insert` lists it while its caller holds
+    /// the description, and hooks it on its object's main queue before `mtx` is released;
+    /// `remove` unhooks the main queue last and reads nothing of the description after; and
+    /// a description being freed first removes every item hooked there (`OpenFile::drop` →
+    /// `WaitQueue::release_items` → `release_file_item`, which waits for `mtx`) before its
+    /// fields drop.
+    file: core::ptr::NonNull<crate::file::OpenFile>,
     fd: i32,
     /// Registration order (global, wrapping): a target wakes its items newest first.
     seq: u32,
+}
+
+// SAFETY: `file` points to an `OpenFile`, which is `Send + Sync` (it is shared through
+// `Arc`); it is dereferenced only under the instance's `mtx`, where it is alive (see
+// `Watch::file`), so moving a `Watch` between threads is as sending `&OpenFile`.
+#[allow(unsafe_code)]
+unsafe impl Send for Watch {}
+
+impl Watch {
+    /// The target description's key (`OpenFile::key`): its address.
+    fn key(&self) -> usize {
+        self.file.as_ptr() as usize
+    }
+    /// The watched object. Call only under `mtx` with the watch in `InterestList::watches`
+    /// (see `Watch::file`).
+    fn ops(&self) -> &Arc<dyn FileOps> {
+        // SAFETY: under `mtx` with the watch listed, the description is alive (see
+        // `Watch::file`), and `ops` is never changed after its creation.
+        #[allow(unsafe_code)]
+        unsafe {
+            &self.file.as_ref().ops
+        }
+    }
 }
 
 /// The next item's registration number (see `Watch::seq`; not a synchronisation point, so
@@ -234,7 +263,7 @@ impl InterestList {
     fn matches(&self, slot: u32, key: usize, fd: i32) -> bool {
         self.watches[slot as usize]
             .as_ref()
-            .is_some_and(|w| w.key == key && w.fd == fd)
+            .is_some_and(|w| w.key() == key && w.fd == fd)
     }
     fn watch(&self, slot: u32) -> &Watch {
         self.watches[slot as usize]
@@ -406,7 +435,7 @@ impl EpollShared {
                     fd: w.fd,
                     events: Events::from_bits_retain(r.slots[slot].events),
                     data: r.slots[slot].data,
-                    target: w.key,
+                    target: w.key(),
                     queued: r.is_linked(slot as u32),
                 })
             })
@@ -424,7 +453,7 @@ impl EpollShared {
             fd: w.fd,
             events: Events::from_bits_retain(r.slots[slot as usize].events),
             data: r.slots[slot as usize].data,
-            target: w.key,
+            target: w.key(),
             queued: r.is_linked(slot),
         })
     }
@@ -446,7 +475,7 @@ impl EpollShared {
                     data: s.data,
                     ready: true,
                     seq: w.seq,
-                    target: w.key,
+                    target: w.key(),
                 });
                 cur = s.next;
             }
@@ -460,7 +489,7 @@ impl EpollShared {
                             data: s.data,
                             ready: false,
                             seq: w.seq,
-                            target: w.key,
+                            target: w.key(),
                         });
                     }
                 }
@@ -643,7 +672,7 @@ impl EpollShared {
                     let w = il.watch(e.slot);
                     out.reported(crate::event::ReportedItem {
                         fd: w.fd,
-                        target: w.key,
+                        target: w.key(),
                         events: interest,
                         revents,
                         data: e.data,
@@ -674,7 +703,7 @@ impl EpollShared {
         let mut mask = Events::empty();
         for (i, e) in tx.iter().enumerate() {
             let interest = Events::from_bits_retain(e.events);
-            if !(il.watch(e.slot).ops.poll() & interest).is_empty() {
+            if !(il.watch(e.slot).ops().poll() & interest).is_empty() {
                 mask = Events::IN | Events::RDNORM;
                 processed = i;
                 break;
@@ -866,8 +895,7 @@ impl EpollShared {
             }
         };
         il.watches[slot as usize] = Some(Watch {
-            ops: ops.clone(),
-            key,
+            file: core::ptr::NonNull::from(&*target.inner),
             fd,
             seq: NEXT_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         });
@@ -885,7 +913,7 @@ impl EpollShared {
         let watches = &il.watches;
         il.index.insert_unique(key_hash(key, fd), slot, |&s| {
             let w = watches[s as usize].as_ref().expect("indexed slot in use");
-            key_hash(w.key, w.fd)
+            key_hash(w.key(), w.fd)
         });
         let interest = Events::from_bits_retain(event.events);
         let queue = ops.wait_queue().expect("pollable target");
@@ -956,7 +984,7 @@ impl EpollShared {
             s.events = event.events;
             s.data = event.data;
         }
-        let revents = il.watch(slot).ops.poll() & Events::from_bits_retain(event.events);
+        let revents = il.watch(slot).ops().poll() & Events::from_bits_retain(event.events);
         if !revents.is_empty() {
             self.link_and_wake(slot);
         }
@@ -968,9 +996,12 @@ impl EpollShared {
         let Some(w) = il.watches[slot as usize].take() else {
             return;
         };
-        // 1. Unhook: afterwards no callback for this slot runs or can start.
+        // 1. Unhook: afterwards no callback for this slot runs or can start. The main
+        // queue last: once the item is off it, the description may be freed (see
+        // `Watch::file`), so nothing of it is read after.
         let me: *const EpollShared = self;
-        for q in [w.ops.wait_queue(), w.ops.extra_wait_queue()]
+        let ops = w.ops();
+        for q in [ops.extra_wait_queue(), ops.wait_queue()]
             .into_iter()
             .flatten()
         {
@@ -979,7 +1010,7 @@ impl EpollShared {
             );
         }
         // 2. Index, ready list, slot.
-        let hash = key_hash(w.key, w.fd);
+        let hash = key_hash(w.key(), w.fd);
         if let Ok(entry) = il.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
@@ -1004,7 +1035,7 @@ impl EpollShared {
             .watches
             .get(slot as usize)
             .and_then(Option::as_ref)
-            .is_some_and(|w| w.key == key);
+            .is_some_and(|w| w.key() == key);
         if owned {
             self.remove(&mut il, slot);
         }
@@ -1029,9 +1060,9 @@ impl EpollShared {
         let mut eps = Vec::new();
         let mut files = Vec::new();
         for w in il.watches.iter().flatten() {
-            match epoll_of(&w.ops) {
+            match epoll_of(w.ops()) {
                 Some(ep) => eps.push(ep),
-                None => files.push((w.key, w.ops.clone())),
+                None => files.push((w.key(), w.ops().clone())),
             }
         }
         (eps, files)
@@ -1044,7 +1075,7 @@ impl EpollShared {
             .watches
             .get(slot as usize)
             .and_then(Option::as_ref)
-            .map(|w| w.key)
+            .map(|w| w.key())
     }
 
     /// The instances whose items watch this one.
@@ -1097,7 +1128,7 @@ fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
     let mut batch: Vec<&dyn FileOps> = Vec::new();
     let mut at: Vec<usize> = Vec::new();
     for (k, e) in window.iter().enumerate() {
-        let ops = &*il.watch(e.slot).ops;
+        let ops = &**il.watch(e.slot).ops();
         let c = ops.batch_class();
         if c == 0 || (class != 0 && c != class) {
             masks[k] = ops.poll();
