@@ -1,7 +1,7 @@
 //! Wait queues: the one wakeup mechanism of the engine. See [`WaitQueue`] for what a queue is and how it wakes.
 
 // The declared back edge (see `Waiter`): the owner of an epoll item's entry.
-use crate::epoll::EpollShared;
+use crate::epoll::{EpollShared, ItemOwner};
 use crate::event::Events;
 use crate::platform::Deadline;
 use crate::prelude::*;
@@ -56,15 +56,15 @@ impl Exclusivity {
 /// bytes (one per watch), so every variant holds a thin pointer.
 ///
 /// The one declared back edge of the module graph (`tests/layering.rs`): an epoll item's
-/// entry names its instance, `Arc<EpollShared>` — as the kernel's `container_of` reaches
-/// the epitem from its wait entry. A `dyn` owner would be a fat pointer and make every
+/// entry names its instance, an [`ItemOwner`] (a borrowed `EpollShared`, no reference
+/// count) — as the kernel's `container_of` reaches the epitem from its wait entry. A `dyn` owner would be a fat pointer and make every
 /// entry 24 bytes, with an indirect call per wakeup, on the engine's hottest path (one
 /// entry per watch, one callback per wakeup). Everything else of the wait queue is below
 /// `epoll`, and files reach their items only through [`WaitQueue::release_items`].
 pub(crate) enum Waiter {
     /// An epoll item: run the epoll callback for `slot` of `ep`.
     Item {
-        ep: Arc<EpollShared>,
+        ep: ItemOwner,
         slot: u32,
         exclusive: bool,
     },
@@ -316,7 +316,7 @@ impl WaitQueue {
         lock(&self.entries)
             .iter()
             .filter_map(|e| match e {
-                Waiter::Item { ep, slot, .. } => Some((ep.clone(), *slot)),
+                Waiter::Item { ep, slot, .. } => Some((ep.to_arc(), *slot)),
                 _ => None,
             })
             .collect()

@@ -41,7 +41,7 @@ const LAYERS: &[&str] = &[
 const DECLARED: &[(&str, &str, &str)] = &[(
     "wait_queue",
     "epoll",
-    "a wait-queue entry names its epoll instance (Waiter::Item { ep: Arc<EpollShared> }), \
+    "a wait-queue entry names its epoll instance (Waiter::Item { ep: ItemOwner, a borrowed EpollShared }), \
      as the kernel's container_of reaches the epitem from its wait entry: 16 bytes per watch \
      and a direct call, where a trait object would double the entry",
 )];

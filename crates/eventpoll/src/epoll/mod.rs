@@ -128,6 +128,54 @@ impl Watch {
     }
 }
 
+/// What an item's wait-queue entry holds of its instance (`Waiter::Item`): a borrowed
+/// pointer, not a reference count (Linux's wait entry reaches its epitem and eventpoll by
+/// `container_of`, counting nothing). Valid while the entry is hooked: entries are hooked
+/// only by `insert`, whose caller holds the instance's file, and all of them are unhooked
+/// (`release_all`, from the file's release) while that file's own `Arc` of the instance is
+/// still alive — so a hooked entry's instance has a strong count of at least one.
+pub(crate) struct ItemOwner(core::ptr::NonNull<EpollShared>);
+
+// SAFETY: an `ItemOwner` is a shared borrow of an `EpollShared`, which is `Send + Sync`;
+// it is used only while its entry is hooked, where the instance is alive (see above).
+#[allow(unsafe_code)]
+unsafe impl Send for ItemOwner {}
+
+impl ItemOwner {
+    /// The owner of `ep`'s item entries. `ep` must live in an `Arc<EpollShared>` (every
+    /// instance does: `EpollShared::new_file`).
+    fn of(ep: &EpollShared) -> ItemOwner {
+        ItemOwner(core::ptr::NonNull::from(ep))
+    }
+
+    /// The instance, counted (for the nesting checks and the release of a watched file,
+    /// which use it after the queue's lock is released). Call only while the entry is
+    /// hooked, under its queue's lock.
+    pub(crate) fn to_arc(&self) -> Arc<EpollShared> {
+        let ptr = self.0.as_ptr() as *const EpollShared;
+        // SAFETY: the instance lives in an `Arc<EpollShared>` allocation (`of`), whose
+        // strong count is at least one while the entry is hooked (see `ItemOwner`); taking
+        // one more count and an `Arc` of it is `Arc::clone` of that `Arc`.
+        #[allow(unsafe_code)]
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+}
+
+impl core::ops::Deref for ItemOwner {
+    type Target = EpollShared;
+    fn deref(&self) -> &EpollShared {
+        // SAFETY: used only while the entry is hooked, where the instance is alive (see
+        // `ItemOwner`).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0.as_ref()
+        }
+    }
+}
+
 /// The next item's registration number (see `Watch::seq`; not a synchronisation point, so
 /// a plain atomic outside the loom shim).
 static NEXT_SEQ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
@@ -851,17 +899,12 @@ impl EpollShared {
             if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
             }
-            return self.insert(me, &mut il, target, fd, event, Some(&check_files));
+            return self.insert(&mut il, target, fd, event, Some(&check_files));
         }
         let slot = il.find(key, fd);
         match (op, slot) {
             (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
-            (EPOLL_CTL_ADD, None) => {
-                let me = ep_file
-                    .epoll_arc()
-                    .expect("ep_file is this instance's file");
-                self.insert(me, &mut il, target, fd, event, None)
-            }
+            (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, fd, event, None),
             (EPOLL_CTL_DEL, Some(slot)) => {
                 self.remove(&mut il, slot);
                 Ok(())
@@ -872,11 +915,10 @@ impl EpollShared {
         }
     }
 
-    /// ADD (Linux's `ep_insert`).
-    /// `me` is this instance's `Arc`, handed over to the item's wait-queue entry.
+    /// ADD (Linux's `ep_insert`). The caller holds this instance's file (see
+    /// [`ItemOwner`]) and the target's.
     fn insert(
         &self,
-        me: Arc<EpollShared>,
         il: &mut InterestList,
         target: &File,
         fd: i32,
@@ -926,15 +968,14 @@ impl EpollShared {
             let exclusive = interest.contains(Events::EXCLUSIVE);
             // On both queues when the object has two, in Linux's order (the pipe's reader
             // queue first).
-            let extra = ops.extra_wait_queue().map(|q| (q, me.clone()));
             queue.insert(Waiter::Item {
-                ep: me,
+                ep: ItemOwner::of(self),
                 slot,
                 exclusive,
             });
-            if let Some((extra, me)) = extra {
+            if let Some(extra) = ops.extra_wait_queue() {
                 extra.insert(Waiter::Item {
-                    ep: me,
+                    ep: ItemOwner::of(self),
                     slot,
                     exclusive,
                 });
