@@ -683,9 +683,9 @@ impl FdTable {
     ///   table; the checker's hooks, which read the table, run after it is released
     ///   ([`FdTable::epoll_ctl`]); a forked table sharing the instance takes its own lock,
     ///   never this one;
-    /// - ctl never sleeps but for those locks (no wait, no blocking read or write), and its
-    ///   wakeups are unparked after the table's lock is released (the `Unparks` guard of
-    ///   [`FdTable::epoll_ctl`]);
+    /// - ctl never sleeps but for those locks (no wait, no blocking read or write), and the
+    ///   threads an ADD or MOD of a ready item wakes are unparked after the table's lock is
+    ///   released (the `Unparks` guard of [`FdTable::epoll_ctl`]; a DEL wakes nobody);
     /// - nothing is released under it: the table holds both descriptions throughout, so a
     ///   DEL's dropped references (the item's queue entry and object handle) are never the
     ///   last ones.
@@ -752,9 +752,11 @@ impl FdTable {
     ///
     /// Linux: [epoll_ctl(2)](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html).
     pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, event: Option<&EpollEvent>) -> Result<()> {
-        // An ADD or MOD of a ready item wakes waiters: they run once the table's lock, held
-        // across the call, is released.
-        let _wakes = crate::wait_queue::deferred::Unparks::begin();
+        // An ADD or MOD of a ready item wakes waiters (a `poll(2)` caller among them looks its
+        // descriptors up again): they run once the table's lock, held across the call, is
+        // released. A DEL wakes nobody and skips the guard.
+        let _wakes =
+            (op != EPOLL_CTL_DEL).then(crate::wait_queue::deferred::Unparks::begin);
         self.ctl_descriptors(epfd, op, fd, event.copied())?;
         let Some(c) = &self.checker else {
             return Ok(());

@@ -860,7 +860,8 @@ impl EpollShared {
         if ep_file.same_description(target) {
             return Err(Errno::EINVAL);
         }
-        let target_is_epoll = target.as_epoll().is_some();
+        let target_ep = target.as_epoll();
+        let target_is_epoll = target_ep.is_some();
         let interest = Events::from_bits_retain(event.events);
         if has_event && interest.contains(Events::EXCLUSIVE) {
             if op == EPOLL_CTL_MOD {
@@ -899,12 +900,12 @@ impl EpollShared {
             if il.find(key, fd).is_some() {
                 return Err(Errno::EEXIST);
             }
-            return self.insert(&mut il, target, fd, event, Some(&check_files));
+            return self.insert(&mut il, target, target_ep, fd, event, Some(&check_files));
         }
         let slot = il.find(key, fd);
         match (op, slot) {
             (EPOLL_CTL_ADD, Some(_)) => Err(Errno::EEXIST),
-            (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, fd, event, None),
+            (EPOLL_CTL_ADD, None) => self.insert(&mut il, target, target_ep, fd, event, None),
             (EPOLL_CTL_DEL, Some(slot)) => {
                 self.remove(&mut il, slot);
                 Ok(())
@@ -916,11 +917,12 @@ impl EpollShared {
     }
 
     /// ADD (Linux's `ep_insert`). The caller holds this instance's file (see
-    /// [`ItemOwner`]) and the target's.
+    /// [`ItemOwner`]) and the target's; `target_ep` is the target's instance, if it is one.
     fn insert(
         &self,
         il: &mut InterestList,
         target: &File,
+        target_ep: Option<&EpollShared>,
         fd: i32,
         mut event: EpollEvent,
         full_check: Option<&[nest::PathFile]>,
@@ -964,7 +966,7 @@ impl EpollShared {
             // (outer before inner, the nesting order), so that its own ADDs decide on the
             // full check consistently (see `ctl_files`). Released before the poll below,
             // which takes it again.
-            let _inner = target.as_epoll().map(|inner| lock(&inner.mtx));
+            let _inner = target_ep.map(|inner| lock(&inner.mtx));
             let exclusive = interest.contains(Events::EXCLUSIVE);
             // On both queues when the object has two, in Linux's order (the pipe's reader
             // queue first).
