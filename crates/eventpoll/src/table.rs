@@ -755,8 +755,7 @@ impl FdTable {
         // An ADD or MOD of a ready item wakes waiters (a `poll(2)` caller among them looks its
         // descriptors up again): they run once the table's lock, held across the call, is
         // released. A DEL wakes nobody and skips the guard.
-        let _wakes =
-            (op != EPOLL_CTL_DEL).then(crate::wait_queue::deferred::Unparks::begin);
+        let _wakes = (op != EPOLL_CTL_DEL).then(crate::wait_queue::deferred::Unparks::begin);
         self.ctl_descriptors(epfd, op, fd, event.copied())?;
         let Some(c) = &self.checker else {
             return Ok(());

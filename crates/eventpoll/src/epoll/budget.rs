@@ -124,8 +124,10 @@ impl User {
     /// The instance of `reserve` is gone: its unused watches go back to the user.
     pub(crate) fn unregister(&self, reserve: &Reserve) {
         let mut reserves = lock(&self.reserves);
-        self.charged
-            .store(self.charged.load(Ordering::Relaxed) - reserve.held(), Ordering::Relaxed);
+        self.charged.store(
+            self.charged.load(Ordering::Relaxed) - reserve.held(),
+            Ordering::Relaxed,
+        );
         reserve.set(0);
         reserves.slots[reserve.index] = None;
         reserves.free.push(reserve.index);
@@ -185,8 +187,10 @@ impl User {
     pub(crate) fn give_back(&self, reserve: &Reserve, held: usize, keep: usize) {
         let _reserves = lock(&self.reserves);
         let back = held - keep;
-        self.charged
-            .store(self.charged.load(Ordering::Relaxed) - back, Ordering::Relaxed);
+        self.charged.store(
+            self.charged.load(Ordering::Relaxed) - back,
+            Ordering::Relaxed,
+        );
         reserve.set(keep);
     }
 
