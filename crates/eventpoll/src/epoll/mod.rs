@@ -15,6 +15,9 @@
 //!
 //! # Lock order (outermost first)
 //!
+//! 0. A descriptor table's lock (`FdTable`), held across a whole `epoll_ctl` of that table
+//!    (it lends the two descriptions; see `FdTable::ctl_descriptors`). Nothing below takes
+//!    it.
 //! 1. `NEST_CHECK`, a global mutex, held across an ADD that needs the loop and wakeup-path
 //!    checks (the target is an epoll instance, or the instance is itself watched) — Linux's
 //!    `epnested_mutex`.
@@ -34,6 +37,9 @@
 //!    ([`Epoll::queue_waiter`]); that callback runs under every lock above and therefore
 //!    only signals its thread (eventpoll-host writes the thread's own eventfd) — it takes
 //!    no lock and never calls back into the engine.
+//! 6. A [`User`]'s `reserves` lock (the watch budget, [`budget`]), taken under `mtx` when an
+//!    ADD takes a batch of watches or counts them near the limit, and when a removal
+//!    returns a batch; nothing is taken under it.
 //!
 //! The callback wakes the instance's own `poll_wait` queue after
 //! dropping `ready` (still under the target's queue lock), which runs outer instances'
