@@ -866,7 +866,12 @@ impl EpollShared {
         if ep_file.same_description(target) {
             return Err(Errno::EINVAL);
         }
-        let target_ep = target.as_epoll();
+        // Only an ADD asks whether the target is an instance.
+        let target_ep = if op == EPOLL_CTL_ADD {
+            target.as_epoll()
+        } else {
+            None
+        };
         let target_is_epoll = target_ep.is_some();
         let interest = Events::from_bits_retain(event.events);
         if has_event && interest.contains(Events::EXCLUSIVE) {
