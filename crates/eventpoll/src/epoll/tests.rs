@@ -336,6 +336,42 @@ fn watch_budget_is_enospc() {
     ep.add(&files[2], Interest::READABLE, 0).unwrap();
 }
 
+/// The budget is one count across instances, whatever each holds in reserve: with 40
+/// watches (more than one batch) shared by two instances, the 41st ADD fails in either; a
+/// DEL in one frees a watch for the other; a released instance gives its watches back; and
+/// a limit lowered under the count refuses ADDs until enough are removed.
+#[test]
+fn watch_budget_is_exact_across_instances() {
+    let user = User::new(40);
+    let (a, b) = (
+        Epoll::with_user(user.clone()),
+        Epoll::with_user(user.clone()),
+    );
+    let files: Vec<_> = (0..42).map(|_| level().1).collect();
+    for (i, f) in files[..40].iter().enumerate() {
+        let ep = if i % 3 == 0 { &a } else { &b };
+        ep.add(f, Interest::READABLE, i as u64).unwrap();
+        assert_eq!(user.watches(), i + 1);
+    }
+    assert_eq!(a.add(&files[40], Interest::READABLE, 0), Err(Errno::ENOSPC));
+    assert_eq!(b.add(&files[40], Interest::READABLE, 0), Err(Errno::ENOSPC));
+    a.delete(&files[0]).unwrap();
+    assert_eq!(user.watches(), 39);
+    b.add(&files[40], Interest::READABLE, 0).unwrap();
+    assert_eq!(a.add(&files[41], Interest::READABLE, 0), Err(Errno::ENOSPC));
+    let a_items = a.len();
+    drop(a);
+    assert_eq!(user.watches(), 40 - a_items);
+    user.set_max_watches(10);
+    assert_eq!(b.add(&files[41], Interest::READABLE, 0), Err(Errno::ENOSPC));
+    for f in &files[1..40] {
+        let _ = b.delete(f);
+    }
+    assert_eq!(user.watches(), 1);
+    b.add(&files[41], Interest::READABLE, 0).unwrap();
+    assert_eq!(user.watches(), 2);
+}
+
 #[test]
 fn nested_instance_is_readable_only_when_an_item_is_really_ready() {
     let outer = Epoll::new();
