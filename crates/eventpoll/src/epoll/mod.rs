@@ -140,18 +140,26 @@ impl Watch {
 /// only by `insert`, whose caller holds the instance's file, and all of them are unhooked
 /// (`release_all`, from the file's release) while that file's own `Arc` of the instance is
 /// still alive — so a hooked entry's instance has a strong count of at least one.
+///
+/// The pointer is the one its `Arc` gave (`Weak::as_ptr` while the instance is built:
+/// `EpollShared::new_file`), never one made from a `&EpollShared`: a reference's pointer
+/// may reach only the instance itself, while `to_arc` reaches the `Arc`'s counts before it
+/// (Miri's Stacked Borrows check refuses the latter: `scripts/miri.sh`).
+#[derive(Clone, Copy)]
 pub(crate) struct ItemOwner(core::ptr::NonNull<EpollShared>);
 
 // SAFETY: an `ItemOwner` is a shared borrow of an `EpollShared`, which is `Send + Sync`;
 // it is used only while its entry is hooked, where the instance is alive (see above).
 #[allow(unsafe_code)]
 unsafe impl Send for ItemOwner {}
+// SAFETY: as for `Send`: sharing an `ItemOwner` shares only a `&EpollShared`.
+#[allow(unsafe_code)]
+unsafe impl Sync for ItemOwner {}
 
 impl ItemOwner {
-    /// The owner of `ep`'s item entries. `ep` must live in an `Arc<EpollShared>` (every
-    /// instance does: `EpollShared::new_file`).
+    /// The owner of `ep`'s item entries: the pointer its `Arc` gave when it was built.
     fn of(ep: &EpollShared) -> ItemOwner {
-        ItemOwner(core::ptr::NonNull::from(ep))
+        ep.me
     }
 
     /// The instance, counted (for the nesting checks and the release of a watched file,
@@ -390,6 +398,9 @@ impl TakenItem {
 /// An epoll instance: the object behind an epoll file description (Linux's `struct
 /// eventpoll`). Not public: [`Epoll`] and the descriptor table are its two faces.
 pub(crate) struct EpollShared {
+    /// This instance as its item entries name it: the pointer of its own `Arc` (see
+    /// [`ItemOwner`]).
+    me: ItemOwner,
     mtx: Mutex<InterestList>,
     ready: SpinLock<Ready>,
     /// Threads blocked in `wait` (exclusive entries: a wakeup wakes one).
@@ -425,7 +436,11 @@ impl core::fmt::Debug for EpollShared {
 impl EpollShared {
     /// A new instance and its open file description.
     pub(crate) fn new_file(user: Arc<User>, clock: Arc<dyn Clock>) -> File {
-        let ep = Arc::new(EpollShared {
+        let ep = Arc::new_cyclic(|me: &alloc::sync::Weak<EpollShared>| EpollShared {
+            me: ItemOwner(
+                core::ptr::NonNull::new(me.as_ptr().cast_mut())
+                    .expect("an Arc's data pointer is not null"),
+            ),
             mtx: Mutex::new(InterestList {
                 watches: Vec::new(),
                 free: Vec::new(),
@@ -950,7 +965,10 @@ impl EpollShared {
             }
         };
         il.watches[slot as usize] = Some(Watch {
-            file: core::ptr::NonNull::from(&*target.inner),
+            // The `Arc`'s own pointer, not one made from a `&OpenFile` (whose reach ends
+            // with that borrow: Miri's Stacked Borrows check, `scripts/miri.sh`).
+            file: core::ptr::NonNull::new(Arc::as_ptr(&target.inner).cast_mut())
+                .expect("an Arc's data pointer is not null"),
             fd,
             seq: NEXT_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         });
@@ -1047,6 +1065,18 @@ impl EpollShared {
 
     /// Remove an item (Linux's `ep_remove`). Caller holds `mtx`.
     fn remove(&self, il: &mut InterestList, slot: u32) {
+        self.remove_hooked_on(il, slot, None)
+    }
+
+    /// [`EpollShared::remove`], with the target's two queues (extra, main) given by the
+    /// caller when the description is being dropped: its `Drop` holds it exclusively, so
+    /// the item's own pointer to it must not be used then (`OpenFile::drop`).
+    fn remove_hooked_on(
+        &self,
+        il: &mut InterestList,
+        slot: u32,
+        queues: Option<[Option<&WaitQueue>; 2]>,
+    ) {
         let Some(w) = il.watches[slot as usize].take() else {
             return;
         };
@@ -1054,11 +1084,11 @@ impl EpollShared {
         // queue last: once the item is off it, the description may be freed (see
         // `Watch::file`), so nothing of it is read after.
         let me: *const EpollShared = self;
-        let ops = w.ops();
-        for q in [ops.extra_wait_queue(), ops.wait_queue()]
-            .into_iter()
-            .flatten()
-        {
+        let queues = queues.unwrap_or_else(|| {
+            let ops = w.ops();
+            [ops.extra_wait_queue(), ops.wait_queue()]
+        });
+        for q in queues.into_iter().flatten() {
             q.remove_where(
                 |x| matches!(x, Waiter::Item { ep, slot: s, .. } if core::ptr::eq(&**ep, me) && *s == slot),
             );
@@ -1083,7 +1113,9 @@ impl EpollShared {
     /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
     /// instance may have been released meanwhile (`release_all` empties `watches`), so the
     /// slot may no longer exist.
-    pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
+    /// `queues` are the description's extra and main wait queues: the description is being
+    /// dropped, so they come from its `Drop`, not through the item's pointer to it.
+    pub(crate) fn release_file_item(&self, slot: u32, key: usize, queues: [Option<&WaitQueue>; 2]) {
         let mut il = lock(&self.mtx);
         let owned = il
             .watches
@@ -1091,7 +1123,7 @@ impl EpollShared {
             .and_then(Option::as_ref)
             .is_some_and(|w| w.key() == key);
         if owned {
-            self.remove(&mut il, slot);
+            self.remove_hooked_on(&mut il, slot, Some(queues));
         }
     }
 
