@@ -145,7 +145,7 @@ impl Watch {
 /// `EpollShared::new_file`), never one made from a `&EpollShared`: a reference's pointer
 /// may reach only the instance itself, while `to_arc` reaches the `Arc`'s counts before it
 /// (Miri's Stacked Borrows check refuses the latter: `scripts/miri.sh`).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct ItemOwner(core::ptr::NonNull<EpollShared>);
 
 // SAFETY: an `ItemOwner` is a shared borrow of an `EpollShared`, which is `Send + Sync`;
@@ -159,7 +159,7 @@ unsafe impl Sync for ItemOwner {}
 impl ItemOwner {
     /// The owner of `ep`'s item entries: the pointer its `Arc` gave when it was built.
     fn of(ep: &EpollShared) -> ItemOwner {
-        ep.me
+        ep.me.clone()
     }
 
     /// The instance, counted (for the nesting checks and the release of a watched file,
