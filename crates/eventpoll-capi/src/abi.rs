@@ -274,7 +274,7 @@ unsafe fn wait(
     mask: Mask,
     raw_wait: impl FnOnce() -> c_long,
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::get() else {
+    let Some(p) = process::for_wait() else {
         return raw(raw_wait());
     };
     let inst = match p.slot(epfd) {

@@ -259,6 +259,84 @@ pub fn get() -> Option<&'static Process> {
     (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
+/// The process state for the wait calls (`epoll_wait`, `epoll_pwait`, `epoll_pwait2`: one
+/// per request in a server), without [`get`]'s `getpid` while the [fork mark](fork_mark)
+/// says this memory was not copied into a child since the state was set up.
+///
+/// What it cannot see is a child that shares this memory: a `vfork` child (or one of a raw
+/// `clone(CLONE_VM)`) runs on its parent thread's memory, stack and thread-local storage,
+/// and nothing it can read without a system call tells it apart from that thread. Such a
+/// child that calls a wait — which POSIX leaves undefined, `posix_spawn`'s child never does
+/// — is served from the parent's state, as on Linux, where it shares the parent's epoll
+/// instance. Every other interposed call (`close`, `dup2` and the others that a `vfork`
+/// child does make before `exec`, and `epoll_ctl`) keeps [`get`]'s check.
+pub fn for_wait() -> Option<&'static Process> {
+    let p = PROCESS.get_or_init(Process::init).as_ref()?;
+    (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+}
+
+/// A word the kernel zeroes in every child that gets a *copy* of this memory (`fork`,
+/// `clone` without `CLONE_VM`, whether or not `pthread_atfork` handlers run): it lives on a
+/// page advised `MADV_WIPEONFORK` (Linux 4.14), which such a child finds filled with
+/// zeroes. Set to 1 where the process state was set up and again by `fork`'s child
+/// handler (which also records the child's pid), so "1" means this memory belongs to the
+/// process the state was made for — one load instead of a `getpid`. Where the page cannot
+/// be made (an older kernel, a seccomp filter) the word is absent and the check is `getpid`.
+mod fork_mark {
+    use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+    const MADV_WIPEONFORK: libc::c_int = 18;
+    static MARK: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+
+    /// Make the page (once) and set the word.
+    pub(super) fn set() {
+        let mut m = MARK.load(Ordering::Acquire);
+        if m.is_null() {
+            // SAFETY: a fresh anonymous private mapping of one page, owned by this module
+            // for the life of the process (never unmapped).
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+            // SAFETY: as above; the arguments describe a new mapping, nothing existing.
+            let a = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if a == libc::MAP_FAILED {
+                return;
+            }
+            // SAFETY: `a` is the page just mapped.
+            if unsafe { libc::madvise(a, page, MADV_WIPEONFORK) } != 0 {
+                // SAFETY: the page just mapped, used by nothing.
+                unsafe { libc::munmap(a, page) };
+                return;
+            }
+            m = a.cast();
+            if let Err(other) =
+                MARK.compare_exchange(std::ptr::null_mut(), m, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // SAFETY: our page lost the race and was never published.
+                unsafe { libc::munmap(a, page) };
+                m = other;
+            }
+        }
+        // SAFETY: a published mark points to a live, aligned, zero-filled-or-set page.
+        unsafe { &*m }.store(1, Ordering::Release);
+    }
+
+    /// Whether the word is there and set: this memory was not copied into a child since.
+    pub(super) fn intact() -> bool {
+        let m = MARK.load(Ordering::Acquire);
+        // SAFETY: a published mark points to a page mapped for the life of the process
+        // (a copied child has the mapping too, zeroed).
+        !m.is_null() && unsafe { &*m }.load(Ordering::Acquire) == 1
+    }
+}
+
 /// Whether calls are traced (`EVENTPOLL_LOG`), without the process check's `getpid`: a
 /// wait asks this after every call, and tracing is off but when asked for.
 pub fn tracing() -> bool {
@@ -385,6 +463,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     if let Some(p) = PROCESS.get().and_then(Option::as_ref) {
         p.pid.store(sys::getpid(), Ordering::Relaxed);
+        fork_mark::set();
         p.after_fork_child();
         crate::check::after_fork();
         p.gate.unlock_exclusive();
@@ -447,6 +526,7 @@ impl Process {
             let _ = sys::write(p.log_fd, line.as_bytes());
         }
         HIDDEN_FLOOR.store(base, Ordering::Relaxed);
+        fork_mark::set();
         // SAFETY: registering plain extern "C" handlers; they only touch the process state.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         Some(p)
