@@ -831,6 +831,7 @@ int main(void) {
     unseen_close_of_a_directory();
     tcp_shutdown_wakes_peer_first();
     raw_syscalls();
+    raw_clone_child();
     uring_epoll_ctl();
     fork_shares();
     printf("%d passed, %d failed\n", passed, failed);

@@ -192,6 +192,37 @@ static void raw_syscalls(void) {
     EQ(syscall(SYS_getpid), getpid()); /* everything else: the kernel */
 }
 
+/* A child made by the clone system call itself (no pthread_atfork handlers run: a copy of
+   the parent's memory that nobody told about the fork), as a raw clone or a static
+   runtime makes one: its epoll_wait on the parent's instance returns the instance's
+   readiness without touching the parent's state (the library sees the copy by its wiped
+   MADV_WIPEONFORK word, or by its pid), and the parent's instance is intact afterwards. */
+static void raw_clone_child(void) {
+    int p[2];
+    OK(pipe(p));
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 91}, out[4];
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+    EQ(write(p[1], "x", 1), 1);
+    EQ(epoll_wait(ep, out, 4, 0), 1);
+    long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+    if (pid == 0) {
+        struct epoll_event c[4];
+        _exit(epoll_wait(ep, c, 4, 0) == 1 ? 0 : 1);
+    }
+    CHECK(pid > 0, "raw clone: %ld", pid);
+    int status = -1;
+    EQ(waitpid((pid_t)pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "raw clone child's wait: status %#x",
+          status);
+    out[0].data.u64 = 0;
+    EQ(epoll_wait(ep, out, 4, 0), 1);
+    CHECK(out[0].data.u64 == 91, "parent's instance after a raw clone child's wait");
+    close(ep);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* A ring set up and driven by hand, as libuv drives its epoll_ctl ring. */
 struct ring {
     int fd;
