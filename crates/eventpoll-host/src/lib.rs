@@ -324,7 +324,7 @@ impl Host {
 
     /// Deliver pending host activity as wakeups, without blocking.
     pub fn pump(&self) -> usize {
-        self.driver.pump()
+        waiter::deferring_signals(|| self.driver.pump())
     }
 
     /// Block until there may be host activity, one of `extra` is readable or `timeout`

@@ -454,6 +454,7 @@ impl HostEpoll {
         enter: &impl Fn() -> G,
     ) -> Result<Slept, Errno> {
         loop {
+            waker.settle();
             if waker.is_woken() {
                 return Ok(Slept::Woken);
             }

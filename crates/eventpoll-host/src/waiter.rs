@@ -67,7 +67,7 @@
 use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Errno, Events, WakeCallback};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// A blocked thread's entry in an engine instance's queue of blocked threads: calling it
@@ -79,6 +79,63 @@ pub struct ThreadWaker {
     woken: AtomicBool,
     /// The relay epoll (see "Who watches the host"); `-1` if none could be made.
     relay: i32,
+    /// Whether the eventfd write of the last wakeup is still to be made ([`SIGNAL_DEFERRED`])
+    /// or being made ([`SIGNAL_WRITING`]); see [`deferring_signals`].
+    signal: AtomicU8,
+    /// [`ThreadWaker::arm`] found the write of the last wakeup under way: the count it
+    /// leaves is drained before the next sleep ([`ThreadWaker::settle`]).
+    owed: AtomicBool,
+    /// This waker, for a wakeup that defers its eventfd write to hold on to.
+    me: std::sync::Weak<ThreadWaker>,
+}
+
+/// [`ThreadWaker::signal`]: no write pending (made, cancelled, or none asked for).
+const SIGNAL_IDLE: u8 = 0;
+/// [`ThreadWaker::signal`]: woken inside a pump; the eventfd write waits for its end.
+const SIGNAL_DEFERRED: u8 = 1;
+/// [`ThreadWaker::signal`]: the pump's end is writing the eventfd now.
+const SIGNAL_WRITING: u8 = 2;
+
+thread_local! {
+    /// The wakers woken by the pump running on this thread (`None`: no pump running).
+    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ThreadWaker>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `pump` with the eventfd writes of the wakers it wakes deferred to its end.
+///
+/// A pump delivers wakeups while it holds the driver's mutex and, for each, the engine's
+/// locks of the woken instance; a waker called there wrote its thread's eventfd at once,
+/// so the woken thread ran (on the other core) into those same locks — taking its waker
+/// off the instance's queue, then pumping — and slept on them again (`futex`: in memcached
+/// under the preload ~0.2 waits per request on the instance's queue lock and on the ring's
+/// mutex, each a voluntary switch and a wakeup more). Deferred, the woken threads are
+/// signalled once the pump holds nothing. The engine's side is unchanged: the waker's flag
+/// is set at the wakeup, so a thread that checks it before it sleeps does not sleep; only
+/// a thread already asleep learns of it a few microseconds later. A waker re-armed before
+/// the write is made (its thread woke for another reason and saw its flag) cancels the
+/// write; one re-armed while the write is under way owes a drain, made before its next
+/// sleep (never waiting for the writer, which may be preempted: a waiter that spun for it
+/// took a third of memcached's CPU), so a stale count never keeps a sleep from sleeping.
+pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            let woken = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+            for w in woken {
+                w.signal_now();
+            }
+        }
+    }
+    let outer = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        d.is_none().then(|| *d = Some(Vec::new())).is_some()
+    });
+    if !outer {
+        return pump(); // a pump inside a pump: the outer one flushes
+    }
+    let _flush = Flush;
+    pump()
 }
 
 impl ThreadWaker {
@@ -96,19 +153,80 @@ impl ThreadWaker {
     /// on no queue (its callback cannot run meanwhile).
     pub fn arm(&self) {
         if self.woken.swap(false, Ordering::SeqCst) {
+            match self.signal.compare_exchange(
+                SIGNAL_DEFERRED,
+                SIGNAL_IDLE,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                // The deferred write is cancelled: the eventfd holds nothing.
+                Ok(_) => {}
+                // Being written: drained before the next sleep.
+                Err(SIGNAL_WRITING) => self.owed.store(true, Ordering::SeqCst),
+                Err(_) => {
+                    let mut b = [0u8; 8];
+                    let _ = sys::read(self.fd, &mut b);
+                }
+            }
+        }
+    }
+
+    /// Before a sleep: drain the count of a write [`ThreadWaker::arm`] found under way,
+    /// once it has landed (until then the read finds nothing and the drain stays owed; the
+    /// landing ends the sleep, and the next call drains it). Call it before checking
+    /// [`ThreadWaker::is_woken`]: a later wakeup whose count this takes too has set the
+    /// flag by then.
+    pub(crate) fn settle(&self) {
+        if self.owed.load(Ordering::SeqCst) {
             let mut b = [0u8; 8];
-            let _ = sys::read(self.fd, &mut b);
+            if sys::read(self.fd, &mut b).is_ok() {
+                self.owed.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Make the eventfd write a wakeup deferred (unless [`ThreadWaker::arm`] cancelled it).
+    fn signal_now(&self) {
+        if self
+            .signal
+            .compare_exchange(
+                SIGNAL_DEFERRED,
+                SIGNAL_WRITING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            let _ = sys::write(self.fd, &1u64.to_ne_bytes());
+            // Unless a newer wakeup deferred its write meanwhile (it must stay pending).
+            let _ = self.signal.compare_exchange(
+                SIGNAL_WRITING,
+                SIGNAL_IDLE,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
     }
 }
 
 impl WakeCallback for ThreadWaker {
-    /// Runs under the engine's locks: one flag and one eventfd write, nothing else.
+    /// Runs under the engine's locks: one flag and one eventfd write (inside a pump, the
+    /// write is deferred to the pump's end: see [`deferring_signals`]), nothing else.
     fn wake(&self, _key: Events) -> bool {
         if self.woken.swap(true, Ordering::SeqCst) {
             return false;
         }
-        let _ = sys::write(self.fd, &1u64.to_ne_bytes());
+        let deferred = DEFERRED.with(|d| match (d.borrow_mut().as_mut(), self.me.upgrade()) {
+            (Some(list), Some(me)) => {
+                self.signal.store(SIGNAL_DEFERRED, Ordering::SeqCst);
+                list.push(me);
+                true
+            }
+            _ => false,
+        });
+        if !deferred {
+            let _ = sys::write(self.fd, &1u64.to_ne_bytes());
+        }
         true
     }
 }
@@ -161,10 +279,13 @@ impl WakerPool {
             Ok(r) => r,
             Err(_) => -1,
         };
-        let w = Arc::new(ThreadWaker {
+        let w = Arc::new_cyclic(|me| ThreadWaker {
             fd,
             woken: AtomicBool::new(false),
             relay,
+            signal: AtomicU8::new(SIGNAL_IDLE),
+            owed: AtomicBool::new(false),
+            me: me.clone(),
         });
         locked(&self.all).push(w.clone());
         if let Some(hook) = self.on_new.get() {
@@ -209,6 +330,8 @@ impl WakerPool {
                 }
             }
             w.woken.store(false, Ordering::SeqCst);
+            w.signal.store(SIGNAL_IDLE, Ordering::SeqCst);
+            w.owed.store(false, Ordering::SeqCst);
         }
         *locked(&self.free) = all;
     }
