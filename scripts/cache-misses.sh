@@ -7,7 +7,8 @@
 #
 # How: the example `token_cost` (crates/eventpoll-bench/examples/token_cost.rs) builds the
 # engine's pipetest rig (N in-process pipes watched by one instance, 16 tokens, seed 42), runs
-# 2,000 warm-up rounds and then R measured rounds. It runs under valgrind's cachegrind twice
+# max(2,000, N/2) warm-up rounds (every pipe has carried tokens: steady state) and then R
+# measured rounds. It runs under valgrind's cachegrind twice
 # per N, with R rounds and with 0; the runs are deterministic up to the measured rounds, so the
 # difference of their counts divided by the measured rounds' tokens is the cost per token of
 # the token path alone (epoll_wait amortised over the tokens it reports, read, write).

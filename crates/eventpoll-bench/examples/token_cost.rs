@@ -3,8 +3,9 @@
 //! Two modes, both on the engine's in-process pipes (no system call on the token path, so
 //! valgrind's cachegrind can run it):
 //!
-//! - `rounds`: build the pipetest rig (N pipes, 16 tokens, seed 42), run `--warmup` rounds,
-//!   then `--rounds` measured rounds, and print one `key=value` line: the tokens passed by
+//! - `rounds`: build the pipetest rig (N pipes, 16 tokens, seed 42), run `--warmup` rounds
+//!   (default: N/2 and at least 2,000, so that every pipe has carried tokens — about 8 each
+//!   — and holds its steady-state allocations), then `--rounds` measured rounds, and print one `key=value` line: the tokens passed by
 //!   the measured rounds, their wall time per token, and the heap the rig holds. Run under
 //!   cachegrind twice — with `--rounds R` and with `--rounds 0` — the difference of the two
 //!   runs' counts divided by `tokens` is the cost per token of the measured rounds alone
@@ -35,7 +36,7 @@ struct Args {
     mode: String,
     pipes: usize,
     rounds: u64,
-    warmup: u64,
+    warmup: Option<u64>,
     edge: bool,
     steps: u64,
 }
@@ -47,7 +48,7 @@ fn parse() -> Result<Args, String> {
         mode,
         pipes: 1000,
         rounds: 20_000,
-        warmup: 2_000,
+        warmup: None,
         edge: false,
         steps: 20_000_000,
     };
@@ -61,7 +62,7 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--pipes" => a.pipes = value("--pipes")? as usize,
             "--rounds" => a.rounds = value("--rounds")?,
-            "--warmup" => a.warmup = value("--warmup")?,
+            "--warmup" => a.warmup = Some(value("--warmup")?),
             "--steps" => a.steps = value("--steps")?,
             "--et" => a.edge = true,
             other => return Err(format!("unknown argument {other}")),
@@ -79,7 +80,8 @@ fn rounds(a: &Args) -> Result<(), String> {
     let mut rig = rig?;
     let mut tokens = start(&mut rig, TOKENS, SEED)?;
     let far = Instant::now() + Duration::from_secs(3600);
-    run_rounds(&mut rig, &mut tokens, far, a.warmup)?;
+    let warmup = a.warmup.unwrap_or((a.pipes as u64 / 2).max(2_000));
+    run_rounds(&mut rig, &mut tokens, far, warmup)?;
     let stats = if a.rounds > 0 {
         run_rounds(&mut rig, &mut tokens, far, a.rounds)?
     } else {
