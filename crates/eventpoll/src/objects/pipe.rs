@@ -140,9 +140,52 @@ impl Buffer {
     }
 }
 
+/// A ring's slots in order. The front slot lives inline in the ring: a pipe that holds one
+/// message at a time — most pipes under epoll, where a reader drains what it is told is
+/// ready — never reaches a second allocation; the deque behind it holds the rest (and keeps
+/// its allocation once it had one).
+#[derive(Default)]
+struct Slots {
+    /// The oldest slot; `None` only when the ring is empty (then `rest` is empty too).
+    front: Option<Buffer>,
+    rest: VecDeque<Buffer>,
+}
+
+impl Slots {
+    fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+    fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.len()
+    }
+    fn front_mut(&mut self) -> Option<&mut Buffer> {
+        self.front.as_mut()
+    }
+    fn back_mut(&mut self) -> Option<&mut Buffer> {
+        if self.rest.is_empty() {
+            self.front.as_mut()
+        } else {
+            self.rest.back_mut()
+        }
+    }
+    fn push_back(&mut self, buf: Buffer) {
+        if self.front.is_none() {
+            self.front = Some(buf);
+        } else {
+            self.rest.push_back(buf);
+        }
+    }
+    fn pop_front(&mut self) {
+        self.front = self.rest.pop_front();
+    }
+    fn iter(&self) -> impl Iterator<Item = &Buffer> {
+        self.front.iter().chain(self.rest.iter())
+    }
+}
+
 /// The pipe's state, under its mutex (Linux's `pipe->mutex`).
 pub(super) struct Ring {
-    bufs: VecDeque<Buffer>,
+    bufs: Slots,
     /// Capacity in slots (Linux's `max_usage`).
     max_usage: usize,
     pub(super) readers: usize,
@@ -237,7 +280,7 @@ impl Pipe {
     pub(super) fn new(ends: usize, packet: bool) -> Pipe {
         Pipe {
             ring: Mutex::new(Ring {
-                bufs: VecDeque::new(),
+                bufs: Slots::default(),
                 max_usage: PIPE_DEF_BUFFERS,
                 readers: ends,
                 writers: ends,
@@ -638,6 +681,29 @@ mod tests {
     #[test]
     fn a_slot_is_half_a_cache_line() {
         assert_eq!(std::mem::size_of::<Buffer>(), 32);
+    }
+
+    #[test]
+    fn slots_keep_their_order_across_the_inline_front_and_the_deque() {
+        let (r, w) = pipe(NB);
+        let page = |tag: u8| vec![tag; PAGE_SIZE];
+        let mut got = vec![0u8; PAGE_SIZE];
+        for tag in 1..=3 {
+            assert_eq!(w.write(&page(tag)), Ok(PAGE_SIZE));
+        }
+        assert_eq!(r.read(&mut got), Ok(PAGE_SIZE));
+        assert!(got.iter().all(|&b| b == 1));
+        // The deque's head moves to the front; a new slot goes behind the others.
+        assert_eq!(w.write(&page(4)), Ok(PAGE_SIZE));
+        for tag in 2..=4 {
+            assert_eq!(r.read(&mut got), Ok(PAGE_SIZE));
+            assert!(got.iter().all(|&b| b == tag), "slot {tag}");
+        }
+        assert_eq!(r.read(&mut got), Err(Errno::EAGAIN));
+        // Empty again: the next slot is the inline front.
+        assert_eq!(w.write(b"x"), Ok(1));
+        assert_eq!(r.read(&mut got), Ok(1));
+        assert_eq!(got[0], b'x');
     }
 
     #[test]
