@@ -6,6 +6,7 @@ use crate::event::Events;
 use crate::platform::Deadline;
 use crate::prelude::*;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Ordering, SpinLock};
+use smallvec::SmallVec;
 
 /// A callback hung on a [`WaitQueue`].
 ///
@@ -92,6 +93,11 @@ impl Waiter {
     }
 }
 
+/// A queue's entries: the first inline in the queue (most watched objects have exactly one
+/// watcher, whose entry then shares the queue's cache line instead of a heap allocation of
+/// its own); a second entry moves them all to the heap, as a `Vec` would hold them.
+type Entries = SmallVec<[Waiter; 1]>;
+
 /// A wait queue (Linux's `wait_queue_head_t`): an ordered list of entries that a
 /// pollable object wakes when its state may have changed, passing a *key* (the poll bits that
 /// changed; empty means "unspecified"). Three kinds of entry hang on the same queue:
@@ -122,7 +128,7 @@ impl Waiter {
 /// ```
 #[derive(Default)]
 pub struct WaitQueue {
-    entries: SpinLock<Vec<Waiter>>,
+    entries: SpinLock<Entries>,
     /// `entries.len()`, readable without the lock (Linux's lockless `waitqueue_active`);
     /// written only under the lock. Release/acquire is enough: the epoll callback reads it
     /// under its instance's `ready` lock, and every insertion it must not miss (a waiter
@@ -232,15 +238,19 @@ impl WaitQueue {
         let n = self.wakeups.load(Ordering::Relaxed);
         self.wakeups.store(n.wrapping_add(1), Ordering::Relaxed);
         let mut i = 0;
-        while i < entries.len() {
-            let exclusive = entries[i].is_exclusive();
-            let (accepted, remove) = match &entries[i] {
+        let mut removed = false;
+        // One look-up per entry (`get`: where the entries live, inline or on the heap, is
+        // decided once per step).
+        while let Some(entry) = entries.get(i) {
+            let exclusive = entry.is_exclusive();
+            let (accepted, remove) = match entry {
                 Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),
                 Waiter::Thread { parker, .. } => (parker.notify(), true),
                 Waiter::Callback { cb, once, .. } => (cb.wake(key), *once),
             };
             if remove {
                 entries.remove(i);
+                removed = true;
             } else {
                 i += 1;
             }
@@ -251,11 +261,13 @@ impl WaitQueue {
                 }
             }
         }
-        self.len.store(entries.len(), Ordering::Release);
+        if removed {
+            self.len.store(entries.len(), Ordering::Release);
+        }
     }
 
     /// Hook an entry: exclusive ones at the tail, others at the head. The first entry of a
-    /// queue is allocated alone (most watched objects have exactly one watcher).
+    /// queue is held inline (see `Entries`); past it, one more entry is reserved at a time.
     pub(crate) fn insert(&self, waiter: Waiter) {
         let mut entries = lock(&self.entries);
         entries.reserve_exact(1);
@@ -451,6 +463,20 @@ mod tests {
     #[test]
     fn an_entry_is_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Waiter>(), 16);
+    }
+
+    #[test]
+    fn one_entry_inline_costs_no_more_than_a_vec() {
+        assert_eq!(std::mem::size_of::<Entries>(), std::mem::size_of::<Vec<Waiter>>());
+        let q = WaitQueue::new();
+        let (a, b) = (probe(true), probe(true));
+        q.add(a.clone(), Exclusivity::NonExclusive);
+        assert!(!lock(&q.entries).spilled(), "one entry stays inline");
+        q.add(b.clone(), Exclusivity::Exclusive);
+        assert!(lock(&q.entries).spilled());
+        q.wake(Events::IN);
+        let n = |p: &Arc<Probe>| p.calls.load(Ordering::Relaxed);
+        assert_eq!((n(&a), n(&b)), (1, 1));
     }
 
     #[test]
