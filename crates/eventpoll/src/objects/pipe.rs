@@ -229,14 +229,43 @@ pub(super) struct Pipe {
     pub(super) wr_wait: WaitQueue,
 }
 
-/// The read end of a pipe.
+/// The read end of a pipe: the shared pipe itself, seen from its read side. Both ends are
+/// the same allocation (see `end`): a descriptor's object pointer leads straight to the
+/// pipe's state, with no end object to pass through on every token.
+#[repr(transparent)]
 pub struct PipeReader {
-    pipe: Arc<Pipe>,
+    pipe: Pipe,
 }
 
-/// The write end of a pipe.
+/// The write end of a pipe: the shared pipe, seen from its write side (as [`PipeReader`]).
+#[repr(transparent)]
 pub struct PipeWriter {
-    pipe: Arc<Pipe>,
+    pipe: Pipe,
+}
+
+/// One side of a pipe: a `repr(transparent)` view of [`Pipe`] whose [`FileOps`] are those of
+/// that side.
+trait PipeEnd: FileOps {}
+impl PipeEnd for PipeReader {}
+impl PipeEnd for PipeWriter {}
+
+/// `pipe` seen as end `E`, sharing its allocation and reference count: the open file
+/// description's `Arc<dyn FileOps>` then points at the pipe itself.
+#[allow(unsafe_code)]
+fn end<E: PipeEnd>(pipe: Arc<Pipe>) -> Arc<E> {
+    const {
+        assert!(core::mem::size_of::<E>() == core::mem::size_of::<Pipe>());
+        assert!(core::mem::align_of::<E>() == core::mem::align_of::<Pipe>());
+    }
+    // SAFETY: `E` is `PipeReader` or `PipeWriter` (the sealed, private `PipeEnd`), each a
+    // `repr(transparent)` struct whose only field is a `Pipe`: same size and alignment (the
+    // const block checks it) and the same bit validity, so the pointer from
+    // `Arc::<Pipe>::into_raw` may be passed to `Arc::<E>::from_raw`, which requires exactly
+    // that of a `U` that is not `T`. The `Arc`s of either type share one reference count;
+    // whichever drops last runs `E`'s drop glue, which is `Pipe`'s (neither end has a `Drop`
+    // of its own), and frees the allocation with the same layout it was made with. Ends
+    // only ever give out `&Pipe`, never a `&mut`, so no aliasing rule is at stake.
+    unsafe { Arc::from_raw(Arc::into_raw(pipe).cast::<E>()) }
 }
 
 impl core::fmt::Debug for PipeReader {
@@ -277,8 +306,8 @@ pub fn pipe(flags: impl Into<crate::OpenFlags>) -> (File, File) {
     // Linux's get_pipe_inode: one reader, one writer, both counters at 1.
     let pipe = Arc::new(Pipe::new(1, flags & O_DIRECT != 0));
     let status = flags & (O_NONBLOCK | O_DIRECT);
-    let r = File::with_flags(Arc::new(PipeReader { pipe: pipe.clone() }), status);
-    let w = File::with_flags(Arc::new(PipeWriter { pipe }), status);
+    let r = File::with_flags(end::<PipeReader>(pipe.clone()), status);
+    let w = File::with_flags(end::<PipeWriter>(pipe), status);
     (r, w)
 }
 
@@ -689,6 +718,23 @@ mod tests {
     #[test]
     fn a_slot_is_half_a_cache_line() {
         assert_eq!(std::mem::size_of::<Buffer>(), 32);
+    }
+
+    #[test]
+    fn both_ends_are_the_pipe_itself_and_free_it_once() {
+        let (r, w) = pipe(NB);
+        let (rp, wp) = (pipe_of(&r).unwrap(), pipe_of(&w).unwrap());
+        assert!(core::ptr::eq(rp, wp), "one pipe behind both descriptions");
+        // The descriptions' object pointers lead straight to it.
+        assert!(core::ptr::eq(Arc::as_ptr(r.ops()).cast::<Pipe>(), rp));
+        let weak = Arc::downgrade(r.ops());
+        assert_eq!(weak.strong_count(), 2, "one count for the two ends");
+        drop(w);
+        assert_eq!(weak.strong_count(), 1);
+        let mut b = [0u8; 1];
+        assert_eq!(r.read(&mut b), Ok(0), "the writer's release ran: end of file");
+        drop(r);
+        assert_eq!(weak.strong_count(), 0, "freed with its last end");
     }
 
     #[test]
