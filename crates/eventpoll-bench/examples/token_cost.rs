@@ -43,7 +43,9 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: token_cost rounds|chase --pipes N [--rounds R] [--warmup W] [--et] [--steps S]")?;
+    let mode = it.next().ok_or(
+        "usage: token_cost rounds|chase --pipes N [--rounds R] [--warmup W] [--et] [--steps S]",
+    )?;
     let mut a = Args {
         mode,
         pipes: 1000,

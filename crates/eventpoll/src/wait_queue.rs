@@ -467,7 +467,10 @@ mod tests {
 
     #[test]
     fn one_entry_inline_costs_no_more_than_a_vec() {
-        assert_eq!(std::mem::size_of::<Entries>(), std::mem::size_of::<Vec<Waiter>>());
+        assert_eq!(
+            std::mem::size_of::<Entries>(),
+            std::mem::size_of::<Vec<Waiter>>()
+        );
         let q = WaitQueue::new();
         let (a, b) = (probe(true), probe(true));
         q.add(a.clone(), Exclusivity::NonExclusive);

@@ -732,7 +732,11 @@ mod tests {
         drop(w);
         assert_eq!(weak.strong_count(), 1);
         let mut b = [0u8; 1];
-        assert_eq!(r.read(&mut b), Ok(0), "the writer's release ran: end of file");
+        assert_eq!(
+            r.read(&mut b),
+            Ok(0),
+            "the writer's release ran: end of file"
+        );
         drop(r);
         assert_eq!(weak.strong_count(), 0, "freed with its last end");
     }
