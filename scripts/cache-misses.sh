@@ -75,6 +75,7 @@ for n in "${ns[@]}"; do
         ir = (y[1] - x[1]) / t;
         d1 = (y[5] - x[5] + y[8] - x[8]) / t;
         ll = (y[6] - x[6] + y[9] - x[9]) / t;
+        if (ll < 0.005) ll = 0; # a few misses of difference either way print as 0, not -0.00
         printf "%8d %10d %8.0f %8.2f %8.2f %8.0f %10.0f\n", n, t, ir, d1, ll, ns, heap / n;
     }'
     last="$n"
