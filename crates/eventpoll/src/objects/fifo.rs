@@ -166,7 +166,7 @@ impl Fifo {
     /// The counting part of Linux's `fifo_open`: the reader's saved writer count, or the
     /// error.
     fn open_sides(&self, pipe: &Pipe, read: bool, write: bool, nonblock: bool) -> Result<u64> {
-        let mut ring = lock(&pipe.ring);
+        let mut ring = pipe.ring();
         let mut seen_writers = 0;
         // The other side's open count to wait for a change of (blocking opens).
         let mut wait_for: Option<fn(&super::pipe::Ring) -> u64> = None;
@@ -212,15 +212,15 @@ impl Fifo {
         };
         // Linux's wait_for_partner: sleep on the reader queue until the other side's open
         // count moves.
-        let start = counter(&lock(&pipe.ring));
+        let start = counter(&pipe.ring());
         let waited = pipe
             .rd_wait
             .block_until(Exclusivity::NonExclusive, None, || {
-                (counter(&lock(&pipe.ring)) != start).then_some(())
+                (counter(&pipe.ring()) != start).then_some(())
             });
         if let Err(e) = waited {
             // Undo this open's count; the last of its side wakes the other side.
-            let mut ring = lock(&pipe.ring);
+            let mut ring = pipe.ring();
             if read {
                 ring.readers -= 1;
                 let last = ring.readers == 0;
@@ -253,7 +253,7 @@ impl FileOps for FifoFile {
     /// Linux's `pipe_poll` for a FIFO description.
     fn poll(&self) -> Events {
         self.pipe.poll_usage.store(true, Ordering::Relaxed);
-        let ring = lock(&self.pipe.ring);
+        let ring = self.pipe.ring();
         let mut mask = Events::empty();
         if self.read {
             if !ring.is_empty() {

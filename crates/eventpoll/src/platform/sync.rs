@@ -16,9 +16,13 @@
 //! must not wedge every later caller.
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 /// `Arc` is `alloc`'s in every build. Under loom too: loom's `Arc` cannot hold the
 /// engine's trait objects (`Arc<dyn FileOps>`, `Arc<dyn WakeCallback>`: no unsized
