@@ -4,7 +4,9 @@
 //! an otherwise empty instance, `ctl_loop mod N` N MODs of one watched (not ready) eventfd —
 //! the shapes of `eventpoll bench micro --only ctl`. A warm-up of the same calls runs first,
 //! outside the measured functions, so that allocations made once (slot tables, queue
-//! vectors) are not counted.
+//! vectors) are not counted. `ctl_loop timing N` runs natively instead and prints the wall
+//! time of one ADD+DEL pair and of one uncontended atomic read-modify-write on this
+//! machine (the floor the remaining atomics put under a pair; best of 5 runs each).
 
 use eventpoll::linux::{EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD};
 use eventpoll::{EpollEvent, Events, FdTable};
@@ -55,12 +57,36 @@ fn main() {
             }
             measured_mod(&t, ep, fd, black_box(n));
         }
+        "timing" => {
+            measured_add_del_warm(&t, ep, fd);
+            let pair = best_ns_per(n, || measured_add_del(&t, ep, fd, black_box(n)));
+            let counter = std::sync::atomic::AtomicU64::new(0);
+            let atomic = best_ns_per(n * 16, || {
+                for _ in 0..n * 16 {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            });
+            black_box(counter.into_inner());
+            println!("pair_ns {pair:.1}");
+            println!("atomic_ns {atomic:.2}");
+        }
         other => {
-            eprintln!("usage: ctl_loop add-del|mod [N] (not {other:?})");
+            eprintln!("usage: ctl_loop add-del|mod|timing [N] (not {other:?})");
             std::process::exit(2);
         }
     }
     assert_eq!(t.user().watches(), usize::from(mode == "mod"));
+}
+
+/// The best of 5 timings of `f`, in ns per one of its `per` operations.
+fn best_ns_per(per: u32, mut f: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_nanos() as f64 / f64::from(per)
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The warm-up of `add-del`, outside the measured function.
