@@ -211,7 +211,7 @@ impl ThreadWaker {
 
 impl WakeCallback for ThreadWaker {
     /// Runs under the engine's locks: one flag and one eventfd write (inside a pump, the
-    /// write is deferred to the pump's end: see [`deferring_signals`]), nothing else.
+    /// write is deferred to the pump's end: see `deferring_signals`), nothing else.
     fn wake(&self, _key: Events) -> bool {
         if self.woken.swap(true, Ordering::SeqCst) {
             return false;
