@@ -82,7 +82,7 @@ def ratio_of(engine, n, kernel="epoll-lt"):
 def tps(c):
     return f"{si(c['tokens_per_sec'])} ({si(c['tokens_per_sec_min'])}–{si(c['tokens_per_sec_max'])}) tokens/s"
 
-P = f"`eventpoll {pipetest_cmd}`"
+P = "[P]"
 def cell_ratio(e, k):
     return (e["tokens_per_sec"] / k["tokens_per_sec"], e["tokens_per_sec_min"] / k["tokens_per_sec_max"],
             e["tokens_per_sec_max"] / k["tokens_per_sec_min"])
@@ -109,7 +109,7 @@ for eng, name, target in (("eventpoll-host-pipes-uring", "io_uring driver", 0.9)
                 f"{tps(cell(eng, n))}", r["tokens_per_sec_ratio"], *r["tokens_per_sec_ratio_range"],
                 f"≥ {target}×", target, P)
 
-M = "`eventpoll bench micro`"
+M = "[M]"
 def fmt(f, v):
     if v is None:
         return "?"
@@ -132,7 +132,7 @@ for f in mi["figures"]:
         ratio = "—"
     rows.append((f["label"], measured, ratio, f["target"] or "—", f["target_verdict"] or "—", M))
 
-W = f"`eventpoll bench micro --only wake`, {wake_runs} runs"
+W = "[W]"
 ratios = []
 for w in wakes:
     f = next(x for x in w["figures"] if x["key"] == "wake_round_trip")
@@ -142,7 +142,7 @@ rows.append((f"cross-thread wake round trip, median of {wake_runs} runs (kernel 
              ", ".join(f"{r:.2f}×" for r in ratios), f"{med:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}×)",
              "median ≥ 1.0×", "met" if med >= 1.0 else "NOT met", W))
 
-C = f"`eventpoll {contention_cmd}`"
+C = "[C]"
 for r in co["ratios"]:
     lo, hi = r["range"]
     sides = {c["side"]: c for c in co["cells"] if c["mode"] == r["mode"] and c["producers"] == r["producers"]}
@@ -159,4 +159,9 @@ print("| figure | measured (median, min–max) | ratio vs kernel (range from spr
 print("|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(str(x) for x in r) + " |")
+print()
+print(f"- [P] `eventpoll {pipetest_cmd}`: each cell's median pass; min–max over every stretch of every pass")
+print("- [M] `eventpoll bench micro`: each figure the best of its trials, min–max over them")
+print(f"- [W] `eventpoll bench micro --only wake`, run {wake_runs} times; each run alternates the kernel and eventpoll")
+print(f"- [C] `eventpoll {contention_cmd}`: each cell's median pass, min–max over the passes")
 PY
