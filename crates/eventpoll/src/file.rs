@@ -165,7 +165,7 @@ impl Drop for OpenFile {
         // Linux's __fput: eventpoll_release() first, then the object's release. The items
         // watching this description are hooked on its object's queue.
         if let Some(queue) = self.ops.wait_queue() {
-            queue.release_items(self.key(), self.ops.extra_wait_queue());
+            queue.release_items(self.key());
         }
         self.ops.release();
     }

@@ -314,15 +314,14 @@ impl WaitQueue {
     /// The open file description `description` (its identity, `File::description_id`)
     /// whose object owns this queue is being released: every epoll item watching it is
     /// removed (Linux's `eventpoll_release`, which `__fput` calls before the object's
-    /// release). This is how a file reaches its items without naming epoll.
-    /// `extra` is the object's other queue (`FileOps::extra_wait_queue`), whose entries of
-    /// the same items go too.
-    pub(crate) fn release_items(&self, description: usize, extra: Option<&WaitQueue>) {
+    /// release). This is how a file reaches its items without naming epoll; each item's
+    /// entries on the object's other queue (`FileOps::extra_wait_queue`) go with it.
+    pub(crate) fn release_items(&self, description: usize) {
         if self.is_empty() {
             return;
         }
         for (ep, slot) in self.items_inner() {
-            ep.release_file_item(slot, description, [extra, Some(self)]);
+            ep.release_file_item(slot, description);
         }
     }
 

@@ -97,39 +97,59 @@ pub const DEFAULT_MAX_USER_WATCHES: usize = 1 << 24;
 
 /// The `mtx` half of an item.
 struct Watch {
-    /// The target description, borrowed: an item holds no reference to it (as Linux's
-    /// epitem holds none to its file). Alive whenever `mtx` is held and the watch is in
+    /// The watched object, borrowed: an item holds no reference to it (as Linux's epitem
+    /// holds none to its file). It points at the object, not at the description: a
+    /// description being freed has its `Drop` running (which holds it exclusively) while
+    /// other instances may still read their items of it, so nothing of the description is
+    /// read through an item. The object is alive whenever `mtx` is held and the watch is in
     /// `InterestList::watches` or being removed: `insert` lists it while its caller holds
-    /// the description, and hooks it on its object's main queue before `mtx` is released;
-    /// `remove` unhooks the main queue last and reads nothing of the description after; and
-    /// a description being freed first removes every item hooked there (`OpenFile::drop` →
-    /// `WaitQueue::release_items` → `release_file_item`, which waits for `mtx`) before its
-    /// fields drop.
-    file: core::ptr::NonNull<crate::file::OpenFile>,
+    /// the description (which holds the object), and hooks it on the object's main queue
+    /// before `mtx` is released; `remove` unhooks the main queue last and reads nothing of
+    /// the object after; and a description being freed first removes every item hooked
+    /// there (`OpenFile::drop` → `WaitQueue::release_items` → `release_file_item`, which
+    /// waits for `mtx`) before it drops its own reference to the object.
+    object: core::ptr::NonNull<dyn FileOps>,
+    /// The target description's key (`OpenFile::key`: its address). An identity only,
+    /// never dereferenced.
+    key: usize,
     fd: i32,
     /// Registration order (global, wrapping): a target wakes its items newest first.
     seq: u32,
 }
 
-// SAFETY: `file` points to an `OpenFile`, which is `Send + Sync` (it is shared through
-// `Arc`); it is dereferenced only under the instance's `mtx`, where it is alive (see
-// `Watch::file`), so moving a `Watch` between threads is as sending `&OpenFile`.
+// SAFETY: `object` points to a `dyn FileOps`, which is `Send + Sync`; it is dereferenced
+// only under the instance's `mtx`, where it is alive (see `Watch::object`), so moving a
+// `Watch` between threads is as sending `&dyn FileOps`.
 #[allow(unsafe_code)]
 unsafe impl Send for Watch {}
 
 impl Watch {
     /// The target description's key (`OpenFile::key`): its address.
     fn key(&self) -> usize {
-        self.file.as_ptr() as usize
+        self.key
     }
     /// The watched object. Call only under `mtx` with the watch in `InterestList::watches`
-    /// (see `Watch::file`).
-    fn ops(&self) -> &Arc<dyn FileOps> {
-        // SAFETY: under `mtx` with the watch listed, the description is alive (see
-        // `Watch::file`), and `ops` is never changed after its creation.
+    /// (see `Watch::object`).
+    fn ops(&self) -> &dyn FileOps {
+        // SAFETY: under `mtx` with the watch listed, the object is alive (see
+        // `Watch::object`), and only shared references to it are ever made.
         #[allow(unsafe_code)]
         unsafe {
-            &self.file.as_ref().ops
+            self.object.as_ref()
+        }
+    }
+    /// The watched object, counted (for the nesting checks, which use it after `mtx` is
+    /// released). Call only under `mtx` with the watch listed (see `Watch::object`).
+    fn ops_arc(&self) -> Arc<dyn FileOps> {
+        let ptr = self.object.as_ptr() as *const dyn FileOps;
+        // SAFETY: `object` is the pointer `Arc::as_ptr` gave for the object's
+        // `Arc<dyn FileOps>` (`insert`), whose strong count is at least one while the watch
+        // is listed under `mtx` (the description holds it until its items are removed: see
+        // `Watch::object`); taking one more count and an `Arc` of it is `Arc::clone`.
+        #[allow(unsafe_code)]
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
         }
     }
 }
@@ -965,10 +985,11 @@ impl EpollShared {
             }
         };
         il.watches[slot as usize] = Some(Watch {
-            // The `Arc`'s own pointer, not one made from a `&OpenFile` (whose reach ends
+            // The `Arc`'s own pointer, not one made from a `&dyn FileOps` (whose reach ends
             // with that borrow: Miri's Stacked Borrows check, `scripts/miri.sh`).
-            file: core::ptr::NonNull::new(Arc::as_ptr(&target.inner).cast_mut())
+            object: core::ptr::NonNull::new(Arc::as_ptr(ops).cast_mut())
                 .expect("an Arc's data pointer is not null"),
+            key,
             fd,
             seq: NEXT_SEQ.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         });
@@ -1065,30 +1086,18 @@ impl EpollShared {
 
     /// Remove an item (Linux's `ep_remove`). Caller holds `mtx`.
     fn remove(&self, il: &mut InterestList, slot: u32) {
-        self.remove_hooked_on(il, slot, None)
-    }
-
-    /// [`EpollShared::remove`], with the target's two queues (extra, main) given by the
-    /// caller when the description is being dropped: its `Drop` holds it exclusively, so
-    /// the item's own pointer to it must not be used then (`OpenFile::drop`).
-    fn remove_hooked_on(
-        &self,
-        il: &mut InterestList,
-        slot: u32,
-        queues: Option<[Option<&WaitQueue>; 2]>,
-    ) {
         let Some(w) = il.watches[slot as usize].take() else {
             return;
         };
         // 1. Unhook: afterwards no callback for this slot runs or can start. The main
-        // queue last: once the item is off it, the description may be freed (see
-        // `Watch::file`), so nothing of it is read after.
+        // queue last: once the item is off it, the object may be freed (see
+        // `Watch::object`), so nothing of it is read after.
         let me: *const EpollShared = self;
-        let queues = queues.unwrap_or_else(|| {
-            let ops = w.ops();
-            [ops.extra_wait_queue(), ops.wait_queue()]
-        });
-        for q in queues.into_iter().flatten() {
+        let ops = w.ops();
+        for q in [ops.extra_wait_queue(), ops.wait_queue()]
+            .into_iter()
+            .flatten()
+        {
             q.remove_where(
                 |x| matches!(x, Waiter::Item { ep, slot: s, .. } if core::ptr::eq(&**ep, me) && *s == slot),
             );
@@ -1113,9 +1122,7 @@ impl EpollShared {
     /// item if the slot still belongs to that file (Linux's `eventpoll_release_file`). The
     /// instance may have been released meanwhile (`release_all` empties `watches`), so the
     /// slot may no longer exist.
-    /// `queues` are the description's extra and main wait queues: the description is being
-    /// dropped, so they come from its `Drop`, not through the item's pointer to it.
-    pub(crate) fn release_file_item(&self, slot: u32, key: usize, queues: [Option<&WaitQueue>; 2]) {
+    pub(crate) fn release_file_item(&self, slot: u32, key: usize) {
         let mut il = lock(&self.mtx);
         let owned = il
             .watches
@@ -1123,7 +1130,7 @@ impl EpollShared {
             .and_then(Option::as_ref)
             .is_some_and(|w| w.key() == key);
         if owned {
-            self.remove_hooked_on(&mut il, slot, Some(queues));
+            self.remove(&mut il, slot);
         }
     }
 
@@ -1146,9 +1153,10 @@ impl EpollShared {
         let mut eps = Vec::new();
         let mut files = Vec::new();
         for w in il.watches.iter().flatten() {
-            match epoll_of(w.ops()) {
+            let ops = w.ops_arc();
+            match epoll_of(&ops) {
                 Some(ep) => eps.push(ep),
-                None => files.push((w.key(), w.ops().clone())),
+                None => files.push((w.key(), ops)),
             }
         }
         (eps, files)
@@ -1214,7 +1222,7 @@ fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
     let mut batch: Vec<&dyn FileOps> = Vec::new();
     let mut at: Vec<usize> = Vec::new();
     for (k, e) in window.iter().enumerate() {
-        let ops = &**il.watch(e.slot).ops();
+        let ops = il.watch(e.slot).ops();
         let c = ops.batch_class();
         if c == 0 || (class != 0 && c != class) {
             masks[k] = ops.poll();
