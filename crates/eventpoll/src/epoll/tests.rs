@@ -49,6 +49,13 @@ fn harvest(ep: &Epoll, max: usize) -> Vec<(u64, Events)> {
     buf.iter().map(|e| (e.data(), e.events())).collect()
 }
 
+/// How long a blocked thread is given for a wakeup to reach it: `ms`, or twenty times that
+/// under Miri, which interprets every thread (on a loaded machine a wakeup chain through
+/// four threads took longer than 300 ms there).
+fn reach(ms: u64) -> Duration {
+    Duration::from_millis(if cfg!(miri) { ms * 20 } else { ms })
+}
+
 fn datas(v: &[(u64, Events)]) -> Vec<u64> {
     v.iter().map(|x| x.0).collect()
 }
@@ -473,7 +480,7 @@ fn exclusive_with_blocked_waiters_wakes_one_instance() {
             let (e, woke) = (e.clone(), woke.clone());
             std::thread::spawn(move || {
                 let mut buf = EventBuffer::with_capacity(4);
-                let n = e.wait(&mut buf, Some(Duration::from_millis(400))).unwrap();
+                let n = e.wait(&mut buf, Some(reach(400))).unwrap();
                 woke.fetch_add(n, Ordering::SeqCst);
             })
         })
@@ -547,7 +554,7 @@ fn lt_event_reaches_every_waiter_and_et_event_one() {
                 let (ep, got) = (ep.clone(), got.clone());
                 std::thread::spawn(move || {
                     let mut buf = EventBuffer::with_capacity(4);
-                    if ep.wait(&mut buf, Some(Duration::from_millis(300))).unwrap() > 0 {
+                    if ep.wait(&mut buf, Some(reach(300))).unwrap() > 0 {
                         got.fetch_add(1, Ordering::SeqCst);
                     }
                 })
