@@ -38,16 +38,6 @@ TMP="$(mktemp -d)"
 chmod 755 "$TMP" # nginx's and memcached's workers may run as another user
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"' EXIT
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() { # $1 port, $2 name: up to 10 s
-    for _ in $(seq 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$2 did not start"; return 1
-}
 checked() { # $1 name: the environment of a checked run
     : > "$TMP/$1.check"
     chmod 666 "$TMP/$1.check"
@@ -84,7 +74,7 @@ if want redis; then
     env $(checked redis) redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --daemonize no --logfile "$TMP/redis.log" --dir "$TMP" &
     PIDS+=($!)
-    if wait_port "$PORT" redis-server; then
+    if wait_port "$PORT" "" redis-server; then
         timeout 120 redis-benchmark -p "$PORT" -n 20000 -c 20 -t ping_inline,set,get,incr,lpush,lpop,mset -q \
             > "$TMP/redis.bench" 2>&1 || fail "redis-benchmark"
         tr '\r' '\n' < "$TMP/redis.bench" | grep 'requests per second' || fail "redis-benchmark output"
@@ -97,32 +87,10 @@ fi
 if want nginx; then
     echo "== nginx: 2 workers, accept_mutex off, ab -n 5000 -c 20 (and keep-alive)"
     PORT=$(free_port)
-    mkdir -p "$TMP/nginx/www"
-    head -c 20000 /dev/urandom > "$TMP/nginx/www/file.bin"
-    chmod -R a+rX "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { accept_mutex off; worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$PORT;
-        root $TMP/nginx/www;
-    }
-}
-EOF
+    nginx_conf "$TMP/nginx" "$PORT" "accept_mutex off; "
     env $(checked nginx) "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" > "$TMP/nginx.out" 2>&1 &
     PIDS+=($!)
-    if wait_port "$PORT" nginx; then
+    if wait_port "$PORT" "" nginx; then
         for ka in "" -k; do
             timeout 120 ab -q $ka -n 5000 -c 20 "http://127.0.0.1:$PORT/file.bin" > "$TMP/nginx.ab" 2>&1 \
                 || { cat "$TMP/nginx.ab"; fail "ab $ka"; }
@@ -141,7 +109,7 @@ if want memcached; then
     env $(checked memcached) memcached -u "$(id -un)" -l 127.0.0.1 -p "$PORT" -U 0 -t 4 -m 64 \
         > "$TMP/memcached.out" 2>&1 &
     PIDS+=($!)
-    if wait_port "$PORT" memcached; then
+    if wait_port "$PORT" "" memcached; then
         timeout 120 python3 - "$PORT" <<'PY' || fail "memcached client"
 import socket, sys, threading
 port, errors, done = int(sys.argv[1]), [], []

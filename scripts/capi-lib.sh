@@ -1,5 +1,6 @@
 # Shared by the capi-*.sh scripts: build libeventpoll (and the CLI when asked) and set
-# LIB to the shared library. Source it; PROFILE=release for performance runs.
+# LIB to the shared library; start loopback servers (free_port, wait_port, nginx_conf).
+# Source it; PROFILE=release for performance runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROFILE="${PROFILE:-debug}"
@@ -15,4 +16,49 @@ build_lib() {
     LIB="$CARGO_TARGET_DIR/$PROFILE/libeventpoll.so"
     [ -f "$LIB" ] || { echo "no $LIB" >&2; exit 2; }
     export LIB
+}
+
+# Loopback servers (capi-servers.sh, capi-check-real.sh). SERVER_PYTHON: the Python to
+# use (python3).
+free_port() { # a port the kernel chose, free when asked
+    "${SERVER_PYTHON:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT [PID] [NAME]: up to 10 s for a connection to PORT to succeed; gives up at
+# once when PID (if given) is gone; says "NAME did not start" (if given) when it fails.
+wait_port() {
+    for _ in $(seq 100); do
+        "${SERVER_PYTHON:-python3}" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
+        [ -z "${2:-}" ] || kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    [ -z "${3:-}" ] || echo "$3 did not start"
+    return 1
+}
+# nginx_conf DIR PORT [EVENTS]: DIR/nginx.conf for 2 workers in the foreground serving
+# DIR/www (with file.bin, 20,000 random bytes) on 127.0.0.1:PORT, everything kept in DIR;
+# EVENTS goes first in the events block (e.g. "accept_mutex off; ").
+nginx_conf() {
+    mkdir -p "$1/www"
+    [ -f "$1/www/file.bin" ] || head -c 20000 /dev/urandom > "$1/www/file.bin"
+    chmod -R a+rX "$1"
+    cat > "$1/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $1/error.log;
+events { ${3:-}worker_connections 512; }
+http {
+    access_log off;
+    client_body_temp_path $1/body;
+    proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi;
+    uwsgi_temp_path $1/uwsgi;
+    scgi_temp_path $1/scgi;
+    server {
+        listen 127.0.0.1:$2;
+        root $1/www;
+    }
+}
+EOF
 }

@@ -54,6 +54,7 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 NODE="$(command -v node || command -v nodejs || true)"
 # The interpreter itself, not a version manager's shim (which costs ~0.3 s a start).
 PY="$(python3 -c 'import sys; print(sys.executable)')"
+SERVER_PYTHON="$PY" # free_port and wait_port (capi-lib.sh) too
 HELP="$ROOT/scripts/capi_servers.py"
 JS="$ROOT/crates/eventpoll-capi/tests/node/http_server.js"
 build_lib
@@ -70,42 +71,6 @@ stop_server() { # TERM to the bounding `timeout`, which passes it to the server'
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM # through the EXIT trap: no server outlives the script
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() { # $1 port: up to 10 s
-    for _ in $(seq 100); do
-        "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0
-        kill -0 "$SPID" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-nginx_conf() { # $1 port
-    mkdir -p "$TMP/nginx/www"
-    [ -f "$TMP/nginx/www/file.bin" ] || head -c 20000 /dev/urandom > "$TMP/nginx/www/file.bin"
-    chmod -R a+rX "$TMP/nginx"
-    cat > "$TMP/nginx/nginx.conf" <<EOF
-worker_processes 2;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$1;
-        root $TMP/nginx/www;
-    }
-}
-EOF
-}
 # start_server SERVER SIDE UV [TRACE]: SIDE native or a driver; UV node's UV_USE_IO_URING
 # (default: unset); TRACE a file for EVENTPOLL_LOG. Sets SPID (the `timeout`) and PORT.
 start_server() {
@@ -121,7 +86,7 @@ start_server() {
             SPID=$! ;;
         nginx)
             PORT=$(free_port)
-            nginx_conf "$PORT"
+            nginx_conf "$TMP/nginx" "$PORT"
             timeout -k 5 300 env "${env[@]}" "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" \
                 > "$TMP/server.out" 2>&1 &
             SPID=$! ;;
@@ -136,7 +101,7 @@ start_server() {
                 sleep 0.1
             done ;;
     esac
-    if [ -z "$PORT" ] || ! wait_port "$PORT"; then
+    if [ -z "$PORT" ] || ! wait_port "$PORT" "$SPID"; then
         echo "FAILED: $1 ($2) did not start"; cat "$TMP/server.out"; stop_server; return 1
     fi
     # nginx: the workers are up once both exist (the master forks them after it listens).
