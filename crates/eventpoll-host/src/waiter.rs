@@ -59,7 +59,7 @@
 //! whichever instance it concerns. Node's HTTP server runs its main loop in JavaScript
 //! most of the time and has a second libuv loop, with an instance of its own, asleep in
 //! another thread (the platform's delayed-task scheduler): that thread switches
-//! 16,000–29,000 times per 8,000 requests (none natively), with the io_uring driver in
+//! 13,600–29,900 times per 8,000 requests (none natively), with the io_uring driver in
 //! either mode and with the kernel-epoll driver alike; ~40% of those switches are a second
 //! sleep, on the ring's mutex in the pump (the completions that woke it were posted by the
 //! `io_uring_enter` of a submission still holding it). Two changes were tried and dropped:
