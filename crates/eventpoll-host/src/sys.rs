@@ -486,6 +486,24 @@ pub fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev, st.st_ino)
 }
 
+/// The address family of socket `fd` (`SO_DOMAIN`); `None` if it is not a socket.
+pub fn socket_domain(fd: c_int) -> Option<c_int> {
+    let mut domain: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `domain` and `len` are writable and `len` gives `domain`'s size.
+    let r = unsafe {
+        crate::raw_syscall!(
+            libc::SYS_getsockopt,
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            &mut domain as *mut c_int,
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    cvt(r).ok().map(|_| domain)
+}
+
 /// The identity (device and inode numbers, as [`identity`]) of the peer of
 /// connection-based unix socket `fd` (stream or seqpacket), asked of the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`,
 /// `UNIX_DIAG_PEER`). `None` when `fd` is not a connected unix socket or the kernel has no
@@ -495,6 +513,13 @@ pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UDIAG_SHOW_PEER: u32 = 0x4;
     const UNIX_DIAG_PEER: u16 = 2;
+    // The socket's family first: one cheap call answers for every other socket (a TCP
+    // server's `shutdown` of each connection), which the diagnostics below would look up
+    // by inode among all the machine's unix sockets, through a netlink socket made for it
+    // (four calls and a scan: 11% of a Node server's CPU per request).
+    if socket_domain(fd)? != libc::AF_UNIX {
+        return None;
+    }
     let st = fstat(fd).ok()?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;
