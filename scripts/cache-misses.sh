@@ -3,7 +3,7 @@
 # of one dependent cache miss at the largest working set: the figures behind "what a token
 # costs, and what is out of reach" (issue 16, item 1).
 #
-#   scripts/cache-misses.sh [--et] [--sizes 1000,10000,100000] [--rounds 10000]
+#   scripts/cache-misses.sh [--et] [--sizes 1000,10000,100000] [--rounds 10000] [--ll-level 2|3]
 #
 # How: the example `token_cost` (crates/eventpoll-bench/examples/token_cost.rs) builds the
 # engine's pipetest rig (N in-process pipes watched by one instance, 16 tokens, seed 42), runs
@@ -13,13 +13,14 @@
 # difference of their counts divided by the measured rounds' tokens is the cost per token of
 # the token path alone (epoll_wait amortised over the tokens it reports, read, write).
 #
-# Cache model (stated, not detected): D1 48 KiB 12-way and I1 64 KiB 16-way, as this VM's
-# sysfs reports per core; LL = the private L2, 2 MiB 16-way (sysfs index2). The L3 the VM
-# reports (480 MiB, one instance) is not a size any real part has per VM and is shared with
-# other tenants, so an LL miss here means "missed the core's own caches", which is what a
-# dependent load pays on this machine. Column meaning:
+# Cache model: read from this machine's sysfs (cpu0's cache/index*: level, type, size,
+# ways, line) and printed in the header. D1 and I1 are the level-1 caches; LL is, by default,
+# the largest unified cache of at most 64 MiB (a VM may report a shared L3 larger than any
+# real part, as an earlier machine did with 480 MiB: then the private L2 is the LL), or the
+# level `--ll-level 2|3` names. An LL miss means "missed every cache that level models",
+# which is what a dependent load then pays. Column meaning:
 #   Ir/tok  instructions per token        D1/tok  L1 data misses (reads + writes) per token
-#   LL/tok  L2 (LL) data misses per token  ns/tok  native wall time per token (one run)
+#   LL/tok  LL data misses per token       ns/tok  native wall time per token (one run)
 # The chase line: a random dependent walk over a buffer as large as the rig's heap at the
 # largest N (4 KiB pages, so TLB misses are included as they are for the engine's objects),
 # in ns per step; LL/tok x that is an upper bound of the time the remaining misses cost when
@@ -30,12 +31,14 @@ cd "$(dirname "$0")/.."
 sizes=1000,10000,100000
 rounds=10000
 et=()
+ll_level=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --et) et=(--et) ;;
+        --ll-level) ll_level="$2"; shift ;;
         --sizes) sizes="$2"; shift ;;
         --rounds) rounds="$2"; shift ;;
-        *) echo "usage: $0 [--et] [--sizes N,N,...] [--rounds R]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--et] [--sizes N,N,...] [--rounds R] [--ll-level 2|3]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -45,7 +48,29 @@ cargo build --quiet --release -p eventpoll-bench --example token_cost
 bin="${CARGO_TARGET_DIR:-target}/release/examples/token_cost"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-cache=(--cache-sim=yes --I1=65536,16,64 --D1=49152,12,64 --LL=2097152,16,64)
+# One cache of cpu0 as cachegrind's "size,ways,line", by level and type.
+geometry() {
+    local d size ways line
+    for d in /sys/devices/system/cpu/cpu0/cache/index*; do
+        [ "$(cat "$d/level")" = "$1" ] && [ "$(cat "$d/type")" = "$2" ] || continue
+        size=$(cat "$d/size")
+        case "$size" in *K) size=$((${size%K} * 1024)) ;; *M) size=$((${size%M} * 1048576)) ;; esac
+        ways=$(cat "$d/ways_of_associativity")
+        line=$(cat "$d/coherency_line_size")
+        echo "$size,$ways,$line"
+        return 0
+    done
+    return 1
+}
+label() { IFS=, read -r size ways _ <<<"$1"; echo "$((size / 1024))K/$ways"; }
+d1=$(geometry 1 Data) || { echo "cache-misses.sh: no L1 data cache in sysfs" >&2; exit 1; }
+i1=$(geometry 1 Instruction) || { echo "cache-misses.sh: no L1 instruction cache in sysfs" >&2; exit 1; }
+if [ -z "$ll_level" ]; then
+    ll_level=2
+    if l3=$(geometry 3 Unified) && [ "${l3%%,*}" -le $((64 * 1048576)) ]; then ll_level=3; fi
+fi
+ll=$(geometry "$ll_level" Unified) || { echo "cache-misses.sh: no unified L$ll_level in sysfs" >&2; exit 1; }
+cache=(--cache-sim=yes "--I1=$i1" "--D1=$d1" "--LL=$ll")
 
 # Prints the cachegrind summary counts (Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw) of one run.
 summary() {
@@ -58,7 +83,7 @@ summary() {
 
 mode="LT"
 [ ${#et[@]} -gt 0 ] && mode="ET"
-echo "in-process pipetest, eventpoll $mode, 16 tokens, $rounds measured rounds; cachegrind D1 48K/12, LL 2M/16 (private L2)"
+echo "in-process pipetest, eventpoll $mode, 16 tokens, $rounds measured rounds; cachegrind (this machine's sysfs) I1 $(label "$i1"), D1 $(label "$d1"), LL = L$ll_level $(label "$ll")"
 printf '%8s %10s %8s %8s %8s %8s %10s\n' N tokens Ir/tok D1/tok LL/tok ns/tok heap/pipe
 last=""
 IFS=, read -r -a ns <<<"$sizes"
