@@ -14,6 +14,8 @@
 //!   rig's heap at `--pipes N`: a random cyclic walk over that many bytes, one 64-byte line
 //!   per step, each load's address taken from the previous load (so misses cannot overlap),
 //!   and the same walk over 16 KiB (L1-resident) for the hit cost. Printed in ns per step.
+//!   With `--bytes B` the walk covers B bytes instead (no rig is built): a B that fits the
+//!   L3 but not the L2 gives the cost of a miss the L3 answers.
 //!
 //! ```text
 //! cargo run --release -p eventpoll-bench --example token_cost -- rounds --pipes 10000 --rounds 20000
@@ -39,12 +41,14 @@ struct Args {
     warmup: Option<u64>,
     edge: bool,
     steps: u64,
+    /// `chase` over this many bytes instead of the rig's heap.
+    bytes: Option<u64>,
 }
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(
-        "usage: token_cost rounds|chase --pipes N [--rounds R] [--warmup W] [--et] [--steps S]",
+        "usage: token_cost rounds|chase --pipes N [--rounds R] [--warmup W] [--et] [--steps S] [--bytes B]",
     )?;
     let mut a = Args {
         mode,
@@ -53,6 +57,7 @@ fn parse() -> Result<Args, String> {
         warmup: None,
         edge: false,
         steps: 20_000_000,
+        bytes: None,
     };
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
@@ -66,6 +71,7 @@ fn parse() -> Result<Args, String> {
             "--rounds" => a.rounds = value("--rounds")?,
             "--warmup" => a.warmup = Some(value("--warmup")?),
             "--steps" => a.steps = value("--steps")?,
+            "--bytes" => a.bytes = Some(value("--bytes")?),
             "--et" => a.edge = true,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -129,6 +135,11 @@ fn chase_ns(bytes: usize, steps: u64) -> f64 {
 
 /// The rig's heap at `--pipes N`, then the chase over that many bytes and over 16 KiB.
 fn chase(a: &Args) -> Result<(), String> {
+    if let Some(bytes) = a.bytes {
+        let miss = chase_ns(bytes as usize, a.steps);
+        println!("bytes={bytes} chase_ns={miss:.1}");
+        return Ok(());
+    }
     let (rig, heap) = eventpoll_bench::alloc::measure(|| rig(a.pipes, a.edge));
     drop(rig?);
     if heap <= 0 {
