@@ -203,16 +203,22 @@ pub(crate) struct InterruptState {
 // ----- deferred unparks -----
 
 /// Unparks deferred by one task: the depth of its open guards and the tasks to unpark.
+///
+/// The depth is a plain counter of its own (a `Cell`), apart from the list: opening and
+/// closing a guard — three or four times per token on the engine's hottest path (the
+/// `read`/`write` call, each queue wake under it, the harvest's end) — only counts, and the
+/// list is looked at only when the outermost guard closes (and taken only when it holds
+/// something).
 pub(crate) struct Deferred {
-    depth: usize,
-    tasks: Vec<Unparker>,
+    depth: core::cell::Cell<usize>,
+    tasks: core::cell::RefCell<Vec<Unparker>>,
 }
 
 impl Deferred {
     pub(crate) const fn new() -> Deferred {
         Deferred {
-            depth: 0,
-            tasks: Vec::new(),
+            depth: core::cell::Cell::new(0),
+            tasks: core::cell::RefCell::new(Vec::new()),
         }
     }
 }
@@ -230,22 +236,22 @@ pub(crate) mod deferred {
 
     #[cfg(all(feature = "std", not(loom)))]
     std::thread_local! {
-        static PENDING: core::cell::RefCell<Deferred> = const { core::cell::RefCell::new(Deferred::new()) };
+        static PENDING: Deferred = const { Deferred::new() };
     }
     #[cfg(loom)]
     loom::thread_local! {
-        static PENDING: core::cell::RefCell<Deferred> = core::cell::RefCell::new(Deferred::new());
+        static PENDING: Deferred = Deferred::new();
     }
 
     #[cfg(any(feature = "std", loom))]
     #[inline]
-    fn with<R>(f: impl FnOnce(&mut Deferred) -> R) -> R {
-        PENDING.with(|p| f(&mut p.borrow_mut()))
+    fn with<R>(f: impl FnOnce(&Deferred) -> R) -> R {
+        PENDING.with(f)
     }
 
     #[cfg(all(not(feature = "std"), not(loom)))]
-    fn with<R>(f: impl FnOnce(&mut Deferred) -> R) -> R {
-        super::with_task(|t| f(&mut super::lock(&t.deferred)))
+    fn with<R>(f: impl FnOnce(&Deferred) -> R) -> R {
+        super::with_task(|t| f(&super::lock(&t.deferred)))
     }
 
     /// While one of these is alive on a task, its unparks are deferred.
@@ -254,39 +260,58 @@ pub(crate) mod deferred {
     impl Unparks {
         #[inline]
         pub(crate) fn begin() -> Unparks {
-            with(|p| p.depth += 1);
+            with(|p| p.depth.set(p.depth.get() + 1));
             Unparks(())
         }
     }
 
     impl Drop for Unparks {
+        #[inline]
         fn drop(&mut self) {
-            let ready = with(|p| {
-                p.depth -= 1;
-                if p.depth == 0 && !p.tasks.is_empty() {
-                    Some(core::mem::take(&mut p.tasks))
-                } else {
-                    None
-                }
+            let outermost = with(|p| {
+                let depth = p.depth.get() - 1;
+                p.depth.set(depth);
+                depth == 0
             });
-            if let Some(mut tasks) = ready {
-                for t in tasks.drain(..) {
-                    t.unpark();
-                }
-                // Give the (now empty) allocation back for the next wakeup.
-                with(|p| {
-                    if p.tasks.capacity() == 0 {
-                        p.tasks = tasks;
-                    }
-                });
+            if outermost {
+                send();
             }
         }
+    }
+
+    /// The outermost guard closed: unpark what it deferred, if anything.
+    fn send() {
+        let ready = with(|p| {
+            let mut tasks = p.tasks.borrow_mut();
+            (!tasks.is_empty()).then(|| core::mem::take(&mut *tasks))
+        });
+        if let Some(tasks) = ready {
+            send_all(tasks);
+        }
+    }
+
+    /// Unpark `tasks` and give the (then empty) allocation back for the next wakeup.
+    #[cold]
+    #[inline(never)]
+    fn send_all(mut tasks: Vec<Unparker>) {
+        for t in tasks.drain(..) {
+            t.unpark();
+        }
+        with(|p| {
+            let mut kept = p.tasks.borrow_mut();
+            if kept.capacity() == 0 {
+                *kept = tasks;
+            }
+        });
     }
 
     /// Unpark now every task this task's guards deferred (the guards stay): a task about
     /// to sleep must not keep the wakeups it made waiting behind its own sleep.
     pub(crate) fn flush() {
-        let ready = with(|p| (!p.tasks.is_empty()).then(|| core::mem::take(&mut p.tasks)));
+        let ready = with(|p| {
+            let mut tasks = p.tasks.borrow_mut();
+            (!tasks.is_empty()).then(|| core::mem::take(&mut *tasks))
+        });
         if let Some(tasks) = ready {
             for t in tasks {
                 t.unpark();
@@ -297,8 +322,8 @@ pub(crate) mod deferred {
     /// Unpark `task` now, or when the outermost guard drops.
     pub(crate) fn unpark(task: &Unparker) {
         let deferred = with(|p| {
-            if p.depth > 0 {
-                p.tasks.push(task.clone());
+            if p.depth.get() > 0 {
+                p.tasks.borrow_mut().push(task.clone());
                 true
             } else {
                 false
