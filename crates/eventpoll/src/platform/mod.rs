@@ -91,6 +91,8 @@
 #[cfg(any(all(not(feature = "std"), not(loom)), test))]
 pub(crate) mod bare_lock;
 mod clock;
+#[cfg(all(feature = "std", not(loom), target_os = "linux"))]
+pub(crate) mod futex_lock;
 pub(crate) mod park;
 pub(crate) mod sync;
 pub(crate) mod time;

@@ -72,7 +72,16 @@ impl<T: ?Sized> Lock for std::sync::Mutex<T> {
     }
 }
 
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(all(feature = "std", not(loom), target_os = "linux"))]
+mod kinds {
+    pub(crate) use crate::platform::futex_lock::{FutexGuard as MutexGuard, FutexLock as Mutex};
+    /// The short kind: the same futex lock (it spins briefly before sleeping).
+    pub(crate) type SpinLock<T> = crate::platform::futex_lock::FutexLock<T>;
+    /// A sleeping lock usable in a `static`.
+    pub(crate) type GlobalMutex<T> = std::sync::Mutex<T>;
+}
+
+#[cfg(all(feature = "std", not(loom), not(target_os = "linux")))]
 mod kinds {
     pub(crate) use std::sync::{Mutex, MutexGuard};
     /// The short kind: std's mutex too (a futex lock that spins briefly before sleeping).
