@@ -468,6 +468,25 @@ impl Pipe {
             return Ok(0);
         }
         let mut ring = self.ring();
+        // The common case first: one slot, read whole (a token). What the loop below does
+        // for it, without the loop: the slot is copied and freed, the pipe is then empty
+        // (no next reader to wake), and a writer is woken if the pipe was full.
+        if ring.nr_slots == 1 && !self.packet {
+            if let Some(buf) = ring.bufs.front.as_ref() {
+                let chars = buf.remaining();
+                if chars <= dst.len() {
+                    let at = buf.offset as usize;
+                    copy_small(&mut dst[..chars], &buf.data.as_slice()[at..at + chars]);
+                    let wake_writer = ring.is_full();
+                    ring.pop_front();
+                    drop(ring);
+                    if wake_writer {
+                        self.wr_wait.wake(WRITE_KEY);
+                    }
+                    return Ok(chars);
+                }
+            }
+        }
         // Writers are woken only when this read frees a slot of a full pipe (Linux 6.14+;
         // measured on 6.18: a read that leaves the pipe full wakes no writer).
         let mut wake_writer = false;
@@ -535,6 +554,34 @@ impl Pipe {
             return Ok(0);
         }
         let mut ring = self.ring();
+        // The common case first: a write shorter than a page that merges into the last slot
+        // or fits in a new one. What the general code below does for it, without its loop:
+        // the bytes go in whole, no writer is next, the readers are woken as below.
+        if ring.readers != 0 && src.len() < PAGE_SIZE {
+            let was_empty = ring.is_empty();
+            let merged = !was_empty
+                && match ring.back_mut() {
+                    Some(last) if !last.packet && last.data.len() + src.len() <= PAGE_SIZE => {
+                        last.data.extend_from_slice(src);
+                        true
+                    }
+                    _ => false,
+                };
+            if merged || !ring.is_full() {
+                if !merged {
+                    ring.push_back(Buffer {
+                        data: SlotData::from_slice(src),
+                        offset: 0,
+                        packet: self.packet,
+                    });
+                }
+                drop(ring);
+                if was_empty || self.poll_usage.load(Ordering::Relaxed) {
+                    self.wr_wake_readers();
+                }
+                return Ok(src.len());
+            }
+        }
         let mut was_empty = false;
         let mut wake_next_writer = false;
         let mut n = 0;
