@@ -223,16 +223,22 @@ impl Ring {
             self.bufs.front.as_mut()
         }
     }
+    #[inline]
     fn push_back(&mut self, buf: Buffer) {
         if self.nr_slots == 0 {
             self.bufs.front = Some(buf);
         } else {
-            self.bufs
-                .rest
-                .get_or_insert_with(Default::default)
-                .push_back(buf);
+            self.push_behind(buf);
         }
         self.nr_slots += 1;
+    }
+    /// A second or later slot: into the deque (made at the first).
+    #[inline(never)]
+    fn push_behind(&mut self, buf: Buffer) {
+        self.bufs
+            .rest
+            .get_or_insert_with(Default::default)
+            .push_back(buf);
     }
     /// Drop the oldest slot (the ring holds one).
     fn pop_front(&mut self) {

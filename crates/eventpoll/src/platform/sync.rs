@@ -1,6 +1,8 @@
 //! The two lock kinds and the atomics the engine uses, one implementation per build:
-//! std's (default), loom's (`--cfg loom`: the models run the real engine on loom's
-//! instrumented types) or the engine's own (no `std`: [`super::bare_lock`]).
+//! with `std`, a futex lock on Linux (`futex_lock`: std's algorithm without the
+//! poison flag, which costs two reads of the panic count per lock on the token path) and
+//! std's `Mutex` elsewhere; loom's (`--cfg loom`: the models run the real engine on loom's
+//! instrumented types); or the engine's own (no `std`: [`super::bare_lock`]).
 //!
 //! - [`Mutex`] is the *sleeping* kind (Linux's `ep->mtx`, `pipe->mutex`): it may be held
 //!   across a file's poll, and a contended one parks its task.
