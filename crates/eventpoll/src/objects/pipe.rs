@@ -480,7 +480,7 @@ impl Pipe {
         if ring.nr_slots == 1 && !self.packet {
             if let Some(buf) = ring.bufs.front.as_ref() {
                 let chars = buf.remaining();
-                if chars <= dst.len() {
+                if chars != 0 && chars <= dst.len() {
                     let at = buf.offset as usize;
                     copy_small(&mut dst[..chars], &buf.data.as_slice()[at..at + chars]);
                     let wake_writer = ring.is_full();
