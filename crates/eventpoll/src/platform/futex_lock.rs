@@ -92,7 +92,9 @@ impl<T: ?Sized> FutexLock<T> {
 
 /// `futex(2)` on `word`: `FUTEX_WAIT` sleeps while it holds `val` (or returns at once,
 /// also on a signal or spuriously: the caller re-checks), `FUTEX_WAKE` wakes up to `val`
-/// sleepers.
+/// sleepers. Through glibc's `syscall()`, the call std's own mutex makes: inside
+/// eventpoll-capi, which interposes `syscall()`, the number is not one it handles and goes
+/// to the kernel through its raw path, which takes no lock (as std's futex calls there do).
 fn futex(word: &AtomicU32, op: i32, val: u32) {
     // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; the process-private
     // futex operations read it (WAIT) or only use its address (WAKE), with no timeout
