@@ -88,7 +88,7 @@ impl SlotData {
     fn from_slice(src: &[u8]) -> SlotData {
         if src.len() <= INLINE_BYTES {
             let mut bytes = [0u8; INLINE_BYTES];
-            bytes[..src.len()].copy_from_slice(src);
+            copy_small(&mut bytes[..src.len()], src);
             SlotData::Inline {
                 len: src.len() as u8,
                 bytes,
@@ -111,7 +111,7 @@ impl SlotData {
         match self {
             SlotData::Inline { len, bytes } if *len as usize + src.len() <= INLINE_BYTES => {
                 let at = *len as usize;
-                bytes[at..at + src.len()].copy_from_slice(src);
+                copy_small(&mut bytes[at..at + src.len()], src);
                 *len += src.len() as u8;
             }
             SlotData::Inline { len, bytes } => {
@@ -122,6 +122,27 @@ impl SlotData {
             }
             SlotData::Heap(v) => v.extend_from_slice(src),
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a call to `memcpy` for the few bytes of a token (at
+/// most 16: two overlapping loads and stores of the widest size that fits), which costs more
+/// than the copy itself at those sizes.
+#[inline]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if n > 16 || dst.len() != n {
+        dst.copy_from_slice(src);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
     }
 }
 
@@ -160,30 +181,8 @@ impl Slots {
     fn is_empty(&self) -> bool {
         self.front.is_none()
     }
-    fn len(&self) -> usize {
-        usize::from(self.front.is_some()) + self.rest.as_ref().map_or(0, |d| d.len())
-    }
     fn front_mut(&mut self) -> Option<&mut Buffer> {
         self.front.as_mut()
-    }
-    fn back_mut(&mut self) -> Option<&mut Buffer> {
-        if self.rest.as_ref().is_some_and(|d| !d.is_empty()) {
-            self.rest.as_mut().and_then(|d| d.back_mut())
-        } else {
-            self.front.as_mut()
-        }
-    }
-    fn push_back(&mut self, buf: Buffer) {
-        if self.front.is_none() {
-            self.front = Some(buf);
-        } else {
-            self.rest
-                .get_or_insert_with(Default::default)
-                .push_back(buf);
-        }
-    }
-    fn pop_front(&mut self) {
-        self.front = self.rest.as_mut().and_then(|d| d.pop_front());
     }
     fn iter(&self) -> impl Iterator<Item = &Buffer> {
         self.front
@@ -196,8 +195,11 @@ impl Slots {
 #[repr(C)] // hot first (see `Pipe`): the slots, then the counts a token's path reads
 pub(super) struct Ring {
     bufs: Slots,
-    /// Capacity in slots (Linux's `max_usage`).
-    max_usage: usize,
+    /// Capacity in slots (Linux's `max_usage`; at most `2^31 / PAGE_SIZE`).
+    max_usage: u32,
+    /// Slots in use (`bufs`'s length, kept here: reading it does not reach the deque behind
+    /// its box, another line, on every token; same 8 bytes as a `usize` capacity would be).
+    nr_slots: u32,
     pub(super) readers: usize,
     pub(super) writers: usize,
     /// Opens for reading so far (Linux's `r_counter`; FIFOs wait on it and compare it).
@@ -211,7 +213,41 @@ impl Ring {
         self.bufs.is_empty()
     }
     pub(super) fn is_full(&self) -> bool {
-        self.bufs.len() >= self.max_usage
+        self.nr_slots >= self.max_usage
+    }
+    /// The newest slot (the one a write merges into).
+    fn back_mut(&mut self) -> Option<&mut Buffer> {
+        if self.nr_slots > 1 {
+            self.bufs.rest.as_mut().and_then(|d| d.back_mut())
+        } else {
+            self.bufs.front.as_mut()
+        }
+    }
+    #[inline]
+    fn push_back(&mut self, buf: Buffer) {
+        if self.nr_slots == 0 {
+            self.bufs.front = Some(buf);
+        } else {
+            self.push_behind(buf);
+        }
+        self.nr_slots += 1;
+    }
+    /// A second or later slot: into the deque (made at the first).
+    #[inline(never)]
+    fn push_behind(&mut self, buf: Buffer) {
+        self.bufs
+            .rest
+            .get_or_insert_with(Default::default)
+            .push_back(buf);
+    }
+    /// Drop the oldest slot (the ring holds one).
+    fn pop_front(&mut self) {
+        self.nr_slots -= 1;
+        self.bufs.front = if self.nr_slots == 0 {
+            None
+        } else {
+            self.bufs.rest.as_mut().and_then(|d| d.pop_front())
+        };
     }
     fn readable(&self) -> bool {
         !self.is_empty() || self.writers == 0
@@ -408,7 +444,8 @@ impl Pipe {
         Pipe {
             ring: Mutex::new(Ring {
                 bufs: Slots::default(),
-                max_usage: PIPE_DEF_BUFFERS,
+                max_usage: PIPE_DEF_BUFFERS as u32,
+                nr_slots: 0,
                 readers: ends,
                 writers: ends,
                 r_counter: ends as u64,
@@ -437,6 +474,25 @@ impl Pipe {
             return Ok(0);
         }
         let mut ring = self.ring();
+        // The common case first: one slot, read whole (a token). What the loop below does
+        // for it, without the loop: the slot is copied and freed, the pipe is then empty
+        // (no next reader to wake), and a writer is woken if the pipe was full.
+        if ring.nr_slots == 1 && !self.packet {
+            if let Some(buf) = ring.bufs.front.as_ref() {
+                let chars = buf.remaining();
+                if chars != 0 && chars <= dst.len() {
+                    let at = buf.offset as usize;
+                    copy_small(&mut dst[..chars], &buf.data.as_slice()[at..at + chars]);
+                    let wake_writer = ring.is_full();
+                    ring.pop_front();
+                    drop(ring);
+                    if wake_writer {
+                        self.wr_wait.wake(WRITE_KEY);
+                    }
+                    return Ok(chars);
+                }
+            }
+        }
         // Writers are woken only when this read frees a slot of a full pipe (Linux 6.14+;
         // measured on 6.18: a read that leaves the pipe full wakes no writer).
         let mut wake_writer = false;
@@ -447,12 +503,12 @@ impl Pipe {
             while let Some(buf) = ring.bufs.front_mut() {
                 let chars = buf.remaining().min(dst.len() - n);
                 let at = buf.offset as usize;
-                dst[n..n + chars].copy_from_slice(&buf.data.as_slice()[at..at + chars]);
+                copy_small(&mut dst[n..n + chars], &buf.data.as_slice()[at..at + chars]);
                 buf.offset += chars as u32;
                 n += chars;
                 if buf.packet || buf.remaining() == 0 {
                     wake_writer |= ring.is_full();
-                    ring.bufs.pop_front();
+                    ring.pop_front();
                     if self.packet {
                         break;
                     }
@@ -504,6 +560,34 @@ impl Pipe {
             return Ok(0);
         }
         let mut ring = self.ring();
+        // The common case first: a write shorter than a page that merges into the last slot
+        // or fits in a new one. What the general code below does for it, without its loop:
+        // the bytes go in whole, no writer is next, the readers are woken as below.
+        if ring.readers != 0 && src.len() < PAGE_SIZE {
+            let was_empty = ring.is_empty();
+            let merged = !was_empty
+                && match ring.back_mut() {
+                    Some(last) if !last.packet && last.data.len() + src.len() <= PAGE_SIZE => {
+                        last.data.extend_from_slice(src);
+                        true
+                    }
+                    _ => false,
+                };
+            if merged || !ring.is_full() {
+                if !merged {
+                    ring.push_back(Buffer {
+                        data: SlotData::from_slice(src),
+                        offset: 0,
+                        packet: self.packet,
+                    });
+                }
+                drop(ring);
+                if was_empty || self.poll_usage.load(Ordering::Relaxed) {
+                    self.wr_wake_readers();
+                }
+                return Ok(src.len());
+            }
+        }
         let mut was_empty = false;
         let mut wake_next_writer = false;
         let mut n = 0;
@@ -517,7 +601,7 @@ impl Pipe {
             // Merge the remainder into the last slot when it fits there whole.
             let chars = src.len() % PAGE_SIZE;
             if chars != 0 && !was_empty {
-                if let Some(last) = ring.bufs.back_mut() {
+                if let Some(last) = ring.back_mut() {
                     if !last.packet && last.data.len() + chars <= PAGE_SIZE {
                         last.data.extend_from_slice(&src[..chars]);
                         n = chars;
@@ -539,7 +623,7 @@ impl Pipe {
                     // A slot counts as a page, but holds only what was written (see
                     // `SlotData`: small writes inline, no allocation).
                     let data = SlotData::from_slice(&src[n..n + chars]);
-                    ring.bufs.push_back(Buffer {
+                    ring.push_back(Buffer {
                         data,
                         offset: 0,
                         packet: self.packet,
@@ -604,13 +688,14 @@ impl Pipe {
         let nr_slots = bytes / PAGE_SIZE;
         {
             let mut ring = self.ring();
-            if nr_slots > ring.max_usage && bytes > PIPE_MAX_SIZE {
+            if nr_slots > ring.max_usage as usize && bytes > PIPE_MAX_SIZE {
                 return Err(Errno::EPERM);
             }
-            if nr_slots < ring.bufs.len() {
+            if nr_slots < ring.nr_slots as usize {
                 return Err(Errno::EBUSY);
             }
-            ring.max_usage = nr_slots;
+            // At most 2^31 bytes (checked above): 2^19 slots.
+            ring.max_usage = nr_slots as u32;
         }
         // "This might have made more room for writers."
         self.wr_wait.wake(Events::empty());
@@ -618,7 +703,7 @@ impl Pipe {
     }
 
     pub(super) fn size(&self) -> i32 {
-        (self.ring().max_usage * PAGE_SIZE) as i32
+        (self.ring().max_usage as usize * PAGE_SIZE) as i32
     }
 
     /// Linux's `pipe_release` of a description open for reading, writing or both: wake

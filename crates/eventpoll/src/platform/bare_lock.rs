@@ -144,20 +144,28 @@ impl<T: Default> Default for SleepLock<T> {
 }
 
 impl<T: ?Sized> SleepLock<T> {
+    #[inline]
     fn try_take(&self) -> bool {
         self.state
             .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> SleepGuard<'_, T> {
-        if self.try_take() {
-            return SleepGuard { lock: self };
+        if !self.try_take() {
+            self.lock_contended();
         }
+        SleepGuard { lock: self }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
         for _ in 0..SPINS {
             core::hint::spin_loop();
             if self.state.load(Ordering::Relaxed) == FREE && self.try_take() {
-                return SleepGuard { lock: self };
+                return;
             }
         }
         loop {
@@ -165,7 +173,7 @@ impl<T: ?Sized> SleepLock<T> {
                 let mut waiters = self.waiters.lock();
                 // Taking it as CONTENDED is conservative: the unlock then looks for waiters.
                 if self.state.swap(CONTENDED, Ordering::Acquire) == FREE {
-                    return SleepGuard { lock: self };
+                    return;
                 }
                 waiters.push(current_unparker());
             }
@@ -173,8 +181,17 @@ impl<T: ?Sized> SleepLock<T> {
         }
     }
 
+    #[inline]
     fn unlock(&self) {
         if self.state.swap(FREE, Ordering::Release) == CONTENDED {
+            self.wake_one();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_one(&self) {
+        {
             let next = {
                 let mut waiters = self.waiters.lock();
                 (!waiters.is_empty()).then(|| waiters.remove(0))
@@ -226,6 +243,7 @@ impl<T: ?Sized> Lock for SleepLock<T> {
         = SleepGuard<'a, T>
     where
         Self: 'a;
+    #[inline]
     fn acquire(&self) -> SleepGuard<'_, T> {
         self.lock()
     }

@@ -202,17 +202,40 @@ pub(crate) struct InterruptState {
 
 // ----- deferred unparks -----
 
-/// Unparks deferred by one task: the depth of its open guards and the tasks to unpark.
-pub(crate) struct Deferred {
-    depth: usize,
-    tasks: Vec<Unparker>,
+/// How many [`deferred::Unparks`] guards a task has open, and whether it deferred an unpark
+/// since its outermost guard last closed. No destructor: with `std` it is a thread-local
+/// of its own that needs no registration check, so opening and closing a guard — three or
+/// four times per token on the engine's hottest path (the `read`/`write` call, each queue
+/// wake under it, the harvest's end) — is a counter's increment and decrement, and the
+/// outermost close reads one flag; the list of tasks is touched only when there are some.
+pub(crate) struct Guards {
+    depth: core::cell::Cell<usize>,
+    pending: core::cell::Cell<bool>,
 }
 
+impl Guards {
+    const fn new() -> Guards {
+        Guards {
+            depth: core::cell::Cell::new(0),
+            pending: core::cell::Cell::new(false),
+        }
+    }
+}
+
+/// Unparks deferred by one task: its [`Guards`] and the tasks to unpark (with `std` they
+/// are two thread-locals instead).
+#[cfg(any(not(feature = "std"), loom))]
+pub(crate) struct Deferred {
+    guards: Guards,
+    tasks: core::cell::RefCell<Vec<Unparker>>,
+}
+
+#[cfg(any(not(feature = "std"), loom))]
 impl Deferred {
     pub(crate) const fn new() -> Deferred {
         Deferred {
-            depth: 0,
-            tasks: Vec::new(),
+            guards: Guards::new(),
+            tasks: core::cell::RefCell::new(Vec::new()),
         }
     }
 }
@@ -224,28 +247,49 @@ impl Deferred {
 /// per wakeup). The woken state is set first, so a task that has not parked yet never
 /// sleeps; one that has is unparked when the guard drops, also on unwinding.
 pub(crate) mod deferred {
-    use super::{Deferred, Unparker};
+    #[cfg(loom)]
+    use super::Deferred;
+    use super::{Guards, Unparker};
     #[allow(unused_imports)]
     use crate::prelude::*;
+    use core::cell::RefCell;
 
     #[cfg(all(feature = "std", not(loom)))]
     std::thread_local! {
-        static PENDING: core::cell::RefCell<Deferred> = const { core::cell::RefCell::new(Deferred::new()) };
+        static GUARDS: Guards = const { Guards::new() };
+        static TASKS: RefCell<Vec<Unparker>> = const { RefCell::new(Vec::new()) };
     }
     #[cfg(loom)]
     loom::thread_local! {
-        static PENDING: core::cell::RefCell<Deferred> = core::cell::RefCell::new(Deferred::new());
+        static PENDING: Deferred = Deferred::new();
     }
 
-    #[cfg(any(feature = "std", loom))]
+    #[cfg(all(feature = "std", not(loom)))]
     #[inline]
-    fn with<R>(f: impl FnOnce(&mut Deferred) -> R) -> R {
-        PENDING.with(|p| f(&mut p.borrow_mut()))
+    fn with_guards<R>(f: impl FnOnce(&Guards) -> R) -> R {
+        GUARDS.with(f)
+    }
+    #[cfg(all(feature = "std", not(loom)))]
+    fn with_tasks<R>(f: impl FnOnce(&RefCell<Vec<Unparker>>) -> R) -> R {
+        TASKS.with(f)
+    }
+
+    #[cfg(loom)]
+    fn with_guards<R>(f: impl FnOnce(&Guards) -> R) -> R {
+        PENDING.with(|p| f(&p.guards))
+    }
+    #[cfg(loom)]
+    fn with_tasks<R>(f: impl FnOnce(&RefCell<Vec<Unparker>>) -> R) -> R {
+        PENDING.with(|p| f(&p.tasks))
     }
 
     #[cfg(all(not(feature = "std"), not(loom)))]
-    fn with<R>(f: impl FnOnce(&mut Deferred) -> R) -> R {
-        super::with_task(|t| f(&mut super::lock(&t.deferred)))
+    fn with_guards<R>(f: impl FnOnce(&Guards) -> R) -> R {
+        super::with_task(|t| f(&super::lock(&t.deferred).guards))
+    }
+    #[cfg(all(not(feature = "std"), not(loom)))]
+    fn with_tasks<R>(f: impl FnOnce(&RefCell<Vec<Unparker>>) -> R) -> R {
+        super::with_task(|t| f(&super::lock(&t.deferred).tasks))
     }
 
     /// While one of these is alive on a task, its unparks are deferred.
@@ -254,41 +298,52 @@ pub(crate) mod deferred {
     impl Unparks {
         #[inline]
         pub(crate) fn begin() -> Unparks {
-            with(|p| p.depth += 1);
+            with_guards(|g| g.depth.set(g.depth.get() + 1));
             Unparks(())
         }
     }
 
     impl Drop for Unparks {
+        #[inline]
         fn drop(&mut self) {
-            let ready = with(|p| {
-                p.depth -= 1;
-                if p.depth == 0 && !p.tasks.is_empty() {
-                    Some(core::mem::take(&mut p.tasks))
-                } else {
-                    None
-                }
+            let send = with_guards(|g| {
+                let depth = g.depth.get() - 1;
+                g.depth.set(depth);
+                depth == 0 && g.pending.replace(false)
             });
-            if let Some(mut tasks) = ready {
-                for t in tasks.drain(..) {
-                    t.unpark();
-                }
-                // Give the (now empty) allocation back for the next wakeup.
-                with(|p| {
-                    if p.tasks.capacity() == 0 {
-                        p.tasks = tasks;
-                    }
-                });
+            if send {
+                send_all();
             }
         }
+    }
+
+    /// Take the deferred tasks (the caller cleared `pending`).
+    fn take() -> Vec<Unparker> {
+        with_tasks(|t| core::mem::take(&mut *t.borrow_mut()))
+    }
+
+    /// The outermost guard closed with unparks deferred: send them, and give the (then
+    /// empty) allocation back for the next wakeup.
+    #[cold]
+    #[inline(never)]
+    fn send_all() {
+        let mut tasks = take();
+        for t in tasks.drain(..) {
+            t.unpark();
+        }
+        with_tasks(|t| {
+            let mut kept = t.borrow_mut();
+            if kept.capacity() == 0 {
+                *kept = tasks;
+            }
+        });
     }
 
     /// Unpark now every task this task's guards deferred (the guards stay): a task about
     /// to sleep must not keep the wakeups it made waiting behind its own sleep.
     pub(crate) fn flush() {
-        let ready = with(|p| (!p.tasks.is_empty()).then(|| core::mem::take(&mut p.tasks)));
-        if let Some(tasks) = ready {
-            for t in tasks {
+        if with_guards(|g| g.pending.replace(false)) {
+            for t in take() {
                 t.unpark();
             }
         }
@@ -296,15 +351,17 @@ pub(crate) mod deferred {
 
     /// Unpark `task` now, or when the outermost guard drops.
     pub(crate) fn unpark(task: &Unparker) {
-        let deferred = with(|p| {
-            if p.depth > 0 {
-                p.tasks.push(task.clone());
+        let deferred = with_guards(|g| {
+            if g.depth.get() > 0 {
+                g.pending.set(true);
                 true
             } else {
                 false
             }
         });
-        if !deferred {
+        if deferred {
+            with_tasks(|t| t.borrow_mut().push(task.clone()));
+        } else {
             task.unpark();
         }
     }

@@ -1,6 +1,8 @@
 //! The two lock kinds and the atomics the engine uses, one implementation per build:
-//! std's (default), loom's (`--cfg loom`: the models run the real engine on loom's
-//! instrumented types) or the engine's own (no `std`: [`super::bare_lock`]).
+//! with `std`, a futex lock on Linux (`futex_lock`: std's algorithm without the
+//! poison flag, which costs two reads of the panic count per lock on the token path) and
+//! std's `Mutex` elsewhere; loom's (`--cfg loom`: the models run the real engine on loom's
+//! instrumented types); or the engine's own (no `std`: [`super::bare_lock`]).
 //!
 //! - [`Mutex`] is the *sleeping* kind (Linux's `ep->mtx`, `pipe->mutex`): it may be held
 //!   across a file's poll, and a contended one parks its task.
@@ -72,7 +74,16 @@ impl<T: ?Sized> Lock for std::sync::Mutex<T> {
     }
 }
 
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(all(feature = "std", not(loom), target_os = "linux"))]
+mod kinds {
+    pub(crate) use crate::platform::futex_lock::{FutexGuard as MutexGuard, FutexLock as Mutex};
+    /// The short kind: the same futex lock (it spins briefly before sleeping).
+    pub(crate) type SpinLock<T> = crate::platform::futex_lock::FutexLock<T>;
+    /// A sleeping lock usable in a `static`.
+    pub(crate) type GlobalMutex<T> = std::sync::Mutex<T>;
+}
+
+#[cfg(all(feature = "std", not(loom), not(target_os = "linux")))]
 mod kinds {
     pub(crate) use std::sync::{Mutex, MutexGuard};
     /// The short kind: std's mutex too (a futex lock that spins briefly before sleeping).
