@@ -223,7 +223,9 @@ fn ctl(
     {
         return Err(Errno::EINVAL);
     }
-    let target = p.target(fd)?;
+    let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
+    // A description seen for the first time is registered for the interest asked for.
+    let target = p.target(fd, if is_add_or_mod { ev.events } else { 0 })?;
     // Host wakeups that happened before this call reach the ready lists first, in their
     // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time).
     p.host.pump();
@@ -231,7 +233,6 @@ fn ctl(
     // before the engine polls the target; after the call, for what the items now are.
     let key = Arc::as_ptr(&inst) as usize;
     let desc = p.host_desc(fd);
-    let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
     if let Some(d) = &desc {
         if is_add_or_mod {
             d.ask_host(Some((key, fd, ev.events)))?;

@@ -671,7 +671,7 @@ impl Process {
             // Registered unwatched: in a forked child, a poll armed for it would hold the
             // file past the child's exit (see `Host::open_unwatched`).
             None => self
-                .describe(oldfd, true)
+                .describe(oldfd, true, 0)
                 .ok()
                 .and_then(|_| self.slot(oldfd)),
             other => other,
@@ -739,14 +739,22 @@ impl Process {
     /// description, or a new host description for a host number seen for the first time
     /// (or whose number was closed and reused behind our back). `Err(EBADF)` when `fd` is
     /// not open.
-    pub fn target(&self, fd: i32) -> Result<File, Errno> {
-        self.describe(fd, false)
+    ///
+    /// A new host description is registered watching the host for `interest` (the event
+    /// of an `EPOLL_CTL_ADD` or `EPOLL_CTL_MOD`; 0 for a `DEL`) from the start
+    /// ([`eventpoll_host::Host::open_for`]), so that its registration arms what the item
+    /// needs at once: with the io_uring driver one `io_uring_enter` for both directions,
+    /// where `HostFd::watch` made a second one for the output poll; with the kernel-epoll
+    /// driver no `EPOLL_CTL_MOD` of the private epoll (with its pumps) to widen the input
+    /// bits. What the host is asked for afterwards is unchanged ([`HostDesc::ask_host`]).
+    pub fn target(&self, fd: i32, interest: u32) -> Result<File, Errno> {
+        self.describe(fd, false, interest)
     }
 
     /// [`Process::target`]; a new host description is registered unwatched when
     /// `unwatched` ([`eventpoll_host::Host::open_unwatched`]: a number learnt from a `dup`,
-    /// which no item watches yet).
-    fn describe(&self, fd: i32, unwatched: bool) -> Result<File, Errno> {
+    /// which no item watches yet), else for `interest`.
+    fn describe(&self, fd: i32, unwatched: bool, interest: u32) -> Result<File, Errno> {
         match self.slot(fd) {
             Some(Slot::Epoll(inst)) => {
                 // Still the kernel epoll watching this instance's bell? A number closed by
@@ -784,11 +792,14 @@ impl Process {
         if !sys::is_open(fd) {
             return Err(Errno::EBADF);
         }
-        // Output readiness is watched once an item asks for it (abi::ctl calls watch).
+        // Output readiness is watched once an item asks for it: from the registration on
+        // when the call that opens it does (`target`), else later (abi::ctl calls
+        // `ask_host`).
         let file = if unwatched {
             self.host.open_unwatched(fd)?
         } else {
-            self.host.open_for(fd, eventpoll::Events::empty())?
+            self.host
+                .open_for(fd, eventpoll::Events::from_bits_retain(interest))?
         };
         let desc = Arc::new(HostDesc {
             file: file.clone(),

@@ -681,6 +681,33 @@ impl Ring {
 
     /// Submit operations and wait until the kernel has taken them.
     fn submit(&self, sqes: &[Sqe]) -> SysResult<()> {
+        self.submit_with(sqes, 0)
+    }
+
+    /// Submit operations and, in the same `io_uring_enter`, run the task work they queued
+    /// (and any other the ring has): the arming reports of polls on ready files, the
+    /// release of cancelled polls. Owned mode queues that work until an entry with
+    /// `GETEVENTS` (with no completion asked for, the entry runs the work and returns);
+    /// asking for it in the submission itself saves the entry [`Ring::drain_task_work`]
+    /// made after every arming and every cancellation (an `EPOLL_CTL_ADD` of a ready
+    /// descriptor, a close: two `io_uring_enter` each, now one). What the entry leaves
+    /// (more than 20 items: a cancellation's release may be queued behind them) is run
+    /// here by [`Ring::drain_task_work`], as before — at no cost when the kernel says
+    /// nothing is left ([`Ring::leftover_flag`]). Shared mode: the work runs as the submission returns to user space anyway, so
+    /// this is [`Ring::submit`].
+    fn submit_run(&self, sqes: &[Sqe]) -> SysResult<()> {
+        if !self.owned() {
+            return self.submit(sqes);
+        }
+        self.submit_with(sqes, IORING_ENTER_GETEVENTS)?;
+        if !self.leftover_flag || self.taskrun() {
+            self.drain_task_work();
+        }
+        Ok(())
+    }
+
+    /// [`Ring::submit`] with `io_uring_enter` flags.
+    fn submit_with(&self, sqes: &[Sqe], flags: u32) -> SysResult<()> {
         if sqes.is_empty() {
             return Ok(());
         }
@@ -709,7 +736,7 @@ impl Ring {
             }
         }
         tail_a.store(tail.wrapping_add(sqes.len() as u32), Ordering::Release);
-        self.enter(sqes.len() as u32, 0).inspect_err(|_| {
+        self.enter(sqes.len() as u32, flags).inspect_err(|_| {
             // Not taken: give the slots back.
             tail_a.store(tail, Ordering::Release);
         })
@@ -1403,7 +1430,7 @@ impl Driver for UringDriver {
         host.token.store(token, Ordering::Release);
         // Deliver what is pending first: only the arming reports of these polls are dropped.
         self.pump_locked(&mut ring, NO_SKIP);
-        if let Err(e) = ring.submit(&polls(host, token)) {
+        if let Err(e) = ring.submit_run(&polls(host, token)) {
             self.registry.remove(token);
             return Err(e);
         }
@@ -1450,7 +1477,7 @@ impl Driver for UringDriver {
         let token = host.token.load(Ordering::Acquire);
         // As `register`: deliver what is pending, arm, drop the arming report.
         self.pump_locked(&mut ring, NO_SKIP);
-        if let Err(e) = ring.submit(&polls(host, token)) {
+        if let Err(e) = ring.submit_run(&polls(host, token)) {
             host.unarmed.store(true, Ordering::Release);
             return Err(e);
         }
@@ -1464,7 +1491,7 @@ impl Driver for UringDriver {
         let mut ring = self.lock();
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
-        ring.submit(&[poll_add(host.fd(), token, 1)])?;
+        ring.submit_run(&[poll_add(host.fd(), token, 1)])?;
         note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
@@ -1476,12 +1503,10 @@ impl Driver for UringDriver {
         let ring = self.lock();
         // Now: the polls hold a reference to the file, which a close by the program must
         // be able to release (see `poll_cancel` for when the kernel lets go of it). In
-        // owned mode the cancelled polls are freed by deferred task work: run it;
-        // completions it posts wait in the ring.
-        let _ = ring.submit(&removals(host, token));
-        if ring.owned() {
-            ring.drain_task_work();
-        }
+        // owned mode the cancelled polls are freed by deferred task work: run it, in the
+        // submission's own entry ([`Ring::submit_run`]); completions it posts wait in the
+        // ring.
+        let _ = ring.submit_run(&removals(host, token));
     }
 
     fn pump(&self) -> usize {
