@@ -138,7 +138,8 @@ pub unsafe extern "C" fn epoll_ctl(
     event: *mut EpollEvent,
 ) -> c_int {
     let mut seen = None;
-    let r = ffi(|| ctl(epfd, op, fd, event, &mut seen));
+    // A descriptor registered by this call answers its poll with the arming's report.
+    let r = ffi(|| eventpoll_host::ctl_scope(|| ctl(epfd, op, fd, event, &mut seen)));
     trace(
         || {
             // The event as the call read it (DEL and unreadable ones are not read).

@@ -137,6 +137,14 @@ impl HostDesc {
         if let Some((_, _, ev)) = extra {
             union |= ev;
         }
+        if extra.is_none() && list.is_empty() {
+            // No item left (the last was deleted): the bits asked for stay as they are,
+            // for the next item. Narrowing them serves the key filtering of items, and
+            // there is none: a wakeup of a description nobody watches wakes nobody. The
+            // kernel-epoll driver saved an `EPOLL_CTL_MOD` and its pumps at the DEL and
+            // again at the next ADD (a connection's DEL, ADD, DEL... under libuv).
+            return Ok(());
+        }
         drop(list);
         h.set_interest(eventpoll::Events::from_bits_retain(union))
     }

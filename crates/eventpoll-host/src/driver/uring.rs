@@ -406,6 +406,9 @@ struct Ring {
     /// A pump's buffers, kept between pumps (a pump runs before every wait); empty, and
     /// holding no reference to any object, between pumps.
     scratch: Scratch,
+    /// The bits of the completions the last pump skipped (the arming reports of the
+    /// object it was told to skip), for `HostFd::set_answer`.
+    skipped_bits: u32,
     /// Owned mode: the kernel raises `IORING_SQ_TASKRUN` again when an entry leaves
     /// deferred task work unrun (found by [`Ring::probe_leftover_flag`]), so the flag alone
     /// says whether another entry is needed.
@@ -496,6 +499,7 @@ impl Ring {
             p,
             id: RINGS.fetch_add(1, Ordering::Relaxed),
             scratch: Scratch::default(),
+            skipped_bits: 0,
             leftover_flag: false,
         })
     }
@@ -1189,6 +1193,7 @@ impl UringDriver {
         // arming reports are delivered now, after which the flag goes (below).
         let mut woken = 0;
         let mut skip_ended = false;
+        ring.skipped_bits = 0;
         // Polls armed again in this pump report at once (their arming report is the
         // wakeup that replaces those missed): a second round delivers them.
         for _round in 0..2 {
@@ -1225,8 +1230,13 @@ impl UringDriver {
                     };
                     if token == skip || skip == SKIP_ALL {
                         skip_ended |= ended;
+                        if c.res > 0 {
+                            ring.skipped_bits |= c.res as u32;
+                        }
                         continue;
                     }
+                    // The file changed since any arming answer (see `HostFd::set_answer`).
+                    h.drop_answer();
                     let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
                     let was = h.moved[class].load(Ordering::Acquire);
                     if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 && !level_moved(h)
@@ -1436,14 +1446,20 @@ impl Driver for UringDriver {
         }
         note_armer(host);
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
-        // engine item polls the object itself. A poll that ended at once has no wait
-        // queue to sleep on (a file without poll support): EPERM, as epoll says.
+        // engine item polls the object itself — and takes the report's mask as the answer
+        // to that poll, in an embedder's ctl (`crate::host_fd::answer`): the submission's
+        // own entry ran the task work that posts it (`Ring::submit_run`; shared mode: the
+        // task work of a submission runs as it returns to user space), so no report means
+        // the file was ready for none of the bits of the polls armed. A poll that ended
+        // at once has no wait queue to sleep on (a file without poll support): EPERM, as
+        // epoll says.
         let (_, ended) = self.pump_locked(&mut ring, token);
         if ended {
             self.registry.remove(token);
             let _ = ring.submit(&removals(host, token));
             return Err(Errno::EPERM);
         }
+        host.set_answer(ring.skipped_bits);
         Ok(())
     }
 
