@@ -797,9 +797,7 @@ impl Process {
             }
             None => {}
         }
-        if !sys::is_open(fd) {
-            return Err(Errno::EBADF);
-        }
+        // A number that is not open: `EBADF` from the host, which checks it first.
         // Output readiness is watched once an item asks for it: from the registration on
         // when the call that opens it does (`target`), else later (abi::ctl calls
         // `ask_host`).
