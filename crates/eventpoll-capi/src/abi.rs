@@ -226,10 +226,14 @@ fn ctl(
     }
     let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
     // A description seen for the first time is registered for the interest asked for.
-    let target = p.target(fd, if is_add_or_mod { ev.events } else { 0 })?;
+    let (target, registered) = p.target(fd, if is_add_or_mod { ev.events } else { 0 })?;
     // Host wakeups that happened before this call reach the ready lists first, in their
-    // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time).
-    p.host.pump();
+    // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time) — done
+    // already when the target was registered just now (the kernel-epoll driver's
+    // `epoll_wait` of a first ADD made once, not twice).
+    if !registered {
+        p.host.pump();
+    }
     // Ask the host for the wakeups the items will accept, the new interest included,
     // before the engine polls the target; after the call, for what the items now are.
     let key = Arc::as_ptr(&inst) as usize;

@@ -755,8 +755,17 @@ impl Process {
     /// where `HostFd::watch` made a second one for the output poll; with the kernel-epoll
     /// driver no `EPOLL_CTL_MOD` of the private epoll (with its pumps) to widen the input
     /// bits. What the host is asked for afterwards is unchanged ([`HostDesc::ask_host`]).
-    pub fn target(&self, fd: i32, interest: u32) -> Result<File, Errno> {
-        self.describe(fd, false, interest)
+    ///
+    /// Also says whether the call registered the description with the driver just now, a
+    /// registration that delivered the host's pending wakeups as a pump does
+    /// ([`eventpoll_host::Driver::pumps_on_register`]).
+    pub fn target(&self, fd: i32, interest: u32) -> Result<(File, bool), Errno> {
+        let known = self.slot(fd).is_some();
+        let file = self.describe(fd, false, interest)?;
+        let pumped = self.host.driver().pumps_on_register()
+            && Host::host_fd(&file).is_some_and(|h| h.is_pollable())
+            && !known;
+        Ok((file, pumped))
     }
 
     /// [`Process::target`]; a new host description is registered unwatched when

@@ -211,6 +211,10 @@ impl Driver for KernelDriver {
         DriverKind::KernelEpoll
     }
 
+    fn pumps_on_register(&self) -> bool {
+        true // the pump that drops the registration's report delivers the rest
+    }
+
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         // Sockets have one more key rule (see `wake_key`).
         if let Ok(kind) = sys::file_type(host.fd()) {

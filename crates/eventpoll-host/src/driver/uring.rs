@@ -1425,6 +1425,10 @@ impl Driver for UringDriver {
         DriverKind::IoUring
     }
 
+    fn pumps_on_register(&self) -> bool {
+        true // the pump that drops the registration's report delivers the rest
+    }
+
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         let fd = host.fd();
         // A file without poll support (most regular files, directories) is refused below,
