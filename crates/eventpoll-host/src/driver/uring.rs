@@ -78,6 +78,18 @@
 //! that is not ready, whose next wakeup is one more item of task work) — pipetest's cost
 //! per wait rose from 3.2–11.8 µs to 5.6–27.6 µs (N = 10 to 9,990, same run).
 //!
+//! Registering a descriptor (an embedder's first `EPOLL_CTL_ADD` of it) costs one
+//! `io_uring_enter`: its polls, both directions when the item asks for output too, go in
+//! one submission, which in owned mode also asks for the task work it queues to run
+//! (`GETEVENTS`, [`Ring::submit_run`]) — the arming reports of a ready file, which used to
+//! take an entry of their own; a cancellation (the close of a watched descriptor) likewise.
+//! The arming reports are dropped as wakeups but answer the ctl's poll of the descriptor
+//! (`crate::host_fd::answer`): no `ppoll` for it. Native `epoll_ctl` is one system call;
+//! an `EPOLL_CTL_ADD` of a new socket through `libeventpoll` makes five (the process
+//! check's `getpid`, the event's pointer probe, `F_GETFD`, `fstat` for the file's
+//! identity, this entry), where it made seven (not ready) to ten (ready, `IN|OUT`, owned
+//! mode), besides the instance bell's eventfd when the instance's readiness changes.
+//!
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
 //! while completions are pending) plus their doorbell, or (owned mode) in
 //! `io_uring_enter(2)` as said above — only one of them at a time, the leader of
