@@ -276,12 +276,12 @@ pub(crate) mod fresh {
 ///
 /// The io_uring driver's multishot polls, armed on a ready file, post its mask (the bits of
 /// their direction) in the submission's own `io_uring_enter` (task work the entry runs,
-/// `Ring::submit_run`); a poll of a file that is not ready posts nothing then. The
-/// kernel-epoll driver's private epoll reports a ready descriptor, with its mask (the bits
-/// registered), at the harvest that follows the `EPOLL_CTL_ADD`, and nothing for one that
-/// is not ready. Either way the driver drops that report as a wakeup (it is not one) and,
-/// inside a [`scope`] (the embedder's `epoll_ctl`, on this thread), keeps the mask as the
-/// object's answer, which the ctl's [`FileOps::poll`] takes instead of asking `poll(2)`.
+/// `Ring::submit_run`); a poll of a file that is not ready posts nothing then. The driver
+/// holds the ring's mutex from the submission to the pump that takes those reports, so no
+/// other thread's pump can take one first. It drops them as wakeups (they are not) and,
+/// inside a [`scope`] (the embedder's `epoll_ctl`, on this thread), keeps their mask as
+/// the object's answer, which the ctl's [`FileOps::poll`] takes instead of asking
+/// `poll(2)`. (The kernel-epoll driver does not answer: see its `register`.)
 ///
 /// Why that is the mask `poll(2)` would give the ctl, for every bit the item can be
 /// interested in: the answer covers the directions the driver armed for the interest

@@ -96,23 +96,19 @@ impl KernelDriver {
     }
 
     /// Harvest one of the epolls, passing on every report except those for `skip`; returns
-    /// (objects woken, whether the output epoll has news, the bits reported for `skip`).
+    /// (objects woken, whether the output epoll has news).
     fn drain(
         &self,
         class: usize,
         skip: u64,
         buf: &mut [libc::epoll_event],
         hosts: &mut Vec<(usize, Arc<HostFd>)>,
-    ) -> (usize, bool, u32) {
+    ) -> (usize, bool) {
         let mut woken = 0;
         let mut out_news = false;
-        let mut skipped = 0;
         while let Ok(n) = sys::epoll_wait(self.epfd(class), buf, 0) {
             hosts.clear();
             out_news |= buf[..n].iter().any(|e| e.u64 == OUT_MARK);
-            for e in buf[..n].iter().filter(|e| e.u64 == skip) {
-                skipped |= e.events;
-            }
             self.registry.resolve(
                 buf[..n]
                     .iter()
@@ -123,8 +119,6 @@ impl KernelDriver {
             );
             for (pos, h) in hosts.iter() {
                 let bits = buf[*pos].events;
-                // The file changed since any arming answer (see `HostFd::set_answer`).
-                h.drop_answer();
                 if class == 0 {
                     h.set_fresh(bits);
                 }
@@ -137,7 +131,7 @@ impl KernelDriver {
                 break;
             }
         }
-        (woken, out_news, skipped)
+        (woken, out_news)
     }
 }
 
@@ -183,18 +177,14 @@ impl KernelDriver {
     /// ready when it is added ("armed"), which is not a wakeup: after adding one, the
     /// driver pumps everything else and drops that report. Nothing is lost — whoever adds
     /// an engine item polls the object itself afterwards.
-    ///
-    /// Returns (objects woken, the bits of the dropped reports).
-    fn pump_skipping(&self, skip: u64) -> (usize, u32) {
+    fn pump_skipping(&self, skip: u64) -> usize {
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         let mut hosts = Vec::new();
-        let (mut woken, out_news, mut skipped) = self.drain(0, skip, &mut buf, &mut hosts);
+        let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
         if out_news {
-            let (w, _, s) = self.drain(1, skip, &mut buf, &mut hosts);
-            woken += w;
-            skipped |= s;
+            woken += self.drain(1, skip, &mut buf, &mut hosts).0;
         }
-        (woken, skipped)
+        woken
     }
 }
 
@@ -245,11 +235,16 @@ impl Driver for KernelDriver {
                 return Err(e);
             }
         }
-        // The report of the registration is the file's mask for the bits registered (the
-        // private epoll polls it as it reports), none if it is ready for none of them: the
-        // answer to the poll of the embedder's ctl (`crate::host_fd::answer`).
-        let (_, bits) = self.pump_skipping(token);
-        host.set_answer(bits & !(libc::EPOLLET as u32));
+        // The registration's report (the file's mask for the bits registered, if it is
+        // ready) is dropped, not kept as the answer to the ctl's poll as the io_uring
+        // driver keeps its arming report (`crate::host_fd::answer`): a pump of another
+        // thread between the `EPOLL_CTL_ADD` and this one takes the report as a wakeup
+        // of an object no item watches yet, and the answer "not ready" that remains
+        // would lose it (Node's second event loop pumps at every host wakeup: its
+        // server stalled within a few requests). The io_uring driver holds the ring's
+        // mutex from the arming to the pump that takes the report; this one takes no
+        // lock around its pumps.
+        self.pump_skipping(token);
         Ok(())
     }
 
@@ -348,7 +343,7 @@ impl Driver for KernelDriver {
     }
 
     fn pump(&self) -> usize {
-        self.pump_skipping(NO_SKIP).0
+        self.pump_skipping(NO_SKIP)
     }
 
     fn relayable(&self) -> bool {
