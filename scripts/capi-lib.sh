@@ -1,11 +1,19 @@
 # Shared by the capi-*.sh scripts: build libeventpoll (and the CLI when asked) and set
-# LIB to the shared library; start loopback servers (free_port, wait_port, nginx_conf).
+# LIB to the shared library (EVENTPOLL_LIB=/path/to/libeventpoll.so: that one, not built,
+# for A/B comparisons of scripts that build nothing else); start loopback servers
+# (free_port, wait_port, nginx_conf).
 # Source it; PROFILE=release for performance runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROFILE="${PROFILE:-debug}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 build_lib() {
+    if [ -n "${EVENTPOLL_LIB:-}" ] && [ $# -eq 0 ]; then # a library built before
+        LIB="$EVENTPOLL_LIB"
+        [ -f "$LIB" ] || { echo "no $LIB" >&2; exit 2; }
+        export LIB
+        return 0
+    fi
     local flag=()
     case "$PROFILE" in
         debug) ;;

@@ -23,6 +23,8 @@
 #   NODE_UV ("default"), TARGET (1.10), BUDGET (300: seconds of measured runs; once spent,
 #   the rounds left are skipped, loudly, and the report covers the rounds done),
 #   RESULTS_OUT (a file to keep every run's measure in, one JSON line each)
+#   EVENTPOLL_LIB (a libeventpoll.so built before, used as it is: run the script once per
+#   library, in turn, to compare two builds)
 export LC_ALL=C
 PROFILE="${PROFILE:-release}"
 source "$(dirname "$0")/capi-lib.sh"

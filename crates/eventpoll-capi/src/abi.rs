@@ -138,7 +138,8 @@ pub unsafe extern "C" fn epoll_ctl(
     event: *mut EpollEvent,
 ) -> c_int {
     let mut seen = None;
-    let r = ffi(|| ctl(epfd, op, fd, event, &mut seen));
+    // A descriptor registered by this call answers its poll with the arming's report.
+    let r = ffi(|| eventpoll_host::ctl_scope(|| ctl(epfd, op, fd, event, &mut seen)));
     trace(
         || {
             // The event as the call read it (DEL and unreadable ones are not read).
@@ -223,15 +224,20 @@ fn ctl(
     {
         return Err(Errno::EINVAL);
     }
-    let target = p.target(fd)?;
+    let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
+    // A description seen for the first time is registered for the interest asked for.
+    let (target, registered) = p.target(fd, if is_add_or_mod { ev.events } else { 0 })?;
     // Host wakeups that happened before this call reach the ready lists first, in their
-    // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time).
-    p.host.pump();
+    // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time) — done
+    // already when the target was registered just now (the kernel-epoll driver's
+    // `epoll_wait` of a first ADD made once, not twice).
+    if !registered {
+        p.host.pump();
+    }
     // Ask the host for the wakeups the items will accept, the new interest included,
     // before the engine polls the target; after the call, for what the items now are.
     let key = Arc::as_ptr(&inst) as usize;
     let desc = p.host_desc(fd);
-    let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
     if let Some(d) = &desc {
         if is_add_or_mod {
             d.ask_host(Some((key, fd, ev.events)))?;

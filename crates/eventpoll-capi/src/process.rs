@@ -137,6 +137,14 @@ impl HostDesc {
         if let Some((_, _, ev)) = extra {
             union |= ev;
         }
+        if extra.is_none() && list.is_empty() {
+            // No item left (the last was deleted): the bits asked for stay as they are,
+            // for the next item. Narrowing them serves the key filtering of items, and
+            // there is none: a wakeup of a description nobody watches wakes nobody. The
+            // kernel-epoll driver saved an `EPOLL_CTL_MOD` and its pumps at the DEL and
+            // again at the next ADD (a connection's DEL, ADD, DEL... under libuv).
+            return Ok(());
+        }
         drop(list);
         h.set_interest(eventpoll::Events::from_bits_retain(union))
     }
@@ -671,7 +679,7 @@ impl Process {
             // Registered unwatched: in a forked child, a poll armed for it would hold the
             // file past the child's exit (see `Host::open_unwatched`).
             None => self
-                .describe(oldfd, true)
+                .describe(oldfd, true, 0)
                 .ok()
                 .and_then(|_| self.slot(oldfd)),
             other => other,
@@ -739,14 +747,31 @@ impl Process {
     /// description, or a new host description for a host number seen for the first time
     /// (or whose number was closed and reused behind our back). `Err(EBADF)` when `fd` is
     /// not open.
-    pub fn target(&self, fd: i32) -> Result<File, Errno> {
-        self.describe(fd, false)
+    ///
+    /// A new host description is registered watching the host for `interest` (the event
+    /// of an `EPOLL_CTL_ADD` or `EPOLL_CTL_MOD`; 0 for a `DEL`) from the start
+    /// ([`eventpoll_host::Host::open_for`]), so that its registration arms what the item
+    /// needs at once: with the io_uring driver one `io_uring_enter` for both directions,
+    /// where `HostFd::watch` made a second one for the output poll; with the kernel-epoll
+    /// driver no `EPOLL_CTL_MOD` of the private epoll (with its pumps) to widen the input
+    /// bits. What the host is asked for afterwards is unchanged ([`HostDesc::ask_host`]).
+    ///
+    /// Also says whether the call registered the description with the driver just now, a
+    /// registration that delivered the host's pending wakeups as a pump does
+    /// ([`eventpoll_host::Driver::pumps_on_register`]).
+    pub fn target(&self, fd: i32, interest: u32) -> Result<(File, bool), Errno> {
+        let known = self.slot(fd).is_some();
+        let file = self.describe(fd, false, interest)?;
+        let pumped = self.host.driver().pumps_on_register()
+            && Host::host_fd(&file).is_some_and(|h| h.is_pollable())
+            && !known;
+        Ok((file, pumped))
     }
 
     /// [`Process::target`]; a new host description is registered unwatched when
     /// `unwatched` ([`eventpoll_host::Host::open_unwatched`]: a number learnt from a `dup`,
-    /// which no item watches yet).
-    fn describe(&self, fd: i32, unwatched: bool) -> Result<File, Errno> {
+    /// which no item watches yet), else for `interest`.
+    fn describe(&self, fd: i32, unwatched: bool, interest: u32) -> Result<File, Errno> {
         match self.slot(fd) {
             Some(Slot::Epoll(inst)) => {
                 // Still the kernel epoll watching this instance's bell? A number closed by
@@ -781,14 +806,15 @@ impl Process {
             }
             None => {}
         }
-        if !sys::is_open(fd) {
-            return Err(Errno::EBADF);
-        }
-        // Output readiness is watched once an item asks for it (abi::ctl calls watch).
+        // A number that is not open: `EBADF` from the host, which checks it first.
+        // Output readiness is watched once an item asks for it: from the registration on
+        // when the call that opens it does (`target`), else later (abi::ctl calls
+        // `ask_host`).
         let file = if unwatched {
             self.host.open_unwatched(fd)?
         } else {
-            self.host.open_for(fd, eventpoll::Events::empty())?
+            self.host
+                .open_for(fd, eventpoll::Events::from_bits_retain(interest))?
         };
         let desc = Arc::new(HostDesc {
             file: file.clone(),

@@ -64,6 +64,9 @@ pub struct HostFd {
     /// when the level moved since: a wakeup between the old polls' end and the new poll's
     /// arming, which changed no bit (a write to an eventfd or pipe that was readable).
     pub(crate) moved_level: AtomicU64,
+    /// The mask the driver learnt while arming the descriptor, for the `epoll_ctl` in
+    /// progress on one thread (`ctl epoch << 16 | mask`, 0: none; see [`answer`]).
+    pub(crate) answer: AtomicU64,
     /// Wakeups the drivers delivered (see [`HostFd::wakeups`]).
     wakes: AtomicU64,
     queue: WaitQueue,
@@ -98,6 +101,7 @@ impl HostFd {
             armer: AtomicI32::new(0),
             moved: [AtomicU32::new(0), AtomicU32::new(0)],
             moved_level: AtomicU64::new(u64::MAX),
+            answer: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
             queue: WaitQueue::new(),
             pollable,
@@ -144,6 +148,7 @@ impl HostFd {
             && interest.intersects(Self::OUT_BITS)
             && !self.out.swap(true, Ordering::AcqRel)
         {
+            self.answer.store(0, Ordering::Relaxed);
             if let Err(e) = self.driver.watch_out(self) {
                 self.out.store(false, Ordering::Release);
                 return Err(e);
@@ -172,6 +177,7 @@ impl HostFd {
         self.watch(union)?;
         let bits = (union & Self::IN_BITS).bits();
         if self.pollable && self.input.swap(bits, Ordering::AcqRel) != bits {
+            self.answer.store(0, Ordering::Relaxed);
             self.driver.set_input(self, bits)?;
         }
         Ok(())
@@ -205,6 +211,8 @@ impl HostFd {
     /// `EXCLUSIVE` items in several instances that have blocked waiters are all queued
     /// (`scenarios/threads/exclusive/keyless-wakeup-wakes-all.ep`).
     pub(crate) fn notify(&self, bits: u32) {
+        // The file may have changed since an arming answer: the ctl asks the host.
+        self.drop_answer();
         self.wakes.fetch_add(1, Ordering::Relaxed);
         if bits == 0 {
             self.queue.wake_all(Events::empty());
@@ -263,7 +271,86 @@ pub(crate) mod fresh {
     }
 }
 
+/// Arming answers: an `epoll_ctl` that registers a descriptor (its first `EPOLL_CTL_ADD`)
+/// polls it right after the driver armed it, and the arming already told the mask.
+///
+/// The io_uring driver's multishot polls, armed on a ready file, post its mask (the bits of
+/// their direction) in the submission's own `io_uring_enter` (task work the entry runs,
+/// `Ring::submit_run`); a poll of a file that is not ready posts nothing then. The driver
+/// holds the ring's mutex from the submission to the pump that takes those reports, so no
+/// other thread's pump can take one first. It drops them as wakeups (they are not) and,
+/// inside a [`scope`] (the embedder's `epoll_ctl`, on this thread), keeps their mask as
+/// the object's answer, which the ctl's [`FileOps::poll`] takes instead of asking
+/// `poll(2)`. (The kernel-epoll driver does not answer: see its `register`.)
+///
+/// Why that is the mask `poll(2)` would give the ctl, for every bit the item can be
+/// interested in: the answer covers the directions the driver armed for the interest
+/// the description was opened with (the embedder opens it with the ctl's own interest,
+/// `Host::open_for`), and it is dropped — the ctl then asks `poll(2)` — whenever anything
+/// could make it stale before the ctl polls: a wakeup of the file delivered after the
+/// arming ([`HostFd::notify`]; a wakeup that comes after the ctl's poll reaches the item
+/// through its wait queue, as on Linux), a change of the bits asked for, or the end of the
+/// scope. Another thread, or a later ctl, never sees it (the epoch is per thread and per
+/// scope).
+pub(crate) mod answer {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static CURRENT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The calling thread's ctl epoch (0: none).
+    pub(crate) fn current() -> u64 {
+        CURRENT.try_with(Cell::get).unwrap_or(0)
+    }
+
+    /// Run `f` as a new ctl epoch.
+    pub(crate) fn scope<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset(u64);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                let _ = CURRENT.try_with(|c| c.set(self.0));
+            }
+        }
+        let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
+        let _reset = Reset(CURRENT.try_with(|c| c.replace(epoch)).unwrap_or(0));
+        f()
+    }
+}
+
 impl HostFd {
+    /// Record the arming answer `bits` (see [`answer`]); nothing outside a scope.
+    pub(crate) fn set_answer(&self, bits: u32) {
+        let epoch = answer::current();
+        if epoch != 0 {
+            self.answer
+                .store((epoch << 16) | u64::from(bits & 0xffff), Ordering::Relaxed);
+        }
+    }
+
+    /// Forget the arming answer (the driver delivered a report of the file since).
+    pub(crate) fn drop_answer(&self) {
+        if self.answer.load(Ordering::Relaxed) != 0 {
+            self.answer.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Take the arming answer of the calling thread's scope, if there is one.
+    fn take_answer(&self) -> Option<u32> {
+        let epoch = answer::current();
+        if epoch == 0 {
+            return None;
+        }
+        let a = self.answer.load(Ordering::Relaxed);
+        if a >> 16 != epoch {
+            return None;
+        }
+        self.answer.store(0, Ordering::Relaxed);
+        Some((a & 0xffff) as u32)
+    }
+
     /// Whether an item (or a waiter) is hooked on the object.
     pub(crate) fn watched(&self) -> bool {
         !self.queue.is_empty()
@@ -287,6 +374,9 @@ impl HostFd {
 
 impl FileOps for HostFd {
     fn poll(&self) -> Events {
+        if let Some(m) = self.take_answer() {
+            return self.observe(m);
+        }
         if let Some(m) = self.fresh_mask() {
             return self.observe(m);
         }

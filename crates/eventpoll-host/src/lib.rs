@@ -66,6 +66,17 @@ pub use waiter::ThreadWaker;
 
 use eventpoll::{Errno, File};
 use std::os::fd::{IntoRawFd, OwnedFd};
+
+/// Run one `epoll_ctl` of an embedder (opening the target with [`Host::open_for`] or
+/// [`Host::open`], then the engine's ctl) in a scope where a host descriptor that the
+/// driver arms inside it answers the ctl's poll with the mask the arming reported, instead
+/// of a `poll(2)` of its own: one system call fewer for the first `EPOLL_CTL_ADD` of every
+/// descriptor (an accepted connection's). The answer is the calling thread's, for this
+/// scope only, and is dropped whenever it could be stale (the rules are at `HostFd`'s
+/// `answer` module); outside a scope every poll asks the host.
+pub fn ctl_scope<T>(f: impl FnOnce() -> T) -> T {
+    host_fd::answer::scope(f)
+}
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -201,6 +201,10 @@ impl Driver for KernelDriver {
         DriverKind::KernelEpoll
     }
 
+    fn pumps_on_register(&self) -> bool {
+        true // the pump that drops the registration's report delivers the rest
+    }
+
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         // Sockets have one more key rule (see `wake_key`).
         if let Ok(kind) = sys::file_type(host.fd()) {
@@ -231,6 +235,15 @@ impl Driver for KernelDriver {
                 return Err(e);
             }
         }
+        // The registration's report (the file's mask for the bits registered, if it is
+        // ready) is dropped, not kept as the answer to the ctl's poll as the io_uring
+        // driver keeps its arming report (`crate::host_fd::answer`): a pump of another
+        // thread between the `EPOLL_CTL_ADD` and this one takes the report as a wakeup
+        // of an object no item watches yet, and the answer "not ready" that remains
+        // would lose it (Node's second event loop pumps at every host wakeup: its
+        // server stalled within a few requests). The io_uring driver holds the ring's
+        // mutex from the arming to the pump that takes the report; this one takes no
+        // lock around its pumps.
         self.pump_skipping(token);
         Ok(())
     }

@@ -68,6 +68,12 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
     /// Start watching `host`; `Err(EPERM)` when the host file does not support poll.
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()>;
+    /// Whether a successful [`Driver::register`] delivers all the activity pending before
+    /// it, as a [`Driver::pump`] would (the arming report of `host` aside), so that an
+    /// embedder that registers a descriptor need not pump again right after.
+    fn pumps_on_register(&self) -> bool {
+        false
+    }
     /// Like [`Driver::register`], but leave `host` unarmed (see `HostFd::unarmed`) until
     /// [`Driver::ensure_armed`]: the io_uring driver holds no poll, and so no reference,
     /// on a file nobody watches. The others register as usual (their registrations hold

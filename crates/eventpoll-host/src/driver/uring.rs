@@ -78,6 +78,18 @@
 //! that is not ready, whose next wakeup is one more item of task work) — pipetest's cost
 //! per wait rose from 3.2–11.8 µs to 5.6–27.6 µs (N = 10 to 9,990, same run).
 //!
+//! Registering a descriptor (an embedder's first `EPOLL_CTL_ADD` of it) costs one
+//! `io_uring_enter`: its polls, both directions when the item asks for output too, go in
+//! one submission, which in owned mode also asks for the task work it queues to run
+//! (`GETEVENTS`, [`Ring::submit_run`]) — the arming reports of a ready file, which used to
+//! take an entry of their own; a cancellation (the close of a watched descriptor) likewise.
+//! The arming reports are dropped as wakeups but answer the ctl's poll of the descriptor
+//! (`crate::host_fd::answer`): no `ppoll` for it. Native `epoll_ctl` is one system call;
+//! an `EPOLL_CTL_ADD` of a new socket through `libeventpoll` makes five (the process
+//! check's `getpid`, the event's pointer probe, `F_GETFD`, `fstat` for the file's
+//! identity, this entry), where it made seven (not ready) to ten (ready, `IN|OUT`, owned
+//! mode), besides the instance bell's eventfd when the instance's readiness changes.
+//!
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
 //! while completions are pending) plus their doorbell, or (owned mode) in
 //! `io_uring_enter(2)` as said above — only one of them at a time, the leader of
@@ -406,6 +418,9 @@ struct Ring {
     /// A pump's buffers, kept between pumps (a pump runs before every wait); empty, and
     /// holding no reference to any object, between pumps.
     scratch: Scratch,
+    /// The bits of the completions the last pump skipped (the arming reports of the
+    /// object it was told to skip), for `HostFd::set_answer`.
+    skipped_bits: u32,
     /// Owned mode: the kernel raises `IORING_SQ_TASKRUN` again when an entry leaves
     /// deferred task work unrun (found by [`Ring::probe_leftover_flag`]), so the flag alone
     /// says whether another entry is needed.
@@ -496,6 +511,7 @@ impl Ring {
             p,
             id: RINGS.fetch_add(1, Ordering::Relaxed),
             scratch: Scratch::default(),
+            skipped_bits: 0,
             leftover_flag: false,
         })
     }
@@ -681,6 +697,33 @@ impl Ring {
 
     /// Submit operations and wait until the kernel has taken them.
     fn submit(&self, sqes: &[Sqe]) -> SysResult<()> {
+        self.submit_with(sqes, 0)
+    }
+
+    /// Submit operations and, in the same `io_uring_enter`, run the task work they queued
+    /// (and any other the ring has): the arming reports of polls on ready files, the
+    /// release of cancelled polls. Owned mode queues that work until an entry with
+    /// `GETEVENTS` (with no completion asked for, the entry runs the work and returns);
+    /// asking for it in the submission itself saves the entry [`Ring::drain_task_work`]
+    /// made after every arming and every cancellation (an `EPOLL_CTL_ADD` of a ready
+    /// descriptor, a close: two `io_uring_enter` each, now one). What the entry leaves
+    /// (more than 20 items: a cancellation's release may be queued behind them) is run
+    /// here by [`Ring::drain_task_work`], as before — at no cost when the kernel says
+    /// nothing is left ([`Ring::leftover_flag`]). Shared mode: the work runs as the submission returns to user space anyway, so
+    /// this is [`Ring::submit`].
+    fn submit_run(&self, sqes: &[Sqe]) -> SysResult<()> {
+        if !self.owned() {
+            return self.submit(sqes);
+        }
+        self.submit_with(sqes, IORING_ENTER_GETEVENTS)?;
+        if !self.leftover_flag || self.taskrun() {
+            self.drain_task_work();
+        }
+        Ok(())
+    }
+
+    /// [`Ring::submit`] with `io_uring_enter` flags.
+    fn submit_with(&self, sqes: &[Sqe], flags: u32) -> SysResult<()> {
         if sqes.is_empty() {
             return Ok(());
         }
@@ -709,7 +752,7 @@ impl Ring {
             }
         }
         tail_a.store(tail.wrapping_add(sqes.len() as u32), Ordering::Release);
-        self.enter(sqes.len() as u32, 0).inspect_err(|_| {
+        self.enter(sqes.len() as u32, flags).inspect_err(|_| {
             // Not taken: give the slots back.
             tail_a.store(tail, Ordering::Release);
         })
@@ -1162,6 +1205,7 @@ impl UringDriver {
         // arming reports are delivered now, after which the flag goes (below).
         let mut woken = 0;
         let mut skip_ended = false;
+        ring.skipped_bits = 0;
         // Polls armed again in this pump report at once (their arming report is the
         // wakeup that replaces those missed): a second round delivers them.
         for _round in 0..2 {
@@ -1198,8 +1242,13 @@ impl UringDriver {
                     };
                     if token == skip || skip == SKIP_ALL {
                         skip_ended |= ended;
+                        if c.res > 0 {
+                            ring.skipped_bits |= c.res as u32;
+                        }
                         continue;
                     }
+                    // The file changed since any arming answer (see `HostFd::set_answer`).
+                    h.drop_answer();
                     let mut bits = if c.res > 0 { c.res as u32 } else { 0 };
                     let was = h.moved[class].load(Ordering::Acquire);
                     if was & ARMING != 0 && bits & !was & !(MOVED | ARMING) == 0 && !level_moved(h)
@@ -1388,6 +1437,10 @@ impl Driver for UringDriver {
         DriverKind::IoUring
     }
 
+    fn pumps_on_register(&self) -> bool {
+        true // the pump that drops the registration's report delivers the rest
+    }
+
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         let fd = host.fd();
         // A file without poll support (most regular files, directories) is refused below,
@@ -1403,20 +1456,26 @@ impl Driver for UringDriver {
         host.token.store(token, Ordering::Release);
         // Deliver what is pending first: only the arming reports of these polls are dropped.
         self.pump_locked(&mut ring, NO_SKIP);
-        if let Err(e) = ring.submit(&polls(host, token)) {
+        if let Err(e) = ring.submit_run(&polls(host, token)) {
             self.registry.remove(token);
             return Err(e);
         }
         note_armer(host);
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
-        // engine item polls the object itself. A poll that ended at once has no wait
-        // queue to sleep on (a file without poll support): EPERM, as epoll says.
+        // engine item polls the object itself — and takes the report's mask as the answer
+        // to that poll, in an embedder's ctl (`crate::host_fd::answer`): the submission's
+        // own entry ran the task work that posts it (`Ring::submit_run`; shared mode: the
+        // task work of a submission runs as it returns to user space), so no report means
+        // the file was ready for none of the bits of the polls armed. A poll that ended
+        // at once has no wait queue to sleep on (a file without poll support): EPERM, as
+        // epoll says.
         let (_, ended) = self.pump_locked(&mut ring, token);
         if ended {
             self.registry.remove(token);
             let _ = ring.submit(&removals(host, token));
             return Err(Errno::EPERM);
         }
+        host.set_answer(ring.skipped_bits);
         Ok(())
     }
 
@@ -1450,7 +1509,7 @@ impl Driver for UringDriver {
         let token = host.token.load(Ordering::Acquire);
         // As `register`: deliver what is pending, arm, drop the arming report.
         self.pump_locked(&mut ring, NO_SKIP);
-        if let Err(e) = ring.submit(&polls(host, token)) {
+        if let Err(e) = ring.submit_run(&polls(host, token)) {
             host.unarmed.store(true, Ordering::Release);
             return Err(e);
         }
@@ -1464,7 +1523,7 @@ impl Driver for UringDriver {
         let mut ring = self.lock();
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
-        ring.submit(&[poll_add(host.fd(), token, 1)])?;
+        ring.submit_run(&[poll_add(host.fd(), token, 1)])?;
         note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
@@ -1476,12 +1535,10 @@ impl Driver for UringDriver {
         let ring = self.lock();
         // Now: the polls hold a reference to the file, which a close by the program must
         // be able to release (see `poll_cancel` for when the kernel lets go of it). In
-        // owned mode the cancelled polls are freed by deferred task work: run it;
-        // completions it posts wait in the ring.
-        let _ = ring.submit(&removals(host, token));
-        if ring.owned() {
-            ring.drain_task_work();
-        }
+        // owned mode the cancelled polls are freed by deferred task work: run it, in the
+        // submission's own entry ([`Ring::submit_run`]); completions it posts wait in the
+        // ring.
+        let _ = ring.submit_run(&removals(host, token));
     }
 
     fn pump(&self) -> usize {
