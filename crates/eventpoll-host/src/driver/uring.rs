@@ -81,7 +81,7 @@
 //! Registering a descriptor (an embedder's first `EPOLL_CTL_ADD` of it) costs one
 //! `io_uring_enter`: its polls, both directions when the item asks for output too, go in
 //! one submission, which in owned mode also asks for the task work it queues to run
-//! (`GETEVENTS`, [`Ring::submit_run`]) — the arming reports of a ready file, which used to
+//! (`GETEVENTS`, `Ring::submit_run`) — the arming reports of a ready file, which used to
 //! take an entry of their own; a cancellation (the close of a watched descriptor) likewise.
 //! The arming reports are dropped as wakeups but answer the ctl's poll of the descriptor
 //! (`crate::host_fd::answer`): no `ppoll` for it. Native `epoll_ctl` is one system call;
