@@ -676,3 +676,187 @@ fn uring_driver_releases_the_file_when_deregistered() {
     // SAFETY: our descriptor.
     unsafe { libc::close(r) };
 }
+
+/// How the registering thread of `registration_race` makes its descriptor ready: where the
+/// write goes relative to the first `EPOLL_CTL_ADD` (its `ctl_scope`).
+#[derive(Clone, Copy, Debug)]
+enum Ready {
+    /// Written before the ctl: ready when the driver arms it (the arming reports it).
+    Before,
+    /// Written inside the ctl, after the description is registered (armed) and before the
+    /// engine's ADD polls it.
+    Between,
+    /// Written after the ctl.
+    After,
+    /// Not written: a socket watched for output, ready for it when armed.
+    Writable,
+}
+
+/// A socketpair (stream, non-blocking, close-on-exec).
+fn socketpair() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: valid array of two ints.
+    assert_eq!(
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        },
+        0
+    );
+    (fds[0], fds[1])
+}
+
+/// Guards the arming answer of a first `EPOLL_CTL_ADD` (`eventpoll_host::ctl_scope`: the
+/// ADD's poll takes the mask the driver's arming reported instead of a `poll(2)`) against
+/// a pump by another thread — the shape that stalled Node under `EVENTPOLL_DRIVER=epoll`
+/// (its second event loop, blocked on another instance of the same host, pumps at every
+/// host wakeup).
+///
+/// Thread B is blocked in a wait on instance 2 of a host, so it watches the driver and
+/// pumps whenever the host reports activity. Thread A, in a loop, makes a fresh pipe or
+/// socketpair, makes it ready before, during or after the ctl, registers it and ADDs it to
+/// instance 1 inside a `ctl_scope` (as `libeventpoll`'s `epoll_ctl` does), and checks that
+/// a zero-timeout wait on instance 1 reports it (level-triggered). If B's pump takes the
+/// arming's report as a wakeup of the file before A's registration looks for it (no item
+/// watches the file yet, so the wakeup goes nowhere), an answer "not ready" would lose the
+/// readiness for good: the kernel-epoll driver therefore keeps no answer (c5e6cf9), and the
+/// io_uring driver holds its ring's mutex from the arming to the pump that takes the
+/// report. Reverting c5e6cf9 makes this test fail (for the kernel-epoll driver).
+///
+/// The io_uring driver runs in shared mode here whichever thread made it (owned mode lets
+/// one thread alone pump, so the race needs shared mode): owned by A, B's first wait
+/// switches it; owned by B, A's first registration does.
+#[test]
+fn a_first_add_is_not_lost_to_a_pump_by_a_thread_blocked_on_another_instance() {
+    let mut cases = vec![(DriverKind::KernelEpoll, false)];
+    if Host::new(DriverKind::IoUring).is_ok() {
+        cases.push((DriverKind::IoUring, false));
+        cases.push((DriverKind::IoUring, true));
+    }
+    for (kind, made_by_waiter) in cases {
+        registration_race(kind, made_by_waiter);
+    }
+}
+
+/// One driver's run of the test above; `made_by_waiter`: thread B creates the host.
+fn registration_race(kind: DriverKind, made_by_waiter: bool) {
+    const ROUNDS: usize = 20_000;
+    const BUDGET: Duration = Duration::from_millis(1500);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let made_here = (!made_by_waiter).then(|| Host::new(kind).unwrap());
+    let waiter = {
+        let stop = stop.clone();
+        let host = made_here.clone();
+        std::thread::spawn(move || {
+            let host = host.unwrap_or_else(|| Host::new(kind).unwrap());
+            let hep2 = HostEpoll::new(host.clone()).unwrap();
+            // Instance 2 watches a pipe that never becomes ready.
+            let idle = Pipe::new();
+            let f = host.open(idle.r).unwrap();
+            hep2.epoll().add(&f, Interest::READABLE, 0).unwrap();
+            tx.send(host).unwrap();
+            let mut waits = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let got = harvest(&hep2, 4, Some(Duration::from_millis(20))).unwrap();
+                assert!(got.is_empty(), "instance 2: {got:?}");
+                waits += 1;
+            }
+            drop(f);
+            waits
+        })
+    };
+    let host = rx.recv().unwrap();
+    let hep1 = HostEpoll::new(host.clone()).unwrap();
+    // Let B block before the first round.
+    std::thread::sleep(Duration::from_millis(20));
+    let shapes = [
+        (false, Ready::Before),
+        (true, Ready::Before),
+        (true, Ready::Writable),
+        (false, Ready::Between),
+        (true, Ready::Between),
+        (false, Ready::After),
+    ];
+    let t0 = Instant::now();
+    let mut rounds = 0;
+    let mut late = 0;
+    while rounds < ROUNDS && t0.elapsed() < BUDGET {
+        let (socket, ready) = shapes[rounds % shapes.len()];
+        let (rfd, wfd) = if socket {
+            socketpair()
+        } else {
+            let mut fds = [0; 2];
+            // SAFETY: valid array of two ints.
+            assert_eq!(
+                unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) },
+                0
+            );
+            (fds[0], fds[1])
+        };
+        let write = || {
+            // SAFETY: writing one byte from a valid buffer.
+            assert_eq!(unsafe { libc::write(wfd, b"x".as_ptr().cast(), 1) }, 1);
+        };
+        let (interest, want) = match ready {
+            Ready::Writable => (Interest::WRITABLE, Events::OUT),
+            _ if socket => (
+                Interest::from_events(Events::IN | Events::OUT),
+                Events::IN | Events::OUT,
+            ),
+            _ => (Interest::READABLE, Events::IN),
+        };
+        let data = rounds as u64 + 1;
+        if let Ready::Before = ready {
+            write();
+        }
+        let f = eventpoll_host::ctl_scope(|| {
+            let f = host.open_for(rfd, interest.events()).unwrap();
+            if let Ready::Between = ready {
+                write();
+            }
+            hep1.epoll().add(&f, interest, data).unwrap();
+            f
+        });
+        if let Ready::After = ready {
+            write();
+        }
+        let mut got = now(&hep1);
+        if got.is_empty() {
+            if let Ready::After = ready {
+                // A wakeup that came after the ADD reaches the item through its wait
+                // queue; B's pump may be delivering it right now (a moment late, not
+                // lost).
+                late += 1;
+                got = harvest(&hep1, 64, Some(Duration::from_secs(2))).unwrap();
+            }
+        }
+        assert_eq!(
+            got,
+            vec![(data, want)],
+            "{kind:?} (host made by {}), round {rounds}: {ready:?}, {}: the ADD lost its readiness",
+            if made_by_waiter { "B" } else { "A" },
+            if socket { "socket" } else { "pipe" },
+        );
+        drop(f);
+        // SAFETY: our own descriptors, closed once.
+        unsafe {
+            libc::close(rfd);
+            libc::close(wfd);
+        }
+        rounds += 1;
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Release);
+    let waits = waiter.join().unwrap();
+    eprintln!(
+        "{kind:?} (mode {:?}, host made by {}): {rounds} rounds in {elapsed:?}, {waits} waits of B, {late} reports after the ADD came late",
+        host.driver().mode(),
+        if made_by_waiter { "B" } else { "A" },
+    );
+    assert!(rounds >= 100, "{kind:?}: only {rounds} rounds");
+}
