@@ -725,7 +725,8 @@ fn socketpair() -> (i32, i32) {
 /// watches the file yet, so the wakeup goes nowhere), an answer "not ready" would lose the
 /// readiness for good: the kernel-epoll driver therefore keeps no answer (c5e6cf9), and the
 /// io_uring driver holds its ring's mutex from the arming to the pump that takes the
-/// report. Reverting c5e6cf9 makes this test fail (for the kernel-epoll driver).
+/// report. Reverting c5e6cf9 makes this test fail (for the kernel-epoll driver), as does
+/// letting go of the ring's mutex between the io_uring driver's arming and that pump.
 ///
 /// The io_uring driver runs in shared mode here whichever thread made it (owned mode lets
 /// one thread alone pump, so the race needs shared mode): owned by A, B's first wait
