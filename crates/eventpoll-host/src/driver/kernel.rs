@@ -13,6 +13,16 @@
 //! A blocked waiter sleeps in `ppoll(2)` on the private epoll (readable when a registered
 //! descriptor has had activity) and its own doorbell, with its signal mask applied
 //! atomically, so it is woken by the host itself: no helper thread, no polling loop.
+//!
+//! What is not exact under concurrency. Pumps take no lock around taking a batch from the
+//! private epoll and delivering it: a wakeup another thread's pump has taken but not yet
+//! delivered is invisible to a zero-timeout wait that races it (its own pump finds the
+//! private epoll empty), so such a wait, made right after a `write` returned, can miss an
+//! event Linux would report; it arrives a moment later (a blocking wait does not miss it).
+//! Measured by `tests/host.rs`'s registration race test, whose "late" rounds are these:
+//! 1 to 4 in 20,000 with a second thread blocked (and pumping) on another instance. The
+//! io_uring driver has the same window for another reason (the module documentation of
+//! `driver::uring`).
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
