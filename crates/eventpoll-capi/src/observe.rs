@@ -126,6 +126,7 @@ fn poll_instances(
                 f.revents = 0;
             }
             sys::ppoll(&mut all, Some(sys::timespec(Duration::ZERO)), None)?;
+            confirm_instances(p, &mut all, &inst_of);
         } else if sleeps {
             // Only host activity: no number is looked at again.
             for f in &mut all[..user] {
@@ -149,6 +150,34 @@ fn poll_instances(
             return Ok(0);
         }
         // Only host activity: pump, settle, ask again.
+    }
+}
+
+/// An instance's number that the kernel found readable is readable only if the instance
+/// has a ready item now, as Linux's poll of an epoll file asks its items.
+///
+/// The kernel's answer is its bell's state (the kernel epoll behind the number watches the
+/// bell alone), and the bell may have been rung after the settle of [`refresh`] by a wakeup
+/// whose item is not ready: another thread's pump that had taken the host's report before
+/// this call's pump looked, and delivered it just after the settle (an eventfd written 0:
+/// the item is queued, and ready for nothing). Linux's poll would have found that item not
+/// ready and slept on; so the engine's poll of the instance, which polls the queued items
+/// and drops those not ready, has the last word. A number closed or handed over meanwhile
+/// keeps the kernel's answer (`POLLNVAL`; a retired instance's items are in the kernel).
+fn confirm_instances(p: &process::Process, all: &mut [pollfd], inst_of: &[Option<Arc<Instance>>]) {
+    let readable = libc::POLLIN | libc::POLLRDNORM;
+    for (f, inst) in all.iter_mut().zip(inst_of) {
+        let Some(i) = inst else { continue };
+        if f.revents & readable == 0 || f.revents & libc::POLLNVAL != 0 || i.hep.is_retired() {
+            continue;
+        }
+        let ready = {
+            let _g = p.gate.enter();
+            !i.hep.epoll().file().poll().is_empty()
+        };
+        if !ready {
+            f.revents &= !readable;
+        }
     }
 }
 
