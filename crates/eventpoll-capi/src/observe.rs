@@ -162,13 +162,24 @@ fn poll_instances(
 /// this call's pump looked, and delivered it just after the settle (an eventfd written 0:
 /// the item is queued, and ready for nothing). Linux's poll would have found that item not
 /// ready and slept on; so the engine's poll of the instance, which polls the queued items
-/// and drops those not ready, has the last word. A number closed or handed over meanwhile
-/// keeps the kernel's answer (`POLLNVAL`; a retired instance's items are in the kernel).
+/// and drops those not ready, has the last word. A number closed, reused or handed over
+/// meanwhile keeps the kernel's answer (`POLLNVAL`; the new file's readiness; a retired
+/// instance's items are in the kernel).
 fn confirm_instances(p: &process::Process, all: &mut [pollfd], inst_of: &[Option<Arc<Instance>>]) {
     let readable = libc::POLLIN | libc::POLLRDNORM;
     for (f, inst) in all.iter_mut().zip(inst_of) {
         let Some(i) = inst else { continue };
         if f.revents & readable == 0 || f.revents & libc::POLLNVAL != 0 || i.hep.is_retired() {
+            continue;
+        }
+        // The number may name another file by now (the instance closed and the number
+        // reused): Linux's poll looks a number up again at every pass, so the kernel's
+        // answer for the new file stands.
+        let still = p
+            .instances_among(std::iter::once(f.fd))
+            .pop()
+            .is_some_and(|now| Arc::ptr_eq(&now, i));
+        if !still {
             continue;
         }
         let ready = {
