@@ -155,29 +155,21 @@ impl WaitWake for ParkQueue {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sleep_lock::{check_excludes_and_wakes, on_four_threads};
     use super::*;
-    use std::sync::Arc;
+    use alloc::sync::Arc;
 
     /// Several threads increment a counter under the spin lock: no increment is lost.
     #[test]
     fn the_spin_lock_excludes() {
         let spin = Arc::new(SpinLock::new(0u64));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let spin = spin.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..2_000 {
-                        let mut g = spin.lock();
-                        let v = *g;
-                        core::hint::spin_loop();
-                        *g = v + 1;
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            crate::objects::testutil::join_within(t);
-        }
+        let shared = spin.clone();
+        on_four_threads(move |_| {
+            let mut g = shared.lock();
+            let v = *g;
+            core::hint::spin_loop();
+            *g = v + 1;
+        });
         assert_eq!(*spin.lock(), 8_000);
     }
 
@@ -185,6 +177,6 @@ mod tests {
     /// unparked (no lost unpark), and the lock excludes.
     #[test]
     fn a_parked_waiter_is_always_woken() {
-        super::super::sleep_lock::check_excludes_and_wakes(ParkLock::new(0));
+        let _ = check_excludes_and_wakes(ParkLock::new(0));
     }
 }

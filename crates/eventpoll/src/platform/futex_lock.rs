@@ -49,19 +49,21 @@ const FUTEX_WAKE_PRIVATE: u32 = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as
 /// not hold `val`), for WAKE how many it woke. The lock needs neither (every outcome leads
 /// its caller to re-check); the tests read them.
 ///
-/// x86-64 Linux convention: number in `rax`, arguments in `rdi rsi rdx r10`, `rcx` and
-/// `r11` clobbered by the instruction.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
+/// The instruction with the kernel's register convention. x86-64: number in `rax`,
+/// arguments in `rdi rsi rdx r10`, result in `rax`, `rcx` and `r11` overwritten by
+/// `syscall`. aarch64: number in `x8`, arguments in `x0`-`x3`, result in `x0`, `svc #0`.
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri)))]
 #[inline]
 fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; the process-private
-    // futex operations read it (WAIT) or only use its address (WAKE), with no timeout
-    // (r10 = null: wait without limit) and no second word. The `syscall` instruction with the
-    // kernel's register convention; rcx and r11, which it overwrites, are declared clobbered,
-    // and the block is not `nomem`, so the compiler keeps memory accesses on their side of it.
     let ret: isize;
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; the process-private
+    // futex operations read it (WAIT) or only use its address (WAKE), with no timeout (null:
+    // wait without limit) and no second word. Every register the kernel or the instruction
+    // changes is declared an output or clobber, and the block is not `nomem`, so the
+    // compiler keeps memory accesses on their side of it.
     #[allow(unsafe_code)]
     unsafe {
+        #[cfg(target_arch = "x86_64")]
         core::arch::asm!(
             "syscall",
             inlateout("rax") libc::SYS_futex as isize => ret,
@@ -73,19 +75,7 @@ fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
             lateout("r11") _,
             options(nostack),
         );
-    }
-    ret
-}
-
-/// As the x86-64 version, with aarch64's convention: number in `x8`, arguments in `x0`-`x3`,
-/// result in `x0`, `svc #0`.
-#[cfg(all(target_arch = "aarch64", not(miri)))]
-#[inline]
-fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
-    // SAFETY: as the x86-64 version; the kernel changes no register but x0 (declared).
-    let ret: isize;
-    #[allow(unsafe_code)]
-    unsafe {
+        #[cfg(target_arch = "aarch64")]
         core::arch::asm!(
             "svc 0",
             in("x8") libc::SYS_futex as usize,
@@ -104,7 +94,7 @@ fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
 /// aarch64 only, so on the architectures this serves in the library it is glibc's own.
 #[cfg(any(not(any(target_arch = "x86_64", target_arch = "aarch64")), miri))]
 fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
-    // SAFETY: as the x86-64 version: a live, aligned word, no timeout, no second word.
+    // SAFETY: as the instruction's version: a live, aligned word, no timeout, no second word.
     #[allow(unsafe_code)]
     let r = unsafe {
         libc::syscall(
@@ -129,7 +119,7 @@ mod tests {
     /// The futex instance: contended takers sleep on the futex and are always woken.
     #[test]
     fn excludes_and_a_sleeping_waiter_is_always_woken() {
-        super::super::sleep_lock::check_excludes_and_wakes(FutexLock::new(0));
+        let _ = super::super::sleep_lock::check_excludes_and_wakes(FutexLock::new(0));
     }
 
     /// The raw futex calls reach the kernel and do what they say: a wait on a word that does

@@ -1,9 +1,9 @@
 //! The engine's sleeping lock, written once and generic over how a waiter sleeps: a
 //! [`WaitWake`] primitive that puts the caller to sleep while a 32-bit word holds a value
 //! and wakes one sleeper. Two instances: on `std` Linux the primitive is the futex
-//! ([`super::futex_lock::FutexLock`], std's algorithm without the poison flag), without
+//! (`futex_lock::FutexLock`, std's algorithm without the poison flag), without
 //! `std` it parks through the registered [`Platform`](super::Platform)
-//! ([`super::bare_lock::ParkLock`]).
+//! (`bare_lock::ParkLock`).
 //!
 //! The state machine is the classic three-state futex mutex, std's own: 0 free, 1 locked,
 //! 2 locked with maybe a sleeper. A taker that finds it locked spins briefly, then marks it
@@ -172,37 +172,47 @@ impl<T: ?Sized, W: WaitWake> Lock for SleepLock<T, W> {
     }
 }
 
-/// Shared by the instances' tests: several threads increment a counter under `lock`, with
-/// the critical section long enough now and then that waiters really sleep: no increment
-/// is lost, every thread finishes (no lost wakeup), and the lock ends free.
+/// For the locks' tests: `f(i)` for `i` in `0..2_000` on each of four threads at once;
+/// fails the test if a thread does not finish (a waiter never woken).
 #[cfg(test)]
-pub(crate) fn check_excludes_and_wakes<W>(lock: SleepLock<u64, W>)
-where
-    W: WaitWake + Send + Sync + 'static,
-{
+pub(crate) fn on_four_threads(f: impl Fn(u32) + Send + Sync + 'static) {
     use crate::prelude::*;
-    use std::sync::Arc;
-    let lock = Arc::new(lock);
+    let f = alloc::sync::Arc::new(f);
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let lock = lock.clone();
-            std::thread::spawn(move || {
-                for i in 0..2_000 {
-                    let mut g = lock.lock();
-                    let v = *g;
-                    if i % 256 == 0 {
-                        std::thread::sleep(std::time::Duration::from_micros(200));
-                    }
-                    *g = v + 1;
-                }
-            })
+            let f = f.clone();
+            std::thread::spawn(move || (0..2_000).for_each(|i| f(i)))
         })
         .collect();
     for t in threads {
         crate::objects::testutil::join_within(t);
     }
+}
+
+/// Shared by the instances' tests: four threads increment a counter under `lock`, with the
+/// critical section long enough now and then that waiters really sleep: no increment is
+/// lost, every thread finishes (no lost wakeup), and the lock ends free. Returns the lock,
+/// for a look at its primitive.
+#[cfg(test)]
+pub(crate) fn check_excludes_and_wakes<W>(
+    lock: SleepLock<u64, W>,
+) -> alloc::sync::Arc<SleepLock<u64, W>>
+where
+    W: WaitWake + Send + Sync + 'static,
+{
+    let lock = alloc::sync::Arc::new(lock);
+    let shared = lock.clone();
+    on_four_threads(move |i| {
+        let mut g = shared.lock();
+        let v = *g;
+        if i % 256 == 0 {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        *g = v + 1;
+    });
     assert_eq!(*lock.lock(), 8_000);
     assert_eq!(lock.state.load(Ordering::Relaxed), FREE);
+    lock
 }
 
 #[cfg(test)]
@@ -350,8 +360,14 @@ mod tests {
         assert_eq!(lock.primitive.state(), MockState::default());
     }
 
+    /// The shared exclusion check really makes waiters sleep (so the instances' runs of it
+    /// test their primitive's wakeups), and every sleeper was woken.
     #[test]
     fn excludes_and_a_sleeping_waiter_is_always_woken() {
-        check_excludes_and_wakes(SleepLock::with_primitive(0, Mock::default()));
+        let lock = check_excludes_and_wakes(SleepLock::with_primitive(0, Mock::default()));
+        let s = lock.primitive.state();
+        assert!(s.slept > 0, "no waiter slept: {s:?}");
+        assert!(s.wakes >= s.slept, "{s:?}");
+        assert_eq!((s.sleeping, s.permits), (0, 0), "{s:?}");
     }
 }

@@ -1,5 +1,5 @@
 //! The two lock kinds and the atomics the engine uses, one implementation per build:
-//! with `std`, a futex lock on Linux (`futex_lock`: the [`SleepLock`](super::sleep_lock)
+//! with `std`, a futex lock on Linux (`futex_lock`: the `sleep_lock::SleepLock`
 //! on the futex, std's algorithm without the poison flag, which costs two reads of the
 //! panic count per lock on the token path) and
 //! std's `Mutex` elsewhere; loom's (`--cfg loom`: the models run the real engine on loom's
