@@ -1,11 +1,13 @@
 //! The engine's own locks, for builds without `std`: a spin lock (the short kind) and a
-//! spin-then-park lock (the sleeping kind) that parks through the registered
-//! [`Platform`](super::Platform) when the lock stays contended. Built from `core` atomics
-//! only. Compiled for tests too, where they park through std's threads.
+//! spin-then-park lock (the sleeping kind, [`ParkLock`]: the [`SleepLock`] whose waiters
+//! park through the registered [`Platform`](super::Platform) when the lock stays contended).
+//! Built from `core` atomics only. Compiled for tests too, where they park through std's
+//! threads.
 
 #![allow(dead_code)] // with `std` only the tests use them
 
 use super::park::{current_unparker, park, Unparker};
+use super::sleep_lock::{SleepGuard, SleepLock, WaitWake};
 use super::sync::Lock;
 use crate::prelude::*;
 use core::cell::UnsafeCell;
@@ -99,189 +101,82 @@ impl<T: ?Sized> Lock for SpinLock<T> {
     }
 }
 
-const FREE: u32 = 0;
-const LOCKED: u32 = 1;
-/// Locked, and some task may be parked waiting for it.
-const CONTENDED: u32 = 2;
-/// Tries before a contended lock parks.
-const SPINS: u32 = 100;
+/// The sleeping lock kind: the [`SleepLock`] whose waiters park their task through the
+/// [`Platform`](super::Platform) (it spins briefly first).
+pub(crate) type ParkLock<T> = SleepLock<T, ParkQueue>;
+/// Holding a [`ParkLock`].
+pub(crate) type ParkGuard<'a, T> = SleepGuard<'a, T, ParkQueue>;
 
-/// The sleeping lock kind: spins briefly, then parks its task until the holder unlocks.
-///
-/// The parked tasks wait in `waiters` (a short lock). A task queues itself and marks the
-/// lock contended in one step under `waiters`, and an unlock that finds the lock contended
-/// takes a task off `waiters` after releasing the lock: either the unlock comes first and
-/// the task sees the lock free, or the task is queued before the unlock looks. A task that
-/// returns from `park` spuriously may queue itself twice; the extra entry only costs a
-/// spurious unpark later.
-pub(crate) struct SleepLock<T: ?Sized> {
-    state: AtomicU32,
-    waiters: SpinLock<Vec<Unparker>>,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: as for `SpinLock`: one holder at a time (acquire/release on `state`).
-#[allow(unsafe_code)]
-unsafe impl<T: ?Sized + Send> Sync for SleepLock<T> {}
-// SAFETY: as above.
-#[allow(unsafe_code)]
-unsafe impl<T: ?Sized + Send> Send for SleepLock<T> {}
-
-impl<T> SleepLock<T> {
+impl<T> ParkLock<T> {
+    /// A free lock holding `value`.
     pub(crate) const fn new(value: T) -> Self {
-        SleepLock {
-            state: AtomicU32::new(FREE),
-            waiters: SpinLock::new(Vec::new()),
-            value: UnsafeCell::new(value),
-        }
+        SleepLock::with_primitive(
+            value,
+            ParkQueue {
+                waiters: SpinLock::new(Vec::new()),
+            },
+        )
     }
 }
 
-impl<T: Default> Default for SleepLock<T> {
-    fn default() -> Self {
-        SleepLock::new(T::default())
-    }
+/// A futex made of parking: the tasks parked on one lock's word wait in `waiters` (a short
+/// lock). A task checks the word and queues itself in one step under `waiters`, and a wake
+/// takes a task off `waiters` after the word was changed: either the change comes first and
+/// the task sees it and does not park, or the task is queued before the wake looks. A task
+/// that returns from `park` spuriously may queue itself twice; the extra entry only costs a
+/// spurious unpark later.
+#[derive(Default)]
+pub(crate) struct ParkQueue {
+    waiters: SpinLock<Vec<Unparker>>,
 }
 
-impl<T: ?Sized> SleepLock<T> {
-    #[inline]
-    fn try_take(&self) -> bool {
-        self.state
-            .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    #[inline]
-    pub(crate) fn lock(&self) -> SleepGuard<'_, T> {
-        if !self.try_take() {
-            self.lock_contended();
-        }
-        SleepGuard { lock: self }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        for _ in 0..SPINS {
-            core::hint::spin_loop();
-            if self.state.load(Ordering::Relaxed) == FREE && self.try_take() {
+impl WaitWake for ParkQueue {
+    fn wait(&self, word: &AtomicU32, expected: u32) {
+        {
+            let mut waiters = self.waiters.lock();
+            if word.load(Ordering::Relaxed) != expected {
                 return;
             }
+            waiters.push(current_unparker());
         }
-        loop {
-            {
-                let mut waiters = self.waiters.lock();
-                // Taking it as CONTENDED is conservative: the unlock then looks for waiters.
-                if self.state.swap(CONTENDED, Ordering::Acquire) == FREE {
-                    return;
-                }
-                waiters.push(current_unparker());
-            }
-            park();
+        park();
+    }
+
+    fn wake_one(&self, _word: &AtomicU32) {
+        let next = {
+            let mut waiters = self.waiters.lock();
+            (!waiters.is_empty()).then(|| waiters.remove(0))
+        };
+        if let Some(task) = next {
+            task.unpark();
         }
-    }
-
-    #[inline]
-    fn unlock(&self) {
-        if self.state.swap(FREE, Ordering::Release) == CONTENDED {
-            self.wake_one();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn wake_one(&self) {
-        {
-            let next = {
-                let mut waiters = self.waiters.lock();
-                (!waiters.is_empty()).then(|| waiters.remove(0))
-            };
-            if let Some(task) = next {
-                task.unpark();
-            }
-        }
-    }
-}
-
-impl<T: ?Sized> core::fmt::Debug for SleepLock<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SleepLock").finish_non_exhaustive()
-    }
-}
-
-/// Holding a [`SleepLock`].
-pub(crate) struct SleepGuard<'a, T: ?Sized> {
-    lock: &'a SleepLock<T>,
-}
-
-impl<T: ?Sized> Deref for SleepGuard<'_, T> {
-    type Target = T;
-    #[allow(unsafe_code)]
-    fn deref(&self) -> &T {
-        // SAFETY: this guard holds the lock, so no other reference to the value exists.
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T: ?Sized> DerefMut for SleepGuard<'_, T> {
-    #[allow(unsafe_code)]
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.lock.value.get() }
-    }
-}
-
-impl<T: ?Sized> Drop for SleepGuard<'_, T> {
-    fn drop(&mut self) {
-        self.lock.unlock();
-    }
-}
-
-impl<T: ?Sized> Lock for SleepLock<T> {
-    type Target = T;
-    type Guard<'a>
-        = SleepGuard<'a, T>
-    where
-        Self: 'a;
-    #[inline]
-    fn acquire(&self) -> SleepGuard<'_, T> {
-        self.lock()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::sleep_lock::{check_excludes_and_wakes, on_four_threads};
     use super::*;
-    use std::sync::Arc;
+    use alloc::sync::Arc;
 
-    /// Several threads increment a counter under each lock kind, with the critical section
-    /// long enough that the sleeping lock's waiters really park: no increment is lost and
-    /// every thread finishes (no lost unpark).
+    /// Several threads increment a counter under the spin lock: no increment is lost.
     #[test]
-    fn both_kinds_exclude_and_a_parked_waiter_is_always_woken() {
+    fn the_spin_lock_excludes() {
         let spin = Arc::new(SpinLock::new(0u64));
-        let sleep = Arc::new(SleepLock::new(0u64));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (spin, sleep) = (spin.clone(), sleep.clone());
-                std::thread::spawn(move || {
-                    for i in 0..2_000 {
-                        *spin.lock() += 1;
-                        let mut g = sleep.lock();
-                        let v = *g;
-                        if i % 256 == 0 {
-                            std::thread::sleep(std::time::Duration::from_micros(200));
-                        }
-                        *g = v + 1;
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            crate::objects::testutil::join_within(t);
-        }
+        let shared = spin.clone();
+        on_four_threads(move |_| {
+            let mut g = shared.lock();
+            let v = *g;
+            core::hint::spin_loop();
+            *g = v + 1;
+        });
         assert_eq!(*spin.lock(), 8_000);
-        assert_eq!(*sleep.lock(), 8_000);
-        assert_eq!(sleep.state.load(Ordering::Relaxed), FREE);
+    }
+
+    /// The park instance of the sleeping lock: waiters that really park are always
+    /// unparked (no lost unpark), and the lock excludes.
+    #[test]
+    fn a_parked_waiter_is_always_woken() {
+        let _ = check_excludes_and_wakes(ParkLock::new(0));
     }
 }

@@ -1,196 +1,168 @@
-//! The engine's lock with `std` on Linux: a futex lock (both kinds, as std's mutex is) that
-//! keeps no poison flag. std's `Mutex` checks the thread's panic count when it is taken and
-//! again when it is released, for a poisoning the engine ignores ([`super::sync::lock`]);
-//! on the token path — six locks a token — that was a tenth of the instructions. The state
-//! machine is the classic three-state futex mutex, std's own: 0 free, 1 locked, 2 locked
-//! with maybe a sleeper; a taker that finds it locked spins briefly, then marks it 2 and
-//! sleeps on the futex; a release that finds 2 wakes one sleeper.
+//! The engine's lock with `std` on Linux: the [`SleepLock`] whose waiters sleep on a futex
+//! (both lock kinds, as std's mutex is), keeping no poison flag. std's `Mutex` checks the
+//! thread's panic count when it is taken and again when it is released, for a poisoning the
+//! engine ignores ([`super::sync::lock`]); on the token path — six locks a token — that was
+//! a tenth of the instructions.
+//!
+//! The futex calls are the crate's own system calls, made with the machine instruction on
+//! x86-64 and aarch64: never through glibc's `syscall()`, which `libeventpoll`
+//! (eventpoll-capi) interposes — the library must not call a symbol it interposes.
 
-use super::sync::Lock;
-use core::cell::UnsafeCell;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
-
-const FREE: u32 = 0;
-const LOCKED: u32 = 1;
-/// Locked, and some thread may be asleep on the futex.
-const CONTENDED: u32 = 2;
-/// Tries before a contended lock sleeps (as std's).
-const SPINS: u32 = 100;
+use super::sleep_lock::{SleepGuard, SleepLock, WaitWake};
+use core::sync::atomic::AtomicU32;
 
 /// A futex lock without poisoning.
-#[derive(Default)]
-pub(crate) struct FutexLock<T: ?Sized> {
-    state: AtomicU32,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the lock hands out access to `value` to one holder at a time (acquire/release
-// on `state`), so sharing the lock shares `T` only as a `Mutex` would: `T: Send` suffices.
-#[allow(unsafe_code)]
-unsafe impl<T: ?Sized + Send> Sync for FutexLock<T> {}
-// SAFETY: as above; moving the lock moves the value.
-#[allow(unsafe_code)]
-unsafe impl<T: ?Sized + Send> Send for FutexLock<T> {}
+pub(crate) type FutexLock<T> = SleepLock<T, Futex>;
+/// Holding a [`FutexLock`].
+pub(crate) type FutexGuard<'a, T> = SleepGuard<'a, T, Futex>;
 
 impl<T> FutexLock<T> {
+    /// A free lock holding `value`.
     pub(crate) const fn new(value: T) -> Self {
-        FutexLock {
-            state: AtomicU32::new(FREE),
-            value: UnsafeCell::new(value),
-        }
+        SleepLock::with_primitive(value, Futex)
     }
 }
 
-impl<T: ?Sized> FutexLock<T> {
-    /// Take the lock, sleeping while another thread holds it.
-    #[inline]
-    pub(crate) fn lock(&self) -> FutexGuard<'_, T> {
-        if self
-            .state
-            .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-        FutexGuard { lock: self }
-    }
+/// The futex as a [`WaitWake`] primitive: the word is the lock's own state, so it needs no
+/// state of its own.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Futex;
 
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        for _ in 0..SPINS {
-            core::hint::spin_loop();
-            if self.state.load(Ordering::Relaxed) == FREE
-                && self
-                    .state
-                    .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-        }
-        // Taking it as CONTENDED is conservative: the release then wakes a sleeper.
-        while self.state.swap(CONTENDED, Ordering::Acquire) != FREE {
-            futex(&self.state, libc::FUTEX_WAIT, CONTENDED);
-        }
+impl WaitWake for Futex {
+    #[inline]
+    fn wait(&self, word: &AtomicU32, expected: u32) {
+        let _ = futex(word, FUTEX_WAIT_PRIVATE, expected);
     }
 
     #[inline]
-    fn unlock(&self) {
-        if self.state.swap(FREE, Ordering::Release) == CONTENDED {
-            self.wake_one();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn wake_one(&self) {
-        futex(&self.state, libc::FUTEX_WAKE, 1);
+    fn wake_one(&self, word: &AtomicU32) {
+        let _ = futex(word, FUTEX_WAKE_PRIVATE, 1);
     }
 }
+
+const FUTEX_WAIT_PRIVATE: u32 = (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as u32;
+const FUTEX_WAKE_PRIVATE: u32 = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as u32;
 
 /// `futex(2)` on `word`: `FUTEX_WAIT` sleeps while it holds `val` (or returns at once,
 /// also on a signal or spuriously: the caller re-checks), `FUTEX_WAKE` wakes up to `val`
-/// sleepers. Through glibc's `syscall()`, the call std's own mutex makes: inside
-/// eventpoll-capi, which interposes `syscall()`, the number is not one it handles and goes
-/// to the kernel through its raw path, which takes no lock (as std's futex calls there do).
-fn futex(word: &AtomicU32, op: i32, val: u32) {
+/// sleepers. Returns the kernel's value: for WAIT 0 or `-errno` (`-EAGAIN`: the word did
+/// not hold `val`), for WAKE how many it woke. The lock needs neither (every outcome leads
+/// its caller to re-check); the tests read them.
+///
+/// The instruction with the kernel's register convention. x86-64: number in `rax`,
+/// arguments in `rdi rsi rdx r10`, result in `rax`, `rcx` and `r11` overwritten by
+/// `syscall`. aarch64: number in `x8`, arguments in `x0`-`x3`, result in `x0`, `svc #0`.
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri)))]
+#[inline]
+fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
+    let ret: isize;
     // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call; the process-private
-    // futex operations read it (WAIT) or only use its address (WAKE), with no timeout
-    // pointer (null: wait without limit) and no second word.
+    // futex operations read it (WAIT) or only use its address (WAKE), with no timeout (null:
+    // wait without limit) and no second word. Every register the kernel or the instruction
+    // changes is declared an output or clobber, and the block is not `nomem`, so the
+    // compiler keeps memory accesses on their side of it.
     #[allow(unsafe_code)]
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_futex as isize => ret,
+            in("rdi") word.as_ptr(),
+            in("rsi") op as usize,
+            in("rdx") val as usize,
+            in("r10") 0usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!(
+            "svc 0",
+            in("x8") libc::SYS_futex as usize,
+            inlateout("x0") word.as_ptr() => ret,
+            in("x1") op as usize,
+            in("x2") val as usize,
+            in("x3") 0usize,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Other architectures, and Miri (which runs no inline assembly but knows the futex through
+/// `syscall()`): glibc's `syscall()`. eventpoll-capi interposes `syscall` on x86-64 and
+/// aarch64 only, so on the architectures this serves in the library it is glibc's own.
+#[cfg(any(not(any(target_arch = "x86_64", target_arch = "aarch64")), miri))]
+fn futex(word: &AtomicU32, op: u32, val: u32) -> isize {
+    // SAFETY: as the instruction's version: a live, aligned word, no timeout, no second word.
+    #[allow(unsafe_code)]
+    let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            op | libc::FUTEX_PRIVATE_FLAG,
+            op as libc::c_int,
             val,
             core::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-impl<T: ?Sized> core::fmt::Debug for FutexLock<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FutexLock").finish_non_exhaustive()
-    }
-}
-
-/// Holding a [`FutexLock`].
-pub(crate) struct FutexGuard<'a, T: ?Sized> {
-    lock: &'a FutexLock<T>,
-}
-
-impl<T: ?Sized> Deref for FutexGuard<'_, T> {
-    type Target = T;
-    #[inline]
-    #[allow(unsafe_code)]
-    fn deref(&self) -> &T {
-        // SAFETY: this guard holds the lock, so no other reference to the value exists.
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T: ?Sized> DerefMut for FutexGuard<'_, T> {
-    #[inline]
-    #[allow(unsafe_code)]
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.lock.value.get() }
-    }
-}
-
-impl<T: ?Sized> Drop for FutexGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        self.lock.unlock();
-    }
-}
-
-impl<T: ?Sized> Lock for FutexLock<T> {
-    type Target = T;
-    type Guard<'a>
-        = FutexGuard<'a, T>
-    where
-        Self: 'a;
-    #[inline]
-    fn acquire(&self) -> FutexGuard<'_, T> {
-        self.lock()
+        )
+    };
+    if r == -1 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as isize)
+    } else {
+        r as isize
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prelude::*;
-    use std::sync::Arc;
 
-    /// Several threads increment a counter under the lock, with the critical section long
-    /// enough now and then that waiters really sleep on the futex: no increment is lost and
-    /// every thread finishes (no lost wakeup).
+    /// The futex instance: contended takers sleep on the futex and are always woken.
     #[test]
     fn excludes_and_a_sleeping_waiter_is_always_woken() {
-        let lock = Arc::new(FutexLock::new(0u64));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let lock = lock.clone();
-                std::thread::spawn(move || {
-                    for i in 0..2_000 {
-                        let mut g = lock.lock();
-                        let v = *g;
-                        if i % 256 == 0 {
-                            std::thread::sleep(std::time::Duration::from_micros(200));
-                        }
-                        *g = v + 1;
-                    }
-                })
+        let _ = super::super::sleep_lock::check_excludes_and_wakes(FutexLock::new(0));
+    }
+
+    /// The raw futex calls reach the kernel and do what they say: a wait on a word that does
+    /// not hold the expected value returns `-EAGAIN` at once, a wake with no sleeper wakes
+    /// none, and a thread asleep on the word is woken by exactly one wake that counts it.
+    #[test]
+    fn raw_futex_calls_wait_and_wake() {
+        use core::sync::atomic::Ordering;
+        use std::sync::Arc;
+        let word = Arc::new(AtomicU32::new(7));
+        assert_eq!(
+            futex(&word, FUTEX_WAIT_PRIVATE, 8),
+            -(libc::EAGAIN as isize)
+        );
+        assert_eq!(futex(&word, FUTEX_WAKE_PRIVATE, 1), 0);
+
+        let sleeper = {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                while word.load(Ordering::Acquire) == 7 {
+                    Futex.wait(&word, 7);
+                }
             })
-            .collect();
-        for t in threads {
-            crate::objects::testutil::join_within(t);
+        };
+        // Wake until the kernel reports the sleeper woken (it may not be asleep yet); woken,
+        // it finds the word still 7 and sleeps again.
+        let start = std::time::Instant::now();
+        loop {
+            let woken = futex(&word, FUTEX_WAKE_PRIVATE, 1);
+            assert!((0..=1).contains(&woken), "woke {woken}");
+            if woken == 1 {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the sleeper never slept on the futex"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert_eq!(*lock.lock(), 8_000);
-        assert_eq!(lock.state.load(Ordering::Relaxed), FREE);
+        // Let it go: a wait that reads the word before this store is woken by the wake after
+        // it, one that reads it after returns at once.
+        word.store(8, Ordering::Release);
+        Futex.wake_one(&word);
+        crate::objects::testutil::join_within(sleeper);
     }
 }

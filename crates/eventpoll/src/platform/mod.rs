@@ -5,7 +5,7 @@
 //!
 //! | need | Linux's name | with `std` (default) | without `std` |
 //! |---|---|---|---|
-//! | a *sleeping* lock, held across a file's poll | `ep->mtx`, `pipe->mutex` | a futex lock without poisoning (`futex_lock`; `std::sync::Mutex` off Linux) | a spin-then-park lock that parks through the [`Platform`] |
+//! | a *sleeping* lock, held across a file's poll | `ep->mtx`, `pipe->mutex` | a futex lock without poisoning (`futex_lock`; `std::sync::Mutex` off Linux) | a spin-then-park lock that parks through the [`Platform`] (both one `sleep_lock`, generic over how a waiter sleeps) |
 //! | a *short* lock a wakeup may take from any context | `ep->lock`, wait-queue locks | the same futex lock (`std::sync::Mutex` off Linux) | a spin lock |
 //! | the current task, park, unpark | `current`, `schedule()`, `wake_up_process` | `std::thread` | [`Platform::current_task`], [`Platform::park`], [`Unpark`] |
 //! | per-task state: the interrupt, the cached parker, the deferred unparks | `current->pending`, `task_struct` | thread-locals | kept in the [`Task`] the platform returns |
@@ -94,6 +94,12 @@ mod clock;
 #[cfg(all(feature = "std", not(loom), target_os = "linux"))]
 pub(crate) mod futex_lock;
 pub(crate) mod park;
+#[cfg(any(
+    all(not(feature = "std"), not(loom)),
+    all(feature = "std", not(loom), target_os = "linux"),
+    test
+))]
+pub(crate) mod sleep_lock;
 pub(crate) mod sync;
 pub(crate) mod time;
 

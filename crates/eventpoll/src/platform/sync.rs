@@ -1,6 +1,7 @@
 //! The two lock kinds and the atomics the engine uses, one implementation per build:
-//! with `std`, a futex lock on Linux (`futex_lock`: std's algorithm without the
-//! poison flag, which costs two reads of the panic count per lock on the token path) and
+//! with `std`, a futex lock on Linux (`futex_lock`: the `sleep_lock::SleepLock`
+//! on the futex, std's algorithm without the poison flag, which costs two reads of the
+//! panic count per lock on the token path) and
 //! std's `Mutex` elsewhere; loom's (`--cfg loom`: the models run the real engine on loom's
 //! instrumented types); or the engine's own (no `std`: [`super::bare_lock`]).
 //!
@@ -115,9 +116,9 @@ mod kinds {
 #[cfg(all(not(feature = "std"), not(loom)))]
 mod kinds {
     pub(crate) use crate::platform::bare_lock::{
-        SleepGuard as MutexGuard, SleepLock as Mutex, SpinLock,
+        ParkGuard as MutexGuard, ParkLock as Mutex, SpinLock,
     };
-    pub(crate) type GlobalMutex<T> = crate::platform::bare_lock::SleepLock<T>;
+    pub(crate) type GlobalMutex<T> = crate::platform::bare_lock::ParkLock<T>;
 }
 
 pub(crate) use kinds::*;
