@@ -977,8 +977,9 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
             // SAFETY: the caller's arguments, passed on unchanged.
             unsafe { f(fd, msg, flags) }
         }
-        // SAFETY: the caller's arguments; the kernel checks `msg`.
-        None => unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as isize },
+        // SAFETY: the caller's arguments; the kernel checks `msg`. The instruction itself,
+        // not glibc's `syscall()`, which this library interposes.
+        None => unsafe { eventpoll_host::raw_syscall!(libc::SYS_recvmsg, fd, msg, flags) as isize },
     };
     if r >= 0 && !msg.is_null() {
         let keep = KeepErrnoAcross::new();
@@ -1021,9 +1022,11 @@ pub unsafe extern "C" fn recvmmsg(
             // SAFETY: the caller's arguments, passed on unchanged.
             unsafe { f(fd, msgvec, vlen, flags, timeout) }
         }
-        // SAFETY: the caller's arguments; the kernel checks the pointers.
+        // SAFETY: the caller's arguments; the kernel checks the pointers. The instruction
+        // itself, not glibc's `syscall()`, which this library interposes.
         None => unsafe {
-            libc::syscall(libc::SYS_recvmmsg, fd, msgvec, vlen, flags, timeout) as c_int
+            eventpoll_host::raw_syscall!(libc::SYS_recvmmsg, fd, msgvec, vlen, flags, timeout)
+                as c_int
         },
     };
     if r > 0 && !msgvec.is_null() {
