@@ -14,20 +14,24 @@
 //! descriptor has had activity) and its own doorbell, with its signal mask applied
 //! atomically, so it is woken by the host itself: no helper thread, no polling loop.
 //!
-//! What is not exact under concurrency. Pumps take no lock around taking a batch from the
-//! private epoll and delivering it: a wakeup another thread's pump has taken but not yet
-//! delivered is invisible to a zero-timeout wait that races it (its own pump finds the
-//! private epoll empty), so such a wait, made right after a `write` returned, can miss an
-//! event Linux would report; it arrives a moment later (a blocking wait does not miss it).
-//! Measured by `tests/host.rs`'s registration race test, whose "late" rounds are these:
-//! 1 to 4 in 20,000 with a second thread blocked (and pumping) on another instance. The
-//! io_uring driver has the same window for another reason (the module documentation of
-//! `driver::uring`).
+//! Pumps in flight. A pump takes a batch from the private epoll, then delivers it; a wakeup
+//! taken but not yet delivered is in no kernel list and on no ready list. So that a racing
+//! zero-timeout wait — its own pump finds the private epoll empty — does not miss it (one
+//! made right after a `write` returned must report that write, as Linux's does), every
+//! pump is counted in flight from before its `epoll_wait` to after its last delivery
+//! (`KernelDriver::inflight`), and [`Driver::pump`] waits, after its own batch, until the
+//! pumps in flight then have finished: a few microseconds of spinning (a pump delivers in
+//! microseconds), then yielding. Linux's `epoll_wait` likewise waits for a harvest of the
+//! same instance in progress (`ep->mtx`). A pump that runs alone pays two uncontended
+//! atomic additions and a load. `tests/host.rs` checks it: a zero-timeout wait after its
+//! own `write` while another thread, blocked on another instance, pumps at every wakeup
+//! (it missed 1 to 143 of ~37,000 rounds before; the registration race test's "late"
+//! rounds, 1 to 4 in 20,000, are these too).
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The two classes of bits a descriptor is registered for, one private kernel epoll each
@@ -55,7 +59,23 @@ pub struct KernelDriver {
     registry: Registry,
     /// Descriptors below this are the program's; the private epolls are moved at or above.
     hidden_base: i32,
+    /// Pumps in flight (the low 32 bits) and pumps finished (the high 32 bits, wrapping):
+    /// see the module documentation, "Pumps in flight", and [`KernelDriver::pump_counted`].
+    inflight: AtomicU64,
 }
+
+/// One pump in flight more (added to [`KernelDriver::inflight`]).
+const PUMP_IN: u64 = 1;
+/// One pump in flight less and one more finished (added to [`KernelDriver::inflight`]:
+/// the count is at least 1 then, so the borrow from the high half is paid back by the
+/// carry).
+const PUMP_OUT: u64 = (1 << 32) - 1;
+/// Spins before a pump waiting for others in flight yields the processor.
+const SPINS: u32 = 200;
+/// After this long waiting for the count of pumps in flight to fall to 0, a wait also
+/// ends once as many pumps have finished as were in flight when it began (see
+/// [`KernelDriver::wait_inflight`]).
+const INFLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn new_epoll(hidden_base: i32) -> SysResult<i32> {
     let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC)?;
@@ -98,6 +118,7 @@ impl KernelDriver {
             epfds: [AtomicI32::new(a), AtomicI32::new(b)],
             registry: Registry::default(),
             hidden_base,
+            inflight: AtomicU64::new(0),
         })
     }
 
@@ -188,13 +209,67 @@ impl KernelDriver {
     /// driver pumps everything else and drops that report. Nothing is lost — whoever adds
     /// an engine item polls the object itself afterwards.
     fn pump_skipping(&self, skip: u64) -> usize {
+        self.pump_counted(skip).0
+    }
+
+    /// [`KernelDriver::pump_skipping`], counted in flight (see the module documentation,
+    /// "Pumps in flight"); also returns the count word read right after this pump left it.
+    ///
+    /// Memory ordering (every access to the word is `SeqCst`; its two read-modify-writes
+    /// are full barriers). Say pump B took a wakeup and pump A's `epoll_wait`, later, found
+    /// the ready list without it. B's entry comes before B's `epoll_wait` changed the
+    /// ready list (a full barrier in between); A's `epoll_wait` read the list as B left it
+    /// (or later), and A's exit — a full barrier — comes before A reads the word: the
+    /// message-passing pattern with a barrier on both sides, so A reads B's entry or a
+    /// later value. A value in which B is no longer in flight is B's exit or later, which
+    /// comes after B's last delivery (the engine's wait-queue calls, under the engine's
+    /// locks) and which A's read acquires: A's harvest sees what B delivered.
+    fn pump_counted(&self, skip: u64) -> (usize, u64) {
+        self.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         let mut hosts = Vec::new();
         let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
         if out_news {
             woken += self.drain(1, skip, &mut buf, &mut hosts).0;
         }
-        woken
+        let word = self
+            .inflight
+            .fetch_add(PUMP_OUT, Ordering::SeqCst)
+            .wrapping_add(PUMP_OUT);
+        (woken, word)
+    }
+
+    /// Wait until the pumps in flight when the count word was `word` (read after this
+    /// thread's own pump left the count) have delivered what they took: until the count
+    /// is 0 — exact, since it counts those pumps until they finish — spinning
+    /// a little, then yielding. Pumps that wait here are not counted, so waiters do not
+    /// wait for each other; pumps that keep starting (the driver's own ones at
+    /// registrations, re-armings) could keep the count above 0 for long: after
+    /// [`INFLIGHT_PATIENCE`] the wait also ends once as many pumps have finished since
+    /// `word` as were in flight then — the ones in flight then, unless one of them is
+    /// stalled while newer ones finish.
+    fn wait_inflight(&self, word: u64) {
+        let in_flight = |w: u64| w as u32;
+        let finished = |w: u64| (w >> 32) as u32;
+        let (count, done) = (in_flight(word), finished(word));
+        let mut since: Option<std::time::Instant> = None;
+        let mut spins = 0u32;
+        loop {
+            let w = self.inflight.load(Ordering::SeqCst);
+            if in_flight(w) == 0 {
+                return;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let t = *since.get_or_insert_with(std::time::Instant::now);
+            if t.elapsed() >= INFLIGHT_PATIENCE && finished(w).wrapping_sub(done) >= count {
+                return;
+            }
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -352,8 +427,16 @@ impl Driver for KernelDriver {
         }
     }
 
+    /// Pump, then wait for the pumps of other threads in flight (see the module
+    /// documentation, "Pumps in flight"). The pumps that drop an arming report
+    /// (`pump_skipping`: registrations, re-armings) do not wait; the ones those make first,
+    /// to deliver what is pending, do.
     fn pump(&self) -> usize {
-        self.pump_skipping(NO_SKIP)
+        let (woken, word) = self.pump_counted(NO_SKIP);
+        if word as u32 != 0 {
+            self.wait_inflight(word);
+        }
+        woken
     }
 
     fn relayable(&self) -> bool {
@@ -369,6 +452,8 @@ impl Driver for KernelDriver {
     }
 
     fn after_fork_child(&self) {
+        // Pumps the parent's other threads had in flight do not go on here.
+        self.inflight.store(0, Ordering::SeqCst);
         // The kernel epolls are shared with the parent: make our own and register again.
         let Ok((a, b)) = new_pair(self.hidden_base) else {
             return;

@@ -42,7 +42,25 @@
 //! pump reads the completion ring without a system call. A wakeup caused by another thread
 //! while the registering thread runs user code is therefore seen a moment later than with
 //! a kernel epoll: a zero-timeout wait in a third thread that races it may miss it (a
-//! blocking wait does not). (Interrupting the thread at every wakeup instead, the default
+//! blocking wait does not). A wakeup a thread causes itself (a `write` to a descriptor it
+//! registered) is never missed by its own zero-timeout wait: the completion is posted
+//! before the `write` returns, and a pump in flight that reaped it holds the ring's mutex
+//! until its last delivery, which a racing pump waits for (`UringDriver::idle` sees it in
+//! flight; `tests/host.rs`, the zero-timeout wait after its own write while another thread
+//! pumps).
+//!
+//! Why a zero-timeout wait does not wait for another thread's task work: nothing says
+//! whose work is queued, or that some is. `IORING_SQ_TASKRUN` is one flag for the whole
+//! ring, raised when work is queued for any thread and lowered when any thread has run
+//! its own batch of the ring's work (`ctx_flush_and_put`) — so it may be down while
+//! another thread's work waits, and up for work of descriptors the wait does not watch.
+//! Nor can a thread run another's work, and the other thread runs it at once only if it
+//! sleeps interruptibly: running user code, at its next entry into the kernel or its next
+//! tick (1 to 4 ms), later if it is preempted or in an uninterruptible sleep. Waiting on
+//! the flag would make every zero-timeout wait of a busy multi-threaded server wait up to
+//! a tick whenever any other thread has work queued, and still miss. Exactness there
+//! would need the polls armed by the waiting thread — or interrupting the armer at every
+//! wakeup, which narrows the window to an interrupt's latency and cost redis 40% (below). (Interrupting the thread at every wakeup instead, the default
 //! of io_uring, cost redis under `libeventpoll` 40% of its throughput.) A poll whose thread
 //! exits is cancelled by the kernel; the next pump arms it again from the pumping thread,
 //! and delivers the re-arming report (the descriptor's mask) as a wakeup, so nothing is
