@@ -21,8 +21,9 @@
 //! pump is counted in flight from before its `epoll_wait` to after its last delivery
 //! (`KernelDriver::inflight`), and [`Driver::pump`] waits, after its own batch, until the
 //! pumps in flight then have finished: a few microseconds of spinning (a pump delivers in
-//! microseconds), then yielding. Linux's `epoll_wait` likewise waits for a harvest of the
-//! same instance in progress (`ep->mtx`). A pump that runs alone pays two uncontended
+//! microseconds), then yielding, 10 ms at most (`KernelDriver::wait_inflight`: a pump
+//! that does not finish has its thread stopped, or in a signal handler). Linux's
+//! `epoll_wait` likewise waits for a harvest of the same instance in progress (`ep->mtx`). A pump that runs alone pays two uncontended
 //! atomic additions and a load. `tests/host.rs` checks it: a zero-timeout wait after its
 //! own `write` while another thread, blocked on another instance, pumps at every wakeup
 //! (it missed 1 to 143 of ~37,000 rounds before; the registration race test's "late"
@@ -31,8 +32,10 @@
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The two classes of bits a descriptor is registered for, one private kernel epoll each
 /// (plus `EPOLLET`; `ERR` and `HUP` are implied in both). Wakeups carry a key (the bits
@@ -75,7 +78,15 @@ const SPINS: u32 = 200;
 /// After this long waiting for the count of pumps in flight to fall to 0, a wait also
 /// ends once as many pumps have finished as were in flight when it began (see
 /// [`KernelDriver::wait_inflight`]).
-const INFLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2);
+const INFLIGHT_PATIENCE: Duration = Duration::from_millis(1);
+/// The longest a pump waits for others in flight (see [`KernelDriver::wait_inflight`]).
+const INFLIGHT_LIMIT: Duration = Duration::from_millis(10);
+
+thread_local! {
+    /// Pumps of this driver in flight on this thread: more than the current one when a
+    /// signal handler (or anything a pump calls) pumps inside a pump.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
 
 fn new_epoll(hidden_base: i32) -> SysResult<i32> {
     let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC)?;
@@ -225,7 +236,26 @@ impl KernelDriver {
     /// comes after B's last delivery (the engine's wait-queue calls, under the engine's
     /// locks) and which A's read acquires: A's harvest sees what B delivered.
     fn pump_counted(&self, skip: u64) -> (usize, u64) {
+        // Left when the pump unwinds too, like the count below: a count left above 0 would
+        // make every wait wait its longest.
+        struct Counted<'a> {
+            word: &'a AtomicU64,
+            left: bool,
+        }
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                DEPTH.with(|d| d.set(d.get() - 1));
+                if !self.left {
+                    self.word.fetch_add(PUMP_OUT, Ordering::SeqCst);
+                }
+            }
+        }
+        DEPTH.with(|d| d.set(d.get() + 1));
         self.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
+        let mut counted = Counted {
+            word: &self.inflight,
+            left: false,
+        };
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         let mut hosts = Vec::new();
         let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
@@ -236,23 +266,27 @@ impl KernelDriver {
             .inflight
             .fetch_add(PUMP_OUT, Ordering::SeqCst)
             .wrapping_add(PUMP_OUT);
+        counted.left = true;
+        drop(counted);
         (woken, word)
     }
 
     /// Wait until the pumps in flight when the count word was `word` (read after this
     /// thread's own pump left the count) have delivered what they took: until the count
-    /// is 0 — exact, since it counts those pumps until they finish — spinning
-    /// a little, then yielding. Pumps that wait here are not counted, so waiters do not
-    /// wait for each other; pumps that keep starting (the driver's own ones at
-    /// registrations, re-armings) could keep the count above 0 for long: after
+    /// is 0 — exact, since it counts those pumps until they finish — spinning a little,
+    /// then yielding. Pumps that wait here are not counted, so waiters do not wait for
+    /// each other. Bounded: pumps that keep starting (the driver's own ones at
+    /// registrations, re-armings) could keep the count above 0, so after
     /// [`INFLIGHT_PATIENCE`] the wait also ends once as many pumps have finished since
-    /// `word` as were in flight then — the ones in flight then, unless one of them is
-    /// stalled while newer ones finish.
+    /// `word` as were in flight then (the ones in flight then, unless one of them is
+    /// stalled while newer ones finish); and a pump that does not finish at all — its
+    /// thread stopped, or running a signal handler that blocks — is waited for
+    /// [`INFLIGHT_LIMIT`] at most.
     fn wait_inflight(&self, word: u64) {
         let in_flight = |w: u64| w as u32;
         let finished = |w: u64| (w >> 32) as u32;
         let (count, done) = (in_flight(word), finished(word));
-        let mut since: Option<std::time::Instant> = None;
+        let mut since: Option<Instant> = None;
         let mut spins = 0u32;
         loop {
             let w = self.inflight.load(Ordering::SeqCst);
@@ -264,8 +298,10 @@ impl KernelDriver {
                 std::hint::spin_loop();
                 continue;
             }
-            let t = *since.get_or_insert_with(std::time::Instant::now);
-            if t.elapsed() >= INFLIGHT_PATIENCE && finished(w).wrapping_sub(done) >= count {
+            let waited = since.get_or_insert_with(Instant::now).elapsed();
+            if waited >= INFLIGHT_LIMIT
+                || (waited >= INFLIGHT_PATIENCE && finished(w).wrapping_sub(done) >= count)
+            {
                 return;
             }
             std::thread::yield_now();
@@ -428,12 +464,15 @@ impl Driver for KernelDriver {
     }
 
     /// Pump, then wait for the pumps of other threads in flight (see the module
-    /// documentation, "Pumps in flight"). The pumps that drop an arming report
+    /// documentation, "Pumps in flight"), unless this thread is inside a pump already. The
+    /// pumps that drop an arming report
     /// (`pump_skipping`: registrations, re-armings) do not wait; the ones those make first,
     /// to deliver what is pending, do.
     fn pump(&self) -> usize {
         let (woken, word) = self.pump_counted(NO_SKIP);
-        if word as u32 != 0 {
+        // Not inside another pump of this thread (a signal handler's wait): that one is in
+        // flight until this returns.
+        if word as u32 != 0 && DEPTH.with(Cell::get) == 0 {
             self.wait_inflight(word);
         }
         woken
@@ -491,5 +530,57 @@ impl Driver for KernelDriver {
     /// the registration number?
     fn still_registered(&self, host: &HostFd, fd: i32) -> Option<bool> {
         sys::epoll_watches(fd, self.epfd(0), host.reg_fd.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pump_waits_for_a_stalled_pump_in_flight_a_bounded_time() {
+        let d = KernelDriver::new(0).unwrap();
+        // A pump of another thread that took a batch and does not finish.
+        d.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
+        let t = Instant::now();
+        assert_eq!(d.pump(), 0);
+        let waited = t.elapsed();
+        assert!(waited >= INFLIGHT_LIMIT, "waited {waited:?}");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        // One that finishes meanwhile ends the wait (then, not before).
+        let d = Arc::new(d);
+        let t = Instant::now();
+        let other = {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                let finished = t.elapsed();
+                d.inflight.fetch_add(PUMP_OUT, Ordering::SeqCst);
+                finished
+            })
+        };
+        d.pump();
+        let waited = t.elapsed();
+        let finished = other.join().unwrap();
+        assert!(waited >= finished.min(INFLIGHT_LIMIT), "waited {waited:?}");
+        // Ended by the finish unless that came after the limit (a loaded machine).
+        assert!(
+            waited < INFLIGHT_LIMIT || finished >= INFLIGHT_LIMIT / 2,
+            "waited {waited:?}, finished at {finished:?}"
+        );
+        assert_eq!(d.inflight.load(Ordering::SeqCst) as u32, 0);
+    }
+
+    #[test]
+    fn a_pump_inside_a_pump_of_its_thread_does_not_wait_for_it() {
+        let d = KernelDriver::new(0).unwrap();
+        // As in a signal handler's wait while this thread's pump is in flight.
+        DEPTH.with(|c| c.set(1));
+        d.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
+        let t = Instant::now();
+        d.pump();
+        let waited = t.elapsed();
+        DEPTH.with(|c| c.set(0));
+        assert!(waited < INFLIGHT_PATIENCE, "waited {waited:?}");
     }
 }
