@@ -18,22 +18,26 @@
 //! taken but not yet delivered is in no kernel list and on no ready list. So that a racing
 //! zero-timeout wait — its own pump finds the private epoll empty — does not miss it (one
 //! made right after a `write` returned must report that write, as Linux's does), every
-//! pump is counted in flight from before its `epoll_wait` to after its last delivery
-//! (`KernelDriver::inflight`), and [`Driver::pump`] waits, after its own batch, until the
-//! pumps in flight then have finished: a few microseconds of spinning (a pump delivers in
-//! microseconds), then yielding, 10 ms at most (`KernelDriver::wait_inflight`: a pump
-//! that does not finish has its thread stopped, or in a signal handler). Linux's
-//! `epoll_wait` likewise waits for a harvest of the same instance in progress (`ep->mtx`). A pump that runs alone pays two uncontended
-//! atomic additions and a load. `tests/host.rs` checks it: a zero-timeout wait after its
-//! own `write` while another thread, blocked on another instance, pumps at every wakeup
-//! (it missed 1 to 143 of ~37,000 rounds before; the registration race test's "late"
-//! rounds, 1 to 4 in 20,000, are these too).
+//! pump is announced in flight from before its `epoll_wait` to after its last delivery,
+//! and [`Driver::pump`] waits, after its own batch, until the pumps in flight then have
+//! finished: a few microseconds of spinning (a pump delivers in microseconds), then
+//! yielding, 10 ms at most (`KernelDriver::wait_inflight`: a pump that does not finish has
+//! its thread stopped, or in a signal handler). Linux's `epoll_wait` likewise waits for a
+//! harvest of the same instance in progress (`ep->mtx`). The first thread to pump owns
+//! the driver's fast path: it announces its pumps with plain stores to a sequence count
+//! only it writes (`KernelDriver::owner_seq`), so a single-threaded program pays no
+//! read-modify-write for this, only two stores and two loads per pump; the other threads
+//! (and a pump inside a pump) count theirs in `KernelDriver::inflight`, two atomic
+//! additions. `tests/host.rs` checks it: a zero-timeout wait after its own `write` while
+//! another thread, blocked on another instance, pumps at every wakeup, with either thread
+//! the owner (without the wait it missed 1 to 262 of 14,000 to 37,000 rounds, every run;
+//! the registration race test's "late" rounds, 1 to 4 in 20,000, were these too).
 
 use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,9 +66,37 @@ pub struct KernelDriver {
     registry: Registry,
     /// Descriptors below this are the program's; the private epolls are moved at or above.
     hidden_base: i32,
-    /// Pumps in flight (the low 32 bits) and pumps finished (the high 32 bits, wrapping):
-    /// see the module documentation, "Pumps in flight", and [`KernelDriver::pump_counted`].
+    /// Pumps in flight (the low 32 bits) and pumps finished (the high 32 bits, wrapping)
+    /// of the threads but the owner: see the module documentation, "Pumps in flight", and
+    /// [`KernelDriver::pump_counted`].
     inflight: AtomicU64,
+    /// The thread whose pumps are announced in `owner_seq` (its [`thread_key`]; 0: none
+    /// yet): the first to pump.
+    owner: AtomicUsize,
+    /// The owner's pumps: odd while one is in flight. Only the owner writes it.
+    owner_seq: AtomicU64,
+}
+
+/// What a pump saw of the others when it had finished (see [`KernelDriver::pump_counted`]).
+#[derive(Clone, Copy)]
+struct Seen {
+    /// [`KernelDriver::inflight`].
+    word: u64,
+    /// [`KernelDriver::owner_seq`] (even when this pump was the owner's).
+    owner_seq: u64,
+}
+
+impl Seen {
+    /// Whether another pump was in flight.
+    fn busy(self) -> bool {
+        self.word as u32 != 0 || self.owner_seq & 1 != 0
+    }
+}
+
+/// A number for the calling thread, unique among the live threads of the process: the
+/// address of its [`DEPTH`].
+fn thread_key() -> usize {
+    DEPTH.with(|d| d as *const Cell<u32> as usize)
 }
 
 /// One pump in flight more (added to [`KernelDriver::inflight`]).
@@ -130,6 +162,8 @@ impl KernelDriver {
             registry: Registry::default(),
             hidden_base,
             inflight: AtomicU64::new(0),
+            owner: AtomicUsize::new(0),
+            owner_seq: AtomicU64::new(0),
         })
     }
 
@@ -223,37 +257,72 @@ impl KernelDriver {
         self.pump_counted(skip).0
     }
 
-    /// [`KernelDriver::pump_skipping`], counted in flight (see the module documentation,
-    /// "Pumps in flight"); also returns the count word read right after this pump left it.
+    /// Whether the calling thread (`me`) owns the fast path, taking it if nobody has.
+    fn is_owner(&self, me: usize) -> bool {
+        let o = self.owner.load(Ordering::Relaxed);
+        o == me
+            || (o == 0
+                && self
+                    .owner
+                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok())
+    }
+
+    /// [`KernelDriver::pump_skipping`], announced in flight (see the module documentation,
+    /// "Pumps in flight"); also returns what it saw of the other pumps once it had left.
     ///
-    /// Memory ordering (every access to the word is `SeqCst`; its two read-modify-writes
-    /// are full barriers). Say pump B took a wakeup and pump A's `epoll_wait`, later, found
-    /// the ready list without it. B's entry comes before B's `epoll_wait` changed the
-    /// ready list (a full barrier in between); A's `epoll_wait` read the list as B left it
-    /// (or later), and A's exit — a full barrier — comes before A reads the word: the
-    /// message-passing pattern with a barrier on both sides, so A reads B's entry or a
-    /// later value. A value in which B is no longer in flight is B's exit or later, which
-    /// comes after B's last delivery (the engine's wait-queue calls, under the engine's
-    /// locks) and which A's read acquires: A's harvest sees what B delivered.
-    fn pump_counted(&self, skip: u64) -> (usize, u64) {
-        // Left when the pump unwinds too, like the count below: a count left above 0 would
-        // make every wait wait its longest.
-        struct Counted<'a> {
-            word: &'a AtomicU64,
+    /// Memory ordering. Say pump B took a wakeup and pump A's `epoll_wait`, later, found
+    /// the ready list without it: A must see B in flight, or B's deliveries. B's
+    /// announcement is ordered before the stores by which its `epoll_wait` takes the batch
+    /// (made under the epoll's locks): by the read-modify-write itself (a full barrier) for
+    /// a counted pump, by a release fence after the owner's plain store (nothing on x86,
+    /// whose stores become visible in order; a barrier elsewhere). A's `epoll_wait` read the
+    /// list as B left it, or later; A's reads of the announcements are ordered after it: by
+    /// its exit read-modify-write (a full barrier) for a counted pump, by an acquire fence
+    /// for the owner's (nothing on x86, whose loads are made in order). That is the
+    /// message-passing pattern with a barrier on each side, so A sees B's announcement or a
+    /// later value. A value that no longer shows B in flight was written after B's last
+    /// delivery (the engine's wait-queue calls, under the engine's locks) with release
+    /// semantics, and A reads it with acquire semantics: A's harvest sees what B delivered.
+    fn pump_counted(&self, skip: u64) -> (usize, Seen) {
+        let nested = DEPTH.with(Cell::get) != 0;
+        // The owner's pump inside one of its own (a signal handler's wait) is counted: the
+        // sequence count must not move under the outer pump.
+        let owner_seq = (!nested && self.is_owner(thread_key()))
+            .then(|| self.owner_seq.load(Ordering::Relaxed));
+        // Left when the pump unwinds too: an announcement left standing would make every
+        // wait wait its longest.
+        struct Announced<'a> {
+            driver: &'a KernelDriver,
+            owner_seq: Option<u64>,
             left: bool,
         }
-        impl Drop for Counted<'_> {
+        impl Drop for Announced<'_> {
             fn drop(&mut self) {
                 DEPTH.with(|d| d.set(d.get() - 1));
                 if !self.left {
-                    self.word.fetch_add(PUMP_OUT, Ordering::SeqCst);
+                    match self.owner_seq {
+                        Some(s) => self.driver.owner_seq.store(s + 2, Ordering::Release),
+                        None => {
+                            self.driver.inflight.fetch_add(PUMP_OUT, Ordering::SeqCst);
+                        }
+                    }
                 }
             }
         }
         DEPTH.with(|d| d.set(d.get() + 1));
-        self.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
-        let mut counted = Counted {
-            word: &self.inflight,
+        match owner_seq {
+            Some(s) => {
+                self.owner_seq.store(s + 1, Ordering::Relaxed);
+                fence(Ordering::Release);
+            }
+            None => {
+                self.inflight.fetch_add(PUMP_IN, Ordering::SeqCst);
+            }
+        }
+        let mut announced = Announced {
+            driver: self,
+            owner_seq,
             left: false,
         };
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
@@ -262,35 +331,53 @@ impl KernelDriver {
         if out_news {
             woken += self.drain(1, skip, &mut buf, &mut hosts).0;
         }
-        let word = self
-            .inflight
-            .fetch_add(PUMP_OUT, Ordering::SeqCst)
-            .wrapping_add(PUMP_OUT);
-        counted.left = true;
-        drop(counted);
-        (woken, word)
+        let seen = match owner_seq {
+            Some(s) => {
+                fence(Ordering::Acquire);
+                self.owner_seq.store(s + 2, Ordering::Release);
+                Seen {
+                    word: self.inflight.load(Ordering::SeqCst),
+                    owner_seq: s + 2,
+                }
+            }
+            None => {
+                let word = self
+                    .inflight
+                    .fetch_add(PUMP_OUT, Ordering::SeqCst)
+                    .wrapping_add(PUMP_OUT);
+                Seen {
+                    word,
+                    owner_seq: self.owner_seq.load(Ordering::SeqCst),
+                }
+            }
+        };
+        announced.left = true;
+        drop(announced);
+        (woken, seen)
     }
 
-    /// Wait until the pumps in flight when the count word was `word` (read after this
-    /// thread's own pump left the count) have delivered what they took: until the count
-    /// is 0 — exact, since it counts those pumps until they finish — spinning a little,
-    /// then yielding. Pumps that wait here are not counted, so waiters do not wait for
-    /// each other. Bounded: pumps that keep starting (the driver's own ones at
-    /// registrations, re-armings) could keep the count above 0, so after
-    /// [`INFLIGHT_PATIENCE`] the wait also ends once as many pumps have finished since
-    /// `word` as were in flight then (the ones in flight then, unless one of them is
-    /// stalled while newer ones finish); and a pump that does not finish at all — its
-    /// thread stopped, or running a signal handler that blocks — is waited for
-    /// [`INFLIGHT_LIMIT`] at most.
-    fn wait_inflight(&self, word: u64) {
+    /// Wait until the pumps in flight when this thread's own pump had finished (`seen`)
+    /// have delivered what they took, spinning a little, then yielding: until the owner's
+    /// sequence count has moved on from an odd `seen.owner_seq` and the count of the other
+    /// pumps in flight is 0 — exact, since it counts those pumps until they finish. Pumps
+    /// that wait here are not in flight, so waiters do not wait for each other. Bounded:
+    /// pumps that keep starting (the driver's own ones at registrations, re-armings) could
+    /// keep the count above 0, so after [`INFLIGHT_PATIENCE`] the count's part also ends
+    /// once as many pumps have finished since `seen` as were in flight then (the ones in
+    /// flight then, unless one of them is stalled while newer ones finish); and a pump
+    /// that does not finish at all — its thread stopped, or running a signal handler that
+    /// blocks — is waited for [`INFLIGHT_LIMIT`] at most.
+    fn wait_inflight(&self, seen: Seen) {
         let in_flight = |w: u64| w as u32;
         let finished = |w: u64| (w >> 32) as u32;
-        let (count, done) = (in_flight(word), finished(word));
+        let (count, done) = (in_flight(seen.word), finished(seen.word));
         let mut since: Option<Instant> = None;
         let mut spins = 0u32;
         loop {
             let w = self.inflight.load(Ordering::SeqCst);
-            if in_flight(w) == 0 {
+            let owner_done =
+                seen.owner_seq & 1 == 0 || self.owner_seq.load(Ordering::SeqCst) != seen.owner_seq;
+            if owner_done && in_flight(w) == 0 {
                 return;
             }
             if spins < SPINS {
@@ -300,7 +387,9 @@ impl KernelDriver {
             }
             let waited = since.get_or_insert_with(Instant::now).elapsed();
             if waited >= INFLIGHT_LIMIT
-                || (waited >= INFLIGHT_PATIENCE && finished(w).wrapping_sub(done) >= count)
+                || (owner_done
+                    && waited >= INFLIGHT_PATIENCE
+                    && finished(w).wrapping_sub(done) >= count)
             {
                 return;
             }
@@ -469,11 +558,11 @@ impl Driver for KernelDriver {
     /// (`pump_skipping`: registrations, re-armings) do not wait; the ones those make first,
     /// to deliver what is pending, do.
     fn pump(&self) -> usize {
-        let (woken, word) = self.pump_counted(NO_SKIP);
+        let (woken, seen) = self.pump_counted(NO_SKIP);
         // Not inside another pump of this thread (a signal handler's wait): that one is in
         // flight until this returns.
-        if word as u32 != 0 && DEPTH.with(Cell::get) == 0 {
-            self.wait_inflight(word);
+        if seen.busy() && DEPTH.with(Cell::get) == 0 {
+            self.wait_inflight(seen);
         }
         woken
     }
@@ -493,6 +582,9 @@ impl Driver for KernelDriver {
     fn after_fork_child(&self) {
         // Pumps the parent's other threads had in flight do not go on here.
         self.inflight.store(0, Ordering::SeqCst);
+        self.owner.store(0, Ordering::SeqCst);
+        let seq = self.owner_seq.load(Ordering::SeqCst);
+        self.owner_seq.store(seq + (seq & 1), Ordering::SeqCst);
         // The kernel epolls are shared with the parent: make our own and register again.
         let Ok((a, b)) = new_pair(self.hidden_base) else {
             return;
@@ -569,6 +661,37 @@ mod tests {
             "waited {waited:?}, finished at {finished:?}"
         );
         assert_eq!(d.inflight.load(Ordering::SeqCst) as u32, 0);
+    }
+
+    #[test]
+    fn a_pump_waits_for_the_owners_pump_in_flight() {
+        let d = Arc::new(KernelDriver::new(0).unwrap());
+        // The owner (another thread) is in a pump.
+        d.owner.store(1, Ordering::SeqCst);
+        d.owner_seq.store(1, Ordering::SeqCst);
+        let t = Instant::now();
+        d.pump();
+        let waited = t.elapsed();
+        assert!(waited >= INFLIGHT_LIMIT, "waited {waited:?}");
+        // Its pump ends: so does the wait (then, not before).
+        let d2 = d.clone();
+        let t = Instant::now();
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2));
+            let finished = t.elapsed();
+            d2.owner_seq.store(2, Ordering::SeqCst);
+            finished
+        });
+        d.pump();
+        let waited = t.elapsed();
+        let finished = other.join().unwrap();
+        assert!(waited >= finished.min(INFLIGHT_LIMIT), "waited {waited:?}");
+        assert!(
+            waited < INFLIGHT_LIMIT || finished >= INFLIGHT_LIMIT / 2,
+            "waited {waited:?}, finished at {finished:?}"
+        );
+        // Not the owner: counted.
+        assert_eq!(d.inflight.load(Ordering::SeqCst) >> 32, 2);
     }
 
     #[test]
