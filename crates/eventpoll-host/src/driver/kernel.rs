@@ -115,8 +115,8 @@ const INFLIGHT_PATIENCE: Duration = Duration::from_millis(1);
 const INFLIGHT_LIMIT: Duration = Duration::from_millis(10);
 
 thread_local! {
-    /// Pumps of this driver in flight on this thread: more than the current one when a
-    /// signal handler (or anything a pump calls) pumps inside a pump.
+    /// Pumps of kernel-epoll drivers in flight on this thread: more than the current one
+    /// when a signal handler (or anything a pump calls) pumps inside a pump.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
