@@ -34,19 +34,45 @@
 //!
 //! When the completion is posted (shared mode). The kernel turns a poll wakeup into a
 //! completion in *task work* of the thread that submitted the poll (the thread that
-//! registered the descriptor). The ring runs cooperatively (`IORING_SETUP_COOP_TASKRUN`): that thread is
-//! not interrupted while it runs user code; the work runs at its next entry into the
-//! kernel — before the call returns, for a wakeup it caused itself (a `write`) — or at
-//! once if it is asleep (a blocked waiter). `IORING_SETUP_TASKRUN_FLAG` marks pending work
-//! in the ring, and a pump that sees the mark enters the kernel to run it; otherwise a
-//! pump reads the completion ring without a system call. A wakeup caused by another thread
-//! while the registering thread runs user code is therefore seen a moment later than with
-//! a kernel epoll: a zero-timeout wait in a third thread that races it may miss it (a
-//! blocking wait does not). (Interrupting the thread at every wakeup instead, the default
-//! of io_uring, cost redis under `libeventpoll` 40% of its throughput.) A poll whose thread
-//! exits is cancelled by the kernel; the next pump arms it again from the pumping thread,
-//! and delivers the re-arming report (the descriptor's mask) as a wakeup, so nothing is
-//! lost.
+//! registered the descriptor). The ring runs cooperatively (`IORING_SETUP_COOP_TASKRUN`):
+//! that thread is not interrupted while it runs user code; the work runs at its next entry
+//! into the kernel — before the call returns, for a wakeup it caused itself (a `write`) —
+//! or at once if it is asleep (a blocked waiter). `IORING_SETUP_TASKRUN_FLAG` marks
+//! pending work in the ring, and a pump that sees the mark enters the kernel to run it;
+//! otherwise a pump reads the completion ring without a system call. (Interrupting the
+//! thread at every wakeup instead, the default of io_uring, cost redis under
+//! `libeventpoll` 40% of its throughput.) A poll whose thread exits is cancelled by the
+//! kernel; the next pump arms it again from the pumping thread, and delivers the re-arming
+//! report (the descriptor's mask) as a wakeup, so nothing is lost.
+//!
+//! So a wakeup caused by another thread while the registering thread runs user code is
+//! seen later than with a kernel epoll: a zero-timeout wait of any thread but the
+//! registering one — the writer's own, right after its `write` returned, included — may
+//! miss it (a blocking wait does not). A wakeup the waiting thread caused itself, of a
+//! descriptor it registered, is never missed by its zero-timeout wait: the completion is
+//! posted before the `write` returns, and a pump in flight that reaped it holds the ring's
+//! mutex until its last delivery, which a racing pump waits for (`UringDriver::idle` sees
+//! it in flight; `tests/host.rs`, the zero-timeout wait after its own write while another
+//! thread pumps). One caused by another thread, of a descriptor the waiting thread
+//! registered, is queued as the waiting thread's own work, which its pump runs when the
+//! ring's flag (below) is up — but another thread running its own batch meanwhile lowers
+//! the flag, and the pump, seeing none, makes no system call: missed too, until the
+//! waiting thread's next entry into the kernel.
+//!
+//! Why a zero-timeout wait does not wait for another thread's task work: nothing says
+//! whose work is queued, or that some is. `IORING_SQ_TASKRUN` is one flag for the whole
+//! ring, raised when work is queued for any thread and lowered when any thread has run
+//! its own batch of the ring's work (`ctx_flush_and_put`) — so it may be down while
+//! another thread's work waits, and up for work of descriptors the wait does not watch.
+//! Nor can a thread run another's work, and the other thread runs it at once only if it
+//! sleeps interruptibly: running user code, at its next entry into the kernel or its next
+//! tick, later if it is preempted or in an uninterruptible sleep — measured on Linux 6.18
+//! (a 2-core VM): a pipe registered by a thread that then spins in user code, written by
+//! another, reached that writer's zero-timeout waits 0.2 to 13 ms later (20 tries). Waiting
+//! on the flag would make every zero-timeout wait of a busy multi-threaded server wait
+//! that long whenever any other thread has work queued, and still miss. Exactness there
+//! would need every poll armed by the waiting thread, or the armer interrupted at every
+//! wakeup (which only narrows the window, at the cost above).
 //!
 //! What is not exact. A wakeup without a key (a state change) is reported with the file's
 //! mask in the poll's direction, or not at all if the file is ready for nothing there, so
