@@ -293,6 +293,14 @@ impl WakerPool {
         let _ = self.on_new.set(hook);
     }
 
+    /// Call the embedder's hook (see [`crate::Host::on_own_fd`]) for another descriptor
+    /// the host made for itself.
+    pub(crate) fn announce(&self, fd: i32) {
+        if let Some(hook) = self.on_new.get() {
+            hook(fd);
+        }
+    }
+
     /// A waker for a thread about to block (armed); `Err` when no eventfd can be made.
     pub(crate) fn take(&self) -> Result<Arc<ThreadWaker>, Errno> {
         if let Some(w) = locked(&self.free).pop() {
@@ -532,6 +540,11 @@ impl Watch {
                 s.relay_on = Some((t, relay));
             }
         }
+    }
+
+    /// Whether the calling thread leads.
+    pub(crate) fn leads(&self) -> bool {
+        self.leader_id.load(Ordering::SeqCst) == thread_id()
     }
 
     /// In a `fork` child: the parent's other threads are not here.
