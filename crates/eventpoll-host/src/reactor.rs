@@ -406,6 +406,11 @@ impl HostEpoll {
             // of the instance does then (each wakeup wakes them all).
             Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
         };
+        if let Some(r) = &self.relay {
+            // Made once, outside the guard (the embedder's hook learns of them); without
+            // them the thread sleeps as a leader or follower.
+            r.ensure_fds(&self.host);
+        }
         // Signals stay blocked but while asleep in the host (the caller's mask, or the
         // thread's, applied atomically there), as `ep_poll` checks for a signal before each
         // sleep: one that comes while this thread pumps between two sleeps ends the next.

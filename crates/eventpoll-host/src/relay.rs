@@ -50,7 +50,15 @@ use crate::sys;
 use eventpoll::{Epoll, Events, WakeCallback};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+/// A relay's descriptors.
+#[derive(Clone, Copy, Debug)]
+struct Fds {
+    epfd: i32,
+    poke: i32,
+    scratch: i32,
+}
 
 /// The token of the poke eventfd in a relay.
 const POKE: u64 = u64::MAX;
@@ -95,9 +103,9 @@ struct RelayState {
 
 /// One instance's relay. See the module documentation.
 pub(crate) struct InstanceRelay {
-    epfd: i32,
-    poke: i32,
-    scratch: i32,
+    /// (relay epoll, poke eventfd, scratch epoll), made before the first sleep
+    /// ([`InstanceRelay::ensure_fds`]): an instance nobody blocks on costs no descriptor.
+    fds: OnceLock<Fds>,
     /// Threads between [`InstanceRelay::prepare`] and [`InstanceRelay::after_sleep`].
     sleepers: AtomicUsize,
     /// The last sync found the relay usable (a wait skips taking the lead then).
@@ -115,13 +123,13 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl std::fmt::Debug for InstanceRelay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceRelay")
-            .field("epfd", &self.epfd)
+            .field("fds", &self.fds.get())
             .finish()
     }
 }
 
 /// A relay's three descriptors: (relay epoll with the poke in it, poke eventfd, scratch).
-fn new_fds(hidden_base: i32) -> Result<(i32, i32, i32), sys::Errno> {
+fn new_fds(hidden_base: i32) -> Result<Fds, sys::Errno> {
     let hide = |fd: i32| {
         if hidden_base > 0 {
             sys::move_high(fd, hidden_base)
@@ -152,24 +160,22 @@ fn new_fds(hidden_base: i32) -> Result<(i32, i32, i32), sys::Errno> {
         }
         return Err(e);
     }
-    Ok((ep, poke, scratch))
+    Ok(Fds {
+        epfd: ep,
+        poke,
+        scratch,
+    })
 }
 
 impl InstanceRelay {
     /// A relay for `epoll` (hooked on its inserts), or `None` when the driver is not the
-    /// kernel-epoll one or the descriptors cannot be made.
+    /// kernel-epoll one.
     pub(crate) fn new(epoll: &Epoll, host: &crate::Host) -> Option<Arc<InstanceRelay>> {
         if host.kind() != crate::DriverKind::KernelEpoll {
             return None;
         }
-        let (epfd, poke, scratch) = new_fds(host.hidden_base()).ok()?;
-        for fd in [epfd, poke, scratch] {
-            host.announce_own_fd(fd);
-        }
         let relay = Arc::new(InstanceRelay {
-            epfd,
-            poke,
-            scratch,
+            fds: OnceLock::new(),
             sleepers: AtomicUsize::new(0),
             usable: AtomicBool::new(true),
             sleeps: AtomicU64::new(0),
@@ -181,9 +187,31 @@ impl InstanceRelay {
         Some(relay)
     }
 
-    /// The relay's descriptors (the host's own).
+    /// The relay's descriptors (the host's own), if made.
     pub(crate) fn fds(&self, out: &mut Vec<i32>) {
-        out.extend([self.epfd, self.poke, self.scratch]);
+        if let Some(f) = self.fds.get() {
+            out.extend([f.epfd, f.poke, f.scratch]);
+        }
+    }
+
+    /// Make the descriptors if they are not made yet (before a first sleep, outside the
+    /// embedder's guard: the embedder's hook learns of them); `false` if they cannot be.
+    pub(crate) fn ensure_fds(&self, host: &crate::Host) -> bool {
+        if self.fds.get().is_some() {
+            return true;
+        }
+        let _s = locked(&self.state);
+        if self.fds.get().is_some() {
+            return true;
+        }
+        let Ok(f) = new_fds(host.hidden_base()) else {
+            return false;
+        };
+        let _ = self.fds.set(f);
+        for fd in [f.epfd, f.poke, f.scratch] {
+            host.announce_own_fd(fd);
+        }
+        true
     }
 
     /// Whether the last sync found the relay usable.
@@ -210,6 +238,7 @@ impl InstanceRelay {
     /// the instance cannot be relayed now. Every `Some` is followed by
     /// [`InstanceRelay::after_sleep`].
     pub(crate) fn prepare(&self, epoll: &Epoll) -> Option<i32> {
+        let fds = *self.fds.get()?;
         // Announced before the sequence number is read (see the module documentation).
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         let mut s = locked(&self.state);
@@ -220,7 +249,7 @@ impl InstanceRelay {
             if s.synced == Some(seq) {
                 break;
             }
-            self.sync_members(&mut s, epoll);
+            self.sync_members(&mut s, epoll, fds);
             // Items added meanwhile poke the relay (this thread is a sleeper already); the
             // next prepare syncs again.
             s.synced = Some(seq);
@@ -230,7 +259,7 @@ impl InstanceRelay {
         self.usable.store(usable, Ordering::SeqCst);
         if usable {
             self.sleeps.fetch_add(1, Ordering::Relaxed);
-            Some(self.epfd)
+            Some(fds.epfd)
         } else {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             None
@@ -238,7 +267,7 @@ impl InstanceRelay {
     }
 
     /// Make the members the instance's host descriptors (under the state lock).
-    fn sync_members(&self, s: &mut RelayState, epoll: &Epoll) {
+    fn sync_members(&self, s: &mut RelayState, epoll: &Epoll, f: Fds) {
         let mut usable = true;
         let mut now: Vec<(usize, Arc<HostFd>)> = Vec::new();
         epoll.for_each_target(&mut |ops, _fd, nested| {
@@ -274,11 +303,11 @@ impl InstanceRelay {
             let kept =
                 live.values().any(|&fd| fd == m.fd) || s.members.values().any(|o| o.fd == m.fd);
             if !kept {
-                let _ = sys::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, m.fd, None);
+                let _ = sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_DEL, m.fd, None);
             }
             if let Some(sfd) = s.scratch_in.remove(&k) {
                 if !kept {
-                    let _ = sys::epoll_ctl(self.scratch, libc::EPOLL_CTL_DEL, sfd, None);
+                    let _ = sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, sfd, None);
                 }
             }
         }
@@ -290,10 +319,10 @@ impl InstanceRelay {
             let token = s.next_token;
             s.next_token += 1;
             let ev = Some((RELAY_BITS, token));
-            let added = match sys::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, ev) {
+            let added = match sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_ADD, fd, ev) {
                 // An item of this file under this number is left from a member that went
                 // (kept above): it takes this member's token.
-                Err(sys::Errno::EEXIST) => sys::epoll_ctl(self.epfd, libc::EPOLL_CTL_MOD, fd, ev),
+                Err(sys::Errno::EEXIST) => sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_MOD, fd, ev),
                 r => r,
             };
             if added.is_err() {
@@ -319,9 +348,10 @@ impl InstanceRelay {
     /// be synchronised with).
     pub(crate) fn after_sleep(&self, host: &crate::Host, woken: &dyn Fn() -> bool) -> bool {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        let f = *self.fds.get().expect("a relay sleep has descriptors");
         let mut tokens = Vec::new();
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        while let Ok(n) = sys::epoll_wait(self.epfd, &mut buf, 0) {
+        while let Ok(n) = sys::epoll_wait(f.epfd, &mut buf, 0) {
             tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));
             if n < buf.len() {
                 break;
@@ -346,9 +376,9 @@ impl InstanceRelay {
                 let fd = h.fd();
                 let r = match s.scratch_in.get(&k) {
                     Some(&old) if old == fd => {
-                        sys::epoll_ctl(self.scratch, libc::EPOLL_CTL_DEL, fd, None)
+                        sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, fd, None)
                     }
-                    _ => sys::epoll_ctl(self.scratch, libc::EPOLL_CTL_ADD, fd, Some((0, 0))),
+                    _ => sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_ADD, fd, Some((0, 0))),
                 };
                 match r {
                     Ok(()) if s.scratch_in.get(&k) == Some(&fd) => {
@@ -356,7 +386,7 @@ impl InstanceRelay {
                     }
                     Ok(()) => {
                         if let Some(old) = s.scratch_in.insert(k, fd) {
-                            let _ = sys::epoll_ctl(self.scratch, libc::EPOLL_CTL_DEL, old, None);
+                            let _ = sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, old, None);
                         }
                     }
                     Err(_) => {
@@ -373,15 +403,19 @@ impl InstanceRelay {
     /// In a `fork` child: the descriptors are shared with the parent; each is replaced by
     /// a fresh one under the same number, and the relay starts empty.
     pub(crate) fn after_fork_child(&self) {
-        if let Ok((ep, poke, scratch)) = new_fds(0) {
-            for (new, old) in [(ep, self.epfd), (poke, self.poke), (scratch, self.scratch)] {
-                let _ = sys::dup3(new, old, libc::O_CLOEXEC);
-                let _ = sys::close(new);
+        if let (Some(old), Ok(new)) = (self.fds.get(), new_fds(0)) {
+            // The new relay holds the new poke under its temporary number: out first.
+            let _ = sys::epoll_ctl(new.epfd, libc::EPOLL_CTL_DEL, new.poke, None);
+            for (n, o) in [
+                (new.epfd, old.epfd),
+                (new.poke, old.poke),
+                (new.scratch, old.scratch),
+            ] {
+                let _ = sys::dup3(n, o, libc::O_CLOEXEC);
+                let _ = sys::close(n);
             }
-            // The new relay held the new poke under the new number: add the kept number.
-            let _ = sys::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, poke, None);
             let ev = Some(((libc::EPOLLIN | libc::EPOLLET) as u32, POKE));
-            let _ = sys::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, self.poke, ev);
+            let _ = sys::epoll_ctl(old.epfd, libc::EPOLL_CTL_ADD, old.poke, ev);
         }
         *locked(&self.state) = RelayState::default();
         self.sleepers.store(0, Ordering::SeqCst);
@@ -392,7 +426,9 @@ impl WakeCallback for InstanceRelay {
     /// An item was added to the instance: threads asleep on the relay sync it.
     fn wake(&self, _key: Events) -> bool {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _ = sys::write(self.poke, &1u64.to_ne_bytes());
+            if let Some(f) = self.fds.get() {
+                let _ = sys::write(f.poke, &1u64.to_ne_bytes());
+            }
         }
         true
     }
@@ -400,8 +436,10 @@ impl WakeCallback for InstanceRelay {
 
 impl Drop for InstanceRelay {
     fn drop(&mut self) {
-        for fd in [self.epfd, self.poke, self.scratch] {
-            let _ = sys::close(fd);
+        if let Some(f) = self.fds.get() {
+            for fd in [f.epfd, f.poke, f.scratch] {
+                let _ = sys::close(fd);
+            }
         }
     }
 }
