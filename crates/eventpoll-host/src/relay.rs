@@ -30,7 +30,8 @@
 //! file's number is gone), the thread sleeps one round on `P` too: `P` is readable while it
 //! holds a report, so a report still to come there wakes it.
 //!
-//! **Where it is not used** (the thread then sleeps as before, leader or follower): other
+//! **Where it is not used** (the thread then sleeps as before, leader or follower): an
+//! instance of more than [`MAX_ITEMS`] items (syncing walks the items); other
 //! drivers (io_uring completions are posted by task work of the thread that armed the
 //! poll, which a relay cannot see); instances that watch a nested instance (its host
 //! activity must wake them) or a host object of another driver; an instance whose relay
@@ -62,6 +63,11 @@ struct Fds {
 
 /// The token of the poke eventfd in a relay.
 const POKE: u64 = u64::MAX;
+
+/// Instances with more items than this are not relayed: bringing a relay up to date walks
+/// the instance's items (after any change of them, before a sleep), and a large instance
+/// is a busy one, which the leader/follower scheme serves as well.
+pub(crate) const MAX_ITEMS: usize = 256;
 
 /// Reports taken from a relay per `epoll_wait`.
 const BATCH: usize = 64;
@@ -249,6 +255,12 @@ impl InstanceRelay {
             if s.synced == Some(seq) {
                 break;
             }
+            if epoll.len() > MAX_ITEMS {
+                // Members left as they are: their reports are spurious wakeups at most.
+                s.usable = false;
+                s.synced = Some(seq);
+                break;
+            }
             self.sync_members(&mut s, epoll, fds);
             // Items added meanwhile poke the relay (this thread is a sleeper already); the
             // next prepare syncs again.
@@ -270,7 +282,7 @@ impl InstanceRelay {
     fn sync_members(&self, s: &mut RelayState, epoll: &Epoll, f: Fds) {
         let mut usable = true;
         let mut now: Vec<(usize, Arc<HostFd>)> = Vec::new();
-        epoll.for_each_target(&mut |ops, _fd, nested| {
+        epoll.for_each_target(|ops, _fd, nested| {
             if nested {
                 usable = false;
                 return;

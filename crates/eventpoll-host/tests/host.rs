@@ -1010,3 +1010,33 @@ fn a_relayed_thread_never_misses_its_instances_wakeups() {
     );
     drop(f2);
 }
+
+/// Kernel-epoll driver: an instance of many items (over the relay's limit, 256) is not
+/// relayed — its blocked thread sleeps as leader or follower — and is woken all the same.
+#[test]
+fn a_large_instance_is_not_relayed_and_still_wakes() {
+    let (host, hep) = setup(DriverKind::KernelEpoll);
+    let pipes: Vec<Pipe> = (0..300).map(|_| Pipe::new()).collect();
+    let files: Vec<_> = pipes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let f = host.open(p.r).unwrap();
+            hep.epoll().add(&f, Interest::READABLE, i as u64).unwrap();
+            f
+        })
+        .collect();
+    let waiter = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(10))))
+    };
+    let t0 = Instant::now();
+    while hep.epoll().blocked_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(pipes[123].write(1), 1);
+    assert_eq!(waiter.join().unwrap(), Ok(vec![(123, Events::IN)]));
+    assert!(!hep.relayed());
+    drop(files);
+}

@@ -528,7 +528,7 @@ impl EpollShared {
     }
 
     /// See [`Epoll::for_each_target`].
-    pub(crate) fn for_each_target(&self, f: &mut dyn FnMut(&Arc<dyn FileOps>, i32, bool)) {
+    pub(crate) fn for_each_target(&self, mut f: impl FnMut(&Arc<dyn FileOps>, i32, bool)) {
         let il = lock(&self.mtx);
         for w in il.watches.iter().flatten() {
             let any: &dyn core::any::Any = w.ops();

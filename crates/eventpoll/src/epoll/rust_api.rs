@@ -505,10 +505,10 @@ impl Epoll {
     /// outer.add(&r, Interest::READABLE, 1).unwrap();
     /// outer.add(inner.file(), Interest::READABLE, 2).unwrap();
     /// let mut nested = 0;
-    /// outer.for_each_target(&mut |_, _, is_epoll| nested += usize::from(is_epoll));
+    /// outer.for_each_target(|_, _, is_epoll| nested += usize::from(is_epoll));
     /// assert_eq!(nested, 1);
     /// ```
-    pub fn for_each_target(&self, f: &mut dyn FnMut(&Arc<dyn crate::FileOps>, i32, bool)) {
+    pub fn for_each_target(&self, f: impl FnMut(&Arc<dyn crate::FileOps>, i32, bool)) {
         self.ep.for_each_target(f)
     }
 
