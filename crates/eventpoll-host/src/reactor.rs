@@ -358,15 +358,17 @@ impl HostEpoll {
         if timeout == Some(Duration::ZERO) {
             return self.wait_steps(out, maxevents, timeout, sigmask, &enter);
         }
-        if self
-            .relay
-            .as_ref()
-            .is_none_or(|r| r.wants_lead(&self.epoll))
         {
+            let _g = enter();
             // A thread that will sleep on its instance's relay needs no lead (see `relay`);
             // one that finds the relay unusable after all takes it at its sleep.
-            let _g = enter();
-            self.host.watch().claim(&**self.host.driver());
+            if self
+                .relay
+                .as_ref()
+                .is_none_or(|r| r.wants_lead(&self.epoll))
+            {
+                self.host.watch().claim(&**self.host.driver());
+            }
         }
         // Given up however the wait ends (also by unwinding: a lead kept by a thread that
         // never waits again would leave the followers unwatched).
@@ -407,8 +409,9 @@ impl HostEpoll {
             Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
         };
         if let Some(r) = &self.relay {
-            // Made once, outside the guard (the embedder's hook learns of them); without
-            // them the thread sleeps as a leader or follower.
+            // Made once (without them the thread sleeps as a leader or follower), under
+            // the guard: a `fork` never finds the relay's lock held.
+            let _g = enter();
             r.ensure_fds(&self.host);
         }
         // Signals stay blocked but while asleep in the host (the caller's mask, or the

@@ -45,9 +45,13 @@
 //! edge-triggered and nobody drains it meanwhile) wake its next sleep once: it drains,
 //! pumps, synchronises (one `epoll_ctl` per file reported) and sleeps again.
 //!
-//! Locks: the relay's mutex is a leaf (only system calls on its own descriptors run under
-//! it); the insert hook runs under the engine's interest-list lock and only writes an
-//! eventfd.
+//! Locks: the relay's mutex is taken under the embedder's guard only (a `fork` never finds
+//! it held) and before the instance's interest-list lock (the sync reads the items); only
+//! system calls on the relay's own descriptors and the embedder's own-descriptor hook run
+//! under it. The insert hook runs under the interest-list lock and only writes an eventfd.
+//! In a `fork` child the relay's descriptors, shared with the parent, are replaced by fresh
+//! ones under the same numbers and the relay starts empty (or, if that fails, is never
+//! used again).
 
 use crate::host_fd::HostFd;
 use crate::sys;
@@ -119,6 +123,9 @@ pub(crate) struct InstanceRelay {
     sleepers: AtomicUsize,
     /// The last sync found the relay usable (a wait skips taking the lead then).
     usable: AtomicBool,
+    /// Never used again (a `fork` child could not replace the descriptors it shares with
+    /// the parent).
+    disabled: AtomicBool,
     /// Sleeps on the relay begun (for tests and reports).
     sleeps: AtomicU64,
     state: Mutex<RelayState>,
@@ -195,12 +202,12 @@ impl InstanceRelay {
             fds: OnceLock::new(),
             sleepers: AtomicUsize::new(0),
             usable: AtomicBool::new(true),
+            disabled: AtomicBool::new(false),
             sleeps: AtomicU64::new(0),
             state: Mutex::new(RelayState::default()),
             driver: host.driver().clone(),
         });
         epoll.on_insert(relay.clone());
-        host.note_relay(&relay);
         Some(relay)
     }
 
@@ -211,9 +218,9 @@ impl InstanceRelay {
         }
     }
 
-    /// Make the descriptors if they are not made yet (before a first sleep, outside the
-    /// embedder's guard: the embedder's hook learns of them); `false` if they cannot be.
-    pub(crate) fn ensure_fds(&self, host: &crate::Host) -> bool {
+    /// Make the descriptors if they are not made yet (before a first sleep, under the
+    /// embedder's guard like every use of the relay's lock); `false` if they cannot be.
+    pub(crate) fn ensure_fds(self: &Arc<Self>, host: &crate::Host) -> bool {
         if self.fds.get().is_some() {
             return true;
         }
@@ -228,6 +235,8 @@ impl InstanceRelay {
         for fd in [f.epfd, f.poke, f.scratch] {
             host.announce_own_fd(fd);
         }
+        // Listed for `fork` and the host's own descriptors.
+        host.note_relay(self);
         true
     }
 
@@ -239,6 +248,9 @@ impl InstanceRelay {
     /// Whether a thread about to wait on `epoll` should take the lead of the host's
     /// blocked threads: only when the relay is known unusable for the current items.
     pub(crate) fn wants_lead(&self, epoll: &Epoll) -> bool {
+        if self.disabled.load(Ordering::SeqCst) {
+            return true;
+        }
         if self.usable.load(Ordering::SeqCst) {
             return false;
         }
@@ -255,6 +267,9 @@ impl InstanceRelay {
     /// the instance cannot be relayed now. Every `Some` is followed by
     /// [`InstanceRelay::after_sleep`].
     pub(crate) fn prepare(&self, epoll: &Epoll) -> Option<i32> {
+        if self.disabled.load(Ordering::SeqCst) {
+            return None;
+        }
         let fds = *self.fds.get()?;
         // Announced before the sequence number is read (see the module documentation).
         self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -426,19 +441,32 @@ impl InstanceRelay {
     /// In a `fork` child: the descriptors are shared with the parent; each is replaced by
     /// a fresh one under the same number, and the relay starts empty.
     pub(crate) fn after_fork_child(&self) {
-        if let (Some(old), Ok(new)) = (self.fds.get(), new_fds(0)) {
-            // The new relay holds the new poke under its temporary number: out first.
-            let _ = sys::epoll_ctl(new.epfd, libc::EPOLL_CTL_DEL, new.poke, None);
-            for (n, o) in [
-                (new.epfd, old.epfd),
-                (new.poke, old.poke),
-                (new.scratch, old.scratch),
-            ] {
-                let _ = sys::dup3(n, o, libc::O_CLOEXEC);
-                let _ = sys::close(n);
-            }
-            let ev = Some(((libc::EPOLLIN | libc::EPOLLET) as u32, POKE));
-            let _ = sys::epoll_ctl(old.epfd, libc::EPOLL_CTL_ADD, old.poke, ev);
+        let Some(old) = self.fds.get() else {
+            return;
+        };
+        let Ok(new) = new_fds(0) else {
+            // The parent's threads change the shared relay (a `DEL` there would remove
+            // this process's item of the same file and number): never use it here.
+            self.disabled.store(true, Ordering::SeqCst);
+            self.usable.store(false, Ordering::SeqCst);
+            return;
+        };
+        // The new relay holds the new poke under its temporary number: out first.
+        let _ = sys::epoll_ctl(new.epfd, libc::EPOLL_CTL_DEL, new.poke, None);
+        let mut replaced = true;
+        for (n, o) in [
+            (new.epfd, old.epfd),
+            (new.poke, old.poke),
+            (new.scratch, old.scratch),
+        ] {
+            replaced &= sys::dup3(n, o, libc::O_CLOEXEC).is_ok();
+            let _ = sys::close(n);
+        }
+        let ev = Some(((libc::EPOLLIN | libc::EPOLLET) as u32, POKE));
+        replaced &= sys::epoll_ctl(old.epfd, libc::EPOLL_CTL_ADD, old.poke, ev).is_ok();
+        if !replaced {
+            self.disabled.store(true, Ordering::SeqCst);
+            self.usable.store(false, Ordering::SeqCst);
         }
         *locked(&self.state) = RelayState::default();
         self.sleepers.store(0, Ordering::SeqCst);
