@@ -362,10 +362,11 @@ impl HostEpoll {
             let _g = enter();
             // A thread that will sleep on its instance's relay needs no lead (see `relay`);
             // one that finds the relay unusable after all takes it at its sleep.
-            if self
-                .relay
-                .as_ref()
-                .is_none_or(|r| r.wants_lead(&self.epoll))
+            if !self.host.watch().note_waiter()
+                || self
+                    .relay
+                    .as_ref()
+                    .is_none_or(|r| r.wants_lead(&self.epoll))
             {
                 self.host.watch().claim(&**self.host.driver());
             }
@@ -517,11 +518,16 @@ impl HostEpoll {
             let role = {
                 let _g = enter();
                 let watch = self.host.watch();
-                // A thread that leads sleeps on the driver for the followers.
+                // A thread alone needs no relay (see `Watch::note_waiter`).
                 let relay = match &self.relay {
-                    Some(r) if !watch.leads() => r.prepare(&self.epoll),
+                    Some(r) if watch.several_waiters() => r.prepare(&self.epoll),
                     _ => None,
                 };
+                if relay.is_some() {
+                    // It led while it was alone (or before its relay was usable): the
+                    // lead goes, as at the end of a wait (a follower's relay stands in).
+                    watch.release(&**self.host.driver());
+                }
                 match relay {
                     Some(fd) => Sleep::Relay(fd),
                     None => Sleep::Watch(watch.settle(waker, &**self.host.driver())),

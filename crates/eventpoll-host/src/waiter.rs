@@ -77,7 +77,9 @@
 //! reports (`relay`, which also says how a report that comes before the driver's own is
 //! made safe). Other instances' activity does not wake it: Node's second loop went from
 //! ~18,600 switches per 8,000 requests to ~370 (native ~340). The leader/follower scheme
-//! above remains for the other drivers and for instances that watch a nested instance.
+//! above remains for the other drivers, for instances that watch a nested instance, and
+//! for a process in which only one thread has entered a wait that may block (it leads,
+//! and the driver wakes it for its own activity only: a relay would cost it system calls).
 //! With io_uring a relay per instance cannot work: a file wakeup seen there is not yet
 //! something a pump can deliver, since the completion is posted by task work of the thread
 //! that armed the poll, which may be running user code for as long as it likes
@@ -397,6 +399,10 @@ pub(crate) struct Watch {
     /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
     /// another id is not the leader and need not lock.
     leader_id: AtomicUsize,
+    /// The first thread that entered a wait that may block (0: none yet), and whether
+    /// another one has since (see [`Watch::note_waiter`]).
+    first_sleeper: AtomicUsize,
+    several: AtomicBool,
 }
 
 #[derive(Default)]
@@ -456,6 +462,8 @@ impl Watch {
         Watch {
             state: Mutex::new(WatchState::default()),
             leader_id: AtomicUsize::new(0),
+            first_sleeper: AtomicUsize::new(0),
+            several: AtomicBool::new(false),
         }
     }
 
@@ -548,14 +556,39 @@ impl Watch {
         }
     }
 
-    /// Whether the calling thread leads.
-    pub(crate) fn leads(&self) -> bool {
-        self.leader_id.load(Ordering::SeqCst) == thread_id()
+    /// The calling thread enters a wait that may block: returns whether more than one
+    /// thread has (since the process began, or since `fork` in a child). With one thread
+    /// alone, per-instance relays (see `relay`) would only cost: it leads and sleeps on the
+    /// driver, woken by nothing but its own activity.
+    pub(crate) fn note_waiter(&self) -> bool {
+        if self.several.load(Ordering::Relaxed) {
+            return true;
+        }
+        let me = thread_id();
+        match self
+            .first_sleeper
+            .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => false,
+            Err(first) if first == me => false,
+            Err(_) => {
+                self.several.store(true, Ordering::SeqCst);
+                true
+            }
+        }
+    }
+
+    /// Whether more than one thread has entered a wait that may block (see
+    /// [`Watch::note_waiter`]).
+    pub(crate) fn several_waiters(&self) -> bool {
+        self.several.load(Ordering::Relaxed)
     }
 
     /// In a `fork` child: the parent's other threads are not here.
     pub(crate) fn after_fork_child(&self) {
         *locked(&self.state) = WatchState::default();
         self.leader_id.store(0, Ordering::SeqCst);
+        self.first_sleeper.store(0, Ordering::SeqCst);
+        self.several.store(false, Ordering::SeqCst);
     }
 }

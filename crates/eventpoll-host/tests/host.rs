@@ -862,11 +862,13 @@ fn registration_race(kind: DriverKind, made_by_waiter: bool) {
     assert!(rounds >= 100, "{kind:?}: only {rounds} rounds");
 }
 
-/// Kernel-epoll driver: a thread blocked on an idle instance sleeps on that instance's
-/// relay (its own host descriptors), so activity of another instance's descriptors — made
-/// while the other instance's thread is outside a wait, when no thread watches the whole
-/// host — does not wake it (before the relays, each such wakeup woke it: the global relay
-/// stood in for the absent leader). Its own activity still does.
+/// Kernel-epoll driver, two threads waiting: a thread blocked on an idle instance sleeps on
+/// that instance's relay (its own host descriptors), so activity of another instance's
+/// descriptors — made while the other instance's thread is outside a wait, when no thread
+/// watches the whole host — does not wake it (before the relays, each such wakeup woke it:
+/// the global relay stood in for the absent leader). Its own activity still does. (A thread
+/// that waits alone leads; once a second thread has waited, it gives the lead up for its
+/// relay at its next wakeup: here the busy thread waits first.)
 #[test]
 fn an_idle_thread_is_not_woken_by_another_instances_activity() {
     const ROUNDS: usize = 200;
@@ -876,6 +878,10 @@ fn an_idle_thread_is_not_woken_by_another_instances_activity() {
     let (f1, f2) = (host.open(p1.r).unwrap(), host.open(p2.r).unwrap());
     hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
     hep2.epoll().add(&f2, Interest::READABLE, 2).unwrap();
+    assert_eq!(
+        harvest(&hep1, 4, Some(Duration::from_millis(1))),
+        Ok(vec![])
+    );
     let idle = {
         let hep2 = hep2.clone();
         std::thread::spawn(move || harvest(&hep2, 4, Some(Duration::from_secs(20))))
@@ -1039,4 +1045,65 @@ fn a_large_instance_is_not_relayed_and_still_wakes() {
     assert_eq!(waiter.join().unwrap(), Ok(vec![(123, Events::IN)]));
     assert!(!hep.relayed());
     drop(files);
+}
+
+/// Kernel-epoll driver: after `fork`, the child's relay is its own (the parent's is shared
+/// with it until [`Host::after_fork_child`] replaces it): a thread blocked in the child is
+/// woken for its instance's descriptor, and the parent's relay keeps working.
+#[test]
+fn a_relay_survives_fork_in_child_and_parent() {
+    let (host, hep) = setup(DriverKind::KernelEpoll);
+    let (p, q) = (Pipe::new(), Pipe::new());
+    let (fp, fq) = (host.open(p.r).unwrap(), host.open(q.r).unwrap());
+    hep.epoll().add(&fp, Interest::READABLE, 1).unwrap();
+    hep.epoll().add(&fq, Interest::READABLE, 2).unwrap();
+    // Blocking sleeps of two threads (a thread alone is not relayed) make the relay and
+    // sync it.
+    let other = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_millis(30))))
+    };
+    assert_eq!(other.join().unwrap(), Ok(vec![]));
+    assert_eq!(
+        harvest(&hep, 4, Some(Duration::from_millis(30))),
+        Ok(vec![])
+    );
+    assert!(hep.relayed());
+    // SAFETY: the child only uses its own copies and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        host.after_fork_child();
+        // Two threads wait here too (this one first, briefly).
+        let _ = harvest(&hep, 4, Some(Duration::from_millis(1)));
+        let waiter = {
+            let hep = hep.clone();
+            std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(5))))
+        };
+        let t0 = Instant::now();
+        while hep.epoll().blocked_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        p.write(1);
+        let ok = waiter.join().ok() == Some(Ok(vec![(1, Events::IN)])) && hep.relayed();
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    assert_eq!(p.read(16), 1);
+    let waiter = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(5))))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    q.write(1);
+    assert_eq!(waiter.join().unwrap(), Ok(vec![(2, Events::IN)]));
+    drop((fp, fq));
 }
