@@ -75,8 +75,10 @@
 //! objects) is neither leader nor follower: it sleeps on its eventfd and its instance's
 //! own relay, a kernel epoll of the instance's host descriptors, and pumps when that
 //! reports (`relay`, which also says how a report that comes before the driver's own is
-//! made safe). Other instances' activity does not wake it: Node's second loop went from
-//! ~18,600 switches per 8,000 requests to ~370 (native ~340). The leader/follower scheme
+//! made safe). Other instances' activity does not wake it: Node's idle threads went from
+//! 16,600–22,100 switches per 8,000 requests to 260–370 (native 280–370; six runs each,
+//! `scripts/capi-servers.sh node`, 2026-12-06), and its CPU per request from 206–261 µs
+//! to 166–214 (1.37–1.83× native to 1.13–1.44×). The leader/follower scheme
 //! above remains for the other drivers, for instances that watch a nested instance, and
 //! for a process in which only one thread has entered a wait that may block (it leads,
 //! and the driver wakes it for its own activity only: a relay would cost it system calls).
