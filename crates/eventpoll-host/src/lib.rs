@@ -56,6 +56,7 @@ pub mod driver;
 mod host_fd;
 pub mod raw_syscall;
 mod reactor;
+mod relay;
 pub mod sys;
 mod waiter;
 
@@ -88,6 +89,9 @@ pub struct Host {
     wakers: Arc<waiter::WakerPool>,
     /// Which blocked thread watches the driver (see `waiter`).
     watch: Arc<waiter::Watch>,
+    /// The instances' relays (see `relay`), for `fork` and [`Host::own_fds`].
+    relays: Arc<std::sync::Mutex<Vec<std::sync::Weak<relay::InstanceRelay>>>>,
+    hidden_base: i32,
 }
 
 impl std::fmt::Debug for Host {
@@ -120,6 +124,8 @@ impl Host {
             driver,
             wakers: Arc::new(waiter::WakerPool::new(hidden_base)),
             watch: Arc::new(waiter::Watch::new()),
+            relays: Arc::default(),
+            hidden_base,
         })
     }
 
@@ -157,6 +163,32 @@ impl Host {
     pub fn own_fds(&self, out: &mut Vec<i32>) {
         self.driver.own_fds(out);
         self.wakers.fds(out);
+        for r in self.live_relays() {
+            r.fds(out);
+        }
+    }
+
+    fn live_relays(&self) -> Vec<Arc<relay::InstanceRelay>> {
+        let mut list = self.relays.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(std::sync::Weak::upgrade).collect()
+    }
+
+    /// Keep `relay` in the host's list (see `relay`).
+    pub(crate) fn note_relay(&self, relay: &Arc<relay::InstanceRelay>) {
+        let mut list = self.relays.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(relay));
+    }
+
+    /// Where the host's own descriptors go (0: anywhere).
+    pub(crate) fn hidden_base(&self) -> i32 {
+        self.hidden_base
+    }
+
+    /// Tell the embedder's hook of a descriptor the host made for itself.
+    pub(crate) fn announce_own_fd(&self, fd: i32) {
+        self.wakers.announce(fd);
     }
 
     /// `hook` is called with each descriptor the host makes for itself from now on (the
@@ -172,6 +204,9 @@ impl Host {
         self.driver.after_fork_child();
         self.wakers.after_fork_child();
         self.watch.after_fork_child();
+        for r in self.live_relays() {
+            r.after_fork_child();
+        }
     }
 
     /// A waker for a thread about to block in a wait; give it back with

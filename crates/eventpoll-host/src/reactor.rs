@@ -18,6 +18,7 @@
 //! waiter queues and dequeues itself under the embedder's `enter` guard, never while it
 //! holds a driver lock.
 
+use crate::relay::InstanceRelay;
 use crate::sys;
 use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
@@ -193,6 +194,11 @@ pub struct HostEpoll {
     bell: Arc<Bell>,
     /// Set by [`HostEpoll::retire`]: waits return at their next step.
     retired: Arc<AtomicBool>,
+    /// The instance's own relay (kernel-epoll driver; see `relay`).
+    relay: Option<Arc<InstanceRelay>>,
+    /// Sleeps in the host of threads blocked on this instance that ended (see
+    /// [`HostEpoll::host_wakeups`]).
+    host_wakeups: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HostEpoll {
@@ -219,11 +225,14 @@ impl HostEpoll {
         if let Some(q) = epoll.file().ops().wait_queue() {
             q.add(bell.clone(), Exclusivity::NonExclusive);
         }
+        let relay = InstanceRelay::new(&epoll, &host);
         HostEpoll {
             epoll,
             host,
             bell,
             retired: Arc::new(AtomicBool::new(false)),
+            relay,
+            host_wakeups: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -255,6 +264,23 @@ impl HostEpoll {
     /// The doorbell.
     pub fn bell(&self) -> &Arc<Bell> {
         &self.bell
+    }
+
+    /// How many times a thread blocked in a wait on this instance has woken in the host so
+    /// far, whether for itself (its waker was called), to pump for others, or for nothing:
+    /// a thread blocked on an idle instance should not be woken by other instances'
+    /// activity (see `relay`).
+    pub fn host_wakeups(&self) -> u64 {
+        self.host_wakeups.load(Ordering::Relaxed)
+    }
+
+    /// Whether threads blocked on this instance watch its own host descriptors (a relay
+    /// of the instance, kernel-epoll driver; see `relay`) rather than the whole host, as
+    /// of the last sleep (`false` before any).
+    pub fn relayed(&self) -> bool {
+        self.relay
+            .as_ref()
+            .is_some_and(|r| r.likely_usable() && r.sleeps() > 0)
     }
 
     /// Take the lead of the host's blocked threads now, for a wait that may block and is
@@ -334,7 +360,16 @@ impl HostEpoll {
         }
         {
             let _g = enter();
-            self.host.watch().claim(&**self.host.driver());
+            // A thread that will sleep on its instance's relay needs no lead (see `relay`);
+            // one that finds the relay unusable after all takes it at its sleep.
+            if !self.host.watch().note_waiter()
+                || self
+                    .relay
+                    .as_ref()
+                    .is_none_or(|r| r.wants_lead(&self.epoll))
+            {
+                self.host.watch().claim(&**self.host.driver());
+            }
         }
         // Given up however the wait ends (also by unwinding: a lead kept by a thread that
         // never waits again would leave the followers unwatched).
@@ -374,6 +409,12 @@ impl HostEpoll {
             // of the instance does then (each wakeup wakes them all).
             Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
         };
+        if let Some(r) = &self.relay {
+            // Made once (without them the thread sleeps as a leader or follower), under
+            // the guard: a `fork` never finds the relay's lock held.
+            let _g = enter();
+            r.ensure_fds(&self.host);
+        }
         // Signals stay blocked but while asleep in the host (the caller's mask, or the
         // thread's, applied atomically there), as `ep_poll` checks for a signal before each
         // sleep: one that comes while this thread pumps between two sleeps ends the next.
@@ -453,6 +494,9 @@ impl HostEpoll {
         sigmask: Option<*const libc::sigset_t>,
         enter: &impl Fn() -> G,
     ) -> Result<Slept, Errno> {
+        // The last relay sleep could not wait out a wakeup in progress: watch the driver
+        // for one sleep (see `relay`).
+        let mut watch_driver = false;
         loop {
             waker.settle();
             if waker.is_woken() {
@@ -473,27 +517,55 @@ impl HostEpoll {
             };
             let role = {
                 let _g = enter();
-                self.host.watch().settle(waker, &**self.host.driver())
+                let watch = self.host.watch();
+                // A thread alone needs no relay (see `Watch::note_waiter`).
+                let relay = match &self.relay {
+                    Some(r) if watch.several_waiters() => r.prepare(&self.epoll),
+                    _ => None,
+                };
+                if relay.is_some() {
+                    // It led while it was alone (or before its relay was usable): the
+                    // lead goes, as at the end of a wait (a follower's relay stands in).
+                    watch.release(&**self.host.driver());
+                }
+                match relay {
+                    Some(fd) => Sleep::Relay(fd),
+                    None => Sleep::Watch(watch.settle(waker, &**self.host.driver())),
+                }
             };
             let r = match role {
-                Role::Leader => self.host.driver().block(&[waker.fd()], remaining, sigmask),
-                Role::Follower(relay) => {
-                    let mut fds = [waker.fd(), relay].map(|fd| libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    sys::ppoll(&mut fds, remaining.map(sys::timespec), sigmask).map(drop)
+                Sleep::Watch(Role::Leader) => {
+                    self.host.driver().block(&[waker.fd()], remaining, sigmask)
                 }
+                Sleep::Watch(Role::Follower(relay)) => {
+                    poll_fds(&[waker.fd(), relay], remaining, sigmask)
+                }
+                Sleep::Relay(relay) if watch_driver => {
+                    let mut fds = Vec::with_capacity(3);
+                    self.host.driver().notify_fds(&mut fds);
+                    let mut all: Vec<i32> = fds.iter().map(|p| p.fd).collect();
+                    all.extend([waker.fd(), relay]);
+                    poll_fds(&all, remaining, sigmask)
+                }
+                Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], remaining, sigmask),
             };
+            self.host_wakeups.fetch_add(1, Ordering::Relaxed);
             {
                 let _g = enter();
-                if role == Role::Leader {
-                    self.host.pump();
+                match role {
+                    Sleep::Relay(_) => {
+                        let relay = self.relay.as_ref().expect("a relay sleep has a relay");
+                        watch_driver = relay.after_sleep(&self.host, &|| waker.is_woken());
+                    }
+                    Sleep::Watch(role) => {
+                        if role == Role::Leader {
+                            self.host.pump();
+                        }
+                        self.host
+                            .watch()
+                            .woke(role, waker.is_woken(), &**self.host.driver());
+                    }
                 }
-                self.host
-                    .watch()
-                    .woke(role, waker.is_woken(), &**self.host.driver());
             }
             if let Err(e) = r {
                 // Woken and interrupted at once: the events first, as `ep_poll` does.
@@ -558,6 +630,32 @@ impl HostEpoll {
             }
         }
     }
+}
+
+/// What a blocked thread sleeps on.
+#[derive(Clone, Copy)]
+enum Sleep {
+    /// As the leader or a follower of the host's blocked threads (see `waiter`).
+    Watch(Role),
+    /// On its eventfd and its instance's relay (see `relay`).
+    Relay(i32),
+}
+
+/// `ppoll(2)` for input on `fds`.
+fn poll_fds(
+    fds: &[i32],
+    timeout: Option<Duration>,
+    sigmask: Option<*const libc::sigset_t>,
+) -> Result<(), Errno> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask).map(drop)
 }
 
 /// How a waiter's sleep ended.

@@ -89,6 +89,26 @@ pub fn write(fd: c_int, buf: &[u8]) -> SysResult<usize> {
         .map(|r| r as usize)
 }
 
+/// The running kernel's (major, minor) version, from `uname(2)`'s release string (`None`
+/// if it cannot be read).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: `utsname` is plain data; all zeroes is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `utsname`.
+    cvt(unsafe { crate::raw_syscall!(libc::SYS_uname, &mut u as *mut libc::utsname) }).ok()?;
+    let release: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    let release = std::str::from_utf8(&release).ok()?;
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// `epoll_create1(2)`.
 pub fn epoll_create1(flags: c_int) -> SysResult<c_int> {
     // SAFETY: no pointers.

@@ -54,31 +54,41 @@
 //! few times at most, while threads with work pass the lead between them. Zero-timeout
 //! waits neither take nor give up the lead (they never sleep).
 //!
-//! What the relay still costs, and why it is not per instance (measured 2026-12-06).
-//! While no thread is inside a wait, the stand-in is woken by every completion posted,
-//! whichever instance it concerns. Node's HTTP server runs its main loop in JavaScript
-//! most of the time and has a second libuv loop, with an instance of its own, asleep in
-//! another thread (the platform's delayed-task scheduler): that thread switches
-//! 13,600–29,900 times per 8,000 requests (none natively), with the io_uring driver in
-//! either mode and with the kernel-epoll driver alike; ~40% of those switches are a second
-//! sleep, on the ring's mutex in the pump (the completions that woke it were posted by the
-//! `io_uring_enter` of a submission still holding it). Two changes were tried and dropped:
-//! keeping the stand-in a follower when woken for nothing (so that the next thread to enter
-//! a wait takes the lead without stealing it) left the thread at 22,000 switches (16,600–
-//! 25,600 before, two runs each) and the CPU per request within the noise; spinning up to
-//! 2,000 `try_lock`s before sleeping on the ring's mutex took it to 15,000–15,900 (17,000–
-//! 28,000 before, three runs each) but not the CPU per request (216–222 µs against 188–216
-//! without keep-alive; 53–54 against 66–72 with it, two runs: inconclusive). A relay per
-//! *instance* (a kernel epoll of the instance's host descriptors) would wake a follower only
-//! for its own files, but a file wakeup seen there is not yet something a pump can deliver:
-//! with io_uring the completion is posted by task work of the thread that armed the poll,
-//! which may be running user code for as long as it likes (cooperative task running; the
-//! `IORING_SQ_TASKRUN` flag is the ring's, so it cannot say when a given wakeup's completion
-//! is posted), and with either driver the relay's callback may run before the driver's own
-//! in the same wakeup of the file. A follower that took its relay's event, pumped too early
-//! and slept on the relay alone would lose that wakeup. Sound alternatives make the object a
-//! follower sleeps on the one its pump reads — a ring (or kernel-driver epoll) per instance
-//! or per arming thread — a change of the drivers, not of this module.
+//! What the relay still costs (measured 2026-12-06). While no thread is inside a wait,
+//! the stand-in is woken by every completion posted, whichever instance it concerns.
+//! Node's HTTP server runs its main loop in JavaScript most of the time and has a second
+//! libuv loop, with an instance of its own, asleep in another thread (the platform's
+//! delayed-task scheduler): that thread switched 13,600–29,900 times per 8,000 requests
+//! (none natively), with the io_uring driver in either mode and with the kernel-epoll
+//! driver alike; ~40% of those switches are a second sleep, on the ring's mutex in the
+//! pump (the completions that woke it were posted by the `io_uring_enter` of a submission
+//! still holding it). Two changes were tried and dropped: keeping the stand-in a follower
+//! when woken for nothing (so that the next thread to enter a wait takes the lead without
+//! stealing it) left the thread at 22,000 switches (16,600–25,600 before, two runs each)
+//! and the CPU per request within the noise; spinning up to 2,000 `try_lock`s before
+//! sleeping on the ring's mutex took it to 15,000–15,900 (17,000–28,000 before, three
+//! runs each) but not the CPU per request (216–222 µs against 188–216 without keep-alive;
+//! 53–54 against 66–72 with it, two runs: inconclusive).
+//!
+//! **Per-instance relays (kernel-epoll driver).** With the kernel-epoll driver, a thread
+//! blocked on an instance whose items are host descriptors of this host (and in-process
+//! objects) is neither leader nor follower: it sleeps on its eventfd and its instance's
+//! own relay, a kernel epoll of the instance's host descriptors, and pumps when that
+//! reports (`relay`, which also says how a report that comes before the driver's own is
+//! made safe). Other instances' activity does not wake it: Node's idle threads went from
+//! 16,600–22,100 switches per 8,000 requests to 260–370 (native 280–370; six runs each,
+//! `scripts/capi-servers.sh node`, 2026-12-06), and its CPU per request from 206–261 µs
+//! to 166–214 (1.37–1.83× native to 1.13–1.44×). The leader/follower scheme
+//! above remains for the other drivers, for instances that watch a nested instance, and
+//! for a process in which only one thread has entered a wait that may block (it leads,
+//! and the driver wakes it for its own activity only: a relay would cost it system calls).
+//! With io_uring a relay per instance cannot work: a file wakeup seen there is not yet
+//! something a pump can deliver, since the completion is posted by task work of the thread
+//! that armed the poll, which may be running user code for as long as it likes
+//! (cooperative task running; the `IORING_SQ_TASKRUN` flag is the ring's, so it cannot
+//! say when a given wakeup's completion is posted). A sound alternative there makes the
+//! object a follower sleeps on the one its pump reads — a ring per instance or per arming
+//! thread — a change of the driver, not of this module.
 //!
 //! Locks: [`Watch`]'s mutex is a leaf (only `epoll_ctl` on relays is called under it); it
 //! is taken under the embedder's `enter` guard only, so a `fork` never finds it held, and
@@ -293,6 +303,14 @@ impl WakerPool {
         let _ = self.on_new.set(hook);
     }
 
+    /// Call the embedder's hook (see [`crate::Host::on_own_fd`]) for another descriptor
+    /// the host made for itself.
+    pub(crate) fn announce(&self, fd: i32) {
+        if let Some(hook) = self.on_new.get() {
+            hook(fd);
+        }
+    }
+
     /// A waker for a thread about to block (armed); `Err` when no eventfd can be made.
     pub(crate) fn take(&self) -> Result<Arc<ThreadWaker>, Errno> {
         if let Some(w) = locked(&self.free).pop() {
@@ -383,6 +401,10 @@ pub(crate) struct Watch {
     /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
     /// another id is not the leader and need not lock.
     leader_id: AtomicUsize,
+    /// The first thread that entered a wait that may block (0: none yet), and whether
+    /// another one has since (see [`Watch::note_waiter`]).
+    first_sleeper: AtomicUsize,
+    several: AtomicBool,
 }
 
 #[derive(Default)]
@@ -442,6 +464,8 @@ impl Watch {
         Watch {
             state: Mutex::new(WatchState::default()),
             leader_id: AtomicUsize::new(0),
+            first_sleeper: AtomicUsize::new(0),
+            several: AtomicBool::new(false),
         }
     }
 
@@ -534,9 +558,39 @@ impl Watch {
         }
     }
 
+    /// The calling thread enters a wait that may block: returns whether more than one
+    /// thread has (since the process began, or since `fork` in a child). With one thread
+    /// alone, per-instance relays (see `relay`) would only cost: it leads and sleeps on the
+    /// driver, woken by nothing but its own activity.
+    pub(crate) fn note_waiter(&self) -> bool {
+        if self.several.load(Ordering::Relaxed) {
+            return true;
+        }
+        let me = thread_id();
+        match self
+            .first_sleeper
+            .compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => false,
+            Err(first) if first == me => false,
+            Err(_) => {
+                self.several.store(true, Ordering::SeqCst);
+                true
+            }
+        }
+    }
+
+    /// Whether more than one thread has entered a wait that may block (see
+    /// [`Watch::note_waiter`]).
+    pub(crate) fn several_waiters(&self) -> bool {
+        self.several.load(Ordering::Relaxed)
+    }
+
     /// In a `fork` child: the parent's other threads are not here.
     pub(crate) fn after_fork_child(&self) {
         *locked(&self.state) = WatchState::default();
         self.leader_id.store(0, Ordering::SeqCst);
+        self.first_sleeper.store(0, Ordering::SeqCst);
+        self.several.store(false, Ordering::SeqCst);
     }
 }

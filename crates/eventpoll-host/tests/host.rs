@@ -974,3 +974,249 @@ fn own_write_race(kind: DriverKind, a_first: bool) {
     );
     drop(f);
 }
+
+/// Kernel-epoll driver, two threads waiting: a thread blocked on an idle instance sleeps on
+/// that instance's relay (its own host descriptors), so activity of another instance's
+/// descriptors — made while the other instance's thread is outside a wait, when no thread
+/// watches the whole host — does not wake it (before the relays, each such wakeup woke it:
+/// the global relay stood in for the absent leader). Its own activity still does. (A thread
+/// that waits alone leads; once a second thread has waited, it gives the lead up for its
+/// relay at its next wakeup: here the busy thread waits first.)
+#[test]
+fn an_idle_thread_is_not_woken_by_another_instances_activity() {
+    const ROUNDS: usize = 200;
+    let (host, hep1) = setup(DriverKind::KernelEpoll);
+    let hep2 = HostEpoll::new(host.clone()).unwrap();
+    let (p1, p2) = (Pipe::new(), Pipe::new());
+    let (f1, f2) = (host.open(p1.r).unwrap(), host.open(p2.r).unwrap());
+    hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
+    hep2.epoll().add(&f2, Interest::READABLE, 2).unwrap();
+    assert_eq!(
+        harvest(&hep1, 4, Some(Duration::from_millis(1))),
+        Ok(vec![])
+    );
+    let idle = {
+        let hep2 = hep2.clone();
+        std::thread::spawn(move || harvest(&hep2, 4, Some(Duration::from_secs(20))))
+    };
+    // Let it block, and sleep once on its relay.
+    let t0 = Instant::now();
+    while hep2.epoll().blocked_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let before = hep2.host_wakeups();
+    for round in 0..ROUNDS {
+        // Instance 1's activity while its thread is busy (outside any wait).
+        assert_eq!(p1.write(1), 1);
+        if round % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            harvest(&hep1, 4, Some(Duration::from_secs(5))).unwrap(),
+            vec![(1, Events::IN)]
+        );
+        assert_eq!(p1.read(16), 1);
+    }
+    let woken = hep2.host_wakeups() - before;
+    assert_eq!(
+        woken, 0,
+        "instance 2's thread woken {woken} times for instance 1"
+    );
+    assert!(hep2.relayed(), "instance 2 sleeps on its relay");
+    // Its own activity wakes it.
+    assert_eq!(p2.write(1), 1);
+    assert_eq!(idle.join().unwrap(), Ok(vec![(2, Events::IN)]));
+    drop((f1, f2));
+}
+
+/// Kernel-epoll driver: a thread asleep on its instance's relay is woken for every wakeup
+/// of its descriptors — also when the relay's callback runs before the driver's (the
+/// thread then synchronises with the file's wakeup in progress and pumps again), and for
+/// a descriptor added while it sleeps (the add pokes the relay) — while another thread
+/// makes noise on another instance. An instance that watches a nested instance is not
+/// relayed (the nested instance's host activity must reach it), and still works.
+#[test]
+fn a_relayed_thread_never_misses_its_instances_wakeups() {
+    const BUDGET: Duration = Duration::from_millis(2500);
+    let (host, hep1) = setup(DriverKind::KernelEpoll);
+    let hep2 = HostEpoll::new(host.clone()).unwrap();
+    let p2 = Arc::new(Pipe::new());
+    let f2 = host.open(p2.r).unwrap();
+    hep2.epoll().add(&f2, Interest::READABLE.edge(), 2).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Noise: instance 1's descriptor, written and drained by another thread.
+    let noise = {
+        let (host, hep1, stop) = (host.clone(), hep1.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let p1 = Pipe::new();
+            let f1 = host.open(p1.r).unwrap();
+            hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
+            while !stop.load(Ordering::Acquire) {
+                p1.write(1);
+                let _ = harvest(&hep1, 4, Some(Duration::from_millis(100)));
+                p1.read(16);
+            }
+            drop(f1);
+        })
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(u64, Events)>>();
+    let waiter = {
+        let (hep2, stop) = (hep2.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let got = harvest(&hep2, 8, Some(Duration::from_millis(200))).unwrap();
+                if !got.is_empty() {
+                    tx.send(got).unwrap();
+                }
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let mut rounds = 0u64;
+    while t0.elapsed() < BUDGET {
+        if rounds % 2 == 0 {
+            // A wakeup of a descriptor the relay has held all along.
+            assert_eq!(p2.write(1), 1);
+            let got = rx.recv_timeout(Duration::from_secs(5));
+            assert_eq!(
+                got,
+                Ok(vec![(2, Events::IN)]),
+                "round {rounds}: wakeup lost"
+            );
+            assert_eq!(p2.read(16), 1);
+        } else {
+            // A descriptor added while the thread (probably) sleeps, then written.
+            let p = Pipe::new();
+            let f = host.open(p.r).unwrap();
+            if rounds % 4 == 1 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            hep2.epoll()
+                .add(&f, Interest::READABLE.edge(), 1000 + rounds)
+                .unwrap();
+            assert_eq!(p.write(1), 1);
+            let got = rx.recv_timeout(Duration::from_secs(5));
+            assert_eq!(
+                got,
+                Ok(vec![(1000 + rounds, Events::IN)]),
+                "round {rounds}: wakeup of a new descriptor lost"
+            );
+            hep2.epoll().delete(&f).unwrap();
+            drop(f);
+        }
+        rounds += 1;
+    }
+    assert!(hep2.relayed(), "instance 2 sleeps on its relay");
+    // Nested: instance 3 watches instance 1; a blocked thread there is not relayed.
+    let hep3 = HostEpoll::new(host.clone()).unwrap();
+    hep3.epoll()
+        .add(hep1.epoll().file(), Interest::READABLE, 3)
+        .unwrap();
+    let got = harvest(&hep3, 4, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        got,
+        vec![(3, Events::IN)],
+        "nested readiness reaches the outer instance"
+    );
+    assert!(!hep3.relayed());
+    stop.store(true, Ordering::Release);
+    noise.join().unwrap();
+    waiter.join().unwrap();
+    eprintln!(
+        "{rounds} rounds, {} host wakeups of instance 2",
+        hep2.host_wakeups()
+    );
+    drop(f2);
+}
+
+/// Kernel-epoll driver: an instance of many items (over the relay's limit, 256) is not
+/// relayed — its blocked thread sleeps as leader or follower — and is woken all the same.
+#[test]
+fn a_large_instance_is_not_relayed_and_still_wakes() {
+    let (host, hep) = setup(DriverKind::KernelEpoll);
+    let pipes: Vec<Pipe> = (0..300).map(|_| Pipe::new()).collect();
+    let files: Vec<_> = pipes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let f = host.open(p.r).unwrap();
+            hep.epoll().add(&f, Interest::READABLE, i as u64).unwrap();
+            f
+        })
+        .collect();
+    let waiter = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(10))))
+    };
+    let t0 = Instant::now();
+    while hep.epoll().blocked_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(pipes[123].write(1), 1);
+    assert_eq!(waiter.join().unwrap(), Ok(vec![(123, Events::IN)]));
+    assert!(!hep.relayed());
+    drop(files);
+}
+
+/// Kernel-epoll driver: after `fork`, the child's relay is its own (the parent's is shared
+/// with it until [`Host::after_fork_child`] replaces it): a thread blocked in the child is
+/// woken for its instance's descriptor, and the parent's relay keeps working.
+#[test]
+fn a_relay_survives_fork_in_child_and_parent() {
+    let (host, hep) = setup(DriverKind::KernelEpoll);
+    let (p, q) = (Pipe::new(), Pipe::new());
+    let (fp, fq) = (host.open(p.r).unwrap(), host.open(q.r).unwrap());
+    hep.epoll().add(&fp, Interest::READABLE, 1).unwrap();
+    hep.epoll().add(&fq, Interest::READABLE, 2).unwrap();
+    // Blocking sleeps of two threads (a thread alone is not relayed) make the relay and
+    // sync it.
+    let other = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_millis(30))))
+    };
+    assert_eq!(other.join().unwrap(), Ok(vec![]));
+    assert_eq!(
+        harvest(&hep, 4, Some(Duration::from_millis(30))),
+        Ok(vec![])
+    );
+    assert!(hep.relayed());
+    // SAFETY: the child only uses its own copies and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        host.after_fork_child();
+        // Two threads wait here too (this one first, briefly).
+        let _ = harvest(&hep, 4, Some(Duration::from_millis(1)));
+        let waiter = {
+            let hep = hep.clone();
+            std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(5))))
+        };
+        let t0 = Instant::now();
+        while hep.epoll().blocked_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        p.write(1);
+        let ok = waiter.join().ok() == Some(Ok(vec![(1, Events::IN)])) && hep.relayed();
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    assert_eq!(p.read(16), 1);
+    let waiter = {
+        let hep = hep.clone();
+        std::thread::spawn(move || harvest(&hep, 4, Some(Duration::from_secs(5))))
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    q.write(1);
+    assert_eq!(waiter.join().unwrap(), Ok(vec![(2, Events::IN)]));
+    drop((fp, fq));
+}

@@ -72,7 +72,7 @@ use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, 
 use crate::file::{File, FileOps};
 use crate::platform::{Clock, Deadline};
 use crate::prelude::*;
-use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering, SpinLock};
+use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use core::time::Duration;
 use hashbrown::HashTable;
@@ -436,6 +436,10 @@ pub(crate) struct EpollShared {
     /// What `wait`'s timeouts are measured on: the creating table's clock (its timerfds'),
     /// or the platform's default.
     clock: Arc<dyn Clock>,
+    /// Bumped by every item added or removed (see [`Epoll::items_seq`]).
+    items_seq: AtomicUsize,
+    /// Called after every item added (see [`Epoll::on_insert`]); taken under `mtx` (a leaf).
+    insert_hooks: Mutex<Vec<Arc<dyn crate::WakeCallback>>>,
 }
 
 /// The instance's reservation goes back to its user with it.
@@ -481,6 +485,8 @@ impl EpollShared {
             user,
             notified: AtomicBool::new(false),
             clock,
+            items_seq: AtomicUsize::new(0),
+            insert_hooks: Mutex::new(Vec::new()),
         });
         File::from_ops(ep, 0)
     }
@@ -509,6 +515,26 @@ impl EpollShared {
                 data: s.data,
             })
             .collect()
+    }
+
+    /// See [`Epoll::items_seq`].
+    pub(crate) fn items_seq(&self) -> usize {
+        self.items_seq.load(Ordering::SeqCst)
+    }
+
+    /// See [`Epoll::on_insert`].
+    pub(crate) fn on_insert(&self, hook: Arc<dyn crate::WakeCallback>) {
+        lock(&self.insert_hooks).push(hook);
+    }
+
+    /// See [`Epoll::for_each_target`].
+    pub(crate) fn for_each_target(&self, mut f: impl FnMut(&Arc<dyn FileOps>, i32, bool)) {
+        let il = lock(&self.mtx);
+        for w in il.watches.iter().flatten() {
+            let any: &dyn core::any::Any = w.ops();
+            let nested = any.is::<EpollShared>();
+            f(&w.ops_arc(), w.fd, nested);
+        }
     }
 
     /// Every item with its description and whether it is queued, in slot order (read
@@ -1039,6 +1065,12 @@ impl EpollShared {
                 return Err(Errno::EINVAL);
             }
         }
+        // Announced before the poll (still under `mtx`): an embedder's hook wakes whoever
+        // must learn of the new item (see [`Epoll::on_insert`]).
+        self.items_seq.fetch_add(1, Ordering::SeqCst);
+        for hook in lock(&self.insert_hooks).iter() {
+            hook.wake(interest);
+        }
         let revents = ops.poll() & interest;
         if !revents.is_empty() {
             self.link_and_wake(slot);
@@ -1116,6 +1148,7 @@ impl EpollShared {
         }
         il.free.push(slot);
         self.user.refund(&self.reserve);
+        self.items_seq.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the

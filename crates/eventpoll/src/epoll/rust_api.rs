@@ -448,6 +448,70 @@ impl Epoll {
         self.ep.dequeue_waiter(waiter)
     }
 
+    /// A number that changes whenever an item is added or removed (by `epoll_ctl`, or by
+    /// the release of a watched description): an embedder that mirrors the set of watched
+    /// objects (the host driver's per-instance relay) re-reads it with
+    /// [`Epoll::for_each_target`] when this moved.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let epoll = Epoll::new();
+    /// let (r, _w) = pipe(0);
+    /// let s0 = epoll.items_seq();
+    /// epoll.add(&r, Interest::READABLE, 1).unwrap();
+    /// let s1 = epoll.items_seq();
+    /// assert_ne!(s0, s1);
+    /// epoll.modify(&r, Interest::WRITABLE, 1).unwrap();
+    /// assert_eq!(epoll.items_seq(), s1); // a modification is no change of the set
+    /// epoll.delete(&r).unwrap();
+    /// assert_ne!(epoll.items_seq(), s1);
+    /// ```
+    pub fn items_seq(&self) -> usize {
+        self.ep.items_seq()
+    }
+
+    /// Call `hook` after every item added to this instance, once the item is hooked on its
+    /// object and [`Epoll::items_seq`] has moved (with the engine's locks held: it must
+    /// only signal, like a waker; its return value is ignored). Hooks stay for the
+    /// instance's life.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Events, Interest, WakeCallback, objects::pipe::pipe};
+    /// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+    /// struct Count(AtomicUsize);
+    /// impl WakeCallback for Count {
+    ///     fn wake(&self, _key: Events) -> bool { self.0.fetch_add(1, Ordering::SeqCst); true }
+    /// }
+    /// let epoll = Epoll::new();
+    /// let count = Arc::new(Count(AtomicUsize::new(0)));
+    /// epoll.on_insert(count.clone());
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 1).unwrap();
+    /// epoll.add(&w, Interest::WRITABLE, 2).unwrap();
+    /// assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn on_insert(&self, hook: Arc<dyn crate::WakeCallback>) {
+        self.ep.on_insert(hook)
+    }
+
+    /// Visit every item's watched object with the number it was added with and whether the
+    /// object is an epoll instance (a nested one), under the instance's interest-list lock
+    /// (`f` must not call into this instance).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Interest, objects::pipe::pipe};
+    /// let (outer, inner) = (Epoll::new(), Epoll::new());
+    /// let (r, _w) = pipe(0);
+    /// outer.add(&r, Interest::READABLE, 1).unwrap();
+    /// outer.add(inner.file(), Interest::READABLE, 2).unwrap();
+    /// let mut nested = 0;
+    /// outer.for_each_target(|_, _, is_epoll| nested += usize::from(is_epoll));
+    /// assert_eq!(nested, 1);
+    /// ```
+    pub fn for_each_target(&self, f: impl FnMut(&Arc<dyn crate::FileOps>, i32, bool)) {
+        self.ep.for_each_target(f)
+    }
+
     /// Call every waiter queued by [`Epoll::queue_waiter`] (and wake every thread blocked
     /// in [`Epoll::wait`]): the embedder is done with the instance.
     pub fn wake_waiters(&self) {

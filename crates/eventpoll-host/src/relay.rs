@@ -1,0 +1,501 @@
+//! Per-instance relays (kernel-epoll driver): a thread blocked on an instance is woken by
+//! host activity of that instance's own host descriptors, not by every instance's.
+//!
+//! **Why.** The driver's private epoll `P` takes every host wakeup of the process. A thread
+//! blocked in a wait that sleeps on `P` (the leader, or the follower whose relay stands in
+//! for an absent leader: `waiter`, "Who watches the host") is woken by all of them: Node's
+//! idle second event loop switched 13,600–29,900 times per 8,000 requests (none natively).
+//!
+//! **What.** An [`InstanceRelay`] `R` is a kernel epoll of its instance's host descriptors
+//! (edge-triggered, every direction: a spurious report costs a pump, a missing one a lost
+//! wakeup) and of a *poke* eventfd. A thread blocked on the instance sleeps on its own
+//! eventfd and `R`; when `R` reports, it takes the reports and pumps `P` itself. `R`
+//! mirrors the engine's item set: it is brought up to date before each sleep when the
+//! instance's [`eventpoll::Epoll::items_seq`] moved, and an item added while threads sleep
+//! on `R` pokes them (the engine's [`eventpoll::Epoll::on_insert`] hook writes the poke
+//! eventfd; announcing a sleeper before reading the sequence number, and bumping it before
+//! reading the sleepers, makes one of the two see the other). Nobody then needs to watch
+//! `P` for this instance; a thread of it takes no lead (and gives up one it holds) and is no
+//! follower.
+//!
+//! **The race, and the answer.** A wakeup of a file walks the file's wait queue under its
+//! lock (`__wake_up_common_lock`; since Linux 6.7 without the "bookmark" breaks that let
+//! it go every 64 entries: relays are used only from 6.7 on), calling each entry's
+//! callback: `R`'s item and `P`'s item are both there, non-exclusive, and `add_wait_queue`
+//! puts a new entry at the head, so `R`'s (added later) usually runs *first*. A thread
+//! woken by `R` may pump `P` before `P`'s callback has run, find nothing, and sleep on `R`
+//! again: that wakeup would be lost. So when the pump did not wake the thread, it
+//! *synchronises* with every file `R` reported: an `EPOLL_CTL_ADD` (or `DEL`) of the file
+//! in a scratch epoll takes the file's wait-queue lock (`add_wait_queue` /
+//! `remove_wait_queue`), which waits out the walk in progress — `P`'s callback has run by
+//! then — and it pumps again. Where that cannot be done (the file's number is gone), the
+//! thread sleeps one round on `P` too: `P` is readable while it holds a report, so a report
+//! still to come there wakes it. (The window is the few instructions between two callbacks
+//! of one walk, with interrupts off: 47,000 rounds of `tests/host.rs`'s relay test without
+//! the synchronisation lost nothing. It is closed for a preempted virtual CPU.)
+//!
+//! **Where it is not used** (the thread then sleeps as before, leader or follower): while
+//! only one thread of the process has entered a wait that may block (it leads, and the
+//! driver wakes it
+//! for nothing but its own activity; a relay would cost system calls and wakeups for
+//! nothing: nginx's single-threaded workers made 0.83 switches per request on relays, 0.57
+//! as leaders); kernels before 6.7; an instance of more than [`MAX_ITEMS`] items (syncing walks the items); other
+//! drivers (io_uring completions are posted by task work of the thread that armed the
+//! poll, which a relay cannot see); instances that watch a nested instance (its host
+//! activity must wake them) or a host object of another driver; an instance whose relay
+//! could not be made or take a descriptor (`ELOOP`, `ENOMEM`...). In-process objects need
+//! no relay: whoever changes one wakes the instance's waiters directly.
+//!
+//! **Costs.** Reports of activity the thread consumed while it ran (the relay is
+//! edge-triggered and nobody drains it meanwhile) wake its next sleep once: it drains,
+//! pumps, synchronises (one `epoll_ctl` per file reported) and sleeps again.
+//!
+//! Locks: the relay's mutex is taken under the embedder's guard only (a `fork` never finds
+//! it held) and before the instance's interest-list lock (the sync reads the items); only
+//! system calls on the relay's own descriptors and the embedder's own-descriptor hook run
+//! under it. The insert hook runs under the interest-list lock and only writes an eventfd.
+//! In a `fork` child the relay's descriptors, shared with the parent, are replaced by fresh
+//! ones under the same numbers and the relay starts empty (or, if that fails, is never
+//! used again).
+
+use crate::host_fd::HostFd;
+use crate::sys;
+use eventpoll::{Epoll, Events, WakeCallback};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+/// A relay's descriptors.
+#[derive(Clone, Copy, Debug)]
+struct Fds {
+    epfd: i32,
+    poke: i32,
+    scratch: i32,
+}
+
+/// The token of the poke eventfd in a relay.
+const POKE: u64 = u64::MAX;
+
+/// Instances with more items than this are not relayed: bringing a relay up to date walks
+/// the instance's items (after any change of them, before a sleep), and a large instance
+/// is a busy one, which the leader/follower scheme serves as well.
+pub(crate) const MAX_ITEMS: usize = 256;
+
+/// Reports taken from a relay per `epoll_wait`.
+const BATCH: usize = 64;
+
+/// Every direction, edge-triggered (`ERR` and `HUP` are implied).
+const RELAY_BITS: u32 = (libc::EPOLLIN
+    | libc::EPOLLPRI
+    | libc::EPOLLOUT
+    | libc::EPOLLRDHUP
+    | libc::EPOLLRDNORM
+    | libc::EPOLLRDBAND
+    | libc::EPOLLWRNORM
+    | libc::EPOLLWRBAND
+    | libc::EPOLLMSG
+    | libc::EPOLLET) as u32;
+
+/// A relay's host descriptor: the object, and the number its relay item is keyed by.
+struct Member {
+    host: Weak<HostFd>,
+    /// The number the relay item was added under.
+    fd: i32,
+    token: u64,
+}
+
+#[derive(Default)]
+struct RelayState {
+    /// The instance's `items_seq` the members mirror (`None`: not yet, or start again).
+    synced: Option<usize>,
+    /// Whether the members are every host descriptor the instance watches.
+    usable: bool,
+    /// By object address.
+    members: HashMap<usize, Member>,
+    /// Token to object address.
+    by_token: HashMap<u64, usize>,
+    next_token: u64,
+    /// The (object address, number) pairs present in the scratch epoll.
+    scratch_in: HashMap<usize, i32>,
+}
+
+/// One instance's relay. See the module documentation.
+pub(crate) struct InstanceRelay {
+    /// (relay epoll, poke eventfd, scratch epoll), made before the first sleep
+    /// ([`InstanceRelay::ensure_fds`]): an instance nobody blocks on costs no descriptor.
+    fds: OnceLock<Fds>,
+    /// Threads between [`InstanceRelay::prepare`] and [`InstanceRelay::after_sleep`].
+    sleepers: AtomicUsize,
+    /// The last sync found the relay usable (a wait skips taking the lead then).
+    usable: AtomicBool,
+    /// Never used again (a `fork` child could not replace the descriptors it shares with
+    /// the parent).
+    disabled: AtomicBool,
+    /// Sleeps on the relay begun (for tests and reports).
+    sleeps: AtomicU64,
+    state: Mutex<RelayState>,
+    driver: Arc<dyn crate::Driver>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl std::fmt::Debug for InstanceRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceRelay")
+            .field("fds", &self.fds.get())
+            .finish()
+    }
+}
+
+/// Whether the kernel walks a wait queue under its lock from start to end (Linux 6.7 and
+/// later): before, a walk let the lock go after every 64 entries ("bookmarks"), so taking
+/// the lock did not prove that `P`'s callback had run (see the module documentation).
+fn whole_walks() -> bool {
+    static WHOLE: OnceLock<bool> = OnceLock::new();
+    *WHOLE.get_or_init(|| sys::kernel_version().is_some_and(|v| v >= (6, 7)))
+}
+
+/// A relay's three descriptors: (relay epoll with the poke in it, poke eventfd, scratch).
+fn new_fds(hidden_base: i32) -> Result<Fds, sys::Errno> {
+    let hide = |fd: i32| {
+        if hidden_base > 0 {
+            sys::move_high(fd, hidden_base)
+        } else {
+            fd
+        }
+    };
+    let ep = hide(sys::epoll_create1(libc::EPOLL_CLOEXEC)?);
+    let poke = match sys::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) {
+        Ok(p) => hide(p),
+        Err(e) => {
+            let _ = sys::close(ep);
+            return Err(e);
+        }
+    };
+    let scratch = match sys::epoll_create1(libc::EPOLL_CLOEXEC) {
+        Ok(s) => hide(s),
+        Err(e) => {
+            let _ = sys::close(ep);
+            let _ = sys::close(poke);
+            return Err(e);
+        }
+    };
+    let ev = Some(((libc::EPOLLIN | libc::EPOLLET) as u32, POKE));
+    if let Err(e) = sys::epoll_ctl(ep, libc::EPOLL_CTL_ADD, poke, ev) {
+        for fd in [ep, poke, scratch] {
+            let _ = sys::close(fd);
+        }
+        return Err(e);
+    }
+    Ok(Fds {
+        epfd: ep,
+        poke,
+        scratch,
+    })
+}
+
+impl InstanceRelay {
+    /// A relay for `epoll` (hooked on its inserts), or `None` when the driver is not the
+    /// kernel-epoll one.
+    pub(crate) fn new(epoll: &Epoll, host: &crate::Host) -> Option<Arc<InstanceRelay>> {
+        if host.kind() != crate::DriverKind::KernelEpoll || !whole_walks() {
+            return None;
+        }
+        let relay = Arc::new(InstanceRelay {
+            fds: OnceLock::new(),
+            sleepers: AtomicUsize::new(0),
+            usable: AtomicBool::new(true),
+            disabled: AtomicBool::new(false),
+            sleeps: AtomicU64::new(0),
+            state: Mutex::new(RelayState::default()),
+            driver: host.driver().clone(),
+        });
+        epoll.on_insert(relay.clone());
+        Some(relay)
+    }
+
+    /// The relay's descriptors (the host's own), if made.
+    pub(crate) fn fds(&self, out: &mut Vec<i32>) {
+        if let Some(f) = self.fds.get() {
+            out.extend([f.epfd, f.poke, f.scratch]);
+        }
+    }
+
+    /// Make the descriptors if they are not made yet (before a first sleep, under the
+    /// embedder's guard like every use of the relay's lock); `false` if they cannot be.
+    pub(crate) fn ensure_fds(self: &Arc<Self>, host: &crate::Host) -> bool {
+        if self.fds.get().is_some() {
+            return true;
+        }
+        let _s = locked(&self.state);
+        if self.fds.get().is_some() {
+            return true;
+        }
+        let Ok(f) = new_fds(host.hidden_base()) else {
+            return false;
+        };
+        let _ = self.fds.set(f);
+        for fd in [f.epfd, f.poke, f.scratch] {
+            host.announce_own_fd(fd);
+        }
+        // Listed for `fork` and the host's own descriptors.
+        host.note_relay(self);
+        true
+    }
+
+    /// Whether the last sync found the relay usable.
+    pub(crate) fn likely_usable(&self) -> bool {
+        self.usable.load(Ordering::SeqCst)
+    }
+
+    /// Whether a thread about to wait on `epoll` should take the lead of the host's
+    /// blocked threads: only when the relay is known unusable for the current items.
+    pub(crate) fn wants_lead(&self, epoll: &Epoll) -> bool {
+        if self.disabled.load(Ordering::SeqCst) {
+            return true;
+        }
+        if self.usable.load(Ordering::SeqCst) {
+            return false;
+        }
+        locked(&self.state).synced == Some(epoll.items_seq())
+    }
+
+    /// Sleeps on the relay begun so far.
+    pub(crate) fn sleeps(&self) -> u64 {
+        self.sleeps.load(Ordering::Relaxed)
+    }
+
+    /// Before a sleep: count the caller as a sleeper, bring the relay up to date with
+    /// `epoll`'s items, and give the descriptor to sleep on — or `None` (not counted) when
+    /// the instance cannot be relayed now. Every `Some` is followed by
+    /// [`InstanceRelay::after_sleep`].
+    pub(crate) fn prepare(&self, epoll: &Epoll) -> Option<i32> {
+        if self.disabled.load(Ordering::SeqCst) {
+            return None;
+        }
+        let fds = *self.fds.get()?;
+        // Announced before the sequence number is read (see the module documentation).
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let mut s = locked(&self.state);
+        // An item removed while the members are synced can make an `EPOLL_CTL_ADD` fail
+        // (its number closed): the next round then finds it gone.
+        for _ in 0..3 {
+            let seq = epoll.items_seq();
+            if s.synced == Some(seq) {
+                break;
+            }
+            if epoll.len() > MAX_ITEMS {
+                // Members left as they are: their reports are spurious wakeups at most.
+                s.usable = false;
+                s.synced = Some(seq);
+                break;
+            }
+            self.sync_members(&mut s, epoll, fds);
+            // Items added meanwhile poke the relay (this thread is a sleeper already); the
+            // next prepare syncs again.
+            s.synced = Some(seq);
+        }
+        let usable = s.usable;
+        drop(s);
+        self.usable.store(usable, Ordering::SeqCst);
+        if usable {
+            self.sleeps.fetch_add(1, Ordering::Relaxed);
+            Some(fds.epfd)
+        } else {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            None
+        }
+    }
+
+    /// Make the members the instance's host descriptors (under the state lock).
+    fn sync_members(&self, s: &mut RelayState, epoll: &Epoll, f: Fds) {
+        let mut usable = true;
+        let mut now: Vec<(usize, Arc<HostFd>)> = Vec::new();
+        epoll.for_each_target(|ops, _fd, nested| {
+            if nested {
+                usable = false;
+                return;
+            }
+            let any: Arc<dyn std::any::Any + Send + Sync> = ops.clone();
+            if let Ok(h) = any.downcast::<HostFd>() {
+                if !h.is_pollable() {
+                    return;
+                }
+                if !Arc::ptr_eq(&h.driver, &self.driver) {
+                    usable = false;
+                    return;
+                }
+                now.push((Arc::as_ptr(&h) as usize, h));
+            }
+            // Any other object is in-process: its changes wake waiters directly.
+        });
+        // Gone members (or re-numbered ones): out of the relay, unless their number is
+        // one a member keeps (the item under it may be that member's).
+        let live: HashMap<usize, i32> = now.iter().map(|(k, h)| (*k, h.fd())).collect();
+        let gone: Vec<usize> = s
+            .members
+            .iter()
+            .filter(|(k, m)| live.get(k) != Some(&m.fd))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            let m = s.members.remove(&k).expect("listed");
+            s.by_token.remove(&m.token);
+            let kept =
+                live.values().any(|&fd| fd == m.fd) || s.members.values().any(|o| o.fd == m.fd);
+            if !kept {
+                let _ = sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_DEL, m.fd, None);
+            }
+            if let Some(sfd) = s.scratch_in.remove(&k) {
+                if !kept {
+                    let _ = sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, sfd, None);
+                }
+            }
+        }
+        for (k, h) in now {
+            if s.members.contains_key(&k) {
+                continue;
+            }
+            let fd = h.fd();
+            let token = s.next_token;
+            s.next_token += 1;
+            let ev = Some((RELAY_BITS, token));
+            let added = match sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_ADD, fd, ev) {
+                // An item of this file under this number is left from a member that went
+                // (kept above): it takes this member's token.
+                Err(sys::Errno::EEXIST) => sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_MOD, fd, ev),
+                r => r,
+            };
+            if added.is_err() {
+                usable = false;
+                continue;
+            }
+            s.by_token.insert(token, k);
+            s.members.insert(
+                k,
+                Member {
+                    host: Arc::downgrade(&h),
+                    fd,
+                    token,
+                },
+            );
+        }
+        s.usable = usable;
+    }
+
+    /// After a sleep on the relay: take its reports, pump; if the pump did not wake
+    /// `woken`'s thread, wait out the wakeups in progress of the files reported and pump
+    /// again. Returns whether the next sleep must watch the driver too (a file could not
+    /// be synchronised with).
+    pub(crate) fn after_sleep(&self, host: &crate::Host, woken: &dyn Fn() -> bool) -> bool {
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        let f = *self.fds.get().expect("a relay sleep has descriptors");
+        let mut tokens = Vec::new();
+        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        while let Ok(n) = sys::epoll_wait(f.epfd, &mut buf, 0) {
+            tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));
+            if n < buf.len() {
+                break;
+            }
+        }
+        host.pump();
+        if woken() || tokens.is_empty() {
+            return false;
+        }
+        let mut watch_driver = false;
+        {
+            let mut s = locked(&self.state);
+            for t in tokens {
+                let Some(&k) = s.by_token.get(&t) else {
+                    // A member that went: its items went with it.
+                    continue;
+                };
+                let Some(h) = s.members.get(&k).and_then(|m| m.host.upgrade()) else {
+                    continue; // released: nothing of it to deliver
+                };
+                // Any number of the file will do: the lock is the file's.
+                let fd = h.fd();
+                let r = match s.scratch_in.get(&k) {
+                    Some(&old) if old == fd => {
+                        sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, fd, None)
+                    }
+                    _ => sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_ADD, fd, Some((0, 0))),
+                };
+                match r {
+                    Ok(()) if s.scratch_in.get(&k) == Some(&fd) => {
+                        s.scratch_in.remove(&k);
+                    }
+                    Ok(()) => {
+                        if let Some(old) = s.scratch_in.insert(k, fd) {
+                            let _ = sys::epoll_ctl(f.scratch, libc::EPOLL_CTL_DEL, old, None);
+                        }
+                    }
+                    Err(_) => {
+                        s.scratch_in.remove(&k);
+                        watch_driver = true;
+                    }
+                }
+            }
+        }
+        host.pump();
+        watch_driver
+    }
+
+    /// In a `fork` child: the descriptors are shared with the parent; each is replaced by
+    /// a fresh one under the same number, and the relay starts empty.
+    pub(crate) fn after_fork_child(&self) {
+        let Some(old) = self.fds.get() else {
+            return;
+        };
+        let Ok(new) = new_fds(0) else {
+            // The parent's threads change the shared relay (a `DEL` there would remove
+            // this process's item of the same file and number): never use it here.
+            self.disabled.store(true, Ordering::SeqCst);
+            self.usable.store(false, Ordering::SeqCst);
+            return;
+        };
+        // The new relay holds the new poke under its temporary number: out first.
+        let _ = sys::epoll_ctl(new.epfd, libc::EPOLL_CTL_DEL, new.poke, None);
+        let mut replaced = true;
+        for (n, o) in [
+            (new.epfd, old.epfd),
+            (new.poke, old.poke),
+            (new.scratch, old.scratch),
+        ] {
+            replaced &= sys::dup3(n, o, libc::O_CLOEXEC).is_ok();
+            let _ = sys::close(n);
+        }
+        let ev = Some(((libc::EPOLLIN | libc::EPOLLET) as u32, POKE));
+        replaced &= sys::epoll_ctl(old.epfd, libc::EPOLL_CTL_ADD, old.poke, ev).is_ok();
+        if !replaced {
+            self.disabled.store(true, Ordering::SeqCst);
+            self.usable.store(false, Ordering::SeqCst);
+        }
+        *locked(&self.state) = RelayState::default();
+        self.sleepers.store(0, Ordering::SeqCst);
+    }
+}
+
+impl WakeCallback for InstanceRelay {
+    /// An item was added to the instance: threads asleep on the relay sync it.
+    fn wake(&self, _key: Events) -> bool {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            if let Some(f) = self.fds.get() {
+                let _ = sys::write(f.poke, &1u64.to_ne_bytes());
+            }
+        }
+        true
+    }
+}
+
+impl Drop for InstanceRelay {
+    fn drop(&mut self) {
+        if let Some(f) = self.fds.get() {
+            for fd in [f.epfd, f.poke, f.scratch] {
+                let _ = sys::close(fd);
+            }
+        }
+    }
+}
