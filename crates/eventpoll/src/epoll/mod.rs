@@ -72,7 +72,7 @@ use crate::event::{EpollEvent, EventSink, Events, EPOLL_CTL_ADD, EPOLL_CTL_DEL, 
 use crate::file::{File, FileOps};
 use crate::platform::{Clock, Deadline};
 use crate::prelude::*;
-use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
+use crate::sync::{fence, lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, SpinLock};
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use core::time::Duration;
 use hashbrown::HashTable;
@@ -436,8 +436,12 @@ pub(crate) struct EpollShared {
     /// What `wait`'s timeouts are measured on: the creating table's clock (its timerfds'),
     /// or the platform's default.
     clock: Arc<dyn Clock>,
-    /// Bumped by every item added or removed (see [`Epoll::items_seq`]).
+    /// Bumped by every item added or removed (see [`Epoll::items_seq`]); written only
+    /// under `mtx`, so a plain store (no read-modify-write on the ctl path).
     items_seq: AtomicUsize,
+    /// Whether `insert_hooks` holds any: an instance without hooks (every one but the host
+    /// driver's relayed instances) pays one load per `ADD` for them, no lock.
+    has_insert_hooks: AtomicBool,
     /// Called after every item added (see [`Epoll::on_insert`]); taken under `mtx` (a leaf).
     insert_hooks: Mutex<Vec<Arc<dyn crate::WakeCallback>>>,
 }
@@ -486,6 +490,7 @@ impl EpollShared {
             notified: AtomicBool::new(false),
             clock,
             items_seq: AtomicUsize::new(0),
+            has_insert_hooks: AtomicBool::new(false),
             insert_hooks: Mutex::new(Vec::new()),
         });
         File::from_ops(ep, 0)
@@ -525,6 +530,13 @@ impl EpollShared {
     /// See [`Epoll::on_insert`].
     pub(crate) fn on_insert(&self, hook: Arc<dyn crate::WakeCallback>) {
         lock(&self.insert_hooks).push(hook);
+        self.has_insert_hooks.store(true, Ordering::SeqCst);
+    }
+
+    /// Count a change of the item set (under `mtx`, the only writer).
+    fn bump_items_seq(&self) {
+        let next = self.items_seq.load(Ordering::Relaxed).wrapping_add(1);
+        self.items_seq.store(next, Ordering::Release);
     }
 
     /// See [`Epoll::for_each_target`].
@@ -1066,10 +1078,16 @@ impl EpollShared {
             }
         }
         // Announced before the poll (still under `mtx`): an embedder's hook wakes whoever
-        // must learn of the new item (see [`Epoll::on_insert`]).
-        self.items_seq.fetch_add(1, Ordering::SeqCst);
-        for hook in lock(&self.insert_hooks).iter() {
-            hook.wake(interest);
+        // must learn of the new item (see [`Epoll::on_insert`]). The hook reads its
+        // sleepers after the new number, and a sleeper reads the number after announcing
+        // itself (an `SeqCst` read-modify-write): the fence makes one of the two see the
+        // other. Without hooks there is nobody to tell, and no fence.
+        self.bump_items_seq();
+        if self.has_insert_hooks.load(Ordering::Acquire) {
+            fence(Ordering::SeqCst);
+            for hook in lock(&self.insert_hooks).iter() {
+                hook.wake(interest);
+            }
         }
         let revents = ops.poll() & interest;
         if !revents.is_empty() {
@@ -1148,7 +1166,7 @@ impl EpollShared {
         }
         il.free.push(slot);
         self.user.refund(&self.reserve);
-        self.items_seq.fetch_add(1, Ordering::SeqCst);
+        self.bump_items_seq();
     }
 
     /// The target file of `slot` is being released (its last descriptor closed): remove the
