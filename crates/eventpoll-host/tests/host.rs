@@ -748,20 +748,22 @@ fn a_first_add_is_not_lost_to_a_pump_by_a_thread_blocked_on_another_instance() {
     }
 }
 
-/// One driver's run of the test above; `made_by_waiter`: thread B creates the host.
-fn registration_race(kind: DriverKind, made_by_waiter: bool) {
-    const ROUNDS: usize = 20_000;
-    const BUDGET: Duration = Duration::from_millis(1500);
+/// Thread B of the race tests below: blocked again and again in a wait on an instance
+/// whose one pipe never becomes ready, so that it watches the driver and pumps at every
+/// host wakeup. `host`: the host to use, or `None` to make one of `kind` in B (which then
+/// owns an io_uring driver). Returns the host once B has registered its pipe, the flag
+/// that stops B, and B's handle (how many waits it made).
+fn spawn_idle_waiter(
+    kind: DriverKind,
+    host: Option<Host>,
+) -> (Host, Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
-    let made_here = (!made_by_waiter).then(|| Host::new(kind).unwrap());
     let waiter = {
         let stop = stop.clone();
-        let host = made_here.clone();
         std::thread::spawn(move || {
             let host = host.unwrap_or_else(|| Host::new(kind).unwrap());
             let hep2 = HostEpoll::new(host.clone()).unwrap();
-            // Instance 2 watches a pipe that never becomes ready.
             let idle = Pipe::new();
             let f = host.open(idle.r).unwrap();
             hep2.epoll().add(&f, Interest::READABLE, 0).unwrap();
@@ -776,7 +778,15 @@ fn registration_race(kind: DriverKind, made_by_waiter: bool) {
             waits
         })
     };
-    let host = rx.recv().unwrap();
+    (rx.recv().unwrap(), stop, waiter)
+}
+
+/// One driver's run of the test above; `made_by_waiter`: thread B creates the host.
+fn registration_race(kind: DriverKind, made_by_waiter: bool) {
+    const ROUNDS: usize = 20_000;
+    const BUDGET: Duration = Duration::from_millis(1500);
+    let made_here = (!made_by_waiter).then(|| Host::new(kind).unwrap());
+    let (host, stop, waiter) = spawn_idle_waiter(kind, made_here);
     let hep1 = HostEpoll::new(host.clone()).unwrap();
     // Let B block before the first round.
     std::thread::sleep(Duration::from_millis(20));
@@ -912,28 +922,7 @@ fn own_write_race(kind: DriverKind, a_first: bool) {
     if a_first {
         host.pump();
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = {
-        let stop = stop.clone();
-        let host = host.clone();
-        std::thread::spawn(move || {
-            let hep2 = HostEpoll::new(host.clone()).unwrap();
-            let idle = Pipe::new();
-            let f = host.open(idle.r).unwrap();
-            hep2.epoll().add(&f, Interest::READABLE, 0).unwrap();
-            tx.send(()).unwrap();
-            let mut waits = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let got = harvest(&hep2, 4, Some(Duration::from_millis(20))).unwrap();
-                assert!(got.is_empty(), "instance 2: {got:?}");
-                waits += 1;
-            }
-            drop(f);
-            waits
-        })
-    };
-    rx.recv().unwrap();
+    let (host, stop, waiter) = spawn_idle_waiter(kind, Some(host));
     let hep1 = HostEpoll::new(host.clone()).unwrap();
     let p = Pipe::new();
     let f = host.open(p.r).unwrap();

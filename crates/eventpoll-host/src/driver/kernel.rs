@@ -647,6 +647,33 @@ impl Driver for KernelDriver {
 mod tests {
     use super::*;
 
+    /// Pump while another thread, 2 ms later, ends the pump in flight with `finish`: the
+    /// pump's wait ends then, not before — and not by its limit, unless the finish came
+    /// after it (a loaded machine): a wait ended by the limit looked last before the
+    /// finish's store, at or after the limit. Counted, not timed, so that a preempted
+    /// thread cannot fail it.
+    fn pump_ends_with(d: &Arc<KernelDriver>, finish: fn(&KernelDriver)) {
+        let t = Instant::now();
+        let other = {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                let before = t.elapsed();
+                finish(&d);
+                (before, t.elapsed())
+            })
+        };
+        let limits = d.inflight_limits.load(Ordering::SeqCst);
+        d.pump();
+        let waited = t.elapsed();
+        let (finished, after) = other.join().unwrap();
+        assert!(waited >= finished.min(INFLIGHT_LIMIT), "waited {waited:?}");
+        assert!(
+            d.inflight_limits.load(Ordering::SeqCst) == limits || after >= INFLIGHT_LIMIT,
+            "waited {waited:?}, finished at {finished:?}-{after:?}"
+        );
+    }
+
     #[test]
     fn a_pump_waits_for_a_stalled_pump_in_flight_a_bounded_time() {
         let d = KernelDriver::new(0).unwrap();
@@ -659,28 +686,9 @@ mod tests {
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
         // One that finishes meanwhile ends the wait (then, not before).
         let d = Arc::new(d);
-        let t = Instant::now();
-        let other = {
-            let d = d.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(2));
-                let before = t.elapsed();
-                d.inflight.fetch_add(PUMP_OUT, Ordering::SeqCst);
-                (before, t.elapsed())
-            })
-        };
-        let limits = d.inflight_limits.load(Ordering::SeqCst);
-        d.pump();
-        let waited = t.elapsed();
-        let (finished, after) = other.join().unwrap();
-        assert!(waited >= finished.min(INFLIGHT_LIMIT), "waited {waited:?}");
-        // Ended by the finish, unless that came after the limit (a loaded machine): a wait
-        // ended by the limit looked last before the finish's store, at or after the limit.
-        // Counted, not timed, so that a preempted thread cannot fail it.
-        assert!(
-            d.inflight_limits.load(Ordering::SeqCst) == limits || after >= INFLIGHT_LIMIT,
-            "waited {waited:?}, finished at {finished:?}-{after:?}"
-        );
+        pump_ends_with(&d, |d| {
+            d.inflight.fetch_add(PUMP_OUT, Ordering::SeqCst);
+        });
         assert_eq!(d.inflight.load(Ordering::SeqCst) as u32, 0);
     }
 
@@ -695,25 +703,7 @@ mod tests {
         let waited = t.elapsed();
         assert!(waited >= INFLIGHT_LIMIT, "waited {waited:?}");
         // Its pump ends: so does the wait (then, not before).
-        let d2 = d.clone();
-        let t = Instant::now();
-        let other = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(2));
-            let before = t.elapsed();
-            d2.owner_seq.store(2, Ordering::SeqCst);
-            (before, t.elapsed())
-        });
-        let limits = d.inflight_limits.load(Ordering::SeqCst);
-        d.pump();
-        let waited = t.elapsed();
-        let (finished, after) = other.join().unwrap();
-        assert!(waited >= finished.min(INFLIGHT_LIMIT), "waited {waited:?}");
-        // Ended by the owner's finish unless that came after the limit (counted, as in
-        // the test above).
-        assert!(
-            d.inflight_limits.load(Ordering::SeqCst) == limits || after >= INFLIGHT_LIMIT,
-            "waited {waited:?}, finished at {finished:?}-{after:?}"
-        );
+        pump_ends_with(&d, |d| d.owner_seq.store(2, Ordering::SeqCst));
         // Not the owner: counted.
         assert_eq!(d.inflight.load(Ordering::SeqCst) >> 32, 2);
     }
