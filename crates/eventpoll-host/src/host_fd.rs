@@ -259,15 +259,27 @@ pub(crate) mod fresh {
 
     /// Run `f` as a new epoch.
     pub(crate) fn scope<T>(f: impl FnOnce() -> T) -> T {
-        struct Reset(u64);
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                CURRENT.with(|c| c.set(self.0));
-            }
-        }
-        let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
-        let _reset = Reset(CURRENT.with(|c| c.replace(epoch)));
+        let _epoch = Epoch::begin();
         f()
+    }
+
+    /// A new epoch of this thread until dropped (the one before is restored then); for a
+    /// pump and the harvest that uses its masks in different frames. Dropped in the order
+    /// they were begun.
+    pub(crate) struct Epoch(u64);
+
+    impl Epoch {
+        /// Begin a new epoch.
+        pub(crate) fn begin() -> Epoch {
+            let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
+            Epoch(CURRENT.with(|c| c.replace(epoch)))
+        }
+    }
+
+    impl Drop for Epoch {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
     }
 }
 

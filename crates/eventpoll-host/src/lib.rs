@@ -373,6 +373,13 @@ impl Host {
         waiter::deferring_signals(|| self.driver.pump())
     }
 
+    /// [`Host::pump`] for a waiter that sleeps if it finds nothing (see
+    /// [`driver::Driver::pump_before_sleep`]): deliveries in flight in other threads are not
+    /// waited for, as they wake the sleeper.
+    pub fn pump_before_sleep(&self) -> usize {
+        waiter::deferring_signals(|| self.driver.pump_before_sleep())
+    }
+
     /// Block until there may be host activity, one of `extra` is readable or `timeout`
     /// passes; then pump. `Err(EINTR)` when a signal handler ran.
     pub fn block(&self, extra: &[i32], timeout: Option<Duration>) -> Result<(), Errno> {

@@ -20,7 +20,7 @@
 
 use crate::relay::InstanceRelay;
 use crate::sys;
-use crate::waiter::Role;
+use crate::waiter::{self, Role};
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -307,9 +307,28 @@ impl HostEpoll {
         out: &mut S,
         maxevents: usize,
     ) -> Result<usize, Errno> {
-        // One epoch: masks the pump reports are used by this harvest's re-poll.
-        let n = crate::host_fd::fresh::scope(|| {
-            self.host.pump();
+        self.harvest(out, maxevents, Pump::Settled)
+    }
+
+    /// [`HostEpoll::poll_once`] with the pump `pump`.
+    fn harvest<S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+        pump: Pump,
+    ) -> Result<usize, Errno> {
+        // One epoch: masks the pump reports are used by this harvest's re-poll (with
+        // `Pump::Done`, the caller's epoch: the one of its pump).
+        let scope = |f: &mut dyn FnMut() -> Result<usize, Errno>| match pump {
+            Pump::Done => f(),
+            _ => crate::host_fd::fresh::scope(f),
+        };
+        let n = scope(&mut || {
+            match pump {
+                Pump::Settled => self.host.pump(),
+                Pump::BeforeSleep => self.host.pump_before_sleep(),
+                Pump::Done => 0,
+            };
             self.epoll
                 .wait_into_sink(out, maxevents, Some(Duration::ZERO))
         })?;
@@ -393,12 +412,19 @@ impl HostEpoll {
         enter: &impl Fn() -> G,
     ) -> Result<usize, Errno> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A wait that returns what this finds must see the deliveries in flight in other
+        // threads (a zero timeout); one that would sleep is woken by them.
+        let pump = if timeout == Some(Duration::ZERO) {
+            Pump::Settled
+        } else {
+            Pump::BeforeSleep
+        };
         let n = {
             let _g = enter();
             if self.is_retired() {
                 return Ok(0);
             }
-            self.poll_once(out, maxevents)?
+            self.harvest(out, maxevents, pump)?
         };
         if n > 0 || timeout == Some(Duration::ZERO) {
             return Ok(n);
@@ -422,7 +448,9 @@ impl HostEpoll {
         let sleep_mask = sigmask.or(old_mask
             .as_ref()
             .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
-        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter);
+        let r = waiter::with_own_waker(&waker, || {
+            self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter)
+        });
         if let Some(m) = old_mask {
             sys::set_signal_mask(m);
         }
@@ -452,8 +480,10 @@ impl HostEpoll {
                 }
                 self.epoll.queue_waiter(&entry)
             };
+            // The epoch of the pump after the last sleep, if there was one (see `Pump::Done`).
+            let mut pumped = None;
             if queued {
-                let slept = self.sleep_as_waiter(waker, deadline, sigmask, enter);
+                let slept = self.sleep_as_waiter(waker, deadline, sigmask, enter, &mut pumped);
                 // Once off the queue its callback is not running: the waker can be reused.
                 let still_queued = {
                     let _g = enter();
@@ -472,13 +502,24 @@ impl HostEpoll {
                 if self.is_retired() {
                     return Ok(0);
                 }
-                self.poll_once(out, maxevents)?
+                let pump = if pumped.is_some() {
+                    Pump::Done
+                } else {
+                    Pump::BeforeSleep
+                };
+                self.harvest(out, maxevents, pump)?
             };
+            drop(pumped);
             if n > 0 {
                 return Ok(n);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(0);
+                // The wait ends with what it finds now: deliveries in flight included.
+                let _g = enter();
+                if self.is_retired() {
+                    return Ok(0);
+                }
+                return self.poll_once(out, maxevents);
             }
         }
     }
@@ -493,6 +534,7 @@ impl HostEpoll {
         deadline: Option<Instant>,
         sigmask: Option<*const libc::sigset_t>,
         enter: &impl Fn() -> G,
+        pumped: &mut Option<crate::host_fd::fresh::Epoch>,
     ) -> Result<Slept, Errno> {
         // The last relay sleep could not wait out a wakeup in progress: watch the driver
         // for one sleep (see `relay`).
@@ -552,14 +594,19 @@ impl HostEpoll {
             self.host_wakeups.fetch_add(1, Ordering::Relaxed);
             {
                 let _g = enter();
+                // The pump below stands for the harvest's if it wakes this thread; a new
+                // epoch for its masks (the last sleep's ends first).
+                *pumped = None;
                 match role {
                     Sleep::Relay(_) => {
                         let relay = self.relay.as_ref().expect("a relay sleep has a relay");
+                        *pumped = Some(crate::host_fd::fresh::Epoch::begin());
                         watch_driver = relay.after_sleep(&self.host, &|| waker.is_woken());
                     }
                     Sleep::Watch(role) => {
                         if role == Role::Leader {
-                            self.host.pump();
+                            *pumped = Some(crate::host_fd::fresh::Epoch::begin());
+                            self.host.pump_before_sleep();
                         }
                         self.host
                             .watch()
@@ -630,6 +677,20 @@ impl HostEpoll {
             }
         }
     }
+}
+
+/// How a harvest pumps the driver first.
+#[derive(Clone, Copy)]
+enum Pump {
+    /// [`crate::Host::pump`]: what it returns includes the deliveries in flight in other
+    /// threads (a wait that returns what it finds, even nothing).
+    Settled,
+    /// [`crate::Host::pump_before_sleep`]: for a wait that sleeps if it finds nothing.
+    BeforeSleep,
+    /// None: a woken waiter's pump after its sleep (under the current epoch) stands for
+    /// the harvest's. The kernel's harvest takes the ready list as it is when the woken
+    /// thread runs; that pump ran after the wakeup, inside the call, as the harvest does.
+    Done,
 }
 
 /// What a blocked thread sleeps on.

@@ -400,7 +400,7 @@ impl InstanceRelay {
                 break;
             }
         }
-        host.pump();
+        host.pump_before_sleep();
         if woken() || tokens.is_empty() {
             return false;
         }
@@ -439,7 +439,7 @@ impl InstanceRelay {
                 }
             }
         }
-        host.pump();
+        host.pump_before_sleep();
         watch_driver
     }
 

@@ -136,6 +136,26 @@ thread_local! {
     /// The wakers woken by the pump running on this thread (`None`: no pump running).
     static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ThreadWaker>>>> =
         const { std::cell::RefCell::new(None) };
+    /// The waker of the wait this thread is blocked in (its address; 0: none), see
+    /// [`with_own_waker`].
+    static OWN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Run `wait` (a blocking wait of this thread with waker `w`) with `w` known as this
+/// thread's own: a pump of this thread that wakes it makes no eventfd write. The thread is
+/// awake — it pumps — and checks the waker's flag before it sleeps again (the deferred
+/// write is left pending, so [`ThreadWaker::arm`] cancels it: nothing to drain either). A
+/// wait inside a wait (a signal handler's) has its own waker for its duration.
+pub(crate) fn with_own_waker<T>(w: &ThreadWaker, wait: impl FnOnce() -> T) -> T {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = OWN.try_with(|o| o.set(self.0));
+        }
+    }
+    let me = w as *const ThreadWaker as usize;
+    let _restore = Restore(OWN.try_with(|o| o.replace(me)).unwrap_or(0));
+    wait()
 }
 
 /// Run `pump` with the eventfd writes of the wakers it wakes deferred to its end.
@@ -158,8 +178,12 @@ pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
     impl Drop for Flush {
         fn drop(&mut self) {
             let woken = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+            let own = OWN.try_with(std::cell::Cell::get).unwrap_or(0);
             for w in woken {
-                w.signal_now();
+                // This thread's own waker: it is awake (see `with_own_waker`).
+                if Arc::as_ptr(&w) as usize != own {
+                    w.signal_now();
+                }
             }
         }
     }
@@ -592,5 +616,48 @@ impl Watch {
         self.leader_id.store(0, Ordering::SeqCst);
         self.first_sleeper.store(0, Ordering::SeqCst);
         self.several.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the waker's eventfd holds a count (drained if so).
+    fn signalled(w: &ThreadWaker) -> bool {
+        let mut b = [0u8; 8];
+        sys::read(w.fd(), &mut b).is_ok()
+    }
+
+    #[test]
+    fn a_pump_that_wakes_its_own_threads_waker_writes_no_eventfd() {
+        let pool = WakerPool::new(0);
+        let w = pool.take().expect("an eventfd");
+        with_own_waker(&w, || deferring_signals(|| assert!(w.wake(Events::IN))));
+        assert!(w.is_woken(), "the flag is set");
+        assert!(!signalled(&w), "no write for the thread's own waker");
+        // Re-armed: the deferred write is cancelled, nothing owed, nothing to drain.
+        w.arm();
+        assert!(!w.is_woken());
+        assert!(!w.owed.load(Ordering::SeqCst));
+        pool.give_back(w);
+    }
+
+    #[test]
+    fn a_pump_that_wakes_another_threads_waker_writes_its_eventfd() {
+        let pool = WakerPool::new(0);
+        let mine = pool.take().expect("an eventfd");
+        let other = pool.take().expect("an eventfd");
+        with_own_waker(&mine, || {
+            deferring_signals(|| assert!(other.wake(Events::IN)));
+        });
+        assert!(other.is_woken());
+        assert!(signalled(&other), "another thread's waker is signalled");
+        // Outside a wait of its own, a thread's pump signals every waker it wakes.
+        other.arm();
+        deferring_signals(|| assert!(other.wake(Events::IN)));
+        assert!(signalled(&other));
+        pool.give_back(mine);
+        pool.give_back(other);
     }
 }

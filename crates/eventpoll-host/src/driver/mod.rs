@@ -100,6 +100,13 @@ pub trait Driver: Send + Sync {
     /// Deliver pending activity as wakeups without blocking; returns how many objects were
     /// woken.
     fn pump(&self) -> usize;
+    /// [`Driver::pump`] for a waiter that sleeps if this delivers nothing it waits for:
+    /// a wakeup another thread's pump has taken but not yet delivered need not be waited
+    /// for here (the kernel-epoll driver's pumps in flight), since its delivery wakes the
+    /// sleeper. What [`Driver::pump`] waits for beyond its own delivery, this may skip.
+    fn pump_before_sleep(&self) -> usize {
+        self.pump()
+    }
     /// The descriptors (with the bits to ask for) that become ready when the host may have
     /// activity for a registered descriptor: what a waiter adds to its own `poll(2)` set.
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>);
