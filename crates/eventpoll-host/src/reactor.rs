@@ -541,7 +541,9 @@ impl HostEpoll {
         let mut watch_driver = false;
         loop {
             waker.settle();
-            if waker.is_woken() {
+            // Marked asleep from here to the end of the sleep (see `ThreadWaker::asleep`).
+            let (woken, asleep) = waker.asleep();
+            if woken {
                 return Ok(Slept::Woken);
             }
             if self.is_retired() {
@@ -591,6 +593,7 @@ impl HostEpoll {
                 }
                 Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], remaining, sigmask),
             };
+            drop(asleep);
             self.host_wakeups.fetch_add(1, Ordering::Relaxed);
             {
                 let _g = enter();

@@ -121,6 +121,9 @@ pub struct ThreadWaker {
     /// [`ThreadWaker::arm`] found the write of the last wakeup under way: the count it
     /// leaves is drained before the next sleep ([`ThreadWaker::settle`]).
     owed: AtomicBool,
+    /// The thread is asleep on the eventfd, or about to be (see [`ThreadWaker::asleep`]):
+    /// a deferred wakeup's write is made only then.
+    asleep: AtomicBool,
     /// This waker, for a wakeup that defers its eventfd write to hold on to.
     me: std::sync::Weak<ThreadWaker>,
 }
@@ -180,8 +183,9 @@ pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
             let woken = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
             let own = OWN.try_with(std::cell::Cell::get).unwrap_or(0);
             for w in woken {
-                // This thread's own waker: it is awake (see `with_own_waker`).
-                if Arc::as_ptr(&w) as usize != own {
+                // This thread's own waker, or one whose thread is awake: it checks the
+                // flag before it sleeps (see `with_own_waker`, `ThreadWaker::asleep`).
+                if Arc::as_ptr(&w) as usize != own && w.asleep.load(Ordering::SeqCst) {
                     w.signal_now();
                 }
             }
@@ -245,6 +249,21 @@ impl ThreadWaker {
         }
     }
 
+    /// Mark the thread asleep on the eventfd until the guard is dropped (right after its
+    /// sleep), then check the flag: `true` means woken already — do not sleep. A pump's
+    /// deferred wakeup writes the eventfd only for a thread marked asleep; one that is not
+    /// sees the flag at this check (the mark and the flag are both sequentially
+    /// consistent: the waking pump sets the flag, then reads the mark; the thread sets the
+    /// mark, then reads the flag — one of them sees the other). The write left unmade stays
+    /// pending, and [`ThreadWaker::arm`] cancels it: nothing to drain. A thread that learns
+    /// of its wakeup by the flag saves the pump a write and itself a read (memcached's
+    /// workers, woken by their relay while another worker's pump delivers their wakeup:
+    /// 0.7 of each per request).
+    pub(crate) fn asleep(&self) -> (bool, Asleep<'_>) {
+        self.asleep.store(true, Ordering::SeqCst);
+        (self.is_woken(), Asleep(self))
+    }
+
     /// Make the eventfd write a wakeup deferred (unless [`ThreadWaker::arm`] cancelled it).
     fn signal_now(&self) {
         if self
@@ -266,6 +285,15 @@ impl ThreadWaker {
                 Ordering::SeqCst,
             );
         }
+    }
+}
+
+/// A thread marked asleep on its waker's eventfd (see [`ThreadWaker::asleep`]).
+pub(crate) struct Asleep<'a>(&'a ThreadWaker);
+
+impl Drop for Asleep<'_> {
+    fn drop(&mut self) {
+        self.0.asleep.store(false, Ordering::SeqCst);
     }
 }
 
@@ -353,6 +381,7 @@ impl WakerPool {
             relay,
             signal: AtomicU8::new(SIGNAL_IDLE),
             owed: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
             me: me.clone(),
         });
         locked(&self.all).push(w.clone());
@@ -648,16 +677,41 @@ mod tests {
         let pool = WakerPool::new(0);
         let mine = pool.take().expect("an eventfd");
         let other = pool.take().expect("an eventfd");
+        // The other thread is asleep on its eventfd.
+        let (woken, asleep) = other.asleep();
+        assert!(!woken);
         with_own_waker(&mine, || {
             deferring_signals(|| assert!(other.wake(Events::IN)));
         });
         assert!(other.is_woken());
         assert!(signalled(&other), "another thread's waker is signalled");
-        // Outside a wait of its own, a thread's pump signals every waker it wakes.
+        // Outside a wait of its own, a thread's pump signals every sleeper it wakes.
         other.arm();
         deferring_signals(|| assert!(other.wake(Events::IN)));
         assert!(signalled(&other));
+        drop(asleep);
         pool.give_back(mine);
         pool.give_back(other);
+    }
+
+    #[test]
+    fn a_pump_that_wakes_a_thread_not_yet_asleep_leaves_it_the_flag() {
+        let pool = WakerPool::new(0);
+        let w = pool.take().expect("an eventfd");
+        // Queued, still awake (pumping, or on its way to sleep).
+        deferring_signals(|| assert!(w.wake(Events::IN)));
+        assert!(!signalled(&w), "no write for a thread that is awake");
+        // On its way to sleep it sees the flag, and does not sleep.
+        let (woken, asleep) = w.asleep();
+        assert!(woken);
+        drop(asleep);
+        // Re-armed: the write left unmade is cancelled, nothing to drain or owe.
+        w.arm();
+        assert!(!w.owed.load(Ordering::SeqCst));
+        assert!(!signalled(&w));
+        // A direct wakeup (outside a pump) still writes at once.
+        assert!(w.wake(Events::IN));
+        assert!(signalled(&w));
+        pool.give_back(w);
     }
 }
