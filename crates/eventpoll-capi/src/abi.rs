@@ -178,7 +178,7 @@ fn ctl(
     event: *mut EpollEvent,
     seen: &mut Option<EpollEvent>,
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::get() else {
+    let Some(p) = process::for_wait() else {
         // SAFETY: the kernel validates everything.
         return raw(unsafe {
             eventpoll_host::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, event)
@@ -846,7 +846,7 @@ fn keyless_after(
     call: impl FnOnce() -> Result<c_int, Errno>,
     wake: impl FnOnce(&eventpoll_host::Host),
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::existing() else {
+    let Some(p) = process::existing_for_wait() else {
         return call();
     };
     let _g = p.gate.enter();

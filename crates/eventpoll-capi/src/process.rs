@@ -267,19 +267,31 @@ pub fn get() -> Option<&'static Process> {
     (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
-/// The process state for the wait calls (`epoll_wait`, `epoll_pwait`, `epoll_pwait2`: one
-/// per request in a server), without [`get`]'s `getpid` while the [fork mark](fork_mark)
-/// says this memory was not copied into a child since the state was set up.
+/// The process state for the calls that act on epoll instances and the files they watch —
+/// the waits (`epoll_wait`, `epoll_pwait`, `epoll_pwait2`: one per request in a server),
+/// `epoll_ctl`, `poll`/`select` of an instance, the key-less wakeups of `shutdown` and
+/// the like — without [`get`]'s `getpid` while the [fork mark](fork_mark) says this
+/// memory was not copied into a child since the state was set up (Node's HTTP server made
+/// four `getpid` per request before, two of them in `epoll_ctl`).
 ///
 /// What it cannot see is a child that shares this memory: a `vfork` child (or one of a raw
 /// `clone(CLONE_VM)`) runs on its parent thread's memory, stack and thread-local storage,
 /// and nothing it can read without a system call tells it apart from that thread. Such a
-/// child that calls a wait — which POSIX leaves undefined, `posix_spawn`'s child never does
-/// — is served from the parent's state, as on Linux, where it shares the parent's epoll
-/// instance. Every other interposed call (`close`, `dup2` and the others that a `vfork`
-/// child does make before `exec`, and `epoll_ctl`) keeps [`get`]'s check.
+/// child that makes one of these calls — which POSIX leaves undefined, `posix_spawn`'s
+/// child never does — is served from the parent's state, as on Linux, where it shares the
+/// parent's epoll instances and files (a number the child itself changed before the call
+/// still names the parent's file here; before, the call reached the kernel, which did not
+/// know the instance at all). The calls that change the descriptor table — `close`,
+/// `dup2` and the others that a `vfork` child does make before `exec` — keep [`get`]'s
+/// check: the child's table is its own.
 pub fn for_wait() -> Option<&'static Process> {
     let p = PROCESS.get_or_init(Process::init).as_ref()?;
+    (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+}
+
+/// [`existing`] with [`for_wait`]'s check: the state if it exists already.
+pub fn existing_for_wait() -> Option<&'static Process> {
+    let p = PROCESS.get()?.as_ref()?;
     (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
