@@ -201,6 +201,7 @@ impl Host {
     /// ([`Driver::after_fork_child`]), and each blocked-thread eventfd is replaced by a
     /// fresh one under the same number.
     pub fn after_fork_child(&self) {
+        sys::forget_own_pid();
         self.driver.after_fork_child();
         self.wakers.after_fork_child();
         self.watch.after_fork_child();

@@ -290,6 +290,26 @@ pub fn getpid() -> c_int {
     unsafe { crate::raw_syscall!(libc::SYS_getpid) as c_int }
 }
 
+/// The process id for `kcmp(2)`'s arguments: [`getpid`] once, then remembered (a call per
+/// `epoll_ctl` of a known descriptor, before), until [`forget_own_pid`] — which
+/// [`crate::Host::after_fork_child`] calls, so that a child asks again.
+pub fn own_pid() -> c_int {
+    let p = OWN_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    let p = getpid();
+    OWN_PID.store(p, std::sync::atomic::Ordering::Relaxed);
+    p
+}
+
+/// Make [`own_pid`] ask the kernel again (in a child after `fork`).
+pub fn forget_own_pid() {
+    OWN_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+static OWN_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// `gettid(2)`: the calling thread's id.
 pub fn gettid() -> c_int {
     // SAFETY: no arguments.
@@ -299,7 +319,7 @@ pub fn gettid() -> c_int {
 /// `kcmp(2)` with `KCMP_FILE`: whether two descriptors of this process refer to the same
 /// open file description (`None` when kcmp is unavailable).
 pub fn same_file(a: c_int, b: c_int) -> Option<bool> {
-    let pid = getpid();
+    let pid = own_pid();
     // SAFETY: no pointers for KCMP_FILE.
     let r = unsafe {
         crate::raw_syscall!(libc::SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a, b)
@@ -318,7 +338,7 @@ pub fn epoll_watches(fd: c_int, epfd: c_int, tfd: c_int) -> Option<bool> {
         tfd: u32,
         toff: u32,
     }
-    let pid = getpid();
+    let pid = own_pid();
     let mut compared = false;
     for toff in 0..64 {
         let slot = KcmpEpollSlot {
@@ -365,7 +385,7 @@ fn kcmp_epoll_tfd(efd: c_int, tfd: c_int) -> SysResult<c_long> {
         tfd: u32,
         toff: u32,
     }
-    let pid = getpid();
+    let pid = own_pid();
     let slot = KcmpEpollSlot {
         efd: efd as u32,
         tfd: tfd as u32,

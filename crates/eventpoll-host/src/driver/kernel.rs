@@ -438,9 +438,12 @@ impl Driver for KernelDriver {
     }
 
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
-        // Sockets have one more key rule (see `wake_key`).
-        if let Ok(kind) = sys::file_type(host.fd()) {
+        // Sockets have one more key rule (see `wake_key`); the identity, from the same
+        // `fstat`, is what key-less wakeups look files up by (`Host::wake_keyless`).
+        if let Ok(st) = sys::fstat(host.fd()) {
+            let kind = st.st_mode & libc::S_IFMT;
             host.socket.store(kind == libc::S_IFSOCK, Ordering::Relaxed);
+            let _ = host.identity.set(sys::identity(&st));
         }
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
