@@ -778,7 +778,15 @@ impl EpollShared {
                 // at a time and stops at the first copy that faults; a poll has side effects
                 // (a nested instance's poll drops its not-ready items), so an item beyond a
                 // failing copy must not be polled. With no room left, one item at a time.
-                let room = out.room(reported, (maxevents - reported).min(tx.len() - i));
+                // One item left: polled whatever the room (Linux polls it before its copy),
+                // so the sink is not asked (the C ABI's asking costs a system call, which an
+                // item found not ready — a level-triggered item's usual re-poll — saves).
+                let left = tx.len() - i;
+                let room = if left == 1 {
+                    1
+                } else {
+                    out.room(reported, (maxevents - reported).min(left))
+                };
                 let end = (i + room.max(1)).min(tx.len());
                 poll_window(&il, &tx[i..end], &mut masks[i..end]);
                 polled = end;

@@ -194,6 +194,75 @@ fn efault_when_buffer_shorter_than_maxevents() {
     assert_eq!(t.epoll_wait(ep, &mut [], 4, 0), Ok(0));
 }
 
+/// A sink that counts how often the harvest asks it for room (the C ABI's asking probes
+/// the caller's memory, a system call).
+struct CountingSink {
+    slots: Vec<EpollEvent>,
+    asked: usize,
+}
+
+impl crate::EventSink for CountingSink {
+    fn room(&mut self, from: usize, want: usize) -> usize {
+        self.asked += 1;
+        self.slots.len().saturating_sub(from).min(want)
+    }
+    fn put(&mut self, i: usize, event: EpollEvent) -> bool {
+        match self.slots.get_mut(i) {
+            Some(s) => {
+                *s = event;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[test]
+fn a_last_item_is_polled_without_asking_the_sink_for_room() {
+    let epoll = Epoll::new();
+    let (l, f) = level();
+    l.set(Events::IN, Events::empty());
+    epoll.add(&f, Interest::READABLE, 1).unwrap();
+    let mut sink = CountingSink {
+        slots: vec![EpollEvent::default(); 4],
+        asked: 0,
+    };
+    // Reported (level-triggered: back on the ready list) without asking.
+    assert_eq!(
+        epoll.wait_into_sink(&mut sink, 4, Some(Duration::ZERO)),
+        Ok(1)
+    );
+    assert_eq!(sink.slots[0].data(), 1);
+    // Drained: the re-poll finds it not ready, still without asking.
+    l.mask.store(0, Ordering::SeqCst);
+    assert_eq!(
+        epoll.wait_into_sink(&mut sink, 4, Some(Duration::ZERO)),
+        Ok(0)
+    );
+    assert_eq!(sink.asked, 0);
+    // Two ready items: the harvest asks before it polls ahead.
+    let (l2, f2) = level();
+    l2.set(Events::IN, Events::empty());
+    l.set(Events::IN, Events::IN);
+    epoll.add(&f2, Interest::READABLE, 2).unwrap();
+    assert_eq!(
+        epoll.wait_into_sink(&mut sink, 4, Some(Duration::ZERO)),
+        Ok(2)
+    );
+    assert!(sink.asked > 0);
+    // An unwritable first slot is still EFAULT, the item still ready.
+    epoll.delete(&f2).unwrap();
+    let mut none = CountingSink {
+        slots: Vec::new(),
+        asked: 0,
+    };
+    assert_eq!(
+        epoll.wait_into_sink(&mut none, 4, Some(Duration::ZERO)),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(harvest(&epoll, 4), vec![(1, Events::IN)]);
+}
+
 #[test]
 fn ctl_error_order() {
     let t = FdTable::new();
