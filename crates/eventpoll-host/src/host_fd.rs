@@ -242,7 +242,20 @@ impl HostFd {
 /// the duration of that pump and harvest only). The kernel driver, reporting a descriptor
 /// whose report covers every bit its items can ask for (input readiness only: no output
 /// watch), stores the reported mask with the epoch; a poll in the same epoch uses it. Any
-/// other poll — another thread, a later harvest, a ctl — asks the host.
+/// other poll — another thread, a later harvest, a ctl — asks the host. A waiter woken
+/// after its own post-sleep pump harvests in that pump's epoch without pumping again
+/// (`reactor`'s `Pump::Done`).
+///
+/// What this changes against Linux. A mask taken from the pump is the descriptor's state
+/// at the pump, a few microseconds before the harvest starts; Linux polls each item during
+/// the harvest, in ready-list order. The pump is inside the call, so a harvest that used
+/// only such masks is one Linux could make with its scan starting at the pump. Mixed with
+/// items polled later (in-process objects, descriptors the pump did not report), the order
+/// of the polls is not the list's: a third thread that, within those microseconds, drains
+/// a descriptor reported from the pump and then makes an item *earlier* in the list ready
+/// for the first time could see both reported, which Linux cannot give. No scenario or
+/// random run has placed a thread in that window; it is the price of one `poll(2)` per
+/// harvested descriptor (a server's every request).
 pub(crate) mod fresh {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
