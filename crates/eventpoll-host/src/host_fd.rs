@@ -252,8 +252,9 @@ impl HostFd {
 /// only such masks is one Linux could make with its scan starting at the pump. Mixed with
 /// items polled later (in-process objects, descriptors the pump did not report), the order
 /// of the polls is not the list's: a third thread that, within those microseconds, drains
-/// a descriptor reported from the pump and then makes an item *earlier* in the list ready
-/// for the first time could see both reported, which Linux cannot give. No scenario or
+/// a descriptor reported from the pump and then makes ready an item that sits *earlier*
+/// in the ready list without being ready (a level-triggered item left there by the last
+/// harvest) could see both reported, which Linux cannot give. No scenario or
 /// random run has placed a thread in that window; it is the price of one `poll(2)` per
 /// harvested descriptor (a server's every request).
 pub(crate) mod fresh {
