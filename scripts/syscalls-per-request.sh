@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# System calls per request of real servers, natively and under LD_PRELOAD=libeventpoll.so
+# with each host driver: the count the kernel's syscall tracepoints give (`perf stat -e
+# 'syscalls:sys_enter_*'` attached to the server), divided by the requests served while it
+# was attached. Unlike CPU time, these counts hardly move from run to run on a shared
+# machine, so they show what a change to the library's wait path costs or saves.
+#   memcached  Debian's memcached, -t 4, 4 Python clients doing set + get (PAIRS each)
+#   node       crates/eventpoll-capi/tests/node/http_server.js under `ab -c 20` (no keep-alive)
+# Loopback only; every server bounded by `timeout` and stopped on exit.
+#   PROFILE=release scripts/syscalls-per-request.sh [memcached|node|all]
+#   SIDES ("native uring epoll"), PAIRS (4000), REQUESTS (8000), EVENTPOLL_LIB (a library
+#   built before, used as it is), MIN (0.05: calls per request below this are not listed)
+# Needs perf with tracepoints (root, or perf_event_paranoid <= -1 and tracefs readable);
+# exits 2 without them.
+export LC_ALL=C
+PROFILE="${PROFILE:-release}"
+source "$(dirname "$0")/capi-lib.sh"
+WHICH="${1:-all}"
+SIDES="${SIDES:-native uring epoll}"
+PAIRS="${PAIRS:-4000}"
+REQUESTS="${REQUESTS:-8000}"
+MIN="${MIN:-0.05}"
+case "$WHICH" in
+    memcached | node) SERVERS="$WHICH" ;;
+    all) SERVERS="memcached node" ;;
+    *) echo "usage: $0 [memcached|node|all]" >&2; exit 2 ;;
+esac
+command -v perf >/dev/null || { echo "syscalls-per-request: no perf" >&2; exit 2; }
+perf stat -e 'syscalls:sys_enter_getpid' -- true >/dev/null 2>&1 \
+    || { echo "syscalls-per-request: perf cannot read syscall tracepoints here" >&2; exit 2; }
+build_lib
+PY="$(python3 -c 'import sys; print(sys.executable)')"
+SERVER_PYTHON="$PY"
+TMP="$(mktemp -d)"
+SPID=
+stop() {
+    [ -n "$SPID" ] || return 0
+    kill -TERM "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=
+}
+trap 'stop; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+# report FILE REQUESTS LABEL: the calls per request `perf stat` counted in FILE, by name.
+report() {
+    "$PY" - "$1" "$2" "$3" "$MIN" <<'PY'
+import re, sys
+path, requests, label, low = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+counts = {}
+for line in open(path):
+    m = re.match(r"\s*([\d,]+)\s+syscalls:sys_enter_(\w+)", line)
+    if m:
+        counts[m.group(2)] = int(m.group(1).replace(",", ""))
+total = sum(counts.values()) / requests
+rows = sorted(((n / requests, k) for k, n in counts.items() if n / requests >= low), reverse=True)
+print(f"  {label:<8} {total:5.2f} per request: " + ", ".join(f"{k} {v:.2f}" for v, k in rows))
+PY
+}
+
+measure_memcached() { # SIDE
+    local env=() port
+    [ "$1" = native ] || env=(LD_PRELOAD="$LIB" EVENTPOLL_DRIVER="$1")
+    port="$(free_port)"
+    env "${env[@]}" timeout 120 memcached -u root -t 4 -p "$port" -l 127.0.0.1 -U 0 &
+    SPID=$!
+    wait_port "$port" "$SPID" memcached || return 1
+    "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 50 >/dev/null
+    perf stat -e 'syscalls:sys_enter_*' -p "$(pgrep -P "$SPID" memcached || echo "$SPID")" \
+        -o "$TMP/m-$1.txt" &
+    local perf=$!
+    sleep 0.3
+    "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 "$PAIRS" >/dev/null
+    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    stop
+    report "$TMP/m-$1.txt" $((8 * PAIRS)) "$1"
+}
+
+measure_node() { # SIDE
+    local env=() port pf="$TMP/node-port"
+    [ "$1" = native ] || env=(LD_PRELOAD="$LIB" EVENTPOLL_DRIVER="$1")
+    rm -f "$pf"
+    env "${env[@]}" timeout 120 node "$ROOT/crates/eventpoll-capi/tests/node/http_server.js" "$pf" >/dev/null 2>&1 &
+    SPID=$!
+    for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.1; done
+    port="$(cat "$pf")"
+    ab -q -c 20 -n 500 "http://127.0.0.1:$port/" >/dev/null
+    perf stat -e 'syscalls:sys_enter_*' -p "$(pgrep -P "$SPID" node || echo "$SPID")" \
+        -o "$TMP/n-$1.txt" &
+    local perf=$!
+    sleep 0.3
+    ab -q -c 20 -n "$REQUESTS" "http://127.0.0.1:$port/" | grep -q "Failed requests: *0" \
+        || { echo "node: failed requests"; return 1; }
+    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    stop
+    report "$TMP/n-$1.txt" "$REQUESTS" "$1"
+}
+
+for s in $SERVERS; do
+    case "$s" in
+        memcached) echo "-- memcached: -t 4, 4 clients x $PAIRS set + get ($((8 * PAIRS)) requests)" ;;
+        node) echo "-- node: ab -c 20 -n $REQUESTS, no keep-alive" ;;
+    esac
+    for side in $SIDES; do
+        "measure_$s" "$side"
+    done
+done
