@@ -273,7 +273,22 @@ fn regular_files_are_not_pollable() {
         drop(file);
         drop(f);
         let _ = std::fs::remove_file(path);
-        assert_eq!(host.open(-1).err(), Some(Errno::EBADF));
+        assert_eq!(host.open(-1).err(), Some(Errno::EBADF), "{kind:?}");
+        // A number that cannot be open (at the soft limit; a closed number could be
+        // reused by a test running beside this one): EBADF from the registration.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid rlimit to fill.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let closed = i32::try_from(lim.rlim_cur).unwrap_or(i32::MAX);
+        assert_eq!(host.open(closed).err(), Some(Errno::EBADF), "{kind:?}");
+        assert_eq!(
+            host.open_unwatched(closed).err(),
+            Some(Errno::EBADF),
+            "{kind:?}"
+        );
     }
 }
 

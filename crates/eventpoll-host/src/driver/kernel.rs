@@ -440,11 +440,13 @@ impl Driver for KernelDriver {
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
         // Sockets have one more key rule (see `wake_key`); the identity, from the same
         // `fstat`, is what key-less wakeups look files up by (`Host::wake_keyless`).
-        if let Ok(st) = sys::fstat(host.fd()) {
-            let kind = st.st_mode & libc::S_IFMT;
-            host.socket.store(kind == libc::S_IFSOCK, Ordering::Relaxed);
-            let _ = host.identity.set(sys::identity(&st));
-        }
+        // A number that is not open: `EBADF` here (`Host::open_for` relies on it).
+        let st = sys::fstat(host.fd())?;
+        host.socket.store(
+            st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+            Ordering::Relaxed,
+        );
+        let _ = host.identity.set(sys::identity(&st));
         let token = self.registry.insert(host);
         host.token.store(token, Ordering::Release);
         let fd = host.fd();
