@@ -160,6 +160,54 @@ fn c_error_paths_match_the_kernel_in_every_build() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// `tests/c/stack_buffers.c`: a wait into a buffer on the waiting thread's own live stack
+/// makes no pointer probe (the main thread's, a glibc thread's, a thread on a stack the
+/// program gave); a heap buffer, a dead frame below the stack pointer, a buffer reaching
+/// past the stack's top and a handler's buffer on a `sigaltstack` are probed once per wait.
+/// Probes are counted (`eventpoll_user_probes`), not timed; every result is also checked
+/// against glibc alone.
+#[test]
+fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    let out = out_dir();
+    let native = out.join("stack_buffers_native");
+    let shared = out.join("stack_buffers_so");
+    cc_file("stack_buffers.c", &native, &["-lpthread", "-ldl"]);
+    let l = lib.display().to_string();
+    cc_file(
+        "stack_buffers.c",
+        &shared,
+        &[
+            &format!("-L{l}"),
+            "-leventpoll",
+            &format!("-Wl,-rpath,{l}"),
+            "-lpthread",
+            "-ldl",
+        ],
+    );
+    // Natively only the results are checked; with the library every case's count too.
+    run_at_least(&mut Command::new(&native), "kernel (glibc)", 26);
+    run_at_least(
+        &mut Command::new(&shared),
+        "linked with libeventpoll.so",
+        36,
+    );
+    for driver in ["uring", "epoll", "poll"] {
+        run_at_least(
+            Command::new(&native)
+                .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+                .env("EVENTPOLL_DRIVER", driver),
+            &format!("LD_PRELOAD, {driver} driver"),
+            36,
+        );
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
 /// `tests/c/threads.c`: wakeups across threads (issue 12: a cross-thread eventfd write
 /// wakes `epoll_wait`, `poll`/`select` sleepers beside another thread's wait, items whose
 /// arming thread exited, an ET eventfd with three threads), against glibc alone and under
