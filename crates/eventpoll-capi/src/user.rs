@@ -163,8 +163,17 @@ fn check_mode() -> Check {
     mode
 }
 
-/// Whether every byte of `[addr, end)` can be read (`write`: and written) now.
+/// Whether every byte of `[addr, end)` can be read (`write`: and written) now: at once for a
+/// range in the live part of the calling thread's own stack ([`on_own_stack`]: an
+/// `epoll_ctl` event, a `poll` array or a wait's buffer that is a local of the caller),
+/// else probed.
 fn accessible(addr: usize, end: usize, write: bool) -> bool {
+    on_own_stack(addr, end) || probe(addr, end, write)
+}
+
+/// Whether every byte of `[addr, end)` can be read (`write`: and written) now, asking the
+/// kernel (the probe of the mode [`check_mode`] chose).
+fn probe(addr: usize, end: usize, write: bool) -> bool {
     if end <= addr {
         return true;
     }
@@ -464,7 +473,7 @@ pub fn on_own_stack(addr: usize, end: usize) -> bool {
                 return false;
             }
             let from = addr & !(page() - 1);
-            if accessible(from, verified, true) {
+            if probe(from, verified, true) {
                 s.verified.fetch_min(from, Ordering::Relaxed);
                 true
             } else {

@@ -5,8 +5,9 @@
    (found with dlsym: absent natively, then only the results are checked).
 
    Cases: the main thread's stack, a heap buffer, a dead frame well below the stack pointer,
-   a buffer reaching past the top of the stack, a pthread's stack (glibc's and one the
-   program gives), a signal handler on a sigaltstack. */
+   a buffer reaching past the top of the stack, one just above it, epoll_ctl's event on the
+   stack and on the heap, a pthread's stack (glibc's and one the program gives), a signal
+   handler on a sigaltstack. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -88,6 +89,9 @@ static __attribute__((noinline)) void make_dead_frame(void) {
     __asm__ volatile("" ::"r"(pad) : "memory");
 }
 
+/* Memory just above the top of the program's thread stack (mapped, not the stack). */
+static struct epoll_event *above_top;
+
 static void *thread_body(void *arg) {
     const char *name = arg;
     struct epoll_event ev[16];
@@ -98,6 +102,10 @@ static void *thread_body(void *arg) {
     snprintf(what, sizeof what, "%s: heap buffer", name);
     expect_probed(probes_of_waits(heap, 16, what), what);
     free(heap);
+    if (above_top) {
+        snprintf(what, sizeof what, "%s: buffer above the stack's top", name);
+        expect_probed(probes_of_waits(above_top, 16, what), what);
+    }
     return NULL;
 }
 
@@ -129,8 +137,8 @@ int main(void) {
     struct epoll_event *below = (struct epoll_event *)dead;
     expect_probed(probes_of_waits(below, 16, "main: dead frame"), "main: dead frame");
 
-    /* a stack buffer whose maxevents reaches past the top of the stack: probed, and only
-       the slot written is checked (one event ready) */
+    /* a stack buffer whose maxevents reaches past the top of the stack: the whole buffer is
+       not on the stack, but the one slot written (one event ready) is: no probe */
     {
         extern void *__libc_stack_end;
         struct epoll_event top[2];
@@ -138,7 +146,26 @@ int main(void) {
         uintptr_t end = ((uintptr_t)__libc_stack_end + pg - 1) & ~(pg - 1);
         int max = (int)((end - (uintptr_t)top) / sizeof top[0]) + 2;
         long n = probes_of_waits(top, max, "main: buffer past the stack's top");
-        expect_probed(n, "main: buffer past the stack's top");
+        expect_fast(n, "main: buffer past the stack's top");
+    }
+
+    /* epoll_ctl's event: read without a probe from the stack, probed on the heap */
+    {
+        struct epoll_event mod = {.events = EPOLLIN, .data.u64 = 0x1234567890abcdefull};
+        long before = probes();
+        int ok = 1;
+        for (int i = 0; i < WAITS; i++)
+            ok &= epoll_ctl(ep, EPOLL_CTL_MOD, efd, &mod) == 0;
+        CHECK(ok, "MOD with the event on the stack");
+        expect_fast(probes() - before, "main: epoll_ctl event on the stack");
+        struct epoll_event *hmod = malloc(sizeof *hmod);
+        *hmod = mod;
+        before = probes();
+        for (int i = 0; i < WAITS; i++)
+            ok &= epoll_ctl(ep, EPOLL_CTL_MOD, efd, hmod) == 0;
+        CHECK(ok, "MOD with the event on the heap");
+        expect_probed(probes() - before, "main: epoll_ctl event on the heap");
+        free(hmod);
     }
 
     /* the fast path again after all that */
@@ -150,8 +177,9 @@ int main(void) {
     pthread_join(t, NULL);
 
     size_t sz = 1 << 20;
-    char *mine = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *mine = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(mine != MAP_FAILED, "mmap stack");
+    above_top = (struct epoll_event *)(void *)(mine + sz);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstack(&a, mine, sz);
