@@ -11,6 +11,46 @@
 //! step: another thread that unmaps or protects the range between them still crashes the
 //! process (a use after free in the program; Linux gives `EFAULT`).
 //!
+//! **The calling thread's own stack needs no probe.** A range that lies wholly in the live
+//! part of the calling thread's stack — between its stack pointer and the top of the stack
+//! mapping the stack pointer is in — is accessed at once ([`on_own_stack`]): libuv (Node.js)
+//! keeps a wait's `struct epoll_event events[1024]` there, and an `epoll_ctl` event or a
+//! `poll` array is usually a local too. Under Node's HTTP server this removes every `madvise`
+//! of the library (two per request before: the wait's buffer and `epoll_ctl`'s event).
+//! Why it is sound:
+//!
+//! - The bounds are found once per thread, without a symbol the library interposes and
+//!   without a system call per call: for the process's initial thread (thread id = process
+//!   id) from glibc's `__libc_stack_end` (inside the stack mapping the kernel made; `top` is
+//!   it rounded up to a page, which the mapping's page-aligned end is at or above) and
+//!   `RLIMIT_STACK` (the mapping never grows further down; at most 1 GiB is used), without
+//!   reading `/proc/self/maps` as `pthread_getattr_np` does for that thread; for every other
+//!   thread from `pthread_getattr_np` + `pthread_attr_getstack` (glibc reads the thread's
+//!   descriptor: the block it allocated at `pthread_create`, without the guard, or the one
+//!   the program gave; glibc's only PLT calls are the allocator's and ld.so's, so nothing of
+//!   the library runs inside it).
+//! - The fast path is taken only when the stack pointer itself (here: the address of a local
+//!   of the library, at or above it) is inside those bounds — so never on a coroutine's
+//!   stack, a `sigaltstack` or any stack the library did not find — and
+//!   `sp <= addr`, `addr + len <= top`. Everything from the stack pointer to the top is the
+//!   live frames of this very call and its callers: memory the thread is running on, which
+//!   nothing but the program's own `munmap`/`mprotect` of its live stack can take away (a
+//!   heap buffer can go away with a `free` inside glibc that no interposer sees; this
+//!   cannot). A buffer below the stack pointer (a dead frame) keeps the probe.
+//! - It is also seen writable once: the first time a range below the part found writable
+//!   so far is asked for, the pages from the range up to that part are probed (one
+//!   `madvise` per new lowest page a thread's calls reach, not one per call). This rules out,
+//!   for the initial thread, a mapping the program itself placed (`MAP_FIXED`) between the
+//!   `RLIMIT_STACK` bound and the stack mapping: the probe spans the hole between the two
+//!   and fails, and a failed probe ends the fast path for the thread. (It may fault in stack
+//!   pages the program reserved but never touched, between the range and the part known:
+//!   memory, not behaviour.)
+//!
+//! What remains: a program that unmaps or protects part of its *own live stack* and then
+//! passes that part to the library crashes where Linux gives `EFAULT` — as the race above
+//! with another thread. `eventpoll_user_probes()` (exported) gives the calling thread's
+//! probe count: `tests/c/stack_buffers.c` checks with it which calls take the fast path.
+//!
 //! Where `madvise` cannot populate (older kernels, a seccomp filter), one byte per page is
 //! copied with `process_vm_readv` (and written back with `process_vm_writev` for a write
 //! check), and where that is refused too the library trusts the pointer (as before this
@@ -59,7 +99,7 @@ fn errno() -> Errno {
 thread_local! {
     /// System calls this thread made to probe the program's memory (`madvise`, or the
     /// `process_vm_readv`/`writev` pair counted as one), for [`eventpoll_user_probes`].
-    static PROBES: Cell<u64> = const { Cell::new(0) };
+    static PROBES: Cell<libc::c_ulong> = const { Cell::new(0) };
 }
 
 fn count_probe() {
@@ -71,7 +111,7 @@ fn count_probe() {
 /// tests and measurements (`tests/c/stack_buffers.c` counts with it which waits take the
 /// own-stack fast path); not part of Linux's ABI.
 #[no_mangle]
-pub extern "C" fn eventpoll_user_probes() -> u64 {
+pub extern "C" fn eventpoll_user_probes() -> libc::c_ulong {
     PROBES.try_with(Cell::get).unwrap_or(0)
 }
 
@@ -429,7 +469,10 @@ fn stack_pointer() -> usize {
 /// thread the kernel's grows-down stack mapping, which the stack pointer is inside), as
 /// long as the thread runs there. Not taken on any other stack (a coroutine's, a
 /// `sigaltstack`'s: the stack pointer is outside the bounds), for a buffer below the
-/// stack pointer (a dead frame) or one reaching above the top.
+/// stack pointer (a dead frame) or one reaching above the top. ("The stack pointer" is the
+/// library's, a few frames below the caller's: a dead frame of the caller within those few
+/// frames is memory the library's own frames occupy, mapped either way, which the probe
+/// would pass too.)
 ///
 /// It is also probed once: the first time a range below the part found writable so far is
 /// asked for, `[range's page, verified)` is probed (one `madvise`), so a range the fast path
