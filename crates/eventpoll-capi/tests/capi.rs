@@ -174,7 +174,8 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
         return;
     }
     let lib = lib_dir();
-    let out = out_dir();
+    let out = std::env::temp_dir().join(format!("eventpoll-capi-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
     let native = out.join("stack_buffers_native");
     let shared = out.join("stack_buffers_so");
     cc_file("stack_buffers.c", &native, &["-lpthread", "-ldl"]);
