@@ -40,8 +40,9 @@
 //! - It is also seen writable once: the first time a range below the part found writable
 //!   so far is asked for, the pages from the range up to that part are probed (one
 //!   `madvise` per new lowest page a thread's calls reach, not one per call). This rules out,
-//!   for the initial thread, a mapping the program itself placed (`MAP_FIXED`) between the
-//!   `RLIMIT_STACK` bound and the stack mapping: the probe spans the hole between the two
+//!   for the initial thread, a mapping the program itself placed (`MAP_FIXED`, an address
+//!   hint) between the `RLIMIT_STACK` bound and the stack mapping, with the stack pointer
+//!   on it: the probe spans the hole between the two
 //!   and fails, and a failed probe ends the fast path for the thread. (It may fault in stack
 //!   pages the program reserved but never touched, between the range and the part known:
 //!   memory, not behaviour.)
@@ -478,7 +479,8 @@ fn stack_pointer() -> usize {
 /// asked for, `[range's page, verified)` is probed (one `madvise`), so a range the fast path
 /// serves was seen writable — which also rules out, on the initial thread, a mapping of the
 /// program's own between the stack's `low` bound and the stack mapping with the stack
-/// pointer inside (`MAP_FIXED`; the kernel itself places nothing there): the probe would
+/// pointer inside (`MAP_FIXED` or an address hint: the kernel's own placement leaves at
+/// least `RLIMIT_STACK` below the stack free, as it was at `exec`): the probe would
 /// span the hole between them and fail, and a failed probe ends the fast path for the
 /// thread. So each thread makes one probe per new lowest page reached, not one per wait.
 pub fn on_own_stack(addr: usize, end: usize) -> bool {

@@ -197,12 +197,12 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
     run_at_least(
         Command::new(&native).env("EVENTPOLL_TEST_PAD", &pad),
         "kernel (glibc)",
-        30,
+        34,
     );
     run_at_least(
         Command::new(&shared).env("EVENTPOLL_TEST_PAD", &pad),
         "linked with libeventpoll.so",
-        43,
+        48,
     );
     for driver in ["uring", "epoll", "poll"] {
         run_at_least(
@@ -211,7 +211,7 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
                 .env("LD_PRELOAD", lib.join("libeventpoll.so"))
                 .env("EVENTPOLL_DRIVER", driver),
             &format!("LD_PRELOAD, {driver} driver"),
-            43,
+            48,
         );
     }
     let _ = std::fs::remove_dir_all(out);

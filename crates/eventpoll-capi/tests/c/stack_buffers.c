@@ -6,8 +6,8 @@
 
    Cases: the main thread's stack, a heap buffer, a dead frame well below the stack pointer,
    a buffer reaching past the top of the stack, one just above it, epoll_ctl's event on the
-   stack and on the heap, a pthread's stack (glibc's and one the program gives), a signal
-   handler on a sigaltstack. */
+   stack and on the heap, a pthread's stack (glibc's and one the program gives), a coroutine
+   (makecontext) and a signal handler on a sigaltstack, both on heap memory. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static int passed, failed;
@@ -107,6 +108,13 @@ static void *thread_body(void *arg) {
         expect_probed(probes_of_waits(above_top, 16, what), what);
     }
     return NULL;
+}
+
+static long coroutine_probes;
+static ucontext_t main_ctx, co_ctx;
+static void coroutine(void) {
+    struct epoll_event ev[4]; /* on the coroutine's stack (heap memory) */
+    coroutine_probes = probes_of_waits(ev, 4, "coroutine buffer");
 }
 
 static long alt_probes;
@@ -199,6 +207,20 @@ int main(void) {
           "pthread_create on the program's stack");
     pthread_join(t, NULL);
     pthread_attr_destroy(&a);
+
+    /* a coroutine on a stack of heap memory (makecontext): probed */
+    {
+        size_t csz = 1 << 18;
+        char *cstack = malloc(csz);
+        CHECK(cstack && getcontext(&co_ctx) == 0, "getcontext");
+        co_ctx.uc_stack.ss_sp = cstack;
+        co_ctx.uc_stack.ss_size = csz;
+        co_ctx.uc_link = &main_ctx;
+        makecontext(&co_ctx, coroutine, 0);
+        CHECK(swapcontext(&main_ctx, &co_ctx) == 0, "swapcontext");
+        expect_probed(coroutine_probes, "coroutine buffer");
+        free(cstack);
+    }
 
     /* a signal handler on an alternate stack (heap memory): probed */
     stack_t ss = {.ss_sp = malloc(1 << 18), .ss_size = 1 << 18, .ss_flags = 0};
