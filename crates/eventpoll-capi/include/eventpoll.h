@@ -104,6 +104,13 @@ int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
 int eventpoll_epoll_pwait_sized(int epfd, struct epoll_event *events, int maxevents,
                                 int timeout, const sigset_t *sigmask, size_t sigsetsize);
 
+/*
+ * A diagnostic, not Linux's ABI: how many system calls the calling thread has made so far
+ * to check the program's pointers (madvise(MADV_POPULATE_*), one per range checked). A
+ * range in the live part of the calling thread's own stack needs none.
+ */
+unsigned long eventpoll_user_probes(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -345,7 +345,7 @@ unsafe fn wait_checked(
     if !user::in_user_space(events as usize, len) {
         return Err(Errno::EFAULT);
     }
-    let mut out = user::UserEvents::new(events);
+    let mut out = user::UserEvents::new(events, maxevents as usize);
     let start = Instant::now();
     let r = if crate::check::on() {
         let mark = crate::check::wait_starts(p, inst, epfd, timeout);

@@ -160,6 +160,63 @@ fn c_error_paths_match_the_kernel_in_every_build() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// `tests/c/stack_buffers.c`: a wait into a buffer on the waiting thread's own live stack
+/// makes no pointer probe (the main thread's, a glibc thread's, a thread on a stack the
+/// program gave), nor does `epoll_ctl` reading its event there; a heap buffer or event, a
+/// dead frame below the stack pointer, a buffer just above a thread stack's top and a
+/// handler's buffer on a `sigaltstack` are probed once per call.
+/// Probes are counted (`eventpoll_user_probes`), not timed; every result is also checked
+/// against glibc alone.
+#[test]
+fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return;
+    }
+    let lib = lib_dir();
+    let out = std::env::temp_dir().join(format!("eventpoll-capi-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let native = out.join("stack_buffers_native");
+    let shared = out.join("stack_buffers_so");
+    cc_file("stack_buffers.c", &native, &["-lpthread", "-ldl"]);
+    let l = lib.display().to_string();
+    cc_file(
+        "stack_buffers.c",
+        &shared,
+        &[
+            &format!("-L{l}"),
+            "-leventpoll",
+            &format!("-Wl,-rpath,{l}"),
+            "-lpthread",
+            "-ldl",
+        ],
+    );
+    // Natively only the results are checked; with the library every case's count too. A
+    // long variable puts the environment's strings pages above argc (a case needs that).
+    let pad = "x".repeat(3 * 4096);
+    run_at_least(
+        Command::new(&native).env("EVENTPOLL_TEST_PAD", &pad),
+        "kernel (glibc)",
+        34,
+    );
+    run_at_least(
+        Command::new(&shared).env("EVENTPOLL_TEST_PAD", &pad),
+        "linked with libeventpoll.so",
+        48,
+    );
+    for driver in ["uring", "epoll", "poll"] {
+        run_at_least(
+            Command::new(&native)
+                .env("EVENTPOLL_TEST_PAD", &pad)
+                .env("LD_PRELOAD", lib.join("libeventpoll.so"))
+                .env("EVENTPOLL_DRIVER", driver),
+            &format!("LD_PRELOAD, {driver} driver"),
+            48,
+        );
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
 /// `tests/c/threads.c`: wakeups across threads (issue 12: a cross-thread eventfd write
 /// wakes `epoll_wait`, `poll`/`select` sleepers beside another thread's wait, items whose
 /// arming thread exited, an ET eventfd with three threads), against glibc alone and under
