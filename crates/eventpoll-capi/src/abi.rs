@@ -387,13 +387,14 @@ fn trace_wait(
     name: &str,
     epfd: c_int,
     maxevents: c_int,
-    t: String,
+    t: impl FnOnce() -> String,
     r: c_int,
     events: *const EpollEvent,
 ) {
+    // Everything is formatted only when tracing (a wait is a server's every request).
     trace(
         || {
-            let mut s = format!("{name}({epfd}, {maxevents}, {t})");
+            let mut s = format!("{name}({epfd}, {maxevents}, {})", t());
             if r > 0 {
                 s.push_str(" [");
                 for i in 0..r as usize {
@@ -448,7 +449,7 @@ pub unsafe extern "C" fn epoll_wait(
         "epoll_wait",
         epfd,
         maxevents,
-        timeout.to_string(),
+        || timeout.to_string(),
         r,
         events,
     );
@@ -514,7 +515,7 @@ pub unsafe extern "C" fn eventpoll_epoll_pwait_sized(
         "epoll_pwait",
         epfd,
         maxevents,
-        timeout.to_string(),
+        || timeout.to_string(),
         r,
         events,
     );
@@ -552,13 +553,13 @@ pub(crate) unsafe fn epoll_pwait2_sized(
     sigmask: *const libc::sigset_t,
     sigsetsize: size_t,
 ) -> c_int {
-    let mut shown = "NULL".to_string();
+    let mut shown = None;
     let r = ffi(|| {
         let t = if timeout.is_null() {
             None
         } else {
             let ts = user::read(timeout).ok_or(Errno::EFAULT)?;
-            shown = format!("{{{}, {}}}", ts.tv_sec, ts.tv_nsec);
+            shown = Some((ts.tv_sec, ts.tv_nsec));
             Some(duration_of(&ts)?)
         };
         // SAFETY: as above.
@@ -583,6 +584,10 @@ pub(crate) unsafe fn epoll_pwait2_sized(
             )
         }
     });
+    let shown = || match shown {
+        Some((sec, nsec)) => format!("{{{sec}, {nsec}}}"),
+        None => "NULL".to_string(),
+    };
     trace_wait("epoll_pwait2", epfd, maxevents, shown, r, events);
     r
 }
