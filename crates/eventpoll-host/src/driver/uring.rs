@@ -119,7 +119,10 @@
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
 //! while completions are pending) plus their doorbell, or (owned mode) in
 //! `io_uring_enter(2)` as said above — only one of them at a time, the leader of
-//! `crate::waiter`'s "Who watches the host"; the others sleep on their own eventfd. A pump
+//! `crate::waiter`'s "Who watches the host"; the others sleep on their own eventfd — and
+//! a thread that armed every poll of its instance (the driver records each poll's thread
+//! before submitting it, `HostFd::armer`) on that instance's relay, since the completions
+//! of its wakeups are its own task work (`crate::relay`, "io_uring"). A pump
 //! that finds the ring empty, no task work flagged and no other pump delivering returns
 //! without taking the ring's mutex (`UringDriver::idle`).
 //!
