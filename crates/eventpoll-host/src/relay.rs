@@ -57,9 +57,11 @@
 //! ended poll from its own), so it is asked at every sleep: a change after the question,
 //! with a wakeup the relay reported, costs one fruitless wakeup — the next sleep asks
 //! again, finds another armer, and watches the ring (which the completion makes readable
-//! when that armer runs its work). Node's idle threads (`scripts/capi-servers.sh node`,
-//! io_uring, 2026-12-06) went from ~20,900 switches per 8,000 requests to ~270 (native
-//! ~300), its CPU per request from 1.71x native to 1.30x.
+//! when that armer runs its work). Node's idle threads (`DRIVERS=uring
+//! scripts/capi-servers.sh node`, 2026-12-06, six runs a side) went from 14,900–21,500
+//! switches per 8,000 requests to 255–325 (native 255–360; with keep-alive 4,700–5,300 to
+//! 160–220), its CPU per request from 195–205 µs to 154–163 (1.67–1.71x native to
+//! 1.20–1.30x, medians of three interleaved passes).
 //!
 //! **Where it is not used** (the thread then sleeps as before, leader or follower): while
 //! only one thread of the process has entered a wait that may block (it leads, and the
