@@ -50,10 +50,12 @@ pub struct HostFd {
     /// which an embedder calls before adding an item — one that adds items in a `fork`
     /// child without calling either gets no wakeups for such a descriptor).
     pub(crate) unarmed: AtomicBool,
-    /// The thread whose polls watch the file (the io_uring driver: the kernel delivers a
-    /// poll's wakeups through the thread that submitted it, so when that thread exits its
-    /// polls are moved to a live one; 0: none yet).
-    pub(crate) armer: AtomicI32,
+    /// Per direction (input, output): the thread whose poll watches the file (the io_uring
+    /// driver: the kernel delivers a poll's wakeups through the thread that submitted it,
+    /// so when that thread exits its polls are moved to a live one; and a per-instance
+    /// relay is used only by a thread that armed every poll of its instance, see `relay`).
+    /// Recorded before the poll is submitted; 0: none, or unknown.
+    pub(crate) armer: [AtomicI32; 2],
     /// Per direction (input, output): the file's mask when its polls were moved off an
     /// exiting thread, with bit 31 set (0: not moved). The io_uring driver counts the
     /// arming report of the new poll as a wakeup only for bits not in that mask.
@@ -98,7 +100,7 @@ impl HostFd {
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
-            armer: AtomicI32::new(0),
+            armer: [AtomicI32::new(0), AtomicI32::new(0)],
             moved: [AtomicU32::new(0), AtomicU32::new(0)],
             moved_level: AtomicU64::new(u64::MAX),
             answer: AtomicU64::new(0),

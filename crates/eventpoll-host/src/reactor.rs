@@ -194,7 +194,7 @@ pub struct HostEpoll {
     bell: Arc<Bell>,
     /// Set by [`HostEpoll::retire`]: waits return at their next step.
     retired: Arc<AtomicBool>,
-    /// The instance's own relay (kernel-epoll driver; see `relay`).
+    /// The instance's own relay (kernel-epoll and io_uring drivers; see `relay`).
     relay: Option<Arc<InstanceRelay>>,
     /// Sleeps in the host of threads blocked on this instance that ended (see
     /// [`HostEpoll::host_wakeups`]).
@@ -275,12 +275,18 @@ impl HostEpoll {
     }
 
     /// Whether threads blocked on this instance watch its own host descriptors (a relay
-    /// of the instance, kernel-epoll driver; see `relay`) rather than the whole host, as
+    /// of the instance; see `relay`) rather than the whole host, as
     /// of the last sleep (`false` before any).
     pub fn relayed(&self) -> bool {
         self.relay
             .as_ref()
             .is_some_and(|r| r.likely_usable() && r.sleeps() > 0)
+    }
+
+    /// How many sleeps threads blocked on this instance have begun on its relay so far (0
+    /// when it has none; see `relay`).
+    pub fn relay_sleeps(&self) -> u64 {
+        self.relay.as_ref().map_or(0, |r| r.sleeps())
     }
 
     /// Take the lead of the host's blocked threads now, for a wait that may block and is

@@ -1,5 +1,6 @@
-//! Per-instance relays (kernel-epoll driver): a thread blocked on an instance is woken by
-//! host activity of that instance's own host descriptors, not by every instance's.
+//! Per-instance relays (kernel-epoll driver; io_uring driver for a thread that armed its
+//! instance's polls): a thread blocked on an instance is woken by host activity of that
+//! instance's own host descriptors, not by every instance's.
 //!
 //! **Why.** The driver's private epoll `P` takes every host wakeup of the process. A thread
 //! blocked in a wait that sleeps on `P` (the leader, or the follower whose relay stands in
@@ -34,14 +35,43 @@
 //! of one walk, with interrupts off: 47,000 rounds of `tests/host.rs`'s relay test without
 //! the synchronisation lost nothing. It is closed for a preempted virtual CPU.)
 //!
+//! **io_uring.** There `P` is the completion ring, and a file wakeup becomes a completion
+//! only in *task work* of the thread that armed the poll (`io_poll_wake` queues it with
+//! `io_req_task_work_add`; shared mode: on that thread, flagged with `TWA_SIGNAL_NO_IPI`
+//! by the ring's `COOP_TASKRUN`, run when the thread next returns to user space — at once
+//! if it sleeps interruptibly, at its next system call if it runs user code). A wakeup
+//! that `R` reports is then deliverable by a pump only once that thread has made a system
+//! call since: if it is another thread, running user code, a relay would lose the wakeup.
+//! So a thread sleeps on `R` only when, at that sleep, *it* armed every poll of every
+//! member ([`crate::Driver::relay_delivers`]: the driver records the armer per direction,
+//! before the submission). The task work is then its own: `R`'s report wakes it, and the
+//! drain's `epoll_wait` runs the work as it returns, so the pump finds the completion. If
+//! `R`'s callback ran before `io_poll_wake` (the race above), the work is queued by the
+//! end of the walk, which the sync's `epoll_ctl` waits out: it runs as that call returns,
+//! and the second pump finds it (the window is as narrow as above: without the sync,
+//! 150,000 rounds of `tests/host.rs`'s relay test with io_uring lost nothing). Owned mode (`DEFER_TASKRUN`: the owner's queued work runs
+//! only in its `io_uring_enter(GETEVENTS)`) is allowed for the owner only (every poll is
+//! its own there): the work raises `IORING_SQ_TASKRUN`, and the pump, seeing it, enters
+//! the ring and runs the work — after the sync, too. Every other case sleeps as before
+//! (leader or follower); which thread arms a poll changes without the items changing (a
+//! switch to shared mode arms everything from the switching thread; a pump re-arms an
+//! ended poll from its own), so it is asked at every sleep: a change after the question,
+//! with a wakeup the relay reported, costs one fruitless wakeup — the next sleep asks
+//! again, finds another armer, and watches the ring (which the completion makes readable
+//! when that armer runs its work). Node's idle threads (`DRIVERS=uring
+//! scripts/capi-servers.sh node`, 2026-12-06, six runs a side) went from 14,900–21,500
+//! switches per 8,000 requests to 255–325 (native 255–360; with keep-alive 4,700–5,300 to
+//! 160–220), its CPU per request from 195–205 µs to 154–163 (1.67–1.71x native to
+//! 1.20–1.30x, medians of three interleaved passes).
+//!
 //! **Where it is not used** (the thread then sleeps as before, leader or follower): while
 //! only one thread of the process has entered a wait that may block (it leads, and the
 //! driver wakes it
 //! for nothing but its own activity; a relay would cost system calls and wakeups for
 //! nothing: nginx's single-threaded workers made 0.83 switches per request on relays, 0.57
-//! as leaders); kernels before 6.7; an instance of more than [`MAX_ITEMS`] items (syncing walks the items); other
-//! drivers (io_uring completions are posted by task work of the thread that armed the
-//! poll, which a relay cannot see); instances that watch a nested instance (its host
+//! as leaders); kernels before 6.7; an instance of more than [`MAX_ITEMS`] items (syncing
+//! walks the items); the `poll(2)` driver; with io_uring, an instance with a poll armed by
+//! another thread (above); instances that watch a nested instance (its host
 //! activity must wake them) or a host object of another driver; an instance whose relay
 //! could not be made or take a descriptor (`ELOOP`, `ENOMEM`...). In-process objects need
 //! no relay: whoever changes one wakes the instance's waiters directly.
@@ -133,6 +163,9 @@ pub(crate) struct InstanceRelay {
     disabled: AtomicBool,
     /// Sleeps on the relay begun (for tests and reports).
     sleeps: AtomicU64,
+    /// Ask the driver about every member before each sleep (the io_uring driver: see
+    /// "io_uring" in the module documentation).
+    per_sleep_check: bool,
     state: Mutex<RelayState>,
     driver: Arc<dyn crate::Driver>,
 }
@@ -197,10 +230,15 @@ fn new_fds(hidden_base: i32) -> Result<Fds, sys::Errno> {
 }
 
 impl InstanceRelay {
-    /// A relay for `epoll` (hooked on its inserts), or `None` when the driver is not the
-    /// kernel-epoll one.
+    /// A relay for `epoll` (hooked on its inserts), or `None` when the driver is neither
+    /// the kernel-epoll one nor the io_uring one.
     pub(crate) fn new(epoll: &Epoll, host: &crate::Host) -> Option<Arc<InstanceRelay>> {
-        if host.kind() != crate::DriverKind::KernelEpoll || !whole_walks() {
+        let kind = host.kind();
+        if !matches!(
+            kind,
+            crate::DriverKind::KernelEpoll | crate::DriverKind::IoUring
+        ) || !whole_walks()
+        {
             return None;
         }
         let relay = Arc::new(InstanceRelay {
@@ -209,6 +247,7 @@ impl InstanceRelay {
             usable: AtomicBool::new(true),
             disabled: AtomicBool::new(false),
             sleeps: AtomicU64::new(0),
+            per_sleep_check: kind == crate::DriverKind::IoUring,
             state: Mutex::new(RelayState::default()),
             driver: host.driver().clone(),
         });
@@ -297,7 +336,15 @@ impl InstanceRelay {
             // next prepare syncs again.
             s.synced = Some(seq);
         }
-        let usable = s.usable;
+        // The io_uring driver: every member's polls armed by this thread, now (the armer
+        // changes without the items changing).
+        let usable = s.usable
+            && (!self.per_sleep_check
+                || s.members.values().all(|m| {
+                    m.host
+                        .upgrade()
+                        .is_none_or(|h| self.driver.relay_delivers(&h))
+                }));
         drop(s);
         self.usable.store(usable, Ordering::SeqCst);
         if usable {

@@ -70,25 +70,25 @@
 //! runs each) but not the CPU per request (216–222 µs against 188–216 without keep-alive;
 //! 53–54 against 66–72 with it, two runs: inconclusive).
 //!
-//! **Per-instance relays (kernel-epoll driver).** With the kernel-epoll driver, a thread
-//! blocked on an instance whose items are host descriptors of this host (and in-process
-//! objects) is neither leader nor follower: it sleeps on its eventfd and its instance's
-//! own relay, a kernel epoll of the instance's host descriptors, and pumps when that
-//! reports (`relay`, which also says how a report that comes before the driver's own is
-//! made safe). Other instances' activity does not wake it: Node's idle threads went from
-//! 16,600–22,100 switches per 8,000 requests to 260–370 (native 280–370; six runs each,
+//! **Per-instance relays.** With the kernel-epoll driver, a thread blocked on an instance
+//! whose items are host descriptors of this host (and in-process objects) is neither
+//! leader nor follower: it sleeps on its eventfd and its instance's own relay, a kernel
+//! epoll of the instance's host descriptors, and pumps when that reports (`relay`, which
+//! also says how a report that comes before the driver's own is made safe). Other
+//! instances' activity does not wake it: Node's idle threads went from 16,600–22,100
+//! switches per 8,000 requests to 260–370 (native 280–370; six runs each,
 //! `scripts/capi-servers.sh node`, 2026-12-06), and its CPU per request from 206–261 µs
-//! to 166–214 (1.37–1.83× native to 1.13–1.44×). The leader/follower scheme
-//! above remains for the other drivers, for instances that watch a nested instance, and
-//! for a process in which only one thread has entered a wait that may block (it leads,
-//! and the driver wakes it for its own activity only: a relay would cost it system calls).
-//! With io_uring a relay per instance cannot work: a file wakeup seen there is not yet
-//! something a pump can deliver, since the completion is posted by task work of the thread
-//! that armed the poll, which may be running user code for as long as it likes
-//! (cooperative task running; the `IORING_SQ_TASKRUN` flag is the ring's, so it cannot
-//! say when a given wakeup's completion is posted). A sound alternative there makes the
-//! object a follower sleeps on the one its pump reads — a ring per instance or per arming
-//! thread — a change of the driver, not of this module.
+//! to 166–214 (1.37–1.83× native to 1.13–1.44×). With the io_uring driver the same holds
+//! for a thread that armed every poll of its instance (it registered the descriptors, as
+//! an event loop's own thread does): a wakeup there is posted by task work of the arming
+//! thread, which is then the woken thread itself, run at its next system call (`relay`,
+//! "io_uring"). An instance with a poll armed by another thread is not relayed: that
+//! thread may run user code for as long as it likes before the completion is posted
+//! (cooperative task running), and only a thread that watches the ring sees it then. The
+//! leader/follower scheme above remains for those, for the `poll(2)` driver, for
+//! instances that watch a nested instance, and for a process in which only one thread has
+//! entered a wait that may block (it leads, and the driver wakes it for its own activity
+//! only: a relay would cost it system calls).
 //!
 //! Locks: [`Watch`]'s mutex is a leaf (only `epoll_ctl` on relays is called under it); it
 //! is taken under the embedder's `enter` guard only, so a `fork` never finds it held, and

@@ -127,6 +127,15 @@ pub trait Driver: Send + Sync {
     fn relayable(&self) -> bool {
         false
     }
+    /// Whether a wakeup of `host`'s file that the calling thread's per-instance relay
+    /// reports (see `relay`) is, once the thread has made one more system call, something
+    /// its [`Driver::pump`] delivers. The kernel-epoll driver: always (the wakeup's
+    /// callback in its private epoll ran by the end of the wakeup). The io_uring driver:
+    /// only when the calling thread armed `host`'s polls (the completion is posted by the
+    /// arming thread's task work). Asked before every relay sleep.
+    fn relay_delivers(&self, _host: &HostFd) -> bool {
+        true
+    }
     /// In the child after `fork`: stop sharing host state with the parent (the kernel
     /// driver makes a new kernel epoll and registers every live descriptor again).
     fn after_fork_child(&self);

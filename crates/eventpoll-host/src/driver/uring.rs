@@ -119,7 +119,10 @@
 //! Blocked waiters sleep in `ppoll(2)` on the ring's descriptor (shared mode; readable
 //! while completions are pending) plus their doorbell, or (owned mode) in
 //! `io_uring_enter(2)` as said above — only one of them at a time, the leader of
-//! `crate::waiter`'s "Who watches the host"; the others sleep on their own eventfd. A pump
+//! `crate::waiter`'s "Who watches the host"; the others sleep on their own eventfd — and
+//! a thread that armed every poll of its instance (the driver records each poll's thread
+//! before submitting it, `HostFd::armer`) on that instance's relay, since the completions
+//! of its wakeups are its own task work (`crate::relay`, "io_uring"). A pump
 //! that finds the ring empty, no task work flagged and no other pump delivering returns
 //! without taking the ring's mutex (`UringDriver::idle`).
 //!
@@ -951,10 +954,22 @@ thread_local! {
     };
 }
 
-/// Record that the calling thread armed `host`'s polls (so that its exit moves them).
+/// Record that the calling thread arms `host`'s polls — input, and output when watched,
+/// as [`polls`] makes them — before it submits them (see [`note_armer_class`]).
 fn note_armer(host: &HostFd) {
+    note_armer_class(host, 0);
+    if host.out.load(Ordering::Acquire) {
+        note_armer_class(host, 1);
+    }
+}
+
+/// Record that the calling thread arms `host`'s poll of `class` (so that its exit moves
+/// it). Made *before* the submission: a thread that reads itself as the armer (a relay's
+/// check, [`Driver::relay_delivers`]) then knows that no other thread's poll of that class
+/// has replaced its own yet; one armed meanwhile is caught at its next check.
+fn note_armer_class(host: &HostFd, class: usize) {
     let tid = current_tid();
-    if host.armer.swap(tid, Ordering::AcqRel) == tid {
+    if host.armer[class].swap(tid, Ordering::AcqRel) == tid {
         return;
     }
     let _ = ARMER.try_with(|a| {
@@ -965,6 +980,13 @@ fn note_armer(host: &HostFd) {
             v.push(Arc::downgrade(&host.driver));
         }
     });
+}
+
+/// Record that no live thread of this ring is known to have armed `host`'s polls.
+fn forget_armer(host: &HostFd) {
+    for a in &host.armer {
+        a.store(0, Ordering::Release);
+    }
 }
 
 /// Whether owned mode may be tried: `EVENTPOLL_URING_SHARED` unset (or `0`).
@@ -1198,12 +1220,9 @@ impl UringDriver {
     /// Arm every registered descriptor that is not left unarmed on `ring` (a new one).
     fn arm_all(&self, ring: &mut Ring) {
         for h in self.registry.all() {
-            if !h.unarmed.load(Ordering::Acquire)
-                && ring
-                    .submit(&polls(&h, h.token.load(Ordering::Acquire)))
-                    .is_ok()
-            {
+            if !h.unarmed.load(Ordering::Acquire) {
                 note_armer(&h);
+                let _ = ring.submit(&polls(&h, h.token.load(Ordering::Acquire)));
             }
             if h.moved[0].load(Ordering::Acquire) != 0 {
                 for m in &h.moved {
@@ -1298,8 +1317,8 @@ impl UringDriver {
                     // thread that armed it exited (ECANCELED). Other errors (the number is
                     // gone) end the watch.
                     if ended && (c.res > 0 || c.res == -libc::ECANCELED) {
+                        note_armer_class(h, class);
                         rearm.push(poll_add(h.fd(), token, class));
-                        note_armer(h);
                         if was & MOVED != 0 {
                             h.moved[class].store(was | ARMING, Ordering::Release);
                             moved.push(h.clone());
@@ -1482,11 +1501,11 @@ impl Driver for UringDriver {
         host.token.store(token, Ordering::Release);
         // Deliver what is pending first: only the arming reports of these polls are dropped.
         self.pump_locked(&mut ring, NO_SKIP);
+        note_armer(host);
         if let Err(e) = ring.submit_run(&polls(host, token)) {
             self.registry.remove(token);
             return Err(e);
         }
-        note_armer(host);
         // The arming report (the descriptor was ready) is not a wakeup: whoever adds an
         // engine item polls the object itself — and takes the report's mask as the answer
         // to that poll, in an embedder's ctl (`crate::host_fd::answer`): the submission's
@@ -1535,11 +1554,11 @@ impl Driver for UringDriver {
         let token = host.token.load(Ordering::Acquire);
         // As `register`: deliver what is pending, arm, drop the arming report.
         self.pump_locked(&mut ring, NO_SKIP);
+        note_armer(host);
         if let Err(e) = ring.submit_run(&polls(host, token)) {
             host.unarmed.store(true, Ordering::Release);
             return Err(e);
         }
-        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -1549,8 +1568,8 @@ impl Driver for UringDriver {
         let mut ring = self.lock();
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
+        note_armer_class(host, 1);
         ring.submit_run(&[poll_add(host.fd(), token, 1)])?;
-        note_armer(host);
         self.pump_locked(&mut ring, token);
         Ok(())
     }
@@ -1577,6 +1596,18 @@ impl Driver for UringDriver {
 
     fn relayable(&self) -> bool {
         true
+    }
+
+    /// Every poll of `host` armed by the calling thread, on a shared ring or on one it
+    /// owns: see `relay`, "io_uring", for why its pump then delivers what its relay
+    /// reported.
+    fn relay_delivers(&self, host: &HostFd) -> bool {
+        let me = current_tid();
+        let owner = self.owner.load(Ordering::Acquire);
+        (owner == 0 || owner == me)
+            && !host.unarmed.load(Ordering::Acquire)
+            && host.armer[0].load(Ordering::Acquire) == me
+            && (!host.out.load(Ordering::Acquire) || host.armer[1].load(Ordering::Acquire) == me)
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
@@ -1645,6 +1676,8 @@ impl Driver for UringDriver {
         // of polls it did not need would outlive the child (a pipe's reader would see the
         // writer's hang-up late). The others are armed when an item asks (`ensure_armed`).
         for h in self.registry.all() {
+            // The parent's threads armed the polls (and their numbers may come again here).
+            forget_armer(&h);
             if !h.watched() {
                 h.unarmed.store(true, Ordering::Release);
             }
@@ -1667,6 +1700,7 @@ impl Driver for UringDriver {
             ring.drain_task_work();
             for h in self.registry.all() {
                 mark_moved(&h);
+                forget_armer(&h);
             }
             self.owner.store(ORPHANED, Ordering::Release);
             return;
@@ -1691,9 +1725,11 @@ impl Driver for UringDriver {
             .registry
             .all()
             .iter()
-            .filter(|h| h.armer.load(Ordering::Acquire) == tid)
+            .filter(|h| h.armer.iter().any(|a| a.load(Ordering::Acquire) == tid))
             .flat_map(|h| {
                 mark_moved(h);
+                // The next pump arms them again (and records its thread).
+                forget_armer(h);
                 removals(h, h.token.load(Ordering::Acquire))
             })
             .collect();
