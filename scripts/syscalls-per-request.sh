@@ -6,8 +6,10 @@
 # machine, so they show what a change to the library's wait path costs or saves.
 #   memcached  Debian's memcached, -t 4, 4 Python clients doing set + get (PAIRS each)
 #   node       crates/eventpoll-capi/tests/node/http_server.js under `ab -c 20` (no keep-alive)
+#   nginx      Debian's nginx, 2 workers (single-threaded), a 20,000-byte file, `ab -c 20`
+#              (no keep-alive); both workers counted
 # Loopback only; every server bounded by `timeout` and stopped on exit.
-#   PROFILE=release scripts/syscalls-per-request.sh [memcached|node|all]
+#   PROFILE=release scripts/syscalls-per-request.sh [memcached|node|nginx|all]
 #   SIDES ("native uring epoll"), PAIRS (4000), REQUESTS (8000), EVENTPOLL_LIB (a library
 #   built before, used as it is), MIN (0.05: calls per request below this are not listed)
 # Needs perf with tracepoints (root, or perf_event_paranoid <= -1 and tracefs readable);
@@ -21,14 +23,15 @@ PAIRS="${PAIRS:-4000}"
 REQUESTS="${REQUESTS:-8000}"
 MIN="${MIN:-0.05}"
 case "$WHICH" in
-    memcached | node) SERVERS="$WHICH" ;;
-    all) SERVERS="memcached node" ;;
-    *) echo "usage: $0 [memcached|node|all]" >&2; exit 2 ;;
+    memcached | node | nginx) SERVERS="$WHICH" ;;
+    all) SERVERS="memcached node nginx" ;;
+    *) echo "usage: $0 [memcached|node|nginx|all]" >&2; exit 2 ;;
 esac
 command -v perf >/dev/null || { echo "syscalls-per-request: no perf" >&2; exit 2; }
 perf stat -e 'syscalls:sys_enter_getpid' -- true >/dev/null 2>&1 \
     || { echo "syscalls-per-request: perf cannot read syscall tracepoints here" >&2; exit 2; }
 build_lib
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 PY="$(python3 -c 'import sys; print(sys.executable)')"
 SERVER_PYTHON="$PY"
 TMP="$(mktemp -d)"
@@ -96,10 +99,37 @@ measure_node() { # SIDE
     report "$TMP/n-$1.txt" "$REQUESTS" "$1"
 }
 
+measure_nginx() { # SIDE
+    local env=() port master workers
+    [ "$1" = native ] || env=(LD_PRELOAD="$LIB" EVENTPOLL_DRIVER="$1")
+    port="$(free_port)"
+    nginx_conf "$TMP/nginx" "$port"
+    chmod 755 "$TMP" # the workers run as another user when started by root
+    env "${env[@]}" timeout 120 "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >/dev/null 2>&1 &
+    SPID=$!
+    wait_port "$port" "$SPID" nginx || return 1
+    master="$(pgrep -P "$SPID" | head -1)"
+    for _ in $(seq 50); do
+        [ "$(pgrep -c -P "$master" || true)" -ge 2 ] && break
+        sleep 0.1
+    done
+    workers="$(pgrep -P "$master" | paste -sd, -)"
+    ab -q -c 20 -n 500 "http://127.0.0.1:$port/file.bin" >/dev/null
+    perf stat -e 'syscalls:sys_enter_*' -p "$workers" -o "$TMP/x-$1.txt" &
+    local perf=$!
+    sleep 0.3
+    ab -q -c 20 -n "$REQUESTS" "http://127.0.0.1:$port/file.bin" | grep -q "Failed requests: *0" \
+        || { echo "nginx: failed requests"; return 1; }
+    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    stop
+    report "$TMP/x-$1.txt" "$REQUESTS" "$1"
+}
+
 for s in $SERVERS; do
     case "$s" in
         memcached) echo "-- memcached: -t 4, 4 clients x $PAIRS set + get ($((8 * PAIRS)) requests)" ;;
         node) echo "-- node: ab -c 20 -n $REQUESTS, no keep-alive" ;;
+        nginx) echo "-- nginx: 2 workers, ab -c 20 -n $REQUESTS, no keep-alive, both workers counted" ;;
     esac
     for side in $SIDES; do
         "measure_$s" "$side"

@@ -602,12 +602,15 @@ pub extern "C" fn close(fd: c_int) -> c_int {
     let mut known = false;
     let r = ffi(|| {
         let raw_close = || raw(unsafe_raw_close(fd));
-        let Some(p) = process::existing() else {
+        let Some((p, sure)) = process::for_close() else {
             return raw_close();
         };
         let _g = p.gate.enter();
         match p.slot(fd) {
+            // Not the library's: closed alike by the process and by a `vfork` child.
             None => return raw_close(),
+            // A `vfork` child closes its own table's number, unseen by the parent's state.
+            Some(_) if !sure && !process::is_own(p) => return raw_close(),
             Some(Slot::Hidden) => return Err(Errno::EBADF),
             Some(_) => known = true,
         }

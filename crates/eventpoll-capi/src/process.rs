@@ -295,6 +295,27 @@ pub fn existing_for_wait() -> Option<&'static Process> {
     (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
 }
 
+/// The state for `close`, in two steps, so that closing a number the library does not know
+/// costs no `getpid`: `Some((p, sure))` when this memory is the state's own process's — the
+/// [fork mark](fork_mark) intact (`sure` false: a `vfork` child, which shares the memory,
+/// is not told apart yet) or the pid checked (`sure` true); `None` in a child with a copy.
+/// A caller that finds the number in the table and will change it must ask [`is_own`] when
+/// `sure` is false: a `vfork` child's descriptor table is its own. A number the table does
+/// not know is closed alike by the process and by a `vfork` child.
+pub fn for_close() -> Option<(&'static Process, bool)> {
+    let p = PROCESS.get()?.as_ref()?;
+    if fork_mark::intact() {
+        return Some((p, false));
+    }
+    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some((p, true))
+}
+
+/// Whether the calling process is the one `p` was set up in (`getpid`): `false` in a
+/// `vfork` child.
+pub fn is_own(p: &Process) -> bool {
+    p.pid.load(Ordering::Relaxed) == sys::getpid()
+}
+
 /// A word the kernel zeroes in every child that gets a *copy* of this memory (`fork`,
 /// `clone` without `CLONE_VM`, whether or not `pthread_atfork` handlers run): it lives on a
 /// page advised `MADV_WIPEONFORK` (Linux 4.14), which such a child finds filled with
