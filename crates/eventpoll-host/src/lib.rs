@@ -213,7 +213,11 @@ impl Host {
     /// A waker for a thread about to block in a wait; give it back with
     /// [`Host::give_back_waker`] once it is on no queue.
     pub(crate) fn take_waker(&self) -> Result<Arc<ThreadWaker>, Errno> {
-        self.wakers.take()
+        let w = self.wakers.take()?;
+        // Never closed but in a `fork` child, where a fresh eventfd takes the same number
+        // (and the driver a fresh ring, with no poll of the old one).
+        self.driver.note_sleep_fd(w.fd());
+        Ok(w)
     }
 
     pub(crate) fn give_back_waker(&self, w: Arc<ThreadWaker>) {

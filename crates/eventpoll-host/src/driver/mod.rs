@@ -121,6 +121,10 @@ pub trait Driver: Send + Sync {
     ) -> SysResult<()> {
         block_in_ppoll(self, extra, timeout, sigmask)
     }
+    /// Descriptor `fd` is the host's own and lives as long as the driver (a waiter's
+    /// eventfd, passed to [`Driver::block`] as an extra descriptor): a driver may keep a
+    /// poll of it armed between sleeps (the io_uring driver's owned mode does).
+    fn note_sleep_fd(&self, _fd: i32) {}
     /// Whether the [notification descriptors](Driver::notify_fds) are few, stable and
     /// pollable through a kernel epoll, so that threads blocked in waits can leave watching
     /// them to one of them (`waiter::Watch`); otherwise every blocked thread watches them.
