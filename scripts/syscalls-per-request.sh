@@ -79,6 +79,20 @@ measure_memcached() { # SIDE
     report "$TMP/m-$1.txt" $((8 * PAIRS)) "$1"
 }
 
+# ab_counted NAME PIDS URL SIDE: a warm-up, then `ab -c 20 -n REQUESTS` on URL with perf
+# counting the system calls of PIDS (comma-separated); stops the server; reports.
+ab_counted() {
+    ab -q -c 20 -n 500 "$3" >/dev/null
+    perf stat -e 'syscalls:sys_enter_*' -p "$2" -o "$TMP/$1-$4.txt" &
+    local perf=$!
+    sleep 0.3
+    ab -q -c 20 -n "$REQUESTS" "$3" | grep -q "Failed requests: *0" \
+        || { echo "$1: failed requests"; kill -INT "$perf"; return 1; }
+    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    stop
+    report "$TMP/$1-$4.txt" "$REQUESTS" "$4"
+}
+
 measure_node() { # SIDE
     local env=() port pf="$TMP/node-port"
     [ "$1" = native ] || env=(LD_PRELOAD="$LIB" EVENTPOLL_DRIVER="$1")
@@ -87,16 +101,7 @@ measure_node() { # SIDE
     SPID=$!
     for _ in $(seq 100); do [ -s "$pf" ] && break; sleep 0.1; done
     port="$(cat "$pf")"
-    ab -q -c 20 -n 500 "http://127.0.0.1:$port/" >/dev/null
-    perf stat -e 'syscalls:sys_enter_*' -p "$(pgrep -P "$SPID" node || echo "$SPID")" \
-        -o "$TMP/n-$1.txt" &
-    local perf=$!
-    sleep 0.3
-    ab -q -c 20 -n "$REQUESTS" "http://127.0.0.1:$port/" | grep -q "Failed requests: *0" \
-        || { echo "node: failed requests"; return 1; }
-    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
-    stop
-    report "$TMP/n-$1.txt" "$REQUESTS" "$1"
+    ab_counted node "$(pgrep -P "$SPID" node || echo "$SPID")" "http://127.0.0.1:$port/" "$1"
 }
 
 measure_nginx() { # SIDE
@@ -114,15 +119,7 @@ measure_nginx() { # SIDE
         sleep 0.1
     done
     workers="$(pgrep -P "$master" | paste -sd, -)"
-    ab -q -c 20 -n 500 "http://127.0.0.1:$port/file.bin" >/dev/null
-    perf stat -e 'syscalls:sys_enter_*' -p "$workers" -o "$TMP/x-$1.txt" &
-    local perf=$!
-    sleep 0.3
-    ab -q -c 20 -n "$REQUESTS" "http://127.0.0.1:$port/file.bin" | grep -q "Failed requests: *0" \
-        || { echo "nginx: failed requests"; return 1; }
-    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
-    stop
-    report "$TMP/x-$1.txt" "$REQUESTS" "$1"
+    ab_counted nginx "$workers" "http://127.0.0.1:$port/file.bin" "$1"
 }
 
 for s in $SERVERS; do

@@ -1099,6 +1099,32 @@ fn a_relayed_thread_never_misses_its_instances_wakeups() {
     }
 }
 
+/// A thread that registers a pipe of its own in `hep1` (item 1), tells `ready` (if given),
+/// then writes, harvests and drains it until `stop`: activity of another instance, from a
+/// second waiting thread.
+fn spawn_noise(
+    host: &Host,
+    hep1: &HostEpoll,
+    stop: &Arc<AtomicBool>,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> std::thread::JoinHandle<()> {
+    let (host, hep1, stop) = (host.clone(), hep1.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let p1 = Pipe::new();
+        let f1 = host.open(p1.r).unwrap();
+        hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
+        if let Some(r) = ready {
+            r.send(()).unwrap();
+        }
+        while !stop.load(Ordering::Acquire) {
+            p1.write(1);
+            let _ = harvest(&hep1, 4, Some(Duration::from_millis(100)));
+            p1.read(16);
+        }
+        drop(f1);
+    })
+}
+
 fn relayed_thread_never_misses(kind: DriverKind) {
     const BUDGET: Duration = Duration::from_millis(2500);
     let (host, hep1) = setup(kind);
@@ -1124,20 +1150,7 @@ fn relayed_thread_never_misses(kind: DriverKind) {
     };
     assert_eq!(rx.recv(), Ok(vec![]));
     // Noise: instance 1's descriptor, written and drained by another thread.
-    let noise = {
-        let (host, hep1, stop) = (host.clone(), hep1.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let p1 = Pipe::new();
-            let f1 = host.open(p1.r).unwrap();
-            hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
-            while !stop.load(Ordering::Acquire) {
-                p1.write(1);
-                let _ = harvest(&hep1, 4, Some(Duration::from_millis(100)));
-                p1.read(16);
-            }
-            drop(f1);
-        })
-    };
+    let noise = spawn_noise(&host, &hep1, &stop, None);
     let t0 = Instant::now();
     let mut rounds = 0u64;
     let mut relay_sleeps = 0;
@@ -1218,21 +1231,7 @@ fn uring_an_instance_armed_by_another_thread_is_not_relayed_and_misses_nothing()
     // call switches the driver to shared mode, arming what is registered from it: before
     // this thread registers instance 2's descriptor.
     let (ready, is_ready) = std::sync::mpsc::channel();
-    let noise = {
-        let (host, hep1, stop) = (host.clone(), hep1.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let p1 = Pipe::new();
-            let f1 = host.open(p1.r).unwrap();
-            hep1.epoll().add(&f1, Interest::READABLE, 1).unwrap();
-            ready.send(()).unwrap();
-            while !stop.load(Ordering::Acquire) {
-                p1.write(1);
-                let _ = harvest(&hep1, 4, Some(Duration::from_millis(100)));
-                p1.read(16);
-            }
-            drop(f1);
-        })
-    };
+    let noise = spawn_noise(&host, &hep1, &stop, Some(ready));
     is_ready.recv().unwrap();
     // This thread registers (arms) instance 2's descriptor.
     let p2 = Pipe::new();
