@@ -178,7 +178,7 @@ fn ctl(
     event: *mut EpollEvent,
     seen: &mut Option<EpollEvent>,
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::for_wait() else {
+    let Some(p) = process::get_unless_copied() else {
         // SAFETY: the kernel validates everything.
         return raw(unsafe {
             eventpoll_host::raw_syscall!(libc::SYS_epoll_ctl, epfd, op, fd, event)
@@ -280,7 +280,7 @@ unsafe fn wait(
     mask: Mask,
     raw_wait: impl FnOnce() -> c_long,
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::for_wait() else {
+    let Some(p) = process::get_unless_copied() else {
         return raw(raw_wait());
     };
     let inst = match p.slot(epfd) {
@@ -345,7 +345,7 @@ unsafe fn wait_checked(
     if !user::in_user_space(events as usize, len) {
         return Err(Errno::EFAULT);
     }
-    let mut out = user::UserEvents::new(events, maxevents as usize);
+    let mut out = user::UserEvents::new(events);
     let start = Instant::now();
     let r = if crate::check::on() {
         let mark = crate::check::wait_starts(p, inst, epfd, timeout);
@@ -602,15 +602,16 @@ pub extern "C" fn close(fd: c_int) -> c_int {
     let mut known = false;
     let r = ffi(|| {
         let raw_close = || raw(unsafe_raw_close(fd));
-        let Some((p, sure)) = process::for_close() else {
+        // The pid is checked only for a number the library knows: a number it does not
+        // know is closed alike by the process and by a `vfork` child (which shares this
+        // memory), and a `vfork` child's table is its own.
+        let Some(p) = process::existing_unless_copied() else {
             return raw_close();
         };
         let _g = p.gate.enter();
         match p.slot(fd) {
-            // Not the library's: closed alike by the process and by a `vfork` child.
             None => return raw_close(),
-            // A `vfork` child closes its own table's number, unseen by the parent's state.
-            Some(_) if !sure && !process::is_own(p) => return raw_close(),
+            Some(_) if !process::is_own(p) => return raw_close(),
             Some(Slot::Hidden) => return Err(Errno::EBADF),
             Some(_) => known = true,
         }
@@ -854,7 +855,7 @@ fn keyless_after(
     call: impl FnOnce() -> Result<c_int, Errno>,
     wake: impl FnOnce(&eventpoll_host::Host),
 ) -> Result<c_int, Errno> {
-    let Some(p) = process::existing_for_wait() else {
+    let Some(p) = process::existing_unless_copied() else {
         return call();
     };
     let _g = p.gate.enter();

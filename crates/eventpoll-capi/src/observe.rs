@@ -30,7 +30,7 @@ fn instances(
     if INSTANCES.load(Ordering::SeqCst) == 0 {
         return None;
     }
-    let p = process::existing_for_wait()?;
+    let p = process::existing_unless_copied()?;
     let found = p.instances_among(fds);
     (!found.is_empty()).then_some((p, found))
 }

@@ -264,7 +264,7 @@ static PROCESS: OnceLock<Option<Process>> = OnceLock::new();
 /// host driver) or when called from a `vfork` child.
 pub fn get() -> Option<&'static Process> {
     let p = PROCESS.get_or_init(Process::init).as_ref()?;
-    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+    is_own(p).then_some(p)
 }
 
 /// The process state for the calls that act on epoll instances and the files they watch —
@@ -284,34 +284,23 @@ pub fn get() -> Option<&'static Process> {
 /// know the instance at all). The calls that change the descriptor table — `close`,
 /// `dup2` and the others that a `vfork` child does make before `exec` — keep [`get`]'s
 /// check: the child's table is its own.
-pub fn for_wait() -> Option<&'static Process> {
-    let p = PROCESS.get_or_init(Process::init).as_ref()?;
-    (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+pub fn get_unless_copied() -> Option<&'static Process> {
+    unless_copied(PROCESS.get_or_init(Process::init).as_ref()?)
 }
 
-/// [`existing`] with [`for_wait`]'s check: the state if it exists already.
-pub fn existing_for_wait() -> Option<&'static Process> {
-    let p = PROCESS.get()?.as_ref()?;
-    (fork_mark::intact() || p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+/// [`existing`] with [`get_unless_copied`]'s check: the state if it exists already.
+pub fn existing_unless_copied() -> Option<&'static Process> {
+    unless_copied(PROCESS.get()?.as_ref()?)
 }
 
-/// The state for `close`, in two steps, so that closing a number the library does not know
-/// costs no `getpid`: `Some((p, sure))` when this memory is the state's own process's — the
-/// [fork mark](fork_mark) intact (`sure` false: a `vfork` child, which shares the memory,
-/// is not told apart yet) or the pid checked (`sure` true); `None` in a child with a copy.
-/// A caller that finds the number in the table and will change it must ask [`is_own`] when
-/// `sure` is false: a `vfork` child's descriptor table is its own. A number the table does
-/// not know is closed alike by the process and by a `vfork` child.
-pub fn for_close() -> Option<(&'static Process, bool)> {
-    let p = PROCESS.get()?.as_ref()?;
-    if fork_mark::intact() {
-        return Some((p, false));
-    }
-    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some((p, true))
+/// `p` unless this memory is a copy in a child: the [fork mark](fork_mark) intact, or
+/// (where there is no mark) the pid checked.
+fn unless_copied(p: &'static Process) -> Option<&'static Process> {
+    (fork_mark::intact() || is_own(p)).then_some(p)
 }
 
-/// Whether the calling process is the one `p` was set up in (`getpid`): `false` in a
-/// `vfork` child.
+/// Whether the calling process is the one `p` was set up in (`getpid`): `false` in a child,
+/// a `vfork` child included.
 pub fn is_own(p: &Process) -> bool {
     p.pid.load(Ordering::Relaxed) == sys::getpid()
 }
@@ -391,7 +380,7 @@ pub fn tracing() -> bool {
 /// program that never used epoll pays nothing).
 pub fn existing() -> Option<&'static Process> {
     let p = PROCESS.get()?.as_ref()?;
-    (p.pid.load(Ordering::Relaxed) == sys::getpid()).then_some(p)
+    is_own(p).then_some(p)
 }
 
 /// The first hidden number and the soft descriptor limit.

@@ -540,19 +540,14 @@ pub struct UserEvents {
 }
 
 impl UserEvents {
-    /// The buffer at `base`, `maxevents` records long. When all of it lies in the live part
-    /// of the calling thread's own stack ([`on_own_stack`]) it is known writable at once:
-    /// no probe (libuv keeps its buffer on the stack of the thread that waits).
-    pub fn new(base: *mut EpollEvent, maxevents: usize) -> Self {
-        let base = base as usize;
-        let end = maxevents
-            .checked_mul(std::mem::size_of::<EpollEvent>())
-            .and_then(|len| base.checked_add(len));
-        let writable_end = match end {
-            Some(end) if on_own_stack(base, end) => end,
-            _ => base,
-        };
-        UserEvents { base, writable_end }
+    /// The buffer at `base` (its length is the harvest's `maxevents`). Slots in the live
+    /// part of the calling thread's own stack are known writable without a probe when the
+    /// harvest asks for them (`accessible`, [`on_own_stack`]).
+    pub fn new(base: *mut EpollEvent) -> Self {
+        UserEvents {
+            base: base as usize,
+            writable_end: base as usize,
+        }
     }
 }
 

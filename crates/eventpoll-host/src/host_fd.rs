@@ -273,14 +273,8 @@ pub(crate) mod fresh {
         CURRENT.with(Cell::get)
     }
 
-    /// Run `f` as a new epoch.
-    pub(crate) fn scope<T>(f: impl FnOnce() -> T) -> T {
-        let _epoch = Epoch::begin();
-        f()
-    }
-
-    /// A new epoch of this thread until dropped (the one before is restored then); for a
-    /// pump and the harvest that uses its masks in different frames. Dropped in the order
+    /// A new epoch of this thread until dropped (the one before is restored then): a pump
+    /// and the harvest that uses its masks, in one frame or several. Dropped in the order
     /// they were begun.
     pub(crate) struct Epoch(u64);
 

@@ -213,11 +213,9 @@ impl Host {
     /// A waker for a thread about to block in a wait; give it back with
     /// [`Host::give_back_waker`] once it is on no queue.
     pub(crate) fn take_waker(&self) -> Result<Arc<ThreadWaker>, Errno> {
-        let w = self.wakers.take()?;
-        // Never closed but in a `fork` child, where a fresh eventfd takes the same number
-        // (and the driver a fresh ring, with no poll of the old one).
-        self.driver.note_sleep_fd(w.fd());
-        Ok(w)
+        // A new waker's eventfd is never closed but in a `fork` child, where a fresh one
+        // takes the same number (and the driver a fresh ring, with no poll of the old one).
+        self.wakers.take(|fd| self.driver.note_sleep_fd(fd))
     }
 
     pub(crate) fn give_back_waker(&self, w: Arc<ThreadWaker>) {

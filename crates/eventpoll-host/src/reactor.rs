@@ -20,7 +20,7 @@
 
 use crate::relay::InstanceRelay;
 use crate::sys;
-use crate::waiter::{self, Role};
+use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -325,19 +325,15 @@ impl HostEpoll {
     ) -> Result<usize, Errno> {
         // One epoch: masks the pump reports are used by this harvest's re-poll (with
         // `Pump::Done`, the caller's epoch: the one of its pump).
-        let scope = |f: &mut dyn FnMut() -> Result<usize, Errno>| match pump {
-            Pump::Done => f(),
-            _ => crate::host_fd::fresh::scope(f),
+        let _epoch = (!matches!(pump, Pump::Done)).then(crate::host_fd::fresh::Epoch::begin);
+        match pump {
+            Pump::Settled => self.host.pump(),
+            Pump::BeforeSleep => self.host.pump_before_sleep(),
+            Pump::Done => 0,
         };
-        let n = scope(&mut || {
-            match pump {
-                Pump::Settled => self.host.pump(),
-                Pump::BeforeSleep => self.host.pump_before_sleep(),
-                Pump::Done => 0,
-            };
-            self.epoll
-                .wait_into_sink(out, maxevents, Some(Duration::ZERO))
-        })?;
+        let n = self
+            .epoll
+            .wait_into_sink(out, maxevents, Some(Duration::ZERO))?;
         if n > 0 && self.bell.sleepers.load(Ordering::SeqCst) > 0 {
             self.bell.settle(|| !self.epoll.file().poll().is_empty());
         }
@@ -454,9 +450,7 @@ impl HostEpoll {
         let sleep_mask = sigmask.or(old_mask
             .as_ref()
             .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
-        let r = waiter::with_own_waker(&waker, || {
-            self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter)
-        });
+        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter);
         if let Some(m) = old_mask {
             sys::set_signal_mask(m);
         }

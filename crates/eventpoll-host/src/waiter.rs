@@ -139,26 +139,6 @@ thread_local! {
     /// The wakers woken by the pump running on this thread (`None`: no pump running).
     static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ThreadWaker>>>> =
         const { std::cell::RefCell::new(None) };
-    /// The waker of the wait this thread is blocked in (its address; 0: none), see
-    /// [`with_own_waker`].
-    static OWN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Run `wait` (a blocking wait of this thread with waker `w`) with `w` known as this
-/// thread's own: a pump of this thread that wakes it makes no eventfd write. The thread is
-/// awake — it pumps — and checks the waker's flag before it sleeps again (the deferred
-/// write is left pending, so [`ThreadWaker::arm`] cancels it: nothing to drain either). A
-/// wait inside a wait (a signal handler's) has its own waker for its duration.
-pub(crate) fn with_own_waker<T>(w: &ThreadWaker, wait: impl FnOnce() -> T) -> T {
-    struct Restore(usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = OWN.try_with(|o| o.set(self.0));
-        }
-    }
-    let me = w as *const ThreadWaker as usize;
-    let _restore = Restore(OWN.try_with(|o| o.replace(me)).unwrap_or(0));
-    wait()
 }
 
 /// Run `pump` with the eventfd writes of the wakers it wakes deferred to its end.
@@ -181,11 +161,10 @@ pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
     impl Drop for Flush {
         fn drop(&mut self) {
             let woken = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
-            let own = OWN.try_with(std::cell::Cell::get).unwrap_or(0);
             for w in woken {
-                // This thread's own waker, or one whose thread is awake: it checks the
-                // flag before it sleeps (see `with_own_waker`, `ThreadWaker::asleep`).
-                if Arc::as_ptr(&w) as usize != own && w.asleep.load(Ordering::SeqCst) {
+                // A thread that is awake — this pump's own, or one on its way to sleep —
+                // checks the flag before it sleeps (see `ThreadWaker::asleep`).
+                if w.asleep.load(Ordering::SeqCst) {
                     w.signal_now();
                 }
             }
@@ -364,7 +343,9 @@ impl WakerPool {
     }
 
     /// A waker for a thread about to block (armed); `Err` when no eventfd can be made.
-    pub(crate) fn take(&self) -> Result<Arc<ThreadWaker>, Errno> {
+    /// `made` is called with the eventfd of a waker made for this call (not of one taken
+    /// from the pool).
+    pub(crate) fn take(&self, made: impl FnOnce(i32)) -> Result<Arc<ThreadWaker>, Errno> {
         if let Some(w) = locked(&self.free).pop() {
             w.arm();
             return Ok(w);
@@ -385,6 +366,7 @@ impl WakerPool {
             me: me.clone(),
         });
         locked(&self.all).push(w.clone());
+        made(fd);
         if let Some(hook) = self.on_new.get() {
             hook(fd);
             if relay >= 0 {
@@ -659,46 +641,28 @@ mod tests {
     }
 
     #[test]
-    fn a_pump_that_wakes_its_own_threads_waker_writes_no_eventfd() {
+    fn a_pump_that_wakes_a_sleeping_thread_writes_its_eventfd() {
         let pool = WakerPool::new(0);
-        let w = pool.take().expect("an eventfd");
-        with_own_waker(&w, || deferring_signals(|| assert!(w.wake(Events::IN))));
-        assert!(w.is_woken(), "the flag is set");
-        assert!(!signalled(&w), "no write for the thread's own waker");
-        // Re-armed: the deferred write is cancelled, nothing owed, nothing to drain.
-        w.arm();
-        assert!(!w.is_woken());
-        assert!(!w.owed.load(Ordering::SeqCst));
-        pool.give_back(w);
-    }
-
-    #[test]
-    fn a_pump_that_wakes_another_threads_waker_writes_its_eventfd() {
-        let pool = WakerPool::new(0);
-        let mine = pool.take().expect("an eventfd");
-        let other = pool.take().expect("an eventfd");
+        let other = pool.take(|_| {}).expect("an eventfd");
         // The other thread is asleep on its eventfd.
         let (woken, asleep) = other.asleep();
         assert!(!woken);
-        with_own_waker(&mine, || {
-            deferring_signals(|| assert!(other.wake(Events::IN)));
-        });
+        deferring_signals(|| assert!(other.wake(Events::IN)));
         assert!(other.is_woken());
-        assert!(signalled(&other), "another thread's waker is signalled");
-        // Outside a wait of its own, a thread's pump signals every sleeper it wakes.
+        assert!(signalled(&other), "a sleeping thread's waker is signalled");
+        // Again, for the next wakeup of the same sleep.
         other.arm();
         deferring_signals(|| assert!(other.wake(Events::IN)));
         assert!(signalled(&other));
         drop(asleep);
-        pool.give_back(mine);
         pool.give_back(other);
     }
 
     #[test]
     fn a_pump_that_wakes_a_thread_not_yet_asleep_leaves_it_the_flag() {
         let pool = WakerPool::new(0);
-        let w = pool.take().expect("an eventfd");
-        // Queued, still awake (pumping, or on its way to sleep).
+        let w = pool.take(|_| {}).expect("an eventfd");
+        // Queued, still awake: the pump is its own, or it is on its way to sleep.
         deferring_signals(|| assert!(w.wake(Events::IN)));
         assert!(!signalled(&w), "no write for a thread that is awake");
         // On its way to sleep it sees the flag, and does not sleep.
