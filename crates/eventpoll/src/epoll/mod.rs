@@ -914,6 +914,42 @@ impl EpollShared {
         true
     }
 
+    /// [`Epoll::queue_waiter_over`].
+    pub(crate) fn queue_waiter_over(
+        &self,
+        waiter: Option<&Arc<dyn crate::WakeCallback>>,
+        max: usize,
+        accept: &mut dyn FnMut(&dyn FileOps, Events) -> bool,
+        over: &mut Vec<Arc<dyn FileOps>>,
+    ) -> bool {
+        over.clear();
+        // `mtx` (the items' objects) before `ready`, as a harvest takes them.
+        let il = lock(&self.mtx);
+        let r = lock(&self.ready);
+        if r.scanning {
+            return false;
+        }
+        let mut cur = r.head;
+        while cur != NIL {
+            let watch = il.watch(cur);
+            if over.len() == max
+                || !accept(
+                    watch.ops(),
+                    Events::from_bits_retain(r.slots[cur as usize].events),
+                )
+            {
+                over.clear();
+                return false;
+            }
+            over.push(watch.ops_arc());
+            cur = r.slots[cur as usize].next;
+        }
+        if let Some(w) = waiter {
+            self.wq.add_waiter_head(w.clone());
+        }
+        true
+    }
+
     /// [`Epoll::dequeue_waiter`].
     pub(crate) fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
         self.wq.remove(waiter)

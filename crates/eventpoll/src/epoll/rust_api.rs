@@ -442,6 +442,55 @@ impl Epoll {
         self.ep.queue_waiter(waiter)
     }
 
+    /// [`Epoll::queue_waiter`] for a thread that can watch the ready items' objects while
+    /// it sleeps: queue `waiter` also when the ready list holds items, if there are at most
+    /// `max` and `accept` takes every one (called with its object and interest, under the
+    /// instance's locks: it must only look); their objects are left in `over` (emptied
+    /// first). `false`: not queued (an item was refused, or a harvest is in progress),
+    /// `over` empty: harvest instead.
+    ///
+    /// This is a harvest put off, not skipped: the caller sleeps watching `over`'s objects
+    /// as well as its waker, so that one still ready ends the sleep at once, and harvests
+    /// when woken. Linux's thread makes the same harvest when it runs late (preempted
+    /// between entering `epoll_wait` and its first scan): level-triggered items reported
+    /// by the last harvest are then re-polled at the new scan, where they still are on the
+    /// list. A host embedder folds that re-poll into its sleep (one system call where it
+    /// would make two).
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Events, FileOps, Interest, WakeCallback, objects::pipe::pipe};
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// struct Flag(AtomicBool);
+    /// impl WakeCallback for Flag {
+    ///     fn wake(&self, _key: Events) -> bool { !self.0.swap(true, Ordering::SeqCst) }
+    /// }
+    /// let epoll = Epoll::new();
+    /// let (r, w) = pipe(0);
+    /// epoll.add(&r, Interest::READABLE, 1).unwrap();
+    /// w.write(b"x").unwrap();
+    /// let waiter: Arc<dyn WakeCallback> = Arc::new(Flag(AtomicBool::new(false)));
+    /// let mut over = Vec::new();
+    /// // Refused: harvest first.
+    /// assert!(!epoll.queue_waiter_over(Some(&waiter), 4, &mut |_, _| false, &mut over));
+    /// assert!(over.is_empty());
+    /// // Taken: queued over the ready item, which the caller watches while it sleeps.
+    /// let readable = &mut |_: &dyn FileOps, i: Events| i.contains(Events::IN);
+    /// assert!(epoll.queue_waiter_over(None, 4, readable, &mut over)); // would queue
+    /// assert!(epoll.queue_waiter_over(Some(&waiter), 4, readable, &mut over));
+    /// assert_eq!(over.len(), 1);
+    /// assert!(over[0].poll().contains(Events::IN));
+    /// assert!(epoll.dequeue_waiter(&waiter));
+    /// ```
+    pub fn queue_waiter_over(
+        &self,
+        waiter: Option<&Arc<dyn crate::WakeCallback>>,
+        max: usize,
+        accept: &mut dyn FnMut(&dyn crate::FileOps, Events) -> bool,
+        over: &mut Vec<Arc<dyn crate::FileOps>>,
+    ) -> bool {
+        self.ep.queue_waiter_over(waiter, max, accept, over)
+    }
+
     /// Take a waiter queued by [`Epoll::queue_waiter`] off the queue; `false` if it was not
     /// there any more (it was called). Once this returns, its callback is not running.
     pub fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {

@@ -263,6 +263,68 @@ fn a_last_item_is_polled_without_asking_the_sink_for_room() {
     assert_eq!(harvest(&epoll, 4), vec![(1, Events::IN)]);
 }
 
+/// `queue_waiter_over`: queued over a ready list only if every item is accepted and there
+/// are at most `max`, with the accepted items' objects handed back in list order; a
+/// wakeup of an item that stays on the list while the waiter is queued still calls the
+/// waiter (as `ep_poll_callback` wakes the queue whether or not it links the item); and
+/// the harvest after it reports the list as it is then.
+#[test]
+fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
+    struct Flag(AtomicBool);
+    impl crate::WakeCallback for Flag {
+        fn wake(&self, _key: Events) -> bool {
+            !self.0.swap(true, Ordering::SeqCst)
+        }
+    }
+    let ep = Epoll::new();
+    let (a, fa) = level();
+    let (b, fb) = level();
+    ep.add(&fa, Interest::READABLE, 1).unwrap();
+    ep.add(&fb, Interest::READABLE, 2).unwrap();
+    a.set(Events::IN, Events::IN);
+    b.set(Events::IN, Events::IN);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![1, 2]);
+    // Both level-triggered items are on the list again, both drained.
+    a.set(Events::empty(), Events::empty());
+    b.set(Events::empty(), Events::empty());
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waiter: Arc<dyn crate::WakeCallback> = flag.clone();
+    let mut over = Vec::new();
+    let any = &mut |_: &dyn FileOps, _: Events| true;
+    assert!(
+        !ep.queue_waiter_over(Some(&waiter), 1, any, &mut over),
+        "two items, max one"
+    );
+    assert!(over.is_empty());
+    let only_a = &mut |o: &dyn FileOps, _: Events| {
+        core::ptr::addr_eq(o as *const dyn FileOps, Arc::as_ptr(&a))
+    };
+    assert!(
+        !ep.queue_waiter_over(Some(&waiter), 8, only_a, &mut over),
+        "b refused"
+    );
+    assert!(ep.queue_waiter_over(None, 8, any, &mut over), "would queue");
+    assert!(!ep.dequeue_waiter(&waiter), "a check only queues nothing");
+    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    let objects: Vec<*const ()> = over.iter().map(|o| Arc::as_ptr(o) as *const ()).collect();
+    assert_eq!(
+        objects,
+        vec![Arc::as_ptr(&a) as *const (), Arc::as_ptr(&b) as *const ()]
+    );
+    // b becomes ready while the waiter is queued: b is linked already, the waiter is called.
+    b.set(Events::IN, Events::IN);
+    assert!(flag.0.load(Ordering::SeqCst));
+    assert!(!ep.dequeue_waiter(&waiter), "called, so off the queue");
+    // The harvest reports what is ready now, a found not ready is dropped.
+    assert_eq!(harvest(&ep, 8), vec![(2, Events::IN)]);
+    b.set(Events::empty(), Events::empty());
+    assert_eq!(harvest(&ep, 8), vec![]);
+    // An empty list queues as `queue_waiter` does, with nothing handed back.
+    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert!(over.is_empty());
+    assert!(ep.dequeue_waiter(&waiter));
+}
+
 #[test]
 fn ctl_error_order() {
     let t = FdTable::new();
