@@ -1184,28 +1184,54 @@ impl UringDriver {
     /// it, and wake the owner if it sleeps. Work the old ring had queued but not run is
     /// replaced by the arming reports, delivered as wakeups at the next pump (a file that
     /// is ready is reported; a wakeup that left no readiness is not seen); without such
-    /// work they are dropped.
+    /// work they count only as the moved-poll rules say (`mark_moved`).
     fn share(&self, ring: &mut Ring) {
         // Completions already in the ring are readable by any thread (the kernel refuses
         // to run the owner's task work for us: that part of the pump fails harmlessly).
         self.pump_locked(ring, NO_SKIP);
         // Whether the old ring owes wakeups: work queued for the owner and not run (only
         // the owner can run it) makes the ring's descriptor readable. If it owes none, the
-        // new polls' arming reports stand for nothing and are dropped: an edge-triggered
-        // item already reported is not reported again because a second thread came (an
-        // edge went to two threads before, `tests/c/threads.c` `one-edge`). A ring whose
-        // owner exited is left to the moved-poll rules (`mark_moved`).
-        let owes = self.owner.load(Ordering::Acquire) == ORPHANED
-            || sys::poll_mask(ring.fd) & (libc::POLLIN as u32) != 0;
+        // new polls' arming reports stand for nothing but what happened since the question:
+        // an edge-triggered item already reported is not reported again because a second
+        // thread came (an edge went to two threads before, `tests/c/threads.c`
+        // `one-edge`). But the old ring's polls stay armed until it is torn down, and take
+        // a wakeup after the question into work nobody runs: the files' masks and activity
+        // levels are recorded first, and the arming reports count by the moved-poll rules
+        // (new bits, or a level that moved), as for polls moved off an exiting thread.
+        // (Dropping them all lost a wakeup in that window: a level-triggered connection
+        // written by a client while its server thread's first wait switched the driver
+        // stalled for good, `tests/host.rs`, the level-triggered ping-pong.) A ring whose
+        // owner exited is left to those rules already (`thread_exiting`).
+        let orphaned = self.owner.load(Ordering::Acquire) == ORPHANED;
+        let hosts = if orphaned {
+            Vec::new()
+        } else {
+            self.registry.all()
+        };
+        for h in hosts.iter().filter(|h| !h.unarmed.load(Ordering::Acquire)) {
+            mark_moved(h);
+        }
+        let owes = orphaned || sys::poll_mask(ring.fd) & (libc::POLLIN as u32) != 0;
+        if owes {
+            // Every arming report is a wakeup: the marks would filter out the owed ones.
+            for h in &hosts {
+                for m in &h.moved {
+                    m.store(0, Ordering::Release);
+                }
+                h.moved_level.store(u64::MAX, Ordering::Release);
+            }
+        }
         let Ok(new) = Ring::new(self.hidden_base, false) else {
+            for h in &hosts {
+                for m in &h.moved {
+                    m.store(0, Ordering::Release);
+                }
+            }
             return; // stay owned: this thread's ring calls fail (EEXIST), nothing is lost
         };
         self.replace_ring(ring, new);
         self.owner.store(0, Ordering::Release);
         self.arm_all(&mut *ring);
-        if !owes {
-            self.pump_locked(ring, SKIP_ALL);
-        }
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             let _ = sys::write(efd, &1u64.to_ne_bytes());
@@ -1403,6 +1429,7 @@ impl UringDriver {
     fn block_owned(
         &self,
         extra: &[i32],
+        probes: &[libc::pollfd],
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
     ) -> Option<SysResult<()>> {
@@ -1430,11 +1457,16 @@ impl UringDriver {
             let kept = self.sleep_fds.lock().unwrap_or_else(|e| e.into_inner());
             let mut sqes = Vec::new();
             let mut one_shot = 0u64;
-            for f in std::iter::once(wake)
+            // The probes are one-shot polls for their own bits (their state after the
+            // sleep is not reported: the caller asks `poll(2)`).
+            let probes = probes.iter().map(|p| (p.fd, p.events as u16 as u32));
+            for (f, bits) in std::iter::once(wake)
                 .filter(|&w| w >= 0)
                 .chain(extra.iter().copied())
+                .map(|f| (f, libc::POLLIN as u32))
+                .chain(probes)
             {
-                let keep = f == wake || kept.contains(&f);
+                let keep = bits == libc::POLLIN as u32 && (f == wake || kept.contains(&f));
                 let slot = ring.sleep_polls.iter().position(|&(x, _)| x == f);
                 let slot = match slot {
                     Some(i) => Some(i),
@@ -1464,7 +1496,7 @@ impl UringDriver {
                         sqes.push(Sqe {
                             opcode: IORING_OP_POLL_ADD,
                             fd: f,
-                            op_flags: libc::POLLIN as u32,
+                            op_flags: bits,
                             user_data: SLEEP_BASE + ONE_SHOT_SLEEP + one_shot,
                             ..Sqe::default()
                         });
@@ -1708,15 +1740,16 @@ impl Driver for UringDriver {
     fn block(
         &self,
         extra: &[i32],
+        probes: &mut [libc::pollfd],
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()> {
+    ) -> SysResult<bool> {
         if self.owner.load(Ordering::Acquire) == current_tid() {
-            if let Some(r) = self.block_owned(extra, timeout, sigmask) {
-                return r;
+            if let Some(r) = self.block_owned(extra, probes, timeout, sigmask) {
+                return r.map(|()| false);
             }
         }
-        super::block_in_ppoll(self, extra, timeout, sigmask)
+        super::block_in_ppoll(self, extra, probes, timeout, sigmask)
     }
 
     fn after_fork_child(&self) {
