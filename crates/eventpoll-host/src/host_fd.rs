@@ -71,6 +71,12 @@ pub struct HostFd {
     pub(crate) answer: AtomicU64,
     /// Wakeups the drivers delivered (see [`HostFd::wakeups`]).
     wakes: AtomicU64,
+    /// The bits of the last wakeup the drivers delivered (see [`probed`]).
+    last_bits: AtomicU32,
+    /// The wakeup count when the descriptor was last polled, and the mask found then (see
+    /// [`HostFd::woken_since_poll`]).
+    polled: AtomicU64,
+    polled_mask: AtomicU32,
     queue: WaitQueue,
     pollable: bool,
     owned: bool,
@@ -105,6 +111,9 @@ impl HostFd {
             moved_level: AtomicU64::new(u64::MAX),
             answer: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
+            polled: AtomicU64::new(0),
+            polled_mask: AtomicU32::new(0),
+            last_bits: AtomicU32::new(0),
             queue: WaitQueue::new(),
             pollable,
             owned,
@@ -215,7 +224,10 @@ impl HostFd {
     pub(crate) fn notify(&self, bits: u32) {
         // The file may have changed since an arming answer: the ctl asks the host.
         self.drop_answer();
-        self.wakes.fetch_add(1, Ordering::Relaxed);
+        // Before the queue's wakeup, which takes the engine's locks: a harvest that takes
+        // them after the callback sees the count moved (see `probed`).
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.last_bits.store(bits, Ordering::SeqCst);
         if bits == 0 {
             self.queue.wake_all(Events::empty());
         } else {
@@ -229,6 +241,9 @@ impl HostFd {
     /// input that is set then as new (an edge-triggered item that still has input at the
     /// next wait is reported again rather than never).
     fn observe(&self, revents: u32) -> Events {
+        self.polled
+            .store(self.wakes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.polled_mask.store(revents, Ordering::Relaxed);
         if self.driver.kind() == crate::DriverKind::Poll {
             self.last
                 .store(revents & !Self::IN_BITS.bits(), Ordering::Relaxed);
@@ -290,6 +305,60 @@ pub(crate) mod fresh {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(self.0));
         }
+    }
+}
+
+/// Masks a sleep probed: a wait that put its first harvest off into its sleep (`reactor`'s
+/// `fold`) watched the ready items' descriptors there, and the harvest after the sleep
+/// takes the state the sleep ended with instead of asking `poll(2)` again.
+///
+/// Per thread, for the epoch of the pump after that sleep (like [`fresh`] masks), and only
+/// while the description has had no wakeup since the count taken before the sleep but,
+/// at most, one whose bits the mask has (the report of the very activity that ended the
+/// sleep, delivered by the pump after it): a wakeup's callback finds an item that is on
+/// the ready list already and leaves it there, so a mask older than a wakeup with new
+/// bits could drop an item that wakeup made ready — the harvest asks `poll(2)` then, as
+/// Linux's scan polls after every callback that came before it. (A wakeup moves the count,
+/// then records its bits, before its callback takes the engine's locks; the harvest's scan
+/// takes them before it reads bits and count, so a callback that came before the scan
+/// is seen whole, and one that is not seen comes during the scan, where the engine keeps
+/// its item for the next harvest.)
+pub(crate) mod probed {
+    use super::HostFd;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// (description's address, epoch, wakeup count before the sleep, mask).
+        static MASKS: RefCell<Vec<(usize, u64, u64, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Record the masks of one sleep, in the current epoch: `(description, count, mask)`.
+    /// The caller keeps each description alive until its harvest is over (the address is
+    /// the key).
+    pub(crate) fn set(probes: impl Iterator<Item = (*const HostFd, u64, u32)>) {
+        let epoch = super::fresh::current();
+        MASKS.with(|m| {
+            let mut m = m.borrow_mut();
+            m.clear();
+            m.extend(probes.map(|(h, count, mask)| (h as usize, epoch, count, mask)));
+        });
+    }
+
+    /// The mask a sleep of this thread probed for `h` in `epoch`, if still valid.
+    pub(crate) fn mask(h: &HostFd, epoch: u64) -> Option<u32> {
+        if epoch == 0 {
+            return None;
+        }
+        let key = h as *const HostFd as usize;
+        MASKS
+            .try_with(|m| {
+                let m = m.borrow();
+                let &(_, _, count, mask) =
+                    m.iter().find(|&&(k, e, _, _)| k == key && e == epoch)?;
+                h.unchanged_since(count, mask).then_some(mask)
+            })
+            .ok()
+            .flatten()
     }
 }
 
@@ -390,7 +459,41 @@ impl HostFd {
     fn fresh_mask(&self) -> Option<u32> {
         let epoch = fresh::current();
         let f = self.fresh.load(Ordering::Relaxed);
-        (epoch != 0 && f >> 16 == epoch).then_some((f & 0xffff) as u32)
+        if epoch != 0 && f >> 16 == epoch {
+            return Some((f & 0xffff) as u32);
+        }
+        probed::mask(self, epoch)
+    }
+
+    /// Whether the driver delivered news since the descriptor was last polled: a wakeup,
+    /// other than one late report of what that poll found. A hint only, read without
+    /// ordering: a level-triggered item reported at the last harvest and not woken since
+    /// is most likely drained, as servers read until `EAGAIN`.
+    pub(crate) fn woken_since_poll(&self) -> bool {
+        let now = self.wakes.load(Ordering::Relaxed);
+        let then = self.polled.load(Ordering::Relaxed);
+        let bits = self.last_bits.load(Ordering::Relaxed);
+        let seen = self.polled_mask.load(Ordering::Relaxed);
+        now != then && !(now == then.wrapping_add(1) && bits != 0 && bits & !seen == 0)
+    }
+
+    /// Whether a mask taken when the wakeup count was `count` still holds for the harvest
+    /// (see [`probed`]): no wakeup since, or one, whose bits `mask` has.
+    fn unchanged_since(&self, count: u64, mask: u32) -> bool {
+        let now = self.wakes.load(Ordering::SeqCst);
+        let bits = self.last_bits.load(Ordering::SeqCst);
+        if self.wakes.load(Ordering::SeqCst) != now {
+            return false;
+        }
+        // The bits some item may want: those asked for, and `ERR`/`HUP` (always wanted).
+        let wanted =
+            self.input.load(Ordering::SeqCst) | (libc::POLLERR | libc::POLLHUP) as u16 as u32;
+        now == count || (now == count.wrapping_add(1) && bits != 0 && bits & wanted & !mask == 0)
+    }
+
+    /// The wakeup count a probe of the descriptor is taken against (see [`probed`]).
+    pub(crate) fn probe_mark(&self) -> u64 {
+        self.wakes.load(Ordering::SeqCst)
     }
 }
 

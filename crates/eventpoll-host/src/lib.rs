@@ -385,7 +385,7 @@ impl Host {
     /// Block until there may be host activity, one of `extra` is readable or `timeout`
     /// passes; then pump. `Err(EINTR)` when a signal handler ran.
     pub fn block(&self, extra: &[i32], timeout: Option<Duration>) -> Result<(), Errno> {
-        let r = self.driver.block(extra, timeout, None);
+        let r = self.driver.block(extra, &mut [], timeout, None).map(drop);
         self.pump();
         r
     }

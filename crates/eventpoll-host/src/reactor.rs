@@ -199,6 +199,9 @@ pub struct HostEpoll {
     /// Sleeps in the host of threads blocked on this instance that ended (see
     /// [`HostEpoll::host_wakeups`]).
     host_wakeups: Arc<AtomicU64>,
+    /// Waits whose first harvest was put off into their sleep (see
+    /// [`HostEpoll::folded_waits`]).
+    folds: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for HostEpoll {
@@ -233,6 +236,7 @@ impl HostEpoll {
             retired: Arc::new(AtomicBool::new(false)),
             relay,
             host_wakeups: Arc::new(AtomicU64::new(0)),
+            folds: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -281,6 +285,40 @@ impl HostEpoll {
         self.relay
             .as_ref()
             .is_some_and(|r| r.likely_usable() && r.sleeps() > 0)
+    }
+
+    /// How many waits on this instance have put their first harvest off into their sleep
+    /// so far: the ready list held only host descriptors watched for input (a server's
+    /// level-triggered connection after its request was read), and the sleep watched them
+    /// too, instead of asking `poll(2)` first (see `fold`).
+    ///
+    /// ```
+    /// # use eventpoll::{EpollEvent, Events, Interest};
+    /// # use eventpoll_host::{DriverKind, Host, HostEpoll};
+    /// # use std::time::Duration;
+    /// let host = Host::new(DriverKind::KernelEpoll).unwrap();
+    /// let hep = HostEpoll::new(host.clone()).unwrap();
+    /// let mut fds = [0; 2];
+    /// // SAFETY: an array of two descriptors.
+    /// assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+    /// // Opened for input only (a description watched for output is never folded).
+    /// let f = host.open_for(fds[0], Events::IN).unwrap();
+    /// hep.epoll().add(&f, Interest::READABLE, 7).unwrap();
+    /// // SAFETY: one byte from a static buffer.
+    /// assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) }, 1);
+    /// let mut out = [EpollEvent::default(); 4];
+    /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::from_secs(1)), None), Ok(1));
+    /// // Drained: the level-triggered item left on the ready list is watched by the sleep.
+    /// let mut b = [0u8; 8];
+    /// // SAFETY: a buffer of eight bytes.
+    /// assert_eq!(unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 8) }, 1);
+    /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::from_millis(20)), None), Ok(0));
+    /// assert_eq!(hep.folded_waits(), 1);
+    /// # drop(f);
+    /// # unsafe { libc::close(fds[0]); libc::close(fds[1]); }
+    /// ```
+    pub fn folded_waits(&self) -> u64 {
+        self.folds.load(Ordering::Relaxed)
     }
 
     /// How many sleeps threads blocked on this instance have begun on its relay so far (0
@@ -414,23 +452,39 @@ impl HostEpoll {
         enter: &impl Fn() -> G,
     ) -> Result<usize, Errno> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        // A wait that returns what this finds must see the deliveries in flight in other
-        // threads (a zero timeout); one that would sleep is woken by them.
-        let pump = if timeout == Some(Duration::ZERO) {
-            Pump::Settled
-        } else {
-            Pump::BeforeSleep
-        };
-        let n = {
+        if timeout == Some(Duration::ZERO) {
+            // A wait that returns what this finds must see the deliveries in flight in
+            // other threads.
             let _g = enter();
             if self.is_retired() {
                 return Ok(0);
             }
-            self.harvest(out, maxevents, pump)?
-        };
-        if n > 0 || timeout == Some(Duration::ZERO) {
-            return Ok(n);
+            return self.harvest(out, maxevents, Pump::Settled);
         }
+        // One that would sleep is woken by them. Its first harvest is put off into the
+        // sleep when the sleep can watch what is on the ready list (see `fold`).
+        let fold = {
+            let _g = enter();
+            if self.is_retired() {
+                return Ok(0);
+            }
+            let _epoch = crate::host_fd::fresh::Epoch::begin();
+            self.host.pump_before_sleep();
+            let mut over = Vec::new();
+            if self
+                .epoll
+                .queue_waiter_over(None, fold::MAX, &mut fold::accept, &mut over)
+                && !over.is_empty()
+            {
+                true
+            } else {
+                let n = self.harvest(out, maxevents, Pump::Done)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                false
+            }
+        };
         let waker = match self.host.take_waker() {
             Ok(w) => w,
             // No eventfd to be had (descriptor limit): wait on the bell, as every sleeper
@@ -450,7 +504,7 @@ impl HostEpoll {
         let sleep_mask = sigmask.or(old_mask
             .as_ref()
             .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
-        let r = self.wait_as_waiter(&waker, out, maxevents, deadline, sleep_mask, enter);
+        let r = self.wait_as_waiter(&waker, out, maxevents, (deadline, sleep_mask), enter, fold);
         if let Some(m) = old_mask {
             sys::set_signal_mask(m);
         }
@@ -466,11 +520,13 @@ impl HostEpoll {
         waker: &Arc<ThreadWaker>,
         out: &mut S,
         maxevents: usize,
-        deadline: Option<Instant>,
-        sigmask: Option<*const libc::sigset_t>,
+        (deadline, sigmask): (Option<Instant>, Option<*const libc::sigset_t>),
         enter: &impl Fn() -> G,
+        mut fold: bool,
     ) -> Result<usize, Errno> {
         let entry: Arc<dyn WakeCallback> = waker.clone();
+        // The ready items a folded first harvest watches while asleep (see `fold`).
+        let mut over = Vec::new();
         loop {
             waker.arm();
             let queued = {
@@ -478,12 +534,32 @@ impl HostEpoll {
                 if self.is_retired() {
                     return Ok(0);
                 }
-                self.epoll.queue_waiter(&entry)
+                if std::mem::take(&mut fold) {
+                    self.epoll.queue_waiter_over(
+                        Some(&entry),
+                        fold::MAX,
+                        &mut fold::accept,
+                        &mut over,
+                    )
+                } else {
+                    self.epoll.queue_waiter(&entry)
+                }
             };
+            let mut probes = fold::probes(&over);
+            if !probes.is_empty() {
+                self.folds.fetch_add(1, Ordering::Relaxed);
+            }
             // The epoch of the pump after the last sleep, if there was one (see `Pump::Done`).
             let mut pumped = None;
             if queued {
-                let slept = self.sleep_as_waiter(waker, deadline, sigmask, enter, &mut pumped);
+                let slept = self.sleep_as_waiter(
+                    waker,
+                    deadline,
+                    sigmask,
+                    enter,
+                    &mut pumped,
+                    (&over, &mut probes),
+                );
                 // Once off the queue its callback is not running: the waker can be reused.
                 let still_queued = {
                     let _g = enter();
@@ -510,6 +586,8 @@ impl HostEpoll {
                 self.harvest(out, maxevents, pump)?
             };
             drop(pumped);
+            // The probed masks' descriptors may go now (their harvest is over).
+            over.clear();
             if n > 0 {
                 return Ok(n);
             }
@@ -535,6 +613,7 @@ impl HostEpoll {
         sigmask: Option<*const libc::sigset_t>,
         enter: &impl Fn() -> G,
         pumped: &mut Option<crate::host_fd::fresh::Epoch>,
+        (over, probes): (&[Arc<dyn eventpoll::FileOps>], &mut [libc::pollfd]),
     ) -> Result<Slept, Errno> {
         // The last relay sleep could not wait out a wakeup in progress: watch the driver
         // for one sleep (see `relay`).
@@ -577,22 +656,27 @@ impl HostEpoll {
                     None => Sleep::Watch(watch.settle(waker, &**self.host.driver())),
                 }
             };
+            let marks = fold::marks(over);
             let r = match role {
                 Sleep::Watch(Role::Leader) => {
-                    self.host.driver().block(&[waker.fd()], remaining, sigmask)
+                    self.host
+                        .driver()
+                        .block(&[waker.fd()], probes, remaining, sigmask)
                 }
                 Sleep::Watch(Role::Follower(relay)) => {
-                    poll_fds(&[waker.fd(), relay], remaining, sigmask)
+                    poll_fds(&[waker.fd(), relay], probes, remaining, sigmask)
                 }
                 Sleep::Relay(relay) if watch_driver => {
                     let mut fds = Vec::with_capacity(3);
                     self.host.driver().notify_fds(&mut fds);
                     let mut all: Vec<i32> = fds.iter().map(|p| p.fd).collect();
                     all.extend([waker.fd(), relay]);
-                    poll_fds(&all, remaining, sigmask)
+                    poll_fds(&all, probes, remaining, sigmask)
                 }
-                Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], remaining, sigmask),
+                Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], probes, remaining, sigmask),
             };
+            // The probes' state at the end of the sleep, if the sleep told it.
+            let probed = matches!(r, Ok(true)) && !probes.is_empty();
             drop(asleep);
             self.host_wakeups.fetch_add(1, Ordering::Relaxed);
             {
@@ -607,8 +691,13 @@ impl HostEpoll {
                         watch_driver = relay.after_sleep(&self.host, &|| waker.is_woken());
                     }
                     Sleep::Watch(role) => {
-                        if role == Role::Leader {
+                        // A follower that probed pumps too: the harvest takes the probes'
+                        // masks in that pump's epoch.
+                        if role == Role::Leader || probed {
                             *pumped = Some(crate::host_fd::fresh::Epoch::begin());
+                            if probed {
+                                fold::fresh(over, &marks, probes);
+                            }
                             self.host.pump_before_sleep();
                         }
                         self.host
@@ -616,6 +705,14 @@ impl HostEpoll {
                             .woke(role, waker.is_woken(), &**self.host.driver());
                     }
                 }
+                if probed && matches!(role, Sleep::Relay(_)) {
+                    fold::fresh(over, &marks, probes);
+                }
+            }
+            // A probe found ready, or the sleep did not tell: the harvest put off is due
+            // (the items are on the list; a wakeup is not coming for one still ready).
+            if fold::due(&r, probes) {
+                return Ok(Slept::Woken);
             }
             if let Err(e) = r {
                 // Woken and interrupted at once: the events first, as `ep_poll` does.
@@ -665,7 +762,8 @@ impl HostEpoll {
             let r = self
                 .host
                 .driver()
-                .block(&[self.bell.fd], remaining, sigmask);
+                .block(&[self.bell.fd], &mut [], remaining, sigmask)
+                .map(drop);
             self.bell.sleepers.fetch_sub(1, Ordering::SeqCst);
             let _g = enter();
             if self.is_retired() {
@@ -705,12 +803,14 @@ enum Sleep {
     Relay(i32),
 }
 
-/// `ppoll(2)` for input on `fds`.
+/// `ppoll(2)` for input on `fds` and for their own bits on `probes`, whose `revents` it
+/// fills (`Ok(true)`, as [`crate::driver::Driver::block`]).
 fn poll_fds(
     fds: &[i32],
+    probes: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: Option<*const libc::sigset_t>,
-) -> Result<(), Errno> {
+) -> Result<bool, Errno> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -718,8 +818,109 @@ fn poll_fds(
             events: libc::POLLIN,
             revents: 0,
         })
+        .chain(probes.iter().copied())
         .collect();
-    sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask).map(drop)
+    sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask)?;
+    probes.copy_from_slice(&p[fds.len()..]);
+    Ok(true)
+}
+
+/// A wait's first harvest put off into its sleep ([`Epoll::queue_waiter_over`]).
+///
+/// A level-triggered item stays on the ready list after it is reported, and the next wait
+/// re-polls it: with a host descriptor, a `poll(2)` — and for a server that drained the
+/// descriptor, the usual case, one that finds nothing before the wait sleeps (two system
+/// calls where Linux makes one). When everything on the ready list is a host descriptor
+/// watched for input only, the wait instead queues its thread over those items, without
+/// harvesting, and sleeps watching their descriptors too: one still ready ends the sleep at
+/// once, the state the sleep ends with is their mask for the harvest that follows (in the
+/// epoch of the pump after the sleep, as [`crate::host_fd::fresh`] masks are).
+///
+/// Against Linux: the harvest is the one Linux's thread makes when it runs late (it
+/// entered `epoll_wait` and was preempted before its first scan, with the items still on
+/// the list); the masks are the state at the end of the sleep, at most microseconds before
+/// that scan (the window `fresh` describes). A wakeup of the instance while the thread
+/// sleeps reaches it, where Linux's late thread would not have been queued yet: of two
+/// `EXCLUSIVE` items of one file in two instances with blocked threads, the wakeup stops
+/// here. Linux's punctual thread, queued after its scan dropped the items found not ready,
+/// gets that same wakeup, but reports such an item, if it becomes ready meanwhile, after
+/// the one woken for rather than before.
+mod fold {
+    use crate::host_fd::HostFd;
+    use eventpoll::{Events, FileOps};
+    use std::sync::Arc;
+
+    /// At most this many items are watched (each a `pollfd` of the sleep).
+    pub(super) const MAX: usize = 16;
+
+    /// The input bits a probe asks for: every bit an item of a description watched for
+    /// input only can be interested in, so its mask serves any such item.
+    const BITS: i16 = libc::POLLIN
+        | libc::POLLPRI
+        | libc::POLLRDNORM
+        | libc::POLLRDBAND
+        | libc::EPOLLMSG as i16
+        | libc::POLLRDHUP;
+
+    fn host(ops: &dyn FileOps) -> Option<&HostFd> {
+        let any: &dyn std::any::Any = ops;
+        any.downcast_ref::<HostFd>()
+    }
+
+    /// Whether a ready item can be watched by the sleep: a host descriptor whose items
+    /// all want input only, and that had no wakeup since it was last polled. (One that
+    /// had is most likely ready: the sleep would end at once, and a wait that sleeps costs
+    /// two more system calls than one that harvests, for its signal mask.)
+    pub(super) fn accept(ops: &dyn FileOps, interest: Events) -> bool {
+        host(ops).is_some_and(|h| {
+            h.is_pollable()
+                && !h.watches_out()
+                && !interest.intersects(HostFd::OUT_BITS)
+                && !h.woken_since_poll()
+        })
+    }
+
+    /// The sleep's probes for the items of `over`.
+    pub(super) fn probes(over: &[Arc<dyn FileOps>]) -> Vec<libc::pollfd> {
+        over.iter()
+            .filter_map(|o| host(&**o))
+            .map(|h| libc::pollfd {
+                fd: h.fd(),
+                events: BITS,
+                revents: 0,
+            })
+            .collect()
+    }
+
+    /// The wakeup counts of the probed descriptors, taken right before a sleep.
+    pub(super) fn marks(over: &[Arc<dyn FileOps>]) -> Vec<u64> {
+        over.iter()
+            .filter_map(|o| host(&**o))
+            .map(HostFd::probe_mark)
+            .collect()
+    }
+
+    /// Give each probed description its mask, for the current epoch (see
+    /// `host_fd::probed`; `over` stays alive until the harvest is over).
+    pub(super) fn fresh(over: &[Arc<dyn FileOps>], marks: &[u64], probes: &[libc::pollfd]) {
+        crate::host_fd::probed::set(
+            over.iter()
+                .filter_map(|o| host(&**o))
+                .zip(marks)
+                .zip(probes)
+                .map(|((h, &c), p)| (h as *const HostFd, c, p.revents as u16 as u32)),
+        );
+    }
+
+    /// Whether the harvest put off is due after a sleep that gave `r`: a probe found its
+    /// descriptor ready, or the sleep did not tell their state.
+    pub(super) fn due(r: &Result<bool, eventpoll::Errno>, probes: &[libc::pollfd]) -> bool {
+        match r {
+            Ok(true) => probes.iter().any(|p| p.revents != 0),
+            Ok(false) => !probes.is_empty(),
+            Err(_) => false,
+        }
+    }
 }
 
 /// How a waiter's sleep ended.

@@ -113,13 +113,18 @@ pub trait Driver: Send + Sync {
     /// Block until the host may have activity for a registered descriptor, one of `extra`
     /// is readable, `timeout` passes (`None`: no limit) or a signal handler runs
     /// (`Err(EINTR)`); `sigmask` is applied while blocked. The caller pumps afterwards.
+    ///
+    /// `probes` are watched too, each for its own `events`: one ready ends the block. On
+    /// `Ok(true)` their `revents` are the descriptors' state when the block ended, as
+    /// `poll(2)` gives it; on `Ok(false)` they are unknown (the caller asks `poll(2)`).
     fn block(
         &self,
         extra: &[i32],
+        probes: &mut [libc::pollfd],
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
-    ) -> SysResult<()> {
-        block_in_ppoll(self, extra, timeout, sigmask)
+    ) -> SysResult<bool> {
+        block_in_ppoll(self, extra, probes, timeout, sigmask)
     }
     /// Descriptor `fd` is the host's own and lives as long as the driver (a waiter's
     /// eventfd, passed to [`Driver::block`] as an extra descriptor): a driver may keep a
@@ -166,21 +171,27 @@ pub trait Driver: Send + Sync {
 }
 
 /// [`Driver::block`]'s usual way: `ppoll(2)` on the driver's
-/// [notification descriptors](Driver::notify_fds) and `extra`.
+/// [notification descriptors](Driver::notify_fds), `extra` and `probes` (whose `revents` it
+/// fills: `Ok(true)`).
 pub(crate) fn block_in_ppoll<D: Driver + ?Sized>(
     driver: &D,
     extra: &[i32],
+    probes: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: Option<*const libc::sigset_t>,
-) -> SysResult<()> {
-    let mut fds = Vec::with_capacity(1 + extra.len());
+) -> SysResult<bool> {
+    let mut fds = Vec::with_capacity(1 + extra.len() + probes.len());
     driver.notify_fds(&mut fds);
     fds.extend(extra.iter().map(|&fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     }));
-    crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask).map(drop)
+    let at = fds.len();
+    fds.extend_from_slice(probes);
+    crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask)?;
+    probes.copy_from_slice(&fds[at..]);
+    Ok(true)
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a
