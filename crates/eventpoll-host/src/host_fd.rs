@@ -344,9 +344,11 @@ pub(crate) mod probed {
         });
     }
 
-    /// The mask a sleep of this thread probed for `h` in `epoch`, if still valid.
+    /// The mask a sleep of this thread probed for `h` in `epoch`, if still valid. A probe
+    /// asks for input bits only: a description watched for output since (a `MOD` to
+    /// `OUT` while the thread slept) is asked again.
     pub(crate) fn mask(h: &HostFd, epoch: u64) -> Option<u32> {
-        if epoch == 0 {
+        if epoch == 0 || h.out.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
         let key = h as *const HostFd as usize;

@@ -568,8 +568,9 @@ impl HostEpoll {
                 match slept {
                     Err(e) => return Err(e),
                     Ok(Slept::Retired) => return Ok(0),
-                    // Still queued means nobody woke us: nothing to take.
-                    Ok(Slept::TimedOut) if still_queued => return Ok(0),
+                    // Still queued means nobody woke us: nothing to take — unless the
+                    // first harvest was put off into this sleep (`fold`): it is made now.
+                    Ok(Slept::TimedOut) if still_queued && probes.is_empty() => return Ok(0),
                     Ok(_) => {}
                 }
             }

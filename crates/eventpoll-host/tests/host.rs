@@ -1525,3 +1525,67 @@ fn level_triggered_ping_pong_across_threads_never_stalls() {
         assert!(folds > 0, "{kind:?}: no wait was folded");
     }
 }
+
+/// A wait put off into its sleep still makes its harvest when the sleep times out at once
+/// (Linux harvests before it looks at the timeout), and a `MOD` of an item it sleeps over
+/// — to output readiness, which its sleep does not watch — wakes it as Linux's `MOD` of an
+/// item the scan dropped does (both found by random differential runs through the C ABI).
+#[test]
+fn a_folded_wait_harvests_at_a_tiny_timeout_and_is_woken_by_a_mod() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        // An item made ready by its ADD: the next wait, whatever its timeout, reports it.
+        let p = Pipe::new();
+        assert_eq!(p.write(1), 1);
+        let f = host.open_for(p.r, Events::IN).unwrap();
+        hep.epoll().add(&f, Interest::READABLE, 1).unwrap();
+        assert_eq!(
+            harvest(&hep, 8, Some(Duration::from_nanos(999))).unwrap(),
+            vec![(1, Events::IN)],
+            "{kind:?}"
+        );
+        // A socket's item left on the list, drained; a thread sleeps over it; a MOD asks
+        // for output readiness, which the socket has.
+        let (a, b) = socketpair();
+        let g = host.open_for(a, Events::IN).unwrap();
+        hep.epoll().add(&g, Interest::READABLE, 2).unwrap();
+        // SAFETY: one byte from a static buffer.
+        assert_eq!(unsafe { libc::write(b, b"x".as_ptr().cast(), 1) }, 1);
+        assert_eq!(p.read(1), 1);
+        assert_eq!(
+            harvest(&hep, 8, Some(Duration::from_secs(5))).unwrap(),
+            vec![(2, Events::IN)]
+        );
+        let mut c = [0u8; 1];
+        // SAFETY: a buffer of one byte.
+        assert_eq!(unsafe { libc::read(a, c.as_mut_ptr().cast(), 1) }, 1);
+        let folds = hep.folded_waits();
+        let waiter = {
+            let hep = hep.clone();
+            std::thread::spawn(move || harvest(&hep, 8, Some(Duration::from_secs(5))).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let out = Interest::READABLE | Interest::WRITABLE;
+        eventpoll_host::Host::host_fd(&g)
+            .unwrap()
+            .watch(out.events())
+            .unwrap();
+        hep.epoll().modify(&g, out, 3).unwrap();
+        let t = Instant::now();
+        let got = waiter.join().unwrap();
+        assert_eq!(got, vec![(3, Events::OUT)], "{kind:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{kind:?}: woken late");
+        if kind != DriverKind::Poll {
+            assert!(
+                hep.folded_waits() > folds,
+                "{kind:?}: the wait was not folded"
+            );
+        }
+        drop((f, g));
+        // SAFETY: the socketpair's ends.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+}

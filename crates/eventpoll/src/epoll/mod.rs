@@ -251,9 +251,28 @@ struct Ready {
     scanning: bool,
     /// Overflow list (LIFO through `ovf_next`), valid while `scanning`.
     ovf_head: u32,
+    /// Items a waiter was queued over ([`EpollShared::queue_waiter_over`]): on the list,
+    /// but as if its first scan, put off, had taken them off. A wakeup or an ADD/MOD that
+    /// would link one links it afresh (at the tail, waking as a link wakes); the next scan
+    /// (any harvest, or a poll of the instance) ends the mark. Few (a folded wait's items),
+    /// so a vector.
+    provisional: Vec<u32>,
 }
 
 impl Ready {
+    /// Take `slot`'s provisional mark: whether it had one.
+    fn take_provisional(&mut self, slot: u32) -> bool {
+        if self.provisional.is_empty() {
+            return false;
+        }
+        match self.provisional.iter().position(|&s| s == slot) {
+            Some(i) => {
+                self.provisional.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
     fn is_empty(&self) -> bool {
         self.head == NIL
     }
@@ -482,6 +501,7 @@ impl EpollShared {
                 tail: NIL,
                 scanning: false,
                 ovf_head: NIL,
+                provisional: Vec::new(),
             }),
             wq: WaitQueue::new(),
             poll_wait: WaitQueue::new(),
@@ -656,6 +676,10 @@ impl EpollShared {
                     }
                 } else if !r.is_linked(slot) {
                     r.push_back(slot);
+                } else if r.take_provisional(slot) {
+                    // Linked afresh, as if the put-off scan had taken it off.
+                    r.unlink(slot);
+                    r.push_back(slot);
                 }
                 if !self.wq.is_empty() {
                     if events.contains(Events::EXCLUSIVE) {
@@ -712,6 +736,8 @@ impl EpollShared {
         r.tail = NIL;
         r.scanning = true;
         r.ovf_head = NIL;
+        // The scan takes every item off and decides: the put-off scan is made.
+        r.provisional.clear();
     }
 
     /// End a scan (`ep_done_scan`): the first `processed` transfer entries were taken off
@@ -925,7 +951,7 @@ impl EpollShared {
         over.clear();
         // `mtx` (the items' objects) before `ready`, as a harvest takes them.
         let il = lock(&self.mtx);
-        let r = lock(&self.ready);
+        let mut r = lock(&self.ready);
         if r.scanning {
             return false;
         }
@@ -945,6 +971,14 @@ impl EpollShared {
             cur = r.slots[cur as usize].next;
         }
         if let Some(w) = waiter {
+            // As if the scan had taken the items off (see `Ready::provisional`).
+            let mut cur = r.head;
+            while cur != NIL {
+                if !r.provisional.contains(&cur) {
+                    r.provisional.push(cur);
+                }
+                cur = r.slots[cur as usize].next;
+            }
             self.wq.add_waiter_head(w.clone());
         }
         true
@@ -1148,7 +1182,11 @@ impl EpollShared {
         {
             let mut r = lock(&self.ready);
             if r.is_linked(slot) {
-                return;
+                if !r.take_provisional(slot) {
+                    return;
+                }
+                // Linked afresh, as if the put-off scan had taken it off.
+                r.unlink(slot);
             }
             r.push_back(slot);
             self.wq.wake(Events::empty());
@@ -1203,6 +1241,7 @@ impl EpollShared {
         }
         {
             let mut r = lock(&self.ready);
+            r.take_provisional(slot);
             if r.is_linked(slot) {
                 r.unlink(slot);
             }

@@ -451,11 +451,14 @@ impl Epoll {
     ///
     /// This is a harvest put off, not skipped: the caller sleeps watching `over`'s objects
     /// as well as its waker, so that one still ready ends the sleep at once, and harvests
-    /// when woken. Linux's thread makes the same harvest when it runs late (preempted
-    /// between entering `epoll_wait` and its first scan): level-triggered items reported
-    /// by the last harvest are then re-polled at the new scan, where they still are on the
-    /// list. A host embedder folds that re-poll into its sleep (one system call where it
-    /// would make two).
+    /// when woken (it must harvest then, also when its sleep timed out). Meanwhile the
+    /// items stay on the list, each as if that scan had taken it off: a wakeup, `ADD` or
+    /// `MOD` that would link it links it afresh (at the tail, waking a blocked thread as
+    /// any link does), so that a change the caller does not watch — a `MOD` to output
+    /// readiness — wakes it as on Linux; the next scan of the list (any thread's harvest,
+    /// a poll of the instance) ends that. A host embedder folds the re-poll of the
+    /// level-triggered items the last harvest left on the list into its sleep (one system
+    /// call where it would make two).
     ///
     /// ```
     /// use eventpoll::{Epoll, Events, FileOps, Interest, WakeCallback, objects::pipe::pipe};

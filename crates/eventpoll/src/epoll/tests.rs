@@ -323,6 +323,35 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
     assert!(over.is_empty());
     assert!(ep.dequeue_waiter(&waiter));
+    // Queued over items as if its scan had taken them off: a MOD that makes one ready
+    // (for output, which the caller does not watch) links it afresh and wakes the waiter,
+    // as Linux's MOD of an item its scan dropped does.
+    a.set(Events::IN, Events::IN);
+    b.set(Events::IN, Events::IN);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![1, 2]);
+    a.set(Events::OUT, Events::empty());
+    b.set(Events::empty(), Events::empty());
+    flag.0.store(false, Ordering::SeqCst);
+    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert_eq!(over.len(), 2);
+    ep.modify(&fa, Interest::WRITABLE, 3).unwrap();
+    assert!(flag.0.load(Ordering::SeqCst), "the MOD woke the waiter");
+    assert!(!ep.dequeue_waiter(&waiter));
+    assert_eq!(harvest(&ep, 8), vec![(3, Events::OUT)]);
+    // A wakeup of an item queued over links it afresh, at the tail: a (earlier on the list)
+    // woken after b was made ready behind the waiter's back comes after b.
+    ep.modify(&fa, Interest::READABLE, 1).unwrap();
+    a.set(Events::IN, Events::IN);
+    b.set(Events::IN, Events::IN);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![1, 2]);
+    a.set(Events::empty(), Events::empty());
+    b.set(Events::empty(), Events::empty());
+    flag.0.store(false, Ordering::SeqCst);
+    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    b.set(Events::IN, Events::IN);
+    a.set(Events::IN, Events::IN);
+    assert!(!ep.dequeue_waiter(&waiter));
+    assert_eq!(datas(&harvest(&ep, 8)), vec![2, 1]);
 }
 
 #[test]
