@@ -474,6 +474,7 @@ impl HostEpoll {
             if self
                 .epoll
                 .queue_waiter_over(None, fold::MAX, &mut fold::accept, &mut over)
+                .is_some()
                 && !over.is_empty()
             {
                 true
@@ -529,37 +530,39 @@ impl HostEpoll {
         let mut over = Vec::new();
         loop {
             waker.arm();
+            // The count of scans when queued over items (see `fold`).
+            let mut scans = 0;
             let queued = {
                 let _g = enter();
                 if self.is_retired() {
                     return Ok(0);
                 }
                 if std::mem::take(&mut fold) {
-                    self.epoll.queue_waiter_over(
+                    let q = self.epoll.queue_waiter_over(
                         Some(&entry),
                         fold::MAX,
                         &mut fold::accept,
                         &mut over,
-                    )
+                    );
+                    scans = q.unwrap_or(0);
+                    q.is_some()
                 } else {
                     self.epoll.queue_waiter(&entry)
                 }
             };
-            let mut probes = fold::probes(&over);
-            if !probes.is_empty() {
+            let mut folded = fold::Folded {
+                probes: fold::probes(&over),
+                over: &over,
+                scans,
+            };
+            if folded.pending() {
                 self.folds.fetch_add(1, Ordering::Relaxed);
             }
             // The epoch of the pump after the last sleep, if there was one (see `Pump::Done`).
             let mut pumped = None;
             if queued {
-                let slept = self.sleep_as_waiter(
-                    waker,
-                    deadline,
-                    sigmask,
-                    enter,
-                    &mut pumped,
-                    (&over, &mut probes),
-                );
+                let slept =
+                    self.sleep_as_waiter(waker, deadline, sigmask, enter, &mut pumped, &mut folded);
                 // Once off the queue its callback is not running: the waker can be reused.
                 let still_queued = {
                     let _g = enter();
@@ -569,8 +572,14 @@ impl HostEpoll {
                     Err(e) => return Err(e),
                     Ok(Slept::Retired) => return Ok(0),
                     // Still queued means nobody woke us: nothing to take — unless the
-                    // first harvest was put off into this sleep (`fold`): it is made now.
-                    Ok(Slept::TimedOut) if still_queued && probes.is_empty() => return Ok(0),
+                    // first harvest was put off into this sleep and no other scan stood
+                    // for it (`fold`): it is made now.
+                    Ok(Slept::TimedOut)
+                        if still_queued
+                            && (!folded.pending() || self.epoll.scans() != folded.scans) =>
+                    {
+                        return Ok(0)
+                    }
                     Ok(_) => {}
                 }
             }
@@ -614,7 +623,7 @@ impl HostEpoll {
         sigmask: Option<*const libc::sigset_t>,
         enter: &impl Fn() -> G,
         pumped: &mut Option<crate::host_fd::fresh::Epoch>,
-        (over, probes): (&[Arc<dyn eventpoll::FileOps>], &mut [libc::pollfd]),
+        folded: &mut fold::Folded<'_>,
     ) -> Result<Slept, Errno> {
         // The last relay sleep could not wait out a wakeup in progress: watch the driver
         // for one sleep (see `relay`).
@@ -657,7 +666,8 @@ impl HostEpoll {
                     None => Sleep::Watch(watch.settle(waker, &**self.host.driver())),
                 }
             };
-            let marks = fold::marks(over);
+            let marks = fold::marks(folded.over);
+            let probes = &mut folded.probes[..];
             let r = match role {
                 Sleep::Watch(Role::Leader) => {
                     self.host
@@ -697,7 +707,7 @@ impl HostEpoll {
                         if role == Role::Leader || probed {
                             *pumped = Some(crate::host_fd::fresh::Epoch::begin());
                             if probed {
-                                fold::fresh(over, &marks, probes);
+                                fold::fresh(folded.over, &marks, probes);
                             }
                             self.host.pump_before_sleep();
                         }
@@ -707,13 +717,18 @@ impl HostEpoll {
                     }
                 }
                 if probed && matches!(role, Sleep::Relay(_)) {
-                    fold::fresh(over, &marks, probes);
+                    fold::fresh(folded.over, &marks, probes);
                 }
             }
             // A probe found ready, or the sleep did not tell: the harvest put off is due
-            // (the items are on the list; a wakeup is not coming for one still ready).
+            // (the items are on the list; a wakeup is not coming for one still ready) —
+            // unless another scan began meanwhile, which stood for it: the thread is then
+            // one queued after its scan, woken only by its waker, and stops watching.
             if fold::due(&r, probes) {
-                return Ok(Slept::Woken);
+                if self.epoll.scans() == folded.scans {
+                    return Ok(Slept::Woken);
+                }
+                folded.give_up();
             }
             if let Err(e) = r {
                 // Woken and interrupted at once: the events first, as `ep_poll` does.
@@ -837,15 +852,23 @@ fn poll_fds(
 /// once, the state the sleep ends with is their mask for the harvest that follows (in the
 /// epoch of the pump after the sleep, as [`crate::host_fd::fresh`] masks are).
 ///
-/// Against Linux: the harvest is the one Linux's thread makes when it runs late (it
-/// entered `epoll_wait` and was preempted before its first scan, with the items still on
-/// the list); the masks are the state at the end of the sleep, at most microseconds before
-/// that scan (the window `fresh` describes). A wakeup of the instance while the thread
-/// sleeps reaches it, where Linux's late thread would not have been queued yet: of two
-/// `EXCLUSIVE` items of one file in two instances with blocked threads, the wakeup stops
-/// here. Linux's punctual thread, queued after its scan dropped the items found not ready,
-/// gets that same wakeup, but reports such an item, if it becomes ready meanwhile, after
-/// the one woken for rather than before.
+/// Against Linux. While the thread sleeps the items stay on the list, each marked as if
+/// the scan had taken it off (the engine's `Ready::provisional`): a wakeup, `ADD` or `MOD`
+/// that would link one links it afresh at the tail and wakes a blocked thread, as after
+/// Linux's scan; a `MOD` to what the sleep does not watch (output) wakes it so. An item
+/// still ready when the sleep begins ends it at once: the harvest is then Linux's scan,
+/// made microseconds late. The masks the harvest takes are the state at the end of the
+/// sleep, valid only while the description had no wakeup with new bits since
+/// (`host_fd::probed`): the window [`crate::host_fd::fresh`] describes, no wider. Another
+/// thread's harvest (or a poll of the instance) meanwhile scans the marked items where
+/// Linux's would find them gone: one that became ready before the host's report of it
+/// was pumped is reported in its old place rather than after the items linked since. That
+/// scan stands for the sleeper's: from then on it is a thread queued after its scan,
+/// harvesting only when its waker is called (a probe that finds a descriptor ready then
+/// does not make it harvest, or a wakeup that went to the thread at the head of the queue
+/// could be taken from it), and it watches the descriptors no more. A wait whose sleep
+/// times out makes its harvest all the same, unless such a scan stood for it (Linux
+/// harvests before it looks at the timeout).
 mod fold {
     use crate::host_fd::HostFd;
     use eventpoll::{Events, FileOps};
@@ -911,6 +934,28 @@ mod fold {
                 .zip(probes)
                 .map(|((h, &c), p)| (h as *const HostFd, c, p.revents as u16 as u32)),
         );
+    }
+
+    /// A sleep's watch of the items it was queued over.
+    pub(super) struct Folded<'a> {
+        /// The items' objects (kept alive until the harvest is over: see `host_fd::probed`).
+        pub(super) over: &'a [Arc<dyn FileOps>],
+        /// Their descriptors, asked for input (none: nothing put off, or given up).
+        pub(super) probes: Vec<libc::pollfd>,
+        /// The count of scans when the thread was queued.
+        pub(super) scans: u64,
+    }
+
+    impl Folded<'_> {
+        /// Whether the harvest put off is still to be made.
+        pub(super) fn pending(&self) -> bool {
+            !self.probes.is_empty()
+        }
+
+        /// Another scan stood for the one put off: watch the items no more.
+        pub(super) fn give_up(&mut self) {
+            self.probes.clear();
+        }
     }
 
     /// Whether the harvest put off is due after a sleep that gave `r`: a probe found its

@@ -1589,3 +1589,47 @@ fn a_folded_wait_harvests_at_a_tiny_timeout_and_is_woken_by_a_mod() {
         }
     }
 }
+
+/// A thread asleep over items whose scan it put off, when another thread's scan is made
+/// meanwhile, is one queued after its scan (as on Linux): a wakeup goes to the thread
+/// queued at the head, not to the first to see its descriptor ready. An edge-triggered item
+/// made ready by its `ADD` and drained: thread A sleeps over it; a zero-timeout wait scans
+/// (and drops) it; thread B blocks (at the head); a write wakes B alone, and A times out.
+#[test]
+fn a_scan_made_meanwhile_stands_for_the_one_put_off() {
+    // Not the poll driver: it sees levels only, and reports an edge-triggered item that
+    // still has input at the next wait again (`edge_triggered_with_the_poll_driver...`).
+    for kind in RELAY_KINDS {
+        let (host, hep) = setup(kind);
+        let p = Arc::new(Pipe::new());
+        assert_eq!(p.write(1), 1);
+        let f = host.open_for(p.r, Events::IN).unwrap();
+        hep.epoll().add(&f, Interest::READABLE.edge(), 1).unwrap();
+        assert_eq!(p.read(1), 1);
+        let spawn = |timeout: u64| {
+            let hep = hep.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let got = harvest(&hep, 8, Some(Duration::from_millis(timeout))).unwrap();
+                (got, t.elapsed())
+            })
+        };
+        let a = spawn(600);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(now(&hep), vec![], "{kind:?}");
+        let b = spawn(5000);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(p.write(1), 1);
+        let (got_b, took_b) = b.join().unwrap();
+        let (got_a, took_a) = a.join().unwrap();
+        assert_eq!(
+            got_b,
+            vec![(1, Events::IN)],
+            "{kind:?}: the head thread is woken"
+        );
+        assert!(took_b < Duration::from_secs(2), "{kind:?}");
+        assert_eq!(got_a, vec![], "{kind:?}: the other thread sleeps on");
+        assert!(took_a >= Duration::from_millis(500), "{kind:?}: {took_a:?}");
+        drop(f);
+    }
+}

@@ -257,6 +257,9 @@ struct Ready {
     /// (any harvest, or a poll of the instance) ends the mark. Few (a folded wait's items),
     /// so a vector.
     provisional: Vec<u32>,
+    /// Scans begun (harvests and polls of the instance): a waiter queued over items tells
+    /// by it whether its put-off scan is still the next one.
+    scans: u64,
 }
 
 impl Ready {
@@ -502,6 +505,7 @@ impl EpollShared {
                 scanning: false,
                 ovf_head: NIL,
                 provisional: Vec::new(),
+                scans: 0,
             }),
             wq: WaitQueue::new(),
             poll_wait: WaitQueue::new(),
@@ -738,6 +742,7 @@ impl EpollShared {
         r.ovf_head = NIL;
         // The scan takes every item off and decides: the put-off scan is made.
         r.provisional.clear();
+        r.scans = r.scans.wrapping_add(1);
     }
 
     /// End a scan (`ep_done_scan`): the first `processed` transfer entries were taken off
@@ -947,13 +952,13 @@ impl EpollShared {
         max: usize,
         accept: &mut dyn FnMut(&dyn FileOps, Events) -> bool,
         over: &mut Vec<Arc<dyn FileOps>>,
-    ) -> bool {
+    ) -> Option<u64> {
         over.clear();
         // `mtx` (the items' objects) before `ready`, as a harvest takes them.
         let il = lock(&self.mtx);
         let mut r = lock(&self.ready);
         if r.scanning {
-            return false;
+            return None;
         }
         let mut cur = r.head;
         while cur != NIL {
@@ -965,7 +970,7 @@ impl EpollShared {
                 )
             {
                 over.clear();
-                return false;
+                return None;
             }
             over.push(watch.ops_arc());
             cur = r.slots[cur as usize].next;
@@ -981,7 +986,12 @@ impl EpollShared {
             }
             self.wq.add_waiter_head(w.clone());
         }
-        true
+        Some(r.scans)
+    }
+
+    /// [`Epoll::scans`].
+    pub(crate) fn scans(&self) -> u64 {
+        lock(&self.ready).scans
     }
 
     /// [`Epoll::dequeue_waiter`].

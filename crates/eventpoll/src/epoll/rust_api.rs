@@ -446,19 +446,21 @@ impl Epoll {
     /// it sleeps: queue `waiter` also when the ready list holds items, if there are at most
     /// `max` and `accept` takes every one (called with its object and interest, under the
     /// instance's locks: it must only look); their objects are left in `over` (emptied
-    /// first). `false`: not queued (an item was refused, or a harvest is in progress),
-    /// `over` empty: harvest instead.
+    /// first). `None`: not queued (an item was refused, or a harvest is in progress), `over`
+    /// empty: harvest instead; `Some`: queued, with the count of scans begun so far
+    /// ([`Epoll::scans`]). With no `waiter`, only tells whether it would queue.
     ///
     /// This is a harvest put off, not skipped: the caller sleeps watching `over`'s objects
     /// as well as its waker, so that one still ready ends the sleep at once, and harvests
-    /// when woken (it must harvest then, also when its sleep timed out). Meanwhile the
-    /// items stay on the list, each as if that scan had taken it off: a wakeup, `ADD` or
-    /// `MOD` that would link it links it afresh (at the tail, waking a blocked thread as
-    /// any link does), so that a change the caller does not watch — a `MOD` to output
-    /// readiness — wakes it as on Linux; the next scan of the list (any thread's harvest,
-    /// a poll of the instance) ends that. A host embedder folds the re-poll of the
-    /// level-triggered items the last harvest left on the list into its sleep (one system
-    /// call where it would make two).
+    /// when woken — also when its sleep timed out; but if another scan began meanwhile, that
+    /// scan stood for its own, and it harvests only when called, as a thread queued after
+    /// its scan does. Meanwhile the items stay on the list, each as if that scan had taken
+    /// it off: a wakeup, `ADD` or `MOD` that would link it links it afresh (at the tail,
+    /// waking a blocked thread as any link does), so that a change the caller does not
+    /// watch — a `MOD` to output readiness — wakes it as on Linux; the next scan of the
+    /// list (any thread's harvest, a poll of the instance) ends that. A host embedder folds
+    /// the re-poll of the level-triggered items the last harvest left on the list into its
+    /// sleep (one system call where it would make two).
     ///
     /// ```
     /// use eventpoll::{Epoll, Events, FileOps, Interest, WakeCallback, objects::pipe::pipe};
@@ -474,12 +476,14 @@ impl Epoll {
     /// let waiter: Arc<dyn WakeCallback> = Arc::new(Flag(AtomicBool::new(false)));
     /// let mut over = Vec::new();
     /// // Refused: harvest first.
-    /// assert!(!epoll.queue_waiter_over(Some(&waiter), 4, &mut |_, _| false, &mut over));
+    /// let never = &mut |_: &dyn FileOps, _: Events| false;
+    /// assert_eq!(epoll.queue_waiter_over(Some(&waiter), 4, never, &mut over), None);
     /// assert!(over.is_empty());
     /// // Taken: queued over the ready item, which the caller watches while it sleeps.
     /// let readable = &mut |_: &dyn FileOps, i: Events| i.contains(Events::IN);
-    /// assert!(epoll.queue_waiter_over(None, 4, readable, &mut over)); // would queue
-    /// assert!(epoll.queue_waiter_over(Some(&waiter), 4, readable, &mut over));
+    /// assert!(epoll.queue_waiter_over(None, 4, readable, &mut over).is_some()); // would
+    /// let scans = epoll.scans();
+    /// assert_eq!(epoll.queue_waiter_over(Some(&waiter), 4, readable, &mut over), Some(scans));
     /// assert_eq!(over.len(), 1);
     /// assert!(over[0].poll().contains(Events::IN));
     /// assert!(epoll.dequeue_waiter(&waiter));
@@ -490,8 +494,23 @@ impl Epoll {
         max: usize,
         accept: &mut dyn FnMut(&dyn crate::FileOps, Events) -> bool,
         over: &mut Vec<Arc<dyn crate::FileOps>>,
-    ) -> bool {
+    ) -> Option<u64> {
         self.ep.queue_waiter_over(waiter, max, accept, over)
+    }
+
+    /// How many scans of the ready list (harvests, and polls of the instance, which drop
+    /// items found not ready) have begun so far: a waiter queued over ready items
+    /// ([`Epoll::queue_waiter_over`]) compares it with the count it was queued at.
+    ///
+    /// ```
+    /// use eventpoll::Epoll;
+    /// let epoll = Epoll::new();
+    /// let before = epoll.scans();
+    /// let _ = epoll.file().ops().poll(); // a poll of the instance scans its list
+    /// assert_eq!(epoll.scans(), before + 1);
+    /// ```
+    pub fn scans(&self) -> u64 {
+        self.ep.scans()
     }
 
     /// Take a waiter queued by [`Epoll::queue_waiter`] off the queue; `false` if it was not

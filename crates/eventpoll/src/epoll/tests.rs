@@ -292,7 +292,8 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     let mut over = Vec::new();
     let any = &mut |_: &dyn FileOps, _: Events| true;
     assert!(
-        !ep.queue_waiter_over(Some(&waiter), 1, any, &mut over),
+        ep.queue_waiter_over(Some(&waiter), 1, any, &mut over)
+            .is_none(),
         "two items, max one"
     );
     assert!(over.is_empty());
@@ -300,12 +301,18 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
         core::ptr::addr_eq(o as *const dyn FileOps, Arc::as_ptr(&a))
     };
     assert!(
-        !ep.queue_waiter_over(Some(&waiter), 8, only_a, &mut over),
+        ep.queue_waiter_over(Some(&waiter), 8, only_a, &mut over)
+            .is_none(),
         "b refused"
     );
-    assert!(ep.queue_waiter_over(None, 8, any, &mut over), "would queue");
+    assert!(
+        ep.queue_waiter_over(None, 8, any, &mut over).is_some(),
+        "would queue"
+    );
     assert!(!ep.dequeue_waiter(&waiter), "a check only queues nothing");
-    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert!(ep
+        .queue_waiter_over(Some(&waiter), 8, any, &mut over)
+        .is_some());
     let objects: Vec<*const ()> = over.iter().map(|o| Arc::as_ptr(o) as *const ()).collect();
     assert_eq!(
         objects,
@@ -320,7 +327,9 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     b.set(Events::empty(), Events::empty());
     assert_eq!(harvest(&ep, 8), vec![]);
     // An empty list queues as `queue_waiter` does, with nothing handed back.
-    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert!(ep
+        .queue_waiter_over(Some(&waiter), 8, any, &mut over)
+        .is_some());
     assert!(over.is_empty());
     assert!(ep.dequeue_waiter(&waiter));
     // Queued over items as if its scan had taken them off: a MOD that makes one ready
@@ -332,7 +341,9 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     a.set(Events::OUT, Events::empty());
     b.set(Events::empty(), Events::empty());
     flag.0.store(false, Ordering::SeqCst);
-    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert!(ep
+        .queue_waiter_over(Some(&waiter), 8, any, &mut over)
+        .is_some());
     assert_eq!(over.len(), 2);
     ep.modify(&fa, Interest::WRITABLE, 3).unwrap();
     assert!(flag.0.load(Ordering::SeqCst), "the MOD woke the waiter");
@@ -347,7 +358,9 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     a.set(Events::empty(), Events::empty());
     b.set(Events::empty(), Events::empty());
     flag.0.store(false, Ordering::SeqCst);
-    assert!(ep.queue_waiter_over(Some(&waiter), 8, any, &mut over));
+    assert!(ep
+        .queue_waiter_over(Some(&waiter), 8, any, &mut over)
+        .is_some());
     b.set(Events::IN, Events::IN);
     a.set(Events::IN, Events::IN);
     assert!(!ep.dequeue_waiter(&waiter));
