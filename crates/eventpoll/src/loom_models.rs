@@ -17,6 +17,7 @@
 //! | `del_vs_wake{,_with_blocked_waiter}`, `slot_reuse_vs_wake` | nothing polled or reported after DEL returns; no late callback on a reused slot |
 //! | `release_vs_wake_and_harvest`, `file_release_vs_instance_release` | the same for a file's release; concurrent releases of a file and its instance |
 //! | `mod_rearm_oneshot_vs_wake`, `mod_et_vs_wake` | MOD racing the event loses nothing; one report per one-shot arm |
+//! | `queued_over_vs_wake`, `queued_over_vs_mod` | a waiter queued over ready items (a harvest put off) is called by their wakeup or a MOD, with another thread's harvest racing |
 //! | `nested_*` (4 LT/ET mixes) | an inner event wakes a thread blocked on the outer instance |
 //! | `exclusive_*` (3 models) | EPOLLEXCLUSIVE wakes exactly one blocked instance, at least one, and skips instances without waiters |
 //! | `timeout_vs_wake_{lt,et}`, `interrupt_vs_wake_et`, `zero_timeout_vs_wake_et`, `lt_zero_timeout_waits_never_miss_a_ready_item` | timeouts and interrupts never swallow an event or a wake-one |
@@ -492,6 +493,84 @@ fn loom_models_mod_vs_wake() {
         // At most one more report (MOD of a ready item reports it again, as Linux does).
         assert!(harvest(&ep, 4).len() <= 1);
         assert_eq!(harvest(&ep, 4), Vec::<u64>::new());
+    });
+}
+
+/// A waiter queued over items ([`Epoll::queue_waiter_over`], the host's folded first
+/// harvest) whose callback sets a flag (it sleeps outside the engine). The items stay on the
+/// list as if its put-off scan had taken them off: a wakeup of one (`queued_over_vs_wake`,
+/// with a third thread's harvest racing both) or a MOD that makes one ready for what the
+/// waiter does not watch (`queued_over_vs_mod`) calls the waiter, and the harvest it then
+/// makes reports the item.
+#[test]
+fn loom_models_queued_over() {
+    struct Flag(crate::sync::AtomicBool);
+    impl crate::WakeCallback for Flag {
+        fn wake(&self, _key: Events) -> bool {
+            !self.0.swap(true, Ordering::SeqCst)
+        }
+    }
+    /// An LT item reported and drained: on the list, not ready.
+    fn leftover() -> (Epoll, Arc<Obj>, File) {
+        let ep = Epoll::new();
+        let (o, f) = obj();
+        o.quiet(Events::IN);
+        ep.add(&f, lt(), 1).unwrap();
+        assert_eq!(harvest(&ep, 4), vec![1]);
+        o.quiet(Events::empty());
+        (ep, o, f)
+    }
+    /// The host's folded wait: queue over the list if every item wants input only (else
+    /// harvest), then "sleep" until called or until an item's input readiness shows (the
+    /// sleep's probes), leave the queue, harvest; nothing found: queue as usual and again.
+    fn folded_wait(ep: &Epoll) -> Vec<u64> {
+        let mut fold = true;
+        loop {
+            let flag = Arc::new(Flag(crate::sync::AtomicBool::new(false)));
+            let waiter: Arc<dyn crate::WakeCallback> = flag.clone();
+            let mut over = Vec::new();
+            let input_only = &mut |_: &dyn crate::FileOps, i: Events| !i.intersects(Events::OUT);
+            let queued = if core::mem::take(&mut fold) {
+                ep.queue_waiter_over(Some(&waiter), 4, input_only, &mut over)
+                    .is_some()
+            } else {
+                ep.queue_waiter(&waiter)
+            };
+            if queued {
+                spin_until(|| {
+                    flag.0.load(Ordering::SeqCst)
+                        || over.iter().any(|o| o.poll().intersects(Events::IN))
+                });
+                ep.dequeue_waiter(&waiter);
+            }
+            let got = harvest(ep, 4);
+            if !got.is_empty() {
+                return got;
+            }
+        }
+    }
+    check("queued_over_vs_wake", || {
+        let (ep, o, _f) = leftover();
+        let ep2 = ep.clone();
+        let waiter = thread::spawn(move || folded_wait(&ep2));
+        let ep3 = ep.clone();
+        let harvester = thread::spawn(move || harvest(&ep3, 4));
+        o.set(Events::IN, Events::IN);
+        let h = harvester.join().unwrap();
+        let w = waiter.join().unwrap();
+        // LT: the waiter reports it, whatever the other harvest took.
+        assert_eq!(w, vec![1], "harvester got {h:?}");
+        shared(&ep).ready_list();
+    });
+    check("queued_over_vs_mod", || {
+        let (ep, o, f) = leftover();
+        let ep2 = ep.clone();
+        let waiter = thread::spawn(move || folded_wait(&ep2));
+        o.quiet(Events::OUT);
+        ep.modify(&f, Interest::READABLE | Interest::WRITABLE, 2)
+            .unwrap();
+        assert_eq!(waiter.join().unwrap(), vec![2]);
+        shared(&ep).ready_list();
     });
 }
 
