@@ -471,10 +471,11 @@ impl HostEpoll {
             let _epoch = crate::host_fd::fresh::Epoch::begin();
             self.host.pump_before_sleep();
             let mut over = Vec::new();
-            if self
-                .epoll
-                .queue_waiter_over(None, fold::MAX, &mut fold::accept, &mut over)
-                .is_some()
+            if self.host.driver().sleep_probes()
+                && self
+                    .epoll
+                    .queue_waiter_over(None, fold::MAX, &mut fold::accept, &mut over)
+                    .is_some()
                 && !over.is_empty()
             {
                 true

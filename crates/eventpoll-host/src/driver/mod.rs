@@ -126,6 +126,13 @@ pub trait Driver: Send + Sync {
     ) -> SysResult<bool> {
         block_in_ppoll(self, extra, probes, timeout, sigmask)
     }
+    /// Whether a sleep of the calling thread in [`Driver::block`] would tell the state of
+    /// the descriptors it probes (`Ok(true)`), so that a wait may put its first harvest off
+    /// into its sleep (`reactor`'s `fold`). Where it would not, a folded sleep saves no
+    /// `poll(2)` and costs the sleep's whole setup when a probed descriptor is ready.
+    fn sleep_probes(&self) -> bool {
+        true
+    }
     /// Descriptor `fd` is the host's own and lives as long as the driver (a waiter's
     /// eventfd, passed to [`Driver::block`] as an extra descriptor): a driver may keep a
     /// poll of it armed between sleeps (the io_uring driver's owned mode does).

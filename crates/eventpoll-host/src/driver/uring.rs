@@ -1853,6 +1853,12 @@ impl Driver for UringDriver {
         ring.drain_task_work();
     }
 
+    fn sleep_probes(&self) -> bool {
+        // The owner sleeps in `io_uring_enter` (`block_owned`): a probe is a one-shot poll,
+        // set up and taken off around the sleep, whose completion tells no mask.
+        self.owner.load(Ordering::Acquire) != current_tid()
+    }
+
     fn mode(&self) -> &'static str {
         if self.owner.load(Ordering::Acquire) != 0 {
             "owned"
