@@ -226,8 +226,8 @@ impl HostFd {
         self.drop_answer();
         // Before the queue's wakeup, which takes the engine's locks: a harvest that takes
         // them after the callback sees the count moved (see `probed`).
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        self.last_bits.store(bits, Ordering::SeqCst);
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        self.last_bits.store(bits, Ordering::Release);
         if bits == 0 {
             self.queue.wake_all(Events::empty());
         } else {
@@ -325,11 +325,13 @@ pub(crate) mod fresh {
 /// its item for the next harvest.)
 pub(crate) mod probed {
     use super::HostFd;
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
     thread_local! {
         /// (description's address, epoch, wakeup count before the sleep, mask).
         static MASKS: RefCell<Vec<(usize, u64, u64, u32)>> = const { RefCell::new(Vec::new()) };
+        /// The epoch of `MASKS` (0: none): a poll in another epoch looks no further.
+        static EPOCH: Cell<u64> = const { Cell::new(0) };
     }
 
     /// Record the masks of one sleep, in the current epoch: `(description, count, mask)`.
@@ -337,6 +339,7 @@ pub(crate) mod probed {
     /// the key).
     pub(crate) fn set(probes: impl Iterator<Item = (*const HostFd, u64, u32)>) {
         let epoch = super::fresh::current();
+        EPOCH.with(|e| e.set(epoch));
         MASKS.with(|m| {
             let mut m = m.borrow_mut();
             m.clear();
@@ -348,7 +351,10 @@ pub(crate) mod probed {
     /// asks for input bits only: a description watched for output since (a `MOD` to
     /// `OUT` while the thread slept) is asked again.
     pub(crate) fn mask(h: &HostFd, epoch: u64) -> Option<u32> {
-        if epoch == 0 || h.out.load(std::sync::atomic::Ordering::Acquire) {
+        if epoch == 0
+            || EPOCH.try_with(Cell::get).ok() != Some(epoch)
+            || h.out.load(std::sync::atomic::Ordering::Acquire)
+        {
             return None;
         }
         let key = h as *const HostFd as usize;
@@ -482,9 +488,12 @@ impl HostFd {
     /// Whether a mask taken when the wakeup count was `count` still holds for the harvest
     /// (see [`probed`]): no wakeup since, or one, whose bits `mask` has.
     fn unchanged_since(&self, count: u64, mask: u32) -> bool {
-        let now = self.wakes.load(Ordering::SeqCst);
-        let bits = self.last_bits.load(Ordering::SeqCst);
-        if self.wakes.load(Ordering::SeqCst) != now {
+        // A count read before bits whose store it does not include means a wakeup after
+        // that store's: read again after the bits (acquired with them: a count at least
+        // that of their wakeup), a wakeup in between shows.
+        let now = self.wakes.load(Ordering::Acquire);
+        let bits = self.last_bits.load(Ordering::Acquire);
+        if self.wakes.load(Ordering::Acquire) != now {
             return false;
         }
         // The bits some item may want: those asked for, and `ERR`/`HUP` (always wanted).
@@ -495,7 +504,7 @@ impl HostFd {
 
     /// The wakeup count a probe of the descriptor is taken against (see [`probed`]).
     pub(crate) fn probe_mark(&self) -> u64 {
-        self.wakes.load(Ordering::SeqCst)
+        self.wakes.load(Ordering::Acquire)
     }
 }
 

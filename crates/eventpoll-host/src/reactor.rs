@@ -471,12 +471,17 @@ impl HostEpoll {
             let _epoch = crate::host_fd::fresh::Epoch::begin();
             self.host.pump_before_sleep();
             let mut over = Vec::new();
+            let mut items = 0;
+            let mut count = |ops: &dyn eventpoll::FileOps, interest: Events| {
+                items += 1;
+                fold::accept(ops, interest)
+            };
             if self.host.driver().sleep_probes()
                 && self
                     .epoll
-                    .queue_waiter_over(None, fold::MAX, &mut fold::accept, &mut over)
+                    .queue_waiter_over(None, fold::MAX, &mut count, &mut over)
                     .is_some()
-                && !over.is_empty()
+                && items > 0
             {
                 true
             } else {
@@ -897,12 +902,10 @@ mod fold {
     /// had is most likely ready: the sleep would end at once, and a wait that sleeps costs
     /// two more system calls than one that harvests, for its signal mask.)
     pub(super) fn accept(ops: &dyn FileOps, interest: Events) -> bool {
-        host(ops).is_some_and(|h| {
-            h.is_pollable()
-                && !h.watches_out()
-                && !interest.intersects(HostFd::OUT_BITS)
-                && !h.woken_since_poll()
-        })
+        // The checks that refuse most often first: a busy list's first item was woken.
+        !interest.intersects(HostFd::OUT_BITS)
+            && host(ops)
+                .is_some_and(|h| !h.woken_since_poll() && !h.watches_out() && h.is_pollable())
     }
 
     /// The sleep's probes for the items of `over`.

@@ -960,10 +960,20 @@ impl EpollShared {
         if r.scanning {
             return None;
         }
+        // The item linked last first: the one most likely refused (a fresh wakeup's).
+        if r.tail != NIL
+            && !accept(
+                il.watch(r.tail).ops(),
+                Events::from_bits_retain(r.slots[r.tail as usize].events),
+            )
+        {
+            return None;
+        }
         let mut cur = r.head;
+        let mut n = 0;
         while cur != NIL {
             let watch = il.watch(cur);
-            if over.len() == max
+            if n == max
                 || !accept(
                     watch.ops(),
                     Events::from_bits_retain(r.slots[cur as usize].events),
@@ -972,7 +982,11 @@ impl EpollShared {
                 over.clear();
                 return None;
             }
-            over.push(watch.ops_arc());
+            // A check only takes no reference (a count each, for nothing).
+            if waiter.is_some() {
+                over.push(watch.ops_arc());
+            }
+            n += 1;
             cur = r.slots[cur as usize].next;
         }
         if let Some(w) = waiter {

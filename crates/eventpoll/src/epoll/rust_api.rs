@@ -448,7 +448,8 @@ impl Epoll {
     /// instance's locks: it must only look); their objects are left in `over` (emptied
     /// first). `None`: not queued (an item was refused, or a harvest is in progress), `over`
     /// empty: harvest instead; `Some`: queued, with the count of scans begun so far
-    /// ([`Epoll::scans`]). With no `waiter`, only tells whether it would queue.
+    /// ([`Epoll::scans`]). With no `waiter`, only tells whether it would queue (leaving `over`
+    /// empty).
     ///
     /// This is a harvest put off, not skipped: the caller sleeps watching `over`'s objects
     /// as well as its waker, so that one still ready ends the sleep at once, and harvests
