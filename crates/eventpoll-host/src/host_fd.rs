@@ -37,6 +37,8 @@ pub struct HostFd {
     /// The mask the driver reported in the pump of the harvest in progress, with that
     /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).
     pub(crate) fresh: AtomicU64,
+    /// The wakeup count when `fresh` was recorded (see [`HostFd::unchanged_since`]).
+    fresh_count: AtomicU64,
     /// Device and inode numbers of the file, recorded at registration by drivers that
     /// check identity with them (the io_uring driver).
     pub(crate) identity: std::sync::OnceLock<(u64, u64)>,
@@ -103,6 +105,7 @@ impl HostFd {
             input: AtomicU32::new(Self::IN_BITS.bits()),
             errhup: AtomicU32::new(0),
             fresh: AtomicU64::new(0),
+            fresh_count: AtomicU64::new(0),
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
@@ -459,16 +462,32 @@ impl HostFd {
     pub(crate) fn set_fresh(&self, bits: u32) {
         let epoch = fresh::current();
         if epoch != 0 && !self.out.load(Ordering::Relaxed) {
+            // The count first: a thread that reads this epoch in `fresh` (only this one:
+            // epochs are per thread) reads this count or a later thread's, and a later
+            // count with a wakeup after it fails the check, one without a wakeup yet means
+            // that wakeup's callback comes during the harvest's scan.
+            self.fresh_count
+                .store(self.wakes.load(Ordering::Acquire), Ordering::Relaxed);
             self.fresh
-                .store((epoch << 16) | u64::from(bits & 0xffff), Ordering::Relaxed);
+                .store((epoch << 16) | u64::from(bits & 0xffff), Ordering::Release);
         }
     }
 
+    /// The mask the pump reported in this thread's epoch, if no wakeup with new bits has
+    /// come since (another thread's pump can deliver one between this pump and the
+    /// harvest's poll; its callback found the item on the list and left it there, so a
+    /// mask without its bits could drop the item — the harvest asks `poll(2)` then, as the
+    /// probed masks do, see [`probed`]), or the mask a sleep of this thread probed.
     fn fresh_mask(&self) -> Option<u32> {
         let epoch = fresh::current();
-        let f = self.fresh.load(Ordering::Relaxed);
+        let f = self.fresh.load(Ordering::Acquire);
         if epoch != 0 && f >> 16 == epoch {
-            return Some((f & 0xffff) as u32);
+            let mask = (f & 0xffff) as u32;
+            let count = self.fresh_count.load(Ordering::Relaxed);
+            if self.unchanged_since(count, mask) {
+                return Some(mask);
+            }
+            return None;
         }
         probed::mask(self, epoch)
     }
