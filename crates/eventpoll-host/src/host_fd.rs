@@ -261,7 +261,8 @@ impl HostFd {
 /// Each [`HostEpoll`](crate::HostEpoll) harvest runs under a new *epoch* (per thread, for
 /// the duration of that pump and harvest only). The kernel driver, reporting a descriptor
 /// whose report covers every bit its items can ask for (input readiness only: no output
-/// watch), stores the reported mask with the epoch; a poll in the same epoch uses it. Any
+/// watch), stores the reported mask with the epoch; a poll in the same epoch uses it while
+/// the description has had no wakeup with new bits since (the rule of [`probed`]). Any
 /// other poll — another thread, a later harvest, a ctl — asks the host. A waiter woken
 /// after its own post-sleep pump harvests in that pump's epoch without pumping again
 /// (`reactor`'s `Pump::Done`).
