@@ -34,11 +34,6 @@ pub struct HostFd {
     /// kernel driver's `ERR`/`HUP`; the io_uring driver's `ERR`/`HUP`/`RDHUP` per poll,
     /// input in the low half, output in the high half.
     pub(crate) errhup: AtomicU32,
-    /// The mask the driver reported in the pump of the harvest in progress, with that
-    /// harvest's epoch (`epoch << 16 | mask`; see [`fresh`]).
-    pub(crate) fresh: AtomicU64,
-    /// The wakeup count when `fresh` was recorded (see [`HostFd::unchanged_since`]).
-    fresh_count: AtomicU64,
     /// Device and inode numbers of the file, recorded at registration by drivers that
     /// check identity with them (the io_uring driver).
     pub(crate) identity: std::sync::OnceLock<(u64, u64)>,
@@ -73,7 +68,7 @@ pub struct HostFd {
     pub(crate) answer: AtomicU64,
     /// Wakeups the drivers delivered (see [`HostFd::wakeups`]).
     wakes: AtomicU64,
-    /// The bits of the last wakeup the drivers delivered (see [`probed`]).
+    /// The bits of the last wakeup the drivers delivered (see [`fresh`]).
     last_bits: AtomicU32,
     /// The wakeup count when the descriptor was last polled, and the mask found then (see
     /// [`HostFd::woken_since_poll`]).
@@ -104,8 +99,6 @@ impl HostFd {
             out: AtomicBool::new(true),
             input: AtomicU32::new(Self::IN_BITS.bits()),
             errhup: AtomicU32::new(0),
-            fresh: AtomicU64::new(0),
-            fresh_count: AtomicU64::new(0),
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
@@ -228,7 +221,7 @@ impl HostFd {
         // The file may have changed since an arming answer: the ctl asks the host.
         self.drop_answer();
         // Before the queue's wakeup, which takes the engine's locks: a harvest that takes
-        // them after the callback sees the count moved (see `probed`).
+        // them after the callback sees the count moved (see `fresh`).
         self.wakes.fetch_add(1, Ordering::Relaxed);
         self.last_bits.store(bits, Ordering::Release);
         if bits == 0 {
@@ -255,122 +248,173 @@ impl HostFd {
     }
 }
 
-/// Masks fresh from the pump: a harvest that pumps the driver right before it polls may
-/// take the mask the kernel just reported instead of asking again.
+/// Masks the harvest may take without asking `poll(2)`: those the kernel-epoll driver's
+/// pump reported right before it, and those a sleep probed (`reactor`'s `fold`: a wait that
+/// put its first harvest off into its sleep watched the ready items' descriptors there).
 ///
 /// Each [`HostEpoll`](crate::HostEpoll) harvest runs under a new *epoch* (per thread, for
-/// the duration of that pump and harvest only). The kernel driver, reporting a descriptor
-/// whose report covers every bit its items can ask for (input readiness only: no output
-/// watch), stores the reported mask with the epoch; a poll in the same epoch uses it while
-/// the description has had no wakeup with new bits since (the rule of [`probed`]). Any
-/// other poll — another thread, a later harvest, a ctl — asks the host. A waiter woken
-/// after its own post-sleep pump harvests in that pump's epoch without pumping again
-/// (`reactor`'s `Pump::Done`).
+/// the duration of that pump and harvest only). The pump records, for a descriptor whose
+/// report covers every bit its items can ask for (input readiness only: no output watch),
+/// the reported mask; a sleep that probed records the mask each probe ended with. A record
+/// is the calling thread's own (a table per thread, holding the description alive while it
+/// is kept), for the current epoch only; it holds while the description is not watched for
+/// output (a `MOD` to `OUT` since asks again) and has had no wakeup since the count taken
+/// before the mask was read but, at most, one whose bits the mask has (the report of the
+/// very activity the mask shows: the pump's own, or the one that ended the sleep,
+/// delivered by the pump after it). A wakeup's callback finds an item that is on the
+/// ready list already and leaves it there, so a mask older than a wakeup with new bits
+/// could drop an item that wakeup made ready — the harvest asks `poll(2)` then, as Linux's
+/// scan polls after every callback that came before it. (A wakeup moves the count, then
+/// records its bits, before its callback takes the engine's locks; the harvest's scan
+/// takes them before it reads bits and count, so a callback that came before the scan is
+/// seen whole, and one that is not seen comes during the scan, where the engine keeps its
+/// item for the next harvest.) Any other poll — another thread, a later harvest, a ctl —
+/// asks the host. A waiter woken after its own post-sleep pump harvests in that pump's
+/// epoch without pumping again (`reactor`'s `Pump::Done`).
 ///
-/// What this changes against Linux. A mask taken from the pump is the descriptor's state
-/// at the pump, a few microseconds before the harvest starts; Linux polls each item during
-/// the harvest, in ready-list order. The pump is inside the call, so a harvest that used
-/// only such masks is one Linux could make with its scan starting at the pump. Mixed with
-/// items polled later (in-process objects, descriptors the pump did not report), the order
-/// of the polls is not the list's: a third thread that, within those microseconds, drains
-/// a descriptor reported from the pump and then makes ready an item that sits *earlier*
-/// in the ready list without being ready (a level-triggered item left there by the last
-/// harvest) could see both reported, which Linux cannot give. No scenario or
-/// random run has placed a thread in that window; it is the price of one `poll(2)` per
-/// harvested descriptor (a server's every request).
+/// What this changes against Linux. A mask taken from the pump or a probe is the
+/// descriptor's state a few microseconds before the harvest starts; Linux polls each item
+/// during the harvest, in ready-list order. The pump and the sleep are inside the call, so
+/// a harvest that used only such masks is one Linux could make with its scan starting
+/// there. Mixed with items polled later (in-process objects, descriptors without a mask),
+/// the order of the polls is not the list's: a third thread that, within those
+/// microseconds, drains a descriptor whose mask was recorded and then makes ready an item
+/// that sits *earlier* in the ready list without being ready (a level-triggered item left
+/// there by the last harvest) could see both reported, which Linux cannot give. No
+/// scenario or random run has placed a thread in that window; it is the price of one
+/// `poll(2)` per harvested descriptor (a server's every request).
 pub(crate) mod fresh {
-    use std::cell::Cell;
+    use super::HostFd;
+    use eventpoll::FileOps;
+    use std::cell::{Cell, RefCell};
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
     static NEXT: AtomicU64 = AtomicU64::new(1);
+
+    /// Tables longer than this are sorted by address for their look-ups.
+    const LINEAR: usize = 16;
+
+    /// One thread's masks for its current epoch.
+    #[derive(Default)]
+    struct Table {
+        epoch: u64,
+        /// Whether `masks` is sorted by address, one record each (the latest).
+        sorted: bool,
+        /// (description's address, wakeup count before the mask was read, mask, the
+        /// description: kept alive so that the address names it until the table is cleared).
+        masks: Vec<(usize, u64, u32, Arc<dyn FileOps>)>,
+    }
+
     thread_local! {
         static CURRENT: Cell<u64> = const { Cell::new(0) };
+        static TABLE: RefCell<Table> = RefCell::new(Table::default());
     }
 
     /// The calling thread's harvest epoch (0: none).
     pub(crate) fn current() -> u64 {
-        CURRENT.with(Cell::get)
+        CURRENT.try_with(Cell::get).unwrap_or(0)
     }
 
-    /// A new epoch of this thread until dropped (the one before is restored then): a pump
-    /// and the harvest that uses its masks, in one frame or several. Dropped in the order
-    /// they were begun.
-    pub(crate) struct Epoch(u64);
+    /// Record `mask` of `h` (`keep`: the same object, held until the table is cleared),
+    /// read when the description's wakeup count was `count`, for the calling thread's
+    /// current epoch (nothing outside one).
+    pub(crate) fn set(h: &HostFd, keep: Arc<dyn FileOps>, count: u64, mask: u32) {
+        let epoch = current();
+        if epoch == 0 {
+            return;
+        }
+        let key = h as *const HostFd as usize;
+        debug_assert_eq!(key, Arc::as_ptr(&keep) as *const () as usize);
+        let old = TABLE.try_with(|t| {
+            let mut t = t.borrow_mut();
+            let old = if t.epoch != epoch {
+                t.epoch = epoch;
+                std::mem::take(&mut t.masks)
+            } else {
+                Vec::new()
+            };
+            t.sorted = false;
+            t.masks.push((key, count, mask & 0xffff, keep));
+            old
+        });
+        // The descriptions of another epoch are let go outside the borrow.
+        drop(old);
+    }
+
+    /// The mask recorded for `h` in the calling thread's current epoch, if it still holds.
+    pub(crate) fn mask(h: &HostFd) -> Option<u32> {
+        let epoch = current();
+        if epoch == 0 || h.out.load(Ordering::Acquire) {
+            return None;
+        }
+        let key = h as *const HostFd as usize;
+        let (count, mask) = TABLE
+            .try_with(|t| {
+                let mut t = t.borrow_mut();
+                if t.epoch != epoch {
+                    return None;
+                }
+                if t.masks.len() <= LINEAR {
+                    // The latest record of the description.
+                    return t
+                        .masks
+                        .iter()
+                        .rev()
+                        .find(|m| m.0 == key)
+                        .map(|m| (m.1, m.2));
+                }
+                if !t.sorted {
+                    // Latest first, then a stable sort keeps it first among its equals.
+                    t.masks.reverse();
+                    t.masks.sort_by_key(|m| m.0);
+                    t.masks.dedup_by_key(|m| m.0);
+                    t.sorted = true;
+                }
+                let i = t.masks.binary_search_by_key(&key, |m| m.0).ok()?;
+                Some((t.masks[i].1, t.masks[i].2))
+            })
+            .ok()
+            .flatten()?;
+        h.unchanged_since(count, mask).then_some(mask)
+    }
+
+    /// Forget the masks of `epoch`, letting their descriptions go.
+    fn clear(epoch: u64) {
+        let old = TABLE.try_with(|t| {
+            let mut t = t.borrow_mut();
+            if t.epoch == epoch {
+                t.epoch = 0;
+                std::mem::take(&mut t.masks)
+            } else {
+                Vec::new()
+            }
+        });
+        drop(old);
+    }
+
+    /// A new epoch of this thread until dropped (the one before is restored then, without
+    /// its masks): a pump and the harvest that uses its masks, in one frame or several.
+    /// Dropped in the order they were begun.
+    pub(crate) struct Epoch {
+        this: u64,
+        before: u64,
+    }
 
     impl Epoch {
         /// Begin a new epoch.
         pub(crate) fn begin() -> Epoch {
-            let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
-            Epoch(CURRENT.with(|c| c.replace(epoch)))
+            let this = NEXT.fetch_add(1, Ordering::Relaxed);
+            let before = CURRENT.try_with(|c| c.replace(this)).unwrap_or(0);
+            Epoch { this, before }
         }
     }
 
     impl Drop for Epoch {
         fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
+            clear(self.this);
+            let _ = CURRENT.try_with(|c| c.set(self.before));
         }
-    }
-}
-
-/// Masks a sleep probed: a wait that put its first harvest off into its sleep (`reactor`'s
-/// `fold`) watched the ready items' descriptors there, and the harvest after the sleep
-/// takes the state the sleep ended with instead of asking `poll(2)` again.
-///
-/// Per thread, for the epoch of the pump after that sleep (like [`fresh`] masks), and only
-/// while the description has had no wakeup since the count taken before the sleep but,
-/// at most, one whose bits the mask has (the report of the very activity that ended the
-/// sleep, delivered by the pump after it): a wakeup's callback finds an item that is on
-/// the ready list already and leaves it there, so a mask older than a wakeup with new
-/// bits could drop an item that wakeup made ready — the harvest asks `poll(2)` then, as
-/// Linux's scan polls after every callback that came before it. (A wakeup moves the count,
-/// then records its bits, before its callback takes the engine's locks; the harvest's scan
-/// takes them before it reads bits and count, so a callback that came before the scan
-/// is seen whole, and one that is not seen comes during the scan, where the engine keeps
-/// its item for the next harvest.)
-pub(crate) mod probed {
-    use super::HostFd;
-    use std::cell::{Cell, RefCell};
-
-    thread_local! {
-        /// (description's address, epoch, wakeup count before the sleep, mask).
-        static MASKS: RefCell<Vec<(usize, u64, u64, u32)>> = const { RefCell::new(Vec::new()) };
-        /// The epoch of `MASKS` (0: none): a poll in another epoch looks no further.
-        static EPOCH: Cell<u64> = const { Cell::new(0) };
-    }
-
-    /// Record the masks of one sleep, in the current epoch: `(description, count, mask)`.
-    /// The caller keeps each description alive until its harvest is over (the address is
-    /// the key).
-    pub(crate) fn set(probes: impl Iterator<Item = (*const HostFd, u64, u32)>) {
-        let epoch = super::fresh::current();
-        EPOCH.with(|e| e.set(epoch));
-        MASKS.with(|m| {
-            let mut m = m.borrow_mut();
-            m.clear();
-            m.extend(probes.map(|(h, count, mask)| (h as usize, epoch, count, mask)));
-        });
-    }
-
-    /// The mask a sleep of this thread probed for `h` in `epoch`, if still valid. A probe
-    /// asks for input bits only: a description watched for output since (a `MOD` to
-    /// `OUT` while the thread slept) is asked again.
-    pub(crate) fn mask(h: &HostFd, epoch: u64) -> Option<u32> {
-        if epoch == 0
-            || EPOCH.try_with(Cell::get).ok() != Some(epoch)
-            || h.out.load(std::sync::atomic::Ordering::Acquire)
-        {
-            return None;
-        }
-        let key = h as *const HostFd as usize;
-        MASKS
-            .try_with(|m| {
-                let m = m.borrow();
-                let &(_, _, count, mask) =
-                    m.iter().find(|&&(k, e, _, _)| k == key && e == epoch)?;
-                h.unchanged_since(count, mask).then_some(mask)
-            })
-            .ok()
-            .flatten()
     }
 }
 
@@ -459,38 +503,12 @@ impl HostFd {
         !self.queue.is_empty()
     }
 
-    /// Record the mask the driver reported (see [`fresh`]).
-    pub(crate) fn set_fresh(&self, bits: u32) {
-        let epoch = fresh::current();
-        if epoch != 0 && !self.out.load(Ordering::Relaxed) {
-            // The count first: a thread that reads this epoch in `fresh` (only this one:
-            // epochs are per thread) reads this count or a later thread's, and a later
-            // count with a wakeup after it fails the check, one without a wakeup yet means
-            // that wakeup's callback comes during the harvest's scan.
-            self.fresh_count
-                .store(self.wakes.load(Ordering::Acquire), Ordering::Relaxed);
-            self.fresh
-                .store((epoch << 16) | u64::from(bits & 0xffff), Ordering::Release);
+    /// Record the mask the driver's pump reported (see [`fresh`]); called before the
+    /// report is delivered as a wakeup.
+    pub(crate) fn set_fresh(self: &Arc<Self>, bits: u32) {
+        if !self.out.load(Ordering::Relaxed) {
+            fresh::set(self, self.clone(), self.wakes.load(Ordering::Acquire), bits);
         }
-    }
-
-    /// The mask the pump reported in this thread's epoch, if no wakeup with new bits has
-    /// come since (another thread's pump can deliver one between this pump and the
-    /// harvest's poll; its callback found the item on the list and left it there, so a
-    /// mask without its bits could drop the item — the harvest asks `poll(2)` then, as the
-    /// probed masks do, see [`probed`]), or the mask a sleep of this thread probed.
-    fn fresh_mask(&self) -> Option<u32> {
-        let epoch = fresh::current();
-        let f = self.fresh.load(Ordering::Acquire);
-        if epoch != 0 && f >> 16 == epoch {
-            let mask = (f & 0xffff) as u32;
-            let count = self.fresh_count.load(Ordering::Relaxed);
-            if self.unchanged_since(count, mask) {
-                return Some(mask);
-            }
-            return None;
-        }
-        probed::mask(self, epoch)
     }
 
     /// Whether the driver delivered news since the descriptor was last polled: a wakeup,
@@ -506,7 +524,7 @@ impl HostFd {
     }
 
     /// Whether a mask taken when the wakeup count was `count` still holds for the harvest
-    /// (see [`probed`]): no wakeup since, or one, whose bits `mask` has.
+    /// (see [`fresh`]): no wakeup since, or one, whose bits `mask` has.
     fn unchanged_since(&self, count: u64, mask: u32) -> bool {
         // A count read before bits whose store it does not include means a wakeup after
         // that store's: read again after the bits (acquired with them: a count at least
@@ -522,7 +540,7 @@ impl HostFd {
         now == count || (now == count.wrapping_add(1) && bits != 0 && bits & wanted & !mask == 0)
     }
 
-    /// The wakeup count a probe of the descriptor is taken against (see [`probed`]).
+    /// The wakeup count a mask of the descriptor is taken against (see [`fresh`]).
     pub(crate) fn probe_mark(&self) -> u64 {
         self.wakes.load(Ordering::Acquire)
     }
@@ -533,7 +551,7 @@ impl FileOps for HostFd {
         if let Some(m) = self.take_answer() {
             return self.observe(m);
         }
-        if let Some(m) = self.fresh_mask() {
+        if let Some(m) = fresh::mask(self) {
             return self.observe(m);
         }
         self.observe(sys::poll_mask(self.fd()))
@@ -566,7 +584,7 @@ impl FileOps for HostFd {
             .map(|(f, o)| {
                 let any: &dyn std::any::Any = *f;
                 let h = any.downcast_ref::<HostFd>();
-                let fresh = h.and_then(HostFd::fresh_mask);
+                let fresh = h.and_then(fresh::mask);
                 if let (Some(h), Some(m)) = (h, fresh) {
                     *o = h.observe(m);
                 }
@@ -605,5 +623,90 @@ impl FileOps for HostFd {
                 None => *o = f.poll(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::poll::PollDriver;
+
+    fn host() -> Arc<HostFd> {
+        let h = HostFd::new(-1, false, true, Arc::new(PollDriver::new()));
+        h.out.store(false, Ordering::SeqCst);
+        Arc::new(h)
+    }
+
+    const IN: u32 = libc::POLLIN as u32;
+    const HUP: u32 = libc::POLLHUP as u32;
+
+    #[test]
+    fn a_recorded_mask_holds_in_its_epoch_until_a_wakeup_with_new_bits_or_an_output_watch() {
+        let h = host();
+        // Outside an epoch nothing is recorded.
+        h.set_fresh(IN);
+        assert_eq!(fresh::mask(&h), None);
+        let epoch = fresh::Epoch::begin();
+        h.set_fresh(IN);
+        assert_eq!(fresh::mask(&h), Some(IN));
+        // The pump's own report of what the mask shows: still holds.
+        h.notify(IN);
+        assert_eq!(fresh::mask(&h), Some(IN));
+        // A second wakeup: asked again.
+        h.notify(IN);
+        assert_eq!(fresh::mask(&h), None);
+        // One wakeup with a bit the mask lacks: asked again.
+        h.set_fresh(IN);
+        h.notify(IN | HUP);
+        assert_eq!(fresh::mask(&h), None);
+        // Watched for output since it was recorded (a MOD by another thread): asked again.
+        h.set_fresh(IN);
+        h.out.store(true, Ordering::SeqCst);
+        assert_eq!(fresh::mask(&h), None);
+        h.out.store(false, Ordering::SeqCst);
+        assert_eq!(fresh::mask(&h), Some(IN));
+        // Another thread has its own table.
+        let other = h.clone();
+        let seen = std::thread::spawn(move || {
+            let _e = fresh::Epoch::begin();
+            fresh::mask(&other)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, None);
+        // The epoch's end lets its descriptions go.
+        assert!(Arc::strong_count(&h) > 1);
+        drop(epoch);
+        assert_eq!(Arc::strong_count(&h), 1);
+        assert_eq!(fresh::mask(&h), None);
+    }
+
+    #[test]
+    fn the_latest_record_of_a_description_is_the_one_taken_in_a_long_table() {
+        let hosts: Vec<Arc<HostFd>> = (0..40).map(|_| host()).collect();
+        let _epoch = fresh::Epoch::begin();
+        for (i, h) in hosts.iter().enumerate() {
+            h.set_fresh(if i % 2 == 0 { IN } else { 0 });
+        }
+        // Recorded again, later: the later mask counts.
+        hosts[3].set_fresh(IN);
+        hosts[4].set_fresh(0);
+        for (i, h) in hosts.iter().enumerate() {
+            let want = match i {
+                3 => IN,
+                4 => 0,
+                _ if i % 2 == 0 => IN,
+                _ => 0,
+            };
+            assert_eq!(fresh::mask(h), Some(want), "description {i}");
+        }
+        // A record after the table was sorted for the look-ups.
+        hosts[5].set_fresh(IN);
+        assert_eq!(fresh::mask(&hosts[5]), Some(IN));
+        assert_eq!(fresh::mask(&hosts[6]), Some(IN));
+        // A nested epoch sees none of the outer one's masks.
+        let inner = fresh::Epoch::begin();
+        assert_eq!(fresh::mask(&hosts[6]), None);
+        drop(inner);
     }
 }

@@ -556,11 +556,7 @@ impl HostEpoll {
                     self.epoll.queue_waiter(&entry)
                 }
             };
-            let mut folded = fold::Folded {
-                probes: fold::probes(&over),
-                over: &over,
-                scans,
-            };
+            let mut folded = fold::Folded::new(&over, scans);
             if folded.pending() {
                 self.folds.fetch_add(1, Ordering::Relaxed);
             }
@@ -602,7 +598,7 @@ impl HostEpoll {
                 self.harvest(out, maxevents, pump)?
             };
             drop(pumped);
-            // The probed masks' descriptors may go now (their harvest is over).
+            // Queued over these no more (their harvest is over).
             over.clear();
             if n > 0 {
                 return Ok(n);
@@ -672,7 +668,7 @@ impl HostEpoll {
                     None => Sleep::Watch(watch.settle(waker, &**self.host.driver())),
                 }
             };
-            let marks = fold::marks(folded.over);
+            folded.mark();
             let probes = &mut folded.probes[..];
             let r = match role {
                 Sleep::Watch(Role::Leader) => {
@@ -693,28 +689,29 @@ impl HostEpoll {
                 Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], probes, remaining, sigmask),
             };
             // The probes' state at the end of the sleep, if the sleep told it.
-            let probed = matches!(r, Ok(true)) && !probes.is_empty();
+            let probed = matches!(r, Ok(true)) && folded.pending();
             drop(asleep);
             self.host_wakeups.fetch_add(1, Ordering::Relaxed);
             {
                 let _g = enter();
-                // The pump below stands for the harvest's if it wakes this thread; a new
-                // epoch for its masks (the last sleep's ends first).
+                // The pump below stands for the harvest's if it wakes this thread (a
+                // follower that probed pumps too): a new epoch for its masks and the
+                // probes' (the last sleep's ends first).
                 *pumped = None;
+                let pumps = probed || matches!(role, Sleep::Relay(_) | Sleep::Watch(Role::Leader));
+                if pumps {
+                    *pumped = Some(crate::host_fd::fresh::Epoch::begin());
+                    if probed {
+                        folded.record();
+                    }
+                }
                 match role {
                     Sleep::Relay(_) => {
                         let relay = self.relay.as_ref().expect("a relay sleep has a relay");
-                        *pumped = Some(crate::host_fd::fresh::Epoch::begin());
                         watch_driver = relay.after_sleep(&self.host, &|| waker.is_woken());
                     }
                     Sleep::Watch(role) => {
-                        // A follower that probed pumps too: the harvest takes the probes'
-                        // masks in that pump's epoch.
-                        if role == Role::Leader || probed {
-                            *pumped = Some(crate::host_fd::fresh::Epoch::begin());
-                            if probed {
-                                fold::fresh(folded.over, &marks, probes);
-                            }
+                        if pumps {
                             self.host.pump_before_sleep();
                         }
                         self.host
@@ -722,15 +719,12 @@ impl HostEpoll {
                             .woke(role, waker.is_woken(), &**self.host.driver());
                     }
                 }
-                if probed && matches!(role, Sleep::Relay(_)) {
-                    fold::fresh(folded.over, &marks, probes);
-                }
             }
             // A probe found ready, or the sleep did not tell: the harvest put off is due
             // (the items are on the list; a wakeup is not coming for one still ready) —
             // unless another scan began meanwhile, which stood for it: the thread is then
             // one queued after its scan, woken only by its waker, and stops watching.
-            if fold::due(&r, probes) {
+            if fold::due(&r, &folded.probes) {
                 if self.epoll.scans() == folded.scans {
                     return Ok(Slept::Woken);
                 }
@@ -865,7 +859,7 @@ fn poll_fds(
 /// still ready when the sleep begins ends it at once: the harvest is then Linux's scan,
 /// made microseconds late. The masks the harvest takes are the state at the end of the
 /// sleep, valid only while the description had no wakeup with new bits since
-/// (`host_fd::probed`): the window [`crate::host_fd::fresh`] describes, no wider. Another
+/// ([`crate::host_fd::fresh`], which describes the window: no wider). Another
 /// thread's harvest (or a poll of the instance) meanwhile scans the marked items where
 /// Linux's would find them gone: one that became ready before the host's report of it
 /// was pumped is reported in its old place rather than after the items linked since. That
@@ -876,7 +870,7 @@ fn poll_fds(
 /// times out makes its harvest all the same, unless such a scan stood for it (Linux
 /// harvests before it looks at the timeout).
 mod fold {
-    use crate::host_fd::HostFd;
+    use crate::host_fd::{fresh, HostFd};
     use eventpoll::{Events, FileOps};
     use std::sync::Arc;
 
@@ -908,49 +902,38 @@ mod fold {
                 .is_some_and(|h| !h.woken_since_poll() && !h.watches_out() && h.is_pollable())
     }
 
-    /// The sleep's probes for the items of `over`.
-    pub(super) fn probes(over: &[Arc<dyn FileOps>]) -> Vec<libc::pollfd> {
-        over.iter()
-            .filter_map(|o| host(&**o))
-            .map(|h| libc::pollfd {
-                fd: h.fd(),
-                events: BITS,
-                revents: 0,
-            })
-            .collect()
-    }
-
-    /// The wakeup counts of the probed descriptors, taken right before a sleep.
-    pub(super) fn marks(over: &[Arc<dyn FileOps>]) -> Vec<u64> {
-        over.iter()
-            .filter_map(|o| host(&**o))
-            .map(HostFd::probe_mark)
-            .collect()
-    }
-
-    /// Give each probed description its mask, for the current epoch (see
-    /// `host_fd::probed`; `over` stays alive until the harvest is over).
-    pub(super) fn fresh(over: &[Arc<dyn FileOps>], marks: &[u64], probes: &[libc::pollfd]) {
-        crate::host_fd::probed::set(
-            over.iter()
-                .filter_map(|o| host(&**o))
-                .zip(marks)
-                .zip(probes)
-                .map(|((h, &c), p)| (h as *const HostFd, c, p.revents as u16 as u32)),
-        );
-    }
-
     /// A sleep's watch of the items it was queued over.
     pub(super) struct Folded<'a> {
-        /// The items' objects (kept alive until the harvest is over: see `host_fd::probed`).
-        pub(super) over: &'a [Arc<dyn FileOps>],
+        /// The items' objects, host descriptors all ([`accept`]).
+        over: &'a [Arc<dyn FileOps>],
         /// Their descriptors, asked for input (none: nothing put off, or given up).
         pub(super) probes: Vec<libc::pollfd>,
+        /// Their wakeup counts, taken right before the last sleep.
+        marks: Vec<u64>,
         /// The count of scans when the thread was queued.
         pub(super) scans: u64,
     }
 
-    impl Folded<'_> {
+    impl<'a> Folded<'a> {
+        /// The watch of `over` for a thread queued when the scan count was `scans`.
+        pub(super) fn new(over: &'a [Arc<dyn FileOps>], scans: u64) -> Folded<'a> {
+            let probes = over
+                .iter()
+                .filter_map(|o| host(&**o))
+                .map(|h| libc::pollfd {
+                    fd: h.fd(),
+                    events: BITS,
+                    revents: 0,
+                })
+                .collect();
+            Folded {
+                over,
+                probes,
+                marks: Vec::new(),
+                scans,
+            }
+        }
+
         /// Whether the harvest put off is still to be made.
         pub(super) fn pending(&self) -> bool {
             !self.probes.is_empty()
@@ -959,6 +942,24 @@ mod fold {
         /// Another scan stood for the one put off: watch the items no more.
         pub(super) fn give_up(&mut self) {
             self.probes.clear();
+        }
+
+        /// Take the wakeup counts right before a sleep.
+        pub(super) fn mark(&mut self) {
+            self.marks.clear();
+            if self.pending() {
+                let hosts = self.over.iter().filter_map(|o| host(&**o));
+                self.marks.extend(hosts.map(HostFd::probe_mark));
+            }
+        }
+
+        /// Give each probed description the mask its probe ended with, read after the
+        /// count [`Folded::mark`] took, for the current epoch (see `host_fd::fresh`).
+        pub(super) fn record(&self) {
+            let hosts = self.over.iter().filter_map(|o| Some((o, host(&**o)?)));
+            for (((o, h), &count), p) in hosts.zip(&self.marks).zip(&self.probes) {
+                fresh::set(h, o.clone(), count, p.revents as u16 as u32);
+            }
         }
     }
 

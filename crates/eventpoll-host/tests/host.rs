@@ -1446,7 +1446,7 @@ fn a_wait_over_level_triggered_leftovers_reports_as_a_harvest_would() {
 /// A probed mask taken before a wakeup the pump delivered later, used for the harvest,
 /// dropped the item that wakeup had made ready and stalled a connection for good (caught
 /// by memcached under the preload, one connection in a few thousand requests); the masks
-/// are now checked against the descriptor's wakeups (`host_fd::probed`). With io_uring,
+/// are now checked against the descriptor's wakeups (`host_fd::fresh`). With io_uring,
 /// the server threads' first waits switch the driver from owned (by this thread, which
 /// registered the connections) to shared mode while the clients write: a write between
 /// the switch's question "does the old ring owe wakeups?" and the new polls' arming was
