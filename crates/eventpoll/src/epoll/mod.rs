@@ -76,6 +76,7 @@ use crate::sync::{fence, lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Sp
 use crate::wait_queue::{Parker, WaitQueue, Waiter, WakeReason};
 use core::time::Duration;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 mod budget;
 mod nest;
@@ -1376,9 +1377,10 @@ impl EpollShared {
 /// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
 /// others one by one.
 fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
+    // Inline up to a typical window (no allocation per harvest).
     let mut class = 0;
-    let mut batch: Vec<&dyn FileOps> = Vec::new();
-    let mut at: Vec<usize> = Vec::new();
+    let mut batch: SmallVec<[&dyn FileOps; 16]> = SmallVec::new();
+    let mut at: SmallVec<[usize; 16]> = SmallVec::new();
     for (k, e) in window.iter().enumerate() {
         let ops = il.watch(e.slot).ops();
         let c = ops.batch_class();
@@ -1394,7 +1396,7 @@ fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
         0 => {}
         1 => masks[at[0]] = batch[0].poll(),
         n => {
-            let mut out = vec![Events::empty(); n];
+            let mut out: SmallVec<[Events; 16]> = smallvec::smallvec![Events::empty(); n];
             batch[0].poll_batch(&batch, &mut out);
             for (k, m) in at.into_iter().zip(out) {
                 masks[k] = m;
