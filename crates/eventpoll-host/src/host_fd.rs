@@ -23,6 +23,8 @@ pub struct HostFd {
     pub(crate) reg_fd: AtomicI32,
     /// The driver's token for this object (slab index and generation).
     pub(crate) token: AtomicU64,
+    /// The mask the harvest in progress may take without `poll(2)` (see [`fresh`]).
+    pub(crate) fresh: fresh::Slot,
     /// The last mask anyone observed (the poll driver's edge detection).
     pub(crate) last: AtomicU32,
     /// Whether output readiness (`OUT`, `WRNORM`, `WRBAND`) is watched too (see
@@ -95,6 +97,7 @@ impl HostFd {
             fd: AtomicI32::new(fd),
             reg_fd: AtomicI32::new(fd),
             token: AtomicU64::new(u64::MAX),
+            fresh: fresh::Slot::default(),
             last: AtomicU32::new(0),
             out: AtomicBool::new(true),
             input: AtomicU32::new(Self::IN_BITS.bits()),
@@ -256,8 +259,8 @@ impl HostFd {
 /// the duration of that pump and harvest only). The pump records, for a descriptor whose
 /// report covers every bit its items can ask for (input readiness only: no output watch),
 /// the reported mask; a sleep that probed records the mask each probe ended with. A record
-/// is the calling thread's own (a table per thread, holding the description alive while it
-/// is kept), for the current epoch only; it holds while the description is not watched for
+/// is kept in the description, tagged with the thread's epoch (another thread's epoch never
+/// matches: one record per description, the last thread's); it holds while the description is not watched for
 /// output (a `MOD` to `OUT` since asks again) and has had no wakeup since the count taken
 /// before the mask was read but, at most, one whose bits the mask has (the report of the
 /// very activity the mask shows: the pump's own, or the one that ended the sleep,
@@ -285,30 +288,26 @@ impl HostFd {
 /// `poll(2)` per harvested descriptor (a server's every request).
 pub(crate) mod fresh {
     use super::HostFd;
-    use eventpoll::FileOps;
-    use std::cell::{Cell, RefCell};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::cell::Cell;
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
 
     static NEXT: AtomicU64 = AtomicU64::new(1);
 
-    /// Tables longer than this are sorted by address for their look-ups.
-    const LINEAR: usize = 16;
-
-    /// One thread's masks for its current epoch.
-    #[derive(Default)]
-    struct Table {
-        epoch: u64,
-        /// Whether `masks` is sorted by address, one record each (the latest).
-        sorted: bool,
-        /// (description's address, wakeup count before the mask was read, mask, the
-        /// description: kept alive so that the address names it until the table is cleared).
-        masks: Vec<(usize, u64, u32, Arc<dyn FileOps>)>,
-    }
-
     thread_local! {
         static CURRENT: Cell<u64> = const { Cell::new(0) };
-        static TABLE: RefCell<Table> = RefCell::new(Table::default());
+    }
+
+    /// A description's record: `mask` and `count` written together, under `seq` (a
+    /// sequence lock: odd while a writer stores; a reader that sees it odd or moved takes
+    /// nothing, a writer that finds another writing records nothing — either only costs a
+    /// `poll(2)`).
+    #[derive(Debug, Default)]
+    pub(crate) struct Slot {
+        pub(super) seq: AtomicU64,
+        /// `epoch << 16 | mask`.
+        mask: AtomicU64,
+        /// The wakeup count before the mask was read.
+        count: AtomicU64,
     }
 
     /// The calling thread's harvest epoch (0: none).
@@ -316,30 +315,28 @@ pub(crate) mod fresh {
         CURRENT.try_with(Cell::get).unwrap_or(0)
     }
 
-    /// Record `mask` of `h` (`keep`: the same object, held until the table is cleared),
-    /// read when the description's wakeup count was `count`, for the calling thread's
-    /// current epoch (nothing outside one).
-    pub(crate) fn set(h: &HostFd, keep: Arc<dyn FileOps>, count: u64, mask: u32) {
+    /// Record `mask` of `h`, read when its wakeup count was `count`, for the calling
+    /// thread's current epoch (nothing outside one). One record per description: the last
+    /// thread's (another thread's epoch never matches, so it only loses its record).
+    pub(crate) fn set(h: &HostFd, count: u64, mask: u32) {
         let epoch = current();
         if epoch == 0 {
             return;
         }
-        let key = h as *const HostFd as usize;
-        debug_assert_eq!(key, Arc::as_ptr(&keep) as *const () as usize);
-        let old = TABLE.try_with(|t| {
-            let mut t = t.borrow_mut();
-            let old = if t.epoch != epoch {
-                t.epoch = epoch;
-                std::mem::take(&mut t.masks)
-            } else {
-                Vec::new()
-            };
-            t.sorted = false;
-            t.masks.push((key, count, mask & 0xffff, keep));
-            old
-        });
-        // The descriptions of another epoch are let go outside the borrow.
-        drop(old);
+        let slot = &h.fresh;
+        let s = slot.seq.load(Ordering::Relaxed);
+        if s & 1 == 1
+            || slot
+                .seq
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        slot.count.store(count, Ordering::Relaxed);
+        slot.mask
+            .store((epoch << 16) | u64::from(mask & 0xffff), Ordering::Relaxed);
+        slot.seq.store(s + 2, Ordering::Release);
     }
 
     /// The mask recorded for `h` in the calling thread's current epoch, if it still holds.
@@ -348,72 +345,34 @@ pub(crate) mod fresh {
         if epoch == 0 || h.out.load(Ordering::Acquire) {
             return None;
         }
-        let key = h as *const HostFd as usize;
-        let (count, mask) = TABLE
-            .try_with(|t| {
-                let mut t = t.borrow_mut();
-                if t.epoch != epoch {
-                    return None;
-                }
-                if t.masks.len() <= LINEAR {
-                    // The latest record of the description.
-                    return t
-                        .masks
-                        .iter()
-                        .rev()
-                        .find(|m| m.0 == key)
-                        .map(|m| (m.1, m.2));
-                }
-                if !t.sorted {
-                    // Latest first, then a stable sort keeps it first among its equals.
-                    t.masks.reverse();
-                    t.masks.sort_by_key(|m| m.0);
-                    t.masks.dedup_by_key(|m| m.0);
-                    t.sorted = true;
-                }
-                let i = t.masks.binary_search_by_key(&key, |m| m.0).ok()?;
-                Some((t.masks[i].1, t.masks[i].2))
-            })
-            .ok()
-            .flatten()?;
+        let slot = &h.fresh;
+        let before = slot.seq.load(Ordering::Acquire);
+        let m = slot.mask.load(Ordering::Relaxed);
+        let count = slot.count.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if before & 1 == 1 || slot.seq.load(Ordering::Relaxed) != before || m >> 16 != epoch {
+            return None;
+        }
+        let mask = (m & 0xffff) as u32;
         h.unchanged_since(count, mask).then_some(mask)
     }
 
-    /// Forget the masks of `epoch`, letting their descriptions go.
-    fn clear(epoch: u64) {
-        let old = TABLE.try_with(|t| {
-            let mut t = t.borrow_mut();
-            if t.epoch == epoch {
-                t.epoch = 0;
-                std::mem::take(&mut t.masks)
-            } else {
-                Vec::new()
-            }
-        });
-        drop(old);
-    }
-
-    /// A new epoch of this thread until dropped (the one before is restored then, without
-    /// its masks): a pump and the harvest that uses its masks, in one frame or several.
-    /// Dropped in the order they were begun.
-    pub(crate) struct Epoch {
-        this: u64,
-        before: u64,
-    }
+    /// A new epoch of this thread until dropped (the one before is restored then): a pump
+    /// and the harvest that uses its masks, in one frame or several. Dropped in the order
+    /// they were begun.
+    pub(crate) struct Epoch(u64);
 
     impl Epoch {
         /// Begin a new epoch.
         pub(crate) fn begin() -> Epoch {
-            let this = NEXT.fetch_add(1, Ordering::Relaxed);
-            let before = CURRENT.try_with(|c| c.replace(this)).unwrap_or(0);
-            Epoch { this, before }
+            let epoch = NEXT.fetch_add(1, Ordering::Relaxed) & ((1 << 48) - 1);
+            Epoch(CURRENT.try_with(|c| c.replace(epoch)).unwrap_or(0))
         }
     }
 
     impl Drop for Epoch {
         fn drop(&mut self) {
-            clear(self.this);
-            let _ = CURRENT.try_with(|c| c.set(self.before));
+            let _ = CURRENT.try_with(|c| c.set(self.0));
         }
     }
 }
@@ -505,9 +464,9 @@ impl HostFd {
 
     /// Record the mask the driver's pump reported (see [`fresh`]); called before the
     /// report is delivered as a wakeup.
-    pub(crate) fn set_fresh(self: &Arc<Self>, bits: u32) {
+    pub(crate) fn set_fresh(&self, bits: u32) {
         if !self.out.load(Ordering::Relaxed) {
-            fresh::set(self, self.clone(), self.wakes.load(Ordering::Acquire), bits);
+            fresh::set(self, self.wakes.load(Ordering::Acquire), bits);
         }
     }
 
@@ -578,7 +537,7 @@ impl FileOps for HostFd {
     fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
         // Fresh masks first; the rest with one poll(2) (descriptor -1: skipped).
         let mut asked = 0;
-        let mut fds: Vec<libc::pollfd> = batch
+        let mut fds: smallvec::SmallVec<[libc::pollfd; 16]> = batch
             .iter()
             .zip(out.iter_mut())
             .map(|(f, o)| {
@@ -665,48 +624,40 @@ mod tests {
         assert_eq!(fresh::mask(&h), None);
         h.out.store(false, Ordering::SeqCst);
         assert_eq!(fresh::mask(&h), Some(IN));
-        // Another thread has its own table.
+        // Another thread's epoch: its own record only.
         let other = h.clone();
         let seen = std::thread::spawn(move || {
             let _e = fresh::Epoch::begin();
-            fresh::mask(&other)
+            let before = fresh::mask(&other);
+            other.set_fresh(0);
+            (before, fresh::mask(&other))
         })
         .join()
         .unwrap();
-        assert_eq!(seen, None);
-        // The epoch's end lets its descriptions go.
-        assert!(Arc::strong_count(&h) > 1);
+        assert_eq!(seen, (None, Some(0)));
+        // ... which took this thread's place: asked again.
+        assert_eq!(fresh::mask(&h), None);
+        h.set_fresh(IN);
+        assert_eq!(fresh::mask(&h), Some(IN));
+        // A nested epoch sees nothing of the outer one; the outer one, restored, does.
+        let inner = fresh::Epoch::begin();
+        assert_eq!(fresh::mask(&h), None);
+        drop(inner);
+        assert_eq!(fresh::mask(&h), Some(IN));
         drop(epoch);
-        assert_eq!(Arc::strong_count(&h), 1);
         assert_eq!(fresh::mask(&h), None);
     }
 
     #[test]
-    fn the_latest_record_of_a_description_is_the_one_taken_in_a_long_table() {
-        let hosts: Vec<Arc<HostFd>> = (0..40).map(|_| host()).collect();
+    fn a_record_is_taken_only_whole() {
+        let h = host();
         let _epoch = fresh::Epoch::begin();
-        for (i, h) in hosts.iter().enumerate() {
-            h.set_fresh(if i % 2 == 0 { IN } else { 0 });
-        }
-        // Recorded again, later: the later mask counts.
-        hosts[3].set_fresh(IN);
-        hosts[4].set_fresh(0);
-        for (i, h) in hosts.iter().enumerate() {
-            let want = match i {
-                3 => IN,
-                4 => 0,
-                _ if i % 2 == 0 => IN,
-                _ => 0,
-            };
-            assert_eq!(fresh::mask(h), Some(want), "description {i}");
-        }
-        // A record after the table was sorted for the look-ups.
-        hosts[5].set_fresh(IN);
-        assert_eq!(fresh::mask(&hosts[5]), Some(IN));
-        assert_eq!(fresh::mask(&hosts[6]), Some(IN));
-        // A nested epoch sees none of the outer one's masks.
-        let inner = fresh::Epoch::begin();
-        assert_eq!(fresh::mask(&hosts[6]), None);
-        drop(inner);
+        h.set_fresh(IN);
+        // A writer in progress (odd sequence): no mask read, no record made.
+        h.fresh.seq.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(fresh::mask(&h), None);
+        h.set_fresh(0);
+        h.fresh.seq.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(fresh::mask(&h), Some(IN));
     }
 }

@@ -956,9 +956,9 @@ mod fold {
         /// Give each probed description the mask its probe ended with, read after the
         /// count [`Folded::mark`] took, for the current epoch (see `host_fd::fresh`).
         pub(super) fn record(&self) {
-            let hosts = self.over.iter().filter_map(|o| Some((o, host(&**o)?)));
-            for (((o, h), &count), p) in hosts.zip(&self.marks).zip(&self.probes) {
-                fresh::set(h, o.clone(), count, p.revents as u16 as u32);
+            let hosts = self.over.iter().filter_map(|o| host(&**o));
+            for ((h, &count), p) in hosts.zip(&self.marks).zip(&self.probes) {
+                fresh::set(h, count, p.revents as u16 as u32);
             }
         }
     }

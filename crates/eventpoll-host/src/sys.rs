@@ -147,6 +147,33 @@ pub fn epoll_wait(
     .map(|r| r as usize)
 }
 
+/// [`epoll_wait`] into a buffer not initialised beforehand (a pump's batch: clearing it
+/// would cost a store per byte on every pump): returns the events the kernel wrote.
+pub fn epoll_wait_uninit(
+    epfd: c_int,
+    buf: &mut [std::mem::MaybeUninit<libc::epoll_event>],
+    timeout_ms: c_int,
+) -> SysResult<&[libc::epoll_event]> {
+    let max = buf.len().min(c_int::MAX as usize) as c_int;
+    // SAFETY: `buf` holds `max` writable entries (`MaybeUninit<T>` has `T`'s layout); a
+    // NULL mask with size 8 is allowed.
+    let n = cvt(unsafe {
+        crate::raw_syscall!(
+            libc::SYS_epoll_pwait,
+            epfd,
+            buf.as_mut_ptr(),
+            max,
+            timeout_ms,
+            std::ptr::null::<libc::sigset_t>(),
+            8usize,
+        )
+    })? as usize;
+    let n = n.min(buf.len());
+    // SAFETY: the kernel wrote the first `n` entries (its return value, at most `max`), and
+    // `epoll_event` is plain data: every bit pattern is a valid value.
+    Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<libc::epoll_event>(), n) })
+}
+
 /// `epoll_pwait2(2)` on the kernel instance `epfd` (`epoll_pwait` with the timeout rounded
 /// up to milliseconds where the kernel lacks it): `timeout` `None` waits without limit;
 /// `sigmask` (a kernel signal set, 8 bytes) is applied while blocked.

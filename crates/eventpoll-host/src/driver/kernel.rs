@@ -42,6 +42,7 @@ use super::{Driver, DriverKind, Registry};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{fence, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,24 +194,24 @@ impl KernelDriver {
         &self,
         class: usize,
         skip: u64,
-        buf: &mut [libc::epoll_event],
-        hosts: &mut Vec<(usize, Arc<HostFd>)>,
+        buf: &mut [MaybeUninit<libc::epoll_event>],
+        hosts: &mut Hosts,
     ) -> (usize, bool) {
         let mut woken = 0;
         let mut out_news = false;
-        while let Ok(n) = sys::epoll_wait(self.epfd(class), buf, 0) {
+        let len = buf.len();
+        while let Ok(got) = sys::epoll_wait_uninit(self.epfd(class), buf, 0) {
             hosts.clear();
-            out_news |= buf[..n].iter().any(|e| e.u64 == OUT_MARK);
+            out_news |= got.iter().any(|e| e.u64 == OUT_MARK);
             self.registry.resolve(
-                buf[..n]
-                    .iter()
+                got.iter()
                     .map(|e| e.u64)
                     .enumerate()
                     .filter(|(_, t)| *t != OUT_MARK && *t != skip),
                 hosts,
             );
             for (pos, h) in hosts.iter() {
-                let bits = buf[*pos].events;
+                let bits = got[*pos].events;
                 if class == 0 {
                     h.set_fresh(bits);
                 }
@@ -219,13 +220,17 @@ impl KernelDriver {
                 }
             }
             woken += hosts.len();
-            if n < buf.len() {
+            if got.len() < len {
                 break;
             }
         }
+        hosts.clear();
         (woken, out_news)
     }
 }
+
+/// The objects of one batch of reports (most pumps report a few: no allocation for them).
+type Hosts = smallvec::SmallVec<[(usize, Arc<HostFd>); 16]>;
 
 /// The key to wake `host`'s queue with, from a report of the epoll of `class`. A report
 /// holds the file's mask, not the wakeup's key; the direction is the epoll's, and `ERR`
@@ -341,8 +346,8 @@ impl KernelDriver {
             owner_seq,
             left: false,
         };
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        let mut hosts = Vec::new();
+        let mut buf = [MaybeUninit::<libc::epoll_event>::uninit(); BATCH];
+        let mut hosts = Hosts::new();
         let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
         if out_news {
             woken += self.drain(1, skip, &mut buf, &mut hosts).0;

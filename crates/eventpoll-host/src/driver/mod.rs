@@ -252,7 +252,7 @@ impl Registry {
     pub(crate) fn resolve(
         &self,
         tokens: impl Iterator<Item = (usize, u64)>,
-        out: &mut Vec<(usize, Arc<HostFd>)>,
+        out: &mut impl Extend<(usize, Arc<HostFd>)>,
     ) {
         let s = self.lock();
         for (pos, token) in tokens {
@@ -260,7 +260,7 @@ impl Registry {
             if let Some((g, Some(w))) = s.entries.get(index as usize) {
                 if *g == gen {
                     if let Some(h) = w.upgrade() {
-                        out.push((pos, h));
+                        out.extend([(pos, h)]);
                     }
                 }
             }
