@@ -131,20 +131,8 @@ pub fn epoll_wait(
     buf: &mut [libc::epoll_event],
     timeout_ms: c_int,
 ) -> SysResult<usize> {
-    let max = buf.len().min(c_int::MAX as usize) as c_int;
-    // SAFETY: `buf` holds `max` writable entries; a NULL mask with size 8 is allowed.
-    cvt(unsafe {
-        crate::raw_syscall!(
-            libc::SYS_epoll_pwait,
-            epfd,
-            buf.as_mut_ptr(),
-            max,
-            timeout_ms,
-            std::ptr::null::<libc::sigset_t>(),
-            8usize,
-        )
-    })
-    .map(|r| r as usize)
+    // SAFETY: `buf` holds `buf.len()` writable entries.
+    unsafe { epoll_wait_raw(epfd, buf.as_mut_ptr(), buf.len(), timeout_ms) }
 }
 
 /// [`epoll_wait`] into a buffer not initialised beforehand (a pump's batch: clearing it
@@ -154,24 +142,38 @@ pub fn epoll_wait_uninit(
     buf: &mut [std::mem::MaybeUninit<libc::epoll_event>],
     timeout_ms: c_int,
 ) -> SysResult<&[libc::epoll_event]> {
-    let max = buf.len().min(c_int::MAX as usize) as c_int;
-    // SAFETY: `buf` holds `max` writable entries (`MaybeUninit<T>` has `T`'s layout); a
-    // NULL mask with size 8 is allowed.
-    let n = cvt(unsafe {
+    // SAFETY: `buf` holds `buf.len()` writable entries (`MaybeUninit<T>` has `T`'s layout).
+    let n = unsafe { epoll_wait_raw(epfd, buf.as_mut_ptr().cast(), buf.len(), timeout_ms) }?;
+    let n = n.min(buf.len());
+    // SAFETY: the kernel wrote the first `n` entries (its return value, at most the length
+    // passed), and `epoll_event` is plain data: every bit pattern is a valid value.
+    Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<libc::epoll_event>(), n) })
+}
+
+/// `epoll_pwait(2)` with no signal mask into `len` entries at `buf`.
+///
+/// # Safety
+/// `buf` must be valid for `len` writes of `epoll_event`.
+unsafe fn epoll_wait_raw(
+    epfd: c_int,
+    buf: *mut libc::epoll_event,
+    len: usize,
+    timeout_ms: c_int,
+) -> SysResult<usize> {
+    let max = len.min(c_int::MAX as usize) as c_int;
+    // SAFETY: the caller gives `max` writable entries; a NULL mask with size 8 is allowed.
+    cvt(unsafe {
         crate::raw_syscall!(
             libc::SYS_epoll_pwait,
             epfd,
-            buf.as_mut_ptr(),
+            buf,
             max,
             timeout_ms,
             std::ptr::null::<libc::sigset_t>(),
             8usize,
         )
-    })? as usize;
-    let n = n.min(buf.len());
-    // SAFETY: the kernel wrote the first `n` entries (its return value, at most `max`), and
-    // `epoll_event` is plain data: every bit pattern is a valid value.
-    Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<libc::epoll_event>(), n) })
+    })
+    .map(|r| r as usize)
 }
 
 /// `epoll_pwait2(2)` on the kernel instance `epfd` (`epoll_pwait` with the timeout rounded
