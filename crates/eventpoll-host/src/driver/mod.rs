@@ -255,16 +255,14 @@ impl Registry {
         out: &mut impl Extend<(usize, Arc<HostFd>)>,
     ) {
         let s = self.lock();
-        for (pos, token) in tokens {
+        // One `extend` for the batch (not one per object: each would reserve anew).
+        out.extend(tokens.filter_map(|(pos, token)| {
             let (gen, index) = ((token >> 32) as u32, token as u32);
-            if let Some((g, Some(w))) = s.entries.get(index as usize) {
-                if *g == gen {
-                    if let Some(h) = w.upgrade() {
-                        out.extend([(pos, h)]);
-                    }
-                }
+            match s.entries.get(index as usize) {
+                Some((g, Some(w))) if *g == gen => Some((pos, w.upgrade()?)),
+                _ => None,
             }
-        }
+        }));
     }
 
     /// Every live object.
