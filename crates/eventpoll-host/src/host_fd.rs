@@ -259,9 +259,10 @@ impl HostFd {
 /// the duration of that pump and harvest only). The pump records, for a descriptor whose
 /// report covers every bit its items can ask for (input readiness only: no output watch),
 /// the reported mask; a sleep that probed records the mask each probe ended with. A record
-/// is kept in the description, tagged with the thread's epoch (another thread's epoch never
-/// matches: one record per description, the last thread's); it holds while the description is not watched for
-/// output (a `MOD` to `OUT` since asks again) and has had no wakeup since the count taken
+/// is kept in the description, tagged with the thread's epoch (another thread's epoch
+/// never matches: one record per description, the last thread's); it holds while the
+/// description is not watched for output (a `MOD` to `OUT` since asks again) and has had
+/// no wakeup since the count taken
 /// before the mask was read but, at most, one whose bits the mask has (the report of the
 /// very activity the mask shows: the pump's own, or the one that ended the sleep,
 /// delivered by the pump after it). A wakeup's callback finds an item that is on the
@@ -466,7 +467,7 @@ impl HostFd {
     /// report is delivered as a wakeup.
     pub(crate) fn set_fresh(&self, bits: u32) {
         if !self.out.load(Ordering::Relaxed) {
-            fresh::set(self, self.wakes.load(Ordering::Acquire), bits);
+            fresh::set(self, self.wake_count(), bits);
         }
     }
 
@@ -500,7 +501,7 @@ impl HostFd {
     }
 
     /// The wakeup count a mask of the descriptor is taken against (see [`fresh`]).
-    pub(crate) fn probe_mark(&self) -> u64 {
+    pub(crate) fn wake_count(&self) -> u64 {
         self.wakes.load(Ordering::Acquire)
     }
 }

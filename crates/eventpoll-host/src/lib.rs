@@ -21,8 +21,8 @@
 //! (`ppoll(2)` on the driver's descriptor and the thread's own eventfd, with the caller's
 //! signal mask; a wait whose ready list holds only host descriptors watched for input puts
 //! its harvest off into that sleep, which watches them too — `reactor`'s `fold`, see
-//! [`HostEpoll::folded_waits`]), so a blocked thread is woken by the host itself — no helper thread, no
-//! polling loop — and a signal interrupts it with `EINTR` as on Linux. For the engine it
+//! [`HostEpoll::folded_waits`]), so a blocked thread is woken by the host itself — no
+//! helper thread, no polling loop — and a signal interrupts it with `EINTR` as on Linux. For the engine it
 //! is a thread blocked in `epoll_wait` like any other ([`ThreadWaker`]): one wakeup
 //! reaches the newest sleeper, and `EXCLUSIVE` wakeups stop at its instance.
 //!

@@ -949,7 +949,7 @@ mod fold {
             self.marks.clear();
             if self.pending() {
                 let hosts = self.over.iter().filter_map(|o| host(&**o));
-                self.marks.extend(hosts.map(HostFd::probe_mark));
+                self.marks.extend(hosts.map(HostFd::wake_count));
             }
         }
 

@@ -38,7 +38,7 @@
 //! the owner (without the wait it missed 1 to 262 of 14,000 to 37,000 rounds, every run;
 //! the registration race test's "late" rounds, 1 to 4 in 20,000, were these too).
 
-use super::{Driver, DriverKind, Registry};
+use super::{Driver, DriverKind, Registry, SOCKET_IN_KEY};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
 use std::cell::Cell;
@@ -245,14 +245,7 @@ type Hosts = smallvec::SmallVec<[(usize, Arc<HostFd>); 16]>;
 fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
     let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
     if class == 1 {
-        let key = bits & !errhup;
-        // A socket's write-space wakeup is keyed `OUT|WRNORM|WRBAND` whatever its mask.
-        let key = if host.socket.load(Ordering::Relaxed) && key & libc::EPOLLOUT as u32 != 0 {
-            key | SOCKET_OUT_KEY
-        } else {
-            key
-        };
-        return Some(key).filter(|&k| k != 0);
+        return key_of(host.socket.load(Ordering::Relaxed), bits & !errhup);
     }
     let now = bits & errhup;
     let socket = host.socket.load(Ordering::Relaxed);
@@ -266,24 +259,16 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
         // io_uring driver's `wake_key` says too.
         return Some(0);
     }
-    let key = bits & !errhup;
-    // A socket's data wakeup is keyed `IN|PRI|RDNORM|RDBAND` whatever its mask
-    // (`sock_def_readable`; the input epoll asks for all four: `input_bits`).
-    let key = if socket && key & libc::EPOLLIN as u32 != 0 {
-        key | SOCKET_IN_KEY
-    } else {
-        key
-    };
-    Some(key).filter(|&k| k != 0)
+    key_of(socket, bits & !errhup)
 }
 
-/// The key of every input wakeup of a socket (`sock_def_readable`).
-const SOCKET_IN_KEY: u32 =
-    (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
-
-/// The key of every output wakeup of a socket (`sock_def_write_space`,
-/// `sk_stream_write_space`).
-const SOCKET_OUT_KEY: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
+/// The key of a report's direction bits `dir` (a socket's widened to its wakeup's whole
+/// key, [`super::socket_key`]; the input epoll asks a socket for all of it: `input_bits`),
+/// `None` when there are none.
+fn key_of(socket: bool, dir: u32) -> Option<u32> {
+    let key = if socket { super::socket_key(dir) } else { dir };
+    (key != 0).then_some(key)
+}
 
 /// What the input epoll asks for `host`: its input bits, edge-triggered — for a socket
 /// whose items want any bit of a data wakeup's key, every bit of it: the kernel epoll

@@ -31,6 +31,32 @@ use crate::sys::SysResult;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+/// The key of every input wakeup of a socket (`sock_def_readable`).
+pub(crate) const SOCKET_IN_KEY: u32 =
+    (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
+
+/// The key of every output wakeup of a socket (`sock_def_write_space`,
+/// `sk_stream_write_space`).
+pub(crate) const SOCKET_OUT_KEY: u32 =
+    (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
+
+/// A socket's wakeup key from the direction bits of a report of its mask: a socket keys
+/// every input wakeup [`SOCKET_IN_KEY`] and every output one [`SOCKET_OUT_KEY`] while its
+/// mask has only `IN|RDNORM` (`OUT|WRNORM`, and `WRBAND` for unix sockets only), so a
+/// report with `IN` (`OUT`) is widened to the whole key — else an item watching `PRI` (or
+/// `WRBAND`) alone would not be queued as Linux queues it
+/// (`scenarios/regressions/socket-folded-wakeups.ep`). Both Linux drivers use it.
+pub(crate) fn socket_key(dir: u32) -> u32 {
+    let mut key = dir;
+    if dir & libc::EPOLLIN as u32 != 0 {
+        key |= SOCKET_IN_KEY;
+    }
+    if dir & libc::EPOLLOUT as u32 != 0 {
+        key |= SOCKET_OUT_KEY;
+    }
+    key
+}
+
 /// Which driver a [`crate::Host`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriverKind {

@@ -323,12 +323,9 @@ const STATE_BITS: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as 
 ///   state bits alone, without a direction. State bits that were already there come from
 ///   asking the file after folded wakeups (a 64 KiB write is several): the direction
 ///   bits are the key (`scenarios/regressions/socket-folded-hangup.ep`).
-/// - A socket keys every input wakeup `IN|PRI|RDNORM|RDBAND` (`sock_def_readable`) and
-///   every output wakeup `OUT|WRNORM|WRBAND` (`sock_def_write_space`,
-///   `sk_stream_write_space`), while its mask has `IN|RDNORM` (`OUT|WRNORM`, and `WRBAND`
-///   for unix sockets only); so a socket's input or output bits are widened to the full
-///   key. Without this, folded wakeups of a socket would not wake an item watching `PRI`
-///   as Linux does (`scenarios/regressions/socket-folded-wakeups.ep`).
+/// - A socket's input or output bits are widened to its wakeup's full key
+///   ([`super::socket_key`]): without this, folded wakeups of a socket would not wake an
+///   item watching `PRI` as Linux does (`scenarios/regressions/socket-folded-wakeups.ep`).
 /// - An input completion of a socket that had `HUP` already (shut down both ways, or its
 ///   peer gone) is a state change too: no data can arrive any more, and the input poll
 ///   does not see output wakeups, so it can only be a key-less wakeup that adds no state
@@ -339,9 +336,6 @@ const STATE_BITS: u32 = (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as 
 /// some, other than that socket case, wakes only the items of its direction; the key-less
 /// calls made in this process are passed on separately ([`crate::Host::wake_keyless`]).
 fn wake_key(bits: u32, socket: bool, input: bool, prev_state: u32) -> u32 {
-    const IN_KEY: u32 =
-        (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
-    const OUT_KEY: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
     let state = bits & STATE_BITS;
     let dir = bits & !STATE_BITS;
     if state & !prev_state != 0 || (state != 0 && dir == 0) {
@@ -350,16 +344,11 @@ fn wake_key(bits: u32, socket: bool, input: bool, prev_state: u32) -> u32 {
     if socket && input && prev_state & libc::EPOLLHUP as u32 != 0 {
         return 0;
     }
-    let mut key = dir;
     if socket {
-        if dir & libc::EPOLLIN as u32 != 0 {
-            key |= IN_KEY;
-        }
-        if dir & libc::EPOLLOUT as u32 != 0 {
-            key |= OUT_KEY;
-        }
+        super::socket_key(dir)
+    } else {
+        dir
     }
-    key
 }
 
 /// Record the state bits of a completion of `host`'s poll of `class`; returns those of
