@@ -264,7 +264,23 @@ fn add(e: i32, fd: i32, it: &TakenItem, kind: Kind) -> sys::SysResult<()> {
             }
             Ok(())
         }
-        Kind::Listed | Kind::Plain => ctl(libc::EPOLL_CTL_ADD, bits),
+        Kind::Listed => {
+            // On the ready list although its file is not ready for it (a wakeup queued it
+            // that its poll does not confirm: Linux keeps it there, in its place, until a
+            // harvest polls it). The kernel queues an item only if it is ready when
+            // added, so it is added watching every condition its file is ready for and
+            // narrowed at once: `EPOLL_CTL_MOD` never takes a queued item off the list.
+            // Not possible for an exclusive item (no `MOD`) or a file ready for nothing.
+            let now = sys::poll_mask(fd);
+            let wants = bits | (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+            let any = ALL_CONDITIONS | libc::EPOLLRDHUP as u32;
+            if now & wants & any == 0 && now & any != 0 && bits & libc::EPOLLEXCLUSIVE as u32 == 0 {
+                ctl(libc::EPOLL_CTL_ADD, bits | any)?;
+                return ctl(libc::EPOLL_CTL_MOD, bits);
+            }
+            ctl(libc::EPOLL_CTL_ADD, bits)
+        }
+        Kind::Plain => ctl(libc::EPOLL_CTL_ADD, bits),
     }
 }
 
