@@ -64,6 +64,24 @@ fn harvest(
     Ok(out[..n].iter().map(|e| (e.data(), e.events())).collect())
 }
 
+/// The host's own descriptors that are io_uring instances, each with its file's inode.
+fn ring_files(host: &Host) -> Vec<(i32, u64)> {
+    let mut own = Vec::new();
+    host.own_fds(&mut own);
+    own.into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .map(|fd| {
+            // SAFETY: `st` is a plain struct the kernel fills; `fd` is one of the host's.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+            (fd, st.st_ino)
+        })
+        .collect()
+}
+
 fn now(hep: &HostEpoll) -> Vec<(u64, Events)> {
     harvest(hep, 64, Some(Duration::ZERO)).unwrap()
 }
@@ -425,6 +443,10 @@ fn uring_driver_owned_by_one_thread_switches_to_shared_when_another_comes() {
     writer.join().unwrap();
     assert_eq!(p.read(8), 1);
     let owned = host.driver().mode() == "owned";
+    if owned {
+        // The ring under its own number and the owner's sleep number.
+        assert_eq!(ring_files(&host).len(), 2, "{:?}", ring_files(&host));
+    }
     // Another thread registers a second pipe while this one sleeps.
     let q = Pipe::new();
     let (qr, qw) = (q.r, q.w);
@@ -449,6 +471,15 @@ fn uring_driver_owned_by_one_thread_switches_to_shared_when_another_comes() {
     assert_eq!(got, vec![(2, Events::IN)]);
     if owned {
         assert_eq!(host.driver().mode(), "shared");
+        // The switch came while the owner slept on the sleep number: once awake, it moved
+        // that number to the new ring, so the old ring (and its polls, which hold their
+        // files) is gone.
+        let rings = ring_files(&host);
+        assert_eq!(rings.len(), 2, "{rings:?}");
+        assert_eq!(
+            rings[0].1, rings[1].1,
+            "the sleep number kept the old ring: {rings:?}"
+        );
     }
     // Both descriptors keep working in shared mode (armed by the thread that switched,
     // which has exited: the first wakeup of each is seen once the kernel cancels that

@@ -456,6 +456,17 @@ struct Ring {
     /// (a completion without `F_MORE` ends it; the next sleep arms it again). Index `i` is
     /// `user_data` `SLEEP_BASE + i`.
     sleep_polls: Vec<(i32, bool)>,
+    /// Owned mode: a second number of the ring (a hidden one, made with it), which only the
+    /// owner's sleeps enter (see [`UringDriver::block_owned`]); -1 for none (a sleep then
+    /// makes a private number for itself). A ring that replaces this one takes the number
+    /// over ([`UringDriver::replace_ring`]), so that it stays the driver's.
+    sleep_fd: i32,
+    /// Owned mode: the owner is between reading `sleep_fd` and the end of its sleep, so a
+    /// ring that replaces this one must leave `sleep_fd` referring to this one until then.
+    owner_asleep: bool,
+    /// `sleep_fd` still refers to a ring this one replaced while its owner slept: that
+    /// owner points it at this ring when it wakes.
+    sleep_stale: bool,
 }
 
 #[derive(Default)]
@@ -545,6 +556,9 @@ impl Ring {
             skipped_bits: 0,
             leftover_flag: false,
             sleep_polls: Vec::new(),
+            sleep_fd: -1,
+            owner_asleep: false,
+            sleep_stale: false,
         })
     }
 
@@ -676,6 +690,24 @@ impl Ring {
         let head = cq.atomic(self.p.cq_off.head).load(Ordering::Relaxed);
         let tail = cq.atomic(self.p.cq_off.tail).load(Ordering::Acquire);
         head != tail || self.taskrun() || self.overflowed()
+    }
+
+    /// Make `num` this ring's sleep number (closing what `num` referred to, and the sleep
+    /// number it had); on failure `num` is closed and the ring keeps its own (or none).
+    fn take_sleep_number(&mut self, num: i32) {
+        if sys::dup3(self.fd, num, libc::O_CLOEXEC).is_ok() {
+            if self.sleep_fd >= 0 && self.sleep_fd != num {
+                let _ = sys::close(self.sleep_fd);
+            }
+            self.sleep_fd = num;
+            self.sleep_stale = false;
+        } else {
+            let _ = sys::close(num);
+            if self.sleep_fd == num {
+                self.sleep_fd = -1;
+                self.sleep_stale = false;
+            }
+        }
     }
 
     /// Move this ring to descriptor number `num` (closing what `num` referred to).
@@ -845,6 +877,9 @@ impl Drop for Ring {
     fn drop(&mut self) {
         if self.fd >= 0 {
             let _ = sys::close(self.fd);
+        }
+        if self.sleep_fd >= 0 {
+            let _ = sys::close(self.sleep_fd);
         }
     }
 }
@@ -1153,6 +1188,13 @@ impl UringDriver {
         }
         if ring.owned() {
             ring.leftover_flag = ring.probe_leftover_flag();
+            // Without it each sleep makes (and closes) a private number of its own.
+            ring.sleep_fd = sys::fcntl(
+                ring.fd,
+                libc::F_DUPFD_CLOEXEC,
+                libc::c_long::from(hidden_base.max(0)),
+            )
+            .unwrap_or(-1);
         }
         Ok((ring, efd))
     }
@@ -1244,6 +1286,26 @@ impl UringDriver {
         let mut old = std::mem::replace(ring, new);
         let num = old.fd;
         old.fd = -1;
+        // The sleep number stays the driver's: it goes to the new ring, at once unless the
+        // old ring's owner may be about to enter it (then that owner moves it when it
+        // wakes, and the old ring lives until then).
+        let sleep = std::mem::replace(&mut old.sleep_fd, -1);
+        if sleep >= 0 {
+            if old.owner_asleep {
+                if ring.sleep_fd >= 0 {
+                    let _ = sys::close(ring.sleep_fd);
+                }
+                ring.sleep_fd = sleep;
+                ring.sleep_stale = true;
+            } else {
+                ring.take_sleep_number(sleep);
+            }
+        } else if ring.sleep_fd >= 0 {
+            // A number the embedder was never shown (`own_fds`): the new ring's sleeps
+            // make private numbers instead.
+            let _ = sys::close(ring.sleep_fd);
+            ring.sleep_fd = -1;
+        }
         drop(old);
         ring.take_number(num);
         self.ring_fd.store(ring.fd, Ordering::Release);
@@ -1407,10 +1469,13 @@ impl UringDriver {
     /// with polls of `extra` (its doorbell) and of the driver's wakeup eventfd (a switch to
     /// shared mode writes it) on the ring, so that either wakes it too. The polls of the
     /// driver's own eventfds stay armed between sleeps (edge-triggered multishot,
-    /// `Ring::sleep_polls`): a sleep is one `io_uring_enter` (and the private number's
-    /// `fcntl` and `close`), where arming and taking off one-shot polls made it seven —
-    /// nginx's workers, 0.3–0.5 sleeps per request, went from 21.3 to 17.0 system calls per
-    /// request with the `close` fix of the same day (`scripts/syscalls-per-request.sh`). It never
+    /// `Ring::sleep_polls`): a sleep is one `io_uring_enter`, where arming and taking off
+    /// one-shot polls made it seven — nginx's workers, 0.3–0.5 sleeps per request, went
+    /// from 21.3 to 17.0 system calls per request with the `close` fix of the same day
+    /// (`scripts/syscalls-per-request.sh`) — and a private number made and closed for each
+    /// sleep (`fcntl`, `close`) nine: it is the ring's sleep number now, made once
+    /// (`Ring::sleep_fd`; 17.9 to 16.3 system calls per request, two alternated runs each,
+    /// 2026-12-06). It never
     /// depends on an eventfd registered with the ring: such an eventfd is signalled late (a
     /// grace period of RCU later, 10-25 ms here) or never again, when the wakeup comes
     /// from inside another eventfd's write (issue 12, finding 1: `mio::Waker`,
@@ -1422,7 +1487,7 @@ impl UringDriver {
         timeout: Option<Duration>,
         sigmask: Option<*const libc::sigset_t>,
     ) -> Option<SysResult<()>> {
-        let (fd, id, one_shot) = {
+        let (fd, private, id, one_shot) = {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if !ring.owned() || self.owner.load(Ordering::Acquire) != current_tid() {
                 return None;
@@ -1430,14 +1495,21 @@ impl UringDriver {
             if ring.pending() {
                 return Some(Ok(())); // the caller pumps
             }
-            // The ring itself under a private number: a switch to shared mode while this
-            // thread sleeps puts another ring under the driver's number.
-            let fd = sys::fcntl(
-                ring.fd,
-                libc::F_DUPFD_CLOEXEC,
-                libc::c_long::from(self.hidden_base.max(0)),
-            )
-            .ok()?;
+            // The ring under a number of its own, the sleep number: a switch to shared mode
+            // while this thread sleeps puts another ring under the driver's number, but
+            // leaves the sleep number to this ring until this thread is awake again
+            // (`owner_asleep`). Without one, a private number made for this sleep.
+            let (fd, private) = if ring.sleep_fd >= 0 && !ring.sleep_stale {
+                (ring.sleep_fd, false)
+            } else {
+                let fd = sys::fcntl(
+                    ring.fd,
+                    libc::F_DUPFD_CLOEXEC,
+                    libc::c_long::from(self.hidden_base.max(0)),
+                )
+                .ok()?;
+                (fd, true)
+            };
             // The driver's wakeup eventfd and the waiters' own keep a multishot poll armed
             // between sleeps (their files live as long as the driver; a write while the
             // owner is awake only posts a completion the next pump drops); any other
@@ -1498,15 +1570,26 @@ impl UringDriver {
                 for p in &mut ring.sleep_polls {
                     p.1 = false; // not known to be armed: armed again next time
                 }
-                let _ = sys::close(fd);
+                if private {
+                    let _ = sys::close(fd);
+                }
                 return None;
             }
-            (fd, ring.id, one_shot)
+            ring.owner_asleep = !private;
+            (fd, private, ring.id, one_shot)
         };
         let r = enter_wait(fd, timeout, sigmask);
-        if one_shot > 0 {
-            let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.id == id {
+                ring.owner_asleep = false;
+            } else if ring.sleep_stale {
+                // Replaced while this thread slept: the sleep number leaves the old ring
+                // (freeing it, with its polls) for the ring now in place.
+                let num = ring.sleep_fd;
+                ring.take_sleep_number(num);
+            }
+            if one_shot > 0 && ring.id == id {
                 // Take the one-shot sleep polls off (they hold their files); the removals
                 // complete in this thread's task work, run now. Their completions are
                 // ignored.
@@ -1523,10 +1606,12 @@ impl UringDriver {
                     ring.drain_task_work();
                 }
             }
-            // Otherwise the ring was replaced: closing the last number below frees it,
-            // with its polls.
+            // Otherwise the ring was replaced: the sleep number has left it above, or
+            // closing the private number below frees it, with its polls.
         }
-        let _ = sys::close(fd);
+        if private {
+            let _ = sys::close(fd);
+        }
         Some(match r {
             Err(Errno::EINTR) => Err(Errno::EINTR),
             _ => Ok(()),
@@ -1751,7 +1836,9 @@ impl Driver for UringDriver {
             return;
         };
         let mut ring = self.lock();
-        // Unmap the child's view of the parent's ring; its number is taken over.
+        // No thread of the parent sleeps here: the sleep number goes to the new ring now.
+        ring.owner_asleep = false;
+        // Unmap the child's view of the parent's ring; its numbers are taken over.
         self.replace_ring(&mut ring, new);
         let old_efd = self.wake_fd.load(Ordering::Acquire);
         let efd = match (old_efd >= 0, efd >= 0) {
@@ -1862,6 +1949,10 @@ impl Driver for UringDriver {
 
     fn own_fds(&self, out: &mut Vec<i32>) {
         out.push(self.ring_fd.load(Ordering::Acquire));
+        let sleep = self.ring.lock().unwrap_or_else(|e| e.into_inner()).sleep_fd;
+        if sleep >= 0 {
+            out.push(sleep);
+        }
         let efd = self.wake_fd.load(Ordering::Acquire);
         if efd >= 0 {
             out.push(efd);
