@@ -823,6 +823,7 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
                 // SAFETY: integer argument.
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })
             },
+            None,
             |host| {
                 host.wake_keyless(fd, true);
             },
@@ -847,12 +848,13 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
 
 /// Run `call`, after which Linux wakes files without a key (see
 /// [`eventpoll_host::Host::wake_keyless`]): the wakeups the host had before it are
-/// delivered first, and after it succeeds `wake` passes the key-less wakeups on, so the
-/// items are queued in the place Linux gives them. A number the program does not own is
-/// `EBADF`.
+/// delivered first, and after it succeeds — or fails with `woken_anyway`, an error Linux
+/// returns after its wakeup — `wake` passes the key-less wakeups on, so the items are
+/// queued in the place Linux gives them. A number the program does not own is `EBADF`.
 fn keyless_after(
     fd: c_int,
     call: impl FnOnce() -> Result<c_int, Errno>,
+    woken_anyway: Option<Errno>,
     wake: impl FnOnce(&eventpoll_host::Host),
 ) -> Result<c_int, Errno> {
     let Some(p) = process::existing_unless_copied() else {
@@ -867,16 +869,20 @@ fn keyless_after(
         return call();
     }
     p.host.pump();
-    let r = call()?;
-    wake(&p.host);
-    Ok(r)
+    let r = call();
+    if r.is_ok() || r.err() == woken_anyway {
+        wake(&p.host);
+    }
+    r
 }
 
 /// `shutdown(2)`: Linux wakes the socket, then a connected peer, without a key; the
 /// library passes both wakeups on to the items watching them (a unix peer is found with
 /// the kernel's socket diagnostics; other peers wake with the readiness they gain, as the
 /// driver sees it — for TCP before the socket itself, since the FIN reaches a loopback peer
-/// during the call).
+/// during the call). An inet socket that is not connected (UDP, a closed TCP socket) is
+/// woken too, although the call fails with `ENOTCONN`: `inet_shutdown` sets the shutdown
+/// bits and wakes whatever the state.
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     let r = ffi(|| {
@@ -886,6 +892,7 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
                 // SAFETY: no pointers.
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
+            Some(Errno::ENOTCONN),
             |host| match sys::unix_peer(fd) {
                 Some(peer) => {
                     host.wake_keyless(fd, false);
