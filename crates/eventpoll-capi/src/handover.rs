@@ -272,9 +272,11 @@ fn add(e: i32, fd: i32, it: &TakenItem, kind: Kind) -> sys::SysResult<()> {
             // narrowed at once: `EPOLL_CTL_MOD` never takes a queued item off the list.
             // Not possible for an exclusive item (no `MOD`) or a file ready for nothing.
             let now = sys::poll_mask(fd);
-            let wants = bits | (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+            // `ERR` and `HUP` count for every item.
+            let always = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
             let any = ALL_CONDITIONS | libc::EPOLLRDHUP as u32;
-            if now & wants & any == 0 && now & any != 0 && bits & libc::EPOLLEXCLUSIVE as u32 == 0 {
+            let ready = now & (bits | always) & (any | always) != 0;
+            if !ready && now & any != 0 && bits & libc::EPOLLEXCLUSIVE as u32 == 0 {
                 ctl(libc::EPOLL_CTL_ADD, bits | any)?;
                 return ctl(libc::EPOLL_CTL_MOD, bits);
             }
