@@ -22,18 +22,14 @@ if ! python3 -c 'import test.test_asyncio' 2>/dev/null; then
     echo "SKIPPED: this python3 has no test.test_asyncio (CPython's test suite is not installed)"
     exit 0
 fi
-if ! unshare -n true 2>/dev/null; then
-    echo "SKIPPED: no private network namespace here (unshare -n needs root or user namespaces)"
-    exit 0
-fi
+need_netns
 # run OUT [ENV...] -- ARGS...: python3 -m test in a private network namespace
 run() {
     local out="$1"; shift
     local envs=()
     while [ "$1" != -- ]; do envs+=("$1"); shift; done
     shift
-    unshare -n bash -c 'ip link set lo up 2>/dev/null || true; exec "$@"' _ \
-        env "${envs[@]}" timeout 900 python3 -m test -v "$@" > "$out" 2>&1 || true
+    in_netns env "${envs[@]}" timeout 900 python3 -m test -v "$@" > "$out" 2>&1 || true
 }
 outcomes() { # "module.test (class) ... ok" lines of a verbose run, sorted (a test that
     # printed something before its outcome has no such line: the run's result counts it)

@@ -70,3 +70,35 @@ http {
 }
 EOF
 }
+
+# Suites that may reach for outside addresses run in a private network namespace.
+# need_netns: exit 0 saying SKIPPED where one cannot be made (not root, no user namespaces).
+need_netns() {
+    unshare -n true 2>/dev/null && return 0
+    echo "SKIPPED: no private network namespace here (unshare -n needs root or user namespaces)"
+    exit 0
+}
+# in_netns CMD...: CMD in a new network namespace with loopback up.
+in_netns() {
+    unshare -n sh -c 'ip link set lo up 2>/dev/null; exec "$@"' sh "$@"
+}
+
+# crate_package NAME REQ DEST: the newest package of crate NAME matching version REQ, from
+# crates.io (`cargo fetch` of a tiny manifest), copied to DEST as a workspace of its own;
+# sets CRATE_VERSION.
+crate_package() {
+    local fetch
+    fetch="$(mktemp -d)"
+    mkdir -p "$fetch/src"
+    touch "$fetch/src/lib.rs"
+    printf '[package]\nname = "fetch-%s"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n[dependencies]\n%s = "%s"\n[workspace]\n' \
+        "$1" "$1" "$2" > "$fetch/Cargo.toml"
+    (cd "$fetch" && timeout 300 cargo fetch -q)
+    CRATE_VERSION=$(awk -v n="name = \"$1\"" '$0 == n {getline; gsub(/"/, "", $3); print $3}' "$fetch/Cargo.lock")
+    rm -rf "$fetch"
+    local src
+    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1-$CRATE_VERSION" 2>/dev/null | head -1)
+    [ -n "$src" ] && [ -d "$src" ] || { echo "$1 $CRATE_VERSION not found in the cargo registry"; exit 1; }
+    cp -r "$src" "$3"
+    grep -q '^\[workspace\]' "$3/Cargo.toml" || echo '[workspace]' >> "$3/Cargo.toml"
+}

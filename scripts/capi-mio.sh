@@ -18,24 +18,8 @@ command -v ip >/dev/null || {
 build_lib
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-mkdir -p "$TMP/fetch/src"
-touch "$TMP/fetch/src/lib.rs"
-cat > "$TMP/fetch/Cargo.toml" <<EOF
-[package]
-name = "fetch-mio"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-mio = "$REQ"
-[workspace]
-EOF
-(cd "$TMP/fetch" && timeout 300 cargo fetch -q)
-VERSION=$(awk '/^name = "mio"$/ {getline; gsub(/"/, "", $3); print $3}' "$TMP/fetch/Cargo.lock")
-SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"mio-$VERSION" | head -1)
-[ -d "$SRC" ] || { echo "mio $VERSION not found in the cargo registry"; exit 1; }
-cp -r "$SRC" "$TMP/mio"
-grep -q '^\[workspace\]' "$TMP/mio/Cargo.toml" || echo '[workspace]' >> "$TMP/mio/Cargo.toml"
+crate_package mio "$REQ" "$TMP/mio"
+VERSION=$CRATE_VERSION
 if [ -d "$TMP/mio/tests" ]; then
     echo "mio $VERSION ships tests/: $(ls "$TMP/mio/tests" | wc -l) files"
 else

@@ -19,31 +19,13 @@ TESTS="${TESTS:-^(net_|tcp_|udp|uds_|io_driver|io_async_fd|process_|signal_|rt_b
 command -v ip >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
 }
-if ! unshare -n true 2>/dev/null; then
-    echo "SKIPPED: no private network namespace here (unshare -n needs root or user namespaces)"
-    exit 0
-fi
+need_netns
 build_lib
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-mkdir -p "$TMP/fetch/src"
-touch "$TMP/fetch/src/lib.rs"
-cat > "$TMP/fetch/Cargo.toml" <<EOF
-[package]
-name = "fetch-tokio"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-tokio = "$REQ"
-[workspace]
-EOF
-(cd "$TMP/fetch" && timeout 300 cargo fetch -q)
-VERSION=$(awk '/^name = "tokio"$/ {getline; gsub(/"/, "", $3); print $3}' "$TMP/fetch/Cargo.lock")
-SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tokio-$VERSION" | head -1)
-[ -d "$SRC/tests" ] || { echo "tokio $VERSION not found in the cargo registry, or without tests/"; exit 1; }
-cp -r "$SRC" "$TMP/tokio"
-grep -q '^\[workspace\]' "$TMP/tokio/Cargo.toml" || echo '[workspace]' >> "$TMP/tokio/Cargo.toml"
+crate_package tokio "$REQ" "$TMP/tokio"
+VERSION=$CRATE_VERSION
+[ -d "$TMP/tokio/tests" ] || { echo "tokio $VERSION ships no tests/"; exit 1; }
 mapfile -t names < <(ls "$TMP/tokio/tests" | grep -E "$TESTS" | sed 's/\.rs$//')
 args=()
 for n in "${names[@]}"; do args+=(--test "$n"); done
@@ -73,8 +55,8 @@ run() { # $1: native|DRIVER; per-test outcomes in $TMP/$1.res
     : > "$TMP/$mode.txt"
     for b in "${bins[@]}"; do
         echo "## $(basename "$b")" >> "$TMP/$mode.txt"
-        (cd "$TMP/tokio" && unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
-            env "${envs[@]}" timeout -k 10 300 "$b" --test-threads 2 >> "$TMP/$mode.txt" 2>&1) \
+        (cd "$TMP/tokio" && in_netns env "${envs[@]}" timeout -k 10 300 "$b" --test-threads 2 \
+            >> "$TMP/$mode.txt" 2>&1) \
             || echo "## exit $?" >> "$TMP/$mode.txt"
     done
     awk '/^## / && !/^## exit/ {bin = $2} /^test .* \.\.\. / {print bin ": " $0}' "$TMP/$mode.txt" \

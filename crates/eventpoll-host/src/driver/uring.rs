@@ -462,11 +462,9 @@ struct Ring {
     /// over ([`UringDriver::replace_ring`]), so that it stays the driver's.
     sleep_fd: i32,
     /// Owned mode: the owner is between reading `sleep_fd` and the end of its sleep, so a
-    /// ring that replaces this one must leave `sleep_fd` referring to this one until then.
+    /// ring that replaces this one must leave `sleep_fd` referring to this one until then
+    /// (the owner, awake and finding another ring, points the number at it).
     owner_asleep: bool,
-    /// `sleep_fd` still refers to a ring this one replaced while its owner slept: that
-    /// owner points it at this ring when it wakes.
-    sleep_stale: bool,
 }
 
 #[derive(Default)]
@@ -558,7 +556,6 @@ impl Ring {
             sleep_polls: Vec::new(),
             sleep_fd: -1,
             owner_asleep: false,
-            sleep_stale: false,
         })
     }
 
@@ -700,12 +697,10 @@ impl Ring {
                 let _ = sys::close(self.sleep_fd);
             }
             self.sleep_fd = num;
-            self.sleep_stale = false;
         } else {
             let _ = sys::close(num);
             if self.sleep_fd == num {
                 self.sleep_fd = -1;
-                self.sleep_stale = false;
             }
         }
     }
@@ -1296,7 +1291,6 @@ impl UringDriver {
                     let _ = sys::close(ring.sleep_fd);
                 }
                 ring.sleep_fd = sleep;
-                ring.sleep_stale = true;
             } else {
                 ring.take_sleep_number(sleep);
             }
@@ -1499,7 +1493,7 @@ impl UringDriver {
             // while this thread sleeps puts another ring under the driver's number, but
             // leaves the sleep number to this ring until this thread is awake again
             // (`owner_asleep`). Without one, a private number made for this sleep.
-            let (fd, private) = if ring.sleep_fd >= 0 && !ring.sleep_stale {
+            let (fd, private) = if ring.sleep_fd >= 0 {
                 (ring.sleep_fd, false)
             } else {
                 let fd = sys::fcntl(
@@ -1583,9 +1577,10 @@ impl UringDriver {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.id == id {
                 ring.owner_asleep = false;
-            } else if ring.sleep_stale {
-                // Replaced while this thread slept: the sleep number leaves the old ring
-                // (freeing it, with its polls) for the ring now in place.
+            } else if !private {
+                // Replaced while this thread slept (`owner_asleep`), so the sleep number was
+                // left to the old ring: it leaves it (freeing it, with its polls) for the
+                // ring now in place.
                 let num = ring.sleep_fd;
                 ring.take_sleep_number(num);
             }
