@@ -824,8 +824,11 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })
             },
             None,
-            |host| {
-                host.wake_keyless(fd, true);
+            || sys::fstat(fd).map(|st| sys::identity(&st)).ok(),
+            |host, file| {
+                if let Some(file) = file {
+                    host.wake_keyless_files(&[(file, true)]);
+                }
             },
         );
     }
@@ -850,12 +853,17 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
 /// [`eventpoll_host::Host::wake_keyless`]): the wakeups the host had before it are
 /// delivered first, and after it succeeds — or fails with `woken_anyway`, an error Linux
 /// returns after its wakeup — `wake` passes the key-less wakeups on, so the items are
-/// queued in the place Linux gives them. A number the program does not own is `EBADF`.
-fn keyless_after(
+/// queued in the place Linux gives them. What `wake` needs to know of the files is found
+/// by `find` before the call: the driver sees the wakeups as they are made, and takes
+/// them as those `wake` passes on only if it gets to them first (see
+/// [`eventpoll_host::Host::wake_keyless_files`]). A number the program does not own is
+/// `EBADF`.
+fn keyless_after<T>(
     fd: c_int,
     call: impl FnOnce() -> Result<c_int, Errno>,
     woken_anyway: Option<Errno>,
-    wake: impl FnOnce(&eventpoll_host::Host),
+    find: impl FnOnce() -> T,
+    wake: impl FnOnce(&eventpoll_host::Host, T),
 ) -> Result<c_int, Errno> {
     let Some(p) = process::existing_unless_copied() else {
         return call();
@@ -869,9 +877,10 @@ fn keyless_after(
         return call();
     }
     p.host.pump();
+    let files = find();
     let r = call();
     if r.is_ok() || r.err() == woken_anyway {
-        wake(&p.host);
+        wake(&p.host, files);
     }
     r
 }
@@ -893,18 +902,23 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
             Some(Errno::ENOTCONN),
-            |host| match sys::unix_peer(fd) {
-                Some(peer) => {
-                    host.wake_keyless(fd, false);
-                    host.wake_keyless_file(peer, false);
+            || {
+                (
+                    sys::fstat(fd).map(|st| sys::identity(&st)),
+                    sys::unix_peer(fd),
+                )
+            },
+            |host, files| match files {
+                (Ok(file), Some(peer)) => {
+                    host.wake_keyless_files(&[(file, false), (peer, false)]);
                 }
-                None => {
-                    // Not a connected unix socket (TCP, say): what the call sent woke the
-                    // peer before Linux's key-less wakeup of the socket itself, at the end
-                    // of `inet_shutdown` — the peer's wakeup goes first.
-                    host.pump();
-                    host.wake_keyless(fd, false);
+                // Not a connected unix socket (TCP, say): what the call sent woke the peer
+                // before Linux's key-less wakeup of the socket itself, at the end of
+                // `inet_shutdown` — the driver delivers the peer's wakeup first.
+                (Ok(file), None) => {
+                    host.wake_keyless_files(&[(file, false)]);
                 }
+                (Err(_), _) => {}
             },
         )
     });

@@ -221,16 +221,25 @@ impl HostFd {
     /// `EXCLUSIVE` items in several instances that have blocked waiters are all queued
     /// (`scenarios/threads/exclusive/keyless-wakeup-wakes-all.ep`).
     pub(crate) fn notify(&self, bits: u32) {
+        self.notify_uncovered(bits, 0);
+    }
+
+    /// [`HostFd::notify`]; for a wakeup without a key (`bits` 0), the items interested in
+    /// a bit of `covered` are left to the driver, which reports the same wakeup with those
+    /// bits ([`eventpoll::WaitQueue::wake_uncovered`], [`crate::Host::wake_keyless`]).
+    pub(crate) fn notify_uncovered(&self, bits: u32, covered: u32) {
         // The file may have changed since an arming answer: the ctl asks the host.
         self.drop_answer();
         // Before the queue's wakeup, which takes the engine's locks: a harvest that takes
         // them after the callback sees the count moved (see `fresh`).
         self.wakes.fetch_add(1, Ordering::Relaxed);
         self.last_bits.store(bits, Ordering::Release);
-        if bits == 0 {
+        if bits != 0 {
+            self.queue.wake(Events::from_bits_retain(bits));
+        } else if covered == 0 {
             self.queue.wake_all(Events::empty());
         } else {
-            self.queue.wake(Events::from_bits_retain(bits));
+            self.queue.wake_uncovered(Events::from_bits_retain(covered));
         }
     }
 

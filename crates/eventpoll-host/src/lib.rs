@@ -324,6 +324,13 @@ impl Host {
     /// interposes `fcntl` and `shutdown`) [pumps](Host::pump) the wakeups that came before
     /// it, makes the call, and then reports the key-less wakeup with this.
     ///
+    /// The driver sees the same wakeup as readiness, and each item is woken once, as by
+    /// Linux's one wakeup (a second wakeup of a queued item would wake a second thread
+    /// blocked on its instance): the io_uring driver's completions of it reach the items
+    /// that watch what the file is ready for, and this wakes the others; the kernel-epoll
+    /// driver's reports of it are taken as this wakeup, unless another thread's pump
+    /// delivered them first (see [`driver::Driver::wake_keyless`]).
+    ///
     /// ```
     /// use eventpoll_host::{DriverKind, Host, HostEpoll};
     /// use eventpoll::{EpollEvent, Events, Interest};
@@ -347,7 +354,7 @@ impl Host {
     /// ```
     pub fn wake_keyless(&self, fd: i32, writers_only: bool) -> usize {
         match sys::fstat(fd) {
-            Ok(st) => self.wake_keyless_file(sys::identity(&st), writers_only),
+            Ok(st) => self.wake_keyless_files(&[(sys::identity(&st), writers_only)]),
             Err(_) => 0,
         }
     }
@@ -355,16 +362,33 @@ impl Host {
     /// [`Host::wake_keyless`] for the file with device and inode numbers `identity` (the
     /// peer of a socket, known by [`sys::unix_peer`]).
     pub fn wake_keyless_file(&self, identity: (u64, u64), writers_only: bool) -> usize {
-        let mut woken = 0;
-        for h in self.driver.registered() {
-            if h.file_identity() == Some(identity)
-                && (!writers_only || sys::writable_access(h.fd()))
-            {
-                h.notify(0);
-                woken += 1;
-            }
+        self.wake_keyless_files(&[(identity, writers_only)])
+    }
+
+    /// [`Host::wake_keyless`] for several files woken by one call, in the order Linux
+    /// wakes them (`shutdown(2)` of a unix socket: the socket, then its peer), each as
+    /// (device and inode numbers, writers only). One call, so that the driver, which sees
+    /// these wakeups too, passes each on once and in this order; it delivers the host's
+    /// other wakeups it has by then first (a TCP `shutdown`'s FIN reaches a loopback peer
+    /// during the call, before the socket's own key-less wakeup).
+    pub fn wake_keyless_files(&self, files: &[((u64, u64), bool)]) -> usize {
+        let registered = self.driver.registered();
+        let mut hosts = Vec::new();
+        for &(identity, writers_only) in files {
+            hosts.extend(
+                registered
+                    .iter()
+                    .filter(|h| {
+                        h.file_identity() == Some(identity)
+                            && (!writers_only || sys::writable_access(h.fd()))
+                    })
+                    .cloned(),
+            );
         }
-        woken
+        if !hosts.is_empty() {
+            self.driver.wake_keyless(&hosts);
+        }
+        hosts.len()
     }
 
     /// The host object behind `file`, if it is one.

@@ -221,15 +221,44 @@ impl WaitQueue {
     /// one accepts (Linux's `wake_up_poll`). `key` is the set of bits that changed, or empty
     /// for "unspecified".
     pub fn wake(&self, key: Events) {
-        self.wake_nr(key, 1)
+        self.wake_nr(key, 1, Events::empty())
     }
 
     /// Wake every entry, exclusive or not (Linux's `wake_up_all`).
     pub fn wake_all(&self, key: Events) {
-        self.wake_nr(key, 0)
+        self.wake_nr(key, 0, Events::empty())
     }
 
-    fn wake_nr(&self, key: Events, mut nr_exclusive: usize) {
+    /// A wakeup without a key (as [`WaitQueue::wake_all`] with an empty key) of which
+    /// another delivery brings the keyed part: epoll items interested in a bit of
+    /// `covered` are left alone (but `EXCLUSIVE` ones, which a keyed wakeup may not
+    /// reach), every other entry is woken. For an embedder whose host
+    /// reports one wakeup twice — once as a key-less call it sees being made, once as
+    /// readiness with the bits `covered` — so that each item of the file is woken once,
+    /// as by the single wakeup Linux makes (a second wakeup of a queued item would wake a
+    /// second blocked thread).
+    ///
+    /// ```
+    /// use eventpoll::objects::eventfd::{EventFd, EventFdMode};
+    /// use eventpoll::{Epoll, EventBuffer, Events, File, Interest};
+    /// use std::time::Duration;
+    ///
+    /// let efd = File::new(EventFd::new(0, EventFdMode::Counter));
+    /// let ep = Epoll::new();
+    /// ep.add(&efd, Interest::from_events(Events::OUT | Events::ET), 1).unwrap();
+    /// let mut got = EventBuffer::with_capacity(4);
+    /// assert_eq!(ep.wait(&mut got, Some(Duration::ZERO)), Ok(1)); // the add's edge
+    /// let q = efd.downcast::<EventFd>().unwrap().queue();
+    /// q.wake_uncovered(Events::OUT); // the OUT item is left to the keyed delivery
+    /// assert_eq!(ep.wait(&mut got, Some(Duration::ZERO)), Ok(0));
+    /// q.wake_uncovered(Events::IN); // not covered: queued, as by `wake_all`
+    /// assert_eq!(ep.wait(&mut got, Some(Duration::ZERO)), Ok(1));
+    /// ```
+    pub fn wake_uncovered(&self, covered: Events) {
+        self.wake_nr(Events::empty(), 0, covered)
+    }
+
+    fn wake_nr(&self, key: Events, mut nr_exclusive: usize, covered: Events) {
         // Declared before the lock so that it drops after it: woken threads are unparked
         // once this queue's lock (and any lock the caller holds under an outer guard) is
         // released, instead of waking straight into a contended mutex.
@@ -244,6 +273,11 @@ impl WaitQueue {
         while let Some(entry) = entries.get(i) {
             let exclusive = entry.is_exclusive();
             let (accepted, remove) = match entry {
+                Waiter::Item { ep, slot, .. }
+                    if !covered.is_empty() && ep.item_interested(*slot, covered) =>
+                {
+                    (false, false)
+                }
                 Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),
                 Waiter::Thread { parker, .. } => (parker.notify(), true),
                 Waiter::Callback { cb, once, .. } => (cb.wake(key), *once),

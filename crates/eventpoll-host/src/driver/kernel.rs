@@ -188,12 +188,14 @@ impl KernelDriver {
         self.epfds[class].load(Ordering::Acquire)
     }
 
-    /// Harvest one of the epolls, passing on every report except those for `skip`; returns
-    /// (objects woken, whether the output epoll has news).
+    /// Harvest one of the epolls, passing on every report except those for `skip` (dropped)
+    /// and `absorb` (taken as wakeups already delivered: their state bits are recorded);
+    /// returns (objects woken, whether the output epoll has news).
     fn drain(
         &self,
         class: usize,
         skip: u64,
+        absorb: &[u64],
         buf: &mut [MaybeUninit<libc::epoll_event>],
         hosts: &mut Hosts,
     ) -> (usize, bool) {
@@ -216,7 +218,9 @@ impl KernelDriver {
                     h.set_fresh(bits);
                 }
                 if let Some(key) = wake_key(h, class, bits) {
-                    h.notify(key);
+                    if !absorb.contains(&{ got[*pos].u64 }) {
+                        h.notify(key);
+                    }
                 }
             }
             woken += hosts.len();
@@ -235,21 +239,27 @@ type Hosts = smallvec::SmallVec<[(usize, Arc<HostFd>); 16]>;
 /// The key to wake `host`'s queue with, from a report of the epoll of `class`. A report
 /// holds the file's mask, not the wakeup's key; the direction is the epoll's, and `ERR`
 /// and `HUP` — reported by both epolls whenever they are set — count only when they have
-/// just appeared (seen by the input epoll, which every descriptor is registered with; a
-/// wakeup without a key then, `Some(0)`: a state change, which wakes every item): an
-/// `IN` wakeup of a socket that hung up long ago does not wake an item that waits for `HUP`
-/// alone, as on Linux. But an input report of a socket that had `HUP` already is a wakeup
-/// without a key (`Some(0)`, which queues every item): no data can arrive any more and the
-/// input epoll does not take output wakeups, so only a key-less one is left — the peer
-/// closed or shut down after the hang-up (`sock_def_wakeup`). `None`: nothing to pass on.
+/// just appeared (a wakeup without a key then, `Some(0)`: a state change, which wakes
+/// every item): an `IN` wakeup of a socket that hung up long ago does not wake an item
+/// that waits for `HUP` alone, as on Linux. A state change reaches both epolls; the input
+/// epoll's report, which every descriptor has, is the one passed on (the output epoll's,
+/// `None`, would be a second wakeup of the same items, and wake a second thread blocked
+/// on their instance: `scenarios/regressions/threads-peer-close-wakes-newest-once.ep`).
+/// An input report of a socket that had `HUP` already is a wakeup without a key too
+/// (`Some(0)`, which queues every item): no data can arrive any more and the input epoll
+/// does not take output wakeups, so only a key-less one is left — the peer closed or shut
+/// down after the hang-up (`sock_def_wakeup`). `None`: nothing to pass on.
 fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
     let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
-    if class == 1 {
-        return key_of(host.socket.load(Ordering::Relaxed), bits & !errhup);
-    }
     let now = bits & errhup;
     let socket = host.socket.load(Ordering::Relaxed);
-    let before = host.errhup.swap(now, Ordering::AcqRel);
+    let before = swap_state(host, class, now);
+    if class == 1 {
+        if now & !before != 0 {
+            return None;
+        }
+        return key_of(socket, bits & !errhup);
+    }
     if before & libc::EPOLLHUP as u32 != 0 && socket {
         return Some(0);
     }
@@ -260,6 +270,21 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
         return Some(0);
     }
     key_of(socket, bits & !errhup)
+}
+
+/// Record the state bits `now` of a report of `class` (`HostFd::errhup`: the input
+/// epoll's in the low half, the output epoll's in the high half); returns those of the
+/// previous report of the same epoll. Pumps of several threads may report at once.
+fn swap_state(host: &HostFd, class: usize, now: u32) -> u32 {
+    let shift = 16 * class as u32;
+    let mask = 0xffff_u32 << shift;
+    let old = host
+        .errhup
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some((v & !mask) | (now << shift))
+        })
+        .unwrap_or_else(|v| v);
+    (old & mask) >> shift
 }
 
 /// The key of a report's direction bits `dir` (a socket's widened to its wakeup's whole
@@ -294,7 +319,7 @@ impl KernelDriver {
     /// driver pumps everything else and drops that report. Nothing is lost — whoever adds
     /// an engine item polls the object itself afterwards.
     fn pump_skipping(&self, skip: u64) -> usize {
-        self.pump_counted(skip).0
+        self.pump_counted(skip, &[]).0
     }
 
     /// Whether the calling thread (`me`) owns the fast path, taking it if nobody has.
@@ -324,7 +349,7 @@ impl KernelDriver {
     /// later value. A value that no longer shows B in flight was written after B's last
     /// delivery (the engine's wait-queue calls, under the engine's locks) with release
     /// semantics, and A reads it with acquire semantics: A's harvest sees what B delivered.
-    fn pump_counted(&self, skip: u64) -> (usize, Seen) {
+    fn pump_counted(&self, skip: u64, absorb: &[u64]) -> (usize, Seen) {
         let nested = DEPTH.with(Cell::get) != 0;
         // The owner's pump inside one of its own (a signal handler's wait) is counted: the
         // sequence count must not move under the outer pump.
@@ -367,9 +392,9 @@ impl KernelDriver {
         };
         let mut buf = [MaybeUninit::<libc::epoll_event>::uninit(); BATCH];
         let mut hosts = Hosts::new();
-        let (mut woken, out_news) = self.drain(0, skip, &mut buf, &mut hosts);
+        let (mut woken, out_news) = self.drain(0, skip, absorb, &mut buf, &mut hosts);
         if out_news {
-            woken += self.drain(1, skip, &mut buf, &mut hosts).0;
+            woken += self.drain(1, skip, absorb, &mut buf, &mut hosts).0;
         }
         let seen = match owner_seq {
             Some(s) => {
@@ -567,6 +592,24 @@ impl Driver for KernelDriver {
         Ok(())
     }
 
+    /// The private epolls have the wakeup already (the kernel's callbacks ran during the
+    /// call), each descriptor's in the epoll of each direction its file is ready for. A
+    /// pump takes those reports as this wakeup (they record its state bits, and wake
+    /// nothing), delivering the others, then the wakeup goes to each object in order —
+    /// the order of Linux's wakeups, where the reports of two epolls would come a
+    /// direction at a time. A pump of another thread that took the reports first has
+    /// delivered them as keyed wakeups: those objects are woken twice.
+    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
+        let tokens: smallvec::SmallVec<[u64; 4]> = hosts
+            .iter()
+            .map(|h| h.token.load(Ordering::Acquire))
+            .collect();
+        self.pump_counted(NO_SKIP, &tokens);
+        for h in hosts {
+            h.notify(0);
+        }
+    }
+
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {
         // Deliver what is pending first: only the report of the re-arming below is dropped.
         self.pump();
@@ -609,7 +652,7 @@ impl Driver for KernelDriver {
     /// (`pump_skipping`: registrations, re-armings) do not wait; the ones those make first,
     /// to deliver what is pending, do.
     fn pump(&self) -> usize {
-        let (woken, seen) = self.pump_counted(NO_SKIP);
+        let (woken, seen) = self.pump_counted(NO_SKIP, &[]);
         // Not inside another pump of this thread (a signal handler's wait): that one is in
         // flight until this returns.
         if seen.busy() && DEPTH.with(Cell::get) == 0 {
@@ -620,7 +663,7 @@ impl Driver for KernelDriver {
 
     fn pump_before_sleep(&self) -> usize {
         // A wakeup another thread's pump holds wakes the sleeper when delivered: no wait.
-        self.pump_counted(NO_SKIP).0
+        self.pump_counted(NO_SKIP, &[]).0
     }
 
     fn relayable(&self) -> bool {

@@ -107,6 +107,20 @@ pub trait Driver: Send + Sync {
     fn register_unarmed(&self, host: &Arc<HostFd>) -> SysResult<()> {
         self.register(host)
     }
+    /// Pass on a wakeup without a key of each of `hosts`, in this order, that a call the
+    /// embedder saw has just made ([`crate::Host::wake_keyless`]). The driver sees the
+    /// same wakeup as readiness (or not at all, the `poll` driver), so that each item is
+    /// woken once, as by the one wakeup Linux makes: a second wakeup of a queued item
+    /// would wake a second thread blocked on its instance. The wakeups the driver has by
+    /// then of other objects are delivered first (a TCP `shutdown`'s FIN reaches a
+    /// loopback peer during the call, before the socket's own wakeup). By default: a pump,
+    /// then each object woken without a key.
+    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
+        self.pump();
+        for h in hosts {
+            h.notify(0);
+        }
+    }
     /// Start reporting output wakeups for `host` too (see [`HostFd::watch`]).
     fn watch_out(&self, _host: &HostFd) -> SysResult<()> {
         Ok(())

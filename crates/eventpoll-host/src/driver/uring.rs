@@ -351,6 +351,24 @@ fn wake_key(bits: u32, socket: bool, input: bool, prev_state: u32) -> u32 {
     }
 }
 
+/// The bits the completions of `host`'s polls will carry, at least, for a wakeup without a
+/// key after which the file's mask is `mask` (see `UringDriver::wake_keyless`).
+fn keyless_coverage(host: &HostFd, mask: u32) -> u32 {
+    if host.unarmed.load(Ordering::Acquire) {
+        return 0;
+    }
+    let socket = host.socket.load(Ordering::Relaxed);
+    let mut covered = 0;
+    for (class, bits) in CLASSES.iter().enumerate() {
+        if class == 1 && !host.out.load(Ordering::Acquire) {
+            continue;
+        }
+        let dir = mask & bits & !STATE_BITS;
+        covered |= if socket { super::socket_key(dir) } else { dir };
+    }
+    covered
+}
+
 /// Record the state bits of a completion of `host`'s poll of `class`; returns those of
 /// the previous one (`HostFd::errhup` holds input's in its low half, output's in its high
 /// half).
@@ -1409,8 +1427,13 @@ impl UringDriver {
                     }
                     if bits != 0 {
                         let socket = h.socket.load(Ordering::Relaxed);
-                        h.notify(wake_key(bits, socket, class == 0, prev_state));
-                        woken += 1;
+                        let key = wake_key(bits, socket, class == 0, prev_state);
+                        // A state change completes both polls: the input poll's completion
+                        // (it watches every state bit) is the one delivered.
+                        if class == 0 || key != 0 || bits & STATE_BITS & !prev_state == 0 {
+                            h.notify(key);
+                            woken += 1;
+                        }
                     }
                     // Ended while registered: the completion queue was full (res > 0) or the
                     // thread that armed it exited (ECANCELED). Other errors (the number is
@@ -1733,6 +1756,21 @@ impl Driver for UringDriver {
         }
         self.pump_locked(&mut ring, token);
         Ok(())
+    }
+
+    /// Each object's items that its polls' completions of this wakeup will reach are
+    /// left to them: a key-less wakeup completes each armed poll whose direction the file
+    /// is ready for (the kernel runs a poll's wakeup whatever its key, then asks the file),
+    /// with at least those direction bits as the key (`wake_key`: a socket's widened; no
+    /// key at all, which reaches every item, when a state bit is new). Those completions
+    /// come in the order of the wakeups, through whichever thread armed the polls (those
+    /// posted already are delivered first, with the wakeups before them); the items they
+    /// do not reach (nothing they watch is ready) are queued now.
+    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
+        self.pump();
+        for h in hosts {
+            h.notify_uncovered(0, keyless_coverage(h, sys::poll_mask(h.fd())));
+        }
     }
 
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {

@@ -660,6 +660,16 @@ impl EpollShared {
 
     // ----- the callback -----
 
+    /// Whether the item in `slot` is left to a wakeup keyed with `bits` (see
+    /// [`WaitQueue::wake_uncovered`]): it watches one of them, and is not `EXCLUSIVE` — a
+    /// keyed wakeup stops at the first exclusive item with a blocked thread, a key-less one
+    /// reaches them all.
+    pub(crate) fn item_interested(&self, slot: u32, bits: Events) -> bool {
+        let r = lock(&self.ready);
+        let events = Events::from_bits_retain(r.slots[slot as usize].events);
+        !events.contains(Events::EXCLUSIVE) && !((events - Events::PRIVATE) & bits).is_empty()
+    }
+
     /// The epoll callback (Linux's `ep_poll_callback`), run by a target's wait queue with
     /// its lock held. Returns whether the wakeup is *accepted* (for exclusive entries).
     pub(crate) fn item_callback(&self, slot: u32, key: Events) -> bool {
