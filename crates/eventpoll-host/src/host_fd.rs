@@ -32,9 +32,9 @@ pub struct HostFd {
     pub(crate) out: AtomicBool,
     /// The input bits the driver asks the host for (see [`HostFd::set_interest`]).
     pub(crate) input: AtomicU32,
-    /// State bits as the driver last saw them (they wake every item only when new): the
-    /// kernel driver's `ERR`/`HUP`; the io_uring driver's `ERR`/`HUP`/`RDHUP` per poll,
-    /// input in the low half, output in the high half.
+    /// State bits as the driver last saw them (they wake every item only when new), per
+    /// direction, input in the low half, output in the high half: the kernel driver's
+    /// `ERR`/`HUP` per private epoll, the io_uring driver's `ERR`/`HUP`/`RDHUP` per poll.
     pub(crate) errhup: AtomicU32,
     /// Device and inode numbers of the file, recorded at registration by drivers that
     /// check identity with them (the io_uring driver).

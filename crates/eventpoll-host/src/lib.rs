@@ -371,6 +371,33 @@ impl Host {
     /// these wakeups too, passes each on once and in this order; it delivers the host's
     /// other wakeups it has by then first (a TCP `shutdown`'s FIN reaches a loopback peer
     /// during the call, before the socket's own key-less wakeup).
+    ///
+    /// ```
+    /// use eventpoll_host::{sys, DriverKind, Host, HostEpoll};
+    /// use eventpoll::{EpollEvent, Events, Interest};
+    /// use std::time::Duration;
+    ///
+    /// let host = Host::new(DriverKind::IoUring).or_else(|_| Host::new(DriverKind::Poll)).unwrap();
+    /// let hep = HostEpoll::new(host.clone()).unwrap();
+    /// let mut sv = [0; 2];
+    /// let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK;
+    /// assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, sv.as_mut_ptr()) }, 0);
+    /// let (a, b) = (host.open(sv[0]).unwrap(), host.open(sv[1]).unwrap());
+    /// hep.epoll().add(&a, Interest::from_events(Events::IN | Events::ET), 1).unwrap();
+    /// hep.epoll().add(&b, Interest::from_events(Events::IN | Events::ET), 2).unwrap();
+    /// let mut out = [EpollEvent::default(); 4];
+    /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(0));
+    /// // shutdown(2) wakes the socket, then its peer, without a key.
+    /// let (ida, idb) = (sys::fstat(sv[0]).unwrap(), sys::unix_peer(sv[0]).unwrap());
+    /// host.pump();
+    /// assert_eq!(unsafe { libc::shutdown(sv[0], libc::SHUT_WR) }, 0);
+    /// assert_eq!(host.wake_keyless_files(&[(sys::identity(&ida), false), (idb, false)]), 2);
+    /// // The peer can read no more (IN and RDHUP); the socket itself has nothing for IN.
+    /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(1));
+    /// assert_eq!(out[0].data(), 2);
+    /// drop((a, b));
+    /// unsafe { libc::close(sv[0]); libc::close(sv[1]); }
+    /// ```
     pub fn wake_keyless_files(&self, files: &[((u64, u64), bool)]) -> usize {
         let registered = self.driver.registered();
         let mut hosts = Vec::new();
