@@ -824,11 +824,12 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_fcntl, fd, cmd, arg) })
             },
             None,
-            || sys::fstat(fd).map(|st| sys::identity(&st)).ok(),
-            |host, file| {
-                if let Some(file) = file {
-                    host.wake_keyless_files(&[(file, true)]);
-                }
+            |host| match sys::fstat(fd) {
+                Ok(st) => host.keyless_targets(&[(sys::identity(&st), true)]),
+                Err(_) => host.keyless_targets(&[]),
+            },
+            |host, targets| {
+                host.wake_keyless_targets(targets);
             },
         );
     }
@@ -853,17 +854,16 @@ fn fcntl_impl(fd: c_int, cmd: c_int, arg: c_ulong) -> Result<c_int, Errno> {
 /// [`eventpoll_host::Host::wake_keyless`]): the wakeups the host had before it are
 /// delivered first, and after it succeeds — or fails with `woken_anyway`, an error Linux
 /// returns after its wakeup — `wake` passes the key-less wakeups on, so the items are
-/// queued in the place Linux gives them. What `wake` needs to know of the files is found
-/// by `find` before the call: the driver sees the wakeups as they are made, and takes
-/// them as those `wake` passes on only if it gets to them first (see
-/// [`eventpoll_host::Host::wake_keyless_files`]). A number the program does not own is
-/// `EBADF`.
-fn keyless_after<T>(
+/// queued in the place Linux gives them. The objects `wake` passes them on to are found
+/// by `find` before the call: the driver sees the wakeups as they are made, maybe in
+/// another thread (see [`eventpoll_host::Host::keyless_targets`]). A number the program
+/// does not own is `EBADF`.
+fn keyless_after(
     fd: c_int,
     call: impl FnOnce() -> Result<c_int, Errno>,
     woken_anyway: Option<Errno>,
-    find: impl FnOnce() -> T,
-    wake: impl FnOnce(&eventpoll_host::Host, T),
+    find: impl FnOnce(&eventpoll_host::Host) -> eventpoll_host::KeylessTargets,
+    wake: impl FnOnce(&eventpoll_host::Host, eventpoll_host::KeylessTargets),
 ) -> Result<c_int, Errno> {
     let Some(p) = process::existing_unless_copied() else {
         return call();
@@ -877,10 +877,10 @@ fn keyless_after<T>(
         return call();
     }
     p.host.pump();
-    let files = find();
+    let targets = find(&p.host);
     let r = call();
     if r.is_ok() || r.err() == woken_anyway {
-        wake(&p.host, files);
+        wake(&p.host, targets);
     }
     r
 }
@@ -902,23 +902,19 @@ pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
                 raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_shutdown, fd, how) })
             },
             Some(Errno::ENOTCONN),
-            || {
-                (
-                    sys::fstat(fd).map(|st| sys::identity(&st)),
-                    sys::unix_peer(fd),
-                )
+            // The socket, then a connected unix peer (found with the kernel's socket
+            // diagnostics). Any other peer (TCP, say) is woken by what the call sends,
+            // before Linux's key-less wakeup of the socket itself at the end of
+            // `inet_shutdown`: the driver delivers that wakeup first.
+            |host| match (sys::fstat(fd), sys::unix_peer(fd)) {
+                (Ok(st), Some(peer)) => {
+                    host.keyless_targets(&[(sys::identity(&st), false), (peer, false)])
+                }
+                (Ok(st), None) => host.keyless_targets(&[(sys::identity(&st), false)]),
+                (Err(_), _) => host.keyless_targets(&[]),
             },
-            |host, files| match files {
-                (Ok(file), Some(peer)) => {
-                    host.wake_keyless_files(&[(file, false), (peer, false)]);
-                }
-                // Not a connected unix socket (TCP, say): what the call sent woke the peer
-                // before Linux's key-less wakeup of the socket itself, at the end of
-                // `inet_shutdown` — the driver delivers the peer's wakeup first.
-                (Ok(file), None) => {
-                    host.wake_keyless_files(&[(file, false)]);
-                }
-                (Err(_), _) => {}
+            |host, targets| {
+                host.wake_keyless_targets(targets);
             },
         )
     });

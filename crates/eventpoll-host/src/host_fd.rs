@@ -142,6 +142,11 @@ impl HostFd {
         self.wakes.load(Ordering::Relaxed)
     }
 
+    /// The key of the last wakeup the driver delivered (0: none, or one without a key).
+    pub(crate) fn last_key(&self) -> u32 {
+        self.last_bits.load(Ordering::Acquire)
+    }
+
     /// The bits of output readiness.
     pub const OUT_BITS: Events = Events::OUT.union(Events::WRNORM).union(Events::WRBAND);
 

@@ -367,10 +367,18 @@ impl Host {
 
     /// [`Host::wake_keyless`] for several files woken by one call, in the order Linux
     /// wakes them (`shutdown(2)` of a unix socket: the socket, then its peer), each as
-    /// (device and inode numbers, writers only). One call, so that the driver, which sees
-    /// these wakeups too, passes each on once and in this order; it delivers the host's
-    /// other wakeups it has by then first (a TCP `shutdown`'s FIN reaches a loopback peer
-    /// during the call, before the socket's own key-less wakeup).
+    /// (device and inode numbers, writers only): [`Host::keyless_targets`], then
+    /// [`Host::wake_keyless_targets`]. An embedder that can find the files before the
+    /// call makes those two steps itself, around it.
+    pub fn wake_keyless_files(&self, files: &[((u64, u64), bool)]) -> usize {
+        self.wake_keyless_targets(self.keyless_targets(files))
+    }
+
+    /// The registered objects of the files a call is about to wake without a key, in
+    /// order, as for [`Host::wake_keyless_files`] — found *before* the call, with their
+    /// wakeup counts then: the driver sees the call's wakeups as they are made, and a
+    /// pump of another thread may deliver them before [`Host::wake_keyless_targets`]
+    /// runs; the counts tell it so, and each item is woken once.
     ///
     /// ```
     /// use eventpoll_host::{sys, DriverKind, Host, HostEpoll};
@@ -388,17 +396,19 @@ impl Host {
     /// let mut out = [EpollEvent::default(); 4];
     /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(0));
     /// // shutdown(2) wakes the socket, then its peer, without a key.
-    /// let (ida, idb) = (sys::fstat(sv[0]).unwrap(), sys::unix_peer(sv[0]).unwrap());
+    /// let ida = sys::identity(&sys::fstat(sv[0]).unwrap());
+    /// let idb = sys::unix_peer(sv[0]).unwrap();
     /// host.pump();
+    /// let targets = host.keyless_targets(&[(ida, false), (idb, false)]);
     /// assert_eq!(unsafe { libc::shutdown(sv[0], libc::SHUT_WR) }, 0);
-    /// assert_eq!(host.wake_keyless_files(&[(sys::identity(&ida), false), (idb, false)]), 2);
+    /// assert_eq!(host.wake_keyless_targets(targets), 2);
     /// // The peer can read no more (IN and RDHUP); the socket itself has nothing for IN.
     /// assert_eq!(hep.wait(&mut out, 4, Some(Duration::ZERO), None), Ok(1));
     /// assert_eq!(out[0].data(), 2);
     /// drop((a, b));
     /// unsafe { libc::close(sv[0]); libc::close(sv[1]); }
     /// ```
-    pub fn wake_keyless_files(&self, files: &[((u64, u64), bool)]) -> usize {
+    pub fn keyless_targets(&self, files: &[((u64, u64), bool)]) -> KeylessTargets {
         let registered = self.driver.registered();
         let mut hosts = Vec::new();
         for &(identity, writers_only) in files {
@@ -409,13 +419,22 @@ impl Host {
                         h.file_identity() == Some(identity)
                             && (!writers_only || sys::writable_access(h.fd()))
                     })
-                    .cloned(),
+                    .map(|h| (h.clone(), h.wakeups())),
             );
         }
-        if !hosts.is_empty() {
-            self.driver.wake_keyless(&hosts);
+        KeylessTargets(hosts)
+    }
+
+    /// Pass on the key-less wakeup of `targets` ([`Host::keyless_targets`]) that a call
+    /// has just made: the driver delivers the host's other wakeups it has by then first (a
+    /// TCP `shutdown`'s FIN reaches a loopback peer during the call, before the socket's
+    /// own wakeup), then wakes each object's items once (see
+    /// [`driver::Driver::wake_keyless`]). Returns how many objects.
+    pub fn wake_keyless_targets(&self, targets: KeylessTargets) -> usize {
+        if !targets.0.is_empty() {
+            self.driver.wake_keyless(&targets.0);
         }
-        hosts.len()
+        targets.0.len()
     }
 
     /// The host object behind `file`, if it is one.
@@ -443,3 +462,8 @@ impl Host {
         r
     }
 }
+
+/// The objects a key-less wakeup is about to reach, with their wakeup counts when they were
+/// found ([`Host::keyless_targets`]).
+#[derive(Debug)]
+pub struct KeylessTargets(Vec<(Arc<HostFd>, u64)>);

@@ -597,16 +597,24 @@ impl Driver for KernelDriver {
     /// pump takes those reports as this wakeup (they record its state bits, and wake
     /// nothing), delivering the others, then the wakeup goes to each object in order —
     /// the order of Linux's wakeups, where the reports of two epolls would come a
-    /// direction at a time. A pump of another thread that took the reports first has
-    /// delivered them as keyed wakeups: those objects are woken twice.
-    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
+    /// direction at a time. A pump of another thread may have taken the reports first:
+    /// this one waits for the pumps in flight, and an object woken since the call began
+    /// has had the items its key named woken; the others are woken here.
+    fn wake_keyless(&self, hosts: &[(Arc<HostFd>, u64)]) {
         let tokens: smallvec::SmallVec<[u64; 4]> = hosts
             .iter()
-            .map(|h| h.token.load(Ordering::Acquire))
+            .map(|(h, _)| h.token.load(Ordering::Acquire))
             .collect();
-        self.pump_counted(NO_SKIP, &tokens);
-        for h in hosts {
-            h.notify(0);
+        let (_, seen) = self.pump_counted(NO_SKIP, &tokens);
+        if seen.busy() && DEPTH.with(Cell::get) == 0 {
+            self.wait_inflight(seen);
+        }
+        for (h, count) in hosts {
+            if h.wakeups() == *count {
+                h.notify(0);
+            } else if h.last_key() != 0 {
+                h.notify_uncovered(0, h.last_key());
+            }
         }
     }
 

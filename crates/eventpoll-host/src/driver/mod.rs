@@ -108,16 +108,17 @@ pub trait Driver: Send + Sync {
         self.register(host)
     }
     /// Pass on a wakeup without a key of each of `hosts`, in this order, that a call the
-    /// embedder saw has just made ([`crate::Host::wake_keyless`]). The driver sees the
-    /// same wakeup as readiness (or not at all, the `poll` driver), so that each item is
-    /// woken once, as by the one wakeup Linux makes: a second wakeup of a queued item
-    /// would wake a second thread blocked on its instance. The wakeups the driver has by
-    /// then of other objects are delivered first (a TCP `shutdown`'s FIN reaches a
-    /// loopback peer during the call, before the socket's own wakeup). By default: a pump,
-    /// then each object woken without a key.
-    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
+    /// embedder saw has just made ([`crate::Host::wake_keyless_targets`]); each comes with
+    /// its wakeup count from before the call. The driver sees the same wakeup as
+    /// readiness (or not at all, the `poll` driver), so that each item is woken once, as
+    /// by the one wakeup Linux makes: a second wakeup of a queued item would wake a
+    /// second thread blocked on its instance. The wakeups the driver has by then of other
+    /// objects are delivered first (a TCP `shutdown`'s FIN reaches a loopback peer during
+    /// the call, before the socket's own wakeup). By default: a pump, then each object
+    /// woken without a key.
+    fn wake_keyless(&self, hosts: &[(Arc<HostFd>, u64)]) {
         self.pump();
-        for h in hosts {
+        for (h, _) in hosts {
             h.notify(0);
         }
     }

@@ -464,6 +464,10 @@ struct Ring {
     /// The bits of the completions the last pump skipped (the arming reports of the
     /// object it was told to skip), for `HostFd::set_answer`.
     skipped_bits: u32,
+    /// The objects (tokens) whose completions the pump in progress takes as a key-less
+    /// wakeup passed on after it (`UringDriver::wake_keyless`): recorded, not delivered.
+    /// Empty but then.
+    absorb: smallvec::SmallVec<[u64; 4]>,
     /// Owned mode: the kernel raises `IORING_SQ_TASKRUN` again when an entry leaves
     /// deferred task work unrun (found by [`Ring::probe_leftover_flag`]), so the flag alone
     /// says whether another entry is needed.
@@ -570,6 +574,7 @@ impl Ring {
             id: RINGS.fetch_add(1, Ordering::Relaxed),
             scratch: Scratch::default(),
             skipped_bits: 0,
+            absorb: smallvec::SmallVec::new(),
             leftover_flag: false,
             sleep_polls: Vec::new(),
             sleep_fd: -1,
@@ -1429,8 +1434,12 @@ impl UringDriver {
                         let socket = h.socket.load(Ordering::Relaxed);
                         let key = wake_key(bits, socket, class == 0, prev_state);
                         // A state change completes both polls: the input poll's completion
-                        // (it watches every state bit) is the one delivered.
-                        if class == 0 || key != 0 || bits & STATE_BITS & !prev_state == 0 {
+                        // (it watches every state bit) is the one delivered. One that
+                        // `wake_keyless` passes on in its place is not delivered here.
+                        let absorbed = !ring.absorb.is_empty() && ring.absorb.contains(&token);
+                        if !absorbed
+                            && (class == 0 || key != 0 || bits & STATE_BITS & !prev_state == 0)
+                        {
                             h.notify(key);
                             woken += 1;
                         }
@@ -1758,18 +1767,44 @@ impl Driver for UringDriver {
         Ok(())
     }
 
-    /// Each object's items that its polls' completions of this wakeup will reach are
-    /// left to them: a key-less wakeup completes each armed poll whose direction the file
-    /// is ready for (the kernel runs a poll's wakeup whatever its key, then asks the file),
-    /// with at least those direction bits as the key (`wake_key`: a socket's widened; no
-    /// key at all, which reaches every item, when a state bit is new). Those completions
-    /// come in the order of the wakeups, through whichever thread armed the polls (those
-    /// posted already are delivered first, with the wakeups before them); the items they
-    /// do not reach (nothing they watch is ready) are queued now.
-    fn wake_keyless(&self, hosts: &[Arc<HostFd>]) {
-        self.pump();
-        for h in hosts {
-            h.notify_uncovered(0, keyless_coverage(h, sys::poll_mask(h.fd())));
+    /// A key-less wakeup completes each armed poll whose direction the file is ready for
+    /// (the kernel runs a poll's wakeup whatever its key, then asks the file), with at
+    /// least those direction bits as the key (`wake_key`: a socket's widened; no key at
+    /// all when a state bit is new). The completions of polls the calling thread armed
+    /// (or of an owned ring, whose work a pump runs) are posted by now: a pump takes them
+    /// as this wakeup (their state recorded, nothing delivered) and delivers the host's
+    /// other wakeups, then each object is woken without a key, in order — the order of
+    /// Linux's wakeups (a peer's completion delivered first would put its items ahead of
+    /// the socket's). The completions of polls another thread armed come when that thread
+    /// runs its task work: the items they will reach are told from the file's mask now
+    /// (one `ppoll`) and left to them, the others woken here. An object woken since the
+    /// call began (by another thread's pump) has had the items its key named woken.
+    fn wake_keyless(&self, hosts: &[(Arc<HostFd>, u64)]) {
+        let posted: smallvec::SmallVec<[bool; 4]> =
+            hosts.iter().map(|(h, _)| self.relay_delivers(h)).collect();
+        {
+            let mut ring = self.lock();
+            ring.absorb.clear();
+            for ((h, _), posted) in hosts.iter().zip(&posted) {
+                if *posted {
+                    ring.absorb.push(h.token.load(Ordering::Acquire));
+                }
+            }
+            self.pump_locked(&mut ring, NO_SKIP);
+            ring.absorb.clear();
+        }
+        for ((h, count), posted) in hosts.iter().zip(posted) {
+            let covered = if h.wakeups() != *count {
+                match h.last_key() {
+                    0 => continue,
+                    key => key,
+                }
+            } else if posted {
+                0
+            } else {
+                keyless_coverage(h, sys::poll_mask(h.fd()))
+            };
+            h.notify_uncovered(0, covered);
         }
     }
 
