@@ -142,6 +142,31 @@ impl HostFd {
         self.wakes.load(Ordering::Relaxed)
     }
 
+    /// Record the state bits `state` a driver's report of direction `class` (0 input, 1
+    /// output) found (see `errhup`); returns those of the previous report of that
+    /// direction. Pumps of several threads may report at once (the kernel-epoll driver):
+    /// a compare-and-swap, made only when the bits changed — most reports find them as
+    /// they were, and cost one load.
+    pub(crate) fn swap_state(&self, class: usize, state: u32) -> u32 {
+        let shift = 16 * class as u32;
+        let mask = 0xffff_u32 << shift;
+        let mut old = self.errhup.load(Ordering::Acquire);
+        loop {
+            let new = (old & !mask) | (state << shift);
+            if new == old {
+                break;
+            }
+            match self
+                .errhup
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => old = now,
+            }
+        }
+        (old & mask) >> shift
+    }
+
     /// The key of the last wakeup the driver delivered (0: none, or one without a key).
     pub(crate) fn last_key(&self) -> u32 {
         self.last_bits.load(Ordering::Acquire)

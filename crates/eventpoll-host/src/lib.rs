@@ -359,15 +359,10 @@ impl Host {
         }
     }
 
-    /// [`Host::wake_keyless`] for the file with device and inode numbers `identity` (the
-    /// peer of a socket, known by [`sys::unix_peer`]).
-    pub fn wake_keyless_file(&self, identity: (u64, u64), writers_only: bool) -> usize {
-        self.wake_keyless_files(&[(identity, writers_only)])
-    }
-
     /// [`Host::wake_keyless`] for several files woken by one call, in the order Linux
-    /// wakes them (`shutdown(2)` of a unix socket: the socket, then its peer), each as
-    /// (device and inode numbers, writers only): [`Host::keyless_targets`], then
+    /// wakes them (`shutdown(2)` of a unix socket: the socket, then its peer, known by
+    /// [`sys::unix_peer`]), each as (device and inode numbers, writers only):
+    /// [`Host::keyless_targets`], then
     /// [`Host::wake_keyless_targets`]. An embedder that can find the files before the
     /// call makes those two steps itself, around it.
     pub fn wake_keyless_files(&self, files: &[((u64, u64), bool)]) -> usize {

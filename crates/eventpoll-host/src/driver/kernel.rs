@@ -253,7 +253,7 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
     let errhup = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
     let now = bits & errhup;
     let socket = host.socket.load(Ordering::Relaxed);
-    let before = swap_state(host, class, now);
+    let before = host.swap_state(class, now);
     if class == 1 {
         if now & !before != 0 {
             return None;
@@ -270,21 +270,6 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
         return Some(0);
     }
     key_of(socket, bits & !errhup)
-}
-
-/// Record the state bits `now` of a report of `class` (`HostFd::errhup`: the input
-/// epoll's in the low half, the output epoll's in the high half); returns those of the
-/// previous report of the same epoll. Pumps of several threads may report at once.
-fn swap_state(host: &HostFd, class: usize, now: u32) -> u32 {
-    let shift = 16 * class as u32;
-    let mask = 0xffff_u32 << shift;
-    let old = host
-        .errhup
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-            Some((v & !mask) | (now << shift))
-        })
-        .unwrap_or_else(|v| v);
-    (old & mask) >> shift
 }
 
 /// The key of a report's direction bits `dir` (a socket's widened to its wakeup's whole

@@ -369,22 +369,6 @@ fn keyless_coverage(host: &HostFd, mask: u32) -> u32 {
     covered
 }
 
-/// Record the state bits of a completion of `host`'s poll of `class`; returns those of
-/// the previous one (`HostFd::errhup` holds input's in its low half, output's in its high
-/// half).
-fn swap_state(host: &HostFd, class: usize, bits: u32) -> u32 {
-    let shift = 16 * class as u32;
-    let state = (bits & STATE_BITS) << shift;
-    let mask = STATE_BITS << shift;
-    // Only the pump writes this field, under the ring's mutex: no compare-and-swap.
-    let old = host.errhup.load(Ordering::Acquire);
-    let new = (old & !mask) | state;
-    if new != old {
-        host.errhup.store(new, Ordering::Release);
-    }
-    (old & mask) >> shift
-}
-
 /// The `user_data` of `host`'s poll of `class`.
 fn user_data(token: u64, class: usize) -> u64 {
     if class == 1 {
@@ -1403,7 +1387,7 @@ impl UringDriver {
                     let class = usize::from(c.user_data & OUT_POLL != 0);
                     let ended = c.flags & IORING_CQE_F_MORE == 0;
                     let prev_state = if c.res > 0 {
-                        swap_state(h, class, c.res as u32)
+                        h.swap_state(class, c.res as u32 & STATE_BITS)
                     } else {
                         0
                     };
