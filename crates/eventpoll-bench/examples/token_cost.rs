@@ -16,10 +16,16 @@
 //!   and the same walk over 16 KiB (L1-resident) for the hit cost. Printed in ns per step.
 //!   With `--bytes B` the walk covers B bytes instead (no rig is built): a B that fits the
 //!   L3 but not the L2 gives the cost of a miss the L3 answers.
+//! - `sweep`: the same dependent walk over working sets from 256 KiB to 64 MiB, each in a
+//!   buffer of 4 KiB pages and in one the kernel was asked to back with 2 MiB pages
+//!   (`madvise(MADV_HUGEPAGE)`; the line says how much of it the kernel did back), in ns per
+//!   step: where the latency steps up is the cache the machine really gives one core, and
+//!   the gap between the two columns is what TLB misses add.
 //!
 //! ```text
 //! cargo run --release -p eventpoll-bench --example token_cost -- rounds --pipes 10000 --rounds 20000
 //! cargo run --release -p eventpoll-bench --example token_cost -- chase --pipes 100000
+//! cargo run --release -p eventpoll-bench --example token_cost -- sweep --steps 5000000
 //! ```
 
 use eventpoll_bench::engine::rig;
@@ -103,10 +109,20 @@ fn rounds(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Nanoseconds per step of a dependent random walk over `bytes` bytes (whole lines).
+/// Nanoseconds per step of a dependent random walk over `bytes` bytes (whole lines), in a
+/// heap buffer (4 KiB pages).
 fn chase_ns(bytes: usize, steps: u64) -> f64 {
     let lines = (bytes / LINE).max(2);
     let words = LINE / core::mem::size_of::<usize>();
+    let mut next = vec![0usize; lines * words];
+    walk(&mut next, steps)
+}
+
+/// The walk itself over `next` (whole lines of `usize`s, at least two): link every line into
+/// one random cycle, lap it once, then time `steps` dependent loads.
+fn walk(next: &mut [usize], steps: u64) -> f64 {
+    let words = LINE / core::mem::size_of::<usize>();
+    let lines = next.len() / words;
     // A single cycle through every line in random order (Sattolo's algorithm), stored as
     // "next line" in the first word of each line.
     let mut order: Vec<usize> = (0..lines).collect();
@@ -115,7 +131,6 @@ fn chase_ns(bytes: usize, steps: u64) -> f64 {
         let j = (rng.next_u64() % i as u64) as usize;
         order.swap(i, j);
     }
-    let mut next = vec![0usize; lines * words];
     for k in 0..lines {
         next[order[k] * words] = order[(k + 1) % lines];
     }
@@ -154,11 +169,124 @@ fn chase(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// A buffer of `bytes` (a multiple of 2 MiB) the kernel was asked to back with 2 MiB pages.
+struct HugeBuffer {
+    base: *mut usize,
+    bytes: usize,
+    /// The mapping as made, for `munmap`.
+    map: *mut libc::c_void,
+    map_len: usize,
+}
+
+const HUGE: usize = 2 << 20;
+
+impl HugeBuffer {
+    fn new(bytes: usize) -> Result<Self, String> {
+        let map_len = bytes + HUGE;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; no
+        // existing memory is touched.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        let base = (map as usize).next_multiple_of(HUGE) as *mut libc::c_void;
+        // SAFETY: [base, base + bytes) lies inside the mapping just made (it is HUGE longer
+        // than `bytes` to leave room for the alignment). madvise only sets a policy.
+        let rc = unsafe { libc::madvise(base, bytes, libc::MADV_HUGEPAGE) };
+        let buffer = HugeBuffer {
+            base: base.cast(),
+            bytes,
+            map,
+            map_len,
+        };
+        if rc != 0 {
+            return Err(format!(
+                "madvise(MADV_HUGEPAGE): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(buffer)
+    }
+
+    fn words(&mut self) -> &mut [usize] {
+        // SAFETY: `base` is aligned (to 2 MiB), inside our mapping for `bytes` bytes, zero-
+        // filled by the kernel (a valid `usize` everywhere), and borrowed mutably from self.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.base, self.bytes / core::mem::size_of::<usize>())
+        }
+    }
+}
+
+impl Drop for HugeBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.map, self.map_len) };
+    }
+}
+
+/// Bytes of this process's anonymous memory the kernel backs with huge pages
+/// (`AnonHugePages` of /proc/self/smaps_rollup), or `None` where that is not readable.
+fn anon_huge_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// ns per dependent step over working sets from 256 KiB to 64 MiB, with 4 KiB and 2 MiB pages.
+fn sweep(a: &Args) -> Result<(), String> {
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    println!("dependent load, ns per step (transparent huge pages: {thp})");
+    println!(
+        "{:>10} {:>12} {:>12} {:>10}",
+        "span", "4K pages", "2M pages", "2M backed"
+    );
+    let mut span = 256usize << 10;
+    while span <= 64 << 20 {
+        let small = chase_ns(span, a.steps);
+        let mut huge = HugeBuffer::new(span.next_multiple_of(HUGE))?;
+        let before = anon_huge_bytes().unwrap_or(0);
+        let words = huge.words();
+        let used = &mut words[..span / core::mem::size_of::<usize>()];
+        let big = walk(used, a.steps);
+        let backed = anon_huge_bytes().map(|after| after.saturating_sub(before));
+        let backed = match backed {
+            Some(b) => format!(
+                "{}%",
+                (b * 100 / span.next_multiple_of(HUGE) as u64).min(100)
+            ),
+            None => "?".into(),
+        };
+        println!(
+            "{:>10} {:>12.1} {:>12.1} {:>10}",
+            format!("{} KiB", span >> 10),
+            small,
+            big,
+            backed
+        );
+        drop(huge);
+        span *= 2;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = parse().and_then(|a| match a.mode.as_str() {
         "rounds" => rounds(&a),
         "chase" => chase(&a),
-        other => Err(format!("unknown mode {other} (rounds or chase)")),
+        "sweep" => sweep(&a),
+        other => Err(format!("unknown mode {other} (rounds, chase or sweep)")),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
