@@ -234,16 +234,6 @@ impl HostFd {
         self.pollable
     }
 
-    /// Device and inode numbers of the file (recorded once: the description keeps its
-    /// file while it is alive).
-    pub(crate) fn file_identity(&self) -> Option<(u64, u64)> {
-        if let Some(id) = self.identity.get() {
-            return Some(*id);
-        }
-        let st = sys::fstat(self.fd()).ok()?;
-        Some(*self.identity.get_or_init(|| sys::identity(&st)))
-    }
-
     /// Wake the queue with the host's bits (called by the drivers). A wakeup without a key
     /// (a state change: the io_uring driver's `wake_key`, or [`crate::Host::wake_keyless`])
     /// wakes every entry, exclusive or not: Linux's state changes wake all — a pipe's

@@ -331,6 +331,12 @@ impl Host {
     /// driver's reports of it are taken as this wakeup, unless another thread's pump
     /// delivered them first (see [`driver::Driver::wake_keyless`]).
     ///
+    /// The registered objects of the file are found by its device and inode numbers, in
+    /// the driver's index (no walk of every registered object); a file on the kernel's
+    /// anonymous inode (an eventfd, a timerfd, an epoll instance), whose numbers every
+    /// such file shares, is not looked up (the calls that wake without a key, `shutdown`
+    /// and `F_SETPIPE_SZ`, are made on sockets and pipes).
+    ///
     /// ```
     /// use eventpoll_host::{DriverKind, Host, HostEpoll};
     /// use eventpoll::{EpollEvent, Events, Interest};
@@ -404,17 +410,17 @@ impl Host {
     /// unsafe { libc::close(sv[0]); libc::close(sv[1]); }
     /// ```
     pub fn keyless_targets(&self, files: &[((u64, u64), bool)]) -> KeylessTargets {
-        let registered = self.driver.registered();
         let mut hosts = Vec::new();
+        let mut same = Vec::new();
         for &(identity, writers_only) in files {
+            self.driver.registered_file(identity, &mut same);
             hosts.extend(
-                registered
-                    .iter()
-                    .filter(|h| {
-                        h.file_identity() == Some(identity)
-                            && (!writers_only || sys::writable_access(h.fd()))
-                    })
-                    .map(|h| (h.clone(), h.wakeups())),
+                same.drain(..)
+                    .filter(|h| !writers_only || sys::writable_access(h.fd()))
+                    .map(|h| {
+                        let count = h.wakeups();
+                        (h, count)
+                    }),
             );
         }
         KeylessTargets(hosts)

@@ -549,10 +549,28 @@ fn fdinfo_counter(fd: c_int) -> Option<u64> {
     })
 }
 
-/// A file's device and inode numbers: while a file is alive no other file has the same
-/// pair.
+/// A file's device and inode numbers: while a file with an inode of its own (a socket, a
+/// pipe or FIFO, a device, a regular file) is alive no other file has the same pair. Files
+/// on the kernel's one anonymous inode — every eventfd, timerfd, signalfd, epoll instance —
+/// share theirs ([`own_identity`] tells them apart).
 pub fn identity(st: &libc::stat) -> (u64, u64) {
     (st.st_dev, st.st_ino)
+}
+
+/// [`identity`] for a file with an inode of its own; `None` for a file on the anonymous
+/// inode (no file type in its mode), whose pair names every such file at once.
+///
+/// ```
+/// use eventpoll_host::sys;
+/// let e = sys::eventfd(0, libc::EFD_CLOEXEC).unwrap();
+/// assert_eq!(sys::own_identity(&sys::fstat(e).unwrap()), None);
+/// let dir = std::fs::File::open(".").unwrap();
+/// use std::os::fd::AsRawFd;
+/// assert!(sys::own_identity(&sys::fstat(dir.as_raw_fd()).unwrap()).is_some());
+/// sys::close(e).unwrap();
+/// ```
+pub fn own_identity(st: &libc::stat) -> Option<(u64, u64)> {
+    (st.st_mode & libc::S_IFMT != 0).then(|| identity(st))
 }
 
 /// The address family of socket `fd` (`SO_DOMAIN`); `None` if it is not a socket.

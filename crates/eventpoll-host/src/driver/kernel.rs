@@ -481,7 +481,7 @@ impl Driver for KernelDriver {
             Ordering::Relaxed,
         );
         let _ = host.identity.set(sys::identity(&st));
-        let token = self.registry.insert(host);
+        let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         let fd = host.fd();
         host.reg_fd.store(fd, Ordering::Release);
@@ -702,8 +702,8 @@ impl Driver for KernelDriver {
         }
     }
 
-    fn registered(&self) -> Vec<Arc<HostFd>> {
-        self.registry.all()
+    fn registered_file(&self, file: (u64, u64), out: &mut Vec<Arc<HostFd>>) {
+        self.registry.by_file(file, out);
     }
 
     fn own_fds(&self, out: &mut Vec<i32>) {

@@ -28,6 +28,7 @@ pub mod uring;
 
 use crate::host_fd::HostFd;
 use crate::sys::SysResult;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -205,8 +206,9 @@ pub trait Driver: Send + Sync {
     fn still_registered(&self, _host: &HostFd, _fd: i32) -> Option<bool> {
         None
     }
-    /// Every registered object that is still alive.
-    fn registered(&self) -> Vec<Arc<HostFd>>;
+    /// The registered objects of one file (device and inode numbers) that are still
+    /// alive, appended to `out` in registration-slot order.
+    fn registered_file(&self, file: (u64, u64), out: &mut Vec<Arc<HostFd>>);
     /// Thread `tid`, which may have used the driver, is exiting (called from its
     /// thread-local destructors, where it is still alive): the io_uring driver moves the
     /// work the kernel would deliver through it to the threads that remain.
@@ -243,7 +245,9 @@ pub(crate) fn block_in_ppoll<D: Driver + ?Sized>(
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a
-/// stale token (an event for a descriptor deregistered meanwhile) finds nothing.
+/// stale token (an event for a descriptor deregistered meanwhile) finds nothing; and an
+/// index by file (device and inode numbers), so that a key-less wakeup finds its file's
+/// objects without upgrading every registered one ([`Registry::by_file`]).
 #[derive(Default)]
 pub(crate) struct Registry {
     inner: Mutex<Slab>,
@@ -251,8 +255,19 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Slab {
-    entries: Vec<(u32, Option<Weak<HostFd>>)>,
+    entries: Vec<Entry>,
     free: Vec<u32>,
+    /// The slab indexes of the live entries of each file, in index order (the order a
+    /// walk of the slab would find them in).
+    files: HashMap<(u64, u64), Vec<u32>>,
+}
+
+/// One slab slot: its generation, and the object with its file while the slot is in use.
+#[derive(Default)]
+struct Entry {
+    gen: u32,
+    host: Option<Weak<HostFd>>,
+    file: Option<(u64, u64)>,
 }
 
 impl Registry {
@@ -260,31 +275,51 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Add `host`; returns its token.
-    pub(crate) fn insert(&self, host: &Arc<HostFd>) -> u64 {
+    /// Add `host`, an object of `file` (its device and inode numbers: the drivers'
+    /// `fstat` of the registration, [`crate::sys::own_identity`]; `None` for a file on the
+    /// anonymous inode, which [`Registry::by_file`] then does not find); returns its token.
+    pub(crate) fn insert(&self, host: &Arc<HostFd>, file: Option<(u64, u64)>) -> u64 {
         let mut s = self.lock();
         let index = match s.free.pop() {
             Some(i) => i,
             None => {
-                s.entries.push((0, None));
+                s.entries.push(Entry::default());
                 (s.entries.len() - 1) as u32
             }
         };
         let e = &mut s.entries[index as usize];
-        e.1 = Some(Arc::downgrade(host));
-        (u64::from(e.0) << 32) | u64::from(index)
+        e.host = Some(Arc::downgrade(host));
+        e.file = file;
+        let token = (u64::from(e.gen) << 32) | u64::from(index);
+        if let Some(file) = file {
+            let same = s.files.entry(file).or_default();
+            let at = same.partition_point(|&i| i < index);
+            same.insert(at, index);
+        }
+        token
     }
 
     /// Remove the entry of `token` (if it is still that entry).
     pub(crate) fn remove(&self, token: u64) {
         let mut s = self.lock();
         let (gen, index) = ((token >> 32) as u32, token as u32);
-        if let Some(e) = s.entries.get_mut(index as usize) {
-            if e.0 == gen && e.1.is_some() {
-                e.1 = None;
-                // 31-bit generations: a token never has bit 63 set (drivers may use it).
-                e.0 = e.0.wrapping_add(1) & 0x7fff_ffff;
-                s.free.push(index);
+        let Some(e) = s.entries.get_mut(index as usize) else {
+            return;
+        };
+        if e.gen != gen || e.host.is_none() {
+            return;
+        }
+        e.host = None;
+        // 31-bit generations: a token never has bit 63 set (drivers may use it).
+        e.gen = e.gen.wrapping_add(1) & 0x7fff_ffff;
+        let file = e.file.take();
+        s.free.push(index);
+        if let Some(file) = file {
+            if let Some(same) = s.files.get_mut(&file) {
+                same.retain(|&i| i != index);
+                if same.is_empty() {
+                    s.files.remove(&file);
+                }
             }
         }
     }
@@ -300,10 +335,27 @@ impl Registry {
         out.extend(tokens.filter_map(|(pos, token)| {
             let (gen, index) = ((token >> 32) as u32, token as u32);
             match s.entries.get(index as usize) {
-                Some((g, Some(w))) if *g == gen => Some((pos, w.upgrade()?)),
+                Some(Entry {
+                    gen: g,
+                    host: Some(w),
+                    ..
+                }) if *g == gen => Some((pos, w.upgrade()?)),
                 _ => None,
             }
         }));
+    }
+
+    /// The live objects registered for `file` (device and inode numbers), in slab order:
+    /// a look-up in the index, and one upgrade per match — not a walk of every object.
+    pub(crate) fn by_file(&self, file: (u64, u64), out: &mut Vec<Arc<HostFd>>) {
+        let s = self.lock();
+        let Some(same) = s.files.get(&file) else {
+            return;
+        };
+        out.extend(
+            same.iter()
+                .filter_map(|&i| s.entries[i as usize].host.as_ref().and_then(Weak::upgrade)),
+        );
     }
 
     /// Every live object.
@@ -311,7 +363,88 @@ impl Registry {
         self.lock()
             .entries
             .iter()
-            .filter_map(|(_, w)| w.as_ref().and_then(Weak::upgrade))
+            .filter_map(|e| e.host.as_ref().and_then(Weak::upgrade))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(fd: i32) -> Arc<HostFd> {
+        Arc::new(HostFd::new(
+            fd,
+            false,
+            true,
+            Arc::new(poll::PollDriver::new()),
+        ))
+    }
+
+    fn fds(found: &[Arc<HostFd>]) -> Vec<i32> {
+        found.iter().map(|h| h.fd()).collect()
+    }
+
+    /// The registry's index by file finds a file's live objects in slab order, forgets a
+    /// removed entry (and not a reused slot's new one for a stale token), skips an object
+    /// that is gone, and leaves out files on the anonymous inode.
+    #[test]
+    fn registry_finds_objects_by_file() {
+        use std::os::fd::AsRawFd;
+        // Two numbers of one socket, its peer, and an eventfd (the anonymous inode).
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+        let p = [
+            x.as_raw_fd(),
+            crate::sys::fcntl(x.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0).unwrap(),
+        ];
+        let e = crate::sys::eventfd(0, libc::EFD_CLOEXEC).unwrap();
+        let stat = |fd| crate::sys::fstat(fd).unwrap();
+        let own = |fd| crate::sys::own_identity(&stat(fd));
+        let (shared, other) = (own(p[0]).unwrap(), own(y.as_raw_fd()).unwrap());
+        assert_eq!(own(p[1]), Some(shared));
+        assert_ne!(shared, other);
+        assert_eq!(own(e), None);
+
+        let r = Registry::default();
+        let (a, c, b, f) = (host(p[0]), host(y.as_raw_fd()), host(p[1]), host(e));
+        let ta = r.insert(&a, own(p[0]));
+        r.insert(&c, own(y.as_raw_fd()));
+        r.insert(&f, own(e));
+        r.insert(&b, own(p[1]));
+        let mut out = Vec::new();
+        r.by_file(shared, &mut out);
+        assert_eq!(fds(&out), [p[0], p[1]]);
+        out.clear();
+        r.by_file(other, &mut out);
+        assert_eq!(fds(&out), [y.as_raw_fd()]);
+        out.clear();
+        r.by_file(crate::sys::identity(&stat(e)), &mut out);
+        assert!(out.is_empty(), "the anonymous inode names no one file");
+        assert_eq!(r.all().len(), 4);
+
+        r.remove(ta);
+        out.clear();
+        r.by_file(shared, &mut out);
+        assert_eq!(fds(&out), [p[1]]);
+
+        // A new object takes the freed slot (index 0): slab order puts it first; the
+        // stale token of the removed entry does not remove it.
+        let d = host(p[0]);
+        r.insert(&d, own(p[0]));
+        r.remove(ta);
+        out.clear();
+        r.by_file(shared, &mut out);
+        assert_eq!(fds(&out), [p[0], p[1]]);
+        assert!(Arc::ptr_eq(&out[0], &d));
+
+        // An object no longer alive is not found.
+        drop(out);
+        drop(b);
+        let mut out = Vec::new();
+        r.by_file(shared, &mut out);
+        assert_eq!(fds(&out), [p[0]]);
+
+        crate::sys::close(p[1]).unwrap();
+        crate::sys::close(e).unwrap();
     }
 }

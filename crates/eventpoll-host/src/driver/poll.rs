@@ -38,9 +38,9 @@ impl PollDriver {
 
 /// Whether the host file supports poll: regular files and directories do not (the kernel's
 /// epoll says `EPERM` for them; `poll(2)` cannot tell, so ask `fstat`).
-fn pollable(fd: i32) -> SysResult<bool> {
-    let fmt = sys::file_type(fd)?;
-    Ok(fmt != libc::S_IFREG && fmt != libc::S_IFDIR)
+fn pollable(st: &libc::stat) -> bool {
+    let fmt = st.st_mode & libc::S_IFMT;
+    fmt != libc::S_IFREG && fmt != libc::S_IFDIR
 }
 
 impl Driver for PollDriver {
@@ -49,12 +49,15 @@ impl Driver for PollDriver {
     }
 
     fn register(&self, host: &Arc<HostFd>) -> SysResult<()> {
-        if !pollable(host.fd())? {
+        let st = sys::fstat(host.fd())?;
+        if !pollable(&st) {
             return Err(Errno::EPERM);
         }
+        // The file's identity, from the same `fstat`: what key-less wakeups look it up by.
+        let _ = host.identity.set(sys::identity(&st));
         host.last
             .store(sys::poll_mask(host.fd()), Ordering::Relaxed);
-        let token = self.registry.insert(host);
+        let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         Ok(())
     }
@@ -117,8 +120,8 @@ impl Driver for PollDriver {
 
     fn after_fork_child(&self) {}
 
-    fn registered(&self) -> Vec<Arc<HostFd>> {
-        self.registry.all()
+    fn registered_file(&self, file: (u64, u64), out: &mut Vec<Arc<HostFd>>) {
+        self.registry.by_file(file, out);
     }
 
     fn own_fds(&self, _out: &mut Vec<i32>) {}

@@ -1685,7 +1685,7 @@ impl Driver for UringDriver {
         host.socket.store(fmt == libc::S_IFSOCK, Ordering::Relaxed);
         // The ring first: a switch to shared mode arms what is registered before this.
         let mut ring = self.lock();
-        let token = self.registry.insert(host);
+        let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         // Deliver what is pending first: only the arming reports of these polls are dropped.
         self.pump_locked(&mut ring, NO_SKIP);
@@ -1729,7 +1729,7 @@ impl Driver for UringDriver {
         // (`arm_all`) leaves it alone too.
         host.unarmed.store(true, Ordering::Release);
         let _ring = self.lock();
-        let token = self.registry.insert(host);
+        let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         Ok(())
     }
@@ -1995,8 +1995,8 @@ impl Driver for UringDriver {
         }
     }
 
-    fn registered(&self) -> Vec<Arc<HostFd>> {
-        self.registry.all()
+    fn registered_file(&self, file: (u64, u64), out: &mut Vec<Arc<HostFd>>) {
+        self.registry.by_file(file, out);
     }
 
     fn own_fds(&self, out: &mut Vec<i32>) {
