@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* The cost of shutdown(2) with many descriptors registered: N loopback TCP connections
  * (both ends, 2N descriptors) watched edge-triggered by one epoll instance, then M
  * shutdown(SHUT_WR) calls on the server ends, timed. Under LD_PRELOAD=libeventpoll.so
