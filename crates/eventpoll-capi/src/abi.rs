@@ -773,6 +773,9 @@ pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
                 Err(Errno::EBADF)
             };
         }
+        if let Some(p) = p {
+            p.replacing(new);
+        }
         // SAFETY: no pointers.
         let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, 0) })?;
         dup_done(old, r);
@@ -788,6 +791,9 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
         let _g = p.map(|p| p.gate.enter());
         if hidden(old) || hidden(new) {
             return Err(Errno::EBADF);
+        }
+        if let Some(p) = p.filter(|_| old != new) {
+            p.replacing(new);
         }
         // SAFETY: no pointers.
         let r = raw(unsafe { eventpoll_host::raw_syscall!(libc::SYS_dup3, old, new, flags) })?;

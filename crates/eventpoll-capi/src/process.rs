@@ -687,6 +687,25 @@ impl Process {
         Some(old)
     }
 
+    /// `fd` is about to be replaced by `dup2`/`dup3`: a host description polled through
+    /// it is polled through another of its numbers from now on, moved while `fd` still
+    /// names its file — the kernel-epoll driver deletes its items by number, and a
+    /// deletion after the replacement finds the new file, leaving the old item behind
+    /// (`scenarios/regressions/ghost-after-dup2-over-registered-number.ep`). The table
+    /// keeps `fd` until the call has succeeded ([`Process::forget`] then); if it fails,
+    /// the description is polled through a number as good as `fd`.
+    pub fn replacing(&self, fd: i32) {
+        let Some(Slot::Host(desc)) = self.slot(fd) else {
+            return;
+        };
+        let nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(h), Some(&other)) = (desc.host_fd(), nums.iter().find(|&&n| n != fd)) {
+            if h.fd() == fd {
+                h.set_fd(other);
+            }
+        }
+    }
+
     /// `newfd` now refers to the same description as `oldfd` (after a successful dup). A
     /// host number the table did not know gets its description now, so that a later
     /// `EPOLL_CTL_ADD` of either number finds the one shared description (closing one of

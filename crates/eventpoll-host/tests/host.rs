@@ -1668,3 +1668,46 @@ fn a_scan_made_meanwhile_stands_for_the_one_put_off() {
         drop(f);
     }
 }
+
+/// Kernel-epoll driver: an item of the private epoll left behind under a number that
+/// another file took over (its deletion by that number found nothing) is taken over by the
+/// next registration of the same file under that number, which then reports; a number
+/// opened twice keeps its first object's item (the second registration is refused, as
+/// before), and that object goes on reporting.
+#[test]
+fn kernel_driver_takes_over_a_ghost_registration_not_a_live_one() {
+    let (host, hep) = setup(DriverKind::KernelEpoll);
+    let p = Pipe::new();
+    // SAFETY: plain descriptor calls on descriptors this test owns.
+    let (keep, efd) = unsafe { (libc::dup(p.r), libc::eventfd(0, libc::EFD_CLOEXEC)) };
+    assert!(keep >= 0 && efd >= 0);
+    let a = host.open(p.r).unwrap();
+    // The number is taken by the eventfd behind the host's back; the object goes, and its
+    // deletion by the number (now the eventfd's) leaves the pipe's item in place.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::dup2(efd, p.r) }, p.r);
+    drop(a);
+    // SAFETY: as above: the number names the pipe again.
+    assert_eq!(unsafe { libc::dup2(keep, p.r) }, p.r);
+    let b = host.open(p.r).expect("the left-behind item is taken over");
+    hep.epoll().add(&b, Interest::READABLE, 2).unwrap();
+    assert!(now(&hep).is_empty());
+    assert_eq!(p.write(1), 1);
+    assert_eq!(now(&hep), vec![(2, Events::IN)], "the new object reports");
+    assert_eq!(p.read(8), 1);
+    // A second object of the same number while the first lives: refused, the first keeps
+    // its item.
+    assert_eq!(host.open(p.r).err(), Some(Errno::EEXIST));
+    assert_eq!(p.write(1), 1);
+    assert_eq!(
+        now(&hep),
+        vec![(2, Events::IN)],
+        "the first object still reports"
+    );
+    drop(b);
+    // SAFETY: descriptors this test opened.
+    unsafe {
+        libc::close(keep);
+        libc::close(efd);
+    }
+}

@@ -166,6 +166,37 @@ fn new_pair(hidden_base: i32) -> SysResult<(i32, i32)> {
 }
 
 impl KernelDriver {
+    /// Register `host` under number `fd` in the private epoll of direction `class` with
+    /// `bits` — or, when an item of the same file under the same number is there already
+    /// (`EEXIST`), take that item over (`EPOLL_CTL_MOD` with this registration's bits and
+    /// token). The kernel keys items by (file, number), and an item whose number was
+    /// closed, or taken by another file, while the file stayed open elsewhere cannot be
+    /// deleted by that number: it stays until the file is released, reporting with a token
+    /// that resolves to nothing, or with no bits at all
+    /// (`scenarios/regressions/ghost-after-dup2-over-registered-number.ep`: a `dup2` over
+    /// the registration number, made before the library moved the registration). Taken
+    /// over only when no other live object is registered under that number for that file
+    /// (an embedder that opened one number twice): its item stays its own, and the `EEXIST`
+    /// is the answer, as before.
+    fn add_or_adopt(&self, host: &HostFd, class: usize, fd: i32, bits: u32) -> SysResult<()> {
+        let epfd = self.epfd(class);
+        let token = host.token.load(Ordering::Acquire);
+        match sys::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, Some((bits, token))) {
+            Err(Errno::EEXIST) => {
+                let owned = self.registry.all().iter().any(|h| {
+                    !std::ptr::eq(&**h, host)
+                        && h.reg_fd.load(Ordering::Acquire) == fd
+                        && sys::same_file(h.fd(), fd) == Some(true)
+                });
+                if owned {
+                    return Err(Errno::EEXIST);
+                }
+                sys::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, fd, Some((bits, token)))
+            }
+            r => r,
+        }
+    }
+
     /// A driver with its own kernel epolls (close-on-exec), moved to numbers at or above
     /// `hidden_base` when one is given (0: wherever the kernel puts them).
     pub fn new(hidden_base: i32) -> SysResult<KernelDriver> {
@@ -485,22 +516,12 @@ impl Driver for KernelDriver {
         host.token.store(token, Ordering::Release);
         let fd = host.fd();
         host.reg_fd.store(fd, Ordering::Release);
-        if let Err(e) = sys::epoll_ctl(
-            self.epfd(0),
-            libc::EPOLL_CTL_ADD,
-            fd,
-            Some((input_bits(host), token)),
-        ) {
+        if let Err(e) = self.add_or_adopt(host, 0, fd, input_bits(host)) {
             self.registry.remove(token);
             return Err(e);
         }
         if host.out.load(Ordering::Acquire) {
-            if let Err(e) = sys::epoll_ctl(
-                self.epfd(1),
-                libc::EPOLL_CTL_ADD,
-                fd,
-                Some((CLASSES[1], token)),
-            ) {
+            if let Err(e) = self.add_or_adopt(host, 1, fd, CLASSES[1]) {
                 let _ = sys::epoll_ctl(self.epfd(0), libc::EPOLL_CTL_DEL, fd, None);
                 self.registry.remove(token);
                 return Err(e);
@@ -526,19 +547,9 @@ impl Driver for KernelDriver {
         // then remove them under the old one, which still names the file.
         let token = host.token.load(Ordering::Acquire);
         let reg = host.reg_fd.load(Ordering::Acquire);
-        let _ = sys::epoll_ctl(
-            self.epfd(0),
-            libc::EPOLL_CTL_ADD,
-            new,
-            Some((input_bits(host), token)),
-        );
+        let _ = self.add_or_adopt(host, 0, new, input_bits(host));
         if host.out.load(Ordering::Acquire) {
-            let _ = sys::epoll_ctl(
-                self.epfd(1),
-                libc::EPOLL_CTL_ADD,
-                new,
-                Some((CLASSES[1], token)),
-            );
+            let _ = self.add_or_adopt(host, 1, new, CLASSES[1]);
         }
         host.reg_fd.store(new, Ordering::Release);
         if reg == old {
@@ -556,15 +567,7 @@ impl Driver for KernelDriver {
         if host.reg_fd.load(Ordering::Acquire) != cur {
             // Registered under a number that is gone: register under the current one.
             host.reg_fd.store(cur, Ordering::Release);
-            match sys::epoll_ctl(
-                self.epfd(0),
-                libc::EPOLL_CTL_ADD,
-                cur,
-                Some((input_bits(host), token)),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
+            self.add_or_adopt(host, 0, cur, input_bits(host))?;
         }
         sys::epoll_ctl(
             self.epfd(0),
@@ -610,19 +613,9 @@ impl Driver for KernelDriver {
         let reg = host.reg_fd.load(Ordering::Acquire);
         // Register under the current number when the registration number is gone.
         let fd = if reg == host.fd() { reg } else { host.fd() };
-        match sys::epoll_ctl(
-            self.epfd(1),
-            libc::EPOLL_CTL_ADD,
-            fd,
-            Some((CLASSES[1], token)),
-        ) {
-            Ok(()) => {
-                self.pump_skipping(token);
-                Ok(())
-            }
-            Err(Errno::EEXIST) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.add_or_adopt(host, 1, fd, CLASSES[1])?;
+        self.pump_skipping(token);
+        Ok(())
     }
 
     fn deregister(&self, host: &HostFd) {
