@@ -121,6 +121,18 @@ impl HostDesc {
         Host::host_fd(&self.file)
     }
 
+    /// If the host object polls through `fd`, move it to another of `nums` (the
+    /// description's numbers, under their lock), while `fd` still names the file: for a
+    /// number about to be closed or replaced ([`Process::forget`],
+    /// [`Process::replacing`]).
+    fn poll_off(&self, nums: &[i32], fd: i32) {
+        if let (Some(h), Some(&other)) = (self.host_fd(), nums.iter().find(|&&n| n != fd)) {
+            if h.fd() == fd {
+                h.set_fd(other);
+            }
+        }
+    }
+
     /// Ask the host for the union of the items' interests, with `extra` (an item about to
     /// be added or modified: its key and new interest) counted in and replacing its entry.
     pub fn ask_host(&self, extra: Option<(usize, i32, u32)>) -> Result<(), Errno> {
@@ -678,11 +690,7 @@ impl Process {
         if let Slot::Host(desc) = &old {
             let mut nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());
             nums.retain(|&n| n != fd);
-            if let (Some(h), Some(&other)) = (desc.host_fd(), nums.first()) {
-                if h.fd() == fd {
-                    h.set_fd(other);
-                }
-            }
+            desc.poll_off(&nums, fd);
         }
         Some(old)
     }
@@ -699,11 +707,7 @@ impl Process {
             return;
         };
         let nums = desc.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(h), Some(&other)) = (desc.host_fd(), nums.iter().find(|&&n| n != fd)) {
-            if h.fd() == fd {
-                h.set_fd(other);
-            }
-        }
+        desc.poll_off(&nums, fd);
     }
 
     /// `newfd` now refers to the same description as `oldfd` (after a successful dup). A

@@ -511,7 +511,6 @@ impl Driver for KernelDriver {
             st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
             Ordering::Relaxed,
         );
-        let _ = host.identity.set(sys::identity(&st));
         let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         let fd = host.fd();

@@ -28,6 +28,7 @@ pub mod uring;
 
 use crate::host_fd::HostFd;
 use crate::sys::SysResult;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -259,7 +260,7 @@ struct Slab {
     free: Vec<u32>,
     /// The slab indexes of the live entries of each file, in index order (the order a
     /// walk of the slab would find them in).
-    files: HashMap<(u64, u64), Vec<u32>>,
+    files: HashMap<(u64, u64), SmallVec<[u32; 2]>>,
 }
 
 /// One slab slot: its generation, and the object with its file while the slot is in use.
@@ -316,7 +317,7 @@ impl Registry {
         s.free.push(index);
         if let Some(file) = file {
             if let Some(same) = s.files.get_mut(&file) {
-                same.retain(|&i| i != index);
+                same.retain(|i| *i != index);
                 if same.is_empty() {
                     s.files.remove(&file);
                 }

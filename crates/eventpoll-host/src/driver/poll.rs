@@ -53,10 +53,9 @@ impl Driver for PollDriver {
         if !pollable(&st) {
             return Err(Errno::EPERM);
         }
-        // The file's identity, from the same `fstat`: what key-less wakeups look it up by.
-        let _ = host.identity.set(sys::identity(&st));
         host.last
             .store(sys::poll_mask(host.fd()), Ordering::Relaxed);
+        // The file's identity, from the same `fstat`: what key-less wakeups look it up by.
         let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         Ok(())
