@@ -87,6 +87,24 @@ echo "traced check run: ${calls:-0} eventpoll calls"
 summary() { awk '{print $2}' "$1" | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}' | sed 's/, $//'; }
 echo "native: $(summary "$TMP/native.res")"
 grep -v -E ' (ok|skipped)$' "$TMP/native.res" | sed 's/^/  native: /' || true
+# A test whose outcome differs between native and a preloaded run is first run again
+# natively, alone (the four runs above go at once, 12 test processes on this machine's
+# cores, and a native test can time out under that load as well as a preloaded one): the
+# native outcome alone is the one a preloaded run must then give.
+for driver in uring epoll poll; do join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3 {print $1}'; done \
+    | sort -u > "$TMP/native.again"
+if [ -s "$TMP/native.again" ]; then
+    timeout $((BUDGET + 120)) unshare -n sh -c 'ip link set lo up && exec "$@"' sh \
+        python3 "$PERTEST" drive --python "$PY" --cwd "$TMP/suite" --ids "$TMP/native.again" \
+        --out "$TMP/native.alone.res" --log "$TMP/native.alone.log" --per-test "$PER_TEST" \
+        --budget "$BUDGET" > /dev/null 2>&1 || true
+    sort "$TMP/native.alone.res" > "$TMP/native.alone.sorted"
+    join "$TMP/native.res" "$TMP/native.alone.sorted" | awk '$2 != $3 {print "  native: " $1 " " $2 " -> " $3 " when run again alone: the native outcome from here on"}'
+    # The native outcomes with the ones run again alone in their place.
+    join -a 1 "$TMP/native.res" "$TMP/native.alone.sorted" | awk '{print $1, (NF > 2 ? $3 : $2)}' > "$TMP/native.ref"
+else
+    cp "$TMP/native.res" "$TMP/native.ref"
+fi
 same=0
 for driver in uring epoll poll; do
     echo "LD_PRELOAD ($driver): $(summary "$TMP/$driver.res")"
@@ -102,8 +120,10 @@ for driver in uring epoll poll; do
         # The four runs above go at once, 12 test processes on this machine's cores: a test
         # that differs is run again alone (twice at most) before it counts. One that then
         # ends as natively is reported as such, never hidden.
-        join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3 {print $1}' > "$TMP/$driver.again"
-        join "$TMP/native.res" "$TMP/$driver.res" | awk '$2 != $3 {print $1, $2}' > "$TMP/$driver.want"
+        join "$TMP/native.res" "$TMP/native.ref" | join - "$TMP/$driver.res" \
+            | awk -v d="$driver" '$2 != $4 && $3 == $4 {print "  " d ": " $1 " ends as native does alone: counted as the same"}'
+        join "$TMP/native.ref" "$TMP/$driver.res" | awk '$2 != $3 {print $1}' > "$TMP/$driver.again"
+        join "$TMP/native.ref" "$TMP/$driver.res" | awk '$2 != $3 {print $1, $2}' > "$TMP/$driver.want"
         left=$(wc -l < "$TMP/$driver.again")
         for try in 1 2; do
             [ "$left" -gt 0 ] || break
