@@ -9,7 +9,7 @@
 use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Events, FileOps, WaitQueue};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// A host descriptor watched through a [driver](crate::Host). See the module documentation.
@@ -55,6 +55,10 @@ pub struct HostFd {
     /// relay is used only by a thread that armed every poll of its instance, see `relay`).
     /// Recorded before the poll is submitted; 0: none, or unknown.
     pub(crate) armer: [AtomicI32; 2],
+    /// How many times a thread took the descriptor's polls over from another one (the
+    /// io_uring driver's `adopt`, for a relay): capped, so that two threads that each
+    /// want them cannot pass them back and forth at every wait.
+    pub(crate) adoptions: AtomicU8,
     /// Per direction (input, output): the file's mask when its polls were moved off an
     /// exiting thread, with bit 31 set (0: not moved). The io_uring driver counts the
     /// arming report of the new poll as a wakeup only for bits not in that mask.
@@ -106,6 +110,7 @@ impl HostFd {
             socket: AtomicBool::new(false),
             unarmed: AtomicBool::new(false),
             armer: [AtomicI32::new(0), AtomicI32::new(0)],
+            adoptions: AtomicU8::new(0),
             moved: [AtomicU32::new(0), AtomicU32::new(0)],
             moved_level: AtomicU64::new(u64::MAX),
             answer: AtomicU64::new(0),

@@ -327,6 +327,21 @@ impl HostEpoll {
         self.relay.as_ref().map_or(0, |r| r.sleeps())
     }
 
+    /// How many sleeps on this instance's relay took over host polls another thread armed
+    /// first (the io_uring driver; see `relay`): 0 until one thread alone has slept on the
+    /// instance a few times in a row while another thread's polls kept it off its relay.
+    ///
+    /// ```
+    /// use eventpoll_host::{DriverKind, Host, HostEpoll};
+    ///
+    /// let host = Host::new(DriverKind::IoUring).or_else(|_| Host::new(DriverKind::Poll)).unwrap();
+    /// let hep = HostEpoll::new(host).unwrap();
+    /// assert_eq!(hep.relay_adoptions(), 0);
+    /// ```
+    pub fn relay_adoptions(&self) -> u64 {
+        self.relay.as_ref().map_or(0, |r| r.adoptions())
+    }
+
     /// Take the lead of the host's blocked threads now, for a wait that may block and is
     /// about to start (see `waiter`, "Who watches the host"): an embedder that makes
     /// system calls of its own before [`HostEpoll::wait_guarded`] calls this first, so

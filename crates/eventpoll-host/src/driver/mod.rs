@@ -195,6 +195,14 @@ pub trait Driver: Send + Sync {
     fn relay_delivers(&self, _host: &HostFd) -> bool {
         true
     }
+    /// Make the calling thread the one whose [`Driver::relay_delivers`] holds for each of
+    /// `hosts` where that can be done without losing or inventing a wakeup (the io_uring
+    /// driver: polls another thread armed are armed again by this one, for files ready for
+    /// nothing they watch); asked by a relay whose instance only this thread has slept on
+    /// of late. Returns how many were taken over. Others: nothing to do.
+    fn adopt(&self, _hosts: &[Arc<HostFd>]) -> usize {
+        0
+    }
     /// In the child after `fork`: stop sharing host state with the parent (the kernel
     /// driver makes a new kernel epoll and registers every live descriptor again).
     fn after_fork_child(&self);
@@ -243,6 +251,15 @@ pub(crate) fn block_in_ppoll<D: Driver + ?Sized>(
     crate::sys::ppoll(&mut fds, timeout.map(crate::sys::timespec), sigmask)?;
     probes.copy_from_slice(&fds[at..]);
     Ok(true)
+}
+
+/// The bit of a token a driver may flip to tell a descriptor's current polls from those
+/// it replaced (the io_uring driver's [`Driver::adopt`]): [`Registry`] ignores it.
+pub(crate) const TOKEN_EPOCH: u64 = 1 << 62;
+
+/// The generation of a token (30 bits: bits 62 and 63 are the drivers').
+fn token_gen(token: u64) -> u32 {
+    ((token >> 32) as u32) & 0x3fff_ffff
 }
 
 /// The registered objects by token: a slab of weak references with generations, so a
@@ -303,7 +320,7 @@ impl Registry {
     /// Remove the entry of `token` (if it is still that entry).
     pub(crate) fn remove(&self, token: u64) {
         let mut s = self.lock();
-        let (gen, index) = ((token >> 32) as u32, token as u32);
+        let (gen, index) = (token_gen(token), token as u32);
         let Some(e) = s.entries.get_mut(index as usize) else {
             return;
         };
@@ -311,8 +328,8 @@ impl Registry {
             return;
         }
         e.host = None;
-        // 31-bit generations: a token never has bit 63 set (drivers may use it).
-        e.gen = e.gen.wrapping_add(1) & 0x7fff_ffff;
+        // 30-bit generations: a token never has bits 62 and 63 set (drivers may use them).
+        e.gen = e.gen.wrapping_add(1) & 0x3fff_ffff;
         let file = e.file.take();
         s.free.push(index);
         if let Some(file) = file {
@@ -334,7 +351,7 @@ impl Registry {
         let s = self.lock();
         // One `extend` for the batch (not one per object: each would reserve anew).
         out.extend(tokens.filter_map(|(pos, token)| {
-            let (gen, index) = ((token >> 32) as u32, token as u32);
+            let (gen, index) = (token_gen(token), token as u32);
             match s.entries.get(index as usize) {
                 Some(Entry {
                     gen: g,

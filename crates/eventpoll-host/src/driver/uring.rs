@@ -122,7 +122,10 @@
 //! `crate::waiter`'s "Who watches the host"; the others sleep on their own eventfd — and
 //! a thread that armed every poll of its instance (the driver records each poll's thread
 //! before submitting it, `HostFd::armer`) on that instance's relay, since the completions
-//! of its wakeups are its own task work (`crate::relay`, "io_uring"). A pump
+//! of its wakeups are its own task work (`crate::relay`, "io_uring"); a thread that alone
+//! sleeps on an instance takes over the polls another thread armed for it
+//! (`UringDriver::adopt`: the new poll under the token with `TOKEN_EPOCH` flipped, the
+//! old one cancelled and its reports dropped). A pump
 //! that finds the ring empty, no task work flagged and no other pump delivering returns
 //! without taking the ring's mutex (`UringDriver::idle`).
 //!
@@ -139,7 +142,7 @@
 
 #![allow(unsafe_code)] // the io_uring system calls and its shared-memory rings: FFI only
 
-use super::{Driver, DriverKind, Registry};
+use super::{Driver, DriverKind, Registry, TOKEN_EPOCH};
 use crate::host_fd::HostFd;
 use crate::sys::{self, Errno, SysResult};
 use std::sync::atomic::{
@@ -968,6 +971,10 @@ fn level_moved(host: &HostFd) -> bool {
     then != u64::MAX && sys::activity_level(host.fd()).is_some_and(|now| now != then)
 }
 
+/// How many times a descriptor's polls are taken over by another thread at most (see
+/// `UringDriver::adopt`).
+const MAX_ADOPTIONS: u8 = 4;
+
 /// `owner` of a driver whose owner thread exited: every thread is then "another thread",
 /// and the next call switches to shared mode.
 const ORPHANED: i32 = -1;
@@ -1386,6 +1393,12 @@ impl UringDriver {
                     let token = c.user_data & !OUT_POLL;
                     let class = usize::from(c.user_data & OUT_POLL != 0);
                     let ended = c.flags & IORING_CQE_F_MORE == 0;
+                    if token != h.token.load(Ordering::Acquire) {
+                        // A poll replaced by another (`adopt`: the token's epoch bit moved
+                        // on): what it reports now the new poll reports too, or stood for
+                        // with its arming report; its end (the cancellation) re-arms nothing.
+                        continue;
+                    }
                     let prev_state = if c.res > 0 {
                         h.swap_state(class, c.res as u32 & STATE_BITS)
                     } else {
@@ -1793,8 +1806,10 @@ impl Driver for UringDriver {
     }
 
     fn watch_out(&self, host: &HostFd) -> SysResult<()> {
-        let token = host.token.load(Ordering::Acquire);
         let mut ring = self.lock();
+        // Under the ring's mutex, as every token read that becomes a submission: `adopt`
+        // changes it under the same mutex.
+        let token = host.token.load(Ordering::Acquire);
         // Deliver what is pending first: only the arming report of the new poll is dropped.
         self.pump_locked(&mut ring, NO_SKIP);
         note_armer_class(host, 1);
@@ -1804,9 +1819,9 @@ impl Driver for UringDriver {
     }
 
     fn deregister(&self, host: &HostFd) {
+        let ring = self.lock();
         let token = host.token.load(Ordering::Acquire);
         self.registry.remove(token);
-        let ring = self.lock();
         // Now: the polls hold a reference to the file, which a close by the program must
         // be able to release (see `poll_cancel` for when the kernel lets go of it). In
         // owned mode the cancelled polls are freed by deferred task work: run it, in the
@@ -1837,6 +1852,73 @@ impl Driver for UringDriver {
             && !host.unarmed.load(Ordering::Acquire)
             && host.armer[0].load(Ordering::Acquire) == me
             && (!host.out.load(Ordering::Acquire) || host.armer[1].load(Ordering::Acquire) == me)
+    }
+
+    /// Take over, for the calling thread, the polls another thread armed of each of
+    /// `hosts` whose file is ready for none of the bits they watch (shared mode only: an
+    /// owned ring has only its owner's polls). A new poll is armed from this thread under
+    /// the descriptor's token with its epoch bit flipped, then the old one cancelled, in
+    /// one submission; from the flip on, under the ring's mutex, a pump drops whatever the
+    /// old poll reports (see `pump_locked`). Why nothing is lost or invented:
+    ///
+    /// - what the old poll posted before the flip is delivered by the pump made first;
+    /// - a wakeup whose completion it had not posted yet (queued as its armer's task work,
+    ///   which the cancellation then ends without a report) came before the file was
+    ///   found ready for nothing: whatever it made ready was taken back by then, so Linux's
+    ///   callback would have put an item on a ready list whose harvest polls and reports
+    ///   nothing — what this driver already gives for a wakeup whose task work is late;
+    /// - one between that look and the new poll's arming left the file ready (or was taken
+    ///   back, as above): the arming report, delivered as a wakeup, stands for it (the file
+    ///   was ready for nothing before, so the report is new bits, never a repeat);
+    /// - one after the arming is the new poll's, once (the old poll's report of it, until
+    ///   the cancellation lands, is dropped).
+    ///
+    /// Each descriptor is taken over at most `MAX_ADOPTIONS` times, so that two threads
+    /// that each wait on an instance of it cannot pass its polls back and forth.
+    fn adopt(&self, hosts: &[Arc<HostFd>]) -> usize {
+        let me = current_tid();
+        let mut ring = self.lock();
+        if self.owner.load(Ordering::Acquire) != 0 {
+            return 0;
+        }
+        self.pump_locked(&mut ring, NO_SKIP);
+        let mut taken = 0;
+        for h in hosts {
+            let out = h.out.load(Ordering::Acquire);
+            let classes = if out { 2 } else { 1 };
+            // An output poll watched but not armed yet (`watch_out` is about to) is left
+            // to it.
+            if h.unarmed.load(Ordering::Acquire)
+                || (out && h.armer[1].load(Ordering::Acquire) == 0)
+                || (0..classes).all(|c| h.armer[c].load(Ordering::Acquire) == me)
+                || h.adoptions.load(Ordering::Relaxed) >= MAX_ADOPTIONS
+            {
+                continue;
+            }
+            let watched = CLASSES[0] | if out { CLASSES[1] } else { 0 };
+            let mask = sys::poll_mask(h.fd());
+            if mask & (watched | libc::POLLNVAL as u32) != 0 {
+                continue;
+            }
+            h.adoptions.fetch_add(1, Ordering::Relaxed);
+            let old = h.token.load(Ordering::Acquire);
+            let new = old ^ TOKEN_EPOCH;
+            let armers = [0, 1].map(|c| h.armer[c].load(Ordering::Acquire));
+            h.token.store(new, Ordering::Release);
+            note_armer(h);
+            let mut sqes = polls(h, new);
+            sqes.extend(removals(h, old));
+            if ring.submit(&sqes).is_err() {
+                // Not taken (nothing was submitted): the old polls stay, as they were.
+                h.token.store(old, Ordering::Release);
+                for (a, was) in h.armer.iter().zip(armers) {
+                    a.store(was, Ordering::Release);
+                }
+                continue;
+            }
+            taken += 1;
+        }
+        taken
     }
 
     fn notify_fds(&self, out: &mut Vec<libc::pollfd>) {
