@@ -53,30 +53,36 @@ for u in 1 0; do
     sed 's/^/   /' "$TMP/native-$u.txt"
     grep -q '^end$' "$TMP/native-$u.txt" || { echo "the native run did not finish"; status=1; }
 done
+# differs DRIVER U: whether the transcript differs from the native one (the lines that
+# differ, < native and > preloaded, and the start of its stderr printed if it does).
+differs() {
+    diff "$TMP/native-$2.txt" "$TMP/$1-$2.txt" > "$TMP/diff" && return 1
+    grep '^[<>]' "$TMP/diff" | sed 's/^/   /'
+    [ -s "$TMP/$1-$2.err" ] && head -5 "$TMP/$1-$2.err" | sed 's/^/   stderr: /'
+    return 0
+}
 same=0 total=0
 for driver in uring epoll poll; do
     for u in 1 0; do
         total=$((total + 1))
-        if diff "$TMP/native-$u.txt" "$TMP/$driver-$u.txt" > "$TMP/diff"; then
+        name="LD_PRELOAD ($driver, UV_USE_IO_URING=$u)"
+        diff -q "$TMP/native-$u.txt" "$TMP/$driver-$u.txt" > /dev/null && {
             same=$((same + 1))
-            echo "LD_PRELOAD ($driver, UV_USE_IO_URING=$u): same transcript"
+            echo "$name: same transcript"
+            continue
+        }
+        echo "$name: differs (< native, > preloaded):"
+        differs "$driver" "$u" || true
+        # The eight runs above go at once on this machine's cores: a transcript that
+        # differs is made again alone, natively and preloaded (once), before it counts.
+        run native "$u"
+        run "$driver" "$u"
+        if differs "$driver" "$u"; then
+            echo "   made again alone: differs again"
+            status=1
         else
-            echo "LD_PRELOAD ($driver, UV_USE_IO_URING=$u): differs (< native, > preloaded):"
-            grep '^[<>]' "$TMP/diff" | sed 's/^/   /'
-            [ -s "$TMP/$driver-$u.err" ] && head -5 "$TMP/$driver-$u.err" | sed 's/^/   stderr: /'
-            # The eight runs above go at once on this machine's cores: a transcript that
-            # differs is made again alone, natively and preloaded (once), before it counts.
-            cp "$TMP/$driver-$u.txt" "$TMP/$driver-$u.first"
-            run native "$u"
-            run "$driver" "$u"
-            if diff "$TMP/native-$u.txt" "$TMP/$driver-$u.txt" > "$TMP/diff"; then
-                same=$((same + 1))
-                echo "   made again alone: the same transcript natively and preloaded: counted as the same"
-            else
-                echo "   made again alone: differs again (< native, > preloaded):"
-                grep '^[<>]' "$TMP/diff" | sed 's/^/   /'
-                status=1
-            fi
+            same=$((same + 1))
+            echo "   made again alone: the same transcript natively and preloaded: counted as the same"
         fi
     done
 done

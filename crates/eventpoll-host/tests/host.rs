@@ -1247,6 +1247,29 @@ fn relayed_thread_never_misses(kind: DriverKind) {
     );
 }
 
+/// A thread that waits on `hep` (each wait bounded by `timeout`) until `stop`, and sends
+/// every non-empty harvest.
+fn spawn_harvester(
+    hep: &HostEpoll,
+    stop: &Arc<AtomicBool>,
+    timeout: Duration,
+) -> (
+    std::thread::JoinHandle<()>,
+    std::sync::mpsc::Receiver<Vec<(u64, Events)>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (hep, stop) = (hep.clone(), stop.clone());
+    let waiter = std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            let got = harvest(&hep, 8, Some(timeout)).unwrap();
+            if !got.is_empty() {
+                tx.send(got).unwrap();
+            }
+        }
+    });
+    (waiter, rx)
+}
+
 /// io_uring driver: an instance whose descriptor's polls were armed by another thread (it
 /// registered the descriptor) cannot be relayed as they are — the completion of a wakeup
 /// is posted by that thread's task work, which the blocked thread cannot run — so the
@@ -1269,18 +1292,7 @@ fn uring_polls_armed_by_another_thread_are_taken_over_and_nothing_is_missed() {
     let p2 = Pipe::new();
     let f2 = host.open(p2.r).unwrap();
     hep2.epoll().add(&f2, Interest::READABLE.edge(), 2).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<(u64, Events)>>();
-    let waiter = {
-        let (hep2, stop) = (hep2.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let got = harvest(&hep2, 8, Some(Duration::from_millis(20))).unwrap();
-                if !got.is_empty() {
-                    tx.send(got).unwrap();
-                }
-            }
-        })
-    };
+    let (waiter, rx) = spawn_harvester(&hep2, &stop, Duration::from_millis(20));
     for round in 0..ROUNDS {
         if round % 8 == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -1324,18 +1336,7 @@ fn uring_a_takeover_racing_writes_loses_and_repeats_nothing() {
     let (ready, is_ready) = std::sync::mpsc::channel();
     let noise = spawn_noise(&host, &hep1, &stop, Some(ready));
     is_ready.recv().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<(u64, Events)>>();
-    let waiter = {
-        let (hep2, stop) = (hep2.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let got = harvest(&hep2, 8, Some(Duration::from_millis(5))).unwrap();
-                if !got.is_empty() {
-                    tx.send(got).unwrap();
-                }
-            }
-        })
-    };
+    let (waiter, rx) = spawn_harvester(&hep2, &stop, Duration::from_millis(5));
     for i in 0..PIPES {
         let p = Pipe::new();
         let f = host.open(p.r).unwrap();
