@@ -395,7 +395,7 @@ impl InstanceRelay {
         let seq = s.synced;
         let retry = s.adopt_seq != seq || s.adopt_skips >= ADOPT_RETRY;
         if !retry {
-            s.adopt_skips += 1;
+            s.adopt_skips = s.adopt_skips.saturating_add(1);
         }
         if s.usable
             && !usable
