@@ -1371,10 +1371,11 @@ fn uring_a_takeover_racing_writes_loses_and_repeats_nothing() {
         hep2.relay_adoptions(),
         hep2.relay_sleeps()
     );
-    // Most pipes are taken over (54 of 60 in a run on a loaded 2-core machine): the race
-    // was run.
+    // How many pipes are taken over depends on the timing (a pipe written while the waiter
+    // prepares a sleep is not: its file is ready): 54 of 60 in one run on a loaded 2-core
+    // machine, 14 in another beside a CI run. At least one: the race was run.
     let taken = hep2.relay_adoptions();
-    assert!(taken >= PIPES / 4, "{taken} takeovers of {PIPES} pipes");
+    assert!(taken >= 1, "{taken} takeovers of {PIPES} pipes");
     stop.store(true, Ordering::Release);
     noise.join().unwrap();
     waiter.join().unwrap();
