@@ -1270,6 +1270,25 @@ fn spawn_harvester(
     (waiter, rx)
 }
 
+/// An io_uring host with noise on a first instance from a thread of its own (a second
+/// waiting thread; its first call switches the driver to shared mode, arming what is
+/// registered from it, before it returns), and a second instance for the test: the host,
+/// the second instance, the noise's stop flag and its thread.
+fn uring_second_instance_beside_noise() -> (
+    Host,
+    HostEpoll,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let (host, hep1) = setup(DriverKind::IoUring);
+    let hep2 = HostEpoll::new(host.clone()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let noise = spawn_noise(&host, &hep1, &stop, Some(ready));
+    is_ready.recv().unwrap();
+    (host, hep2, stop, noise)
+}
+
 /// io_uring driver: an instance whose descriptor's polls were armed by another thread (it
 /// registered the descriptor) cannot be relayed as they are — the completion of a wakeup
 /// is posted by that thread's task work, which the blocked thread cannot run — so the
@@ -1279,15 +1298,7 @@ fn spawn_harvester(
 #[test]
 fn uring_polls_armed_by_another_thread_are_taken_over_and_nothing_is_missed() {
     const ROUNDS: u64 = 400;
-    let (host, hep1) = setup(DriverKind::IoUring);
-    let hep2 = HostEpoll::new(host.clone()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    // Noise on instance 1 from a thread of its own (a second waiting thread). Its first
-    // call switches the driver to shared mode, arming what is registered from it: before
-    // this thread registers instance 2's descriptor.
-    let (ready, is_ready) = std::sync::mpsc::channel();
-    let noise = spawn_noise(&host, &hep1, &stop, Some(ready));
-    is_ready.recv().unwrap();
+    let (host, hep2, stop, noise) = uring_second_instance_beside_noise();
     // This thread registers (arms) instance 2's descriptor.
     let p2 = Pipe::new();
     let f2 = host.open(p2.r).unwrap();
@@ -1330,12 +1341,7 @@ fn uring_polls_armed_by_another_thread_are_taken_over_and_nothing_is_missed() {
 fn uring_a_takeover_racing_writes_loses_and_repeats_nothing() {
     const PIPES: u64 = 60;
     const WRITES: u64 = 12;
-    let (host, hep1) = setup(DriverKind::IoUring);
-    let hep2 = HostEpoll::new(host.clone()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready, is_ready) = std::sync::mpsc::channel();
-    let noise = spawn_noise(&host, &hep1, &stop, Some(ready));
-    is_ready.recv().unwrap();
+    let (host, hep2, stop, noise) = uring_second_instance_beside_noise();
     let (waiter, rx) = spawn_harvester(&hep2, &stop, Duration::from_millis(5));
     for i in 0..PIPES {
         let p = Pipe::new();

@@ -1876,7 +1876,6 @@ impl Driver for UringDriver {
     /// Each descriptor is taken over at most `MAX_ADOPTIONS` times, so that two threads
     /// that each wait on an instance of it cannot pass its polls back and forth.
     fn adopt(&self, hosts: &[Arc<HostFd>]) -> usize {
-        let me = current_tid();
         let mut ring = self.lock();
         if self.owner.load(Ordering::Acquire) != 0 {
             return 0;
@@ -1885,12 +1884,11 @@ impl Driver for UringDriver {
         let mut taken = 0;
         for h in hosts {
             let out = h.out.load(Ordering::Acquire);
-            let classes = if out { 2 } else { 1 };
-            // An output poll watched but not armed yet (`watch_out` is about to) is left
-            // to it.
+            // Unarmed, or already this thread's; an output poll watched but not armed yet
+            // (`watch_out` is about to) is left to it.
             if h.unarmed.load(Ordering::Acquire)
+                || self.relay_delivers(h)
                 || (out && h.armer[1].load(Ordering::Acquire) == 0)
-                || (0..classes).all(|c| h.armer[c].load(Ordering::Acquire) == me)
                 || h.adoptions.load(Ordering::Relaxed) >= MAX_ADOPTIONS
             {
                 continue;
