@@ -70,10 +70,11 @@
 //! why nothing is lost or repeated): memcached's main thread registers each worker's
 //! notification pipe on the worker's instance, which kept every worker off its relay, so
 //! that each request's wakeup reached a worker through the leader (two wakeups, not one).
-//! Measured (memcached `-t 4`, 16,000 requests a round, 8 rounds, native and the library
-//! before and after interleaved): voluntary switches per request 1.19 (1.13–1.25) before,
-//! 0.95 (0.94–0.98) after (native 1.00); system calls per request 6.74 to 6.19; CPU per
-//! request after ÷ before 0.96 (0.75–1.16), within this machine's noise. A file ready for what
+//! Measured (memcached `-t 4`, `scripts/capi-ab-memcached.sh NEW OLD`: native and the
+//! library before and after, 8 interleaved rounds; two runs): voluntary switches per
+//! request 1.19 → 0.95 and 1.15 → 0.96 (native 1.00, 0.99); system calls per request 6.74
+//! to 6.19; CPU per request after ÷ before 0.96 (0.75–1.16) and 0.98 (0.87–1.16), within
+//! this machine's noise. A file ready for what
 //! its polls watch is not taken over then (tried again when the items change, or
 //! [`ADOPT_RETRY`] sleeps later), nor one taken over [`crate::Driver::adopt`]'s cap of
 //! times already (two threads that each wait on an instance of it).
