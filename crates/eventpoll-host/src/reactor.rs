@@ -24,6 +24,7 @@ use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -548,7 +549,7 @@ impl HostEpoll {
     ) -> Result<usize, Errno> {
         let entry: Arc<dyn WakeCallback> = waker.clone();
         // The ready items a folded first harvest watches while asleep (see `fold`).
-        let mut over = Vec::new();
+        let mut over = fold::Over::take();
         loop {
             waker.arm();
             // The count of scans when queued over items (see `fold`).
@@ -842,7 +843,8 @@ fn poll_fds(
     timeout: Option<Duration>,
     sigmask: Option<*const libc::sigset_t>,
 ) -> Result<bool, Errno> {
-    let mut p: Vec<libc::pollfd> = fds
+    // A sleep's descriptors (at most a few) and probes (at most `fold::MAX`): on the stack.
+    let mut p: SmallVec<[libc::pollfd; 24]> = fds
         .iter()
         .map(|&fd| libc::pollfd {
             fd,
@@ -887,6 +889,8 @@ fn poll_fds(
 mod fold {
     use crate::host_fd::{fresh, HostFd};
     use eventpoll::{Events, FileOps};
+    use smallvec::SmallVec;
+    use std::cell::Cell;
     use std::sync::Arc;
 
     /// At most this many items are watched (each a `pollfd` of the sleep).
@@ -917,14 +921,60 @@ mod fold {
                 .is_some_and(|h| !h.woken_since_poll() && !h.watches_out() && h.is_pollable())
     }
 
+    std::thread_local! {
+        /// The calling thread's [`Over`] list between its waits: kept with its capacity.
+        static OVER: Cell<Vec<Arc<dyn FileOps>>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// The items a blocking wait was queued over ([`eventpoll::Epoll::queue_waiter_over`]
+    /// fills it), in a list the thread keeps between its waits, so that a wait allocates
+    /// none. A wait nested in another on the thread (a signal handler's) takes an empty one;
+    /// the list is emptied, its references dropped, before it goes back.
+    pub(super) struct Over(Vec<Arc<dyn FileOps>>);
+
+    impl Over {
+        pub(super) fn take() -> Over {
+            Over(OVER.try_with(Cell::take).unwrap_or_default())
+        }
+    }
+
+    impl std::ops::Deref for Over {
+        type Target = Vec<Arc<dyn FileOps>>;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for Over {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut self.0
+        }
+    }
+
+    impl Drop for Over {
+        fn drop(&mut self) {
+            self.0.clear();
+            let list = std::mem::take(&mut self.0);
+            // At the thread's exit the list may be gone: this one is then freed.
+            let _ = OVER.try_with(|c| {
+                let kept = c.take();
+                c.set(if kept.capacity() >= list.capacity() {
+                    kept
+                } else {
+                    list
+                });
+            });
+        }
+    }
+
     /// A sleep's watch of the items it was queued over.
     pub(super) struct Folded<'a> {
         /// The items' objects, host descriptors all ([`accept`]).
         over: &'a [Arc<dyn FileOps>],
         /// Their descriptors, asked for input (none: nothing put off, or given up).
-        pub(super) probes: Vec<libc::pollfd>,
+        pub(super) probes: SmallVec<[libc::pollfd; MAX]>,
         /// Their wakeup counts, taken right before the last sleep.
-        marks: Vec<u64>,
+        marks: SmallVec<[u64; MAX]>,
         /// The count of scans when the thread was queued.
         pub(super) scans: u64,
     }
@@ -944,7 +994,7 @@ mod fold {
             Folded {
                 over,
                 probes,
-                marks: Vec::new(),
+                marks: SmallVec::new(),
                 scans,
             }
         }

@@ -531,7 +531,8 @@ impl InstanceRelay {
     pub(crate) fn after_sleep(&self, host: &crate::Host, woken: &dyn Fn() -> bool) -> bool {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         let f = *self.fds.get().expect("a relay sleep has descriptors");
-        let mut tokens = Vec::new();
+        // On the stack: a drain's reports (one batch, mostly) allocate nothing.
+        let mut tokens: smallvec::SmallVec<[u64; BATCH]> = smallvec::SmallVec::new();
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         while let Ok(n) = sys::epoll_wait(f.epfd, &mut buf, 0) {
             tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));

@@ -135,10 +135,19 @@ const SIGNAL_DEFERRED: u8 = 1;
 /// [`ThreadWaker::signal`]: the pump's end is writing the eventfd now.
 const SIGNAL_WRITING: u8 = 2;
 
+/// The eventfd writes a pump running on a thread has put off (see [`deferring_signals`]).
+struct Deferred {
+    /// Whether a pump is running on the thread (its end flushes `woken`).
+    active: bool,
+    /// The wakers woken by that pump; kept with its capacity between pumps (no allocation
+    /// per pump).
+    woken: Vec<Arc<ThreadWaker>>,
+}
+
 thread_local! {
-    /// The wakers woken by the pump running on this thread (`None`: no pump running).
-    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ThreadWaker>>>> =
-        const { std::cell::RefCell::new(None) };
+    static DEFERRED: std::cell::RefCell<Deferred> = const {
+        std::cell::RefCell::new(Deferred { active: false, woken: Vec::new() })
+    };
 }
 
 /// Run `pump` with the eventfd writes of the wakers it wakes deferred to its end.
@@ -160,19 +169,31 @@ pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
     struct Flush;
     impl Drop for Flush {
         fn drop(&mut self) {
-            let woken = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
-            for w in woken {
+            let mut woken = DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                d.active = false;
+                std::mem::take(&mut d.woken)
+            });
+            for w in woken.drain(..) {
                 // A thread that is awake — this pump's own, or one on its way to sleep —
                 // checks the flag before it sleeps (see `ThreadWaker::asleep`).
                 if w.asleep.load(Ordering::SeqCst) {
                     w.signal_now();
                 }
             }
+            // The emptied list goes back for the next pump, unless one ran meanwhile
+            // (`signal_now` runs no pump; this keeps the capacity either way).
+            DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.woken.capacity() == 0 {
+                    d.woken = woken;
+                }
+            });
         }
     }
     let outer = DEFERRED.with(|d| {
         let mut d = d.borrow_mut();
-        d.is_none().then(|| *d = Some(Vec::new())).is_some()
+        !std::mem::replace(&mut d.active, true)
     });
     if !outer {
         return pump(); // a pump inside a pump: the outer one flushes
@@ -283,13 +304,17 @@ impl WakeCallback for ThreadWaker {
         if self.woken.swap(true, Ordering::SeqCst) {
             return false;
         }
-        let deferred = DEFERRED.with(|d| match (d.borrow_mut().as_mut(), self.me.upgrade()) {
-            (Some(list), Some(me)) => {
-                self.signal.store(SIGNAL_DEFERRED, Ordering::SeqCst);
-                list.push(me);
-                true
+        let deferred = DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            if !d.active {
+                return false;
             }
-            _ => false,
+            let Some(me) = self.me.upgrade() else {
+                return false;
+            };
+            self.signal.store(SIGNAL_DEFERRED, Ordering::SeqCst);
+            d.woken.push(me);
+            true
         });
         if !deferred {
             let _ = sys::write(self.fd, &1u64.to_ne_bytes());
