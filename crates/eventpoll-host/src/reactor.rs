@@ -23,8 +23,8 @@ use crate::sys;
 use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
