@@ -125,6 +125,13 @@ pub trait FileOps: Any + Send + Sync {
     /// every object that their [`FileOps::poll_batch`] can handle; a harvest then polls a
     /// run of such items with one call instead of one [`FileOps::poll`] each. The default,
     /// 0, means no batching.
+    ///
+    /// A non-zero class also promises that polling the object changes nothing anywhere (a
+    /// nested epoll instance's poll does: it drops its items found not ready): a harvest
+    /// whose next items are all of one class polls them all before it copies their events
+    /// out, without first asking its [`crate::EventSink`] how many slots it can write
+    /// ([`crate::EventSink::room`]) — an item polled past a slot that cannot be written is
+    /// then left on the ready list, unreported, as if never polled.
     fn batch_class(&self) -> usize {
         0
     }

@@ -823,11 +823,15 @@ impl EpollShared {
                 // One item left: polled whatever the room (Linux polls it before its copy),
                 // so the sink is not asked (the C ABI's asking costs a system call, which an
                 // item found not ready — a level-triggered item's usual re-poll — saves).
+                // Items of one batch class poll without side effects (`FileOps::batch_class`):
+                // a run of them is polled whole, without asking (host descriptors: the C
+                // ABI's asking costs an `madvise` of a buffer on the heap).
                 let left = tx.len() - i;
-                let room = if left == 1 {
-                    1
+                let want = (maxevents - reported).min(left);
+                let room = if left == 1 || one_batch_class(&il, &tx[i..i + want]) {
+                    want.max(1)
                 } else {
-                    out.room(reported, (maxevents - reported).min(left))
+                    out.room(reported, want)
                 };
                 let end = (i + room.max(1)).min(tx.len());
                 poll_window(&il, &tx[i..end], &mut masks[i..end]);
@@ -1386,6 +1390,19 @@ impl EpollShared {
 /// Poll the items of `window` into `masks` (same indices): items of a batch class (see
 /// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
 /// others one by one.
+/// Whether every item of `window` (two or more) is of one non-zero batch class: polls that
+/// change nothing ([`FileOps::batch_class`]).
+fn one_batch_class(il: &InterestList, window: &[TxEntry]) -> bool {
+    let Some(first) = window.first() else {
+        return false;
+    };
+    let class = il.watch(first.slot).ops().batch_class();
+    class != 0
+        && window[1..]
+            .iter()
+            .all(|e| il.watch(e.slot).ops().batch_class() == class)
+}
+
 fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
     // Inline up to a typical window (no allocation per harvest).
     let mut class = 0;

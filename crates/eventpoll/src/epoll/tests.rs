@@ -912,6 +912,70 @@ fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
 }
 
 #[test]
+fn a_run_of_one_batch_class_is_polled_without_asking_the_sink_for_room() {
+    let ep = Epoll::new();
+    let batches = Arc::new(StdAtomicU32::new(0));
+    let objs: Vec<Arc<Batched>> = (0..3)
+        .map(|_| {
+            Arc::new(Batched {
+                mask: StdAtomicU32::new(Events::IN.bits()),
+                batches: batches.clone(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let files: Vec<File> = objs.iter().map(|o| File::new(o.clone())).collect();
+    for (i, f) in files.iter().enumerate() {
+        ep.add(f, Interest::READABLE, i as u64).unwrap();
+    }
+    // Room for all: one batch, the sink never asked.
+    let mut sink = CountingSink {
+        slots: vec![EpollEvent::default(); 4],
+        asked: 0,
+    };
+    assert_eq!(ep.wait_into_sink(&mut sink, 4, Some(Duration::ZERO)), Ok(3));
+    assert_eq!(sink.asked, 0);
+    assert_eq!(batches.load(Ordering::SeqCst), 1);
+    // Two writable slots: the third item, polled with the others, stays on the ready list
+    // unreported, first in line next time (as if never polled).
+    let mut short = CountingSink {
+        slots: vec![EpollEvent::default(); 2],
+        asked: 0,
+    };
+    assert_eq!(
+        ep.wait_into_sink(&mut short, 4, Some(Duration::ZERO)),
+        Ok(2)
+    );
+    assert_eq!(short.asked, 0);
+    let d: Vec<u64> = short.slots.iter().map(|e| e.data()).collect();
+    assert_eq!(d, vec![0, 1]);
+    assert_eq!(datas(&harvest(&ep, 8)), vec![2, 0, 1]);
+    // No writable slot: EFAULT, everything still ready.
+    let mut none = CountingSink {
+        slots: Vec::new(),
+        asked: 0,
+    };
+    assert_eq!(
+        ep.wait_into_sink(&mut none, 4, Some(Duration::ZERO)),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(harvest(&ep, 8).len(), 3);
+    // A mixed window (a plain object among them) still asks.
+    let (l, lf) = level();
+    l.set(Events::IN, Events::empty());
+    ep.add(&lf, Interest::READABLE, 9).unwrap();
+    let mut mixed = CountingSink {
+        slots: vec![EpollEvent::default(); 8],
+        asked: 0,
+    };
+    assert_eq!(
+        ep.wait_into_sink(&mut mixed, 8, Some(Duration::ZERO)),
+        Ok(4)
+    );
+    assert!(mixed.asked > 0);
+}
+
+#[test]
 fn wakeup_flag_needs_the_capability() {
     use crate::table::TableConfig;
     let ev_wakeup = ev(Events::IN | Events::WAKEUP, 1);
