@@ -579,7 +579,7 @@ impl Runner<'_> {
                         timeout_ms: *timeout_ms,
                     },
                 };
-                let worker = self.backend.spawn(call);
+                let worker = self.backend.spawn_named(thread, call);
                 self.threads.insert(thread.clone(), worker);
                 "started".to_string()
             }

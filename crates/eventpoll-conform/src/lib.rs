@@ -136,7 +136,11 @@
 //!
 //! `bg T CALL` runs one blocking call on a thread of its own while the script goes on; thread
 //! names are a namespace of their own (`[a-z][a-z0-9_]*`), bound by `bg` and free again after
-//! `join`. Transcripts stay deterministic because a background call's result is printed only
+//! `join`. On the kernel and C ABI backends a name is also an OS thread: a `bg T` whose last
+//! call has returned runs on that call's thread ([`backend::threads::OsThreads`]), so that one
+//! thread can wait many times, as an event loop's does (the kernel does not tell threads
+//! apart; the C ABI does: its io_uring driver takes over polls another thread armed after a
+//! few sleeps of one thread). Transcripts stay deterministic because a background call's result is printed only
 //! at `join T`, in script order. The usual shape: start the waiter, `sleeping T` (so the
 //! race starts only once the waiter really sleeps: kernel and C ABI threads are watched in
 //! `/proc/self/task/TID` — state `S` inside a system call, three times 5 ms apart; engine

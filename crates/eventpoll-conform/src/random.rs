@@ -1355,7 +1355,42 @@ impl Gen {
         }
         self.threads_blocked = true;
         self.harvesters = if harvest.is_some() { n } else { 0 };
-        for _ in 0..1 + self.rng.below(5) {
+        let ops = 1 + self.rng.below(5);
+        self.tail_ops(ops);
+        for t in &waiters {
+            self.lines.push(format!("signal {t}"));
+            self.lines.push(format!("join {t}"));
+        }
+        // Sometimes the one harvester then waits again, a few times, on the same thread
+        // (`bg` of a name whose call returned reuses its thread), while a second thread
+        // sleeps on an instance no operation reaches: the C ABI's io_uring driver then has
+        // one thread alone on the instance, sleeping again and again, with polls the main
+        // thread armed — what its takeover of another thread's polls needs.
+        if let (Some(e), 1) = (&harvest, n) {
+            if self.rng.chance(35) {
+                let e = e.clone();
+                self.lines.push("epoll idle".to_string());
+                self.lines.push("bg idler wait idle 8 -1".to_string());
+                self.lines.push("settle".to_string());
+                for _ in 0..3 + self.rng.below(4) {
+                    let call = self.blocking_wait(&e);
+                    self.lines.push(format!("bg t1 {call}"));
+                    self.lines.push("settle".to_string());
+                    let ops = 1 + self.rng.below(3);
+                    self.tail_ops(ops);
+                    self.lines.push("signal t1".to_string());
+                    self.lines.push("join t1".to_string());
+                }
+                self.lines.push("signal idler".to_string());
+                self.lines.push("join idler".to_string());
+            }
+        }
+    }
+
+    /// `count` operations of a threaded tail, each line followed by `settle` (see
+    /// [`Gen::threads`]).
+    fn tail_ops(&mut self, count: u64) {
+        for _ in 0..count {
             let before = self.lines.len();
             self.op();
             // An operation may be several lines (an object made first, a FIFO and its
@@ -1380,10 +1415,6 @@ impl Gen {
                     self.lines.push("settle".to_string());
                 }
             }
-        }
-        for t in &waiters {
-            self.lines.push(format!("signal {t}"));
-            self.lines.push(format!("join {t}"));
         }
     }
 
@@ -2346,13 +2377,18 @@ mod tests {
             let Some(start) = text.find("\nbg ") else {
                 continue;
             };
+            // Threads blocked on the tail's instance at once: each name once (`t1` may wait
+            // again on its thread after its join), without `idler` (asleep on an instance
+            // no operation reaches).
             let harvesters = text[start..]
                 .lines()
-                .filter(|l| {
+                .filter_map(|l| {
                     let w: Vec<&str> = l.split(' ').collect();
-                    w[0] == "bg" && matches!(w[2], "wait" | "pwait" | "pwait2")
+                    (w[0] == "bg" && matches!(w[2], "wait" | "pwait" | "pwait2") && w[1] != "idler")
+                        .then(|| w[1])
                 })
-                .count();
+                .collect::<std::collections::HashSet<_>>()
+                .len();
             let tail_closes = text[start..].lines().any(closes);
             if harvesters < 2 {
                 closing_tails += usize::from(tail_closes);
@@ -2443,6 +2479,7 @@ mod tests {
     #[test]
     fn threaded_scripts_start_settle_signal_and_join_every_thread() {
         let mut calls = std::collections::HashSet::new();
+        let mut rewaits = 0;
         for i in 0..300 {
             let text = generate_threaded(5, i);
             let s = parse("t.ep", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -2471,8 +2508,20 @@ mod tests {
                     _ => {}
                 }
             }
+            if started.iter().filter(|t| *t == "t1").count() > 1 {
+                // The harvester waited again on its thread (`bg t1` after `join t1`),
+                // beside `idler`, asleep on an instance of its own.
+                rewaits += 1;
+                assert!(text.contains("bg idler wait idle 8 -1"), "{text}");
+            }
+            started.sort();
+            joined.sort();
             assert!(!started.is_empty() && started == joined, "{text}");
         }
+        assert!(
+            rewaits >= 10,
+            "only {rewaits} of 300 threaded scripts wait again on the same thread"
+        );
         for c in ["wait", "pwait", "pwait2", "poll", "select"] {
             assert!(
                 calls.contains(c),

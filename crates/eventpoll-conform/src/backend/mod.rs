@@ -241,6 +241,13 @@ pub trait Backend {
     /// Start `call` on a background thread of its own (`bg T CALL`): the call sees the
     /// backend's descriptors as the foreground commands do, while they go on.
     fn spawn(&mut self, call: BlockingCall) -> Worker;
+    /// `bg T CALL`: as [`Backend::spawn`], for the background thread the scenario names
+    /// `thread`. A backend of OS threads runs it on the thread `thread`'s last call ran on
+    /// ([`threads::OsThreads`]); the default is a new thread each time.
+    fn spawn_named(&mut self, thread: &str, call: BlockingCall) -> Worker {
+        let _ = thread;
+        self.spawn(call)
+    }
     /// `fork(2)` (`fork P`): see [`Forked`]. The default cannot fork (`ENOSYS`).
     fn fork(&mut self) -> Forked {
         Forked::Failed(Errno(libc::ENOSYS))

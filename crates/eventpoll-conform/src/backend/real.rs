@@ -18,7 +18,7 @@
 
 mod sockets;
 
-use super::threads::{select_timeval, BlockingCall, Outcome, SelectSets, Worker};
+use super::threads::{select_timeval, BlockingCall, OsThreads, Outcome, SelectSets, Worker};
 use super::{wait_buffer_len, Address, Backend, Errno, Event, InetCall, InetDone, SysResult};
 use crate::script::{Buffer, FifoMode, SockType, TimerSetting, WaitKind};
 use std::collections::BTreeSet;
@@ -101,6 +101,9 @@ pub(super) struct Real {
     fifo_dir_made: bool,
     /// Addresses of listeners and UDP sockets ([`Address`] indexes them).
     addresses: Vec<sockets::Bound>,
+    /// The OS threads of named background calls (dropped after the descriptors close:
+    /// their calls have returned by then).
+    threads: OsThreads,
 }
 
 fn last_errno() -> Errno {
@@ -135,6 +138,7 @@ impl Real {
             fifo_dir: fifo_dir_name(calls.name),
             fifo_dir_made: false,
             addresses: Vec::new(),
+            threads: OsThreads::default(),
         }
     }
 
@@ -504,6 +508,23 @@ impl Backend for Real {
     }
 
     fn spawn(&mut self, call: BlockingCall) -> Worker {
+        self.spawn_on(None, call)
+    }
+
+    fn spawn_named(&mut self, thread: &str, call: BlockingCall) -> Worker {
+        self.spawn_on(Some(thread), call)
+    }
+
+    fn abandon(self: Box<Self>) {
+        // Nothing here can be left inconsistent: close the descriptors, release the range.
+        drop(self);
+    }
+}
+
+impl Real {
+    /// A background call on a new OS thread, or (`thread`) on the pooled thread of that
+    /// name ([`OsThreads`]).
+    fn spawn_on(&mut self, thread: Option<&str>, call: BlockingCall) -> Worker {
         let calls = self.calls;
         // The kernel's own calls sleep in known system calls (glibc's poll is `poll` or
         // `ppoll`, its select `select` or `pselect6`); a library's may sleep elsewhere.
@@ -521,35 +542,48 @@ impl Backend for Real {
                     WaitKind::Pwait { .. } => &[libc::SYS_epoll_pwait],
                     WaitKind::Pwait2 { .. } => &[libc::SYS_epoll_pwait2],
                 };
-                Worker::spawn_os(known(nrs), move || {
+                self.run(thread, known(nrs), move || {
                     Outcome::Events(wait_call(calls, epfd, maxevents, kind, buffer, items))
                 })
             }
             BlockingCall::Poll { fd, timeout_ms } => {
                 let fd = self.kfd(fd);
-                Worker::spawn_os(known(&[libc::SYS_poll, libc::SYS_ppoll]), move || {
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: crate::exec::POLL_ALL,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    let r = cvt(unsafe { (calls.poll)(&mut p, 1, timeout_ms) });
-                    Outcome::Poll(r.map(|_| p.revents))
-                })
+                self.run(
+                    thread,
+                    known(&[libc::SYS_poll, libc::SYS_ppoll]),
+                    move || {
+                        let mut p = libc::pollfd {
+                            fd,
+                            events: crate::exec::POLL_ALL,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd.
+                        let r = cvt(unsafe { (calls.poll)(&mut p, 1, timeout_ms) });
+                        Outcome::Poll(r.map(|_| p.revents))
+                    },
+                )
             }
             BlockingCall::Select { fd, timeout_ms } => {
                 let fd = self.kfd(fd);
-                Worker::spawn_os(known(&[libc::SYS_select, libc::SYS_pselect6]), move || {
-                    Outcome::Select(select_call(calls, fd, timeout_ms))
-                })
+                self.run(
+                    thread,
+                    known(&[libc::SYS_select, libc::SYS_pselect6]),
+                    move || Outcome::Select(select_call(calls, fd, timeout_ms)),
+                )
             }
         }
     }
 
-    fn abandon(self: Box<Self>) {
-        // Nothing here can be left inconsistent: close the descriptors, release the range.
-        drop(self);
+    fn run(
+        &mut self,
+        thread: Option<&str>,
+        syscalls: Option<&'static [i64]>,
+        call: impl FnOnce() -> Outcome + Send + 'static,
+    ) -> Worker {
+        match thread {
+            Some(name) => Worker::spawn_os_named(&mut self.threads, name, syscalls, call),
+            None => Worker::spawn_os(syscalls, call),
+        }
     }
 }
 

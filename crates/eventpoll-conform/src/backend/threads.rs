@@ -173,6 +173,113 @@ pub struct Worker {
     rx: Receiver<Outcome>,
     done: Option<Outcome>,
     sleeper: Sleeper,
+    /// The pooled OS thread the call runs on ([`OsThreads`]): interrupted through its
+    /// `pthread_t`, never joined by the worker (the pool joins it).
+    pooled: Option<libc::pthread_t>,
+}
+
+/// A job for a pooled thread: the call, which sends its outcome itself.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One OS thread of [`OsThreads`]: it runs the jobs it is sent, one after the other.
+struct PooledThread {
+    jobs: mpsc::Sender<Job>,
+    tid: Arc<AtomicI32>,
+    pthread: libc::pthread_t,
+    /// A job is running (or queued) on it.
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// The OS threads of a backend's named background calls (`bg T`): a call of `T` runs on the
+/// thread `T`'s last call ran on when that call has returned, so that a scenario can make
+/// one thread wait again and again — as an event loop's thread does, and as the C ABI's
+/// per-thread behaviour needs to be seen (the io_uring driver's takeover of polls another
+/// thread armed comes after a few sleeps of one thread). The kernel does not tell threads
+/// apart here, so transcripts do not change. A thread whose call still runs is not reused
+/// (the new call gets a new thread). Dropping the pool ends and joins its threads (their
+/// calls have returned by then: every worker is stopped before its backend goes).
+#[derive(Default)]
+pub struct OsThreads {
+    by_name: std::collections::HashMap<String, PooledThread>,
+    /// Threads replaced by a newer one of the same name, joined with the pool.
+    retired: Vec<PooledThread>,
+    /// The process the threads run in (0: none made yet). A `fork` child (`fork P`) has
+    /// none of them: it forgets them and makes its own.
+    pid: u32,
+}
+
+impl OsThreads {
+    /// Forget threads that belong to another process (this is a `fork` child's copy).
+    fn forget_if_copied(&mut self) {
+        let me = std::process::id();
+        if self.pid != me {
+            for (_, t) in self.by_name.drain() {
+                std::mem::forget(t);
+            }
+            for t in self.retired.drain(..) {
+                std::mem::forget(t);
+            }
+            self.pid = me;
+        }
+    }
+
+    /// An idle thread named `name`, made if there is none.
+    fn idle(&mut self, name: &str) -> &PooledThread {
+        self.forget_if_copied();
+        let reusable = self.by_name.get(name).is_some_and(|t| !t.busy.load(SeqCst));
+        if !reusable {
+            if let Some(old) = self.by_name.remove(name) {
+                self.retired.push(old);
+            }
+            let (tx, rx) = mpsc::channel::<Job>();
+            let tid = Arc::new(AtomicI32::new(0));
+            let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (t, b) = (tid.clone(), busy.clone());
+            let handle = std::thread::spawn(move || {
+                t.store(gettid(), SeqCst);
+                while let Ok(job) = rx.recv() {
+                    // A call that panics sends nothing: its worker sees `Panicked`.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    b.store(false, SeqCst);
+                }
+            });
+            use std::os::unix::thread::JoinHandleExt;
+            let pthread = handle.as_pthread_t();
+            self.by_name.insert(
+                name.to_string(),
+                PooledThread {
+                    jobs: tx,
+                    tid,
+                    pthread,
+                    busy,
+                    handle,
+                },
+            );
+        }
+        &self.by_name[name]
+    }
+}
+
+impl Drop for OsThreads {
+    fn drop(&mut self) {
+        self.forget_if_copied();
+        let threads: Vec<PooledThread> = self
+            .by_name
+            .drain()
+            .map(|(_, t)| t)
+            .chain(self.retired.drain(..))
+            .collect();
+        for t in threads {
+            drop(t.jobs);
+            if t.busy.load(SeqCst) {
+                // A call left running (its worker gave up on it): not joined, as a
+                // worker's own thread would not be.
+                continue;
+            }
+            let _ = t.handle.join();
+        }
+    }
 }
 
 /// The signal that interrupts an OS worker: a handler that does nothing, without
@@ -247,6 +354,35 @@ impl Worker {
             rx,
             done: None,
             sleeper: Sleeper::Os(tid, syscalls),
+            pooled: None,
+        }
+    }
+
+    /// Run `call` as [`Worker::spawn_os`] does, on the thread of `pool` named `name` (made
+    /// if there is none, or if its last call still runs): see [`OsThreads`].
+    pub fn spawn_os_named(
+        pool: &mut OsThreads,
+        name: &str,
+        syscalls: Option<&'static [i64]>,
+        call: impl FnOnce() -> Outcome + Send + 'static,
+    ) -> Worker {
+        install_interrupt_handler();
+        let t = pool.idle(name);
+        let (tx, rx) = mpsc::channel();
+        t.busy.store(true, SeqCst);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(call());
+        });
+        if t.jobs.send(job).is_err() {
+            // The thread is gone (it cannot be: it ends only with the pool).
+            t.busy.store(false, SeqCst);
+        }
+        Worker {
+            handle: None,
+            rx,
+            done: None,
+            sleeper: Sleeper::Os(t.tid.clone(), syscalls),
+            pooled: Some(t.pthread),
         }
     }
 
@@ -266,6 +402,7 @@ impl Worker {
             rx,
             done: None,
             sleeper: Sleeper::Engine(interrupt),
+            pooled: None,
         }
     }
 
@@ -287,6 +424,7 @@ impl Worker {
                 sim: sim.clone(),
                 handle: Arc::new(handle),
             }),
+            pooled: None,
         }
     }
 
@@ -386,6 +524,12 @@ impl Worker {
                     // SAFETY: the thread is not joined yet (we hold its handle), so its
                     // pthread_t is valid; SIGUSR1's handler does nothing.
                     unsafe { libc::pthread_kill(h.as_pthread_t(), libc::SIGUSR1) };
+                } else if let (Some(p), None) = (self.pooled, &self.done) {
+                    // SAFETY: a pooled thread is joined only when its pool is dropped, after
+                    // every worker of its backend: its pthread_t is valid. Only while this
+                    // call has not returned (a signal after it would reach the thread's next
+                    // call); SIGUSR1's handler does nothing.
+                    unsafe { libc::pthread_kill(p, libc::SIGUSR1) };
                 }
             }
             Sleeper::Engine(i) => i.raise(),
@@ -403,6 +547,8 @@ impl Worker {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+        // A pooled thread's call has returned: the thread is its pool's again.
+        self.pooled = None;
         self.done.take()
     }
 
@@ -450,7 +596,8 @@ impl Drop for Worker {
             Sleeper::Sim(t) => self.done.is_none() && !t.handle.is_finished(),
             _ => false,
         };
-        if self.handle.is_some() || unfinished_task {
+        let pooled_running = self.pooled.is_some() && self.done.is_none();
+        if self.handle.is_some() || unfinished_task || pooled_running {
             self.stop();
         }
     }
