@@ -869,11 +869,12 @@ impl FileOps for Batched {
     }
 }
 
-#[test]
-fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
+/// An instance watching `n` ready objects of one batch class (data 0 to n - 1), their
+/// descriptions, and the count of batched polls they share.
+fn batched_instance(n: usize) -> (Epoll, Vec<Arc<Batched>>, Vec<File>, Arc<StdAtomicU32>) {
     let ep = Epoll::new();
     let batches = Arc::new(StdAtomicU32::new(0));
-    let objs: Vec<Arc<Batched>> = (0..5)
+    let objs: Vec<Arc<Batched>> = (0..n)
         .map(|_| {
             Arc::new(Batched {
                 mask: StdAtomicU32::new(Events::IN.bits()),
@@ -883,11 +884,17 @@ fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
         })
         .collect();
     let files: Vec<File> = objs.iter().map(|o| File::new(o.clone())).collect();
-    let (l, lf) = level();
-    l.set(Events::IN, Events::empty());
     for (i, f) in files.iter().enumerate() {
         ep.add(f, Interest::READABLE, i as u64).unwrap();
     }
+    (ep, objs, files, batches)
+}
+
+#[test]
+fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
+    let (ep, objs, _files, batches) = batched_instance(5);
+    let (l, lf) = level();
+    l.set(Events::IN, Events::empty());
     ep.add(&lf, Interest::READABLE, 99).unwrap();
     let singles_after_add: Vec<u32> = objs
         .iter()
@@ -913,21 +920,7 @@ fn a_harvest_polls_a_batch_class_with_one_call_per_window() {
 
 #[test]
 fn a_run_of_one_batch_class_is_polled_without_asking_the_sink_for_room() {
-    let ep = Epoll::new();
-    let batches = Arc::new(StdAtomicU32::new(0));
-    let objs: Vec<Arc<Batched>> = (0..3)
-        .map(|_| {
-            Arc::new(Batched {
-                mask: StdAtomicU32::new(Events::IN.bits()),
-                batches: batches.clone(),
-                ..Default::default()
-            })
-        })
-        .collect();
-    let files: Vec<File> = objs.iter().map(|o| File::new(o.clone())).collect();
-    for (i, f) in files.iter().enumerate() {
-        ep.add(f, Interest::READABLE, i as u64).unwrap();
-    }
+    let (ep, _objs, _files, batches) = batched_instance(3);
     // Room for all: one batch, the sink never asked.
     let mut sink = CountingSink {
         slots: vec![EpollEvent::default(); 4],
