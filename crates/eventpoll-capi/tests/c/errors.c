@@ -373,6 +373,54 @@ static void bad_pointers(void) {
     munmap(m, 3 * pg);
 }
 
+/* A wait into a buffer on the heap (not the caller's stack: the library probes it) writes
+   the events' slots and not one byte more: the rest of the buffer, and a slot's bytes left
+   by an event that did not come, keep what the program put there (the library's probe
+   stores into the slot it is about to write, never beyond). */
+static void heap_buffer_bytes_beyond_the_events(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED, "mmap");
+    int p[2], q[2];
+    OK(pipe2(p, O_NONBLOCK));
+    OK(pipe2(q, O_NONBLOCK));
+    int ep = epoll_create1(0);
+    CHECK(ep >= 0, "epoll_create1");
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1122334455667788ull};
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+    ev.data.u64 = 2;
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, q[0], &ev));
+    /* Nothing ready: nothing written. */
+    memset(m, 0xAA, 2 * pg);
+    EQ(epoll_wait(ep, (struct epoll_event *)m, 8, 0), 0);
+    int untouched = 1;
+    for (long i = 0; i < 2 * pg; i++)
+        untouched &= m[i] == 0xAA;
+    CHECK(untouched, "heap buffer written with nothing ready");
+    /* One ready: its 12 bytes, nothing after them; a slot straddling the two pages too. */
+    EQ(write(p[1], "x", 1), 1);
+    for (int round = 0; round < 2; round++) {
+        unsigned char *buf = round == 0 ? m : m + pg - 4;
+        memset(m, 0xAA, 2 * pg);
+        EQ(epoll_wait(ep, (struct epoll_event *)buf, 8, 0), 1);
+        struct epoll_event got;
+        memcpy(&got, buf, sizeof got);
+        CHECK(got.events == EPOLLIN && got.data.u64 == 0x1122334455667788ull,
+              "heap slot: %#x %llx", got.events, (unsigned long long)got.data.u64);
+        untouched = 1;
+        for (long i = 0; i < 2 * pg; i++)
+            if (m + i < buf || m + i >= buf + sizeof(struct epoll_event))
+                untouched &= m[i] == 0xAA;
+        CHECK(untouched, "heap buffer written beyond the one event (round %d)", round);
+    }
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+    close(ep);
+    munmap(m, 2 * pg);
+}
+
 /* Open descriptors at or above 1000 (the library's own live there; this program's not). */
 static int high_fds(int *out, int max) {
     int n = 0;
@@ -865,6 +913,7 @@ int main(void) {
 
     vfork_child_closes();
     bad_pointers();
+    heap_buffer_bytes_beyond_the_events();
     hidden_fds();
     unseen_close_of_a_directory();
     tcp_shutdown_wakes_peer_first();
