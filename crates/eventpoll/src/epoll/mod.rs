@@ -1387,9 +1387,6 @@ impl EpollShared {
     }
 }
 
-/// Poll the items of `window` into `masks` (same indices): items of a batch class (see
-/// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
-/// others one by one.
 /// Whether every item of `window` (two or more) is of one non-zero batch class: polls that
 /// change nothing ([`FileOps::batch_class`]).
 fn one_batch_class(il: &InterestList, window: &[TxEntry]) -> bool {
@@ -1403,6 +1400,9 @@ fn one_batch_class(il: &InterestList, window: &[TxEntry]) -> bool {
             .all(|e| il.watch(e.slot).ops().batch_class() == class)
 }
 
+/// Poll the items of `window` into `masks` (same indices): items of a batch class (see
+/// [`FileOps::batch_class`]) with one [`FileOps::poll_batch`] call per class present, the
+/// others one by one.
 fn poll_window(il: &InterestList, window: &[TxEntry], masks: &mut [Events]) {
     // Inline up to a typical window (no allocation per harvest).
     let mut class = 0;
