@@ -12,8 +12,8 @@
 //! stored through the kernel's `put_user` by the `getcpu(2)` system call ([`store_probe`]:
 //! the same faults, no lock of the address space, no page walk), the event then written
 //! over them — memcached's wait buffer, on the heap, costs one trivial call a wait instead of
-//! an `madvise` (CPU per request 0.95× of the `madvise` probe's, 0.75–0.99× over 8
-//! interleaved rounds). The check and the access are not one
+//! an `madvise` (CPU per request 0.92× of the `madvise` probe's, 0.78–1.24× round by round
+//! over 8 interleaved rounds of `scripts/capi-ab-memcached.sh`). The check and the access are not one
 //! step: another thread that unmaps or protects the range between them still crashes the
 //! process (a use after free in the program; Linux gives `EFAULT`).
 //!
@@ -587,12 +587,14 @@ pub fn on_own_stack(addr: usize, end: usize) -> bool {
         .unwrap_or(false)
 }
 
-/// As [`writable_prefix`] for `[from, end)`, part of `[slot, end)`: bytes the caller stores
-/// an event into right after (at most two pages: an event is 12 bytes). Each page is
-/// probed with [`store_probe`] — four bytes of the slot on that page (from `from` if they
-/// fit before `end`, else the slot's last four), which the event then overwrites — or, where
-/// that cannot be used, as [`writable_prefix`] probes.
+/// As [`writable_prefix`] for `[from, end)`, the part not yet known writable of an event's
+/// slot `[slot, end)`, which the caller stores the event into right after (12 bytes: at
+/// most two pages). Each page is probed with [`store_probe`] — four bytes of the slot on
+/// that page (from `from` if they fit before `end`, else the slot's last four, which start
+/// at or after `slot`), which the event then overwrites — or, where that cannot be used,
+/// as [`writable_prefix`] probes.
 fn slot_writable_prefix(slot: usize, from: usize, end: usize) -> usize {
+    debug_assert!(slot <= from && end - slot == std::mem::size_of::<EpollEvent>());
     if end <= from || on_own_stack(from, end) || check_mode() == Check::Trust {
         return end;
     }
@@ -604,9 +606,6 @@ fn slot_writable_prefix(slot: usize, from: usize, end: usize) -> usize {
         if four < pg {
             // The first page is never the program's (and `getcpu` skips a null pointer).
             return at;
-        }
-        if four < slot {
-            return writable_prefix(at, end);
         }
         match store_probe(four) {
             Some(true) => at = page_end,
