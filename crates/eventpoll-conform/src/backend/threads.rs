@@ -188,6 +188,9 @@ struct PooledThread {
     pthread: libc::pthread_t,
     /// A job is running (or queued) on it.
     busy: Arc<std::sync::atomic::AtomicBool>,
+    /// Its last job's call has returned (its outcome is being sent, or was): the thread is
+    /// about to be idle.
+    returned: Arc<std::sync::atomic::AtomicBool>,
     handle: JoinHandle<()>,
 }
 
@@ -227,6 +230,13 @@ impl OsThreads {
     /// An idle thread named `name`, made if there is none.
     fn idle(&mut self, name: &str) -> &PooledThread {
         self.forget_if_copied();
+        if let Some(t) = self.by_name.get(name) {
+            // A call whose outcome a `join` may already hold frees its thread a few
+            // instructions later: wait for it, so that `bg T` right after `join T` reuses it.
+            while t.busy.load(SeqCst) && t.returned.load(SeqCst) {
+                std::thread::yield_now();
+            }
+        }
         let reusable = self.by_name.get(name).is_some_and(|t| !t.busy.load(SeqCst));
         if !reusable {
             if let Some(old) = self.by_name.remove(name) {
@@ -235,6 +245,7 @@ impl OsThreads {
             let (tx, rx) = mpsc::channel::<Job>();
             let tid = Arc::new(AtomicI32::new(0));
             let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (t, b) = (tid.clone(), busy.clone());
             let handle = std::thread::spawn(move || {
                 t.store(gettid(), SeqCst);
@@ -253,6 +264,7 @@ impl OsThreads {
                     tid,
                     pthread,
                     busy,
+                    returned,
                     handle,
                 },
             );
@@ -370,8 +382,12 @@ impl Worker {
         let t = pool.idle(name);
         let (tx, rx) = mpsc::channel();
         t.busy.store(true, SeqCst);
+        t.returned.store(false, SeqCst);
+        let returned = t.returned.clone();
         let job: Job = Box::new(move || {
-            let _ = tx.send(call());
+            let outcome = call();
+            returned.store(true, SeqCst);
+            let _ = tx.send(outcome);
         });
         if t.jobs.send(job).is_err() {
             // The thread is gone (it cannot be: it ends only with the pool).
@@ -609,4 +625,60 @@ pub fn select_timeval(timeout_ms: i32) -> Option<libc::timeval> {
         tv_sec: libc::time_t::from(timeout_ms / 1000),
         tv_usec: libc::suseconds_t::from((timeout_ms % 1000) * 1000),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that records the thread it ran on and, when given, waits for `go` first.
+    fn on_thread(
+        pool: &mut OsThreads,
+        name: &str,
+        go: Option<Receiver<()>>,
+    ) -> (Worker, Arc<AtomicI32>) {
+        let ran_on = Arc::new(AtomicI32::new(0));
+        let r = ran_on.clone();
+        let w = Worker::spawn_os_named(pool, name, None, move || {
+            r.store(gettid(), SeqCst);
+            if let Some(go) = go {
+                let _ = go.recv();
+            }
+            Outcome::Poll(Ok(0))
+        });
+        (w, ran_on)
+    }
+
+    #[test]
+    fn a_name_runs_again_on_its_thread_once_its_call_has_returned() {
+        let mut pool = OsThreads::default();
+        let (mut a, a_tid) = on_thread(&mut pool, "t", None);
+        assert_eq!(a.join(JOIN_BOUND), Some(Outcome::Poll(Ok(0))));
+        let (mut b, b_tid) = on_thread(&mut pool, "t", None);
+        assert_eq!(b.join(JOIN_BOUND), Some(Outcome::Poll(Ok(0))));
+        assert_ne!(a_tid.load(SeqCst), 0);
+        assert_eq!(
+            a_tid.load(SeqCst),
+            b_tid.load(SeqCst),
+            "`t` again: its thread"
+        );
+        // Another name: another thread.
+        let (mut c, c_tid) = on_thread(&mut pool, "u", None);
+        assert_eq!(c.join(JOIN_BOUND), Some(Outcome::Poll(Ok(0))));
+        assert_ne!(c_tid.load(SeqCst), a_tid.load(SeqCst));
+        // `t` while its call still runs: a new thread (the busy one is not reused).
+        let (tx, rx) = mpsc::channel();
+        let (mut d, d_tid) = on_thread(&mut pool, "t", Some(rx));
+        while d_tid.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let (mut e, e_tid) = on_thread(&mut pool, "t", None);
+        assert_eq!(e.join(JOIN_BOUND), Some(Outcome::Poll(Ok(0))));
+        assert_eq!(d_tid.load(SeqCst), a_tid.load(SeqCst));
+        assert_ne!(e_tid.load(SeqCst), d_tid.load(SeqCst));
+        tx.send(()).unwrap();
+        assert_eq!(d.join(JOIN_BOUND), Some(Outcome::Poll(Ok(0))));
+        // Dropping the pool joins its idle threads (the test would hang otherwise).
+        drop(pool);
+    }
 }
