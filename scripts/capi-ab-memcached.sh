@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# memcached's CPU and voluntary context switches per request, natively and under two builds
-# of libeventpoll.so, interleaved round by round (native, A, B): how one library change
-# moves a real server, with the spread. Debian's memcached (-t 4) on loopback, the set+get
-# client and the CPU accounting of scripts/capi_servers.py (as scripts/capi-servers.sh).
-#   scripts/capi-ab-memcached.sh LIB_A LIB_B      (ROUNDS, default 8; N requests a round, 16000)
+# memcached's CPU and voluntary context switches per request, natively and under two or more
+# builds of libeventpoll.so, interleaved round by round (native, A, B, ...): how library
+# changes move a real server, with the spread. Debian's memcached (-t 4) on loopback, the
+# set+get client and the CPU accounting of scripts/capi_servers.py (as scripts/capi-servers.sh).
+#   scripts/capi-ab-memcached.sh LIB_A LIB_B [LIB_C ...]   (ROUNDS, default 8; N requests a
+#   round, 16000)
 # Prints per side the median (min–max) µs and switches per request, and the round-by-round
-# ratios A/native, B/native, A/B.
+# ratios of each build to native and to the last build given (the baseline: A/B with two).
 set -euo pipefail
 export LC_ALL=C
 HELP="$(cd "$(dirname "$0")" && pwd)/capi_servers.py"
 ROUNDS="${ROUNDS:-8}"
 N="${N:-16000}"
-A="$(realpath "$1")"
-B="$(realpath "$2")"
+[ $# -ge 2 ] || { echo "usage: $0 LIB_A LIB_B [LIB_C ...]" >&2; exit 2; }
+LIBS=()
+for l in "$@"; do LIBS+=("$(realpath "$l")"); done
+NAMES=(A B C D E F G H)
+[ ${#LIBS[@]} -le ${#NAMES[@]} ] || { echo "at most ${#NAMES[@]} libraries" >&2; exit 2; }
 command -v memcached >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null
 }
@@ -21,9 +25,10 @@ SPID=
 trap '[ -z "$SPID" ] || kill -TERM "$SPID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
 out="$TMP/rounds.jsonl"
 for r in $(seq "$ROUNDS"); do
-    for side in native A B; do
+    for k in -1 $(seq 0 $((${#LIBS[@]} - 1))); do
         env=()
-        case $side in A) env=(LD_PRELOAD="$A") ;; B) env=(LD_PRELOAD="$B") ;; esac
+        side=native
+        if [ "$k" -ge 0 ]; then side=${NAMES[$k]}; env=(LD_PRELOAD="${LIBS[$k]}"); fi
         port=$((20000 + RANDOM % 20000))
         timeout -k 5 300 env "${env[@]}" memcached -u "$(id -un)" -l 127.0.0.1 -p "$port" \
             -U 0 -t 4 -m 64 > /dev/null 2>&1 &
@@ -37,18 +42,21 @@ for r in $(seq "$ROUNDS"); do
         SPID=
     done
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "${NAMES[@]:0:${#LIBS[@]}}" <<'PY'
 import json, statistics as st, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+libs = sys.argv[2:]
 def show(v, f): return f"{f(st.median(v))} ({f(min(v))}–{f(max(v))})"
-for side in ("native", "A", "B"):
+for side in ["native"] + libs:
     us = [r["cpu_ns"] / r["requests"] / 1000 for r in rows if r["side"] == side]
     sw = [r["vcsw"] / r["requests"] for r in rows if r["side"] == side]
     print(f"{side:6} CPU/request {show(us, lambda x: f'{x:.1f} us')}, switches/request {show(sw, lambda x: f'{x:.2f}')}")
 rounds = {}
 for r in rows:
     rounds.setdefault(r["round"], {})[r["side"]] = r["cpu_ns"] / r["requests"]
-for a, b in (("A", "native"), ("B", "native"), ("A", "B")):
+base = libs[-1]
+pairs = [(a, "native") for a in libs] + [(a, base) for a in libs[:-1]]
+for a, b in pairs:
     v = [x[a] / x[b] for x in rounds.values()]
     print(f"{a}/{b} CPU per request: {show(v, lambda x: f'{x:.2f}x')} (round by round)")
 PY
