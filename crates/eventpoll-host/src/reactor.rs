@@ -328,6 +328,20 @@ impl HostEpoll {
         self.relay.as_ref().map_or(0, |r| r.sleeps())
     }
 
+    /// How many sleeps on this instance's relay had members made quiet because the sleep
+    /// probed them itself (see `relay`, "Probed members"): 0 without a relay.
+    ///
+    /// ```
+    /// use eventpoll_host::{DriverKind, Host, HostEpoll};
+    ///
+    /// let host = Host::new(DriverKind::IoUring).or_else(|_| Host::new(DriverKind::Poll)).unwrap();
+    /// let hep = HostEpoll::new(host).unwrap();
+    /// assert_eq!(hep.relay_quiet_sleeps(), 0);
+    /// ```
+    pub fn relay_quiet_sleeps(&self) -> u64 {
+        self.relay.as_ref().map_or(0, |r| r.quiet_sleeps())
+    }
+
     /// How many sleeps on this instance's relay took over host polls another thread armed
     /// first (the io_uring driver; see `relay`): 0 until one thread alone has slept on the
     /// instance a few times in a row while another thread's polls kept it off its relay.
@@ -671,7 +685,9 @@ impl HostEpoll {
                 let watch = self.host.watch();
                 // A thread alone needs no relay (see `Watch::note_waiter`).
                 let relay = match &self.relay {
-                    Some(r) if watch.several_waiters() => r.prepare(&self.epoll),
+                    Some(r) if watch.several_waiters() => {
+                        r.prepare(&self.epoll, &folded.probed_hosts())
+                    }
                     _ => None,
                 };
                 if relay.is_some() {
@@ -686,23 +702,38 @@ impl HostEpoll {
             };
             folded.mark();
             let probes = &mut folded.probes[..];
+            // Which of a `ppoll`'s descriptors it found readable (all, unless it tells),
+            // and the relay's place among them.
+            let mut fds_ready = u32::MAX;
+            let mut relay_at = 1;
             let r = match role {
                 Sleep::Watch(Role::Leader) => {
                     self.host
                         .driver()
                         .block(&[waker.fd()], probes, remaining, sigmask)
                 }
-                Sleep::Watch(Role::Follower(relay)) => {
-                    poll_fds(&[waker.fd(), relay], probes, remaining, sigmask)
-                }
+                Sleep::Watch(Role::Follower(relay)) => poll_fds(
+                    &[waker.fd(), relay],
+                    probes,
+                    remaining,
+                    sigmask,
+                    &mut fds_ready,
+                ),
                 Sleep::Relay(relay) if watch_driver => {
                     let mut fds = Vec::with_capacity(3);
                     self.host.driver().notify_fds(&mut fds);
                     let mut all: Vec<i32> = fds.iter().map(|p| p.fd).collect();
                     all.extend([waker.fd(), relay]);
-                    poll_fds(&all, probes, remaining, sigmask)
+                    relay_at = all.len() - 1;
+                    poll_fds(&all, probes, remaining, sigmask, &mut fds_ready)
                 }
-                Sleep::Relay(relay) => poll_fds(&[waker.fd(), relay], probes, remaining, sigmask),
+                Sleep::Relay(relay) => poll_fds(
+                    &[waker.fd(), relay],
+                    probes,
+                    remaining,
+                    sigmask,
+                    &mut fds_ready,
+                ),
             };
             // The probes' state at the end of the sleep, if the sleep told it.
             let probed = matches!(r, Ok(true)) && folded.pending();
@@ -724,7 +755,9 @@ impl HostEpoll {
                 match role {
                     Sleep::Relay(_) => {
                         let relay = self.relay.as_ref().expect("a relay sleep has a relay");
-                        watch_driver = relay.after_sleep(&self.host, &|| waker.is_woken());
+                        let reported = fds_ready & (1 << relay_at) != 0;
+                        watch_driver =
+                            relay.after_sleep(&self.host, &|| waker.is_woken(), reported);
                     }
                     Sleep::Watch(role) => {
                         if pumps {
@@ -836,12 +869,14 @@ enum Sleep {
 }
 
 /// `ppoll(2)` for input on `fds` and for their own bits on `probes`, whose `revents` it
-/// fills (`Ok(true)`, as [`crate::driver::Driver::block`]).
+/// fills (`Ok(true)`, as [`crate::driver::Driver::block`]); `ready` gets a bit per
+/// descriptor of `fds` found readable (bit `i` for `fds[i]`; left as it is on an error).
 fn poll_fds(
     fds: &[i32],
     probes: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: Option<*const libc::sigset_t>,
+    ready: &mut u32,
 ) -> Result<bool, Errno> {
     // A sleep's descriptors (at most a few) and probes (at most `fold::MAX`): on the stack.
     let mut p: SmallVec<[libc::pollfd; 24]> = fds
@@ -855,6 +890,11 @@ fn poll_fds(
         .collect();
     sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask)?;
     probes.copy_from_slice(&p[fds.len()..]);
+    *ready = p[..fds.len()]
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| q.revents != 0)
+        .fold(0, |bits, (i, _)| bits | 1 << i);
     Ok(true)
 }
 
@@ -997,6 +1037,17 @@ mod fold {
                 marks: SmallVec::new(),
                 scans,
             }
+        }
+
+        /// The probed descriptors' objects, by address (none once given up): the sleep
+        /// watches every bit their items can want (see [`accept`]), so a relay need not
+        /// (`relay`, "Probed members").
+        pub(super) fn probed_hosts(&self) -> SmallVec<[usize; MAX]> {
+            if !self.pending() {
+                return SmallVec::new();
+            }
+            let hosts = self.over.iter().filter_map(|o| host(&**o));
+            hosts.map(|h| h as *const HostFd as usize).collect()
         }
 
         /// Whether the harvest put off is still to be made.
