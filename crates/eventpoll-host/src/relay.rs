@@ -98,7 +98,9 @@
 //! relay not readable (a later report keeps it readable for the next sleep). memcached
 //! (`-t 4`, `scripts/syscalls-per-request.sh memcached`): 7.28 to 5.86 system calls per
 //! request with the io_uring driver (the drain's `epoll_pwait`, 0.90, gone), 10.06 to 8.42
-//! with the kernel-epoll driver (native 3.08).
+//! with the kernel-epoll driver (native 3.08); its CPU per request did not move beyond this
+//! machine's noise (after ÷ before 0.97×, 0.79–1.09×, and 1.04×, 0.78–1.31×, round by round
+//! in two runs of `scripts/capi-ab-memcached.sh`, 8 and 16 rounds).
 //!
 //! **Where it is not used** (the thread then sleeps as before, leader or follower): while
 //! only one thread of the process has entered a wait that may block (it leads, and the
