@@ -702,10 +702,9 @@ impl HostEpoll {
             };
             folded.mark();
             let probes = &mut folded.probes[..];
-            // Which of a `ppoll`'s descriptors it found readable (all, unless it tells),
-            // and the relay's place among them.
-            let mut fds_ready = u32::MAX;
-            let mut relay_at = 1;
+            // Whether the `ppoll` found its last descriptor (the relay) readable: yes, unless
+            // it tells.
+            let mut relay_ready = true;
             let r = match role {
                 Sleep::Watch(Role::Leader) => {
                     self.host
@@ -717,22 +716,21 @@ impl HostEpoll {
                     probes,
                     remaining,
                     sigmask,
-                    &mut fds_ready,
+                    &mut relay_ready,
                 ),
                 Sleep::Relay(relay) if watch_driver => {
                     let mut fds = Vec::with_capacity(3);
                     self.host.driver().notify_fds(&mut fds);
                     let mut all: Vec<i32> = fds.iter().map(|p| p.fd).collect();
                     all.extend([waker.fd(), relay]);
-                    relay_at = all.len() - 1;
-                    poll_fds(&all, probes, remaining, sigmask, &mut fds_ready)
+                    poll_fds(&all, probes, remaining, sigmask, &mut relay_ready)
                 }
                 Sleep::Relay(relay) => poll_fds(
                     &[waker.fd(), relay],
                     probes,
                     remaining,
                     sigmask,
-                    &mut fds_ready,
+                    &mut relay_ready,
                 ),
             };
             // The probes' state at the end of the sleep, if the sleep told it.
@@ -755,9 +753,8 @@ impl HostEpoll {
                 match role {
                     Sleep::Relay(_) => {
                         let relay = self.relay.as_ref().expect("a relay sleep has a relay");
-                        let reported = fds_ready & (1 << relay_at) != 0;
                         watch_driver =
-                            relay.after_sleep(&self.host, &|| waker.is_woken(), reported);
+                            relay.after_sleep(&self.host, &|| waker.is_woken(), relay_ready);
                     }
                     Sleep::Watch(role) => {
                         if pumps {
@@ -869,14 +866,14 @@ enum Sleep {
 }
 
 /// `ppoll(2)` for input on `fds` and for their own bits on `probes`, whose `revents` it
-/// fills (`Ok(true)`, as [`crate::driver::Driver::block`]); `ready` gets a bit per
-/// descriptor of `fds` found readable (bit `i` for `fds[i]`; left as it is on an error).
+/// fills (`Ok(true)`, as [`crate::driver::Driver::block`]); `last_ready` says whether the
+/// last of `fds` was found readable (left as it is on an error).
 fn poll_fds(
     fds: &[i32],
     probes: &mut [libc::pollfd],
     timeout: Option<Duration>,
     sigmask: Option<*const libc::sigset_t>,
-    ready: &mut u32,
+    last_ready: &mut bool,
 ) -> Result<bool, Errno> {
     // A sleep's descriptors (at most a few) and probes (at most `fold::MAX`): on the stack.
     let mut p: SmallVec<[libc::pollfd; 24]> = fds
@@ -890,11 +887,9 @@ fn poll_fds(
         .collect();
     sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask)?;
     probes.copy_from_slice(&p[fds.len()..]);
-    *ready = p[..fds.len()]
-        .iter()
-        .enumerate()
-        .filter(|(_, q)| q.revents != 0)
-        .fold(0, |bits, (i, _)| bits | 1 << i);
+    if let Some(last) = fds.len().checked_sub(1) {
+        *last_ready = p[last].revents != 0;
+    }
     Ok(true)
 }
 

@@ -170,10 +170,6 @@ struct Member {
     /// The number the relay item was added under.
     fd: i32,
     token: u64,
-    /// The relay item watches nothing (but `ERR`/`HUP`): the member's descriptor is
-    /// probed by the one sleeper's own `ppoll` (see "Probed members" in the module
-    /// documentation).
-    quiet: bool,
 }
 
 #[derive(Default)]
@@ -189,7 +185,9 @@ struct RelayState {
     next_token: u64,
     /// The (object address, number) pairs present in the scratch epoll.
     scratch_in: HashMap<usize, i32>,
-    /// The members made quiet (object addresses; see `Member::quiet`).
+    /// The members whose relay items watch nothing (but `ERR`/`HUP`), by object address:
+    /// the one sleeper's own `ppoll` probes their descriptors (see "Probed members" in the
+    /// module documentation). At most `fold::MAX` of the reactor's.
     quiet: Vec<usize>,
     /// The thread of the last sleep prepared ([`thread_mark`]), and how many sleeps in a
     /// row it prepared: a thread that alone sleeps on the instance, [`ADOPT_STREAK`] times
@@ -495,14 +493,13 @@ impl InstanceRelay {
                 i += 1;
                 continue;
             }
-            let Some(m) = s.members.get_mut(&k) else {
+            let Some(m) = s.members.get(&k) else {
                 s.quiet.swap_remove(i);
                 continue;
             };
             // Re-armed, the item is polled: a descriptor ready now is reported.
             let ev = Some((RELAY_BITS, m.token));
             if sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_MOD, m.fd, ev).is_ok() {
-                m.quiet = false;
                 s.quiet.swap_remove(i);
             } else {
                 // Still quiet: tried again at the next prepare.
@@ -511,17 +508,16 @@ impl InstanceRelay {
             }
         }
         for k in probed {
-            let Some(m) = s.members.get_mut(k) else {
-                continue; // not a member (another driver's, or not synced yet)
-            };
-            if m.quiet {
+            if s.quiet.contains(k) {
                 continue;
             }
+            let Some(m) = s.members.get(k) else {
+                continue; // not a member (another driver's, or not synced yet)
+            };
             // Only `ERR` and `HUP` are left (`epoll_ctl` adds them): key-less wakeups and
             // errors still report, as spurious wakeups at most.
             let ev = Some((libc::EPOLLET as u32, m.token));
             if sys::epoll_ctl(f.epfd, libc::EPOLL_CTL_MOD, m.fd, ev).is_ok() {
-                m.quiet = true;
                 s.quiet.push(*k);
             }
         }
@@ -620,7 +616,6 @@ impl InstanceRelay {
                     host: Arc::downgrade(&h),
                     fd,
                     token,
-                    quiet: false,
                 },
             );
         }
@@ -644,10 +639,12 @@ impl InstanceRelay {
         // On the stack: a drain's reports (one batch, mostly) allocate nothing.
         let mut tokens: smallvec::SmallVec<[u64; BATCH]> = smallvec::SmallVec::new();
         let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        while let Some(Ok(n)) = reported.then(|| sys::epoll_wait(f.epfd, &mut buf, 0)) {
-            tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));
-            if n < buf.len() {
-                break;
+        if reported {
+            while let Ok(n) = sys::epoll_wait(f.epfd, &mut buf, 0) {
+                tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));
+                if n < buf.len() {
+                    break;
+                }
             }
         }
         host.pump_before_sleep();
