@@ -169,11 +169,15 @@ pub(crate) fn deferring_signals<T>(pump: impl FnOnce() -> T) -> T {
     struct Flush;
     impl Drop for Flush {
         fn drop(&mut self) {
-            let mut woken = DEFERRED.with(|d| {
+            let woken = DEFERRED.with(|d| {
                 let mut d = d.borrow_mut();
                 d.active = false;
-                std::mem::take(&mut d.woken)
+                // Most pumps wake no thread that was asleep (see `ThreadWaker::wake`).
+                (!d.woken.is_empty()).then(|| std::mem::take(&mut d.woken))
             });
+            let Some(mut woken) = woken else {
+                return;
+            };
             for w in woken.drain(..) {
                 // A thread that is awake — this pump's own, or one on its way to sleep —
                 // checks the flag before it sleeps (see `ThreadWaker::asleep`).
@@ -309,11 +313,17 @@ impl WakeCallback for ThreadWaker {
             if !d.active {
                 return false;
             }
-            let Some(me) = self.me.upgrade() else {
-                return false;
-            };
+            // A thread not marked asleep now sees the flag before it sleeps (the flag was
+            // set, then the mark read; see `ThreadWaker::asleep`): the write stays pending
+            // and `arm` cancels it. Only one asleep is signalled at the pump's end — most
+            // often the thread woken is the pump's own, awake.
+            if self.asleep.load(Ordering::SeqCst) {
+                let Some(me) = self.me.upgrade() else {
+                    return false;
+                };
+                d.woken.push(me);
+            }
             self.signal.store(SIGNAL_DEFERRED, Ordering::SeqCst);
-            d.woken.push(me);
             true
         });
         if !deferred {
