@@ -491,42 +491,57 @@ impl HostEpoll {
             }
             return self.harvest(out, maxevents, Pump::Settled);
         }
-        // One that would sleep is woken by them. Its first harvest is put off into the
-        // sleep when the sleep can watch what is on the ready list (see `fold`).
-        let fold = {
+        // One that would sleep is woken by them. It takes its waker first: the look at the
+        // ready list that decides whether its first harvest is put off into its sleep (see
+        // `fold`) queues it at once.
+        let waker = match self.host.take_waker() {
+            Ok(w) => w,
+            // No eventfd to be had (descriptor limit): wait on the bell, as every sleeper
+            // of the instance does then (each wakeup wakes them all); its first poll is
+            // the first harvest.
+            Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
+        };
+        let r = self.wait_with_waker(&waker, out, maxevents, (deadline, sigmask), enter);
+        self.host.give_back_waker(waker);
+        r
+    }
+
+    /// [`HostEpoll::wait_steps`] for a blocking wait with its waker: the first harvest (or
+    /// the queueing over the ready items that puts it off), then the sleeps.
+    fn wait_with_waker<G, S: EventSink + ?Sized>(
+        &self,
+        waker: &crate::waiter::PooledWaker,
+        out: &mut S,
+        maxevents: usize,
+        (deadline, sigmask): (Option<Instant>, Option<*const libc::sigset_t>),
+        enter: &impl Fn() -> G,
+    ) -> Result<usize, Errno> {
+        let entry = &waker.entry;
+        // The ready items a folded first harvest watches while asleep (see `fold`).
+        let mut over = fold::Over::take();
+        // The count of scans when the first step queued the thread, if it did.
+        let queued = {
             let _g = enter();
             if self.is_retired() {
                 return Ok(0);
             }
             let _epoch = crate::host_fd::fresh::Epoch::begin();
             self.host.pump_before_sleep();
-            let mut over = Vec::new();
-            let mut items = 0;
-            let mut count = |ops: &dyn eventpoll::FileOps, interest: Events| {
-                items += 1;
-                fold::accept(ops, interest)
-            };
-            if self.host.driver().sleep_probes()
-                && self
-                    .epoll
-                    .queue_waiter_over(None, fold::MAX, &mut count, &mut over)
-                    .is_some()
-                && items > 0
-            {
-                true
+            // Off every queue here: ready for the sleep (see `ThreadWaker::arm`).
+            waker.arm();
+            let queued = if self.host.driver().sleep_probes() {
+                self.epoll
+                    .queue_waiter_over(Some(entry), fold::MAX, &mut fold::accept, &mut over)
             } else {
+                None
+            };
+            if queued.is_none() {
                 let n = self.harvest(out, maxevents, Pump::Done)?;
                 if n > 0 {
                     return Ok(n);
                 }
-                false
             }
-        };
-        let waker = match self.host.take_waker() {
-            Ok(w) => w,
-            // No eventfd to be had (descriptor limit): wait on the bell, as every sleeper
-            // of the instance does then (each wakeup wakes them all).
-            Err(_) => return self.wait_on_bell(out, maxevents, deadline, sigmask, enter),
+            queued
         };
         if let Some(r) = &self.relay {
             // Made once (without them the thread sleeps as a leader or follower), under
@@ -541,49 +556,52 @@ impl HostEpoll {
         let sleep_mask = sigmask.or(old_mask
             .as_ref()
             .map(|m| (m as *const u64).cast::<libc::sigset_t>()));
-        let r = self.wait_as_waiter(&waker, out, maxevents, (deadline, sleep_mask), enter, fold);
+        let r = self.wait_as_waiter(
+            waker,
+            entry,
+            out,
+            maxevents,
+            (deadline, sleep_mask),
+            enter,
+            (queued, over),
+        );
         if let Some(m) = old_mask {
             sys::set_signal_mask(m);
         }
-        self.host.give_back_waker(waker);
         r
     }
 
     /// The blocking part of [`HostEpoll::wait_guarded`] for a thread with a waker (Linux's
     /// `ep_poll` loop): queue unless events are available, sleep until the waker is called
     /// (or the deadline, a signal, a retire), leave the queue, harvest; again if nothing.
+    /// `first`: the count of scans if the first step queued the thread already, over the
+    /// ready items in the list given (none: queued on an empty list).
+    #[allow(clippy::too_many_arguments)]
     fn wait_as_waiter<G, S: EventSink + ?Sized>(
         &self,
-        waker: &Arc<ThreadWaker>,
+        waker: &ThreadWaker,
+        entry: &Arc<eventpoll::WaiterHandle>,
         out: &mut S,
         maxevents: usize,
         (deadline, sigmask): (Option<Instant>, Option<*const libc::sigset_t>),
         enter: &impl Fn() -> G,
-        mut fold: bool,
+        (mut first, mut over): (Option<u64>, fold::Over),
     ) -> Result<usize, Errno> {
-        let entry: Arc<dyn WakeCallback> = waker.clone();
-        // The ready items a folded first harvest watches while asleep (see `fold`).
-        let mut over = fold::Over::take();
         loop {
-            waker.arm();
             // The count of scans when queued over items (see `fold`).
             let mut scans = 0;
-            let queued = {
-                let _g = enter();
-                if self.is_retired() {
-                    return Ok(0);
+            let queued = match first.take() {
+                Some(s) => {
+                    scans = s;
+                    true
                 }
-                if std::mem::take(&mut fold) {
-                    let q = self.epoll.queue_waiter_over(
-                        Some(&entry),
-                        fold::MAX,
-                        &mut fold::accept,
-                        &mut over,
-                    );
-                    scans = q.unwrap_or(0);
-                    q.is_some()
-                } else {
-                    self.epoll.queue_waiter(&entry)
+                None => {
+                    waker.arm();
+                    let _g = enter();
+                    if self.is_retired() {
+                        return Ok(0);
+                    }
+                    self.epoll.queue_waiter(entry)
                 }
             };
             let mut folded = fold::Folded::new(&over, scans);
@@ -598,7 +616,7 @@ impl HostEpoll {
                 // Once off the queue its callback is not running: the waker can be reused.
                 let still_queued = {
                     let _g = enter();
-                    self.epoll.dequeue_waiter(&entry)
+                    self.epoll.dequeue_waiter(entry)
                 };
                 match slept {
                     Err(e) => return Err(e),

@@ -102,7 +102,7 @@
 
 use crate::driver::Driver;
 use crate::sys;
-use eventpoll::{Errno, Events, WakeCallback};
+use eventpoll::{Errno, Events, WaiterHandle, WakeCallback};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -333,9 +333,30 @@ impl WakeCallback for ThreadWaker {
     }
 }
 
+/// A waker out of the pool, with the handle that queues it ([`eventpoll::Epoll::queue_waiter`]):
+/// made with it and kept with it, so that queueing a blocked thread allocates nothing.
+pub(crate) struct PooledWaker {
+    pub(crate) waker: Arc<ThreadWaker>,
+    pub(crate) entry: Arc<WaiterHandle>,
+}
+
+impl PooledWaker {
+    fn new(waker: Arc<ThreadWaker>) -> PooledWaker {
+        let entry = WaiterHandle::new(waker.clone());
+        PooledWaker { waker, entry }
+    }
+}
+
+impl std::ops::Deref for PooledWaker {
+    type Target = ThreadWaker;
+    fn deref(&self) -> &ThreadWaker {
+        &self.waker
+    }
+}
+
 /// The host's pool of [`ThreadWaker`]s.
 pub(crate) struct WakerPool {
-    free: Mutex<Vec<Arc<ThreadWaker>>>,
+    free: Mutex<Vec<PooledWaker>>,
     all: Mutex<Vec<Arc<ThreadWaker>>>,
     hidden_base: i32,
     on_new: OnceLock<fn(i32)>,
@@ -380,7 +401,7 @@ impl WakerPool {
     /// A waker for a thread about to block (armed); `Err` when no eventfd can be made.
     /// `made` is called with the eventfd of a waker made for this call (not of one taken
     /// from the pool).
-    pub(crate) fn take(&self, made: impl FnOnce(i32)) -> Result<Arc<ThreadWaker>, Errno> {
+    pub(crate) fn take(&self, made: impl FnOnce(i32)) -> Result<PooledWaker, Errno> {
         if let Some(w) = locked(&self.free).pop() {
             w.arm();
             return Ok(w);
@@ -408,11 +429,11 @@ impl WakerPool {
                 hook(relay);
             }
         }
-        Ok(w)
+        Ok(PooledWaker::new(w))
     }
 
     /// Give a waker back (it is on no queue).
-    pub(crate) fn give_back(&self, w: Arc<ThreadWaker>) {
+    pub(crate) fn give_back(&self, w: PooledWaker) {
         locked(&self.free).push(w);
     }
 
@@ -447,7 +468,7 @@ impl WakerPool {
             w.signal.store(SIGNAL_IDLE, Ordering::SeqCst);
             w.owed.store(false, Ordering::SeqCst);
         }
-        *locked(&self.free) = all;
+        *locked(&self.free) = all.into_iter().map(PooledWaker::new).collect();
     }
 }
 

@@ -139,7 +139,7 @@ pub use file::{File, FileOps, IoMode, Pollable};
 pub use open_flags::OpenFlags;
 pub use signal::Interrupt;
 pub use table::{FdTable, ITimerSpec, PollFd, TableConfig, Timespec};
-pub use wait_queue::{Exclusivity, WaitQueue, WakeCallback};
+pub use wait_queue::{Exclusivity, WaitQueue, WaiterHandle, WakeCallback};
 
 /// The raw constants of the Linux-shaped layer ([`FdTable`]), with Linux's values: the
 /// `epoll_ctl` operations, the flags of `epoll_create1` and of the calls that open files,

@@ -527,7 +527,7 @@ fn loom_models_queued_over() {
         let mut fold = true;
         loop {
             let flag = Arc::new(Flag(crate::sync::AtomicBool::new(false)));
-            let waiter: Arc<dyn crate::WakeCallback> = flag.clone();
+            let waiter = crate::WaiterHandle::new(flag.clone());
             let mut over = Vec::new();
             let input_only = &mut |_: &dyn crate::FileOps, i: Events| !i.intersects(Events::OUT);
             let queued = if core::mem::take(&mut fold) {

@@ -77,10 +77,64 @@ pub(crate) enum Waiter {
     /// A user callback; `once`: removed when called (a waiter, see
     /// [`WaitQueue::add_waiter_head`]).
     Callback {
-        cb: Box<Arc<dyn WakeCallback>>,
+        cb: Arc<WaiterHandle>,
         exclusive: bool,
         once: bool,
     },
+}
+
+/// A [`WakeCallback`] behind one thin pointer, as a wait queue holds it: made once, it can
+/// be queued as a waiter any number of times ([`WaitQueue::add_waiter_handle_head`],
+/// [`crate::Epoll::queue_waiter`]), each time for a reference count where a callback
+/// given by itself costs an allocation (an entry is 16 bytes: a callback's own pointer,
+/// with its type's, would not fit).
+///
+/// ```
+/// use eventpoll::{Events, WaitQueue, WaiterHandle, WakeCallback};
+/// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+/// struct Count(AtomicU32);
+/// impl WakeCallback for Count {
+///     fn wake(&self, _key: Events) -> bool { self.0.fetch_add(1, Ordering::SeqCst); true }
+/// }
+/// let count = Arc::new(Count(AtomicU32::new(0)));
+/// let handle = WaiterHandle::new(count.clone());
+/// let q = WaitQueue::new();
+/// for _ in 0..3 {
+///     q.add_waiter_handle_head(&handle); // queued; called once, then off the queue
+///     q.wake(Events::IN);
+/// }
+/// assert_eq!(count.0.load(Ordering::SeqCst), 3);
+/// assert!(q.is_empty());
+/// ```
+pub struct WaiterHandle(Arc<dyn WakeCallback>);
+
+impl WaiterHandle {
+    /// The handle of `callback`.
+    pub fn new(callback: Arc<dyn WakeCallback>) -> Arc<WaiterHandle> {
+        Arc::new(WaiterHandle(callback))
+    }
+
+    /// The callback it stands for.
+    ///
+    /// ```
+    /// use eventpoll::{Events, WaiterHandle, WakeCallback};
+    /// use std::sync::Arc;
+    /// struct Nothing;
+    /// impl WakeCallback for Nothing {
+    ///     fn wake(&self, _key: Events) -> bool { false }
+    /// }
+    /// let cb: Arc<dyn WakeCallback> = Arc::new(Nothing);
+    /// assert!(Arc::ptr_eq(WaiterHandle::new(cb.clone()).callback(), &cb));
+    /// ```
+    pub fn callback(&self) -> &Arc<dyn WakeCallback> {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for WaiterHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WaiterHandle").finish_non_exhaustive()
+    }
 }
 
 impl Waiter {
@@ -192,7 +246,7 @@ impl WaitQueue {
     /// [`WaitQueue::wake`] when they accept it, others go to the head.
     pub fn add(&self, callback: Arc<dyn WakeCallback>, exclusivity: Exclusivity) {
         self.insert(Waiter::Callback {
-            cb: Box::new(callback),
+            cb: WaiterHandle::new(callback),
             exclusive: exclusivity.is_exclusive(),
             once: false,
         });
@@ -204,8 +258,27 @@ impl WaitQueue {
     /// it when it accepts — and it is removed when it is called, accepted or not (Linux's
     /// `ep_autoremove_wake_function`), so that the next wakeup goes to the next waiter.
     pub fn add_waiter_head(&self, callback: Arc<dyn WakeCallback>) {
+        self.add_waiter_handle_head(&WaiterHandle::new(callback));
+    }
+
+    /// [`WaitQueue::add_waiter_head`] for a callback's [`WaiterHandle`]: no allocation.
+    /// Taken off by [`WaitQueue::remove`] of its callback, or when called.
+    ///
+    /// ```
+    /// use eventpoll::{Events, WaitQueue, WaiterHandle, WakeCallback};
+    /// use std::sync::Arc;
+    /// struct Yes;
+    /// impl WakeCallback for Yes {
+    ///     fn wake(&self, _key: Events) -> bool { true }
+    /// }
+    /// let cb: Arc<dyn WakeCallback> = Arc::new(Yes);
+    /// let q = WaitQueue::new();
+    /// q.add_waiter_handle_head(&WaiterHandle::new(cb.clone()));
+    /// assert!(q.remove(&cb));
+    /// ```
+    pub fn add_waiter_handle_head(&self, handle: &Arc<WaiterHandle>) {
         self.insert_exclusive_head(Waiter::Callback {
-            cb: Box::new(callback),
+            cb: handle.clone(),
             exclusive: true,
             once: true,
         });
@@ -214,7 +287,7 @@ impl WaitQueue {
     /// Remove a callback added with [`WaitQueue::add`] (compared by pointer). Once this
     /// returns, the callback is not running and will not be called again from this queue.
     pub fn remove(&self, callback: &Arc<dyn WakeCallback>) -> bool {
-        self.remove_where(|w| matches!(w, Waiter::Callback { cb, .. } if Arc::ptr_eq(cb, callback)))
+        self.remove_where(|w| matches!(w, Waiter::Callback { cb, .. } if Arc::ptr_eq(&cb.0, callback)))
     }
 
     /// Wake the queue: call every non-exclusive entry, and exclusive entries in order until
@@ -280,7 +353,7 @@ impl WaitQueue {
                 }
                 Waiter::Item { ep, slot, .. } => (ep.item_callback(*slot, key), false),
                 Waiter::Thread { parker, .. } => (parker.notify(), true),
-                Waiter::Callback { cb, once, .. } => (cb.wake(key), *once),
+                Waiter::Callback { cb, once, .. } => (cb.0.wake(key), *once),
             };
             if remove {
                 entries.remove(i);

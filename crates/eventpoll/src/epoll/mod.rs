@@ -951,19 +951,19 @@ impl EpollShared {
 
     /// [`Epoll::queue_waiter`]: `ep_poll`'s queueing step for a thread that sleeps outside
     /// the engine.
-    pub(crate) fn queue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+    pub(crate) fn queue_waiter(&self, waiter: &Arc<crate::WaiterHandle>) -> bool {
         let r = lock(&self.ready);
         if r.events_available() {
             return false;
         }
-        self.wq.add_waiter_head(waiter.clone());
+        self.wq.add_waiter_handle_head(waiter);
         true
     }
 
     /// [`Epoll::queue_waiter_over`].
     pub(crate) fn queue_waiter_over(
         &self,
-        waiter: Option<&Arc<dyn crate::WakeCallback>>,
+        waiter: Option<&Arc<crate::WaiterHandle>>,
         max: usize,
         accept: &mut dyn FnMut(&dyn FileOps, Events) -> bool,
         over: &mut Vec<Arc<dyn FileOps>>,
@@ -1013,7 +1013,7 @@ impl EpollShared {
                 }
                 cur = r.slots[cur as usize].next;
             }
-            self.wq.add_waiter_head(w.clone());
+            self.wq.add_waiter_handle_head(w);
         }
         Some(r.scans)
     }
@@ -1024,8 +1024,8 @@ impl EpollShared {
     }
 
     /// [`Epoll::dequeue_waiter`].
-    pub(crate) fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
-        self.wq.remove(waiter)
+    pub(crate) fn dequeue_waiter(&self, waiter: &Arc<crate::WaiterHandle>) -> bool {
+        self.wq.remove(waiter.callback())
     }
 
     /// [`Epoll::wake_waiters`].

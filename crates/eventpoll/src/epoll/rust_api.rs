@@ -417,10 +417,11 @@ impl Epoll {
     /// has a blocked waiter: a wakeup of an item reaches the newest such waiter only, and an
     /// `EXCLUSIVE` item's wakeup stops at this instance. The callback runs with engine locks
     /// held (it must only signal its thread) and is removed when it runs; it returns
-    /// whether it woke a thread that was still waiting.
+    /// whether it woke a thread that was still waiting. The callback comes in its
+    /// [`WaiterHandle`](crate::WaiterHandle), made once: queueing it allocates nothing.
     ///
     /// ```
-    /// use eventpoll::{Epoll, Events, Interest, WakeCallback, objects::pipe::pipe};
+    /// use eventpoll::{Epoll, Events, Interest, WaiterHandle, WakeCallback, objects::pipe::pipe};
     /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
     /// struct Flag(AtomicBool);
     /// impl WakeCallback for Flag {
@@ -430,7 +431,7 @@ impl Epoll {
     /// let (r, w) = pipe(0);
     /// epoll.add(&r, Interest::READABLE.edge(), 1).unwrap();
     /// let (old, new) = (Arc::new(Flag(AtomicBool::new(false))), Arc::new(Flag(AtomicBool::new(false))));
-    /// let (old_cb, new_cb): (Arc<dyn WakeCallback>, Arc<dyn WakeCallback>) = (old.clone(), new.clone());
+    /// let (old_cb, new_cb) = (WaiterHandle::new(old.clone()), WaiterHandle::new(new.clone()));
     /// assert!(epoll.queue_waiter(&old_cb) && epoll.queue_waiter(&new_cb));
     /// w.write(b"x").unwrap(); // one wakeup: the newest waiter only
     /// assert!(new.0.load(Ordering::SeqCst) && !old.0.load(Ordering::SeqCst));
@@ -438,7 +439,7 @@ impl Epoll {
     /// assert!(epoll.dequeue_waiter(&old_cb));
     /// assert!(!epoll.queue_waiter(&old_cb)); // the item is ready: harvest first
     /// ```
-    pub fn queue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+    pub fn queue_waiter(&self, waiter: &Arc<crate::WaiterHandle>) -> bool {
         self.ep.queue_waiter(waiter)
     }
 
@@ -464,7 +465,7 @@ impl Epoll {
     /// sleep (one system call where it would make two).
     ///
     /// ```
-    /// use eventpoll::{Epoll, Events, FileOps, Interest, WakeCallback, objects::pipe::pipe};
+    /// use eventpoll::{Epoll, Events, FileOps, Interest, WaiterHandle, WakeCallback, objects::pipe::pipe};
     /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
     /// struct Flag(AtomicBool);
     /// impl WakeCallback for Flag {
@@ -474,7 +475,7 @@ impl Epoll {
     /// let (r, w) = pipe(0);
     /// epoll.add(&r, Interest::READABLE, 1).unwrap();
     /// w.write(b"x").unwrap();
-    /// let waiter: Arc<dyn WakeCallback> = Arc::new(Flag(AtomicBool::new(false)));
+    /// let waiter = WaiterHandle::new(Arc::new(Flag(AtomicBool::new(false))));
     /// let mut over = Vec::new();
     /// // Refused: harvest first.
     /// let never = &mut |_: &dyn FileOps, _: Events| false;
@@ -491,7 +492,7 @@ impl Epoll {
     /// ```
     pub fn queue_waiter_over(
         &self,
-        waiter: Option<&Arc<dyn crate::WakeCallback>>,
+        waiter: Option<&Arc<crate::WaiterHandle>>,
         max: usize,
         accept: &mut dyn FnMut(&dyn crate::FileOps, Events) -> bool,
         over: &mut Vec<Arc<dyn crate::FileOps>>,
@@ -516,7 +517,7 @@ impl Epoll {
 
     /// Take a waiter queued by [`Epoll::queue_waiter`] off the queue; `false` if it was not
     /// there any more (it was called). Once this returns, its callback is not running.
-    pub fn dequeue_waiter(&self, waiter: &Arc<dyn crate::WakeCallback>) -> bool {
+    pub fn dequeue_waiter(&self, waiter: &Arc<crate::WaiterHandle>) -> bool {
         self.ep.dequeue_waiter(waiter)
     }
 

@@ -288,7 +288,7 @@ fn a_waiter_queued_over_ready_items_is_woken_by_their_wakeups() {
     a.set(Events::empty(), Events::empty());
     b.set(Events::empty(), Events::empty());
     let flag = Arc::new(Flag(AtomicBool::new(false)));
-    let waiter: Arc<dyn crate::WakeCallback> = flag.clone();
+    let waiter = crate::WaiterHandle::new(flag.clone());
     let mut over = Vec::new();
     let any = &mut |_: &dyn FileOps, _: Events| true;
     assert!(
