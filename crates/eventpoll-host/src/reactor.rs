@@ -23,7 +23,6 @@ use crate::sys;
 use crate::waiter::Role;
 use crate::{Host, ThreadWaker};
 use eventpoll::{Epoll, EpollEvent, Errno, EventSink, Events, Exclusivity, WakeCallback};
-use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -704,7 +703,7 @@ impl HostEpoll {
                 // A thread alone needs no relay (see `Watch::note_waiter`).
                 let relay = match &self.relay {
                     Some(r) if watch.several_waiters() => {
-                        r.prepare(&self.epoll, &folded.probed_hosts())
+                        r.prepare(&self.epoll, folded.probed_hosts(&mut [0; fold::MAX]))
                     }
                     _ => None,
                 };
@@ -719,7 +718,7 @@ impl HostEpoll {
                 }
             };
             folded.mark();
-            let probes = &mut folded.probes[..];
+            let probes = folded.probes();
             // Whether the `ppoll` found its last descriptor (the relay) readable: yes, unless
             // it tells.
             let mut relay_ready = true;
@@ -788,7 +787,7 @@ impl HostEpoll {
             // (the items are on the list; a wakeup is not coming for one still ready) —
             // unless another scan began meanwhile, which stood for it: the thread is then
             // one queued after its scan, woken only by its waker, and stops watching.
-            if fold::due(&r, &folded.probes) {
+            if fold::due(&r, folded.probes()) {
                 if self.epoll.scans() == folded.scans {
                     return Ok(Slept::Woken);
                 }
@@ -894,16 +893,30 @@ fn poll_fds(
     last_ready: &mut bool,
 ) -> Result<bool, Errno> {
     // A sleep's descriptors (at most a few) and probes (at most `fold::MAX`): on the stack.
-    let mut p: SmallVec<[libc::pollfd; 24]> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
+    const ON_STACK: usize = 8 + fold::MAX;
+    let idle = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let n = fds.len() + probes.len();
+    let mut stack = [idle; ON_STACK];
+    let mut heap = Vec::new();
+    let p = if n <= ON_STACK {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, idle);
+        &mut heap[..]
+    };
+    for (p, &fd) in p.iter_mut().zip(fds) {
+        *p = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        })
-        .chain(probes.iter().copied())
-        .collect();
-    sys::ppoll(&mut p, timeout.map(sys::timespec), sigmask)?;
+        };
+    }
+    p[fds.len()..].copy_from_slice(probes);
+    sys::ppoll(p, timeout.map(sys::timespec), sigmask)?;
     probes.copy_from_slice(&p[fds.len()..]);
     if let Some(last) = fds.len().checked_sub(1) {
         *last_ready = p[last].revents != 0;
@@ -942,7 +955,6 @@ fn poll_fds(
 mod fold {
     use crate::host_fd::{fresh, HostFd};
     use eventpoll::{Events, FileOps};
-    use smallvec::SmallVec;
     use std::cell::Cell;
     use std::sync::Arc;
 
@@ -1020,14 +1032,18 @@ mod fold {
         }
     }
 
-    /// A sleep's watch of the items it was queued over.
+    /// A sleep's watch of the items it was queued over: their objects, descriptors and
+    /// wakeup counts in arrays of [`MAX`] (a sleep builds it and reads it a few times: no
+    /// collection to grow, no look-up of the object's type after the first).
     pub(super) struct Folded<'a> {
-        /// The items' objects, host descriptors all ([`accept`]).
-        over: &'a [Arc<dyn FileOps>],
-        /// Their descriptors, asked for input (none: nothing put off, or given up).
-        pub(super) probes: SmallVec<[libc::pollfd; MAX]>,
+        /// The items' objects, host descriptors all ([`accept`]); the first `len` are used.
+        hosts: [Option<&'a HostFd>; MAX],
+        /// Their descriptors, asked for input.
+        probes: [libc::pollfd; MAX],
         /// Their wakeup counts, taken right before the last sleep.
-        marks: SmallVec<[u64; MAX]>,
+        marks: [u64; MAX],
+        /// How many are watched (0: nothing put off, or given up).
+        len: usize,
         /// The count of scans when the thread was queued.
         pub(super) scans: u64,
     }
@@ -1035,59 +1051,69 @@ mod fold {
     impl<'a> Folded<'a> {
         /// The watch of `over` for a thread queued when the scan count was `scans`.
         pub(super) fn new(over: &'a [Arc<dyn FileOps>], scans: u64) -> Folded<'a> {
-            let probes = over
-                .iter()
-                .filter_map(|o| host(&**o))
-                .map(|h| libc::pollfd {
+            let mut f = Folded {
+                hosts: [None; MAX],
+                probes: [libc::pollfd {
+                    fd: -1,
+                    events: 0,
+                    revents: 0,
+                }; MAX],
+                marks: [0; MAX],
+                len: 0,
+                scans,
+            };
+            for h in over.iter().filter_map(|o| host(&**o)).take(MAX) {
+                f.hosts[f.len] = Some(h);
+                f.probes[f.len] = libc::pollfd {
                     fd: h.fd(),
                     events: BITS,
                     revents: 0,
-                })
-                .collect();
-            Folded {
-                over,
-                probes,
-                marks: SmallVec::new(),
-                scans,
+                };
+                f.len += 1;
             }
+            f
         }
 
-        /// The probed descriptors' objects, by address (none once given up): the sleep
-        /// watches every bit their items can want (see [`accept`]), so a relay need not
-        /// (`relay`, "Probed members").
-        pub(super) fn probed_hosts(&self) -> SmallVec<[usize; MAX]> {
-            if !self.pending() {
-                return SmallVec::new();
+        /// The probes of the descriptors watched (the sleep fills their `revents`).
+        pub(super) fn probes(&mut self) -> &mut [libc::pollfd] {
+            &mut self.probes[..self.len]
+        }
+
+        /// The probed descriptors' objects, by address, into `buf` (none once given up):
+        /// the sleep watches every bit their items can want (see [`accept`]), so a relay
+        /// need not (`relay`, "Probed members").
+        pub(super) fn probed_hosts<'b>(&self, buf: &'b mut [usize; MAX]) -> &'b [usize] {
+            for (a, h) in buf.iter_mut().zip(&self.hosts[..self.len]) {
+                *a = h.map_or(0, |h| h as *const HostFd as usize);
             }
-            let hosts = self.over.iter().filter_map(|o| host(&**o));
-            hosts.map(|h| h as *const HostFd as usize).collect()
+            &buf[..self.len]
         }
 
         /// Whether the harvest put off is still to be made.
         pub(super) fn pending(&self) -> bool {
-            !self.probes.is_empty()
+            self.len != 0
         }
 
         /// Another scan stood for the one put off: watch the items no more.
         pub(super) fn give_up(&mut self) {
-            self.probes.clear();
+            self.len = 0;
         }
 
         /// Take the wakeup counts right before a sleep.
         pub(super) fn mark(&mut self) {
-            self.marks.clear();
-            if self.pending() {
-                let hosts = self.over.iter().filter_map(|o| host(&**o));
-                self.marks.extend(hosts.map(HostFd::wake_count));
+            for (m, h) in self.marks.iter_mut().zip(&self.hosts[..self.len]) {
+                *m = h.map_or(0, HostFd::wake_count);
             }
         }
 
         /// Give each probed description the mask its probe ended with, read after the
         /// count [`Folded::mark`] took, for the current epoch (see `host_fd::fresh`).
         pub(super) fn record(&self) {
-            let hosts = self.over.iter().filter_map(|o| host(&**o));
-            for ((h, &count), p) in hosts.zip(&self.marks).zip(&self.probes) {
-                fresh::set(h, count, p.revents as u16 as u32);
+            let n = self.len;
+            for ((h, &count), p) in self.hosts[..n].iter().zip(&self.marks).zip(&self.probes) {
+                if let Some(h) = h {
+                    fresh::set(h, count, p.revents as u16 as u32);
+                }
             }
         }
     }
