@@ -638,8 +638,9 @@ impl InstanceRelay {
         let f = *self.fds.get().expect("a relay sleep has descriptors");
         // On the stack: a drain's reports (one batch, mostly) allocate nothing.
         let mut tokens: smallvec::SmallVec<[u64; BATCH]> = smallvec::SmallVec::new();
-        let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         if reported {
+            // Filled only when there is a report to take (most sleeps end without one).
+            let mut buf = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
             while let Ok(n) = sys::epoll_wait(f.epfd, &mut buf, 0) {
                 tokens.extend(buf[..n].iter().map(|e| e.u64).filter(|&t| t != POKE));
                 if n < buf.len() {
