@@ -362,8 +362,22 @@ impl HostEpoll {
     /// that host activity those calls deliver (io_uring task work runs at every system
     /// call) does not wake a follower. The wait gives the lead up when it returns; call
     /// [`HostEpoll::release_lead`] if no wait follows. Call under the embedder's guard.
+    /// A thread that will sleep on its instance's relay takes no lead (as in the wait).
     pub fn claim_lead(&self) {
-        self.host.watch().claim(&**self.host.driver());
+        if self.wants_lead() {
+            self.host.watch().claim(&**self.host.driver());
+        }
+    }
+
+    /// Whether a thread about to enter a wait that may block takes the lead: unless it
+    /// will sleep on the instance's relay, which needs none (see `relay`) — one that finds
+    /// the relay unusable after all takes it at its sleep.
+    fn wants_lead(&self) -> bool {
+        !self.host.watch().note_waiter()
+            || self
+                .relay
+                .as_ref()
+                .is_none_or(|r| r.wants_lead(&self.epoll))
     }
 
     /// Give up the lead taken by [`HostEpoll::claim_lead`] when no wait follows.
@@ -448,16 +462,7 @@ impl HostEpoll {
         }
         {
             let _g = enter();
-            // A thread that will sleep on its instance's relay needs no lead (see `relay`);
-            // one that finds the relay unusable after all takes it at its sleep.
-            if !self.host.watch().note_waiter()
-                || self
-                    .relay
-                    .as_ref()
-                    .is_none_or(|r| r.wants_lead(&self.epoll))
-            {
-                self.host.watch().claim(&**self.host.driver());
-            }
+            self.claim_lead();
         }
         // Given up however the wait ends (also by unwinding: a lead kept by a thread that
         // never waits again would leave the followers unwatched).

@@ -103,7 +103,7 @@
 use crate::driver::Driver;
 use crate::sys;
 use eventpoll::{Errno, Events, WaiterHandle, WakeCallback};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// A blocked thread's entry in an engine instance's queue of blocked threads: calling it
@@ -492,6 +492,9 @@ pub(crate) struct Watch {
     /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
     /// another id is not the leader and need not lock.
     leader_id: AtomicUsize,
+    /// `WatchState::idle_streak`, written with it under the mutex, read without it by
+    /// [`Watch::claim`] (with `leader_id`: whether the lead could be taken at all).
+    idle_streak: AtomicU32,
     /// The first thread that entered a wait that may block (0: none yet), and whether
     /// another one has since (see [`Watch::note_waiter`]).
     first_sleeper: AtomicUsize,
@@ -555,6 +558,7 @@ impl Watch {
         Watch {
             state: Mutex::new(WatchState::default()),
             leader_id: AtomicUsize::new(0),
+            idle_streak: AtomicU32::new(0),
             first_sleeper: AtomicUsize::new(0),
             several: AtomicBool::new(false),
         }
@@ -565,6 +569,7 @@ impl Watch {
         s.leader = Some(thread_id());
         self.leader_id.store(thread_id(), Ordering::SeqCst);
         s.idle_streak = 0;
+        self.idle_streak.store(0, Ordering::Relaxed);
         if let Some((_, relay)) = s.relay_on.take() {
             relay_off(relay, driver);
         }
@@ -576,8 +581,17 @@ impl Watch {
         if !driver.relayable() {
             return;
         }
-        let mut s = locked(&self.state);
         let me = thread_id();
+        // Most waits find another thread leading, and leading well (or themselves): no
+        // lock, which every thread's every wait would take. A stale look only skips a
+        // claim: a thread's sleep settles its role under the lock (`Watch::settle`).
+        let leader = self.leader_id.load(Ordering::SeqCst);
+        if leader == me
+            || (leader != 0 && self.idle_streak.load(Ordering::Relaxed) < STEAL_AFTER)
+        {
+            return;
+        }
+        let mut s = locked(&self.state);
         if s.leader.is_none() || (s.leader != Some(me) && s.idle_streak >= STEAL_AFTER) {
             self.lead(&mut s, driver);
         }
@@ -621,6 +635,7 @@ impl Watch {
             }
             Role::Leader if s.leader == Some(me) => {
                 s.idle_streak = if own { 0 } else { s.idle_streak + 1 };
+                self.idle_streak.store(s.idle_streak, Ordering::Relaxed);
             }
             Role::Leader => {}
         }
@@ -681,6 +696,7 @@ impl Watch {
     pub(crate) fn after_fork_child(&self) {
         *locked(&self.state) = WatchState::default();
         self.leader_id.store(0, Ordering::SeqCst);
+        self.idle_streak.store(0, Ordering::Relaxed);
         self.first_sleeper.store(0, Ordering::SeqCst);
         self.several.store(false, Ordering::SeqCst);
     }
