@@ -346,7 +346,8 @@ unsafe fn wait_checked(
         return Err(Errno::EFAULT);
     }
     let mut out = user::UserEvents::new(events);
-    let start = Instant::now();
+    // Read only by a wait with a timeout that a `fork` hands over (below).
+    let start = timeout.map(|_| Instant::now());
     let r = if crate::check::on() {
         let mark = crate::check::wait_starts(p, inst, epfd, timeout);
         // The harvest names the item of each event: the checker looks at those only.
@@ -366,7 +367,7 @@ unsafe fn wait_checked(
     };
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
-        let rest = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        let rest = timeout.zip(start).map(|(t, s)| t.saturating_sub(s.elapsed()));
         // SAFETY: `events` holds `maxevents` records by the caller's contract (the kernel
         // checks the pointer); `sigmask` was checked readable above.
         let r = unsafe { sys::epoll_pwait2(epfd, events.cast(), maxevents, rest, sigmask) };
