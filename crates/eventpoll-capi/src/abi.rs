@@ -367,7 +367,9 @@ unsafe fn wait_checked(
     };
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
-        let rest = timeout.zip(start).map(|(t, s)| t.saturating_sub(s.elapsed()));
+        let rest = timeout
+            .zip(start)
+            .map(|(t, s)| t.saturating_sub(s.elapsed()));
         // SAFETY: `events` holds `maxevents` records by the caller's contract (the kernel
         // checks the pointer); `sigmask` was checked readable above.
         let r = unsafe { sys::epoll_pwait2(epfd, events.cast(), maxevents, rest, sigmask) };

@@ -586,9 +586,7 @@ impl Watch {
         // lock, which every thread's every wait would take. A stale look only skips a
         // claim: a thread's sleep settles its role under the lock (`Watch::settle`).
         let leader = self.leader_id.load(Ordering::SeqCst);
-        if leader == me
-            || (leader != 0 && self.idle_streak.load(Ordering::Relaxed) < STEAL_AFTER)
-        {
+        if leader == me || (leader != 0 && self.idle_streak.load(Ordering::Relaxed) < STEAL_AFTER) {
             return;
         }
         let mut s = locked(&self.state);

@@ -287,7 +287,9 @@ impl WaitQueue {
     /// Remove a callback added with [`WaitQueue::add`] (compared by pointer). Once this
     /// returns, the callback is not running and will not be called again from this queue.
     pub fn remove(&self, callback: &Arc<dyn WakeCallback>) -> bool {
-        self.remove_where(|w| matches!(w, Waiter::Callback { cb, .. } if Arc::ptr_eq(&cb.0, callback)))
+        self.remove_where(
+            |w| matches!(w, Waiter::Callback { cb, .. } if Arc::ptr_eq(&cb.0, callback)),
+        )
     }
 
     /// Wake the queue: call every non-exclusive entry, and exclusive entries in order until
