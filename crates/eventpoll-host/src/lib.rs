@@ -215,8 +215,9 @@ impl Host {
     /// A waker for a thread about to block in a wait; give it back with
     /// [`Host::give_back_waker`] once it is on no queue.
     pub(crate) fn take_waker(&self) -> Result<waiter::PooledWaker, Errno> {
-        // A new waker's eventfd is never closed but in a `fork` child, where a fresh one
-        // takes the same number (and the driver a fresh ring, with no poll of the old one).
+        // A new waker's eventfd is closed only with the host (its pool), or replaced in a
+        // `fork` child, where a fresh one takes the same number (and the driver a fresh
+        // ring, with no poll of the old one).
         self.wakers.take(|fd| self.driver.note_sleep_fd(fd))
     }
 

@@ -301,6 +301,18 @@ impl Drop for Asleep<'_> {
     }
 }
 
+/// A waker goes when its host's pool does (the pool keeps every waker it made until then,
+/// and reuses them): its eventfd and relay go with it. Nothing refers to them any more —
+/// a queued waker is held by its queue entry, a sleeping thread by its pool entry.
+impl Drop for ThreadWaker {
+    fn drop(&mut self) {
+        let _ = sys::close(self.fd);
+        if self.relay >= 0 {
+            let _ = sys::close(self.relay);
+        }
+    }
+}
+
 impl WakeCallback for ThreadWaker {
     /// Runs under the engine's locks: one flag and one eventfd write (inside a pump, the
     /// write is deferred to the pump's end: see `deferring_signals`), nothing else.

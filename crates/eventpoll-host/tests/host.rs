@@ -245,6 +245,35 @@ fn timeouts_expire() {
     }
 }
 
+#[test]
+fn a_host_that_goes_closes_the_descriptors_it_made_for_its_waiters() {
+    for kind in KINDS {
+        let (host, hep) = setup(kind);
+        // A blocking wait takes a waker (an eventfd, and a relay epoll where it can).
+        assert_eq!(harvest(&hep, 4, Some(Duration::from_millis(1))), Ok(vec![]));
+        let mut own = Vec::new();
+        host.own_fds(&mut own);
+        assert!(!own.is_empty(), "{kind:?}");
+        // A second number for each file: it keeps the file, and tells whether the host's
+        // number still names it once the host is gone.
+        // SAFETY: duplicates of the host's live descriptors.
+        let kept: Vec<i32> = own.iter().map(|&fd| unsafe { libc::dup(fd) }).collect();
+        assert!(kept.iter().all(|&d| d >= 0));
+        drop(hep);
+        drop(host);
+        for (&fd, &d) in own.iter().zip(&kept) {
+            // Closed: the number is free, or another test's file took it meanwhile.
+            assert_ne!(
+                eventpoll_host::sys::same_file(fd, d),
+                Some(true),
+                "{kind:?}: descriptor {fd} outlived its host"
+            );
+            // SAFETY: our duplicate.
+            unsafe { libc::close(d) };
+        }
+    }
+}
+
 extern "C" fn on_usr1(_: libc::c_int) {}
 
 #[test]
