@@ -23,12 +23,8 @@ source "$(dirname "$0")/capi-lib.sh"
 REQUESTS="${REQUESTS:-2000}"
 GAP="${GAP:-0.001}"
 I1="${I1:-32768,8,64}"
-command -v valgrind >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-}
-command -v memcached >/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached >/dev/null
-}
+need valgrind valgrind
+need memcached memcached
 LIBS=("$@")
 if [ ${#LIBS[@]} -eq 0 ]; then
     build_lib

@@ -26,6 +26,13 @@ build_lib() {
     export LIB
 }
 
+# need CMD PACKAGE: install Debian's PACKAGE unless CMD is on the PATH already.
+need() {
+    command -v "$1" >/dev/null || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    }
+}
+
 # Loopback servers (capi-servers.sh, capi-check-real.sh). SERVER_PYTHON: the Python to
 # use (python3).
 free_port() { # a port the kernel chose, free when asked
