@@ -504,7 +504,8 @@ pub(crate) struct Watch {
     /// [`Watch::release`]: only a thread itself makes itself leader, so one that reads
     /// another id is not the leader and need not lock.
     leader_id: AtomicUsize,
-    /// `WatchState::idle_streak`, written with it under the mutex, read without it by
+    /// The leader's wakeups in a row that were not for itself: written under the mutex,
+    /// read under it and, without it, by
     /// [`Watch::claim`] (with `leader_id`: whether the lead could be taken at all).
     idle_streak: AtomicU32,
     /// The first thread that entered a wait that may block (0: none yet), and whether
@@ -517,8 +518,6 @@ pub(crate) struct Watch {
 struct WatchState {
     /// The leading thread (see [`thread_id`]).
     leader: Option<usize>,
-    /// The leader's wakeups in a row that were not for itself.
-    idle_streak: u32,
     /// Followers asleep (thread, relay), in the order they went to sleep.
     followers: Vec<(usize, i32)>,
     /// The follower whose relay watches the driver while the lead is free.
@@ -580,7 +579,6 @@ impl Watch {
     fn lead(&self, s: &mut WatchState, driver: &dyn Driver) {
         s.leader = Some(thread_id());
         self.leader_id.store(thread_id(), Ordering::SeqCst);
-        s.idle_streak = 0;
         self.idle_streak.store(0, Ordering::Relaxed);
         if let Some((_, relay)) = s.relay_on.take() {
             relay_off(relay, driver);
@@ -602,7 +600,9 @@ impl Watch {
             return;
         }
         let mut s = locked(&self.state);
-        if s.leader.is_none() || (s.leader != Some(me) && s.idle_streak >= STEAL_AFTER) {
+        if s.leader.is_none()
+            || (s.leader != Some(me) && self.idle_streak.load(Ordering::Relaxed) >= STEAL_AFTER)
+        {
             self.lead(&mut s, driver);
         }
     }
@@ -616,7 +616,7 @@ impl Watch {
         let me = thread_id();
         match s.leader {
             Some(l) if l == me => Role::Leader,
-            Some(_) if s.idle_streak < STEAL_AFTER => {
+            Some(_) if self.idle_streak.load(Ordering::Relaxed) < STEAL_AFTER => {
                 s.followers.push((me, waker.relay));
                 Role::Follower(waker.relay)
             }
@@ -644,8 +644,9 @@ impl Watch {
                 }
             }
             Role::Leader if s.leader == Some(me) => {
-                s.idle_streak = if own { 0 } else { s.idle_streak + 1 };
-                self.idle_streak.store(s.idle_streak, Ordering::Relaxed);
+                let streak = self.idle_streak.load(Ordering::Relaxed);
+                self.idle_streak
+                    .store(if own { 0 } else { streak + 1 }, Ordering::Relaxed);
             }
             Role::Leader => {}
         }
