@@ -43,15 +43,24 @@ pub(crate) fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// Run `body`, map `Err(errno)` to `-1` + errno and a panic to `-1` + `EIO`.
+/// Run `body`, map `Err(errno)` to `-1` + errno and a panic to `-1` + `EIO`. A call that
+/// succeeds leaves `errno` as the caller had it, as a system call's wrapper does (the
+/// library's own probes and sleeps on the way — an `rt_sigprocmask` that fails by design,
+/// a timed-out `ppoll` — set it).
 pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {
+    let keep = KeepErrnoAcross::new();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(v)) => v,
+        Ok(Ok(v)) => {
+            drop(keep);
+            v
+        }
         Ok(Err(e)) => {
+            std::mem::forget(keep);
             set_errno(e.raw_os_error());
             -1
         }
         Err(_) => {
+            std::mem::forget(keep);
             set_errno(libc::EIO);
             -1
         }

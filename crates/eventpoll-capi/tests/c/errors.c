@@ -56,11 +56,15 @@ static int passed, failed;
               strerror(e_), #E);                                                           \
     } while (0)
 
+/* The call succeeded and left errno as it was (a system call's wrapper does not touch it
+ * on success: the library's own probes and sleeps must not show through). */
 #define OK(call)                                                                           \
     do {                                                                                   \
-        errno = 0;                                                                         \
+        errno = 4242;                                                                      \
         long r_ = (long)(call);                                                            \
-        CHECK(r_ >= 0, "%s: got %ld errno %d (%s)", #call, r_, errno, strerror(errno));     \
+        int e_ = errno;                                                                    \
+        CHECK(r_ >= 0 && e_ == 4242, "%s: got %ld errno %d (%s)", #call, r_, e_,           \
+              strerror(e_));                                                               \
     } while (0)
 
 #define EQ(call, want)                                                                     \
@@ -600,6 +604,48 @@ static void vfork_child_closes(void) {
     close(ep);
 }
 
+/* A call that succeeds leaves errno alone, whatever the library did on the way: waits that
+ * time out (the host sleep's ETIME), that apply a signal mask (the probe's EINVAL), that
+ * return at once (the buffer's probe), polls and selects of an instance. */
+static void success_keeps_errno(void) {
+    int ep = epoll_create1(0), efd = eventfd(0, EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN}, out[4];
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    struct timeval tv = {0, 20 * 1000};
+    sigset_t none;
+    sigemptyset(&none);
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev));
+    OK(epoll_wait(ep, out, 4, 0));
+    OK(epoll_wait(ep, out, 4, 20));
+    OK(epoll_pwait(ep, out, 4, 0, &none));
+    OK(epoll_pwait(ep, out, 4, 20, &none));
+    OK(epoll_pwait2(ep, out, 4, &ts, NULL));
+    OK(epoll_pwait2(ep, out, 4, &ts, &none));
+    struct pollfd pf = {ep, POLLIN, 0};
+    OK(poll(&pf, 1, 0));
+    OK(poll(&pf, 1, 20));
+    OK(ppoll(&pf, 1, &ts, &none));
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(ep, &rs);
+    OK(select(ep + 1, &rs, NULL, NULL, &tv));
+    FD_ZERO(&rs);
+    FD_SET(ep, &rs);
+    OK(pselect(ep + 1, &rs, NULL, NULL, &ts, &none));
+    uint64_t one = 1;
+    OK(write(efd, &one, 8));
+    OK(epoll_wait(ep, out, 4, -1));
+    OK(epoll_wait(ep, out, 4, 20));
+    OK(poll(&pf, 1, -1));
+    OK(epoll_ctl(ep, EPOLL_CTL_MOD, efd, &ev));
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, efd, NULL));
+    int d = dup(ep);
+    OK(d);
+    OK(close(d));
+    OK(close(efd));
+    OK(close(ep));
+}
+
 int main(void) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
     struct epoll_event out[8];
@@ -912,6 +958,7 @@ int main(void) {
     CHECK(out[0].data.u64 == 3 && out[0].events == EPOLLIN, "event after closefrom");
 
     vfork_child_closes();
+    success_keeps_errno();
     bad_pointers();
     heap_buffer_bytes_beyond_the_events();
     hidden_fds();
