@@ -360,7 +360,8 @@ impl HostEpoll {
     /// about to start (see `waiter`, "Who watches the host"): an embedder that makes
     /// system calls of its own before [`HostEpoll::wait_guarded`] calls this first, so
     /// that host activity those calls deliver (io_uring task work runs at every system
-    /// call) does not wake a follower. The wait gives the lead up when it returns; call
+    /// call) does not wake a follower. [`HostEpoll::wait_guarded`] gives the lead up when
+    /// it returns ([`HostEpoll::wait_guarded_claimed`] leaves that to the caller); call
     /// [`HostEpoll::release_lead`] if no wait follows. Call under the embedder's guard.
     /// A thread that will sleep on its instance's relay takes no lead (as in the wait).
     pub fn claim_lead(&self) {
@@ -474,6 +475,36 @@ impl HostEpoll {
             }
         }
         let _release = Release(&self.host, &enter);
+        self.wait_steps(out, maxevents, timeout, sigmask, &enter)
+    }
+
+    /// [`HostEpoll::wait_guarded`] for a caller that has called
+    /// [`HostEpoll::claim_lead`] itself (before checks of its own, as the C ABI does
+    /// before its system calls) and calls [`HostEpoll::release_lead`] after it, however it
+    /// ends: the wait neither claims nor gives up the lead again (each would be a second
+    /// look at the host's leader a wait).
+    ///
+    /// ```
+    /// use eventpoll::{EpollEvent, Events};
+    /// use eventpoll_host::{DriverKind, Host, HostEpoll};
+    /// use std::time::Duration;
+    ///
+    /// let host = Host::new(DriverKind::IoUring).or_else(|_| Host::new(DriverKind::Poll)).unwrap();
+    /// let hep = HostEpoll::new(host).unwrap();
+    /// hep.claim_lead();
+    /// let mut out = [EpollEvent::new(Events::empty(), 0); 4];
+    /// let n = hep.wait_guarded_claimed(&mut out[..], 4, Some(Duration::from_millis(1)), None, || ());
+    /// hep.release_lead();
+    /// assert_eq!(n, Ok(0));
+    /// ```
+    pub fn wait_guarded_claimed<G, S: EventSink + ?Sized>(
+        &self,
+        out: &mut S,
+        maxevents: usize,
+        timeout: Option<Duration>,
+        sigmask: Option<*const libc::sigset_t>,
+        enter: impl Fn() -> G,
+    ) -> Result<usize, Errno> {
         self.wait_steps(out, maxevents, timeout, sigmask, &enter)
     }
 
