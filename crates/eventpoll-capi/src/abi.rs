@@ -362,23 +362,18 @@ unsafe fn wait_checked(
         let mark = crate::check::wait_starts(p, inst, epfd, timeout);
         // The harvest names the item of each event: the checker looks at those only.
         let mut sink = eventpoll::RecordingSink::new(&mut out);
-        let r = inst.hep.wait_guarded_claimed(
-            &mut sink,
-            maxevents as usize,
-            timeout,
-            sigmask,
-            || p.gate.enter(),
-        );
+        let r =
+            inst.hep
+                .wait_guarded_claimed(&mut sink, maxevents as usize, timeout, sigmask, || {
+                    p.gate.enter()
+                });
         crate::check::wait_ends(p, inst, epfd, &sink.items, &r, mark);
         r
     } else {
-        inst.hep.wait_guarded_claimed(
-            &mut out,
-            maxevents as usize,
-            timeout,
-            sigmask,
-            || p.gate.enter(),
-        )
+        inst.hep
+            .wait_guarded_claimed(&mut out, maxevents as usize, timeout, sigmask, || {
+                p.gate.enter()
+            })
     };
     if r == Ok(0) && inst.hep.is_retired() {
         // A `fork` handed the instance over to the kernel meanwhile: wait there for the rest.
