@@ -33,6 +33,15 @@ need() {
     }
 }
 
+# stop_spid: SIGTERM to the server started last, $SPID (its bounding `timeout`, which
+# passes the signal on), and wait for it; nothing if none runs.
+stop_spid() {
+    [ -n "${SPID:-}" ] || return 0
+    kill -TERM "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID=
+}
+
 # Loopback servers (capi-servers.sh, capi-check-real.sh). SERVER_PYTHON: the Python to
 # use (python3).
 free_port() { # a port the kernel chose, free when asked

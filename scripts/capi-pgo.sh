@@ -43,13 +43,7 @@ mkdir -p "$RAW"
 TMP="$(mktemp -d)"
 chmod 755 "$TMP" # nginx's workers (an unprivileged user) read their files under it
 SPID=
-stop() {
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    SPID=
-}
-trap 'stop; rm -rf "$TMP"' EXIT
+trap 'stop_spid; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # build GEN_OR_USE FLAG: the library with FLAG added to the configured rustflags (a
@@ -131,7 +125,7 @@ for s in $SERVERS; do
             ab_load "$PORT" / -k ;;
     esac
     # A clean exit writes the counts (SIGTERM: each server's own orderly shutdown).
-    stop
+    stop_spid
     grep -q "LLVM Profile Error" "$TMP/server.out" "$TMP"/nginx/*.log 2>/dev/null \
         && { echo "capi-pgo: $s could not write its profile:" >&2; cat "$TMP/server.out" "$TMP"/nginx/*.log >&2 || true; exit 1; }
 done

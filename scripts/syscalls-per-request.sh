@@ -36,13 +36,7 @@ PY="$(python3 -c 'import sys; print(sys.executable)')"
 SERVER_PYTHON="$PY"
 TMP="$(mktemp -d)"
 SPID=
-stop() {
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    SPID=
-}
-trap 'stop; rm -rf "$TMP"' EXIT
+trap 'stop_spid; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # report FILE REQUESTS LABEL: the calls per request `perf stat` counted in FILE, by name.
@@ -75,7 +69,7 @@ measure_memcached() { # SIDE
     sleep 0.3
     "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 "$PAIRS" >/dev/null
     kill -INT "$perf"; wait "$perf" 2>/dev/null || true
-    stop
+    stop_spid
     report "$TMP/m-$1.txt" $((8 * PAIRS)) "$1"
 }
 
@@ -89,7 +83,7 @@ ab_counted() {
     ab -q -c 20 -n "$REQUESTS" "$3" | grep -q "Failed requests: *0" \
         || { echo "$1: failed requests"; kill -INT "$perf"; return 1; }
     kill -INT "$perf"; wait "$perf" 2>/dev/null || true
-    stop
+    stop_spid
     report "$TMP/$1-$4.txt" "$REQUESTS" "$4"
 }
 
