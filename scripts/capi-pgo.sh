@@ -19,7 +19,7 @@ export LC_ALL=C
 PROFILE="${PGO_PROFILE:-dist}"
 source "$(dirname "$0")/capi-lib.sh"
 SERVERS="${PGO_SERVERS:-memcached nginx node}"
-PGO_DIR="${PGO_DIR:-$ROOT/target/pgo}"
+PGO_DIR="$(realpath -m "${PGO_DIR:-$ROOT/target/pgo}")" # absolute: rustc runs in each crate's directory
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
 TOOLS="$(rustc --print sysroot)/lib/rustlib/$HOST/bin"
 if [ ! -x "$TOOLS/llvm-profdata" ]; then
