@@ -189,16 +189,20 @@ fn share(fds: &[i32], p: usize, producers: usize) -> Vec<i32> {
     }
 }
 
+/// Signal `mine` in turn until the trial stops — one round at least, so that a producer
+/// the scheduler starts only after a short trial's end still makes it a workload (under
+/// load a 20 ms trial could end before its thread first ran: nothing produced, nothing to
+/// measure).
 fn produce<A: Api>(api: &A, mine: &[i32], shared: &Shared) -> Result<(), String> {
     let mut written = 0u64;
-    let r = (|| {
-        while !shared.stop.load(SeqCst) {
-            for &fd in mine {
-                api.add(fd, 1)?;
-                written += 1;
-            }
+    let r = (|| loop {
+        for &fd in mine {
+            api.add(fd, 1)?;
+            written += 1;
         }
-        Ok(())
+        if shared.stop.load(SeqCst) {
+            return Ok(());
+        }
     })();
     shared.produced.fetch_add(written, SeqCst);
     shared.producers_left.fetch_sub(1, SeqCst);
