@@ -5,7 +5,9 @@
 # set+get client and the CPU accounting of scripts/capi_servers.py (as scripts/capi-servers.sh).
 #   scripts/capi-ab-memcached.sh LIB_A LIB_B [LIB_C ...]   (ROUNDS, default 8; N requests a
 #   round, 16000)
-# Prints per side the median (min–max) µs and switches per request, and the round-by-round
+# Prints per side the median (min–max) µs and switches per request (the µs also split into
+# user and system time as the kernel's tick accounting gives it: one tick is 10 ms, so
+# take N=128000 or more for that split), and the round-by-round
 # ratios of each build to native and to the last build given (the baseline: A/B with two).
 set -euo pipefail
 export LC_ALL=C
@@ -50,7 +52,11 @@ def show(v, f): return f"{f(st.median(v))} ({f(min(v))}–{f(max(v))})"
 for side in ["native"] + libs:
     us = [r["cpu_ns"] / r["requests"] / 1000 for r in rows if r["side"] == side]
     sw = [r["vcsw"] / r["requests"] for r in rows if r["side"] == side]
-    print(f"{side:6} CPU/request {show(us, lambda x: f'{x:.1f} us')}, switches/request {show(sw, lambda x: f'{x:.2f}')}")
+    user = [r["user_ns"] / r["requests"] / 1000 for r in rows if r["side"] == side]
+    kern = [r["sys_ns"] / r["requests"] / 1000 for r in rows if r["side"] == side]
+    f1 = lambda x: f"{x:.1f} us"
+    print(f"{side:6} CPU/request {show(us, f1)} (user {show(user, f1)}, system {show(kern, f1)}),"
+          f" switches/request {show(sw, lambda x: f'{x:.2f}')}")
 rounds = {}
 for r in rows:
     rounds.setdefault(r["round"], {})[r["side"]] = r["cpu_ns"] / r["requests"]

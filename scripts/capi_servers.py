@@ -74,17 +74,26 @@ def snapshot(root):
         for tid in tids:
             sched = read(f"/proc/{pid}/task/{tid}/schedstat")
             status = read(f"/proc/{pid}/task/{tid}/status")
+            stat = read(f"/proc/{pid}/task/{tid}/stat")
             # Without the number some kernel threads carry (iou-sqp-PID, iou-wrk-PID).
             name = re.sub(r"-[0-9]+$", "", (read(f"/proc/{pid}/task/{tid}/comm") or "?").strip())
             if tid == str(pid):
                 name += "[main]"  # a process's first thread: its event loop, mostly
-            if sched is None or status is None:
+            if sched is None or status is None or stat is None:
                 continue  # the thread exited meanwhile
             vcsw = 0
             for line in status.splitlines():
                 if line.startswith("voluntary_ctxt_switches:"):
                     vcsw = int(line.split()[1])
-            threads[tid] = {"pid": pid, "name": name, "cpu_ns": int(sched.split()[0]), "vcsw": vcsw}
+            # utime and stime (fields 14 and 15, in clock ticks): the kernel's split of the
+            # thread's time between user and kernel mode (sampled at ticks: a figure over
+            # many requests, not per request).
+            fields = stat[stat.rindex(")") + 2:].split()
+            tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+            threads[tid] = {
+                "pid": pid, "name": name, "cpu_ns": int(sched.split()[0]), "vcsw": vcsw,
+                "user_ns": int(int(fields[11]) * tick_ns), "sys_ns": int(int(fields[12]) * tick_ns),
+            }
     return {"threads": threads, "processes": processes}
 
 
@@ -92,19 +101,21 @@ def delta(before_path, root, case, side, rnd, requests):
     with open(before_path) as f:
         before = json.load(f)
     after = snapshot(root)
-    cpu_ns, vcsw, by_name = 0, 0, {}
+    cpu_ns, vcsw, user_ns, sys_ns, by_name = 0, 0, 0, 0, {}
     for tid, t in after["threads"].items():
-        b = before["threads"].get(tid, {"cpu_ns": 0, "vcsw": 0})
+        b = before["threads"].get(tid, {"cpu_ns": 0, "vcsw": 0, "user_ns": 0, "sys_ns": 0})
         c, v = t["cpu_ns"] - b["cpu_ns"], t["vcsw"] - b["vcsw"]
         cpu_ns += c
         vcsw += v
+        user_ns += t["user_ns"] - b["user_ns"]
+        sys_ns += t["sys_ns"] - b["sys_ns"]
         entry = by_name.setdefault(t["name"], [0, 0])
         entry[0] += 1
         entry[1] += v
     procs = after["processes"]
     print(json.dumps({
         "case": case, "side": side, "round": int(rnd), "requests": int(requests),
-        "cpu_ns": cpu_ns, "vcsw": vcsw, "by_name": by_name,
+        "cpu_ns": cpu_ns, "vcsw": vcsw, "user_ns": user_ns, "sys_ns": sys_ns, "by_name": by_name,
         "processes": len(procs), "preloaded": sum(p["preloaded"] for p in procs.values()),
         "threads_lost": len(set(before["threads"]) - set(after["threads"])),
     }))
