@@ -7,7 +7,9 @@
 # costs (README, "Performance": the wait path and the instruction cache).
 #   scripts/capi-pgo.sh            -> target/pgo/use/dist/libeventpoll.so (and .a)
 #   PGO_SERVERS ("memcached nginx node": the training loads; each needs its Debian package,
-#   installed if missing), PGO_PROFILE (dist), PGO_DIR (target/pgo)
+#   installed if missing), PGO_DRIVERS ("uring epoll": each server runs with each driver, so
+#   that the kernel-epoll driver's paths are not compiled as cold), PGO_PROFILE (dist),
+#   PGO_DIR (target/pgo)
 # The profile is made afresh from the code being built (nothing of it is committed): a
 # build of other code with an old profile would only be less tuned, never wrong.
 # Needs llvm-profdata of the compiler's own LLVM (rustup's llvm-tools component, added if
@@ -19,6 +21,7 @@ export LC_ALL=C
 PROFILE="${PGO_PROFILE:-dist}"
 source "$(dirname "$0")/capi-lib.sh"
 SERVERS="${PGO_SERVERS:-memcached nginx node}"
+DRIVERS="${PGO_DRIVERS:-uring epoll}"
 PGO_DIR="$(realpath -m "${PGO_DIR:-$ROOT/target/pgo}")" # absolute: rustc runs in each crate's directory
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
 TOOLS="$(rustc --print sysroot)/lib/rustlib/$HOST/bin"
@@ -87,8 +90,10 @@ ab_load() {
         && ! grep -q '^Non-2xx' "$TMP/ab.out" \
         || { echo "capi-pgo: a training load failed" >&2; cat "$TMP/ab.out" >&2; exit 1; }
 }
-for s in $SERVERS; do
-    echo "capi-pgo: training on $s"
+for run in $(for d in $DRIVERS; do for s in $SERVERS; do echo "$s:$d"; done; done); do
+    s=${run%%:*}
+    export EVENTPOLL_DRIVER=${run#*:}
+    echo "capi-pgo: training on $s ($EVENTPOLL_DRIVER driver)"
     case "$s" in
         memcached)
             PORT=$(free_port)
@@ -129,7 +134,7 @@ for s in $SERVERS; do
     grep -q "LLVM Profile Error" "$TMP/server.out" "$TMP"/nginx/*.log 2>/dev/null \
         && { echo "capi-pgo: $s could not write its profile:" >&2; cat "$TMP/server.out" "$TMP"/nginx/*.log >&2 || true; exit 1; }
 done
-unset LLVM_PROFILE_FILE
+unset LLVM_PROFILE_FILE EVENTPOLL_DRIVER
 umask 022
 shopt -s nullglob
 raws=("$TRAIN"/train-*.profraw)
