@@ -20,6 +20,11 @@ set -euo pipefail
 export LC_ALL=C
 PROFILE="${PGO_PROFILE:-dist}"
 source "$(dirname "$0")/capi-lib.sh"
+unset EVENTPOLL_LIB # this script builds its libraries
+[ -z "${CARGO_ENCODED_RUSTFLAGS:-}" ] || {
+    echo "capi-pgo: CARGO_ENCODED_RUSTFLAGS is set: it would drop the profile flags; unset it" >&2
+    exit 2
+}
 SERVERS="${PGO_SERVERS:-memcached nginx node}"
 DRIVERS="${PGO_DRIVERS:-uring epoll}"
 PGO_DIR="$(realpath -m "${PGO_DIR:-$ROOT/target/pgo}")" # absolute: rustc runs in each crate's directory
@@ -50,10 +55,15 @@ trap 'stop_spid; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # build GEN_OR_USE FLAG: the library with FLAG added to the configured rustflags (a
-# `--config` array merges with .cargo/config.toml's, where RUSTFLAGS would replace them),
-# in a target directory of its own (the flags change every crate's build).
+# `--config` array merges with .cargo/config.toml's, where RUSTFLAGS would replace them;
+# a RUSTFLAGS of the caller's, which replaces both, gets FLAG appended instead), in a
+# target directory of its own (the flags change every crate's build).
 build() {
-    CARGO_TARGET_DIR="$PGO_DIR/$1" build_lib --config "target.$HOST.rustflags=[\"$2\"]"
+    if [ -n "${RUSTFLAGS:-}" ]; then
+        CARGO_TARGET_DIR="$PGO_DIR/$1" RUSTFLAGS="$RUSTFLAGS $2" build_lib --lib
+    else
+        CARGO_TARGET_DIR="$PGO_DIR/$1" build_lib --config "target.$HOST.rustflags=[\"$2\"]"
+    fi
 }
 
 echo "capi-pgo: instrumented build ($PROFILE)"
