@@ -19,6 +19,12 @@
 //!   (`TFD_TIMER_ABSTIME`) from the clock's epoch. An expiry already in the past fires at
 //!   once, inside the call (the kernel fires it from the next timer interrupt, microseconds
 //!   later; the caller cannot tell the difference). A zero value disarms.
+//! - Lock order: the state lock is held while an expiry (or a restart that fires at once)
+//!   wakes the queue, as Linux's `timerfd_tmrproc` holds `ctx->wqh.lock` across its tick and
+//!   `wake_up_locked_poll`, and `poll` takes it: a poll that sees a tick finds its wakeup
+//!   delivered (an epoll item watching the timer is on its ready list by then). Nothing the
+//!   wake runs takes the state lock (epoll callbacks touch only their instance's ready list
+//!   and waiters; a blocked reader is only unparked), so the queue's lock nests inside it.
 //! - Clocks: `CLOCK_MONOTONIC`, `CLOCK_BOOTTIME` (and their `_ALARM` variants) run on the
 //!   table's clock; `CLOCK_REALTIME` too, with absolute times shifted by
 //!   [`Clock::realtime_offset`]. `TFD_TIMER_CANCEL_ON_SET` is accepted; the engine's clocks
@@ -119,17 +125,16 @@ struct Shared {
 }
 
 impl Shared {
-    /// `timerfd_triggered`.
+    /// `timerfd_triggered`: the tick and its wakeup under the state lock (see "Lock
+    /// order" in the module documentation).
     fn fire(&self, generation: u64) {
-        {
-            let mut st = lock(&self.state);
-            if st.generation != generation {
-                return;
-            }
-            st.pending = None;
-            st.expired = true;
-            st.ticks += 1;
+        let mut st = lock(&self.state);
+        if st.generation != generation {
+            return;
         }
+        st.pending = None;
+        st.expired = true;
+        st.ticks += 1;
         self.queue.wake(Events::IN);
     }
 }
@@ -271,7 +276,6 @@ impl TimerFd {
     #[doc(alias = "timerfd_settime")]
     pub fn settime(&self, flags: i32, new: &ITimerSpec) -> Result<ITimerSpec> {
         check_settime_args(flags, new)?;
-        let fired;
         let old;
         {
             let mut st = lock(&self.shared.state);
@@ -288,7 +292,6 @@ impl TimerFd {
             let texp = ts_to_ns(&new.value);
             if texp == 0 {
                 st.expires = 0;
-                fired = false;
             } else {
                 st.expires = if flags & TFD_TIMER_ABSTIME == 0 {
                     now + texp
@@ -297,10 +300,12 @@ impl TimerFd {
                 } else {
                     texp
                 };
-                fired = self.start(&mut st, now);
+                if self.start(&mut st, now) {
+                    // Fired inline: woken under the lock, as an expiry is.
+                    self.shared.queue.wake(Events::IN);
+                }
             }
         }
-        self.wake_if(fired);
         Ok(old)
     }
 
@@ -310,18 +315,16 @@ impl TimerFd {
     /// Linux: [timerfd_gettime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
     #[doc(alias = "timerfd_gettime")]
     pub fn gettime(&self) -> ITimerSpec {
-        let (cur, fired) = {
-            let mut st = lock(&self.shared.state);
-            let now = self.now_ns();
-            let mut fired = false;
-            if st.expired && st.interval != 0 {
-                st.expired = false;
-                fired = self.catch_up(&mut st, now);
+        let mut st = lock(&self.shared.state);
+        let now = self.now_ns();
+        if st.expired && st.interval != 0 {
+            st.expired = false;
+            if self.catch_up(&mut st, now) {
+                // Fired inline: woken under the lock, as an expiry is.
+                self.shared.queue.wake(Events::IN);
             }
-            (Self::remaining(&st, now), fired)
-        };
-        self.wake_if(fired);
-        cur
+        }
+        Self::remaining(&st, now)
     }
 
     /// Take the expiration count if non-zero (the body of `timerfd_read`).
