@@ -34,25 +34,6 @@ TMP="$(mktemp -d)"
 SPID=
 trap '[ -z "$SPID" ] || kill -TERM "$SPID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
-# The client: set + get pairs on one connection, GAP seconds after each answer, every
-# answer checked.
-cat > "$TMP/client.py" <<'PY'
-import socket, sys, time
-port, pairs, gap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-f = s.makefile("rb")
-for i in range(pairs):
-    k = b"k%d" % (i % 100)
-    s.sendall(b"set " + k + b" 0 0 5\r\nhello\r\n")
-    assert f.readline() == b"STORED\r\n"
-    time.sleep(gap)
-    s.sendall(b"get " + k + b"\r\n")
-    assert f.readline().startswith(b"VALUE")
-    assert f.readline() == b"hello\r\n" and f.readline() == b"END\r\n"
-    time.sleep(gap)
-PY
-
 # run LIB PAIRS OUT TOGGLE: memcached under callgrind, collecting inside TOGGLE only.
 run() {
     local env=() port
@@ -67,7 +48,7 @@ run() {
         memcached -u root -t 1 -p "$port" -l 127.0.0.1 -U 0 -c "$conns" 2>"$3.log" &
     SPID=$!
     wait_port "$port" "$SPID" memcached || { cat "$3.log" >&2; return 1; }
-    python3 "$TMP/client.py" "$port" "$2" "$GAP"
+    python3 "$ROOT/scripts/capi_servers.py" pausing "$port" "$2" "$GAP"
     kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true
     SPID=
 }

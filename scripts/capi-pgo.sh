@@ -79,20 +79,6 @@ export LLVM_PROFILE_FILE="$TRAIN/train-%m.profraw"
 umask 000 # the file the first process makes, every process of the server writes
 HELP="$ROOT/scripts/capi_servers.py"
 PY="$(command -v python3)"
-cat > "$TMP/pausing.py" <<'PY'
-import socket, sys, time
-port, pairs = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("127.0.0.1", port))
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-f = s.makefile("rb")
-for i in range(pairs):
-    k = b"p%d" % (i % 50)
-    s.sendall(b"set " + k + b" 0 0 5\r\nhello\r\n")
-    assert f.readline() == b"STORED\r\n"
-    time.sleep(0.0005)
-    s.sendall(b"get " + k + b"\r\n")
-    assert f.readline().startswith(b"VALUE") and f.readline() and f.readline() == b"END\r\n"
-PY
 # ab_load PORT PATH [-k]: 6,000 requests, 20 at a time; fails unless every one was answered.
 ab_load() {
     timeout 120 ab -q ${3:-} -n 6000 -c 20 "http://127.0.0.1:$1$2" > "$TMP/ab.out"
@@ -115,7 +101,7 @@ for run in $(for d in $DRIVERS; do for s in $SERVERS; do echo "$s:$d"; done; don
             timeout 120 "$PY" "$HELP" memcached "$PORT" 4 3000 > /dev/null
             pids=()
             for _ in 1 2 3 4; do
-                timeout 120 "$PY" "$TMP/pausing.py" "$PORT" 500 & pids+=($!)
+                timeout 120 "$PY" "$HELP" pausing "$PORT" 500 0.0005 & pids+=($!)
             done
             wait "${pids[@]}" ;;
         nginx)

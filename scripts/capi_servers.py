@@ -11,6 +11,9 @@
                                 its processes map libeventpoll
   memcached PORT CLIENTS PAIRS  a load: CLIENTS threads, one connection each, PAIRS set + get
                                 each, every answer checked; exit 1 on any wrong answer
+  pausing PORT PAIRS GAP        a load: one connection, PAIRS set + get, GAP seconds after
+                                each answer (so that the server's every wait sleeps), every
+                                answer checked (scripts/callgrind-wait.sh, scripts/capi-pgo.sh)
   summary RESULTS TARGET        the report of the JSON lines in RESULTS: per case and side the
                                 median and min-max CPU per request and voluntary switches per
                                 request, the ratio preload/native with the range the spreads
@@ -27,6 +30,7 @@ import socket
 import statistics
 import sys
 import threading
+import time
 
 
 def tree(root):
@@ -214,6 +218,22 @@ def summary(results_path, target):
     return 0
 
 
+def pausing_load(port, pairs, gap):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    for i in range(pairs):
+        k = b"k%d" % (i % 100)
+        s.sendall(b"set " + k + b" 0 0 5\r\nhello\r\n")
+        assert f.readline() == b"STORED\r\n"
+        time.sleep(gap)
+        s.sendall(b"get " + k + b"\r\n")
+        assert f.readline().startswith(b"VALUE")
+        assert f.readline() == b"hello\r\n" and f.readline() == b"END\r\n"
+        time.sleep(gap)
+    return 0
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "snapshot":
@@ -224,6 +244,8 @@ def main(argv):
         return 0
     if cmd == "memcached":
         return memcached_load(int(argv[2]), int(argv[3]), int(argv[4]))
+    if cmd == "pausing":
+        return pausing_load(int(argv[2]), int(argv[3]), float(argv[4]))
     if cmd == "summary":
         return summary(argv[2], float(argv[3]))
     print(__doc__, file=sys.stderr)
