@@ -264,12 +264,6 @@ impl TimerFd {
         }
     }
 
-    fn wake_if(&self, fired: bool) {
-        if fired {
-            self.shared.queue.wake(Events::IN);
-        }
-    }
-
     /// `timerfd_settime(flags, new)`: returns the previous setting.
     ///
     /// Linux: [timerfd_settime(2)](https://man7.org/linux/man-pages/man2/timerfd_create.2.html).
@@ -328,38 +322,37 @@ impl TimerFd {
     }
 
     /// Take the expiration count if non-zero (the body of `timerfd_read`).
-    fn try_take(&self) -> Option<(u64, bool)> {
+    fn try_take(&self) -> Option<u64> {
         let mut st = lock(&self.shared.state);
         if st.ticks == 0 {
             return None;
         }
         let mut ticks = st.ticks;
-        let mut fired = false;
         if st.expired && st.interval != 0 {
             let now = self.now_ns();
             let missed = Self::forward(&mut st, now);
             ticks = ticks.saturating_add(missed.saturating_sub(1));
-            fired = self.start(&mut st, now);
+            // A restart is never due at once (the expiry was moved past now); were it, it
+            // would wake as the other restart sites do.
+            if self.start(&mut st, now) {
+                self.shared.queue.wake(Events::IN);
+            }
         }
         st.expired = false;
         st.ticks = 0;
-        // A restart is never due at once (the expiry was moved past now), so `fired` stays
-        // false; keep the wake for symmetry with the other restart sites.
-        Some((ticks, fired))
+        Some(ticks)
     }
 
     /// Read the expiration count (`timerfd_read`).
     pub fn take(&self, mode: IoMode) -> Result<u64> {
-        let (ticks, fired) = match self.try_take() {
-            Some(v) => v,
-            None if mode.is_nonblocking() => return Err(Errno::EAGAIN),
+        match self.try_take() {
+            Some(v) => Ok(v),
+            None if mode.is_nonblocking() => Err(Errno::EAGAIN),
             None => self
                 .shared
                 .queue
-                .block_until(Exclusivity::NonExclusive, None, || self.try_take())?,
-        };
-        self.wake_if(fired);
-        Ok(ticks)
+                .block_until(Exclusivity::NonExclusive, None, || self.try_take()),
+        }
     }
 
     #[cfg(test)]
@@ -726,6 +719,42 @@ mod tests {
         std::thread::sleep(20 * MS);
         intr.raise();
         assert_eq!(join_within(th), Err(Errno::EINTR));
+    }
+
+    /// A waiter on the queue that takes its time: it records whether a poll of the timer
+    /// made while its wakeup runs (by the thread that advanced the clock) saw the tick.
+    struct SlowWaiter {
+        done: std::sync::atomic::AtomicBool,
+    }
+    impl crate::WakeCallback for SlowWaiter {
+        fn wake(&self, _key: Events) -> bool {
+            std::thread::sleep(50 * MS);
+            self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            true
+        }
+    }
+
+    // Kernel: timerfd_tmrproc ticks and wakes under ctx->wqh.lock, which timerfd_poll
+    // takes: a poll that sees the tick finds the wakeup delivered (an epoll item watching
+    // the timer already on its ready list). The engine woke after dropping its lock: a
+    // poll in between saw the tick first (timer/periodic-unread-fires-once.ep, once in CI).
+    #[test]
+    fn a_poll_that_sees_the_tick_finds_its_wakeup_delivered() {
+        let (clock, tfd, f) = manual();
+        let slow = Arc::new(SlowWaiter {
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        tfd.queue().add(slow.clone(), Exclusivity::NonExclusive);
+        tfd.settime(0, &spec(ts(0, 0), ts(1, 0))).unwrap();
+        let firing = std::thread::spawn(move || clock.advance(Duration::from_secs(1)));
+        while f.poll().is_empty() {
+            std::thread::yield_now();
+        }
+        assert!(
+            slow.done.load(std::sync::atomic::Ordering::SeqCst),
+            "the poll saw the tick before its wakeup was delivered"
+        );
+        join_within(firing);
     }
 
     #[test]
