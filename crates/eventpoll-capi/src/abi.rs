@@ -49,18 +49,15 @@ pub(crate) fn set_errno(e: c_int) {
 /// a timed-out `ppoll` — set it).
 pub(crate) fn ffi(body: impl FnOnce() -> Result<c_int, Errno>) -> c_int {
     let keep = KeepErrnoAcross::new();
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(v)) => {
-            drop(keep);
-            v
-        }
+    let r = catch_unwind(AssertUnwindSafe(body));
+    drop(keep); // the caller's errno back; a failure sets its own below
+    match r {
+        Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            std::mem::forget(keep);
             set_errno(e.raw_os_error());
             -1
         }
         Err(_) => {
-            std::mem::forget(keep);
             set_errno(libc::EIO);
             -1
         }

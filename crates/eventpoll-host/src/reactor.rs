@@ -475,7 +475,7 @@ impl HostEpoll {
             }
         }
         let _release = Release(&self.host, &enter);
-        self.wait_steps(out, maxevents, timeout, sigmask, &enter)
+        self.wait_guarded_claimed(out, maxevents, timeout, sigmask, &enter)
     }
 
     /// [`HostEpoll::wait_guarded`] for a caller that has called
