@@ -7,6 +7,8 @@
 #   redis    redis-server under redis-benchmark
 #   nginx    2 workers, accept_mutex off, a static file fetched by ab (apache2-utils)
 #   memcached  4 threads, set/get from a small Python client over loopback
+#   haproxy  HAProxy (2 threads) in front of lighttpd (single-threaded), both checked, ab
+#            with and without keep-alive through the proxy
 # Prints each program's findings by kind. Exit 0 iff every program ran (its load succeeded,
 # checking was on: each checked process printed its summary line) and every finding is in
 # EXPLAINED below: a true finding in that program, explained in README ("eventpoll check").
@@ -22,6 +24,9 @@ EXPLAINED=(
     # one read empties it) and, once, a blocking socketpair end to probe EPOLLRDHUP (never
     # read): 2 per worker.
     "nginx:et-blocking-fd"
+    # HAProxy's threads each add the listening socket to their own instance without
+    # EPOLLEXCLUSIVE: a new connection wakes both (the thundering herd, as on Linux).
+    "haproxy:herd"
 )
 
 need=()
@@ -29,10 +34,14 @@ command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || n
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v memcached >/dev/null || need+=(memcached)
 command -v ab >/dev/null || need+=(apache2-utils)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v lighttpd >/dev/null || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+LIGHTTPD="$(command -v lighttpd || echo /usr/sbin/lighttpd)"
 build_lib
 TMP="$(mktemp -d)"
 chmod 755 "$TMP" # nginx's and memcached's workers may run as another user
@@ -44,7 +53,7 @@ checked() { # $1 name: the environment of a checked run
     echo LD_PRELOAD="$LIB" EVENTPOLL_CHECK="$TMP/$1.check"
 }
 # ONLY="nginx redis": run those programs only (when looking into one).
-ONLY="${ONLY:-python asyncio redis nginx memcached}"
+ONLY="${ONLY:-python asyncio redis nginx memcached haproxy lighttpd}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 status=0
 fail() { echo "FAILED: $*"; status=1; }
@@ -138,6 +147,41 @@ PY
         fail "memcached"; kill "${PIDS[-1]}"
     fi
     timeout 10 tail --pid="${PIDS[-1]}" -f /dev/null || kill -9 "${PIDS[-1]}"
+fi
+if want haproxy || want lighttpd; then
+    echo "== haproxy (2 threads) in front of lighttpd: ab -n 3000 -c 20 through the proxy (and keep-alive)"
+    WEB=$(free_port)
+    mkdir -p "$TMP/www"
+    head -c 20000 /dev/urandom > "$TMP/www/file.bin"
+    printf 'server.document-root = "%s"\nserver.port = %s\nserver.bind = "127.0.0.1"\nserver.event-handler = "linux-sysepoll"\n' \
+        "$TMP/www" "$WEB" > "$TMP/lighttpd.conf"
+    env $(checked lighttpd) "$LIGHTTPD" -D -f "$TMP/lighttpd.conf" > "$TMP/lighttpd.out" 2>&1 &
+    PIDS+=($!)
+    LPID=$!
+    HPID=
+    if wait_port "$WEB" "" lighttpd; then
+        PROXY=$(free_port)
+        printf 'global\n  maxconn 500\n  nbthread 2\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\nfrontend f\n  bind 127.0.0.1:%s\n  default_backend b\nbackend b\n  server s1 127.0.0.1:%s\n' \
+            "$PROXY" "$WEB" > "$TMP/haproxy.cfg"
+        env $(checked haproxy) "$HAPROXY" -f "$TMP/haproxy.cfg" -db > "$TMP/haproxy.out" 2>&1 &
+        PIDS+=($!)
+        HPID=$!
+    fi
+    if [ -n "$HPID" ] && wait_port "$PROXY" "" haproxy; then
+        for ka in "" -k; do
+            timeout 120 ab -q $ka -n 3000 -c 20 "http://127.0.0.1:$PROXY/file.bin" > "$TMP/haproxy.ab" 2>&1 \
+                || { cat "$TMP/haproxy.ab"; fail "ab $ka through haproxy"; }
+            grep -E '^(Complete|Failed) requests|^Requests per second' "$TMP/haproxy.ab" | tr -s ' ' | paste -sd';'
+            grep -qE '^Failed requests: +0$' "$TMP/haproxy.ab" || fail "ab $ka through haproxy: failed requests"
+        done
+    else
+        fail "haproxy or lighttpd did not start"
+    fi
+    [ -z "$HPID" ] || kill -USR1 "$HPID" 2>/dev/null || true # haproxy: soft stop
+    kill -INT "$LPID" 2>/dev/null || true                   # lighttpd: graceful stop
+    for p in $HPID "$LPID"; do
+        timeout 20 tail --pid="$p" -f /dev/null || kill -9 "$p"
+    done
 fi
 echo "== findings by program and kind"
 for prog in $ONLY; do

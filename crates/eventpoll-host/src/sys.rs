@@ -195,21 +195,27 @@ pub unsafe fn epoll_pwait2(
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     let mask = sigmask.unwrap_or(std::ptr::null());
-    // SAFETY: the caller's contract for `events` and `mask`; `tsp` is NULL or points to
-    // `ts`, alive across the call.
-    let r = cvt(unsafe {
-        crate::raw_syscall!(
-            libc::SYS_epoll_pwait2,
-            epfd,
-            events,
-            maxevents,
-            tsp,
-            mask,
-            8usize,
-        )
-    });
-    if r != Err(Errno::ENOSYS) {
-        return r.map(|n| n as usize);
+    // Without a timeout `epoll_pwait` is the same call (and one valgrind knows); a kernel
+    // (or valgrind, or a seccomp filter) that answered `ENOSYS` once is not asked again.
+    static NO_PWAIT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if timeout.is_some() && !NO_PWAIT2.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: the caller's contract for `events` and `mask`; `tsp` points to `ts`,
+        // alive across the call.
+        let r = cvt(unsafe {
+            crate::raw_syscall!(
+                libc::SYS_epoll_pwait2,
+                epfd,
+                events,
+                maxevents,
+                tsp,
+                mask,
+                8usize,
+            )
+        });
+        if r != Err(Errno::ENOSYS) {
+            return r.map(|n| n as usize);
+        }
+        NO_PWAIT2.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let ms = timeout.map_or(-1, |t| {
         t.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int
