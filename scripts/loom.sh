@@ -2,7 +2,7 @@
 # Run the loom models of the engine's wait/wake protocol (crates/eventpoll/src/loom_models.rs).
 #   scripts/loom.sh                 all models, preemption bound 3 (default of the models)
 #   LOOM_MAX_PREEMPTIONS=2 scripts/loom.sh nested    a subset, smaller bound
-#   scripts/loom.sh --mutants       also check that the models catch 12 re-introduced races
+#   scripts/loom.sh --mutants       also check that the models catch 13 re-introduced races
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_LOOM:-$PWD/target/loom}"

@@ -22,6 +22,7 @@ EPOLL = "crates/eventpoll/src/epoll/mod.rs"
 WQ = "crates/eventpoll/src/wait_queue.rs"
 SIGNAL = "crates/eventpoll/src/signal.rs"
 PARK = "crates/eventpoll/src/platform/park.rs"
+TIMERFD = "crates/eventpoll/src/objects/timerfd.rs"
 
 # (name, what it breaks, [(file, old text, new text), ...])
 MUTANTS = [
@@ -216,6 +217,20 @@ MUTANTS = [
             .and_then(Option::as_ref)""",
                 """            [slot as usize]
             .as_ref()""",
+            ),
+        ],
+    ),
+    (
+        'timerfd_wakes_after_unlock',
+        'the race fixed in d420f89: a timer ticks under its lock and wakes its queue after',
+        [
+            (
+                TIMERFD,
+                """        st.ticks += 1;
+        self.queue.wake(Events::IN);""",
+                """        st.ticks += 1;
+        drop(st);
+        self.queue.wake(Events::IN);""",
             ),
         ],
     ),

@@ -22,6 +22,7 @@
 //! | `exclusive_*` (3 models) | EPOLLEXCLUSIVE wakes exactly one blocked instance, at least one, and skips instances without waiters |
 //! | `timeout_vs_wake_{lt,et}`, `interrupt_vs_wake_et`, `zero_timeout_vs_wake_et`, `lt_zero_timeout_waits_never_miss_a_ready_item` | timeouts and interrupts never swallow an event or a wake-one |
 //! | `eventfd_*`, `pipe_*`, `fdtable_poll_vs_write` | the objects' blocking paths and `poll(2)` against the write that unblocks them |
+//! | `timerfd_expiry_vs_{poll,epoll_wait}`, `timerfd_tick_seen_then_zero_timeout_wait` | a timer's expiry (tick and wakeup in one step under its lock) reaches a thread blocked in `poll` on it or in `epoll_wait` on an instance watching it; a thread that has seen the tick finds the item reported |
 //!
 //! `scripts/loom_mutants.py` re-introduces classic races into a scratch copy of the engine
 //! and checks that some model fails for each.
@@ -895,5 +896,108 @@ fn loom_models_objects() {
         let (n, revents) = poller.join().unwrap();
         assert_eq!(n, Ok(1));
         assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
+    });
+}
+
+/// A timer's expiry (the clock's callback: the tick and the wakeup of the timer's queue,
+/// under the timer's state lock, as Linux's `timerfd_tmrproc`) against a thread blocked on
+/// it: in `poll(2)` on the timerfd, and in `epoll_wait` on an instance watching it (LT). A
+/// sleeper that polls the timer after the tick is owed its wakeup already; one that polled
+/// before is queued and woken: either way it returns with `IN`, never parks for good.
+#[test]
+fn loom_models_timerfd() {
+    use crate::objects::timerfd::CLOCK_MONOTONIC;
+    use crate::platform::ManualClock;
+    use crate::{EpollEvent, FdTable, ITimerSpec, TableConfig, Timespec, User};
+    let table = |clock: &Arc<ManualClock>| {
+        let t = Arc::new(FdTable::with_clock(
+            TableConfig::default(),
+            User::new(1 << 20),
+            clock.clone(),
+        ));
+        let fd = t.timerfd_create(CLOCK_MONOTONIC, 0).unwrap();
+        let once = ITimerSpec {
+            interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            value: Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+        };
+        t.timerfd_settime(fd, 0, &once).unwrap();
+        (t, fd)
+    };
+    check("timerfd_expiry_vs_poll", move || {
+        let clock = Arc::new(ManualClock::new());
+        let (t, fd) = table(&clock);
+        let t2 = t.clone();
+        let poller = thread::spawn(move || {
+            let mut fds = [crate::PollFd {
+                fd,
+                events: Events::IN.bits() as i16,
+                revents: 0,
+            }];
+            let n = t2.poll(&mut fds, -1);
+            (n, fds[0].revents)
+        });
+        clock.advance(Duration::from_secs(1));
+        let (n, revents) = poller.join().unwrap();
+        assert_eq!(n, Ok(1));
+        assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
+    });
+    check("timerfd_expiry_vs_epoll_wait", move || {
+        let clock = Arc::new(ManualClock::new());
+        let (t, fd) = table(&clock);
+        let ep = t.epoll_create1(0).unwrap();
+        let ev = EpollEvent {
+            events: Events::IN.bits(),
+            data: 7,
+        };
+        t.epoll_ctl(ep, crate::event::EPOLL_CTL_ADD, fd, Some(&ev))
+            .unwrap();
+        let t2 = t.clone();
+        let waiter = thread::spawn(move || {
+            let mut out = [EpollEvent { events: 0, data: 0 }; 2];
+            let n = t2.epoll_wait(ep, &mut out, 2, -1);
+            (n, out[0])
+        });
+        clock.advance(Duration::from_secs(1));
+        let (n, first) = waiter.join().unwrap();
+        assert_eq!(n, Ok(1));
+        assert_eq!((first.events, first.data), (Events::IN.bits(), 7));
+    });
+    // The corpus race of 2026-12-07 (`timer/periodic-unread-fires-once.ep`): a thread that
+    // sees the tick (a zero-timeout `poll` of the timerfd) and then makes a zero-timeout
+    // `epoll_wait` must find the item reported — with the wakeup made after the state
+    // lock was let go, the item could still be off the ready list then.
+    check("timerfd_tick_seen_then_zero_timeout_wait", move || {
+        let clock = Arc::new(ManualClock::new());
+        let (t, fd) = table(&clock);
+        let ep = t.epoll_create1(0).unwrap();
+        let ev = EpollEvent {
+            events: Events::IN.bits(),
+            data: 7,
+        };
+        t.epoll_ctl(ep, crate::event::EPOLL_CTL_ADD, fd, Some(&ev))
+            .unwrap();
+        let t2 = t.clone();
+        let observer = thread::spawn(move || {
+            let mut fds = [crate::PollFd {
+                fd,
+                events: Events::IN.bits() as i16,
+                revents: 0,
+            }];
+            let seen = t2.poll(&mut fds, 0) == Ok(1);
+            let mut out = [EpollEvent { events: 0, data: 0 }; 2];
+            let n = t2.epoll_wait(ep, &mut out, 2, 0);
+            (seen, n)
+        });
+        clock.advance(Duration::from_secs(1));
+        let (seen, n) = observer.join().unwrap();
+        if seen {
+            assert_eq!(n, Ok(1), "the tick was seen, its item not reported");
+        }
     });
 }
