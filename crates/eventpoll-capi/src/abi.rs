@@ -231,8 +231,32 @@ fn ctl(
         return Err(Errno::EINVAL);
     }
     let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
+    let unknown = p.slot(fd).is_none();
     // A description seen for the first time is registered for the interest asked for.
-    let (target, registered) = p.target(fd, if is_add_or_mod { ev.events } else { 0 })?;
+    let (target, registered) = match p.target(fd, if is_add_or_mod { ev.events } else { 0 }) {
+        Ok(t) => t,
+        // A number seen for the first time by a DEL or a MOD holds no item of any of our
+        // instances: Linux answers `ENOENT` once it knows the file can be polled (`EINVAL`
+        // first for a MOD with `EXCLUSIVE`). A registration the host refuses for another
+        // reason (the kernel-epoll driver's `ELOOP` for a kernel instance at the bottom of
+        // a chain as deep as Linux allows — one handed over at a `fork` — or a watch
+        // limit) must not show through.
+        Err(e)
+            if unknown
+                && (op == libc::EPOLL_CTL_DEL || op == libc::EPOLL_CTL_MOD)
+                && e != Errno::EBADF
+                && e != Errno::EPERM =>
+        {
+            return Err(
+                if op == libc::EPOLL_CTL_MOD && ev.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+                    Errno::EINVAL
+                } else {
+                    Errno::ENOENT
+                },
+            );
+        }
+        Err(e) => return Err(e),
+    };
     // Host wakeups that happened before this call reach the ready lists first, in their
     // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time) — done
     // already when the target was registered just now (the kernel-epoll driver's
