@@ -12,6 +12,13 @@ use eventpoll::{Events, FileOps, WaitQueue};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
+/// [`HostFd`]'s `epoll_kind`: not known yet.
+const EPOLL_UNKNOWN: u8 = 0;
+/// [`HostFd`]'s `epoll_kind`: a kernel epoll instance.
+const EPOLL_YES: u8 = 1;
+/// [`HostFd`]'s `epoll_kind`: anything else.
+const EPOLL_NO: u8 = 2;
+
 /// A host descriptor watched through a [driver](crate::Host). See the module documentation.
 ///
 /// Create one with [`crate::Host::open`] or [`crate::Host::open_owned`].
@@ -43,6 +50,11 @@ pub struct HostFd {
     /// (the io_uring driver: a socket's wakeup keys are known, see `driver::uring`; both
     /// Linux drivers: an input report of a socket that has hung up is key-less).
     pub(crate) socket: AtomicBool,
+    /// Whether the file is a kernel epoll instance ([`EPOLL_UNKNOWN`], [`EPOLL_YES`],
+    /// [`EPOLL_NO`]): the registration's `fstat` rules it out for every file but the
+    /// kernel's anonymous-inode ones, for which the first ADD asks (see
+    /// [`FileOps::foreign_epoll_depth`]).
+    epoll_kind: AtomicU8,
     /// Registered but not armed (the io_uring driver, in a child after `fork`, arms only
     /// what is watched, and [`crate::Host::open_unwatched`] arms nothing; the rest is
     /// armed by [`HostFd::watch`] / [`HostFd::set_interest`],
@@ -108,6 +120,7 @@ impl HostFd {
             errhup: AtomicU32::new(0),
             identity: std::sync::OnceLock::new(),
             socket: AtomicBool::new(false),
+            epoll_kind: AtomicU8::new(EPOLL_UNKNOWN),
             unarmed: AtomicBool::new(false),
             armer: [AtomicI32::new(0), AtomicI32::new(0)],
             adoptions: AtomicU8::new(0),
@@ -497,6 +510,15 @@ impl HostFd {
         !self.queue.is_empty()
     }
 
+    /// Record what the registration's `fstat` says of the file (`st_mode`): whether it may
+    /// be an epoll instance (only the kernel's anonymous-inode files, whose mode has no
+    /// file type, may).
+    pub(crate) fn note_mode(&self, mode: libc::mode_t) {
+        if mode & libc::S_IFMT != 0 {
+            self.epoll_kind.store(EPOLL_NO, Ordering::Relaxed);
+        }
+    }
+
     /// Record the mask the driver's pump reported (see [`fresh`]); called before the
     /// report is delivered as a wakeup.
     pub(crate) fn set_fresh(&self, bits: u32) {
@@ -553,6 +575,32 @@ impl FileOps for HostFd {
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
         self.pollable.then_some(&self.queue)
+    }
+
+    /// A kernel epoll instance (one a `fork` handed over, or one made without the
+    /// embedder) counts the levels of instances below it, asked of the kernel
+    /// ([`sys::epoll_depth_below`]); other files, known from their registration, cost
+    /// nothing, and an anonymous-inode file is asked once whether it is an instance.
+    fn foreign_epoll_depth(&self) -> Option<usize> {
+        if !self.pollable {
+            return None;
+        }
+        let kind = match self.epoll_kind.load(Ordering::Relaxed) {
+            EPOLL_UNKNOWN => {
+                let k = match sys::is_epoll(self.fd()) {
+                    Some(true) => EPOLL_YES,
+                    Some(false) => EPOLL_NO,
+                    None => return None,
+                };
+                self.epoll_kind.store(k, Ordering::Relaxed);
+                k
+            }
+            k => k,
+        };
+        if kind != EPOLL_YES {
+            return None;
+        }
+        sys::epoll_depth_below(self.fd())
     }
 
     fn release(&self) {

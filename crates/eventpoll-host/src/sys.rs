@@ -464,6 +464,47 @@ pub fn is_epoll(fd: c_int) -> Option<bool> {
     }
 }
 
+/// How many levels of epoll instances lie below kernel epoll instance `fd` as Linux's
+/// nesting check counts them (0: it watches none; 4: four or more, too deep for any ADD),
+/// asked of the kernel: `fd` is added to the innermost of a chain of fresh instances with
+/// `h` levels above it, which Linux refuses with `ELOOP` exactly when that depth + 1 + `h`
+/// exceeds 4; tried with `h` = 3, 2, 1, 0 until one is accepted (and deleted again). `None`
+/// when the instances cannot be made or the kernel refuses for another reason. While a try
+/// lasts, the instance has a few more levels above it than it will: another process's ADD
+/// into it at that moment (one sharing it since a `fork`) could be refused `ELOOP`.
+pub fn epoll_depth_below(fd: c_int) -> Option<usize> {
+    const MAX_NESTS: usize = 4;
+    let mut chain: Vec<c_int> = Vec::with_capacity(MAX_NESTS);
+    let depth = (|| {
+        for _ in 0..MAX_NESTS {
+            let ep = epoll_create1(libc::EPOLL_CLOEXEC).ok()?;
+            if let Some(&outer) = chain.last() {
+                let linked = epoll_ctl(outer, libc::EPOLL_CTL_ADD, ep, Some((0, 0)));
+                chain.push(ep);
+                linked.ok()?;
+            } else {
+                chain.push(ep);
+            }
+        }
+        // chain[h] has h levels above it.
+        for h in (0..MAX_NESTS).rev() {
+            match epoll_ctl(chain[h], libc::EPOLL_CTL_ADD, fd, Some((0, 0))) {
+                Ok(()) => {
+                    let _ = epoll_ctl(chain[h], libc::EPOLL_CTL_DEL, fd, None);
+                    return Some(MAX_NESTS - 1 - h);
+                }
+                Err(Errno::ELOOP) => {}
+                Err(_) => return None,
+            }
+        }
+        Some(MAX_NESTS)
+    })();
+    for ep in chain.into_iter().rev() {
+        let _ = close(ep);
+    }
+    depth
+}
+
 /// Move `fd` to the lowest free number at or above `min` with close-on-exec (the original
 /// is closed); on failure `fd` is kept where it is.
 pub fn move_high(fd: c_int, min: c_int) -> c_int {
@@ -696,4 +737,55 @@ pub fn unix_peer(fd: c_int) -> Option<(u64, u64)> {
 /// Whether `fd` was opened with write access (`O_WRONLY` or `O_RDWR`).
 pub fn writable_access(fd: c_int) -> bool {
     fcntl(fd, libc::F_GETFL, 0).is_ok_and(|fl| fl & libc::O_ACCMODE != libc::O_RDONLY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of `n` kernel instances, each watching the next; the first is the top.
+    fn chain(n: usize) -> Vec<c_int> {
+        let eps: Vec<c_int> = (0..n)
+            .map(|_| epoll_create1(libc::EPOLL_CLOEXEC).expect("an epoll"))
+            .collect();
+        for w in eps.windows(2) {
+            epoll_ctl(
+                w[0],
+                libc::EPOLL_CTL_ADD,
+                w[1],
+                Some((libc::EPOLLIN as u32, 0)),
+            )
+            .expect("a link");
+        }
+        eps
+    }
+
+    #[test]
+    fn the_kernel_tells_how_deep_a_chain_of_instances_goes() {
+        for n in 1..=5 {
+            let eps = chain(n);
+            // The top has n - 1 levels below it; five or more instances say 4.
+            assert_eq!(
+                epoll_depth_below(eps[0]),
+                Some((n - 1).min(4)),
+                "{n} instances"
+            );
+            // Asked again, the same: the probe left nothing behind.
+            assert_eq!(
+                epoll_depth_below(eps[0]),
+                Some((n - 1).min(4)),
+                "{n} instances"
+            );
+            for fd in eps {
+                let _ = close(fd);
+            }
+        }
+        // A regular file, which epoll refuses (EPERM): no answer.
+        let path = std::env::temp_dir().join(format!("eventpoll-depth-{}", std::process::id()));
+        let f = std::fs::File::create(&path).expect("a file");
+        use std::os::fd::AsRawFd;
+        assert_eq!(epoll_depth_below(f.as_raw_fd()), None);
+        drop(f);
+        let _ = std::fs::remove_file(path);
+    }
 }

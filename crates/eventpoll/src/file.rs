@@ -143,6 +143,37 @@ pub trait FileOps: Any + Send + Sync {
             *mask = file.poll();
         }
     }
+    /// For an object that is an epoll instance the engine does not run (a host kernel's
+    /// instance, watched through an embedder): how many levels of instances lie below it
+    /// (0 when it watches none; 4 or more says "too deep for any ADD"), which an ADD of it
+    /// counts as Linux's `ep_loop_check` does: `ELOOP` when that plus one plus the levels
+    /// of instances above the one added to exceeds 4. `None` (the default) for every other
+    /// object — its ADD runs no depth check.
+    ///
+    /// ```
+    /// use eventpoll::{Epoll, Errno, Events, File, FileOps, Interest, WaitQueue};
+    /// use std::sync::Arc;
+    /// /// Stands for a foreign instance with three levels of instances below it.
+    /// struct Foreign(WaitQueue);
+    /// impl FileOps for Foreign {
+    ///     fn poll(&self) -> Events { Events::empty() }
+    ///     fn wait_queue(&self) -> Option<&WaitQueue> { Some(&self.0) }
+    ///     fn foreign_epoll_depth(&self) -> Option<usize> { Some(3) }
+    /// }
+    /// let f = File::new(Arc::new(Foreign(WaitQueue::new())));
+    /// let ep = Epoll::new();
+    /// ep.add(&f, Interest::READABLE, 1).unwrap(); // 3 below it + 1 + 0 above `ep`
+    /// // Below `ep` now: 4 levels; + 1 + 0 above `outer`: one level too deep.
+    /// let outer = Epoll::new();
+    /// assert_eq!(outer.add(ep.file(), Interest::READABLE, 2), Err(Errno::ELOOP));
+    /// let (top, nested) = (Epoll::new(), Epoll::new());
+    /// top.add(nested.file(), Interest::READABLE, 3).unwrap();
+    /// // 3 below + 1 + 1 above `nested`: too deep as well.
+    /// assert_eq!(nested.add(&f, Interest::READABLE, 4), Err(Errno::ELOOP));
+    /// ```
+    fn foreign_epoll_depth(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<T: Pollable> FileOps for T {

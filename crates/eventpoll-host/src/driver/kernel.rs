@@ -511,6 +511,7 @@ impl Driver for KernelDriver {
             st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
             Ordering::Relaxed,
         );
+        host.note_mode(st.st_mode);
         let token = self.registry.insert(host, sys::own_identity(&st));
         host.token.store(token, Ordering::Release);
         let fd = host.fd();

@@ -53,6 +53,7 @@ impl Driver for PollDriver {
         if !pollable(&st) {
             return Err(Errno::EPERM);
         }
+        host.note_mode(st.st_mode);
         host.last
             .store(sys::poll_mask(host.fd()), Ordering::Relaxed);
         // The file's identity, from the same `fstat`: what key-less wakeups look it up by.

@@ -1693,9 +1693,12 @@ impl Driver for UringDriver {
         // when its poll ends at once, as Linux's epoll refuses it (EPERM); a regular file
         // that can be polled (`/proc/self/mounts`, cgroup and sysfs files) is accepted.
         let st = sys::fstat(fd)?;
-        let fmt = st.st_mode & libc::S_IFMT;
         let _ = host.identity.set(sys::identity(&st));
-        host.socket.store(fmt == libc::S_IFSOCK, Ordering::Relaxed);
+        host.socket.store(
+            st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
+            Ordering::Relaxed,
+        );
+        host.note_mode(st.st_mode);
         // The ring first: a switch to shared mode arms what is registered before this.
         let mut ring = self.lock();
         let token = self.registry.insert(host, sys::own_identity(&st));
@@ -1733,6 +1736,7 @@ impl Driver for UringDriver {
             st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
             Ordering::Relaxed,
         );
+        host.note_mode(st.st_mode);
         // The files whose poll would end at once are those epoll refuses: ask a scratch
         // kernel epoll, which keeps no reference to the file once closed.
         if !supports_poll(fd)? {

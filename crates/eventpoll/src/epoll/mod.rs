@@ -1063,6 +1063,13 @@ impl EpollShared {
             None
         };
         let target_is_epoll = target_ep.is_some();
+        // An instance outside the engine (a host's): the levels below it, for the depth
+        // check (see `FileOps::foreign_epoll_depth`).
+        let foreign_depth = if op == EPOLL_CTL_ADD && !target_is_epoll {
+            target.ops().foreign_epoll_depth()
+        } else {
+            None
+        };
         let interest = Events::from_bits_retain(event.events);
         if has_event && interest.contains(Events::EXCLUSIVE) {
             if op == EPOLL_CTL_MOD {
@@ -1080,7 +1087,8 @@ impl EpollShared {
         // hooks its item on this one under this `mtx` too (see `insert`), so an ADD that
         // skips the full check cannot race with this instance becoming nested (Linux reads
         // `f_ep` under `ep->mtx` and attaches under the target's `mtx` for the same reason).
-        if op == EPOLL_CTL_ADD && (target_is_epoll || self.is_watched()) {
+        if op == EPOLL_CTL_ADD && (target_is_epoll || foreign_depth.is_some() || self.is_watched())
+        {
             drop(il);
             let me = ep_file
                 .epoll_arc()
@@ -1094,6 +1102,11 @@ impl EpollShared {
                     .iter()
                     .map(|(k, ops)| nest::PathFile::of(*k, ops))
                     .collect()
+            } else if let Some(down) = foreign_depth {
+                // Linux counts an epoll target's depth, not paths from it; the files below
+                // it are the host's, out of the engine's sight.
+                nest::depth_check(&me, down)?;
+                Vec::new()
             } else {
                 vec![nest::PathFile::of(key, target.ops()).with_new_item(me.clone())]
             };

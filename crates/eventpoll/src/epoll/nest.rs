@@ -7,7 +7,9 @@
 //! - Loop/depth (Linux's `ep_loop_check`): `down` = how many levels of instances lie below
 //!   the target (reaching the instance being added to is a loop); `up` = how many lie above
 //!   that instance. `down + 1 + up > EP_MAX_NESTS` is `ELOOP`: a chain of five instances is
-//!   accepted, a sixth link is refused.
+//!   accepted, a sixth link is refused. An instance outside the engine (a host's kernel
+//!   instance) counts the levels its object reports (`FileOps::foreign_epoll_depth`), as a
+//!   target and below an instance; a loop through one cannot be seen.
 //! - Wakeup paths (Linux's `reverse_path_check`): for each plain file whose paths change —
 //!   the target, or the plain files below a target instance — count the paths from it up to
 //!   top-level instances by length; paths through 1, 2, 3, 4 intermediate instances are
@@ -84,6 +86,20 @@ pub(super) fn loop_check(
     Ok(())
 }
 
+/// Refuse (with `ELOOP`) adding an instance outside the engine with `down` levels of
+/// instances below it into `ep`: Linux's depth rule, `down + 1 + up > EP_MAX_NESTS` (a
+/// loop through it cannot be seen from here).
+pub(super) fn depth_check(ep: &Arc<EpollShared>, down: usize) -> Result<()> {
+    if down > EP_MAX_NESTS {
+        return Err(Errno::ELOOP);
+    }
+    let up = depth_above(ep, &mut BTreeMap::new());
+    if down + 1 + up > EP_MAX_NESTS {
+        return Err(Errno::ELOOP);
+    }
+    Ok(())
+}
+
 fn depth_below(
     ep: &EpollShared,
     depth: usize,
@@ -95,12 +111,18 @@ fn depth_below(
         return d;
     }
     let (children, plain) = ep.children();
+    let mut result = 0;
     for (key, f) in plain {
+        // An instance outside the engine counts its own levels (see
+        // `FileOps::foreign_epoll_depth`); the files below it are out of sight.
+        if let Some(d) = f.foreign_epoll_depth() {
+            result = result.max(d.saturating_add(1).min(EP_MAX_NESTS + 1));
+            continue;
+        }
         if !files.iter().any(|(k, _)| *k == key) {
             files.push((key, f));
         }
     }
-    let mut result = 0;
     for child in children {
         result = if id(&child) == inserting_into || depth > EP_MAX_NESTS {
             EP_MAX_NESTS + 1
