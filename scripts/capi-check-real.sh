@@ -57,6 +57,15 @@ ONLY="${ONLY:-python asyncio redis nginx memcached haproxy lighttpd}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 status=0
 fail() { echo "FAILED: $*"; status=1; }
+# ab_both N URL LABEL: `ab -n N -c 20` without and with keep-alive; every request must succeed.
+ab_both() {
+    for ka in "" -k; do
+        timeout 120 ab -q $ka -n "$1" -c 20 "$2" > "$TMP/$3.ab" 2>&1 \
+            || { cat "$TMP/$3.ab"; fail "$3: ab $ka"; }
+        grep -E '^(Complete|Failed) requests|^Requests per second' "$TMP/$3.ab" | tr -s ' ' | paste -sd';'
+        grep -qE '^Failed requests: +0$' "$TMP/$3.ab" || fail "$3: ab $ka: failed requests"
+    done
+}
 
 if want python; then
     echo "== python: test_epoll, test_selectors"
@@ -100,12 +109,7 @@ if want nginx; then
     env $(checked nginx) "$NGINX" -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" > "$TMP/nginx.out" 2>&1 &
     PIDS+=($!)
     if wait_port "$PORT" "" nginx; then
-        for ka in "" -k; do
-            timeout 120 ab -q $ka -n 5000 -c 20 "http://127.0.0.1:$PORT/file.bin" > "$TMP/nginx.ab" 2>&1 \
-                || { cat "$TMP/nginx.ab"; fail "ab $ka"; }
-            grep -E '^(Complete|Failed) requests|^Requests per second' "$TMP/nginx.ab" | tr -s ' ' | paste -sd';'
-            grep -qE '^Failed requests: +0$' "$TMP/nginx.ab" || fail "ab $ka: failed requests"
-        done
+        ab_both 5000 "http://127.0.0.1:$PORT/file.bin" nginx
         kill -QUIT "${PIDS[-1]}" # graceful: the workers finish and exit
     else
         fail "nginx"; kill "${PIDS[-1]}"
@@ -168,12 +172,7 @@ if want haproxy || want lighttpd; then
         HPID=$!
     fi
     if [ -n "$HPID" ] && wait_port "$PROXY" "" haproxy; then
-        for ka in "" -k; do
-            timeout 120 ab -q $ka -n 3000 -c 20 "http://127.0.0.1:$PROXY/file.bin" > "$TMP/haproxy.ab" 2>&1 \
-                || { cat "$TMP/haproxy.ab"; fail "ab $ka through haproxy"; }
-            grep -E '^(Complete|Failed) requests|^Requests per second' "$TMP/haproxy.ab" | tr -s ' ' | paste -sd';'
-            grep -qE '^Failed requests: +0$' "$TMP/haproxy.ab" || fail "ab $ka through haproxy: failed requests"
-        done
+        ab_both 3000 "http://127.0.0.1:$PROXY/file.bin" haproxy
     else
         fail "haproxy or lighttpd did not start"
     fi

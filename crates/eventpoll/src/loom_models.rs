@@ -909,60 +909,70 @@ fn loom_models_timerfd() {
     use crate::objects::timerfd::CLOCK_MONOTONIC;
     use crate::platform::ManualClock;
     use crate::{EpollEvent, FdTable, ITimerSpec, TableConfig, Timespec, User};
-    let table = |clock: &Arc<ManualClock>| {
+    /// A table on `clock` with a one-shot timer due in a second, and (`watched`) an
+    /// instance watching it for `IN` with data 7.
+    fn timer(clock: &Arc<ManualClock>, watched: bool) -> (Arc<FdTable>, i32, i32) {
         let t = Arc::new(FdTable::with_clock(
             TableConfig::default(),
             User::new(1 << 20),
             clock.clone(),
         ));
         let fd = t.timerfd_create(CLOCK_MONOTONIC, 0).unwrap();
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         let once = ITimerSpec {
-            interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
+            interval: zero,
             value: Timespec {
                 tv_sec: 1,
                 tv_nsec: 0,
             },
         };
         t.timerfd_settime(fd, 0, &once).unwrap();
-        (t, fd)
-    };
-    check("timerfd_expiry_vs_poll", move || {
+        let mut ep = -1;
+        if watched {
+            ep = t.epoll_create1(0).unwrap();
+            let ev = EpollEvent {
+                events: Events::IN.bits(),
+                data: 7,
+            };
+            t.epoll_ctl(ep, crate::event::EPOLL_CTL_ADD, fd, Some(&ev))
+                .unwrap();
+        }
+        (t, fd, ep)
+    }
+    /// `poll(2)` of the timer for `IN`: the count and the `revents`.
+    fn poll_in(t: &FdTable, fd: i32, timeout_ms: i32) -> (Result<usize>, i16) {
+        let mut fds = [crate::PollFd {
+            fd,
+            events: Events::IN.bits() as i16,
+            revents: 0,
+        }];
+        let n = t.poll(&mut fds, timeout_ms);
+        (n, fds[0].revents)
+    }
+    /// `epoll_wait` of instance `ep`: the count and the first event.
+    fn wait_first(t: &FdTable, ep: i32, timeout_ms: i32) -> (Result<usize>, EpollEvent) {
+        let mut out = [EpollEvent { events: 0, data: 0 }; 2];
+        let n = t.epoll_wait(ep, &mut out, 2, timeout_ms);
+        (n, out[0])
+    }
+    check("timerfd_expiry_vs_poll", || {
         let clock = Arc::new(ManualClock::new());
-        let (t, fd) = table(&clock);
+        let (t, fd, _) = timer(&clock, false);
         let t2 = t.clone();
-        let poller = thread::spawn(move || {
-            let mut fds = [crate::PollFd {
-                fd,
-                events: Events::IN.bits() as i16,
-                revents: 0,
-            }];
-            let n = t2.poll(&mut fds, -1);
-            (n, fds[0].revents)
-        });
+        let poller = thread::spawn(move || poll_in(&t2, fd, -1));
         clock.advance(Duration::from_secs(1));
         let (n, revents) = poller.join().unwrap();
         assert_eq!(n, Ok(1));
         assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
     });
-    check("timerfd_expiry_vs_epoll_wait", move || {
+    check("timerfd_expiry_vs_epoll_wait", || {
         let clock = Arc::new(ManualClock::new());
-        let (t, fd) = table(&clock);
-        let ep = t.epoll_create1(0).unwrap();
-        let ev = EpollEvent {
-            events: Events::IN.bits(),
-            data: 7,
-        };
-        t.epoll_ctl(ep, crate::event::EPOLL_CTL_ADD, fd, Some(&ev))
-            .unwrap();
+        let (t, _, ep) = timer(&clock, true);
         let t2 = t.clone();
-        let waiter = thread::spawn(move || {
-            let mut out = [EpollEvent { events: 0, data: 0 }; 2];
-            let n = t2.epoll_wait(ep, &mut out, 2, -1);
-            (n, out[0])
-        });
+        let waiter = thread::spawn(move || wait_first(&t2, ep, -1));
         clock.advance(Duration::from_secs(1));
         let (n, first) = waiter.join().unwrap();
         assert_eq!(n, Ok(1));
@@ -972,27 +982,13 @@ fn loom_models_timerfd() {
     // sees the tick (a zero-timeout `poll` of the timerfd) and then makes a zero-timeout
     // `epoll_wait` must find the item reported — with the wakeup made after the state
     // lock was let go, the item could still be off the ready list then.
-    check("timerfd_tick_seen_then_zero_timeout_wait", move || {
+    check("timerfd_tick_seen_then_zero_timeout_wait", || {
         let clock = Arc::new(ManualClock::new());
-        let (t, fd) = table(&clock);
-        let ep = t.epoll_create1(0).unwrap();
-        let ev = EpollEvent {
-            events: Events::IN.bits(),
-            data: 7,
-        };
-        t.epoll_ctl(ep, crate::event::EPOLL_CTL_ADD, fd, Some(&ev))
-            .unwrap();
+        let (t, fd, ep) = timer(&clock, true);
         let t2 = t.clone();
         let observer = thread::spawn(move || {
-            let mut fds = [crate::PollFd {
-                fd,
-                events: Events::IN.bits() as i16,
-                revents: 0,
-            }];
-            let seen = t2.poll(&mut fds, 0) == Ok(1);
-            let mut out = [EpollEvent { events: 0, data: 0 }; 2];
-            let n = t2.epoll_wait(ep, &mut out, 2, 0);
-            (seen, n)
+            let seen = poll_in(&t2, fd, 0).0 == Ok(1);
+            (seen, wait_first(&t2, ep, 0).0)
         });
         clock.advance(Duration::from_secs(1));
         let (seen, n) = observer.join().unwrap();
