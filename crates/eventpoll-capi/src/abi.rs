@@ -257,6 +257,21 @@ fn ctl(
         }
         Err(e) => return Err(e),
     };
+    // A kernel instance (one a `fork` handed over) that watches this instance's own
+    // kernel epoll (`epfd` is one), directly or through others, would close a loop the
+    // engine cannot see: the kernel is asked, with an item that watches nothing added to
+    // that epoll for the moment — Linux's `ELOOP`, which comes before `EEXIST`.
+    if op == libc::EPOLL_CTL_ADD
+        && eventpoll_host::Host::host_fd(&target).is_some_and(|h| h.is_kernel_epoll())
+    {
+        match sys::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, Some((0, 0))) {
+            Err(Errno::ELOOP) => return Err(Errno::ELOOP),
+            Ok(()) => {
+                let _ = sys::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, None);
+            }
+            Err(_) => {}
+        }
+    }
     // Host wakeups that happened before this call reach the ready lists first, in their
     // order, before ADD or MOD links anything (Linux's callbacks ran at wakeup time) — done
     // already when the target was registered just now (the kernel-epoll driver's

@@ -252,6 +252,35 @@ impl HostFd {
         self.pollable
     }
 
+    /// Whether the host file is a kernel epoll instance (asked of the kernel once, for an
+    /// anonymous-inode file; known from the registration for every other).
+    ///
+    /// ```
+    /// use eventpoll_host::{sys, DriverKind, Host};
+    /// let host = Host::new(DriverKind::KernelEpoll).unwrap();
+    /// let ep = sys::epoll_create1(libc::EPOLL_CLOEXEC).unwrap();
+    /// let efd = sys::eventfd(0, libc::EFD_CLOEXEC).unwrap();
+    /// let (a, b) = (host.open(ep).unwrap(), host.open(efd).unwrap());
+    /// assert!(Host::host_fd(&a).unwrap().is_kernel_epoll());
+    /// assert!(!Host::host_fd(&b).unwrap().is_kernel_epoll());
+    /// drop((a, b));
+    /// let _ = (sys::close(ep), sys::close(efd));
+    /// ```
+    pub fn is_kernel_epoll(&self) -> bool {
+        if !self.pollable {
+            return false;
+        }
+        match self.epoll_kind.load(Ordering::Relaxed) {
+            EPOLL_UNKNOWN => {
+                let yes = sys::is_epoll(self.fd()) == Some(true);
+                let kind = if yes { EPOLL_YES } else { EPOLL_NO };
+                self.epoll_kind.store(kind, Ordering::Relaxed);
+                yes
+            }
+            k => k == EPOLL_YES,
+        }
+    }
+
     /// Wake the queue with the host's bits (called by the drivers). A wakeup without a key
     /// (a state change: the io_uring driver's `wake_key`, or [`crate::Host::wake_keyless`])
     /// wakes every entry, exclusive or not: Linux's state changes wake all — a pipe's
@@ -582,22 +611,7 @@ impl FileOps for HostFd {
     /// ([`sys::epoll_depth_below`]); other files, known from their registration, cost
     /// nothing, and an anonymous-inode file is asked once whether it is an instance.
     fn foreign_epoll_depth(&self) -> Option<usize> {
-        if !self.pollable {
-            return None;
-        }
-        let kind = match self.epoll_kind.load(Ordering::Relaxed) {
-            EPOLL_UNKNOWN => {
-                let k = match sys::is_epoll(self.fd()) {
-                    Some(true) => EPOLL_YES,
-                    Some(false) => EPOLL_NO,
-                    None => return None,
-                };
-                self.epoll_kind.store(k, Ordering::Relaxed);
-                k
-            }
-            k => k,
-        };
-        if kind != EPOLL_YES {
+        if !self.is_kernel_epoll() {
             return None;
         }
         sys::epoll_depth_below(self.fd())
