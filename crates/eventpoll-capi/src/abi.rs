@@ -231,19 +231,18 @@ fn ctl(
         return Err(Errno::EINVAL);
     }
     let is_add_or_mod = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
-    let unknown = p.slot(fd).is_none();
     // A description seen for the first time is registered for the interest asked for.
     let (target, registered) = match p.target(fd, if is_add_or_mod { ev.events } else { 0 }) {
         Ok(t) => t,
-        // A number seen for the first time by a DEL or a MOD holds no item of any of our
-        // instances: Linux answers `ENOENT` once it knows the file can be polled (`EINVAL`
-        // first for a MOD with `EXCLUSIVE`). A registration the host refuses for another
-        // reason (the kernel-epoll driver's `ELOOP` for a kernel instance at the bottom of
-        // a chain as deep as Linux allows — one handed over at a `fork` — or a watch
-        // limit) must not show through.
+        // Only a registration fails here, and only a number the table did not know (or
+        // forgot, closed unseen) is registered: it holds no item of any of our instances,
+        // and a DEL or a MOD of it is Linux's `ENOENT` once the file is known to be
+        // pollable (`EINVAL` first for a MOD with `EXCLUSIVE`). A registration the host
+        // refuses for another reason (the kernel-epoll driver's `ELOOP` for a kernel
+        // instance at the bottom of a chain as deep as Linux allows — one handed over at a
+        // `fork` — or a watch limit) must not show through.
         Err(e)
-            if unknown
-                && (op == libc::EPOLL_CTL_DEL || op == libc::EPOLL_CTL_MOD)
+            if (op == libc::EPOLL_CTL_DEL || op == libc::EPOLL_CTL_MOD)
                 && e != Errno::EBADF
                 && e != Errno::EPERM =>
         {

@@ -958,23 +958,26 @@ fn loom_models_timerfd() {
         let n = t.epoll_wait(ep, &mut out, 2, timeout_ms);
         (n, out[0])
     }
-    check("timerfd_expiry_vs_poll", || {
+    /// A thread running `sleeper` (given the table, the timer and the instance watching
+    /// it, if `watched`) against the timer's expiry on this one: what `sleeper` returned.
+    fn against_expiry<R: Send + 'static>(
+        watched: bool,
+        sleeper: impl FnOnce(&FdTable, i32, i32) -> R + Send + 'static,
+    ) -> R {
         let clock = Arc::new(ManualClock::new());
-        let (t, fd, _) = timer(&clock, false);
+        let (t, fd, ep) = timer(&clock, watched);
         let t2 = t.clone();
-        let poller = thread::spawn(move || poll_in(&t2, fd, -1));
+        let sleeping = thread::spawn(move || sleeper(&t2, fd, ep));
         clock.advance(Duration::from_secs(1));
-        let (n, revents) = poller.join().unwrap();
+        sleeping.join().unwrap()
+    }
+    check("timerfd_expiry_vs_poll", || {
+        let (n, revents) = against_expiry(false, |t, fd, _| poll_in(t, fd, -1));
         assert_eq!(n, Ok(1));
         assert_eq!(revents & Events::IN.bits() as i16, Events::IN.bits() as i16);
     });
     check("timerfd_expiry_vs_epoll_wait", || {
-        let clock = Arc::new(ManualClock::new());
-        let (t, _, ep) = timer(&clock, true);
-        let t2 = t.clone();
-        let waiter = thread::spawn(move || wait_first(&t2, ep, -1));
-        clock.advance(Duration::from_secs(1));
-        let (n, first) = waiter.join().unwrap();
+        let (n, first) = against_expiry(true, |t, _, ep| wait_first(t, ep, -1));
         assert_eq!(n, Ok(1));
         assert_eq!((first.events, first.data), (Events::IN.bits(), 7));
     });
@@ -983,15 +986,10 @@ fn loom_models_timerfd() {
     // `epoll_wait` must find the item reported — with the wakeup made after the state
     // lock was let go, the item could still be off the ready list then.
     check("timerfd_tick_seen_then_zero_timeout_wait", || {
-        let clock = Arc::new(ManualClock::new());
-        let (t, fd, ep) = timer(&clock, true);
-        let t2 = t.clone();
-        let observer = thread::spawn(move || {
-            let seen = poll_in(&t2, fd, 0).0 == Ok(1);
-            (seen, wait_first(&t2, ep, 0).0)
+        let (seen, n) = against_expiry(true, |t, fd, ep| {
+            let seen = poll_in(t, fd, 0).0 == Ok(1);
+            (seen, wait_first(t, ep, 0).0)
         });
-        clock.advance(Duration::from_secs(1));
-        let (seen, n) = observer.join().unwrap();
         if seen {
             assert_eq!(n, Ok(1), "the tick was seen, its item not reported");
         }

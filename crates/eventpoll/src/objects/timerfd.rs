@@ -211,15 +211,16 @@ impl TimerFd {
         }
     }
 
-    /// Start the timer at `st.expires` (`hrtimer_start`/`hrtimer_restart`). Returns `true`
-    /// when the expiry is already due: the caller has fired it inline and must wake the
-    /// queue once the lock is released.
-    fn start(&self, st: &mut TimerState, now: i128) -> bool {
+    /// Start the timer at `st.expires` (`hrtimer_start`/`hrtimer_restart`); an expiry
+    /// already due fires inline: the tick and the wakeup, under the state lock the caller
+    /// holds (`st`), as an expiry from the clock does (see "Lock order").
+    fn start(&self, st: &mut TimerState, now: i128) {
         self.stop(st);
         if st.expires <= now {
             st.expired = true;
             st.ticks += 1;
-            return true;
+            self.shared.queue.wake(Events::IN);
+            return;
         }
         let generation = st.generation;
         let shared = self.shared.clone();
@@ -227,7 +228,6 @@ impl TimerFd {
             ns_to_dur(st.expires),
             Box::new(move || shared.fire(generation)),
         ));
-        false
     }
 
     /// `hrtimer_forward_now`: move the expiry past `now` by whole periods; returns how many.
@@ -251,10 +251,10 @@ impl TimerFd {
     }
 
     /// Fold an expired interval timer's missed periods into `ticks` and restart it.
-    fn catch_up(&self, st: &mut TimerState, now: i128) -> bool {
+    fn catch_up(&self, st: &mut TimerState, now: i128) {
         let missed = Self::forward(st, now);
         st.ticks = st.ticks.saturating_add(missed.saturating_sub(1));
-        self.start(st, now)
+        self.start(st, now);
     }
 
     fn remaining(st: &TimerState, now: i128) -> ITimerSpec {
@@ -294,10 +294,7 @@ impl TimerFd {
                 } else {
                     texp
                 };
-                if self.start(&mut st, now) {
-                    // Fired inline: woken under the lock, as an expiry is.
-                    self.shared.queue.wake(Events::IN);
-                }
+                self.start(&mut st, now);
             }
         }
         Ok(old)
@@ -313,10 +310,7 @@ impl TimerFd {
         let now = self.now_ns();
         if st.expired && st.interval != 0 {
             st.expired = false;
-            if self.catch_up(&mut st, now) {
-                // Fired inline: woken under the lock, as an expiry is.
-                self.shared.queue.wake(Events::IN);
-            }
+            self.catch_up(&mut st, now);
         }
         Self::remaining(&st, now)
     }
@@ -332,11 +326,8 @@ impl TimerFd {
             let now = self.now_ns();
             let missed = Self::forward(&mut st, now);
             ticks = ticks.saturating_add(missed.saturating_sub(1));
-            // A restart is never due at once (the expiry was moved past now); were it, it
-            // would wake as the other restart sites do.
-            if self.start(&mut st, now) {
-                self.shared.queue.wake(Events::IN);
-            }
+            // Never due at once: the expiry was moved past now.
+            self.start(&mut st, now);
         }
         st.expired = false;
         st.ticks = 0;
