@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System calls per request of real servers, natively and under LD_PRELOAD=libeventpoll.so
-# with each host driver: the count the kernel's syscall tracepoints give (`perf stat -e
-# 'syscalls:sys_enter_*'` attached to the server), divided by the requests served while it
-# was attached. Unlike CPU time, these counts hardly move from run to run on a shared
+# with each host driver: the count the kernel's syscall tracepoints give (`perf stat`
+# attached to the server: `raw_syscalls:sys_enter` for the total and `syscalls:sys_enter_NAME`
+# for each of the calls servers and the library make, the rest shown as "other"), divided
+# by the requests served while it was attached. Unlike CPU time, these counts hardly move from run to run on a shared
 # machine, so they show what a change to the library's wait path costs or saves.
 #   memcached  Debian's memcached, -t 4, 4 Python clients doing set + get (PAIRS each)
 #   node       crates/eventpoll-capi/tests/node/http_server.js under `ab -c 20` (no keep-alive)
@@ -11,7 +12,9 @@
 # Loopback only; every server bounded by `timeout` and stopped on exit.
 #   PROFILE=release scripts/syscalls-per-request.sh [memcached|node|nginx|all]
 #   SIDES ("native uring epoll"), PAIRS (4000), REQUESTS (8000), EVENTPOLL_LIB (a library
-#   built before, used as it is), MIN (0.05: calls per request below this are not listed)
+#   built before, used as it is), MIN (0.05: calls per request below this are not listed),
+#   ALL=1 (every system call's tracepoint by name, `syscalls:sys_enter_*`: no "other", but
+#   perf takes ~13 s to attach and detach them, against ~2 s for the list)
 # Needs perf with tracepoints (root, or perf_event_paranoid <= -1 and tracefs readable);
 # exits 2 without them.
 export LC_ALL=C
@@ -30,6 +33,26 @@ esac
 command -v perf >/dev/null || { echo "syscalls-per-request: no perf" >&2; exit 2; }
 perf stat -e 'syscalls:sys_enter_getpid' -- true >/dev/null 2>&1 \
     || { echo "syscalls-per-request: perf cannot read syscall tracepoints here" >&2; exit 2; }
+# The tracepoints counted: the total, and by name the calls of the servers, of libevent,
+# libuv and nginx, and of the library (those the kernel has: a name missing from tracefs is
+# left out).
+NAMES="read write readv writev pread64 pwrite64 recvfrom sendto recvmsg sendmsg recvmmsg
+sendmmsg accept accept4 close close_range shutdown setsockopt getsockopt newfstatat statx
+getpid gettid getcpu rt_sigprocmask rt_sigaction futex io_uring_enter io_uring_register
+madvise kcmp clock_nanosleep clock_gettime nanosleep openat fcntl ioctl mmap munmap mprotect
+brk sched_yield epoll_wait epoll_pwait epoll_pwait2 epoll_ctl epoll_create1 ppoll poll
+select pselect6 eventfd2 timerfd_settime timerfd_gettime process_vm_readv process_vm_writev
+sendfile64 splice lseek socket connect dup dup3 pipe2 tgkill getrusage"
+TRACEFS="$(for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+    [ -d "$d/events/syscalls" ] && echo "$d" && break; done)"
+if [ "${ALL:-0}" = 1 ] || [ -z "$TRACEFS" ]; then
+    EVENTS='syscalls:sys_enter_*'
+else
+    EVENTS=raw_syscalls:sys_enter
+    for n in $NAMES; do
+        [ -d "$TRACEFS/events/syscalls/sys_enter_$n" ] && EVENTS="$EVENTS,syscalls:sys_enter_$n"
+    done
+fi
 build_lib
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 PY="$(python3 -c 'import sys; print(sys.executable)')"
@@ -44,11 +67,17 @@ report() {
     "$PY" - "$1" "$2" "$3" "$MIN" <<'PY'
 import re, sys
 path, requests, label, low = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-counts = {}
+counts, raw = {}, None
 for line in open(path):
     m = re.match(r"\s*([\d,]+)\s+syscalls:sys_enter_(\w+)", line)
     if m:
         counts[m.group(2)] = int(m.group(1).replace(",", ""))
+    m = re.match(r"\s*([\d,]+)\s+raw_syscalls:sys_enter", line)
+    if m:
+        raw = int(m.group(1).replace(",", ""))
+if raw is not None:
+    # The calls counted by no name of the list.
+    counts["other"] = max(raw - sum(counts.values()), 0)
 total = sum(counts.values()) / requests
 rows = sorted(((n / requests, k) for k, n in counts.items() if n / requests >= low), reverse=True)
 print(f"  {label:<8} {total:5.2f} per request: " + ", ".join(f"{k} {v:.2f}" for v, k in rows))
@@ -63,7 +92,7 @@ measure_memcached() { # SIDE
     SPID=$!
     wait_port "$port" "$SPID" memcached || return 1
     "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 50 >/dev/null
-    perf stat -e 'syscalls:sys_enter_*' -p "$(pgrep -P "$SPID" memcached || echo "$SPID")" \
+    perf stat -e "$EVENTS" -p "$(pgrep -P "$SPID" memcached || echo "$SPID")" \
         -o "$TMP/m-$1.txt" &
     local perf=$!
     sleep 0.3
@@ -77,7 +106,7 @@ measure_memcached() { # SIDE
 # counting the system calls of PIDS (comma-separated); stops the server; reports.
 ab_counted() {
     ab -q -c 20 -n 500 "$3" >/dev/null
-    perf stat -e 'syscalls:sys_enter_*' -p "$2" -o "$TMP/$1-$4.txt" &
+    perf stat -e "$EVENTS" -p "$2" -o "$TMP/$1-$4.txt" &
     local perf=$!
     sleep 0.3
     ab -q -c 20 -n "$REQUESTS" "$3" | grep -q "Failed requests: *0" \
