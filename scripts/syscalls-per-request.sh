@@ -15,6 +15,11 @@
 #   built before, used as it is), MIN (0.05: calls per request below this are not listed),
 #   ALL=1 (every system call's tracepoint by name, `syscalls:sys_enter_*`: no "other", but
 #   perf takes ~13 s to attach and detach them, against ~2 s for the list)
+#   WHAT=cpu: instead of system calls, where the server's CPU goes: `perf record -e
+#   cpu-clock -F FREQ` (4000) on the same runs, printed as microseconds of CPU per request
+#   by object (the server, the kernel, libeventpoll.so, libc, a JIT's code...), sampled: a
+#   few per cent from run to run. In a VM without a PMU the kernel's samples land where
+#   interrupts are enabled again, so by object only.
 # Needs perf with tracepoints (root, or perf_event_paranoid <= -1 and tracefs readable);
 # exits 2 without them.
 export LC_ALL=C
@@ -62,8 +67,39 @@ SPID=
 trap 'stop_spid; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-# report FILE REQUESTS LABEL: the calls per request `perf stat` counted in FILE, by name.
+WHAT="${WHAT:-syscalls}"
+FREQ="${FREQ:-4000}"
+case "$WHAT" in syscalls | cpu) ;; *) echo "WHAT is syscalls or cpu" >&2; exit 2 ;; esac
+
+# attach PIDS FILE: perf on PIDS (comma-separated) in the background (its pid in PERF),
+# counting system calls or sampling the CPU into FILE.
+attach() {
+    if [ "$WHAT" = cpu ]; then
+        perf record -q -e cpu-clock -F "$FREQ" -p "$1" -o "$2" 2>/dev/null &
+    else
+        perf stat -e "$EVENTS" -p "$1" -o "$2" &
+    fi
+    PERF=$!
+}
+
+# report FILE REQUESTS LABEL: per request, the calls `perf stat` counted in FILE by name,
+# or (WHAT=cpu) the microseconds of CPU `perf record` sampled, by object.
 report() {
+    if [ "$WHAT" = cpu ]; then
+        perf report -i "$1" --sort dso --stdio -n 2>/dev/null | "$PY" -c '
+import re, sys
+requests, label, low, freq = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+us = {}
+for line in sys.stdin:
+    m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(.+?)\s*$", line)
+    if m:
+        name = re.sub(r"^\[JIT\].*", "[JIT]", m.group(2))
+        us[name] = us.get(name, 0) + int(m.group(1)) * 1e6 / freq / requests
+rows = sorted(((v, k) for k, v in us.items() if v >= low), reverse=True)
+print(f"  {label:<8} {sum(us.values()):6.1f} us CPU per request: " + ", ".join(f"{k} {v:.1f}" for v, k in rows))
+' "$2" "$3" "$MIN" "$FREQ"
+        return
+    fi
     "$PY" - "$1" "$2" "$3" "$MIN" <<'PY'
 import re, sys
 path, requests, label, low = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -92,26 +128,23 @@ measure_memcached() { # SIDE
     SPID=$!
     wait_port "$port" "$SPID" memcached || return 1
     "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 50 >/dev/null
-    perf stat -e "$EVENTS" -p "$(pgrep -P "$SPID" memcached || echo "$SPID")" \
-        -o "$TMP/m-$1.txt" &
-    local perf=$!
+    attach "$(pgrep -P "$SPID" memcached || echo "$SPID")" "$TMP/m-$1.txt"
     sleep 0.3
     "$PY" "$ROOT/scripts/capi_servers.py" memcached "$port" 4 "$PAIRS" >/dev/null
-    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     stop_spid
     report "$TMP/m-$1.txt" $((8 * PAIRS)) "$1"
 }
 
 # ab_counted NAME PIDS URL SIDE: a warm-up, then `ab -c 20 -n REQUESTS` on URL with perf
-# counting the system calls of PIDS (comma-separated); stops the server; reports.
+# on PIDS (comma-separated, see attach); stops the server; reports.
 ab_counted() {
     ab -q -c 20 -n 500 "$3" >/dev/null
-    perf stat -e "$EVENTS" -p "$2" -o "$TMP/$1-$4.txt" &
-    local perf=$!
+    attach "$2" "$TMP/$1-$4.txt"
     sleep 0.3
     ab -q -c 20 -n "$REQUESTS" "$3" | grep -q "Failed requests: *0" \
-        || { echo "$1: failed requests"; kill -INT "$perf"; return 1; }
-    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+        || { echo "$1: failed requests"; kill -INT "$PERF"; return 1; }
+    kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
     stop_spid
     report "$TMP/$1-$4.txt" "$REQUESTS" "$4"
 }
