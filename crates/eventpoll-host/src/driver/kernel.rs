@@ -300,7 +300,19 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
         // io_uring driver's `wake_key` says too.
         return Some(0);
     }
-    key_of(socket, bits & !errhup)
+    let key = key_of(socket, bits & !errhup);
+    if key.is_none() && now != 0 && !socket {
+        // A report (the input epoll is edge-triggered: a wakeup came since the last one)
+        // with `ERR` or `HUP` set as before and no input bit: for a file other than a
+        // socket, a wakeup without a key — a pipe's or FIFO's release that left a side
+        // with no ends (a FIFO writer whose `ERR` went with a reader's open, which no
+        // report shows, and came back at its close: random seed 1800006 #2243), an
+        // `F_SETPIPE_SZ` — which queues every item on Linux. (Such a file gets no keyed
+        // input wakeup while it shows `ERR` or `HUP`: no data comes to a pipe without
+        // writers, none is read by a writer without readers.)
+        return Some(0);
+    }
+    key
 }
 
 /// The key of a report's direction bits `dir` (a socket's widened to its wakeup's whole
