@@ -301,15 +301,21 @@ fn wake_key(host: &HostFd, class: usize, bits: u32) -> Option<u32> {
         return Some(0);
     }
     let key = key_of(socket, bits & !errhup);
-    if key.is_none() && now != 0 && !socket {
+    if key.is_none() && now != 0 {
         // A report (the input epoll is edge-triggered: a wakeup came since the last one)
-        // with `ERR` or `HUP` set as before and no input bit: for a file other than a
-        // socket, a wakeup without a key — a pipe's or FIFO's release that left a side
-        // with no ends (a FIFO writer whose `ERR` went with a reader's open, which no
-        // report shows, and came back at its close: random seed 1800006 #2243), an
-        // `F_SETPIPE_SZ` — which queues every item on Linux. (Such a file gets no keyed
-        // input wakeup while it shows `ERR` or `HUP`: no data comes to a pipe without
-        // writers, none is read by a writer without readers.)
+        // with `ERR` or `HUP` set as before and no input bit: the state bits went and came
+        // back with no report between (nothing the watch asks for was set while they were
+        // gone), or the file was woken without a key while they stayed — either way a
+        // wakeup every item takes on Linux: a pipe's or FIFO's release that left a side
+        // with no ends (a FIFO writer whose `ERR` went with a reader's open and came back
+        // at its close: random seed 1800006 #2243), an `F_SETPIPE_SZ`, a socket's next
+        // error after the program took the last (`sk_error_report`, keyed `ERR`: a
+        // connected UDP socket's second `ECONNREFUSED`,
+        // `scenarios/regressions/udp-error-returns-et.ep`). A pipe gets no keyed input
+        // wakeup while it shows `ERR` or `HUP` (no data comes to a pipe without writers,
+        // none is read by a writer without readers); a socket with an error pending that
+        // gets data the program reads before this pump is the one case taken wider than
+        // Linux's key (its items that do not watch input are queued, then polled).
         return Some(0);
     }
     key
