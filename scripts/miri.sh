@@ -6,7 +6,7 @@
 # checks those borrows. Tests that only repeat a path thousands of times (the nesting limits'
 # 1,000 paths) are skipped: under Miri they take tens of minutes and add no new unsafe path.
 #
-#   scripts/miri.sh [extra test filter args]   (MIRI_TARGET_DIR: target/miri)
+#   scripts/miri.sh [extra test filter args]   (MIRI_TARGET_DIR: target/miri, a directory per group)
 #
 # Needs the nightly toolchain with the miri component (installed here when missing: rustup
 # component add); prints SKIPPED and exits 0 when neither can be had, as the sanitizers do.
@@ -27,10 +27,10 @@ fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 SKIP=(--skip wakeup_path_limits --skip path_limit --skip many_ --skip stress)
 # Two groups of about equal length (on the CI machine: the pipe's tests ~180 s, the rest
-# ~170 s; building for Miri ~15 s), each in its own target directory so that neither waits
-# for the other's build lock, run side by side where there are two cores or more: Miri
-# interprets a test binary on one core.
-# Own target directories: Miri's builds never mix with the normal ones.
+# ~170 s; building for Miri ~15 s), run side by side where there are two cores or more
+# (Miri interprets a test binary on one core), each in its own target directory under
+# MIRI_TARGET_DIR: neither waits for the other's build lock, and Miri's builds never mix
+# with the normal ones.
 GROUPS_=("epoll:: check:: table:: wait_queue" "objects::pipe")
 TARGET_ROOT="${MIRI_TARGET_DIR:-target/miri}"
 run_group() { # INDEX FILTERS...

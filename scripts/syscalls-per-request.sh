@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # System calls per request of real servers, natively and under LD_PRELOAD=libeventpoll.so
 # with each host driver: the count the kernel's syscall tracepoints give (`perf stat`
-# attached to the server: `raw_syscalls:sys_enter` for the total and `syscalls:sys_enter_NAME`
-# for each of the calls servers and the library make, the rest shown as "other"), divided
-# by the requests served while it was attached. Unlike CPU time, these counts hardly move from run to run on a shared
-# machine, so they show what a change to the library's wait path costs or saves.
+# attached to the server: `raw_syscalls:sys_enter` for the total, `syscalls:sys_enter_NAME`
+# for each call servers and the library make, the rest shown as "other"), divided by the
+# requests served while it was attached. Unlike CPU time, these counts hardly move from
+# run to run on a shared machine, so they show what a change to the wait path costs or
+# saves. (WHAT=cpu, below, samples the same runs' CPU instead.)
 #   memcached  Debian's memcached, -t 4, 4 Python clients doing set + get (PAIRS each)
 #   node       crates/eventpoll-capi/tests/node/http_server.js under `ab -c 20` (no keep-alive)
 #   nginx      Debian's nginx, 2 workers (single-threaded), a 20,000-byte file, `ab -c 20`

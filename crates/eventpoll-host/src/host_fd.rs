@@ -185,32 +185,6 @@ impl HostFd {
         (old & mask) >> shift
     }
 
-    /// A poll of the file found the mask `revents`, and the state bits recorded were `seen`
-    /// before it: those of them the file no longer has are dropped from the record (both
-    /// directions), so that their return is the state change it is. A driver learns of
-    /// state bits from its reports only, and a file's report comes only for a bit its
-    /// watch asks for (or `ERR`/`HUP`): a FIFO's writer watched for input shows `ERR` when
-    /// its last reader goes, loses it when a reader opens — no report, its mask then has
-    /// nothing asked for — and shows it again when that reader closes, a key-less wakeup
-    /// of every item on Linux (`pipe_release`) that the record, still holding the first
-    /// `ERR`, took for nothing new (random seed 1800006 #2243, kernel-epoll driver:
-    /// `scenarios/regressions/fifo-writer-err-returns.ep`). Only a record unchanged since
-    /// `seen` is touched: a report that recorded the bits again while the poll ran (the
-    /// file's state moved under it) keeps them. A number that is no longer open
-    /// (`POLLNVAL`) tells nothing.
-    pub(crate) fn forget_gone_state(&self, seen: u32, revents: u32) {
-        if seen == 0 || revents & libc::POLLNVAL as u32 != 0 {
-            return;
-        }
-        let still = (revents & 0xffff) | ((revents & 0xffff) << 16);
-        let kept = seen & still;
-        if kept != seen {
-            let _ = self
-                .errhup
-                .compare_exchange(seen, kept, Ordering::AcqRel, Ordering::Relaxed);
-        }
-    }
-
     /// The key of the last wakeup the driver delivered (0: none, or one without a key).
     pub(crate) fn last_key(&self) -> u32 {
         self.last_bits.load(Ordering::Acquire)
@@ -625,10 +599,7 @@ impl FileOps for HostFd {
         if let Some(m) = fresh::mask(self) {
             return self.observe(m);
         }
-        let seen = self.errhup.load(Ordering::Acquire);
-        let m = sys::poll_mask(self.fd());
-        self.forget_gone_state(seen, m);
-        self.observe(m)
+        self.observe(sys::poll_mask(self.fd()))
     }
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
@@ -663,8 +634,6 @@ impl FileOps for HostFd {
     fn poll_batch(&self, batch: &[&dyn FileOps], out: &mut [Events]) {
         // Fresh masks first; the rest with one poll(2) (descriptor -1: skipped).
         let mut asked = 0;
-        // Each descriptor's state bits as recorded before the poll (`forget_gone_state`).
-        let mut seen: smallvec::SmallVec<[u32; 16]> = smallvec::SmallVec::new();
         let mut fds: smallvec::SmallVec<[libc::pollfd; 16]> = batch
             .iter()
             .zip(out.iter_mut())
@@ -675,7 +644,6 @@ impl FileOps for HostFd {
                 if let (Some(h), Some(m)) = (h, fresh) {
                     *o = h.observe(m);
                 }
-                seen.push(h.map_or(0, |h| h.errhup.load(Ordering::Acquire)));
                 let fd = match (h, fresh) {
                     (Some(h), None) => {
                         asked += 1;
@@ -703,14 +671,10 @@ impl FileOps for HostFd {
             }
             return;
         }
-        for (((f, p), o), &seen) in batch.iter().zip(&fds).zip(out.iter_mut()).zip(&seen) {
+        for ((f, p), o) in batch.iter().zip(&fds).zip(out.iter_mut()) {
             let any: &dyn std::any::Any = *f;
             match any.downcast_ref::<HostFd>() {
-                Some(h) if p.fd >= 0 => {
-                    let m = p.revents as u16 as u32;
-                    h.forget_gone_state(seen, m);
-                    *o = h.observe(m);
-                }
+                Some(h) if p.fd >= 0 => *o = h.observe(p.revents as u16 as u32),
                 Some(_) => {} // fresh, set above
                 None => *o = f.poll(),
             }
@@ -779,34 +743,6 @@ mod tests {
         assert_eq!(fresh::mask(&h), Some(IN));
         drop(epoch);
         assert_eq!(fresh::mask(&h), None);
-    }
-
-    #[test]
-    fn state_bits_a_poll_no_longer_finds_are_forgotten_unless_a_report_came_between() {
-        const ERR: u32 = libc::POLLERR as u32;
-        const OUT: u32 = libc::POLLOUT as u32;
-        let h = host();
-        // A FIFO writer's ERR as a report of each direction recorded it.
-        assert_eq!(h.swap_state(0, ERR), 0);
-        assert_eq!(h.swap_state(1, ERR), 0);
-        let seen = h.errhup.load(Ordering::SeqCst);
-        // A reader opened: the poll finds OUT alone; both directions forget ERR, and its
-        // return is new to the next report of either.
-        h.forget_gone_state(seen, OUT);
-        assert_eq!(h.swap_state(0, ERR), 0);
-        assert_eq!(h.swap_state(1, ERR), 0);
-        // Bits the poll still finds stay.
-        let seen = h.errhup.load(Ordering::SeqCst);
-        h.forget_gone_state(seen, OUT | ERR);
-        assert_eq!(h.errhup.load(Ordering::SeqCst), seen);
-        // A report that recorded other bits while the poll ran: the record is not touched.
-        h.swap_state(0, ERR | HUP);
-        h.forget_gone_state(seen, OUT);
-        assert_eq!(h.swap_state(0, ERR | HUP), ERR | HUP);
-        // A number no longer open tells nothing.
-        let seen = h.errhup.load(Ordering::SeqCst);
-        h.forget_gone_state(seen, libc::POLLNVAL as u32);
-        assert_eq!(h.errhup.load(Ordering::SeqCst), seen);
     }
 
     #[test]
