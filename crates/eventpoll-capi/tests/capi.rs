@@ -45,10 +45,33 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn out_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("eventpoll-capi-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A test's own directory for the programs it builds, under Cargo's scratch directory for
+/// integration tests (`target/tmp`), never the system's temporary directory: removed when
+/// the test ends, kept (and named on standard error) when it fails, for a look at what ran.
+/// Each test has its own, so that no test removes another's files while they run.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("eventpoll-capi-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test's programs are kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 fn cc(out: &Path, extra: &[&str]) {
@@ -103,7 +126,7 @@ fn c_error_paths_match_the_kernel_in_every_build() {
     }
     let lib = lib_dir();
     let inc = crate_dir().join("include");
-    let out = out_dir();
+    let out = Scratch::new("errors");
     let native = out.join("errors_native");
     let shared = out.join("errors_so");
     let fixed = out.join("errors_a");
@@ -157,7 +180,6 @@ fn c_error_paths_match_the_kernel_in_every_build() {
             .env("EVENTPOLL_LOG", "1"),
         "LD_PRELOAD, EVENTPOLL_LOG=1",
     );
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// `tests/c/stack_buffers.c`: a wait into a buffer on the waiting thread's own live stack
@@ -174,8 +196,7 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
         return;
     }
     let lib = lib_dir();
-    let out = std::env::temp_dir().join(format!("eventpoll-capi-stack-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = Scratch::new("stack");
     let native = out.join("stack_buffers_native");
     let shared = out.join("stack_buffers_so");
     cc_file("stack_buffers.c", &native, &["-lpthread", "-ldl"]);
@@ -214,7 +235,6 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
             48,
         );
     }
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// `tests/c/threads.c`: wakeups across threads (issue 12: a cross-thread eventfd write
@@ -229,9 +249,7 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
         return;
     }
     let lib = lib_dir();
-    // Its own directory: the other tests remove theirs when they finish.
-    let out = std::env::temp_dir().join(format!("eventpoll-capi-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = Scratch::new("threads");
     let exe = out.join("threads_native");
     cc_file("threads.c", &exe, &["-lpthread"]);
     run_at_least(&mut Command::new(&exe), "threads: kernel (glibc)", 15);
@@ -276,7 +294,6 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(out);
 }
 
 /// `tests/c/fork_exit.c`: a forked child that duplicated a descriptor (through the calls
@@ -291,8 +308,7 @@ fn c_child_exit_releases_its_files_with_every_driver() {
         return;
     }
     let lib = lib_dir();
-    let out = std::env::temp_dir().join(format!("eventpoll-capi-fork-exit-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = Scratch::new("fork-exit");
     let exe = out.join("fork_exit_native");
     cc_file("fork_exit.c", &exe, &[]);
     run_at_least(&mut Command::new(&exe), "fork_exit: kernel (glibc)", 10);
@@ -314,7 +330,6 @@ fn c_child_exit_releases_its_files_with_every_driver() {
             10,
         );
     }
-    let _ = std::fs::remove_dir_all(out);
 }
 
 const PY_SMOKE: &str = r#"
@@ -395,7 +410,8 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
     let lib = lib_dir();
     let profile = lib.file_name().unwrap().to_str().unwrap().to_string();
     let target_dir = lib.parent().unwrap();
-    let prefix = out_dir().join("prefix");
+    let dir = Scratch::new("installed");
+    let prefix = dir.join("prefix");
     let script = crate_dir().join("../../scripts/capi-install.sh");
     let o = Command::new("bash")
         .arg(&script)
@@ -431,7 +447,7 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
     assert!(flags.status.success(), "pkg-config failed");
     let flags = String::from_utf8_lossy(&flags.stdout).to_string();
     assert!(flags.contains("-Wl,-rpath,"), "{flags}");
-    let exe = out_dir().join("installed");
+    let exe = dir.join("installed");
     let o = Command::new("cc")
         .arg("-o")
         .arg(&exe)
@@ -459,7 +475,6 @@ fn a_program_built_with_pkg_config_runs_against_the_installed_library() {
         stdout.trim(),
         format!("wait 1 data 42 lib {}", installed.display())
     );
-    std::fs::remove_dir_all(&prefix).unwrap();
 }
 
 /// The checker's programs (`tests/c/check/`): each pitfall, and the expected summary of
@@ -494,7 +509,7 @@ fn check_programs_name_exactly_their_pitfall() {
         return;
     }
     let so = lib_dir().join("libeventpoll.so");
-    let dir = out_dir();
+    let dir = Scratch::new("check");
     for (name, summary) in CHECK_PROGRAMS {
         let exe = dir.join(format!("check-{name}"));
         cc_file(&format!("check/{name}.c"), &exe, &["-pthread"]);
@@ -553,7 +568,8 @@ fn a_ghost_item_kept_by_a_received_number_names_it() {
         return;
     }
     let so = lib_dir().join("libeventpoll.so");
-    let exe = out_dir().join("check-ghost_item_received-keeper");
+    let dir = Scratch::new("check-keeper");
+    let exe = dir.join("check-ghost_item_received-keeper");
     cc_file("check/ghost_item_received.c", &exe, &["-pthread"]);
     for driver in ["uring", "epoll", "poll"] {
         let o = Command::new(&exe)
@@ -600,7 +616,8 @@ fn check_setting_errors_are_reported_once_and_the_program_runs_on() {
         return;
     }
     let so = lib_dir().join("libeventpoll.so");
-    let exe = out_dir().join("check-ghost_item-settings");
+    let dir = Scratch::new("check-settings");
+    let exe = dir.join("check-ghost_item-settings");
     cc_file("check/ghost_item.c", &exe, &["-pthread"]);
     let o = Command::new(&exe)
         .env("LD_PRELOAD", &so)
@@ -640,7 +657,8 @@ fn setting_errors_are_reported_once_and_the_program_runs_on() {
         return;
     }
     let so = lib_dir().join("libeventpoll.so");
-    let exe = out_dir().join("settings-ghost_item");
+    let dir = Scratch::new("settings");
+    let exe = dir.join("settings-ghost_item");
     cc_file("check/ghost_item.c", &exe, &["-pthread"]);
     let run = |var: &str, value: &str| {
         let o = Command::new(&exe)
