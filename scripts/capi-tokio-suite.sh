@@ -49,6 +49,10 @@ done
 mapfile -t bins < <(grep -oE '\(target/release/deps/[^)]+\)|\('"$TMP"'/target/release/deps/[^)]+\)' "$TMP/build.txt" \
     | tr -d '()' | sed "s#^target/#$TMP/target/#")
 echo "${#bins[@]} test binaries"
+# tokio's tests leave unix sockets in the temporary directory (60 a run: named by tempfile
+# and by UUID, natively as under the preload): theirs is this run's own, removed with it.
+mkdir -p "$TMP/tmp"
+export TMPDIR="$TMP/tmp"
 run() { # $1: native|DRIVER; per-test outcomes in $TMP/$1.res
     local mode="$1" envs=()
     [ "$mode" = native ] || envs=(LD_PRELOAD="$LIB" EVENTPOLL_DRIVER="$mode" EVENTPOLL_LOG="$TMP/$mode.log")
