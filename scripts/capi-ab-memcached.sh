@@ -9,6 +9,8 @@
 # user and system time as the kernel's tick accounting gives it: one tick is 10 ms, so
 # take N=128000 or more for that split), and the round-by-round
 # ratios of each build to native and to the last build given (the baseline: A/B with two).
+# The driver is the library's default (the kernel epoll since 2026-12-08): set
+# EVENTPOLL_DRIVER=uring to measure the io_uring driver, as the figures before that date did.
 set -euo pipefail
 export LC_ALL=C
 HELP="$(cd "$(dirname "$0")" && pwd)/capi_servers.py"

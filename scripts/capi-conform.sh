@@ -11,7 +11,11 @@
 # The default list is scripts/capi-known.txt (each entry with its reason).
 known() { grep -v '^#' "$(dirname "$0")/$1" | tr '\n' ' '; }
 DEFAULT_KNOWN="$(known capi-known.txt)"
-[ "${EVENTPOLL_DRIVER:-}" = epoll ] && DEFAULT_KNOWN="$DEFAULT_KNOWN $(known capi-known-epoll.txt)"
+# The kernel-epoll driver is the library's default (since 2026-12-08).
+case "${EVENTPOLL_DRIVER:-epoll}" in
+    uring | poll) ;;
+    *) DEFAULT_KNOWN="$DEFAULT_KNOWN $(known capi-known-epoll.txt)" ;;
+esac
 CAPI_KNOWN="${CAPI_KNOWN-$DEFAULT_KNOWN}"
 source "$(dirname "$0")/capi-lib.sh"
 build_lib -p eventpoll-cli

@@ -6,7 +6,8 @@
 # library. Runs scripts/capi-ab-memcached.sh with the four (interleaved rounds; the ratios to
 # native and to D, round by round). A figure, not a gate.
 #   PROFILE=release scripts/capi-floor.sh   (ROUNDS, default 10; EVENTPOLL_LIB: a library
-#   built before, used as it is)
+#   built before, used as it is; EVENTPOLL_DRIVER: the driver of D, the default otherwise —
+#   the kernel epoll since 2026-12-08, the io_uring driver in the figures before)
 set -euo pipefail
 export LC_ALL=C
 PROFILE="${PROFILE:-release}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Java NIO (the JDK's Selector: epoll_create1, epoll_ctl and epoll_wait from its own JNI
 # code, an eventfd for Selector.wakeup, a posix_spawn helper for child processes) natively
-# and under LD_PRELOAD=libeventpoll.so with each driver (uring, the default; uring in shared
-# mode from the start; epoll; poll): crates/eventpoll-capi/tests/java/NioLoops.java, compiled
+# and under LD_PRELOAD=libeventpoll.so with each driver (uring; uring in shared
+# mode from the start; epoll, the default; poll): crates/eventpoll-capi/tests/java/NioLoops.java, compiled
 # here (echo server of 8 clients, OP_WRITE to a slow reader, a second selector thread on a
 # Pipe, wakeup() from another thread, a select timeout, children spawned while selecting).
 # Every part must print OK with every driver, as natively; a traced run shows the waits

@@ -3,7 +3,7 @@
 # the package ships no tests/ folder (its include list is src/ and examples/), so what runs
 # is what it does ship: its unit tests and its doctests (Poll, Registry, Waker across
 # threads, TCP, UDP, Unix sockets, pipes), with every feature. `cargo test` runs natively
-# and under LD_PRELOAD=libeventpoll.so with each driver (uring, the default; epoll; poll);
+# and under LD_PRELOAD=libeventpoll.so with each driver (uring; epoll, the default; poll);
 # under the preload cargo, rustdoc and rustc are preloaded too, and each doctest program
 # is a child that inherits it. Each run in its own network namespace, bounded by 300 s.
 # Exit 0 iff every test ends the same way as natively.

@@ -2,7 +2,7 @@
 # Node.js (the machine's node, else Debian's nodejs) runs crates/eventpoll-capi/tests/node/loops.js
 # -- timers, setImmediate, the thread pool (fs, fs.watch), an HTTP server and client, TCP,
 # UDP, worker threads, child processes, a signal -- natively and under
-# LD_PRELOAD=libeventpoll.so with each driver (uring, the default; epoll; poll), each with
+# LD_PRELOAD=libeventpoll.so with each driver (uring; epoll, the default; poll), each with
 # UV_USE_IO_URING=1 (libuv submits epoll_ctl and file operations through io_uring) and
 # UV_USE_IO_URING=0. Every run is in its own network namespace (loopback only) and bounded
 # (a step whose callbacks never come prints "<step>: timeout" after STEP_MS, default

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Python's own test_epoll and test_selectors, natively and under LD_PRELOAD=libeventpoll.so
-# (all three drivers: uring, the default; epoll; poll): every test must end the same way as natively (ok / skipped / ...), and
+# (all three drivers: uring; epoll, the default; poll): every test must end the same way as natively (ok / skipped / ...), and
 # the preloaded runs must really go through eventpoll (EVENTPOLL_LOG counts the calls).
 source "$(dirname "$0")/capi-lib.sh"
 build_lib

@@ -2,7 +2,7 @@
 # A tokio program (crates/eventpoll-capi/examples/tokio_loops.rs: a current-thread runtime
 # woken from plain threads, then a multi-threaded runtime through cross-thread wakers,
 # spawn_blocking, timers and TCP on loopback) natively and under LD_PRELOAD=libeventpoll.so
-# with each driver (uring, the default; epoll; poll), REPS times each (default 5: some
+# with each driver (uring; epoll, the default; poll), REPS times each (default 5: some
 # lost wakeups show in only some runs), each run in its own network namespace and bounded
 # (a step that hangs prints "<step>: timeout" after 10 s; a run is killed after 150 s).
 # Exit 0 iff every transcript equals the first native one, line for line.

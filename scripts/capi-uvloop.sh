@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # uvloop (PyPI wheel: it bundles libuv, which submits epoll_ctl through io_uring) and
 # uvloop's own test suite (from its source package, the same version) natively and under
-# LD_PRELOAD=libeventpoll.so with each driver (uring, the default; epoll; poll), all in
+# LD_PRELOAD=libeventpoll.so with each driver (uring; epoll, the default; poll), all in
 # the same run: every test must end the same way as natively. Tests run one by one under
 # crates/eventpoll-capi/tests/py/pertest.py, so a test that hangs is recorded as `timeout`
 # (PER_TEST seconds, default 15; the slowest native test takes about 5 s) and the rest

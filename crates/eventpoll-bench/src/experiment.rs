@@ -31,7 +31,7 @@ pub enum Method {
     /// The eventpoll engine over real (host) pipes, level-triggered, with eventpoll-host's
     /// kernel-epoll driver.
     EngineHost,
-    /// The same with eventpoll-host's io_uring driver (libeventpoll's default).
+    /// The same with eventpoll-host's io_uring driver (libeventpoll's default until 2026-12-08).
     EngineHostUring,
 }
 

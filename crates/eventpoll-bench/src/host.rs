@@ -1,6 +1,6 @@
 //! The eventpoll engine over real (host) pipes as a pipetest [`Rig`]: the read ends are
-//! `eventpoll_host` descriptors (readiness from a host driver: the kernel-epoll one or the
-//! io_uring one `libeventpoll` uses by default; every epoll semantic in the engine) watched by one engine instance, level-triggered; reads and writes
+//! `eventpoll_host` descriptors (readiness from a host driver: the kernel-epoll one
+//! `libeventpoll` uses by default, or the io_uring one; every epoll semantic in the engine) watched by one engine instance, level-triggered; reads and writes
 //! go straight to the kernel, as a program running on `libeventpoll.so` does. Bound by the
 //! descriptor limit like the kernel methods (two descriptors per pipe, plus the driver's).
 

@@ -21,9 +21,9 @@ pub const TARGET_TOKENS_RATIO: f64 = 10.0;
 
 /// The host-pipes targets (issue 16, raised from issue 5's 0.8×): eventpoll over real pipes
 /// passes at least this share of the kernel epoll's tokens/s at every N — with the io_uring
-/// driver (libeventpoll's default)...
+/// driver (libeventpoll's default until 2026-12-08)...
 pub const TARGET_HOST_URING_RATIO: f64 = 0.9;
-/// ...and with the kernel-epoll driver (the fallback).
+/// ...and with the kernel-epoll driver (libeventpoll's default since).
 pub const TARGET_HOST_EPOLL_RATIO: f64 = 0.85;
 
 /// Remarks printed under the table, numbered; the table shows `word [i]`.

@@ -12,9 +12,12 @@
 //! registered descriptor and wakes its object's wait queue when the host reports activity.
 //! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]), or
 //! io_uring multishot polls ([`driver::uring`]), which report every wakeup with its key —
-//! also the wakeups that leave no readiness behind, which a kernel epoll cannot show
-//! ([`Host::best`] picks it when the kernel allows io_uring); the portable fallback is
-//! `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
+//! also the wakeups that leave no readiness behind, which a kernel epoll cannot show, but
+//! holds a reference to every file it watches until the poll is cancelled: when a process
+//! dies with polls armed, its files are released by the kernel's ring teardown a few
+//! milliseconds after the process is gone (a listening port stays bound). [`Host::best`]
+//! picks the kernel epoll, which holds no reference, so that files end with their process as
+//! on Linux; the portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
 //! takes with one `poll(2)` for all of them (the engine's batched-poll hook).
 //!
 //! Waiting: [`HostEpoll::wait`] pumps the driver, harvests, and blocks in the host
@@ -131,13 +134,28 @@ impl Host {
         })
     }
 
-    /// A host with the best driver that works here: io_uring (every wakeup with its key),
-    /// else the kernel epoll, else `poll(2)`.
+    /// A host with the best driver that works here: the kernel epoll, else io_uring, else
+    /// `poll(2)`.
+    ///
+    /// The kernel epoll first (since 2026-12-08; io_uring before): io_uring sees every
+    /// wakeup with its key, also those that leave no readiness behind, but an armed poll
+    /// holds a reference to its file, and when a process ends — by a signal too — with polls
+    /// armed the kernel drops them in the ring's teardown, on a work queue, after the
+    /// process is gone: its sockets stay bound for some milliseconds after `waitpid`
+    /// returns (`EADDRINUSE` for the next server on the port; libuv's own test suite, whose
+    /// tests reuse one port right after killing the last test's server, fails 14 to 16 of
+    /// its 507 tests that way with the machine loaded). A kernel epoll holds no reference:
+    /// the files end with the process, as on Linux.
+    ///
+    /// ```
+    /// let host = eventpoll_host::Host::best(1000).unwrap();
+    /// assert_eq!(host.kind(), eventpoll_host::DriverKind::KernelEpoll);
+    /// ```
     pub fn best(hidden_base: i32) -> Result<Host, Errno> {
         let mut last = Errno::ENOSYS;
         for kind in [
-            DriverKind::IoUring,
             DriverKind::KernelEpoll,
+            DriverKind::IoUring,
             DriverKind::Poll,
         ] {
             match Host::with_hidden_base(kind, hidden_base) {
