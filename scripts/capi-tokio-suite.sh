@@ -49,8 +49,8 @@ done
 mapfile -t bins < <(grep -oE '\(target/release/deps/[^)]+\)|\('"$TMP"'/target/release/deps/[^)]+\)' "$TMP/build.txt" \
     | tr -d '()' | sed "s#^target/#$TMP/target/#")
 echo "${#bins[@]} test binaries"
-# tokio's tests leave unix sockets in the temporary directory (60 a run: named by tempfile
-# and by UUID, natively as under the preload): theirs is this run's own, removed with it.
+# Whatever tokio's tests put in the temporary directory goes to this run's own, removed
+# with it.
 mkdir -p "$TMP/tmp"
 export TMPDIR="$TMP/tmp"
 run() { # $1: native|DRIVER; per-test outcomes in $TMP/$1.res

@@ -48,6 +48,10 @@ n=$(wc -l < "$TMP/ids")
 echo "uvloop $VERSION (libuv $LIBUV): $n tests (test_sourcecode not run: it lints uvloop's source)"
 [ "$n" -gt 100 ] || { echo "too few tests found"; exit 1; }
 mkdir "$TMP/shards" "$TMP/out"
+# uvloop's tests leave unix sockets in the temporary directory (60 a run, named by tempfile
+# and by UUID, natively as under the preload): theirs is this run's own, removed with it.
+mkdir -p "$TMP/tmp"
+export TMPDIR="$TMP/tmp"
 split -n "r/$SHARDS" -d "$TMP/ids" "$TMP/shards/"
 
 run() { # $1: native|uring|epoll|poll; all its shards at once, each in its own netns
