@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "tally.h"
 
 /* Which implementation runs: "kernel" (glibc alone), or the library's driver under
  * LD_PRELOAD ("uring", "epoll", "poll"). Known deviations, documented in
@@ -36,18 +36,6 @@ static const char *impl = "kernel";
 static int deviates(const char *drivers) {
     return strcmp(impl, "kernel") != 0 && strstr(drivers, impl) != NULL;
 }
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            printf("FAIL line %d: ", __LINE__);                                            \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-        }                                                                                  \
-    } while (0)
 
 static long now_ms(void) {
     struct timespec t;
