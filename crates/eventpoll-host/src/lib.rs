@@ -143,8 +143,8 @@ impl Host {
     /// armed the kernel drops them in the ring's teardown, on a work queue, after the
     /// process is gone: its sockets stay bound for some milliseconds after `waitpid`
     /// returns (`EADDRINUSE` for the next server on the port; libuv's own test suite, whose
-    /// tests reuse one port right after killing the last test's server, fails 14 to 16 of
-    /// its 507 tests that way with the machine loaded). A kernel epoll holds no reference:
+    /// tests reuse one port right after killing the last test's server, fails 10 to 16 of
+    /// its 507 tests that way, 14 with the machine idle). A kernel epoll holds no reference:
     /// the files end with the process, as on Linux.
     ///
     /// ```
