@@ -13,12 +13,13 @@
 //! On Linux that is a private kernel epoll in edge-triggered mode ([`driver::kernel`]), or
 //! io_uring multishot polls ([`driver::uring`]), which report every wakeup with its key —
 //! also the wakeups that leave no readiness behind, which a kernel epoll cannot show, but
-//! holds a reference to every file it watches until the poll is cancelled: when a process
-//! dies with polls armed, its files are released by the kernel's ring teardown a few
+//! hold a reference to every file they watch until they are cancelled: when a process dies
+//! with polls armed, its files are released by the kernel's ring teardown a few
 //! milliseconds after the process is gone (a listening port stays bound). [`Host::best`]
-//! picks the kernel epoll, which holds no reference, so that files end with their process as
-//! on Linux; the portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls the host items it
-//! takes with one `poll(2)` for all of them (the engine's batched-poll hook).
+//! picks the kernel epoll, which holds no reference, so that files end with their process
+//! as on Linux; the portable fallback is `poll(2)` ([`driver::poll`]). A harvest re-polls
+//! the host items it takes with one `poll(2)` for all of them (the engine's batched-poll
+//! hook).
 //!
 //! Waiting: [`HostEpoll::wait`] pumps the driver, harvests, and blocks in the host
 //! (`ppoll(2)` on the driver's descriptor and the thread's own eventfd, with the caller's
