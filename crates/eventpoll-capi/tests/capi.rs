@@ -74,6 +74,20 @@ impl Drop for Scratch {
     }
 }
 
+/// A test's C program `tests/c/FILE`, built into its own [`Scratch`] directory as `NAME`
+/// (the directory is returned with the program: it lives as long as the test holds it);
+/// `None`, said on standard error, where there is no `cc`.
+fn c_program(test: &str, file: &str, name: &str, extra: &[&str]) -> Option<(Scratch, PathBuf)> {
+    if !have("cc") {
+        eprintln!("cc not found: skipped");
+        return None;
+    }
+    let dir = Scratch::new(test);
+    let exe = dir.join(name);
+    cc_file(file, &exe, extra);
+    Some((dir, exe))
+}
+
 fn cc(out: &Path, extra: &[&str]) {
     cc_file("errors.c", out, extra)
 }
@@ -244,14 +258,11 @@ fn c_stack_buffers_skip_the_probe_and_others_keep_it() {
 /// bounded: a lost wakeup fails a check.
 #[test]
 fn c_thread_wakeups_match_the_kernel_with_every_driver() {
-    if !have("cc") {
-        eprintln!("cc not found: skipped");
+    let Some((_dir, exe)) = c_program("threads", "threads.c", "threads_native", &["-lpthread"])
+    else {
         return;
-    }
+    };
     let lib = lib_dir();
-    let out = Scratch::new("threads");
-    let exe = out.join("threads_native");
-    cc_file("threads.c", &exe, &["-lpthread"]);
     run_at_least(&mut Command::new(&exe), "threads: kernel (glibc)", 15);
     let so = lib.join("libeventpoll.so");
     for (driver, shared) in [
@@ -303,14 +314,10 @@ fn c_thread_wakeups_match_the_kernel_with_every_driver() {
 /// driver's shared mode.
 #[test]
 fn c_child_exit_releases_its_files_with_every_driver() {
-    if !have("cc") {
-        eprintln!("cc not found: skipped");
+    let Some((_dir, exe)) = c_program("fork-exit", "fork_exit.c", "fork_exit_native", &[]) else {
         return;
-    }
+    };
     let lib = lib_dir();
-    let out = Scratch::new("fork-exit");
-    let exe = out.join("fork_exit_native");
-    cc_file("fork_exit.c", &exe, &[]);
     run_at_least(&mut Command::new(&exe), "fork_exit: kernel (glibc)", 10);
     let so = lib.join("libeventpoll.so");
     for (driver, shared) in [
@@ -341,14 +348,15 @@ fn c_child_exit_releases_its_files_with_every_driver() {
 /// `--report` mode, which only counts, and the counts are printed.
 #[test]
 fn c_watched_files_end_with_their_process() {
-    if !have("cc") {
-        eprintln!("cc not found: skipped");
+    let Some((_dir, exe)) = c_program(
+        "exit-releases",
+        "exit_releases_watched.c",
+        "exit_releases_watched",
+        &[],
+    ) else {
         return;
-    }
+    };
     let lib = lib_dir();
-    let out = Scratch::new("exit-releases");
-    let exe = out.join("exit_releases_watched");
-    cc_file("exit_releases_watched.c", &exe, &[]);
     run_at_least(
         &mut Command::new(&exe),
         "exit_releases: kernel (glibc)",
@@ -614,14 +622,15 @@ fn check_programs_name_exactly_their_pitfall() {
 /// number, which the program prints.
 #[test]
 fn a_ghost_item_kept_by_a_received_number_names_it() {
-    if !have("cc") {
-        eprintln!("skipped: no cc");
+    let Some((_dir, exe)) = c_program(
+        "check-keeper",
+        "check/ghost_item_received.c",
+        "check-ghost_item_received-keeper",
+        &["-pthread"],
+    ) else {
         return;
-    }
+    };
     let so = lib_dir().join("libeventpoll.so");
-    let dir = Scratch::new("check-keeper");
-    let exe = dir.join("check-ghost_item_received-keeper");
-    cc_file("check/ghost_item_received.c", &exe, &["-pthread"]);
     for driver in ["uring", "epoll", "poll"] {
         let o = Command::new(&exe)
             .env("LD_PRELOAD", &so)
@@ -662,14 +671,15 @@ fn a_ghost_item_kept_by_a_received_number_names_it() {
 /// runs on (checking off, or to standard error).
 #[test]
 fn check_setting_errors_are_reported_once_and_the_program_runs_on() {
-    if !have("cc") {
-        eprintln!("skipped: no cc");
+    let Some((_dir, exe)) = c_program(
+        "check-settings",
+        "check/ghost_item.c",
+        "check-ghost_item-settings",
+        &["-pthread"],
+    ) else {
         return;
-    }
+    };
     let so = lib_dir().join("libeventpoll.so");
-    let dir = Scratch::new("check-settings");
-    let exe = dir.join("check-ghost_item-settings");
-    cc_file("check/ghost_item.c", &exe, &["-pthread"]);
     let o = Command::new(&exe)
         .env("LD_PRELOAD", &so)
         .env("EVENTPOLL_CHECK", "yes")
@@ -703,14 +713,15 @@ fn check_setting_errors_are_reported_once_and_the_program_runs_on() {
 /// goes to standard error); with the log on, its first line names the driver in use.
 #[test]
 fn setting_errors_are_reported_once_and_the_program_runs_on() {
-    if !have("cc") {
-        eprintln!("skipped: no cc");
+    let Some((_dir, exe)) = c_program(
+        "settings",
+        "check/ghost_item.c",
+        "settings-ghost_item",
+        &["-pthread"],
+    ) else {
         return;
-    }
+    };
     let so = lib_dir().join("libeventpoll.so");
-    let dir = Scratch::new("settings");
-    let exe = dir.join("settings-ghost_item");
-    cc_file("check/ghost_item.c", &exe, &["-pthread"]);
     let run = |var: &str, value: &str| {
         let o = Command::new(&exe)
             .env("LD_PRELOAD", &so)
